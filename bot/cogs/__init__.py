@@ -1,0 +1,1 @@
+"""Discord cogs: generate, schedule, admin."""

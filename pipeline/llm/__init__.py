@@ -1,0 +1,1 @@
+"""Language and vision model providers behind TextModel and VisionModel."""

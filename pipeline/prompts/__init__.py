@@ -1,0 +1,1 @@
+"""Prompt methods and the description templates."""

@@ -1,0 +1,1 @@
+"""Fitting media to each platform and publishing to it, exactly once."""

@@ -1,0 +1,1 @@
+"""The database behind the pipeline: SQLite by default, MySQL/MariaDB by URL."""

@@ -1,0 +1,1 @@
+"""Tests mirror the packages; fakes/ holds servers that speak the real protocols."""
