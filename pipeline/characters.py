@@ -1,0 +1,616 @@
+"""Character files: YAML -> a validated, frozen `Character`, and seeded weighted picks.
+
+Every problem in a file is reported at once, each as `file:line: key.path: message`. Shape and
+types are checked by pydantic; names (strategies, templates, styles, workflow files) by
+`_check_names`. Imports domain modules and `strategies` names only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from random import Random
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+
+from pipeline.errors import CharacterError, CharacterNotFound, Problem
+from pipeline.models import Platform
+from pipeline.prompts.library import PROMPT_METHODS, TemplateLibrary
+from strategies import STRATEGY_NAMES, VIDEO_STRATEGIES
+
+#: a character's name is its file's stem: letters, digits, '_' and '-', nothing that walks paths
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+Weights = dict[str, float]
+
+
+def pick(weights: Mapping[str, float], rng: Random) -> str:
+    """One name, with probability proportional to its weight; names in sorted order so the
+    same seed gives the same pick whatever the file's key order."""
+    names = sorted(name for name, weight in weights.items() if weight > 0)
+    if not names:
+        raise ValueError("no choice has a positive weight")
+    return rng.choices(names, weights=[weights[name] for name in names], k=1)[0]
+
+
+# ---------------------------------------------------------------------------- file shape
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class CharacterInfo(_Model):
+    name: str = Field(min_length=1, max_length=100)
+    group_name: str = ""
+    description: str = ""
+
+
+class Generation(_Model):
+    output_dir: str = ""
+    generation_type_weights: Weights
+    workflows: dict[str, str] = Field(default_factory=dict)
+    similarity_threshold: float = Field(default=0.5, ge=0, le=1)
+    #: when no image reaches the threshold: keep the best K (0: the run fails instead)
+    keep_best_when_none_pass: int = Field(default=1, ge=0, le=20)
+    prompt_method_weights: Weights = Field(default_factory=lambda: {"arbitrary": 1.0})
+    image_system_prompt_weights: Weights = Field(
+        default_factory=lambda: {"stable_diffusion_prompt": 1.0}
+    )
+    video_system_prompt_weights: Weights = Field(default_factory=lambda: {"video_description": 1.0})
+    style_weights: Weights = Field(default_factory=lambda: {"": 1.0})
+    descriptions: int = Field(default=2, ge=1, le=10)
+
+    @field_validator("similarity_threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool) and not 0 <= value <= 1:
+            raise ValueError("must be between 0 and 1")
+        return value
+
+
+class PlatformConfig(_Model):
+    enabled: bool = False
+    #: which credentials to use: a name the README's credentials section resolves
+    credentials: str = ""
+    prefix: str = ""
+    #: how an image outside the platform's aspect limits is fitted
+    fit: Literal["pad", "crop"] = "pad"
+
+    @model_validator(mode="after")
+    def _credentials_when_enabled(self) -> PlatformConfig:
+        if self.enabled and not self.credentials:
+            raise ValueError("an enabled platform needs `credentials`")
+        return self
+
+
+class SocialMedia(_Model):
+    default_hashtags: list[str] = Field(default_factory=list)
+    platforms: dict[Platform, PlatformConfig] = Field(default_factory=dict)
+
+    @field_validator("default_hashtags")
+    @classmethod
+    def _hashtags(cls, tags: list[str]) -> list[str]:
+        cleaned = []
+        for tag in tags:
+            text = tag.strip().lstrip("#")
+            if not text or any(ch.isspace() for ch in text):
+                raise ValueError(f"hashtag {tag!r} must be one word")
+            cleaned.append("#" + text)
+        return cleaned
+
+
+class NodeUpdate(_Model):
+    """One entry of `custom_node_updates`: which node(s), and the inputs to set on them."""
+
+    node_type: str | None = None
+    title: str | None = None
+    id: str | None = None
+    inputs: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> NodeUpdate:
+        chosen = [k for k in ("node_type", "title", "id") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError("needs exactly one of node_type, title or id")
+        if not self.inputs:
+            raise ValueError("inputs must set at least one input")
+        return self
+
+    def as_mapping(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class StageParams(_Model):
+    workflow: str | None = None
+    images_per_description: int | None = Field(default=None, ge=1, le=16)
+    images_per_input: int | None = Field(default=None, ge=1, le=16)
+    denoise: float | None = Field(default=None, gt=0, le=1)
+    custom_node_updates: list[NodeUpdate] = Field(default_factory=list)
+
+
+class StrategyParams(StageParams):
+    videos_per_description: int | None = Field(default=None, ge=1, le=8)
+    input_dir: str | None = None
+    #: how many of the best images of the first stage go on to the second
+    keep_top: int | None = Field(default=None, ge=1, le=16)
+    first_stage: StageParams | None = None
+    second_stage: StageParams | None = None
+
+
+class AdditionalParams(_Model):
+    general: StrategyParams = Field(default_factory=StrategyParams)
+    strategies: dict[str, StrategyParams] = Field(default_factory=dict)
+
+
+class QuietHours(_Model):
+    start: int = Field(ge=0, le=23)
+    end: int = Field(ge=0, le=23)
+
+    def contains(self, hour: int) -> bool:
+        if self.start <= self.end:
+            return self.start <= hour < self.end
+        return hour >= self.start or hour < self.end
+
+
+class Chance(_Model):
+    """Probability of running on a due tick: base + growth_per_hour x hours since the last
+    success, capped at `maximum` (the reference scheduler's rising chance)."""
+
+    base: float = Field(ge=0, le=1)
+    growth_per_hour: float = Field(default=0.0, ge=0, le=1)
+    maximum: float = Field(default=1.0, ge=0, le=1)
+
+    def at(self, hours_since_success: float | None) -> float:
+        if hours_since_success is None:
+            return self.maximum
+        return min(self.maximum, self.base + self.growth_per_hour * hours_since_success)
+
+
+class Schedule(_Model):
+    enabled: bool = False
+    timezone: str = "UTC"
+    hours: list[int] | None = None
+    every_hours: int | None = Field(default=None, ge=1, le=24)
+    quiet_hours: QuietHours | None = None
+    chance: Chance | None = None
+    daily_budget: dict[Platform, int] = Field(default_factory=dict)
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, hours: list[int] | None) -> list[int] | None:
+        if hours is not None:
+            bad = [h for h in hours if not 0 <= h <= 23]
+            if bad:
+                raise ValueError(f"must be between 0 and 23 (got {bad[0]})")
+            return sorted(set(hours))
+        return hours
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r} (use a name like Europe/Berlin)"
+            ) from None
+        return name
+
+    @field_validator("daily_budget")
+    @classmethod
+    def _budget(cls, budget: dict[Platform, int]) -> dict[Platform, int]:
+        for platform, count in budget.items():
+            if count < 0:
+                raise ValueError(f"{platform.value} budget must not be negative")
+        return budget
+
+    @model_validator(mode="after")
+    def _when(self) -> Schedule:
+        if self.hours is not None and self.every_hours is not None:
+            raise ValueError("give either hours or every_hours, not both")
+        if self.enabled and self.hours is None and self.every_hours is None:
+            raise ValueError("an enabled schedule needs hours or every_hours")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class CharacterFile(_Model):
+    """The whole file as written."""
+
+    character: CharacterInfo
+    generation: Generation
+    social_media: SocialMedia = Field(default_factory=SocialMedia)
+    additional_params: AdditionalParams = Field(default_factory=AdditionalParams)
+    schedule: Schedule = Field(default_factory=Schedule)
+
+
+# ---------------------------------------------------------------------------- the character
+
+
+@dataclass(frozen=True)
+class Character:
+    """A validated character: its key (file stem), where it came from, and its settings."""
+
+    key: str
+    path: Path
+    root: Path
+    spec: CharacterFile
+
+    @property
+    def name(self) -> str:
+        return self.spec.character.name
+
+    @property
+    def group_name(self) -> str:
+        return self.spec.character.group_name
+
+    @property
+    def generation(self) -> Generation:
+        return self.spec.generation
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.spec.schedule
+
+    @property
+    def output_dir(self) -> Path:
+        configured = self.generation.output_dir or f"output/{self.key}"
+        return self.root / configured
+
+    def enabled_platforms(self) -> dict[Platform, PlatformConfig]:
+        return {p: c for p, c in self.spec.social_media.platforms.items() if c.enabled}
+
+    def params_for(self, strategy: str) -> StrategyParams:
+        """`additional_params.general`, overridden key by key by `strategies.<strategy>`."""
+        general = self.spec.additional_params.general
+        specific = self.spec.additional_params.strategies.get(strategy)
+        if specific is None:
+            return general
+        merged = general.model_dump(exclude_unset=True) | specific.model_dump(exclude_unset=True)
+        return StrategyParams.model_validate(merged)
+
+    def workflow_path(self, strategy: str, stage: str | None = None) -> Path:
+        """The workflow file for a strategy, and stage for the two-stage ones.
+
+        A stage's own `workflow` wins; else the first stage falls back to
+        `generation.workflows.text2img` and the second (like a one-stage strategy) to the
+        strategy's `workflow`, then `generation.workflows.<strategy>`.
+        """
+        params = self.params_for(strategy)
+        stage_params = getattr(params, stage) if stage else None
+        workflows = self.generation.workflows
+        if stage == "first_stage":
+            fallback = workflows.get("text2img")
+        else:
+            fallback = params.workflow or workflows.get(strategy)
+        name = (stage_params.workflow if stage_params else None) or fallback
+        if name is None:
+            raise KeyError(f"character {self.key!r} names no workflow for {strategy}")
+        return self.root / name
+
+    def pick_generation_type(self, rng: Random) -> str:
+        return pick(self.generation.generation_type_weights, rng)
+
+    def pick_prompt_method(self, rng: Random) -> str:
+        return pick(self.generation.prompt_method_weights, rng)
+
+    def pick_template(self, rng: Random, *, video: bool) -> str:
+        gen = self.generation
+        return pick(
+            gen.video_system_prompt_weights if video else gen.image_system_prompt_weights, rng
+        )
+
+    def pick_style(self, rng: Random) -> str:
+        return pick(self.generation.style_weights, rng)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _line_map(
+    node: yaml.Node,
+    path: tuple[str | int, ...],
+    out: dict[tuple[str | int, ...], int],
+    dupes: list[tuple[tuple[str | int, ...], int]],
+) -> None:
+    """Record the 1-based line of every key and item below `node`, and duplicate keys."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = (*path, key)
+            if key in seen:
+                dupes.append((child, key_node.start_mark.line + 1))
+            seen.add(key)
+            out[child] = key_node.start_mark.line + 1
+            _line_map(value_node, child, out, dupes)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, (*path, index), out, dupes)
+
+
+def _clean(loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    # pydantic marks a failure of a mapping's key (not its value) with a "[key]" step
+    return tuple(part for part in loc if part != "[key]")
+
+
+def _line_for(lines: Mapping[tuple[str | int, ...], int], loc: Sequence[str | int]) -> int | None:
+    path = _clean(loc)
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get((), None)
+
+
+_TYPE_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "unknown key",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping (key: value lines)",
+    "model_type": "must be a mapping (key: value lines)",
+    "model_attributes_type": "must be a mapping (key: value lines)",
+    "list_type": "must be a list",
+    "string_too_short": "must not be empty",
+}
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind in _TYPE_MESSAGES:
+        return _TYPE_MESSAGES[kind]
+    ctx = error.get("ctx") or {}
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        bound = next(iter(ctx.values()), "")
+        words = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }
+        return f"must be {words[kind]} {bound}"
+    if kind == "enum":
+        return "must be one of " + str(ctx.get("expected", "")).replace("'", "")
+    message = str(error["msg"])
+    return message.replace("Input should be", "must be").replace("Value error, ", "")
+
+
+def _key(loc: Sequence[str | int]) -> str:
+    parts: list[str] = []
+    for part in _clean(loc):
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part == "":
+            parts.append('.""')
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+class Characters:
+    """The characters folder: names, and validated loading with every problem reported."""
+
+    def __init__(self, folder: Path, library: TemplateLibrary, *, root: Path | None = None) -> None:
+        self.folder = folder
+        self.library = library
+        #: paths inside character files (workflows, output) are relative to this folder
+        self.root = root if root is not None else folder.resolve().parent
+
+    def names(self) -> list[str]:
+        """Every loadable character's key: the stems of `*.yaml` files, minus the example."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(
+            p.stem
+            for p in self.folder.glob("*.y*ml")
+            if p.suffix in {".yaml", ".yml"} and p.stem != "example" and NAME_PATTERN.match(p.stem)
+        )
+
+    def path_of(self, name: str) -> Path:
+        """The file of a character key; refuses anything that is not one of our files."""
+        if not NAME_PATTERN.match(name):
+            raise CharacterNotFound(name[:64], self.names())
+        for suffix in (".yaml", ".yml"):
+            path = self.folder / f"{name}{suffix}"
+            if path.is_file():
+                return path
+        raise CharacterNotFound(name, self.names())
+
+    def load(self, name: str) -> Character:
+        return self.load_file(self.path_of(name))
+
+    def load_all(self) -> tuple[list[Character], list[Problem]]:
+        """Every character file (the example too), with all problems of the broken ones."""
+        characters: list[Character] = []
+        problems: list[Problem] = []
+        for path in sorted(self.folder.glob("*.y*ml")):
+            try:
+                characters.append(self.load_file(path))
+            except CharacterError as exc:
+                problems.extend(exc.problems)
+        return characters, problems
+
+    def load_file(self, path: Path) -> Character:
+        shown = _display(path, self.root)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CharacterError(
+                [Problem(shown, None, "", f"cannot read the file ({exc})")]
+            ) from None
+        return self.parse(text, path=path, shown=shown)
+
+    def parse(self, text: str, *, path: Path, shown: str | None = None) -> Character:
+        shown = shown or _display(path, self.root)
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            reason = getattr(exc, "problem", None) or "not valid YAML"
+            raise CharacterError([Problem(shown, line, "", f"invalid YAML: {reason}")]) from None
+        if node is None or data is None:
+            raise CharacterError([Problem(shown, 1, "", "the file is empty")])
+        if not isinstance(data, dict):
+            raise CharacterError(
+                [Problem(shown, node.start_mark.line + 1, "", "must be a mapping of sections")]
+            )
+        lines: dict[tuple[str | int, ...], int] = {}
+        dupes: list[tuple[tuple[str | int, ...], int]] = []
+        _line_map(node, (), lines, dupes)
+        problems = [Problem(shown, line, _key(loc), "duplicate key") for loc, line in dupes]
+        try:
+            spec = CharacterFile.model_validate(data)
+        except ValidationError as exc:
+            problems += [
+                Problem(shown, _line_for(lines, e["loc"]), _key(e["loc"]), _message(e))
+                for e in exc.errors()
+            ]
+            raise CharacterError(problems) from None
+        problems += [
+            Problem(shown, _line_for(lines, loc), _key(loc), message)
+            for loc, message in _check_names(spec, self.library, self.root)
+        ]
+        if problems:
+            raise CharacterError(problems)
+        return Character(key=path.stem, path=path, root=self.root, spec=spec)
+
+
+def _check_weights(
+    loc: tuple[str | int, ...], weights: Mapping[str, float], known: Iterable[str], what: str
+) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    known = list(known)
+    for name, weight in weights.items():
+        if name not in known:
+            listing = ", ".join(repr(k) if k == "" else k for k in known)
+            yield (*loc, name), f"unknown {what} {name!r} (known: {listing})"
+        elif weight < 0:
+            yield (*loc, name), "weight must not be negative"
+    if weights and all(w <= 0 for w in weights.values()) and all(w >= 0 for w in weights.values()):
+        yield loc, "every weight is 0: give at least one a positive weight"
+    if not weights:
+        yield loc, "needs at least one choice with a positive weight"
+
+
+def _check_names(
+    spec: CharacterFile, library: TemplateLibrary, root: Path
+) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """What pydantic cannot know: names that must exist, files that must be there."""
+    gen = spec.generation
+    yield from _check_weights(
+        ("generation", "generation_type_weights"),
+        gen.generation_type_weights,
+        STRATEGY_NAMES,
+        "strategy",
+    )
+    yield from _check_weights(
+        ("generation", "prompt_method_weights"),
+        gen.prompt_method_weights,
+        PROMPT_METHODS,
+        "prompt method",
+    )
+    yield from _check_weights(
+        ("generation", "image_system_prompt_weights"),
+        gen.image_system_prompt_weights,
+        library.image_templates,
+        "image template",
+    )
+    yield from _check_weights(
+        ("generation", "video_system_prompt_weights"),
+        gen.video_system_prompt_weights,
+        library.video_templates,
+        "video template",
+    )
+    yield from _check_weights(
+        ("generation", "style_weights"), gen.style_weights, library.styles, "style"
+    )
+    for name in gen.workflows:
+        if name not in STRATEGY_NAMES:
+            yield ("generation", "workflows", name), f"unknown strategy {name!r}"
+    for name in spec.additional_params.strategies:
+        if name not in STRATEGY_NAMES:
+            yield ("additional_params", "strategies", name), f"unknown strategy {name!r}"
+    if gen.prompt_method_weights.get("two_character", 0) > 0 and not spec.character.group_name:
+        yield (
+            ("generation", "prompt_method_weights", "two_character"),
+            "two_character needs character.group_name (the second character comes from the group)",
+        )
+
+    # Every workflow file named anywhere must exist; every strategy in use must have one.
+    def workflow_refs() -> Iterable[tuple[tuple[str | int, ...], str]]:
+        for strategy, file in gen.workflows.items():
+            yield ("generation", "workflows", strategy), file
+        params = spec.additional_params
+        for scope, sp in [("general", params.general), *params.strategies.items()]:
+            base: tuple[str | int, ...] = (
+                ("additional_params", "general")
+                if scope == "general"
+                else ("additional_params", "strategies", scope)
+            )
+            if sp.workflow:
+                yield (*base, "workflow"), sp.workflow
+            for stage in ("first_stage", "second_stage"):
+                stage_params = getattr(sp, stage)
+                if stage_params is not None and stage_params.workflow:
+                    yield (*base, stage, "workflow"), stage_params.workflow
+
+    for loc, file in workflow_refs():
+        path = root / file
+        if not path.is_file():
+            yield loc, f"workflow file {file!r} does not exist"
+        elif path.suffix != ".json":
+            yield loc, f"workflow file {file!r} must be an API-format .json file"
+
+    character = Character(key="", path=root, root=root, spec=spec)
+    for strategy, weight in gen.generation_type_weights.items():
+        if weight <= 0 or strategy not in STRATEGY_NAMES:
+            continue
+        for stage in _stages(strategy):
+            try:
+                character.workflow_path(strategy, stage)
+            except KeyError:
+                where = f" ({stage.replace('_', ' ')})" if stage else ""
+                yield (
+                    ("generation", "workflows"),
+                    f"{strategy} has weight {weight:g} but no workflow{where}: add "
+                    f"generation.workflows.{strategy}",
+                )
+        if strategy in VIDEO_STRATEGIES and not gen.video_system_prompt_weights:
+            yield (
+                ("generation", "video_system_prompt_weights"),
+                f"{strategy} needs a video template",
+            )
+
+
+def _stages(strategy: str) -> tuple[str | None, ...]:
+    if strategy in {"text2image2image", "text2image2video"}:
+        return ("first_stage", "second_stage")
+    return (None,)

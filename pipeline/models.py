@@ -1,0 +1,213 @@
+"""Domain records: Job, Run and what a run collects (frozen dataclasses).
+
+A Run is saved after every step; `to_json` / `from_json` are its storage form. Imports nothing
+from the project but the error tree.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import TypeAdapter
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (naive datetimes are not used anywhere)."""
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    """A short id a person can type: 12 hex characters."""
+    return secrets.token_hex(6)
+
+
+class Platform(StrEnum):
+    INSTAGRAM = "instagram"
+    TWITTER = "twitter"
+
+
+class MediaKind(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+class RunState(StrEnum):
+    """Where a run stands. The order of the first members is the order of the steps."""
+
+    CREATED = "created"
+    PROMPTED = "prompted"
+    DESCRIBED = "described"
+    GENERATED = "generated"
+    SCORED = "scored"
+    CAPTIONED = "captioned"
+    AWAITING_REVIEW = "awaiting_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    PUBLISHING = "publishing"
+    PUBLISHED = "published"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True when nothing more happens to the run by itself."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset(
+    {RunState.REJECTED, RunState.EXPIRED, RunState.PUBLISHED, RunState.FAILED, RunState.CANCELLED}
+)
+
+
+class PostState(StrEnum):
+    """A post record's state: written as POSTING before the remote call, never posted twice."""
+
+    POSTING = "posting"
+    POSTED = "posted"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What was asked: which character, optionally prompt / type / method, and by whom."""
+
+    character: str
+    requested_by: str = "cli"
+    prompt: str | None = None
+    generation_type: str | None = None
+    prompt_method: str | None = None
+    seed: int | None = None
+    quick: bool = False
+    publish: bool = True
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Every random choice of a run, with the seed they came from, so a run can be replayed."""
+
+    seed: int
+    character: str
+    generation_type: str
+    prompt_method: str
+    template: str
+    style: str
+    workflows: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One generated file, relative to the run's folder, with its score when scored."""
+
+    path: str
+    kind: MediaKind
+    description_index: int
+    stage: str = "final"
+    score: float | None = None
+    reason: str | None = None
+    kept: bool = True
+
+
+@dataclass(frozen=True)
+class ReviewTicket:
+    """Where a review waits (channel and message ids), saved so a restart can find it again."""
+
+    channel_id: int
+    message_ids: tuple[int, ...]
+    posted_at: datetime
+    deadline: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A reviewer's answer: approved or not, which media (indexes into Run.media), by whom."""
+
+    approved: bool
+    selected: tuple[int, ...]
+    by: str
+    at: datetime
+    captions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PostAttempt:
+    at: datetime
+    outcome: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class PostRecord:
+    """One post of one run on one platform; unique per (run, platform)."""
+
+    run_id: str
+    platform: Platform
+    account: str
+    state: PostState
+    remote_id: str | None = None
+    url: str | None = None
+    error: str | None = None
+    attempts: tuple[PostAttempt, ...] = ()
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """Why a run failed: the step it was in and a user-safe sentence."""
+
+    step: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the pipeline, saved after every step."""
+
+    id: str
+    job: Job
+    state: RunState = RunState.CREATED
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    character: str = ""
+    choices: Choices | None = None
+    prompt: str | None = None
+    descriptions: tuple[str, ...] = ()
+    media: tuple[MediaItem, ...] = ()
+    captions: dict[str, str] = field(default_factory=dict)
+    ticket: ReviewTicket | None = None
+    decision: Decision | None = None
+    failure: RunFailure | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, job: Job, *, run_id: str | None = None) -> Self:
+        return cls(id=run_id or new_run_id(), job=job, character=job.character)
+
+    def advance(self, state: RunState, **changes: Any) -> Self:
+        """A copy in `state` with `changes` applied and updated_at set to now."""
+        return replace(self, state=state, updated_at=utcnow(), **changes)
+
+    def to_json(self) -> str:
+        return _RUN.dump_json(self).decode()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Run:
+        return _RUN.validate_json(text)
+
+
+_RUN: TypeAdapter[Run] = TypeAdapter(Run)
+_POST: TypeAdapter[PostRecord] = TypeAdapter(PostRecord)
+
+
+def post_attempts_to_json(attempts: tuple[PostAttempt, ...]) -> str:
+    return TypeAdapter(tuple[PostAttempt, ...]).dump_json(attempts).decode()
+
+
+def post_attempts_from_json(text: str | bytes) -> tuple[PostAttempt, ...]:
+    return TypeAdapter(tuple[PostAttempt, ...]).validate_json(text)

@@ -1,0 +1,157 @@
+"""MySQL / MariaDB through aiomysql, chosen by a `mysql://user:pass@host:port/db` URL.
+
+A statement that loses its connection (server gone away, connection killed, restart) is retried
+up to three times on a fresh connection. Imports only aiomysql / pymysql and the seam; never logs
+the URL, since it may hold the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import aiomysql
+import pymysql
+
+from pipeline.store.db import Cursor, Dialect, DuplicateKey, Params, Row
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# pymysql / MariaDB codes that mean the connection, not the statement, failed:
+# 2003 can't connect, 2006 server has gone away, 2013 lost connection during query,
+# 1053 server shutdown in progress, 1927 connection was killed, 4031 idle-timeout disconnect.
+_CONNECTION_LOST = frozenset({2003, 2006, 2013, 1053, 1927, 4031})
+_DUPLICATE_ENTRY = 1062
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    if isinstance(exc, pymysql.err.OperationalError) and exc.args:
+        return exc.args[0] in _CONNECTION_LOST
+    return isinstance(exc, ConnectionError | asyncio.IncompleteReadError)
+
+
+def _to_pyformat(sql: str) -> str:
+    # The project's SQL has no '%' and no '?' inside literals: LIKE patterns travel as params.
+    return sql.replace("?", "%s")
+
+
+class _Tx:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async with self._conn.cursor() as cursor:
+            try:
+                await cursor.execute(_to_pyformat(sql), tuple(params))
+            except pymysql.err.IntegrityError as exc:
+                if exc.args and exc.args[0] == _DUPLICATE_ENTRY:
+                    raise DuplicateKey(str(exc.args[1] if len(exc.args) > 1 else exc)) from exc
+                raise
+            return int(cursor.rowcount)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._conn.cursor() as cursor:
+            await cursor.execute(_to_pyformat(sql), tuple(params))
+            return [tuple(row) for row in await cursor.fetchall()]
+
+
+class MysqlDatabase:
+    dialect: Dialect = "mysql"
+
+    def __init__(self, pool: Any, *, retries: int = 3, retry_delay: float = 0.2) -> None:
+        self._pool = pool
+        self._retries = retries
+        self._retry_delay = retry_delay
+
+    @classmethod
+    async def open(
+        cls, url: str, *, retries: int = 3, retry_delay: float = 0.2, max_connections: int = 10
+    ) -> MysqlDatabase:
+        parts = urlsplit(url)
+        if parts.scheme not in {"mysql", "mariadb", "mysql+aiomysql"}:
+            raise ValueError("DATABASE_URL must start with mysql:// or mariadb://")
+        pool = await aiomysql.create_pool(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            db=parts.path.lstrip("/") or "mediaoverload",
+            autocommit=True,
+            charset="utf8mb4",
+            minsize=1,
+            maxsize=max_connections,
+            pool_recycle=3600,
+        )
+        return cls(pool, retries=retries, retry_delay=retry_delay)
+
+    async def _with_connection(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        for attempt in range(self._retries + 1):
+            conn = await self._acquire()
+            try:
+                return await work(conn)
+            except Exception as exc:
+                if not _lost_connection(exc) or attempt == self._retries:
+                    raise
+                conn.close()  # never hand a broken connection back to the pool
+                log.warning(
+                    "database connection lost (%s); retry %d of %d",
+                    type(exc).__name__,
+                    attempt + 1,
+                    self._retries,
+                )
+                await asyncio.sleep(self._retry_delay * 2**attempt)
+            finally:
+                self._pool.release(conn)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _acquire(self) -> Any:
+        for attempt in range(self._retries + 1):
+            try:
+                return await self._pool.acquire()
+            except Exception as exc:
+                if not _lost_connection(exc) or attempt == self._retries:
+                    raise
+                await asyncio.sleep(self._retry_delay * 2**attempt)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return await self._with_connection(lambda conn: _Tx(conn).execute(sql, params))
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._with_connection(lambda conn: _Tx(conn).fetchall(sql, params))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Cursor]:
+        # A transaction is not retried statement by statement: the caller's unit of work is
+        # retried whole by `SqlStore`, since half of it may have been lost with the connection.
+        conn = await self._acquire()
+        try:
+            await conn.begin()
+            try:
+                yield _Tx(conn)
+            except BaseException:
+                if not conn.closed:
+                    await conn.rollback()
+                raise
+            await conn.commit()
+        except Exception as exc:
+            if _lost_connection(exc):
+                conn.close()
+            raise
+        finally:
+            self._pool.release(conn)
+
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        return _lost_connection(exc)
+
+    async def close(self) -> None:
+        self._pool.close()
+        await self._pool.wait_closed()

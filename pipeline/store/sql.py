@@ -1,0 +1,363 @@
+"""`SqlStore`: every operation the pipeline needs, as parameterised SQL over a `Database`.
+
+The same code runs on SQLite and MySQL; only `pipeline.store.db` implementations differ.
+Imports domain types and the seam, never a driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import UTC, datetime
+from random import Random
+from typing import Any, TypeVar
+
+from pipeline.errors import StoreError
+from pipeline.models import (
+    Platform,
+    PostRecord,
+    PostState,
+    Run,
+    RunState,
+    post_attempts_from_json,
+    post_attempts_to_json,
+    utcnow,
+)
+from pipeline.ports import CatalogCharacter, NewsItem
+from pipeline.store.db import Cursor, Database, DuplicateKey
+from pipeline.store.schema import migrate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def ts(moment: datetime) -> str:
+    """A UTC timestamp as sortable text."""
+    return moment.astimezone(UTC).strftime(_TS)
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.strptime(text, _TS).replace(tzinfo=UTC)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value)
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return datetime.fromisoformat(text)
+
+
+def weighted_pick(rows: Sequence[CatalogCharacter], rng: Random) -> CatalogCharacter | None:
+    """One row chosen with probability proportional to its weight (rows in a stable order)."""
+    candidates = [row for row in rows if row.weight > 0]
+    if not candidates:
+        return None
+    return rng.choices(candidates, weights=[row.weight for row in candidates], k=1)[0]
+
+
+class SqlStore:
+    """The Store on any `Database`; build it with `pipeline.store.open_store`."""
+
+    def __init__(self, db: Database, *, retries: int = 3) -> None:
+        self.db = db
+        self._retries = retries
+
+    async def migrate(self) -> int:
+        return await migrate(self.db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # ------------------------------------------------------------------ plumbing
+    async def _in_transaction(self, work: Callable[[Cursor], Awaitable[T]]) -> T:
+        """Run `work` in one transaction, again whole when the connection was lost."""
+        lost = getattr(self.db, "is_connection_lost", None)
+        for attempt in range(self._retries + 1):
+            try:
+                async with self.db.transaction() as tx:
+                    return await work(tx)
+            except Exception as exc:
+                if lost is None or not lost(exc) or attempt == self._retries:
+                    raise
+                log.warning("transaction lost its connection; retry %d", attempt + 1)
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    # ------------------------------------------------------------------ runs
+    async def save_run(self, run: Run) -> None:
+        async def work(tx: Cursor) -> None:
+            row = (run.character, run.state.value, ts(run.created_at), ts(run.updated_at))
+            data = run.to_json()
+            updated = await tx.execute(
+                "UPDATE runs SET character_name = ?, state = ?, created_at = ?, updated_at = ?,"
+                " data = ? WHERE id = ?",
+                (*row, data, run.id),
+            )
+            if not updated:
+                exists = await tx.fetchall("SELECT 1 FROM runs WHERE id = ?", (run.id,))
+                if not exists:  # MySQL counts an UPDATE that changes nothing as 0 rows
+                    await tx.execute(
+                        "INSERT INTO runs (character_name, state, created_at, updated_at, data, id)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (*row, data, run.id),
+                    )
+            if run.ticket is not None:
+                await self._save_review(tx, run)
+
+        await self._in_transaction(work)
+
+    async def _save_review(self, tx: Cursor, run: Run) -> None:
+        assert run.ticket is not None
+        ticket = run.ticket
+        decision = run.decision
+        state = run.state.value if run.state is not RunState.AWAITING_REVIEW else "pending"
+        values = (
+            ticket.channel_id,
+            json.dumps(list(ticket.message_ids)),
+            state,
+            decision.by if decision else None,
+            ts(ticket.posted_at),
+            ts(ticket.deadline) if ticket.deadline else None,
+            ts(decision.at) if decision else None,
+        )
+        await tx.execute("DELETE FROM reviews WHERE run_id = ?", (run.id,))
+        await tx.execute(
+            "INSERT INTO reviews (channel_id, message_ids, state, reviewer, posted_at, deadline,"
+            " decided_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*values, run.id),
+        )
+
+    async def load_run(self, run_id: str) -> Run | None:
+        rows = await self.db.fetchall("SELECT data FROM runs WHERE id = ?", (run_id,))
+        return Run.from_json(rows[0][0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        states: Collection[RunState] | None = None,
+        character: str | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        where: list[str] = []
+        params: list[Any] = []
+        if states is not None:
+            if not states:
+                return []
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            params.extend(state.value for state in states)
+        if character is not None:
+            where.append("character_name = ?")
+            params.append(character)
+        sql = "SELECT data FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
+        params.append(int(limit))
+        return [Run.from_json(row[0]) for row in await self.db.fetchall(sql, params)]
+
+    # ------------------------------------------------------------------ posts
+    async def record_post(self, record: PostRecord) -> bool:
+        values = (
+            record.run_id,
+            record.platform.value,
+            record.account,
+            record.state.value,
+            record.remote_id,
+            record.url,
+            record.error,
+            post_attempts_to_json(record.attempts),
+            ts(record.created_at),
+            ts(record.updated_at),
+        )
+        try:
+            await self.db.execute(
+                "INSERT INTO posts (run_id, platform, account, state, remote_id, url, error,"
+                " attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+        except DuplicateKey:
+            # Ours after all when a retried insert finds the row its lost first try wrote.
+            existing = await self.db.fetchall(
+                "SELECT created_at, account FROM posts WHERE run_id = ? AND platform = ?",
+                (record.run_id, record.platform.value),
+            )
+            return bool(existing) and existing[0] == (ts(record.created_at), record.account)
+        return True
+
+    async def update_post(self, record: PostRecord) -> None:
+        changed = await self.db.execute(
+            "UPDATE posts SET state = ?, remote_id = ?, url = ?, error = ?, attempts = ?,"
+            " updated_at = ? WHERE run_id = ? AND platform = ?",
+            (
+                record.state.value,
+                record.remote_id,
+                record.url,
+                record.error,
+                post_attempts_to_json(record.attempts),
+                ts(record.updated_at),
+                record.run_id,
+                record.platform.value,
+            ),
+        )
+        if not changed:
+            rows = await self.db.fetchall(
+                "SELECT 1 FROM posts WHERE run_id = ? AND platform = ?",
+                (record.run_id, record.platform.value),
+            )
+            if not rows:
+                raise StoreError(f"no post record for run {record.run_id} on {record.platform}")
+
+    async def posts_for_run(self, run_id: str) -> list[PostRecord]:
+        rows = await self.db.fetchall(
+            "SELECT run_id, platform, account, state, remote_id, url, error, attempts,"
+            " created_at, updated_at FROM posts WHERE run_id = ? ORDER BY platform",
+            (run_id,),
+        )
+        return [
+            PostRecord(
+                run_id=row[0],
+                platform=Platform(row[1]),
+                account=row[2],
+                state=PostState(row[3]),
+                remote_id=row[4],
+                url=row[5],
+                error=row[6],
+                attempts=post_attempts_from_json(row[7]),
+                created_at=parse_ts(row[8]),
+                updated_at=parse_ts(row[9]),
+            )
+            for row in rows
+        ]
+
+    async def count_posts(self, platform: str, account: str, since: datetime) -> int:
+        rows = await self.db.fetchall(
+            "SELECT COUNT(*) FROM posts WHERE platform = ? AND account = ? AND created_at >= ?"
+            " AND state IN (?, ?, ?)",
+            (
+                platform,
+                account,
+                ts(since),
+                PostState.POSTING.value,
+                PostState.POSTED.value,
+                PostState.UNCERTAIN.value,
+            ),
+        )
+        return int(rows[0][0])
+
+    # ------------------------------------------------------------------ schedule
+    async def claim_slot(self, character: str, slot: str, run_id: str | None = None) -> bool:
+        claimed_at = ts(utcnow())
+        try:
+            await self.db.execute(
+                "INSERT INTO schedule_slots (character_name, slot, run_id, claimed_at)"
+                " VALUES (?, ?, ?, ?)",
+                (character, slot, run_id, claimed_at),
+            )
+        except DuplicateKey:
+            rows = await self.db.fetchall(
+                "SELECT claimed_at FROM schedule_slots WHERE character_name = ? AND slot = ?",
+                (character, slot),
+            )
+            return bool(rows) and rows[0][0] == claimed_at  # our own retried insert
+        return True
+
+    # ------------------------------------------------------------------ catalog
+    async def list_characters(self, group: str | None = None) -> list[CatalogCharacter]:
+        sql = "SELECT id, role_name_en, group_name, weight, status FROM anime_roles"
+        params: tuple[Any, ...] = ()
+        if group is not None:
+            sql += " WHERE group_name = ?"
+            params = (group,)
+        rows = await self.db.fetchall(sql + " ORDER BY id", params)
+        return [
+            CatalogCharacter(
+                id=int(r[0]), name=r[1], group_name=r[2], weight=float(r[3]), status=int(r[4])
+            )
+            for r in rows
+        ]
+
+    async def pick_group_member(
+        self, group: str, rng: Random, *, exclude: Collection[str] = ()
+    ) -> CatalogCharacter | None:
+        members = [
+            member
+            for member in await self.list_characters(group)
+            if member.status == 1 and member.name not in exclude
+        ]
+        return weighted_pick(members, rng)
+
+    async def add_character(
+        self, name: str, group_name: str, *, weight: float = 1.0, status: int = 1
+    ) -> int:
+        async def work(tx: Cursor) -> int:
+            await tx.execute(
+                "INSERT INTO anime_roles (role_name_en, group_name, status, weight)"
+                " VALUES (?, ?, ?, ?)",
+                (name, group_name, status, weight),
+            )
+            rows = await tx.fetchall("SELECT MAX(id) FROM anime_roles")
+            return int(rows[0][0])
+
+        return await self._in_transaction(work)
+
+    async def add_news(self, items: Sequence[NewsItem]) -> int:
+        async def work(tx: Cursor) -> int:
+            for item in items:
+                await tx.execute(
+                    "INSERT INTO news (title, keyword, content, publish_date) VALUES (?, ?, ?, ?)",
+                    (
+                        item.title,
+                        item.keyword,
+                        item.content,
+                        item.publish_date.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+                        if item.publish_date
+                        else None,
+                    ),
+                )
+            return len(items)
+
+        return await self._in_transaction(work)
+
+    async def recent_news(
+        self, *, character: str, keyword: str | None = None, limit: int = 10
+    ) -> list[NewsItem]:
+        sql = (
+            "SELECT id, title, keyword, content, publish_date FROM news WHERE id NOT IN"
+            " (SELECT news_id FROM news_usage WHERE character_name = ?)"
+        )
+        params: list[Any] = [character]
+        if keyword is not None:
+            sql += " AND keyword = ?"
+            params.append(keyword)
+        sql += " ORDER BY publish_date DESC, id DESC LIMIT ?"
+        params.append(int(limit))
+        return [
+            NewsItem(
+                id=int(r[0]),
+                title=r[1],
+                keyword=r[2],
+                content=r[3],
+                publish_date=_as_datetime(r[4]),
+            )
+            for r in await self.db.fetchall(sql, params)
+        ]
+
+    async def mark_news_used(self, character: str, news_id: int) -> None:
+        with contextlib.suppress(DuplicateKey):  # marking twice is the same as once
+            await self.db.execute(
+                "INSERT INTO news_usage (character_name, news_id, used_at) VALUES (?, ?, ?)",
+                (character, news_id, ts(utcnow())),
+            )

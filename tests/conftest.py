@@ -1,0 +1,75 @@
+"""Shared fixtures: settings in a temp folder, and the store on SQLite and on real MariaDB.
+
+The `store` fixture runs each test twice, once per engine; the MySQL run uses a fresh database
+on the server named by MEDIAOVERLOAD_TEST_MYSQL_URL (default: root@127.0.0.1:3306). It skips
+only when that server is absent outside CI; in CI (CI=true) an absent server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pymysql
+import pytest
+
+from pipeline.store import SqlStore, connect
+
+MYSQL_URL = os.environ.get("MEDIAOVERLOAD_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+
+def mysql_admin() -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+    """A plain blocking connection to the test server, for setting up and looking from aside."""
+    parts = urlsplit(MYSQL_URL)
+    return pymysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        autocommit=True,
+    )
+
+
+def _mysql_available() -> bool:
+    try:
+        mysql_admin().close()
+    except pymysql.err.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    if not _mysql_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"MariaDB is not reachable at {urlsplit(MYSQL_URL).netloc} in CI")
+        pytest.skip("MariaDB is not running here (CI starts it)")
+    name = "mo_test_" + secrets.token_hex(4)
+    admin = mysql_admin()
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    parts = urlsplit(MYSQL_URL)
+    yield urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for each engine: every store test runs on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("mysql_url")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    s = await connect(store_url, sqlite_path=tmp_path / "unused.db")
+    yield s
+    await s.close()

@@ -1,0 +1,1 @@
+"""Store tests: every case on SQLite and on MariaDB."""
