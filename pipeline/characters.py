@@ -382,6 +382,8 @@ def _message(error: ErrorDetails) -> str:
         return str(ctx["error"])
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
         bound = next(iter(ctx.values()), "")
+        if isinstance(bound, float):
+            bound = f"{bound:g}"
         words = {
             "greater_than_equal": "at least",
             "greater_than": "more than",

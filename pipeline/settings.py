@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     characters_dir: Path = Path("characters")
     workflows_dir: Path = Path("workflows")
+    #: your own description templates (image/NAME.md, video/NAME.md) and styles.yaml
+    templates_dir: Path = Path("templates")
     log_level: str = "INFO"
 
     # -- database: empty means SQLite at DATA_DIR/mediaoverload.db; mysql://user:pass@host:port/db

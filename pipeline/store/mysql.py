@@ -12,11 +12,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiomysql
 import pymysql
 
+from pipeline.errors import StoreError
 from pipeline.store.db import Cursor, Dialect, DuplicateKey, Params, Row
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,19 @@ def _lost_connection(exc: BaseException) -> bool:
     if isinstance(exc, pymysql.err.OperationalError) and exc.args:
         return exc.args[0] in _CONNECTION_LOST
     return isinstance(exc, ConnectionError | asyncio.IncompleteReadError)
+
+
+def describe_connect_error(url: str, exc: BaseException) -> str:
+    """Why the database could not be opened, naming host and database but never the password."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or 3306}/{parts.path.lstrip('/')}"
+    code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+    reason = {
+        1045: "access denied for that user",
+        1049: "no such database",
+        2003: "no server answers there",
+    }.get(code if isinstance(code, int) else -1, type(exc).__name__)
+    return f"cannot open the database at {where}: {reason}"
 
 
 def _to_pyformat(sql: str) -> str:
@@ -78,7 +92,16 @@ class MysqlDatabase:
         parts = urlsplit(url)
         if parts.scheme not in {"mysql", "mariadb", "mysql+aiomysql"}:
             raise ValueError("DATABASE_URL must start with mysql:// or mariadb://")
-        pool = await aiomysql.create_pool(
+        try:
+            pool = await cls._create_pool(parts, max_connections)
+        except (pymysql.err.MySQLError, OSError) as exc:
+            message = describe_connect_error(url, exc)
+            raise StoreError(message, user_message=message) from None
+        return cls(pool, retries=retries, retry_delay=retry_delay)
+
+    @staticmethod
+    async def _create_pool(parts: SplitResult, max_connections: int) -> Any:
+        return await aiomysql.create_pool(
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 3306,
             user=unquote(parts.username or "root"),
@@ -89,8 +112,9 @@ class MysqlDatabase:
             minsize=1,
             maxsize=max_connections,
             pool_recycle=3600,
+            # Notes such as "table already exists" from idempotent DDL are not worth a warning.
+            init_command="SET SESSION sql_notes = 0",
         )
-        return cls(pool, retries=retries, retry_delay=retry_delay)
 
     async def _with_connection(self, work: Callable[[Any], Awaitable[T]]) -> T:
         for attempt in range(self._retries + 1):

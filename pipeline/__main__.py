@@ -1,0 +1,207 @@
+"""The command line: `python -m pipeline check | db ...` (and the run commands).
+
+A thin adapter like the bot: it builds settings, opens the store and prints. Exit codes:
+0 done, 1 bad input (a file, an argument, a setting), 2 a service failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.characters import Characters
+from pipeline.errors import CharacterError, ConfigError, MediaOverloadError, Problem, StoreError
+from pipeline.ports import NewsItem
+from pipeline.prompts.library import TemplateLibrary
+from pipeline.settings import Settings, load_settings
+from pipeline.store import open_store
+from pipeline.workflows import check_workflow
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2
+
+
+def _library(settings: Settings) -> TemplateLibrary:
+    return TemplateLibrary.load(settings.templates_dir)
+
+
+# ---------------------------------------------------------------------------- check
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Validate every character file and workflow file; print each problem as file:line."""
+    characters = Characters(settings.characters_dir, _library(settings))
+    loaded, problems = characters.load_all()
+    workflows = sorted(settings.workflows_dir.glob("*.json"))
+    for path in workflows:
+        problems.extend(check_workflow(path, root=characters.root))
+    for problem in problems:
+        print(problem)
+    status = "FAILED" if problems else "ok"
+    print(
+        f"{status}: {len(loaded)} character file(s) valid, {len(workflows)} workflow(s) read, "
+        f"{len(problems)} problem(s)"
+    )
+    return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+# ---------------------------------------------------------------------------- db
+
+
+def _where(settings: Settings) -> str:
+    url = settings.database_url.get_secret_value()
+    if not url:
+        return f"SQLite at {settings.database_path}"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme} at {parts.hostname}:{parts.port or 3306}{parts.path}"  # no password
+
+
+async def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    url = settings.database_url.get_secret_value()
+    async with open_store(url, sqlite_path=settings.database_path) as store:
+        if args.db_command == "init":
+            print(f"database ready: {_where(settings)}")
+        elif args.db_command == "add-character":
+            new_id = await store.add_character(
+                args.name, args.group, weight=args.weight, status=0 if args.inactive else 1
+            )
+            print(f"added character {args.name!r} to group {args.group!r} (id {new_id})")
+        elif args.db_command == "list-characters":
+            rows = await store.list_characters(args.group)
+            for row in rows:
+                state = "active" if row.status == 1 else "inactive"
+                print(f"{row.id:>5}  {row.group_name:<20} {row.name:<30} {row.weight:g}  {state}")
+            print(f"{len(rows)} character(s)")
+        elif args.db_command == "import-news":
+            items = read_news(Path(args.file))
+            count = await store.add_news(items)
+            print(f"imported {count} news item(s) from {args.file}")
+    return EXIT_OK
+
+
+def _news_date(value: object, where: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip().replace("T", " ").removesuffix("Z")
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise CharacterError(
+        [Problem(where, None, "publish_date", f"{value!r} is not a date like 2026-01-31 08:00")]
+    )
+
+
+def read_news(path: Path) -> list[NewsItem]:
+    """News rows from a CSV (header: title, keyword, content, publish_date) or a JSON list."""
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CharacterError([Problem(shown, None, "", f"cannot read the file ({exc})")]) from None
+    rows: list[tuple[int | None, dict[str, object]]]
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CharacterError(
+                [Problem(shown, exc.lineno, "", f"invalid JSON: {exc.msg}")]
+            ) from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise CharacterError([Problem(shown, 1, "", "must be a list of objects")])
+        rows = [(None, row) for row in data]
+    elif path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        rows = [(reader.line_num, dict(row)) for row in reader]
+    else:
+        raise CharacterError([Problem(shown, None, "", "news files must be .csv or .json")])
+    items: list[NewsItem] = []
+    problems: list[Problem] = []
+    for index, (line, row) in enumerate(rows):
+        where = f"{shown}:{line}" if line is not None else f"{shown}[{index}]"
+        title = str(row.get("title") or "").strip()
+        if not title:
+            problems.append(
+                Problem(shown, line, f"[{index}].title" if line is None else "title", "is required")
+            )
+            continue
+        try:
+            date = _news_date(row.get("publish_date"), where)
+        except CharacterError as exc:
+            problems.extend(
+                Problem(shown, line, p.key if line else f"[{index}].publish_date", p.message)
+                for p in exc.problems
+            )
+            continue
+        items.append(
+            NewsItem(
+                id=0,
+                title=title,
+                keyword=str(row.get("keyword") or "").strip(),
+                content=str(row.get("content") or "").strip(),
+                publish_date=date,
+            )
+        )
+    if problems:
+        raise CharacterError(problems)
+    return items
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description="MediaOverload's pipeline without Discord."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="validate every character and workflow file")
+
+    db = sub.add_parser("db", help="the database: init, characters, news")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("init", help="create or upgrade the schema")
+    add = db_sub.add_parser("add-character", help="add a member of a character group")
+    add.add_argument("name")
+    add.add_argument("--group", required=True)
+    add.add_argument("--weight", type=float, default=1.0)
+    add.add_argument("--inactive", action="store_true")
+    news = db_sub.add_parser("import-news", help="import news rows from a CSV or JSON file")
+    news.add_argument("file")
+    listing = db_sub.add_parser("list-characters", help="list character group members")
+    listing.add_argument("--group")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "check":
+            return cmd_check(settings, args)
+        if args.command == "db":
+            return asyncio.run(cmd_db(settings, args))
+    except (ConfigError, CharacterError) as exc:
+        print(exc.user_message, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StoreError as exc:
+        print(exc.user_message, file=sys.stderr)
+        return EXIT_SERVICE
+    except MediaOverloadError as exc:
+        print(exc.user_message, file=sys.stderr)
+        return EXIT_SERVICE
+    except OSError as exc:
+        print(f"cannot reach a service: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_SERVICE
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

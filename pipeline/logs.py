@@ -1,0 +1,44 @@
+"""Logging set-up for the entry points, with the run id in every record of a run.
+
+`run_context(run_id)` marks the current task's records; `configure` installs the format.
+Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+run_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
+
+
+class RunIdFilter(logging.Filter):
+    """Adds `run_id` to every record: the id of the run the current task works on, or '-'."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.run_id = run_id_var.get()
+        return True
+
+
+@contextmanager
+def run_context(run_id: str) -> Iterator[None]:
+    token = run_id_var.set(run_id)
+    try:
+        yield
+    finally:
+        run_id_var.reset(token)
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RunIdFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [run %(run_id)s] %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # discord.py and aiohttp are chatty at INFO about things a user does not act on
+    logging.getLogger("discord.gateway").setLevel(max(logging.WARNING, root.level))
