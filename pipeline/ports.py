@@ -13,7 +13,7 @@ from pathlib import Path
 from random import Random
 from typing import Protocol
 
-from pipeline.models import Platform, PostRecord, Run, RunState
+from pipeline.models import Decision, Platform, PostRecord, ReviewTicket, Run, RunState
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,43 @@ class Publisher(Protocol):
     async def publish(
         self, run: Run, *, account: str, media: Sequence[Path], caption: str
     ) -> PostRecord: ...
+
+
+# ---------------------------------------------------------------------------- review, notices
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress update of a run: the step, and ComfyUI's queue place / sampler steps."""
+
+    step: str
+    detail: str = ""
+    queue_position: int | None = None
+    value: int | None = None
+    maximum: int | None = None
+
+
+class ProgressSink(Protocol):
+    """Whoever shows a run's progress (a terminal bar, a Discord run card). Must not block:
+    it is called from the pipeline's coroutine; slow displays throttle or buffer by themselves."""
+
+    def progress(self, run_id: str, update: Progress) -> None: ...
+
+
+class Reviewer(Protocol):
+    """A person approves or rejects a run's media. Two calls with the ticket saved between them,
+    so a restart during review simply calls `wait` again with the saved ticket."""
+
+    async def request(self, run: Run, folder: Path) -> ReviewTicket:
+        """Show the run's kept media (paths relative to `folder`), captions and scores."""
+        ...
+
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
+        """The decision; None when the review expired (the deadline passed unanswered)."""
+        ...
+
+
+class Notifier(Protocol):
+    """Tells people about a run's outcome: started, awaiting review, published, failed ..."""
+
+    async def run_changed(self, run: Run, posts: Sequence[PostRecord] = ()) -> None: ...

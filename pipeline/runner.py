@@ -1,0 +1,210 @@
+"""`Runner`: starts runs as tasks under limits, queues the rest in order, cancels and drains.
+
+Limits (global, per character, per requester) queue a run instead of refusing it; `position`
+tells its place. Tasks are kept referenced and their failures logged. Knows nothing of Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from pipeline.errors import RunError
+from pipeline.logs import run_context
+from pipeline.models import Job, Run, RunFailure, RunState
+from pipeline.ports import ProgressSink, RunStore
+
+log = logging.getLogger(__name__)
+
+Execute = Callable[[Run, ProgressSink | None], Awaitable[Run]]
+
+
+@dataclass
+class _Entry:
+    run: Run
+    sink: ProgressSink | None
+    done: asyncio.Future[Run] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    task: asyncio.Task[Run] | None = None
+
+    @property
+    def requester(self) -> str:
+        return self.run.job.requested_by
+
+
+class Runner:
+    """Runs pipeline runs as tasks: at most `max_runs` at once, `max_per_character` of one
+    character and `max_per_requester` of one person; the rest wait in order."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        execute: Execute,
+        *,
+        max_runs: int = 3,
+        max_per_character: int = 1,
+        max_per_requester: int = 2,
+        shutdown_grace: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._execute = execute
+        self.max_runs = max_runs
+        self.max_per_character = max_per_character
+        self.max_per_requester = max_per_requester
+        self.shutdown_grace = shutdown_grace
+        self._waiting: list[_Entry] = []
+        self._running: dict[str, _Entry] = {}
+        self._cancel_requested: set[str] = set()
+        self._closing = False
+
+    # ------------------------------------------------------------------ asking
+    async def submit(self, job: Job, *, sink: ProgressSink | None = None) -> Run:
+        """Create and save a new run for `job` and queue it; returns at once."""
+        run = Run.new(job)
+        await self._store.save_run(run)
+        self._enqueue(run, sink)
+        return run
+
+    async def resume(self, run_id: str, *, sink: ProgressSink | None = None) -> Run:
+        """Queue a stopped, failed or expired run again from its last finished step."""
+        if run_id in self._running or any(e.run.id == run_id for e in self._waiting):
+            raise RunError(f"run {run_id} is already queued or running")
+        run = await self._store.load_run(run_id)
+        if run is None:
+            raise RunError(f"no run with id {run_id}")
+        if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
+            raise RunError(f"run {run_id} is {run.state.value}; there is nothing to resume")
+        self._enqueue(run, sink)
+        return run
+
+    def position(self, run_id: str) -> int | None:
+        """0 while running, 1.. while waiting (1 = next), None when unknown or finished."""
+        if run_id in self._running:
+            return 0
+        for index, entry in enumerate(self._waiting):
+            if entry.run.id == run_id:
+                return index + 1
+        return None
+
+    def active(self) -> list[str]:
+        """Ids of running runs, then waiting ones in order."""
+        return [*self._running, *(entry.run.id for entry in self._waiting)]
+
+    async def wait(self, run_id: str) -> Run:
+        """The run as it ended (published, rejected, failed, cancelled or left for resume)."""
+        entry = self._running.get(run_id) or next(
+            (e for e in self._waiting if e.run.id == run_id), None
+        )
+        if entry is None:
+            run = await self._store.load_run(run_id)
+            if run is None:
+                raise RunError(f"no run with id {run_id}")
+            return run
+        return await asyncio.shield(entry.done)
+
+    async def cancel(self, run_id: str) -> bool:
+        """Stop a run: a waiting one leaves the queue, a running one is cancelled (with its
+        ComfyUI jobs); either way it is saved as cancelled. False when it was not active."""
+        for entry in self._waiting:
+            if entry.run.id == run_id:
+                self._waiting.remove(entry)
+                cancelled = await self._mark_cancelled(entry.run)
+                entry.done.set_result(cancelled)
+                return True
+        entry_running = self._running.get(run_id)
+        if entry_running is None or entry_running.task is None:
+            return False
+        self._cancel_requested.add(run_id)
+        entry_running.task.cancel()
+        await asyncio.wait({entry_running.task})
+        return True
+
+    async def shutdown(self) -> None:
+        """Stop taking runs; let running ones finish for `shutdown_grace` seconds, then cancel
+        them. Every run keeps its last saved step and can be resumed on the next start."""
+        self._closing = True
+        for entry in self._waiting:
+            entry.done.set_result(entry.run)
+        self._waiting.clear()
+        tasks = {e.task for e in self._running.values() if e.task is not None}
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    # ------------------------------------------------------------------ machinery
+    def _enqueue(self, run: Run, sink: ProgressSink | None) -> None:
+        if self._closing:
+            raise RunError("the runner is shutting down; try again after the restart")
+        self._waiting.append(_Entry(run=run, sink=sink))
+        self._pump()
+
+    def _allowed(self, entry: _Entry) -> bool:
+        running = list(self._running.values())
+        if len(running) >= self.max_runs:
+            return False
+        same_character = sum(e.run.character == entry.run.character for e in running)
+        same_requester = sum(e.requester == entry.requester for e in running)
+        return same_character < self.max_per_character and same_requester < self.max_per_requester
+
+    def _pump(self) -> None:
+        for entry in list(self._waiting):
+            if self._allowed(entry):
+                self._waiting.remove(entry)
+                self._start(entry)
+
+    def _start(self, entry: _Entry) -> None:
+        run_id = entry.run.id
+        self._running[run_id] = entry
+        entry.task = asyncio.create_task(self._guarded(entry), name=f"run-{run_id}")
+        entry.task.add_done_callback(lambda task: self._finished(entry, task))
+
+    async def _guarded(self, entry: _Entry) -> Run:
+        with run_context(entry.run.id):
+            try:
+                return await self._execute(entry.run, entry.sink)
+            except asyncio.CancelledError:
+                if entry.run.id in self._cancel_requested:
+                    latest = await self._store.load_run(entry.run.id) or entry.run
+                    return await self._mark_cancelled(latest)
+                raise
+            except Exception:
+                log.exception("run %s stopped by an unexpected error", entry.run.id)
+                latest = await self._store.load_run(entry.run.id) or entry.run
+                if latest.state.finished:
+                    return latest
+                failed = latest.advance(
+                    RunState.FAILED,
+                    failure=RunFailure(step=latest.state.value, message="an unexpected error"),
+                )
+                await self._store.save_run(failed)
+                return failed
+
+    async def _mark_cancelled(self, run: Run) -> Run:
+        if run.state.finished:
+            return run
+        cancelled = run.advance(RunState.CANCELLED)
+        await self._store.save_run(cancelled)
+        return cancelled
+
+    def _finished(self, entry: _Entry, task: asyncio.Task[Run]) -> None:
+        self._running.pop(entry.run.id, None)
+        self._cancel_requested.discard(entry.run.id)
+        if task.cancelled():
+            log.info("run %s stopped for shutdown; resume it later", entry.run.id)
+            if not entry.done.done():
+                entry.done.set_result(entry.run)
+        elif (error := task.exception()) is not None:
+            log.error("run %s task failed: %r", entry.run.id, error)
+            if not entry.done.done():
+                entry.done.set_result(entry.run)
+        elif not entry.done.done():
+            entry.done.set_result(task.result())
+        if not self._closing:
+            self._pump()
