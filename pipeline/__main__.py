@@ -16,12 +16,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.characters import Characters
-from pipeline.errors import CharacterError, ConfigError, MediaOverloadError, Problem, StoreError
+from pipeline.errors import (
+    CharacterError,
+    CharacterNotFound,
+    ConfigError,
+    MediaOverloadError,
+    Problem,
+    RunError,
+    StoreError,
+)
+from pipeline.models import Job, PostRecord, Run, RunState
 from pipeline.ports import NewsItem
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.settings import Settings, load_settings
 from pipeline.store import open_store
+from pipeline.run import run_folder
 from pipeline.workflows import check_workflow
+from strategies import STRATEGY_NAMES
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2
 
@@ -155,6 +166,98 @@ def read_news(path: Path) -> list[NewsItem]:
     return items
 
 
+# ---------------------------------------------------------------------------- runs
+
+
+def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -> None:
+    print(f"\nrun {run.id}: {run.state.value}")
+    if run.failure is not None:
+        print(f"  failed at {run.failure.step}: {run.failure.message}")
+    if run.choices is not None:
+        c = run.choices
+        print(f"  {c.generation_type}, {c.prompt_method} prompt, template {c.template}, "
+              f"style {c.style or 'none'}, seed {c.seed}")
+    if run.prompt:
+        print(f"  prompt: {run.prompt}")
+    if folder is not None and run.media:
+        print(f"  media in {folder}:")
+        for number, item in enumerate(run.media, start=1):
+            score = f"{item.score:.2f}" if item.score is not None else "  - "
+            mark = "kept" if item.kept else "dropped"
+            print(f"    {number:>2}. {score} {mark:<7} {item.path}  {item.reason or ''}".rstrip())
+    for platform, caption in run.captions.items():
+        print(f"  caption [{platform}]: {caption}")
+    for post in posts:
+        print(f"  {post.platform.value}: {post.state.value} {post.url or post.error or ''}".rstrip())
+
+
+def _exit_code(run: Run) -> int:
+    if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.APPROVED}:
+        return EXIT_OK
+    if run.state is RunState.FAILED and run.failure is not None and run.failure.step in {
+        "created"
+    }:
+        return EXIT_BAD_INPUT
+    return EXIT_SERVICE
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.console import AutoReviewer, ConsoleReviewer, LogNotifier, TerminalProgress
+    from pipeline.wiring import open_pipeline
+
+    reviewer = AutoReviewer() if args.review == "auto" else ConsoleReviewer()
+    async with open_pipeline(settings, reviewer=reviewer, notifier=LogNotifier()) as services:
+        sink = TerminalProgress()
+        if args.command == "run":
+            services.characters.path_of(args.character)  # a bad name stops here, exit 1
+            job = Job(
+                character=args.character,
+                requested_by="cli",
+                prompt=args.prompt,
+                generation_type=args.type,
+                seed=args.seed,
+                quick=args.quick,
+                publish=not args.no_publish,
+            )
+            run = await services.runner.submit(job, sink=sink)
+        else:
+            run = await services.runner.resume(args.run_id, sink=sink)
+        print(f"run {run.id} started for {run.job.character}", file=sys.stderr)
+        final = await services.runner.wait(run.id)
+        character = services.characters.load(final.job.character)
+        posts = await services.store.posts_for_run(final.id)
+        _print_summary(final, run_folder(character, final.id), posts)
+        return _exit_code(final)
+
+
+async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
+    url = settings.database_url.get_secret_value()
+    async with open_store(url, sqlite_path=settings.database_path) as store:
+        if args.command == "runs":
+            states = {RunState(args.state)} if args.state else None
+            runs = await store.list_runs(states=states, limit=args.limit)
+            for run in runs:
+                when = run.updated_at.strftime("%Y-%m-%d %H:%M")
+                print(f"{run.id}  {when}  {run.state.value:<16} {run.character}")
+            print(f"{len(runs)} run(s)")
+            return EXIT_OK
+        run = await store.load_run(args.run_id)
+        if run is None:
+            print(f"no run with id {args.run_id}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if args.command == "cancel":
+            if run.state.finished:
+                print(f"run {run.id} is already {run.state.value}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            run = run.advance(RunState.CANCELLED)
+            await store.save_run(run)
+            print(f"run {run.id} cancelled")
+            return EXIT_OK
+        posts = await store.posts_for_run(run.id)
+        _print_summary(run, None, posts)
+        return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -177,6 +280,25 @@ def build_parser() -> argparse.ArgumentParser:
     news.add_argument("file")
     listing = db_sub.add_parser("list-characters", help="list character group members")
     listing.add_argument("--group")
+
+    run = sub.add_parser("run", help="run the pipeline once for a character")
+    run.add_argument("--character", required=True)
+    run.add_argument("--prompt")
+    run.add_argument("--type", choices=STRATEGY_NAMES)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--quick", action="store_true", help="skip vision scoring")
+    run.add_argument("--review", choices=["console", "auto"], default="console")
+    run.add_argument("--no-publish", action="store_true")
+    resume = sub.add_parser("resume", help="resume a stopped, failed or expired run")
+    resume.add_argument("run_id")
+    resume.add_argument("--review", choices=["console", "auto"], default="console")
+    runs = sub.add_parser("runs", help="list runs")
+    runs.add_argument("--state", choices=[s.value for s in RunState])
+    runs.add_argument("--limit", type=int, default=30)
+    show = sub.add_parser("show", help="show one run")
+    show.add_argument("run_id")
+    cancel = sub.add_parser("cancel", help="cancel a run that is not finished")
+    cancel.add_argument("run_id")
     return parser
 
 
@@ -188,7 +310,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(settings, args)
         if args.command == "db":
             return asyncio.run(cmd_db(settings, args))
-    except (ConfigError, CharacterError) as exc:
+        if args.command in {"run", "resume"}:
+            return asyncio.run(cmd_run(settings, args))
+        if args.command in {"runs", "show", "cancel"}:
+            return asyncio.run(cmd_runs(settings, args))
+    except (ConfigError, CharacterError, CharacterNotFound, RunError) as exc:
         print(exc.user_message, file=sys.stderr)
         return EXIT_BAD_INPUT
     except StoreError as exc:

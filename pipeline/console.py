@@ -1,0 +1,108 @@
+"""The terminal's Reviewer, Notifier and ProgressSink, for `python -m pipeline run`.
+
+`AutoReviewer` approves every kept file (cron, testing a character); `ConsoleReviewer` asks on
+the terminal, reading input in a thread. Never imports bot or discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from pipeline.models import Decision, PostRecord, ReviewTicket, Run, RunState, utcnow
+from pipeline.ports import Progress
+
+BAR_WIDTH = 20
+
+
+class AutoReviewer:
+    """Approves every kept file at once, as `--review auto` asks."""
+
+    async def request(self, run: Run, folder: Path) -> ReviewTicket:
+        return ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
+
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision:
+        kept = tuple(i for i, m in enumerate(run.media) if m.kept)
+        return Decision(approved=True, selected=kept, by="auto", at=utcnow())
+
+
+class ConsoleReviewer:
+    """Shows the kept files and captions, then asks: y (all), n, or the numbers to keep."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    async def request(self, run: Run, folder: Path) -> ReviewTicket:
+        lines = [f"\nReview of run {run.id} ({run.character}): {run.prompt}"]
+        for number, item in enumerate(run.media, start=1):
+            if item.kept:
+                score = f"{item.score:.2f}" if item.score is not None else "  - "
+                lines.append(f"  {number:>2}. {score}  {folder / item.path}  {item.reason or ''}")
+        for platform, caption in run.captions.items():
+            lines.append(f"  [{platform}] {caption}")
+        print("\n".join(lines), file=self.out, flush=True)
+        return ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
+
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision:
+        answer = await asyncio.to_thread(input, "Approve? [y = all / n / numbers like 1 3]: ")
+        return parse_answer(answer, run)
+
+
+def parse_answer(answer: str, run: Run) -> Decision:
+    """'y' approves every kept file, numbers approve those (1-based), anything else rejects."""
+    text = answer.strip().lower()
+    kept = [i for i, m in enumerate(run.media) if m.kept]
+    if text in {"y", "yes"}:
+        return Decision(approved=True, selected=tuple(kept), by="console", at=utcnow())
+    numbers = [int(word) - 1 for word in text.replace(",", " ").split() if word.isdigit()]
+    chosen = tuple(i for i in numbers if i in kept)
+    if chosen:
+        return Decision(approved=True, selected=chosen, by="console", at=utcnow())
+    return Decision(approved=False, selected=(), by="console", at=utcnow())
+
+
+class LogNotifier:
+    """Prints a line for each outcome a person should know about."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+
+    async def run_changed(self, run: Run, posts: Sequence[PostRecord] = ()) -> None:
+        text = f"run {run.id} ({run.character}): {run.state.value}"
+        if run.state is RunState.FAILED and run.failure is not None:
+            text += f" at {run.failure.step}: {run.failure.message}"
+        for post in posts:
+            text += f"\n  {post.platform.value}: {post.state.value} {post.url or ''}".rstrip()
+        print(text, file=self.out, flush=True)
+
+
+class TerminalProgress:
+    """One status line per update: the step, ComfyUI's queue place and a sampler bar."""
+
+    def __init__(self, out: TextIO = sys.stderr, *, min_interval: float = 0.2) -> None:
+        self.out = out
+        self.min_interval = min_interval
+        self._last = 0.0
+        self._last_step = ""
+        self.started = time.monotonic()
+
+    def progress(self, run_id: str, update: Progress) -> None:
+        now = time.monotonic()
+        if update.step == self._last_step and now - self._last < self.min_interval:
+            return
+        self._last, self._last_step = now, update.step
+        print(render_progress(update, now - self.started), file=self.out, flush=True)
+
+
+def render_progress(update: Progress, elapsed: float) -> str:
+    parts = [f"[{elapsed:6.1f}s] {update.step:<9}", update.detail]
+    if update.queue_position:
+        parts.append(f"queue place {update.queue_position}")
+    if update.value is not None and update.maximum:
+        filled = round(BAR_WIDTH * update.value / update.maximum)
+        parts.append(f"|{'#' * filled}{'.' * (BAR_WIDTH - filled)}| {update.value}/{update.maximum}")
+    return "  ".join(p for p in parts if p)

@@ -1,0 +1,495 @@
+"""One run of the pipeline: the steps in order over a Run record saved after each step.
+
+`Pipeline.execute(run, sink)` walks a run from wherever it stands (new, half done, failed,
+expired) to its end; a finished step is never redone. Sees services only through Protocols;
+`pipeline.wiring` builds the concrete ones. Never imports bot or discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from random import Random
+from typing import Protocol
+
+import strategies
+from comfy import ComfyError, Workflow
+from pipeline.characters import Character, Characters
+from pipeline.errors import MediaOverloadError, RunError, ServiceError
+from pipeline.models import (
+    Choices,
+    Decision,
+    MediaItem,
+    MediaKind,
+    Platform,
+    PostRecord,
+    PostState,
+    Run,
+    RunFailure,
+    RunState,
+    utcnow,
+)
+from pipeline.ports import (
+    Notifier,
+    Progress,
+    ProgressSink,
+    Publisher,
+    Reviewer,
+    Store,
+)
+from strategies.base import (
+    GenerationProgress,
+    Generator,
+    Score,
+    Scorer,
+    StageParams,
+    StrategyContext,
+)
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- language steps
+
+
+@dataclass(frozen=True)
+class Idea:
+    """What the prompt step wrote: the prompt, who is in it, and what it used."""
+
+    prompt: str
+    method: str
+    subject: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class PromptWriter(Protocol):
+    async def write(self, character: Character, *, method: str, subject: str, rng: Random) -> Idea:
+        """A prompt for `character` (named `subject`) by `method`."""
+        ...
+
+
+class Describer(Protocol):
+    async def describe(
+        self,
+        character: Character,
+        idea: Idea,
+        *,
+        template: str,
+        style: str,
+        count: int,
+        video: bool,
+    ) -> list[str]: ...
+
+
+class CaptionWriter(Protocol):
+    async def write(
+        self, character: Character, *, prompt: str, descriptions: Sequence[str], subject: str
+    ) -> dict[Platform, str]: ...
+
+
+# ---------------------------------------------------------------------------- the pipeline
+
+
+def run_folder(character: Character, run_id: str) -> Path:
+    """Where a run's media live: one folder per run under the character's output folder."""
+    return character.output_dir / run_id
+
+
+@dataclass
+class Pipeline:
+    """The services one run needs; `execute` is what the Runner runs."""
+
+    store: Store
+    characters: Characters
+    generator: Generator
+    prompts: PromptWriter
+    describer: Describer
+    scorer: Scorer
+    captions: CaptionWriter
+    reviewer: Reviewer
+    notifier: Notifier
+    publishers: Mapping[Platform, Publisher] = field(default_factory=dict)
+    #: called with each approved run before publishing, to fit media to each platform
+    fit_media: Callable[[Run, Character, Path], Awaitable[dict[Platform, list[Path]]]] | None = None
+
+    async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
+        """Walk `run` to its end, saving after every step."""
+        run = _reopen(run)
+        character = await asyncio.to_thread(self.characters.load, run.job.character)
+        folder = run_folder(character, run.id)
+        notify_states = {RunState.AWAITING_REVIEW, *_FINAL}
+        steps: dict[RunState, Callable[[Run], Awaitable[Run]]] = {
+            RunState.CREATED: lambda r: self._prompt(r, character, sink),
+            RunState.PROMPTED: lambda r: self._describe(r, character, sink),
+            RunState.DESCRIBED: lambda r: self._generate(r, character, folder, sink),
+            RunState.GENERATED: lambda r: self._score(r, character, folder, sink),
+            RunState.SCORED: lambda r: self._caption(r, character, sink),
+            RunState.CAPTIONED: lambda r: self._request_review(r, folder, sink),
+            RunState.AWAITING_REVIEW: lambda r: self._await_review(r, sink),
+            RunState.APPROVED: lambda r: self._publish(r, character, folder, sink),
+            RunState.PUBLISHING: lambda r: self._publish(r, character, folder, sink),
+        }
+        if run.state is RunState.CREATED:
+            await self._notify(run)
+        try:
+            while run.state in steps:
+                if run.state is RunState.APPROVED and not run.job.publish:
+                    break
+                step_state = run.state
+                try:
+                    run = await steps[step_state](run)
+                except (MediaOverloadError, ComfyError) as exc:
+                    run = await self._fail(run, step_state, exc)
+                await self.store.save_run(run)
+                if run.state in notify_states:
+                    await self._notify(run)
+        finally:
+            if run.state in _FINAL:
+                await asyncio.to_thread(_cleanup, folder, run)
+        return run
+
+    # ------------------------------------------------------------------ steps
+    async def _prompt(self, run: Run, character: Character, sink: ProgressSink | None) -> Run:
+        _progress(sink, run, "prompt", "writing the idea")
+        job = run.job
+        seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
+        rng = Random(seed)
+        strategy = job.generation_type or character.pick_generation_type(rng)
+        if strategy not in strategies.STRATEGY_NAMES:
+            raise RunError(f"unknown generation type {strategy!r}")
+        video = strategy in strategies.VIDEO_STRATEGIES
+        method = job.prompt_method or character.pick_prompt_method(rng)
+        choices = Choices(
+            seed=seed,
+            character=character.key,
+            generation_type=strategy,
+            prompt_method=method if job.prompt is None else "given",
+            template=character.pick_template(rng, video=video),
+            style=character.pick_style(rng),
+            workflows={
+                stage or "main": str(character.workflow_path(strategy, stage))
+                for stage in _stages(strategy)
+            },
+        )
+        subject = character.name
+        if character.group_name:
+            member = await self.store.pick_group_member(character.group_name, rng)
+            if member is None:
+                raise RunError(f"group {character.group_name!r} has no active member")
+            subject = member.name
+        if job.prompt is not None:
+            idea = Idea(prompt=job.prompt, method="given", subject=subject)
+        else:
+            idea = await self.prompts.write(character, method=method, subject=subject, rng=rng)
+        return run.advance(
+            RunState.PROMPTED,
+            choices=choices,
+            prompt=idea.prompt,
+            extra={**run.extra, "subject": idea.subject, **dict(idea.extra)},
+        )
+
+    async def _describe(self, run: Run, character: Character, sink: ProgressSink | None) -> Run:
+        _progress(sink, run, "describe", "writing descriptions")
+        choices = _choices(run)
+        idea = Idea(
+            prompt=run.prompt or "",
+            method=choices.prompt_method,
+            subject=str(run.extra.get("subject", character.name)),
+        )
+        descriptions = await self.describer.describe(
+            character,
+            idea,
+            template=choices.template,
+            style=choices.style,
+            count=character.generation.descriptions,
+            video=choices.generation_type in strategies.VIDEO_STRATEGIES,
+        )
+        if not descriptions:
+            raise RunError("the language model wrote no description")
+        return run.advance(RunState.DESCRIBED, descriptions=tuple(descriptions))
+
+    async def _generate(
+        self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
+    ) -> Run:
+        choices = _choices(run)
+        strategy = strategies.get(choices.generation_type)
+        _progress(sink, run, "generate", f"{strategy.name} on ComfyUI")
+        rng = Random(f"{choices.seed}:generate")
+        ctx = StrategyContext(
+            generator=self.generator,
+            folder=folder,
+            descriptions=run.descriptions,
+            stages=await asyncio.to_thread(_stage_params, character, choices),
+            rng=rng,
+            scorer=None if run.job.quick else self.scorer,
+            input_images=await asyncio.to_thread(_input_images, character, run, rng),
+            keep_top=character.params_for(choices.generation_type).keep_top or 1,
+            tags=frozenset({"video"}) if strategy.video else frozenset(),
+            report=lambda update: _generation_progress(sink, run, update),
+        )
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        generated = await strategy.generate(ctx)
+        if not generated:
+            raise RunError("ComfyUI returned no media for this run")
+        media = tuple(
+            MediaItem(
+                path=item.path,
+                kind=MediaKind.VIDEO if item.video else MediaKind.IMAGE,
+                description_index=item.description_index,
+                stage=item.stage,
+            )
+            for item in generated
+        )
+        return run.advance(RunState.GENERATED, media=media)
+
+    async def _score(
+        self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
+    ) -> Run:
+        if run.job.quick:
+            return run.advance(RunState.SCORED)
+        _progress(sink, run, "score", f"scoring {len(run.media)} file(s)")
+        scores = await self.scorer.score(
+            [(folder / m.path, run.descriptions[m.description_index]) for m in run.media]
+        )
+        media = keep_by_score(
+            run.media,
+            scores,
+            threshold=character.generation.similarity_threshold,
+            keep_best=character.generation.keep_best_when_none_pass,
+        )
+        if not any(m.kept for m in media):
+            raise RunError(
+                "no image reached the similarity threshold "
+                f"{character.generation.similarity_threshold:g}"
+            )
+        return run.advance(RunState.SCORED, media=media)
+
+    async def _caption(self, run: Run, character: Character, sink: ProgressSink | None) -> Run:
+        _progress(sink, run, "caption", "writing captions")
+        captions = await self.captions.write(
+            character,
+            prompt=run.prompt or "",
+            descriptions=run.descriptions,
+            subject=str(run.extra.get("subject", character.name)),
+        )
+        return run.advance(
+            RunState.CAPTIONED, captions={platform.value: text for platform, text in captions.items()}
+        )
+
+    async def _request_review(self, run: Run, folder: Path, sink: ProgressSink | None) -> Run:
+        _progress(sink, run, "review", "waiting for a reviewer")
+        ticket = await self.reviewer.request(run, folder)
+        return run.advance(RunState.AWAITING_REVIEW, ticket=ticket)
+
+    async def _await_review(self, run: Run, sink: ProgressSink | None) -> Run:
+        assert run.ticket is not None, "a run awaiting review has a ticket"
+        _progress(sink, run, "review", "waiting for a reviewer")
+        decision = await self.reviewer.wait(run, run.ticket)
+        if decision is None:
+            return run.advance(RunState.EXPIRED)
+        if not decision.approved:
+            return run.advance(RunState.REJECTED, decision=decision)
+        decision = _valid_selection(run, decision)
+        captions = {**run.captions, **decision.captions}
+        return run.advance(RunState.APPROVED, decision=decision, captions=captions)
+
+    async def _publish(
+        self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
+    ) -> Run:
+        run = run.advance(RunState.PUBLISHING)
+        await self.store.save_run(run)
+        _progress(sink, run, "publish", "publishing")
+        decision = run.decision
+        assert decision is not None, "an approved run has a decision"
+        selected = [folder / run.media[i].path for i in decision.selected]
+        fitted = (
+            await self.fit_media(run, character, folder)
+            if self.fit_media is not None
+            else {platform: selected for platform in Platform}
+        )
+        records: list[PostRecord] = []
+        for platform, config in character.enabled_platforms().items():
+            publisher = self.publishers.get(platform)
+            if publisher is None:
+                raise ServiceError(f"no publisher configured for {platform.value}")
+            caption = (config.prefix + " " if config.prefix else "") + run.captions.get(
+                platform.value, ""
+            )
+            records.append(
+                await publisher.publish(
+                    run,
+                    account=config.credentials,
+                    media=fitted.get(platform, selected),
+                    caption=caption.strip(),
+                )
+            )
+        failed = [r for r in records if r.state is not PostState.POSTED]
+        if failed:
+            names = ", ".join(f"{r.platform.value} ({r.state.value})" for r in failed)
+            return run.advance(
+                RunState.FAILED, failure=RunFailure(step="publishing", message=f"not posted: {names}")
+            )
+        return run.advance(RunState.PUBLISHED)
+
+    # ------------------------------------------------------------------ outcomes
+    async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
+        message = (
+            exc.user_message
+            if isinstance(exc, MediaOverloadError)
+            else "ComfyUI could not make the media; the run is kept and can be retried."
+        )
+        log.warning("run %s failed at %s: %s", run.id, step.value, exc)
+        return run.advance(RunState.FAILED, failure=RunFailure(step=step.value, message=message))
+
+    async def _notify(self, run: Run) -> None:
+        try:
+            posts = await self.store.posts_for_run(run.id)
+            await self.notifier.run_changed(run, posts)
+        except Exception:  # a notice that fails must not fail the run it reports on
+            log.exception("could not send the notice for run %s", run.id)
+
+
+_FINAL = frozenset(
+    {RunState.PUBLISHED, RunState.REJECTED, RunState.FAILED, RunState.EXPIRED, RunState.CANCELLED}
+)
+
+
+def _reopen(run: Run) -> Run:
+    """A failed run goes back to the step that failed; an expired one back to review."""
+    if run.state is RunState.FAILED and run.failure is not None:
+        try:
+            return replace(run, state=RunState(run.failure.step), failure=None)
+        except ValueError:
+            return run
+    if run.state is RunState.EXPIRED:
+        return replace(run, state=RunState.CAPTIONED, ticket=None)
+    return run
+
+
+def _choices(run: Run) -> Choices:
+    if run.choices is None:
+        raise RunError(f"run {run.id} has no choices yet")
+    return run.choices
+
+
+def _stages(strategy: str) -> tuple[str | None, ...]:
+    if strategy in strategies.TWO_STAGE_STRATEGIES:
+        return ("first_stage", "second_stage")
+    return (None,)
+
+
+def _stage_params(character: Character, choices: Choices) -> dict[str, StageParams]:
+    """Each stage's workflow (loaded once, from the paths chosen at the start) and numbers."""
+    params = character.params_for(choices.generation_type)
+    result: dict[str, StageParams] = {}
+    for stage in _stages(choices.generation_type):
+        key = stage or "main"
+        own = getattr(params, stage) if stage else None
+        per_description = (own.images_per_description if own else None) or (
+            params.videos_per_description
+            if choices.generation_type == "text2video"
+            else params.images_per_description
+        )
+        per_input = (own.images_per_input if own else None) or (
+            params.videos_per_description
+            if choices.generation_type == "text2image2video" and stage == "second_stage"
+            else params.images_per_input
+        )
+        updates = [*params.custom_node_updates, *(own.custom_node_updates if own else [])]
+        result[key] = StageParams(
+            workflow=Workflow.load(choices.workflows[key]),
+            per_description=per_description or 1,
+            per_input=per_input or 1,
+            denoise=(own.denoise if own else None) or params.denoise,
+            updates=tuple(u.as_mapping() for u in updates),
+        )
+    return result
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+def _input_images(character: Character, run: Run, rng: Random) -> list[Path]:
+    """Input images for image2image: the job's, else up to `images_per_input` from input_dir."""
+    given = run.extra.get("input_images")
+    if isinstance(given, list) and given:
+        return [Path(p) for p in given]
+    choices = _choices(run)
+    if choices.generation_type != "image2image":
+        return []
+    params = character.params_for("image2image")
+    if not params.input_dir:
+        raise RunError("image2image needs input images: set additional_params input_dir")
+    folder = character.root / params.input_dir
+    images = sorted(p for p in folder.glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not images:
+        raise RunError(f"no input images in {params.input_dir}")
+    return rng.sample(images, k=min(len(images), max(len(run.descriptions), 1)))
+
+
+def keep_by_score(
+    media: Sequence[MediaItem], scores: Sequence[Score], *, threshold: float, keep_best: int
+) -> tuple[MediaItem, ...]:
+    """Scores on every item; those under `threshold` not kept, unless none passes, then the
+    best `keep_best` are kept (0: none)."""
+    scored = [
+        replace(item, score=score.value, reason=score.reason, kept=score.value >= threshold)
+        for item, score in zip(media, scores, strict=True)
+    ]
+    if any(item.kept for item in scored):
+        return tuple(scored)
+    best = sorted(range(len(scored)), key=lambda i: -(scored[i].score or 0.0))[:keep_best]
+    return tuple(replace(item, kept=i in best) for i, item in enumerate(scored))
+
+
+def _valid_selection(run: Run, decision: Decision) -> Decision:
+    """Only kept media can be chosen; an approval with no valid choice takes every kept one."""
+    kept = [i for i, m in enumerate(run.media) if m.kept]
+    selected = tuple(i for i in decision.selected if i in kept) or tuple(kept)
+    return replace(decision, selected=selected)
+
+
+def _progress(sink: ProgressSink | None, run: Run, step: str, detail: str) -> None:
+    if sink is not None:
+        sink.progress(run.id, Progress(step=step, detail=detail))
+
+
+def _generation_progress(sink: ProgressSink | None, run: Run, update: GenerationProgress) -> None:
+    if sink is None:
+        return
+    detail = f"{update.stage}: {update.done}/{update.total} prompt(s) done"
+    if update.node:
+        detail += f", running {update.node}"
+    sink.progress(
+        run.id,
+        Progress(
+            step="generate",
+            detail=detail,
+            queue_position=update.queue_position,
+            value=update.step,
+            maximum=update.steps,
+        ),
+    )
+
+
+def _cleanup(folder: Path, run: Run) -> None:
+    """Temporary files always go; a rejected run's media go; approved media and everything of
+    a failed or expired run stay (it may be retried)."""
+    if not folder.is_dir():
+        return
+    for partial in folder.glob("*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+    if run.state is RunState.REJECTED or run.state is RunState.CANCELLED:
+        for item in run.media:
+            (folder / item.path).unlink(missing_ok=True)
+    elif run.state is RunState.PUBLISHED and run.decision is not None:
+        chosen = {run.media[i].path for i in run.decision.selected}
+        for item in run.media:
+            if item.path not in chosen:
+                (folder / item.path).unlink(missing_ok=True)
+    log.debug("cleaned %s for a %s run at %s", folder, run.state.value, utcnow().isoformat())

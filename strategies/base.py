@@ -1,0 +1,302 @@
+"""What every strategy shares: its context, the Protocols it needs, and resumable ComfyUI units.
+
+A strategy turns descriptions into media files through `Generator` (a ComfyPool in production)
+and, between stages, a `Scorer`. Work is cut into `Unit`s (one ComfyUI prompt each) that are all
+queued at once; a unit whose files are on disk is never generated again, so a resumed run picks
+up where it stopped. Never imports `pipeline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from random import Random
+from typing import Protocol
+
+from comfy import ComfyJob, Event, NodeRunning, OutputFile, Queued, Started, Step, Workflow
+
+log = logging.getLogger(__name__)
+
+IMAGE_KINDS = frozenset({"images"})
+VIDEO_KINDS = frozenset({"gifs", "videos"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mov", ".gif", ".mkv"})
+
+
+# ---------------------------------------------------------------------------- what it needs
+
+
+class Generator(Protocol):
+    """Queues a workflow on ComfyUI (comfy.ComfyPool fits)."""
+
+    async def submit(
+        self,
+        workflow: Workflow,
+        out_dir: Path,
+        *,
+        tags: frozenset[str] = frozenset(),
+        on_event: Callable[[Event], None] | None = None,
+        images: Mapping[str, Path] | None = None,
+    ) -> ComfyJob: ...
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float
+    reason: str
+
+
+class Scorer(Protocol):
+    """Scores media files against their descriptions, in [0, 1] (a vision model)."""
+
+    async def score(self, items: Sequence[tuple[Path, str]]) -> list[Score]: ...
+
+
+@dataclass(frozen=True)
+class StageParams:
+    """The parameters of one stage, as the pipeline resolved them from the character."""
+
+    workflow: Workflow
+    per_description: int = 1
+    per_input: int = 1
+    denoise: float | None = None
+    updates: tuple[Mapping[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationProgress:
+    """What a strategy reports while it works; the pipeline forwards it to the ProgressSink."""
+
+    stage: str
+    done: int
+    total: int
+    queue_position: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One media file a strategy made, relative to the run's folder."""
+
+    path: str
+    video: bool
+    description_index: int
+    stage: str
+    score: Score | None = None
+
+
+@dataclass
+class StrategyContext:
+    """Everything one strategy run needs; built by the pipeline for each run."""
+
+    generator: Generator
+    folder: Path
+    descriptions: Sequence[str]
+    stages: Mapping[str, StageParams]
+    rng: Random
+    scorer: Scorer | None = None
+    input_images: Sequence[Path] = ()
+    keep_top: int = 1
+    negative: str | None = None
+    tags: frozenset[str] = frozenset()
+    report: Callable[[GenerationProgress], None] = field(default=lambda _: None)
+
+
+class Strategy(Protocol):
+    name: str
+    #: the final media are videos
+    video: bool
+
+    async def generate(self, ctx: StrategyContext) -> list[Generated]: ...
+
+
+# ---------------------------------------------------------------------------- units
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One ComfyUI prompt: a stable key (its folder), a ready workflow, its input images."""
+
+    key: str
+    stage: str
+    description_index: int
+    workflow: Workflow
+    images: Mapping[str, Path] = field(default_factory=dict)
+
+
+def prepare(
+    params: StageParams,
+    rng: Random,
+    *,
+    prompt: str | None = None,
+    negative: str | None = None,
+    batch: int | None = None,
+    denoise: float | None = None,
+) -> Workflow:
+    """A fresh copy of the stage's workflow for one job: updates, prompt, seeds, batch, denoise."""
+    workflow = params.workflow.apply_updates(params.updates)
+    if prompt is not None or negative is not None:
+        workflow = workflow.with_prompt(prompt, negative)
+    workflow = workflow.with_random_seeds(rng)
+    if batch is not None and batch > 1:
+        workflow = workflow.with_batch_size(batch)
+    if denoise is not None:
+        workflow = workflow.with_denoise(denoise)
+    return workflow
+
+
+class _Journal:
+    """`units.json` in the run folder: which prompt each unit is, and the scores given, so a
+    resumed run neither queues a unit twice nor scores twice. Written atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "units.json"
+        self.data: dict[str, dict[str, object]] = {}
+        if self.path.is_file():
+            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+async def run_units(ctx: StrategyContext, units: Sequence[Unit]) -> dict[str, list[Path]]:
+    """Queue every unit not yet done at once, then collect their files, unit by unit.
+
+    Each unit's files land in `folder/<key>/` with a `.done` marker; done units are skipped.
+    """
+    done: dict[str, list[Path]] = {}
+    todo: list[Unit] = []
+    for unit in units:
+        unit_dir = ctx.folder / unit.key
+        if (unit_dir / ".done").is_file():
+            done[unit.key] = _files_of(unit_dir)
+        else:
+            todo.append(unit)
+    if not todo:
+        return done
+    stage = todo[0].stage
+    total = len(units)
+    finished = len(done)
+    latest: dict[str, GenerationProgress] = {}
+
+    def reporter(unit: Unit) -> Callable[[Event], None]:
+        def on_event(event: Event) -> None:
+            update: GenerationProgress | None = None
+            if isinstance(event, Queued):
+                update = GenerationProgress(stage, finished, total, queue_position=event.position)
+            elif isinstance(event, Started):
+                update = GenerationProgress(stage, finished, total, queue_position=0)
+            elif isinstance(event, NodeRunning):
+                update = GenerationProgress(stage, finished, total, node=event.class_type)
+            elif isinstance(event, Step):
+                update = GenerationProgress(
+                    stage, finished, total, step=event.value, steps=event.max
+                )
+            if update is not None:
+                latest[unit.key] = update
+                ctx.report(update)
+
+        return on_event
+
+    jobs: list[tuple[Unit, ComfyJob]] = []
+    try:
+        for unit in todo:
+            partial = ctx.folder / (unit.key + ".partial")
+            await asyncio.to_thread(_reset_dir, partial)
+            job = await ctx.generator.submit(
+                unit.workflow,
+                partial,
+                tags=ctx.tags,
+                on_event=reporter(unit),
+                images=unit.images,
+            )
+            jobs.append((unit, job))
+        ctx.report(GenerationProgress(stage, finished, total))
+        for unit, job in jobs:
+            outputs = await job.result()
+            files = await asyncio.to_thread(_commit_unit, ctx.folder, unit.key, outputs)
+            done[unit.key] = files
+            finished += 1
+            ctx.report(GenerationProgress(stage, finished, total))
+    except BaseException:
+        # Whatever stops us (an error, a cancel, a shutdown) takes our queued prompts with it.
+        pending = [job for unit, job in jobs if unit.key not in done]
+        if pending:
+            await asyncio.shield(_cancel_all(pending))
+        raise
+    return done
+
+
+async def _cancel_all(jobs: Sequence[ComfyJob]) -> None:
+    results = await asyncio.gather(*(job.cancel() for job in jobs), return_exceptions=True)
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception):
+            log.warning("could not cancel %r: %s", job, type(result).__name__)
+
+
+def _reset_dir(folder: Path) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def _commit_unit(folder: Path, key: str, outputs: Sequence[OutputFile]) -> list[Path]:
+    """Move a unit's downloads into place and mark it done (after the files, never before)."""
+    partial = folder / (key + ".partial")
+    final = folder / key
+    if final.exists():
+        shutil.rmtree(final)
+    keep = {o.path.name for o in outputs if o.kind in IMAGE_KINDS | VIDEO_KINDS}
+    for path in partial.iterdir():
+        if path.name not in keep:
+            path.unlink()
+    os.replace(partial, final)
+    (final / ".done").write_text("")
+    return _files_of(final)
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def relative(ctx: StrategyContext, path: Path) -> str:
+    return path.relative_to(ctx.folder).as_posix()
+
+
+async def score_and_keep(
+    ctx: StrategyContext, candidates: Sequence[tuple[Path, int]], keep: int, *, stage: str
+) -> list[tuple[Path, int, Score | None]]:
+    """The `keep` best candidates by score (all unscored in quick mode), scores journaled."""
+    journal = await asyncio.to_thread(_Journal, ctx.folder)
+    scores: dict[str, Score] = {}
+    stored = journal.data.get("scores", {})
+    assert isinstance(stored, dict)
+    missing = [(p, i) for p, i in candidates if relative(ctx, p) not in stored]
+    if ctx.scorer is not None and missing:
+        fresh = await ctx.scorer.score([(p, ctx.descriptions[i]) for p, i in missing])
+        for (path, _), score in zip(missing, fresh, strict=True):
+            stored[relative(ctx, path)] = {"value": score.value, "reason": score.reason}
+        journal.data["scores"] = stored
+        await asyncio.to_thread(journal.save)
+    for key, value in stored.items():
+        if isinstance(value, dict):
+            scores[key] = Score(float(value["value"]), str(value["reason"]))
+    ranked = [(p, i, scores.get(relative(ctx, p))) for p, i in candidates]
+    if ctx.scorer is not None:
+        ranked.sort(key=lambda item: -(item[2].value if item[2] else 0.0))
+    log.debug("stage %s keeps %d of %d", stage, min(keep, len(ranked)), len(ranked))
+    return ranked[:keep]
+
