@@ -59,7 +59,8 @@ async def test_progress_events_arrive_in_order(
     await client.run(text2img, out_dir, on_event=events.append)
     kinds = [type(e) for e in events]
     assert kinds[0] in (Queued, Started)
-    assert Started in kinds and kinds[-1] is Done
+    assert Started in kinds
+    assert kinds[-1] is Done
     steps = [e for e in events if isinstance(e, Step)]
     assert [(s.node_id, s.value, s.max) for s in steps] == [("3", 1, 2), ("3", 2, 2)]
     running = [e for e in events if isinstance(e, NodeRunning)]
@@ -92,7 +93,8 @@ async def test_websocket_drop_mid_job_still_delivers(
     fake.faults.drop_ws_mid_job = True
     fake.faults.ws_refuse_seconds = 0.3  # the job finishes before we can reconnect
     files = await client.run(text2img, out_dir)
-    assert len(files) == 1 and files[0].path.exists()
+    assert len(files) == 1
+    assert files[0].path.exists()
     assert fake.ws_connections >= 2
 
 
@@ -168,7 +170,8 @@ async def test_cancel_queued_prompt(
     await client.cancel(second)
     with pytest.raises(Cancelled):
         await client.wait(second)
-    assert fake.deleted == [second] and fake.interrupts == []
+    assert fake.deleted == [second]
+    assert fake.interrupts == []
     assert await client.wait(first)
     assert await client.history(second) is None
 
@@ -272,7 +275,8 @@ async def test_upload_then_image_to_image(
     picture = tmp_path / "me.png"
     Image.new("RGB", (8, 8), "blue").save(picture)
     name = await client.upload_image(picture)
-    assert name == "me.png" and fake.uploads["me.png"] == picture.read_bytes()
+    assert name == "me.png"
+    assert fake.uploads["me.png"] == picture.read_bytes()
     workflow = Workflow.load(WORKFLOWS / "image2image.json").with_input_image(name)
     files = await client.run(workflow, tmp_path / "out")
     assert len(files) == 1
