@@ -117,12 +117,12 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_name(name: str, *, default: str = "output", max_len: int = 120) -> str:
     """A local file name from a server-given one: no directories, a small alphabet, no dotfile."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE.sub("_", base).strip("._-")
+    base = _UNSAFE.sub("_", base).lstrip(".-")  # no dotfiles, nothing that reads as an option
     stem, dot, ext = base.rpartition(".")
     if not dot:
         stem, ext = base, ""
     ext = ext[:12]
-    stem = stem.strip("._-")[: max_len - len(ext) - 1] or default
+    stem = stem.rstrip(".")[: max_len - len(ext) - 1] or default
     return f"{stem}.{ext}" if ext else stem
 
 
@@ -847,10 +847,17 @@ class ComfyClient:
                         # binary frames are previews: not wanted
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 log.debug("WebSocket to %s failed: %r", self.url, exc)
+            was_connected = self.connected
             self._connected.clear()
             if self.closing:
                 break
-            log.warning("WebSocket to %s lost; retrying in %.2f s", self.url, delay)
+            # one warning per loss; the retries after it only at debug level
+            log.log(
+                logging.WARNING if was_connected else logging.DEBUG,
+                "WebSocket to %s lost; retrying in %.2f s",
+                self.url,
+                delay,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.reconnect_max_delay)
 

@@ -200,6 +200,7 @@ async def test_overall_time_limit(
     assert fake.interrupts == [prompt_id]
 
 
+@pytest.mark.slow
 async def test_large_output_is_streamed_to_disk(
     client: ComfyClient, fake: FakeComfyUI, text2img: Workflow, out_dir: Path
 ) -> None:
@@ -326,3 +327,58 @@ async def test_server_not_answering_is_offline(fake: FakeComfyUI, text2img: Work
             await client.system_stats()
         with pytest.raises(ComfyOffline):
             await client.submit(text2img)
+
+
+async def test_second_job_reports_its_queue_position(
+    client: ComfyClient, fake: FakeComfyUI, text2img: Workflow
+) -> None:
+    """A job submitted behind another one is told it waits in position 1."""
+    fake.job_seconds = 0.2
+    events: list[Event] = []
+    first = await client.submit(text2img.with_prompt("one"))
+    second = await client.submit(text2img.with_prompt("two"), on_event=events.append)
+    await client.wait(first)
+    await client.wait(second)
+    assert events[0] == Queued(second, 1)
+
+
+@pytest.mark.parametrize(
+    ("server_name", "local"),
+    [
+        ("ComfyUI_00001_.png", "ComfyUI_00001_.png"),
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\boot.ini", "boot.ini"),
+        (".bashrc", "bashrc"),
+        ("a b/c d;rm -rf.png", "c_d_rm_-rf.png"),
+        ("..", "output"),
+        ("", "output"),
+    ],
+    ids=["plain", "dotdot", "backslash", "dotfile", "odd-chars", "only-dots", "empty"],
+)
+def test_server_file_names_are_made_safe(server_name: str, local: str) -> None:
+    """A file name from the server can never place a download outside the output folder."""
+    from comfy.client import safe_name
+
+    assert safe_name(server_name) == local
+
+
+async def test_same_name_twice_gets_a_new_file(
+    client: ComfyClient, fake: FakeComfyUI, text2img: Workflow, out_dir: Path
+) -> None:
+    """Downloading into a folder that already holds the name never overwrites it."""
+    first = await client.run(text2img, out_dir)
+    second = await client.run(text2img, out_dir)  # cached: the server reports the same name
+    assert first[0].path != second[0].path
+    assert second[0].path.name == first[0].path.stem + "-1.png"
+
+
+async def test_server_dying_mid_job_is_reported_offline(
+    fake: FakeComfyUI, text2img: Workflow
+) -> None:
+    """A server that disappears while a job runs ends the wait with ComfyOffline."""
+    fake.job_seconds = 5.0
+    async with ComfyClient(fake.url, stall_timeout=0.2, connect_timeout=0.3) as client:
+        prompt_id = await client.submit(text2img)
+        await fake.go_down()
+        with pytest.raises(ComfyOffline):
+            await client.wait(prompt_id)

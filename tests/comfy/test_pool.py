@@ -103,7 +103,7 @@ async def test_server_without_the_model_is_skipped(
             assert job.server == second.url
             await job.result()
         async with ComfyPool([bare.url]) as pool:
-            with pytest.raises(PreflightFailed, match="'sd_xl_base_1.0.safetensors' is not"):
+            with pytest.raises(PreflightFailed, match=r"'sd_xl_base_1\.0\.safetensors' is not"):
                 await pool.submit(text2img, out_dir)
 
 

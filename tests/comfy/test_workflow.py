@@ -208,7 +208,7 @@ def test_broken_file_errors_name_the_file(tmp_path: Path, text: str, message: st
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     """A workflow path that does not exist is named in the error."""
-    with pytest.raises(WorkflowError, match="nowhere.json: cannot read"):
+    with pytest.raises(WorkflowError, match=r"nowhere\.json: cannot read"):
         Workflow.load(tmp_path / "nowhere.json")
 
 
