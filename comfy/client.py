@@ -340,6 +340,7 @@ class ComfyClient:
         download_chunk_size: int = 1 << 20,
         parallel_downloads: int = 4,
         unclaimed_messages: int = 512,
+        object_info_ttl: float = 300.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.client_id = client_id or uuid.uuid4().hex
@@ -351,6 +352,7 @@ class ComfyClient:
         self.reconnect_max_delay = reconnect_max_delay
         self.heartbeat = heartbeat
         self.download_chunk_size = download_chunk_size
+        self.object_info_ttl = object_info_ttl
         self.queue_remaining: int | None = None  # from the last `status` message
         self._session = session
         self._owns_session = session is None
@@ -364,6 +366,8 @@ class ComfyClient:
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
         self._object_info: ObjectInfoJSON | None = None
+        self._object_info_at = 0.0
+        self._object_info_lock = asyncio.Lock()
         self._downloads = asyncio.Semaphore(parallel_downloads)
 
     # ------------------------------------------------------------ lifecycle
@@ -523,13 +527,21 @@ class ComfyClient:
         )
 
     async def object_info(self, *, refresh: bool = False) -> ObjectInfoJSON:
-        """GET /object_info (cached after the first call): every node class the server has."""
-        if self._object_info is None or refresh:
-            raw = await self._get("/object_info")
-            if not isinstance(raw, dict):
-                raise ProtocolError(f"GET /object_info on {self.url} answered no object")
-            self._object_info = cast(ObjectInfoJSON, raw)
-        return self._object_info
+        """GET /object_info: every node class the server has, with its inputs.
+
+        Cached for `object_info_ttl` seconds (a real server's answer is megabytes); concurrent
+        callers share one request.
+        """
+        async with self._object_info_lock:
+            now = asyncio.get_running_loop().time()
+            stale = now - self._object_info_at > self.object_info_ttl
+            if self._object_info is None or refresh or stale:
+                raw = await self._get("/object_info")
+                if not isinstance(raw, dict):
+                    raise ProtocolError(f"GET /object_info on {self.url} answered no object")
+                self._object_info = cast(ObjectInfoJSON, raw)
+                self._object_info_at = now
+            return self._object_info
 
     async def problems(self, workflow: Workflow, *, refresh: bool = False) -> list[str]:
         """What stops this server running `workflow`: missing node classes, values not installed."""
@@ -761,7 +773,15 @@ class ComfyClient:
 
     async def download(self, files: Sequence[RemoteFile], out_dir: Path) -> list[OutputFile]:
         """Stream each file through /view into `out_dir` under a safe, unique name."""
-        return list(await asyncio.gather(*(self._download_one(f, Path(out_dir)) for f in files)))
+        tasks = [asyncio.ensure_future(self._download_one(f, Path(out_dir))) for f in files]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            # one failed (or we were cancelled): stop the others, which remove their partial files
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _download_one(self, remote: RemoteFile, out_dir: Path) -> OutputFile:
         params = {"filename": remote.filename, "subfolder": remote.subfolder, "type": remote.type}

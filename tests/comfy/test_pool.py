@@ -139,3 +139,21 @@ async def test_cancel_through_the_job(fake: FakeComfyUI, text2img: Workflow, out
             await queued.result()
         await first.result()
     assert fake.deleted == [queued.prompt_id]
+
+
+@pytest.mark.parametrize(
+    "name", ["text2img.json", "image2image.json", "text2video.json", "image2video.json"]
+)
+async def test_every_shipped_workflow_runs_on_the_fake(
+    fake: FakeComfyUI, name: str, tmp_path: Path
+) -> None:
+    """Each shipped workflow passes preflight and yields its media (picture or mp4)."""
+    picture = tmp_path / "start.png"
+    Image.new("RGB", (8, 8), "green").save(picture)
+    workflow = Workflow.load(WORKFLOWS / name).with_prompt("a test scene")
+    images = {"Input Image": picture} if "LoadImage" in workflow.class_types() else None
+    async with ComfyPool([fake.url]) as pool:
+        await pool.client(fake.url).preflight(workflow)
+        files = await pool.run(workflow, tmp_path / "out", images=images)
+    expected = ".mp4" if "video" in name else ".png"
+    assert [f.path.suffix for f in files] == [expected]
