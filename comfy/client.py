@@ -285,9 +285,7 @@ class _Watch:
                 self.emit(Cached(pid, tuple(str(n) for n in nodes)))
         elif kind == "executing":
             node = data.get("node")
-            if node is None:  # the server is done with this prompt, whatever the outcome
-                self.succeed()
-            else:
+            if node is not None:  # `node: null` (done, whatever the outcome): see _on_text
                 self.started = True
                 node_id = str(node)
                 self.emit(NodeRunning(pid, node_id, self.class_types.get(node_id, "?")))
@@ -905,6 +903,20 @@ class ComfyClient:
             self._unclaimed.append((prompt_id, kind, data))
             return
         watch.handle(kind, data, asyncio.get_running_loop().time())
+        if kind == "executing" and data.get("node") is None and not watch.future.done():
+            # The server is done with the prompt, but we missed how it ended (a reconnect, or a
+            # server older than `execution_success`): its history, written before this message,
+            # says.
+            self._spawn(self._settle(watch), f"settle {prompt_id}")
+
+    async def _settle(self, watch: _Watch) -> None:
+        try:
+            entry = await self.history(watch.prompt_id)
+        except ComfyError as exc:
+            log.info("history of %s not readable: %s", watch.prompt_id, exc)
+            return  # the stall watchdog asks again later
+        if entry is not None:
+            self._resolve_from_history(watch, entry)
 
     async def _recover(self) -> None:
         """After a reconnect: prompts that ended while we were away are read from /history."""

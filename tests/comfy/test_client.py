@@ -382,3 +382,12 @@ async def test_server_dying_mid_job_is_reported_offline(
         await fake.go_down()
         with pytest.raises(ComfyOffline):
             await client.wait(prompt_id)
+
+
+async def test_server_without_execution_success_still_delivers(
+    client: ComfyClient, fake: FakeComfyUI, text2img: Workflow, out_dir: Path
+) -> None:
+    """An older server that only says `executing: null` at the end still gives the outputs."""
+    fake.faults.send_success = False
+    files = await client.run(text2img, out_dir)
+    assert len(files) == 1

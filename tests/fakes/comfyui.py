@@ -2,7 +2,7 @@
 
 Behaves as shared/comfyui-protocol.md records (message order and shapes, the 400 bodies, history,
 /view with real PNG and mp4 bytes, one job at a time), with switches to inject faults. Imports the
-standard library, aiohttp and Pillow only; never the project's packages, so any test can use it.
+standard library, aiohttp, Pillow and (for videos) imageio-ffmpeg; never the project's packages.
 
     async with FakeComfyUI(job_seconds=0.05) as fake:
         ... ComfyPool([fake.url]) ...
@@ -12,7 +12,8 @@ standard library, aiohttp and Pillow only; never the project's packages, so any 
 Records (inspect freely): `prompts`, `uploads`, `interrupts`, `deleted`, `jobs` (start/end times
 per job, for idle-gap measurements), `history`, `ws_connections`.
 Faults: `faults.reject_next` (canned 400 bodies), `faults.fail_class` (execution_error),
-`faults.stall_next` (the next job goes silent until interrupted), `faults.drop_ws_mid_job`
+`faults.stall_next` (the next job goes silent until interrupted), `faults.send_success`
+(False: end with `executing: null` only, as older servers), `faults.drop_ws_mid_job`
 (close every WebSocket halfway through the next job, refusing reconnects for
 `faults.ws_refuse_seconds`), `faults.output_bytes` (pad each output file to this size);
 `await fake.drop_websockets(refuse_seconds)`, `await fake.go_down()` / `await fake.come_up()`
@@ -368,6 +369,7 @@ class Faults:
     drop_ws_mid_job: bool = False  # close every WebSocket halfway through the next job
     ws_refuse_seconds: float = 0.0  # after a drop, refuse WebSocket upgrades this long
     output_bytes: int | None = None  # pad each output file to this many bytes
+    send_success: bool = True  # False: no `execution_success`, as servers before 2024 did
 
 
 @dataclass
@@ -926,7 +928,8 @@ class FakeComfyUI:
                     "executed",
                     {"node": node_id, "display_node": node_id, "output": output, "prompt_id": pid},
                 )
-            await send("execution_success", {"prompt_id": pid, "timestamp": stamp()}, keep=True)
+            if self.faults.send_success:
+                await send("execution_success", {"prompt_id": pid, "timestamp": stamp()}, keep=True)
             self._finish(item, record, "cached", dict(self._cache_outputs), messages, True)
             return
         await send("execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": stamp()}, True)
@@ -1016,7 +1019,8 @@ class FakeComfyUI:
                 files.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await files
-        await send("execution_success", {"prompt_id": pid, "timestamp": stamp()}, keep=True)
+        if self.faults.send_success:
+            await send("execution_success", {"prompt_id": pid, "timestamp": stamp()}, keep=True)
         self._cache_key, self._cache_outputs = key, outputs
         self._finish(item, record, "success", outputs, messages, True)
 
