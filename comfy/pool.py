@@ -1,0 +1,288 @@
+"""ComfyPool: several ComfyUI servers behind one submit(); the high-level API the pipeline uses.
+
+Owns server choice (healthy, has the tags and nodes, shortest queue), taking a silent server out
+and retrying it later, and ComfyJob (a queued prompt pinned to the server holding its id).
+Imports only the standard library, aiohttp and the comfy package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from comfy.client import ComfyClient, OutputFile, remote_files
+from comfy.errors import ComfyError, ComfyOffline, NoServerAvailable, PreflightFailed
+from comfy.events import EventHandler
+from comfy.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server URL and its capability tags: parsed from `http://host:8188#video,hq`."""
+
+    url: str
+    tags: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str) -> ServerSpec:
+        url, _, fragment = text.strip().partition("#")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"not a ComfyUI server URL (want http://host:port): {text!r}")
+        tags = frozenset(t.strip() for t in fragment.split(",") if t.strip())
+        return cls(url.rstrip("/"), tags)
+
+    def __str__(self) -> str:
+        return self.url + (f"#{','.join(sorted(self.tags))}" if self.tags else "")
+
+
+class _Server:
+    def __init__(self, spec: ServerSpec, client: ComfyClient) -> None:
+        self.spec = spec
+        self.client = client
+        self.down_until = 0.0  # loop time before which the server is not tried
+        self.choosing = 0  # jobs sent its way whose POST has not landed yet
+
+
+class ComfyJob:
+    """A prompt queued on one server. `await job.result()` waits and downloads its outputs."""
+
+    def __init__(self, server: _Server, prompt_id: str, out_dir: Path) -> None:
+        self._server = server
+        self.prompt_id = prompt_id
+        self.server = server.spec.url
+        self.out_dir = out_dir
+        self._lock = asyncio.Lock()
+        self._files: list[OutputFile] | None = None
+
+    def __repr__(self) -> str:
+        return f"ComfyJob({self.prompt_id!r} on {self.server})"
+
+    async def result(self, *, time_limit: float | None = None) -> list[OutputFile]:
+        """The downloaded outputs (every node, every kind, no temp previews), in `out_dir`.
+
+        Raises ExecutionFailed, Cancelled, ComfyTimeout or ComfyOffline. Calling it again
+        returns the same files.
+        """
+        async with self._lock:
+            if self._files is None:
+                client = self._server.client
+                outputs = await client.wait(self.prompt_id, time_limit=time_limit)
+                self._files = await client.download(remote_files(outputs), self.out_dir)
+            return list(self._files)
+
+    async def cancel(self) -> None:
+        """Interrupt the prompt if it runs, remove it from the queue if it waits."""
+        await self._server.client.cancel(self.prompt_id)
+
+
+class ComfyPool:
+    """Several ComfyUI servers; `async with ComfyPool(["http://a:8188", "http://b:8188#video"])`.
+
+    Each job goes to a server that answers, has the wanted tags and every node class and model
+    the workflow names, and has the shortest queue. A server that does not answer is left out for
+    `retry_after` seconds. Jobs are queued at once (pipelining): the server runs them back to back
+    while we download earlier results.
+    """
+
+    def __init__(
+        self,
+        servers: Iterable[str | ServerSpec],
+        *,
+        session: aiohttp.ClientSession | None = None,
+        retry_after: float = 30.0,
+        probe_timeout: float = 5.0,
+        request_timeout: float = 30.0,
+        stall_timeout: float = 300.0,
+        job_timeout: float = 6 * 3600.0,
+    ) -> None:
+        specs = [s if isinstance(s, ServerSpec) else ServerSpec.parse(s) for s in servers]
+        if not specs:
+            raise ValueError("a ComfyPool needs at least one server")
+        self.retry_after = retry_after
+        self.probe_timeout = probe_timeout
+        self._request_timeout = request_timeout
+        self._stall_timeout = stall_timeout
+        self._job_timeout = job_timeout
+        self._specs = specs
+        self._session = session
+        self._owns_session = session is None
+        self._servers: list[_Server] = []
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._servers:
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._servers = [
+            _Server(
+                spec,
+                ComfyClient(
+                    spec.url,
+                    session=self._session,
+                    request_timeout=self._request_timeout,
+                    connect_timeout=self.probe_timeout,
+                    stall_timeout=self._stall_timeout,
+                    job_timeout=self._job_timeout,
+                ),
+            )
+            for spec in self._specs
+        ]
+
+    async def close(self) -> None:
+        for server in self._servers:
+            await server.client.close()
+        self._servers = []
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def servers(self) -> list[ServerSpec]:
+        return list(self._specs)
+
+    def client(self, url: str) -> ComfyClient:
+        """The client of one server of the pool (for info, preflight, uploads)."""
+        for server in self._running():
+            if server.spec.url == url.rstrip("/"):
+                return server.client
+        raise KeyError(url)
+
+    def is_up(self, url: str) -> bool:
+        """False while the server is left out after not answering."""
+        loop = asyncio.get_running_loop()
+        return any(
+            s.spec.url == url.rstrip("/") and s.down_until <= loop.time() for s in self._running()
+        )
+
+    # ------------------------------------------------------------ jobs
+
+    async def submit(
+        self,
+        workflow: Workflow,
+        out_dir: Path,
+        *,
+        tags: frozenset[str] = frozenset(),
+        on_event: EventHandler | None = None,
+        images: Mapping[str, Path] | None = None,
+    ) -> ComfyJob:
+        """Queue `workflow` on the best server; returns at once with a ComfyJob.
+
+        `images` maps a LoadImage node (title or id, e.g. "Input Image") to a local file: it is
+        uploaded to the chosen server and the node set to the uploaded name, so an
+        image-to-image job finds its input on the server that runs it.
+        """
+        attempts = len(self._running())
+        last_error: ComfyError | None = None
+        for _ in range(max(attempts, 1)):
+            server = await self._choose(workflow, tags)
+            server.choosing += 1
+            try:
+                job_workflow = workflow
+                for node, path in (images or {}).items():
+                    name = await server.client.upload_image(path)
+                    job_workflow = job_workflow.with_input_image(name, node=node)
+                prompt_id = await server.client.submit(job_workflow, on_event=on_event)
+            except ComfyOffline as exc:
+                self._mark_down(server, exc)
+                last_error = exc
+                continue
+            finally:
+                server.choosing -= 1
+            log.info("queued prompt %s on %s", prompt_id, server.spec.url)
+            return ComfyJob(server, prompt_id, Path(out_dir))
+        raise NoServerAvailable(f"every server failed to take the job ({last_error})")
+
+    async def run(
+        self,
+        workflow: Workflow,
+        out_dir: Path,
+        *,
+        tags: frozenset[str] = frozenset(),
+        on_event: EventHandler | None = None,
+        images: Mapping[str, Path] | None = None,
+    ) -> list[OutputFile]:
+        """submit() then result()."""
+        job = await self.submit(workflow, out_dir, tags=tags, on_event=on_event, images=images)
+        return await job.result()
+
+    async def upload_image(self, path: Path, *, server: str) -> str:
+        """Upload an input image to one server (prefer `submit(..., images=...)`)."""
+        return await self.client(server).upload_image(path)
+
+    # ------------------------------------------------------------ choice
+
+    def _running(self) -> list[_Server]:
+        if not self._servers:
+            raise RuntimeError("use the pool inside `async with ComfyPool(...)`")
+        return self._servers
+
+    def _mark_down(self, server: _Server, error: BaseException) -> None:
+        loop = asyncio.get_running_loop()
+        if server.down_until <= loop.time():
+            log.warning(
+                "%s is not answering (%s); leaving it out for %g s",
+                server.spec.url,
+                error,
+                self.retry_after,
+            )
+        # a little jitter so that several pools do not knock together
+        server.down_until = loop.time() + self.retry_after * random.uniform(0.9, 1.1)
+
+    async def _probe(self, server: _Server, workflow: Workflow) -> int | list[str] | None:
+        """Queue length if the server can run the workflow, its problems if not, None if down."""
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                remaining = await server.client.queue_remaining_now()
+                problems = await server.client.problems(workflow)
+        except (ComfyOffline, TimeoutError) as exc:
+            self._mark_down(server, exc)
+            return None
+        except ComfyError as exc:
+            log.warning("%s answered strangely (%s); leaving it out", server.spec.url, exc)
+            self._mark_down(server, exc)
+            return None
+        return problems if problems else remaining
+
+    async def _choose(self, workflow: Workflow, tags: frozenset[str]) -> _Server:
+        tagged = [s for s in self._running() if tags <= s.spec.tags]
+        if not tagged:
+            raise NoServerAvailable(f"no server has the tags {', '.join(sorted(tags))}")
+        now = asyncio.get_running_loop().time()
+        live = [s for s in tagged if s.down_until <= now]
+        if not live:
+            raise NoServerAvailable("no server is answering; retrying them later")
+        answers = await asyncio.gather(*(self._probe(s, workflow) for s in live))
+        fit: list[tuple[int, int, _Server]] = []
+        unfit: list[tuple[_Server, list[str]]] = []
+        for index, (server, answer) in enumerate(zip(live, answers, strict=True)):
+            if isinstance(answer, int):
+                fit.append((answer + server.choosing, index, server))
+            elif isinstance(answer, list):
+                unfit.append((server, answer))
+        if fit:
+            return min(fit, key=lambda f: (f[0], f[1]))[2]
+        if unfit:
+            server, problems = unfit[0]
+            raise PreflightFailed(server.spec.url, problems)
+        raise NoServerAvailable("no server is answering; retrying them later")
+
+
+__all__ = ["ComfyJob", "ComfyPool", "ServerSpec"]

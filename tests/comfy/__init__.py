@@ -1,0 +1,1 @@
+"""Tests of the comfy package against the fake ComfyUI server."""
