@@ -28,9 +28,9 @@ from pipeline.errors import (
 from pipeline.models import Job, PostRecord, Run, RunState
 from pipeline.ports import NewsItem
 from pipeline.prompts.library import TemplateLibrary
+from pipeline.run import run_folder
 from pipeline.settings import Settings, load_settings
 from pipeline.store import open_store
-from pipeline.run import run_folder
 from pipeline.workflows import check_workflow
 from strategies import STRATEGY_NAMES
 
@@ -175,8 +175,10 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
         print(f"  failed at {run.failure.step}: {run.failure.message}")
     if run.choices is not None:
         c = run.choices
-        print(f"  {c.generation_type}, {c.prompt_method} prompt, template {c.template}, "
-              f"style {c.style or 'none'}, seed {c.seed}")
+        print(
+            f"  {c.generation_type}, {c.prompt_method} prompt, template {c.template}, "
+            f"style {c.style or 'none'}, seed {c.seed}"
+        )
     if run.prompt:
         print(f"  prompt: {run.prompt}")
     if folder is not None and run.media:
@@ -188,15 +190,15 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
     for platform, caption in run.captions.items():
         print(f"  caption [{platform}]: {caption}")
     for post in posts:
-        print(f"  {post.platform.value}: {post.state.value} {post.url or post.error or ''}".rstrip())
+        print(
+            f"  {post.platform.value}: {post.state.value} {post.url or post.error or ''}".rstrip()
+        )
 
 
 def _exit_code(run: Run) -> int:
     if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.APPROVED}:
         return EXIT_OK
-    if run.state is RunState.FAILED and run.failure is not None and run.failure.step in {
-        "created"
-    }:
+    if run.state is RunState.FAILED and run.failure is not None and run.failure.step in {"created"}:
         return EXIT_BAD_INPUT
     return EXIT_SERVICE
 
@@ -241,10 +243,11 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{run.id}  {when}  {run.state.value:<16} {run.character}")
             print(f"{len(runs)} run(s)")
             return EXIT_OK
-        run = await store.load_run(args.run_id)
-        if run is None:
+        found = await store.load_run(args.run_id)
+        if found is None:
             print(f"no run with id {args.run_id}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        run = found
         if args.command == "cancel":
             if run.state.finished:
                 print(f"run {run.id} is already {run.state.value}", file=sys.stderr)

@@ -104,5 +104,7 @@ def render_progress(update: Progress, elapsed: float) -> str:
         parts.append(f"queue place {update.queue_position}")
     if update.value is not None and update.maximum:
         filled = round(BAR_WIDTH * update.value / update.maximum)
-        parts.append(f"|{'#' * filled}{'.' * (BAR_WIDTH - filled)}| {update.value}/{update.maximum}")
+        parts.append(
+            f"|{'#' * filled}{'.' * (BAR_WIDTH - filled)}| {update.value}/{update.maximum}"
+        )
     return "  ".join(p for p in parts if p)

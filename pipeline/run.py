@@ -68,8 +68,10 @@ class Idea:
 
 
 class PromptWriter(Protocol):
-    async def write(self, character: Character, *, method: str, subject: str, rng: Random) -> Idea:
-        """A prompt for `character` (named `subject`) by `method`."""
+    async def write(
+        self, character: Character, *, method: str | None, subject: str, rng: Random, video: bool
+    ) -> Idea:
+        """A prompt for `character` (named `subject`) by `method` (None: by its weights)."""
         ...
 
 
@@ -116,6 +118,8 @@ class Pipeline:
     publishers: Mapping[Platform, Publisher] = field(default_factory=dict)
     #: called with each approved run before publishing, to fit media to each platform
     fit_media: Callable[[Run, Character, Path], Awaitable[dict[Platform, list[Path]]]] | None = None
+    #: ComfyUI capability tags a video job needs (wiring sets {"video"} when a server has it)
+    video_tags: frozenset[str] = frozenset()
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -163,19 +167,8 @@ class Pipeline:
         if strategy not in strategies.STRATEGY_NAMES:
             raise RunError(f"unknown generation type {strategy!r}")
         video = strategy in strategies.VIDEO_STRATEGIES
-        method = job.prompt_method or character.pick_prompt_method(rng)
-        choices = Choices(
-            seed=seed,
-            character=character.key,
-            generation_type=strategy,
-            prompt_method=method if job.prompt is None else "given",
-            template=character.pick_template(rng, video=video),
-            style=character.pick_style(rng),
-            workflows={
-                stage or "main": str(character.workflow_path(strategy, stage))
-                for stage in _stages(strategy)
-            },
-        )
+        template = character.pick_template(rng, video=video)
+        style = character.pick_style(rng)
         subject = character.name
         if character.group_name:
             member = await self.store.pick_group_member(character.group_name, rng)
@@ -185,7 +178,21 @@ class Pipeline:
         if job.prompt is not None:
             idea = Idea(prompt=job.prompt, method="given", subject=subject)
         else:
-            idea = await self.prompts.write(character, method=method, subject=subject, rng=rng)
+            idea = await self.prompts.write(
+                character, method=job.prompt_method, subject=subject, rng=rng, video=video
+            )
+        choices = Choices(
+            seed=seed,
+            character=character.key,
+            generation_type=strategy,
+            prompt_method=idea.method,
+            template=template,
+            style=style,
+            workflows={
+                stage or "main": str(character.workflow_path(strategy, stage))
+                for stage in _stages(strategy)
+            },
+        )
         return run.advance(
             RunState.PROMPTED,
             choices=choices,
@@ -200,6 +207,7 @@ class Pipeline:
             prompt=run.prompt or "",
             method=choices.prompt_method,
             subject=str(run.extra.get("subject", character.name)),
+            extra={k: str(v) for k, v in run.extra.items() if k in {"partner", "news_id"}},
         )
         descriptions = await self.describer.describe(
             character,
@@ -229,7 +237,7 @@ class Pipeline:
             scorer=None if run.job.quick else self.scorer,
             input_images=await asyncio.to_thread(_input_images, character, run, rng),
             keep_top=character.params_for(choices.generation_type).keep_top or 1,
-            tags=frozenset({"video"}) if strategy.video else frozenset(),
+            tags=self.video_tags if strategy.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
         )
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -278,7 +286,8 @@ class Pipeline:
             subject=str(run.extra.get("subject", character.name)),
         )
         return run.advance(
-            RunState.CAPTIONED, captions={platform.value: text for platform, text in captions.items()}
+            RunState.CAPTIONED,
+            captions={platform.value: text for platform, text in captions.items()},
         )
 
     async def _request_review(self, run: Run, folder: Path, sink: ProgressSink | None) -> Run:
@@ -310,7 +319,7 @@ class Pipeline:
         fitted = (
             await self.fit_media(run, character, folder)
             if self.fit_media is not None
-            else {platform: selected for platform in Platform}
+            else dict.fromkeys(Platform, selected)
         )
         records: list[PostRecord] = []
         for platform, config in character.enabled_platforms().items():
@@ -332,7 +341,8 @@ class Pipeline:
         if failed:
             names = ", ".join(f"{r.platform.value} ({r.state.value})" for r in failed)
             return run.advance(
-                RunState.FAILED, failure=RunFailure(step="publishing", message=f"not posted: {names}")
+                RunState.FAILED,
+                failure=RunFailure(step="publishing", message=f"not posted: {names}"),
             )
         return run.advance(RunState.PUBLISHED)
 

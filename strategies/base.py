@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -165,7 +164,7 @@ class _Journal:
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        tmp.replace(self.path)
 
 
 def _files_of(folder: Path) -> list[Path]:
@@ -263,7 +262,7 @@ def _commit_unit(folder: Path, key: str, outputs: Sequence[OutputFile]) -> list[
     for path in partial.iterdir():
         if path.name not in keep:
             path.unlink()
-    os.replace(partial, final)
+    partial.replace(final)
     (final / ".done").write_text("")
     return _files_of(final)
 
@@ -299,4 +298,3 @@ async def score_and_keep(
         ranked.sort(key=lambda item: -(item[2].value if item[2] else 0.0))
     log.debug("stage %s keeps %d of %d", stage, min(keep, len(ranked)), len(ranked))
     return ranked[:keep]
-

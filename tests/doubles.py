@@ -1,0 +1,138 @@
+"""Typed in-memory doubles of the pipeline's seams, for tests about our own logic.
+
+Each records what it was asked so tests can assert on behaviour a user would notice (which images
+were posted, which notices went out). Never doubles the store: tests use the real one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from random import Random
+
+from pipeline.characters import Character
+from pipeline.models import (
+    Decision,
+    Platform,
+    PostRecord,
+    PostState,
+    ReviewTicket,
+    Run,
+    utcnow,
+)
+from pipeline.ports import PostStore, Progress
+from pipeline.run import Idea
+from strategies.base import Score
+
+
+class StaticPrompts:
+    """Writes a predictable prompt naming the subject and the method."""
+
+    async def write(
+        self, character: Character, *, method: str | None, subject: str, rng: Random, video: bool
+    ) -> Idea:
+        method = method or character.pick_prompt_method(rng)
+        return Idea(prompt=f"{subject} on a {method} adventure", method=method, subject=subject)
+
+
+class StaticDescriber:
+    """`count` descriptions derived from the prompt."""
+
+    async def describe(
+        self,
+        character: Character,
+        idea: Idea,
+        *,
+        template: str,
+        style: str,
+        count: int,
+        video: bool,
+    ) -> list[str]:
+        kind = "clip" if video else "picture"
+        return [f"{kind} {i + 1}: {idea.prompt}, {style or 'plain'}" for i in range(count)]
+
+
+@dataclass
+class ListScorer:
+    """Scores files by a rule on their path (default: all 0.9); records every file it saw."""
+
+    rule: Callable[[Path], float] = lambda _: 0.9
+    seen: list[Path] = field(default_factory=list)
+
+    async def score(self, items: Sequence[tuple[Path, str]]) -> list[Score]:
+        self.seen.extend(path for path, _ in items)
+        return [Score(self.rule(path), f"looks like {text[:20]}") for path, text in items]
+
+
+class StaticCaptions:
+    async def write(
+        self, character: Character, *, prompt: str, descriptions: Sequence[str], subject: str
+    ) -> dict[Platform, str]:
+        return {p: f"{subject}: {prompt} #{p.value}" for p in Platform}
+
+
+@dataclass
+class ScriptedReviewer:
+    """Answers every review with `decide(run)`; None means the review expired."""
+
+    decide: Callable[[Run], Decision | None] = lambda run: Decision(
+        approved=True, selected=(), by="tester", at=utcnow()
+    )
+    requests: list[str] = field(default_factory=list)
+
+    async def request(self, run: Run, folder: Path) -> ReviewTicket:
+        self.requests.append(run.id)
+        return ReviewTicket(channel_id=1, message_ids=(len(self.requests),), posted_at=utcnow())
+
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
+        return self.decide(run)
+
+
+@dataclass
+class RecordingPublisher:
+    """Publishes through the real post records: writes `posting`, 'posts', then `posted`."""
+
+    platform: Platform
+    store: PostStore
+    posted: list[tuple[str, tuple[str, ...], str]] = field(default_factory=list)
+
+    async def publish(
+        self, run: Run, *, account: str, media: Sequence[Path], caption: str
+    ) -> PostRecord:
+        record = PostRecord(
+            run_id=run.id, platform=self.platform, account=account, state=PostState.POSTING
+        )
+        if not await self.store.record_post(record):
+            [existing] = [
+                p for p in await self.store.posts_for_run(run.id) if p.platform is self.platform
+            ]
+            return existing
+        self.posted.append((run.id, tuple(p.name for p in media), caption))
+        done = PostRecord(
+            run_id=run.id,
+            platform=self.platform,
+            account=account,
+            state=PostState.POSTED,
+            remote_id=str(len(self.posted)),
+            url=f"https://{self.platform.value}.example/{len(self.posted)}",
+            created_at=record.created_at,
+        )
+        await self.store.update_post(done)
+        return done
+
+
+@dataclass
+class RecordingNotifier:
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    async def run_changed(self, run: Run, posts: Sequence[PostRecord] = ()) -> None:
+        self.events.append((run.id, run.state.value))
+
+
+@dataclass
+class RecordingSink:
+    updates: list[Progress] = field(default_factory=list)
+
+    def progress(self, run_id: str, update: Progress) -> None:
+        self.updates.append(update)

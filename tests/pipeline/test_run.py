@@ -1,0 +1,282 @@
+"""A run from character to post records: every strategy through the real ComfyUI client
+against the fake, the store on SQLite and MariaDB, language models and review as doubles."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from comfy import ComfyPool
+from pipeline.characters import Characters
+from pipeline.models import Decision, Job, Platform, PostState, Run, RunState, utcnow
+from pipeline.prompts.library import TemplateLibrary
+from pipeline.run import Pipeline, run_folder
+from pipeline.runner import Runner
+from pipeline.store import SqlStore
+from tests.doubles import (
+    ListScorer,
+    RecordingNotifier,
+    RecordingPublisher,
+    RecordingSink,
+    ScriptedReviewer,
+    StaticCaptions,
+    StaticDescriber,
+    StaticPrompts,
+)
+from tests.fakes.comfyui import FakeComfyUI
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHARACTER = """
+character: {name: Testy}
+generation:
+  generation_type_weights: {text2img: 1}
+  workflows:
+    text2img: workflows/text2img.json
+    image2image: workflows/image2image.json
+    text2image2image: workflows/image2image.json
+    text2video: workflows/text2video.json
+    text2image2video: workflows/image2video.json
+  similarity_threshold: 0.5
+  keep_best_when_none_pass: KEEP
+  descriptions: 2
+  prompt_method_weights: {arbitrary: 1}
+social_media:
+  platforms:
+    instagram: {enabled: true, credentials: testy_ig}
+    twitter: {enabled: true, credentials: testy_x}
+additional_params:
+  general: {images_per_description: 2, images_per_input: 1, videos_per_description: 1, denoise: 0.5}
+  strategies:
+    image2image: {input_dir: inputs}
+    text2image2image: {keep_top: 2}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "workflows", tmp_path / "workflows")
+    (tmp_path / "characters").mkdir()
+    (tmp_path / "characters" / "testy.yaml").write_text(CHARACTER.replace("KEEP", "1"))
+    (tmp_path / "inputs").mkdir()
+    Image.new("RGB", (64, 64), "orange").save(tmp_path / "inputs" / "fox.png")
+    return tmp_path
+
+
+@pytest.fixture
+async def comfy() -> AsyncIterator[tuple[FakeComfyUI, ComfyPool]]:
+    async with FakeComfyUI(job_seconds=0.02) as fake, ComfyPool([fake.url]) as pool:
+        yield fake, pool
+
+
+class World:
+    """The pipeline wired with doubles for the models and review, real everything else."""
+
+    def __init__(self, project: Path, store: SqlStore, pool: ComfyPool) -> None:
+        self.characters = Characters(project / "characters", TemplateLibrary.load())
+        self.scorer = ListScorer()
+        self.reviewer = ScriptedReviewer()
+        self.notifier = RecordingNotifier()
+        self.publishers = {p: RecordingPublisher(p, store) for p in Platform}
+        self.store = store
+        self.pipeline = Pipeline(
+            store=store,
+            characters=self.characters,
+            generator=pool,
+            prompts=StaticPrompts(),
+            describer=StaticDescriber(),
+            scorer=self.scorer,
+            captions=StaticCaptions(),
+            reviewer=self.reviewer,
+            notifier=self.notifier,
+            publishers=self.publishers,
+        )
+
+    async def run(self, job: Job) -> Run:
+        run = Run.new(job)
+        await self.store.save_run(run)
+        return await self.pipeline.execute(run, RecordingSink())
+
+    def folder(self, run: Run) -> Path:
+        return run_folder(self.characters.load(run.job.character), run.id)
+
+
+@pytest.fixture
+def world(project: Path, store: SqlStore, comfy: tuple[FakeComfyUI, ComfyPool]) -> World:
+    return World(project, store, comfy[1])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "suffix", "files"),
+    [
+        ("text2img", ".png", 4),
+        ("image2image", ".png", 1),
+        ("text2image2image", ".png", 2),
+        ("text2video", ".mp4", 2),
+        ("text2image2video", ".mp4", 1),
+    ],
+    ids=lambda v: str(v),
+)
+async def test_every_strategy_runs_from_character_to_posts(
+    world: World, strategy: str, suffix: str, files: int
+) -> None:
+    """Each strategy makes its media on ComfyUI and ends with one post per platform."""
+    run = await world.run(Job("testy", generation_type=strategy, seed=5))
+    assert run.state is RunState.PUBLISHED, run.failure
+    assert [m.path.endswith(suffix) for m in run.media] == [True] * files
+    for item in run.media:
+        assert (world.folder(run) / item.path).is_file()
+    posts = await world.store.posts_for_run(run.id)
+    assert {(p.platform, p.state) for p in posts} == {
+        (Platform.INSTAGRAM, PostState.POSTED),
+        (Platform.TWITTER, PostState.POSTED),
+    }
+    assert [state for _, state in world.notifier.events] == [
+        "created",
+        "awaiting_review",
+        "published",
+    ]
+
+
+async def test_the_reviewers_choice_is_what_gets_posted(world: World) -> None:
+    """Approving image 2 publishes image 2 alone and cleans the others away."""
+    world.reviewer.decide = lambda run: Decision(
+        approved=True, selected=(1,), by="ana", at=utcnow()
+    )
+    run = await world.run(Job("testy", seed=1))
+    assert run.state is RunState.PUBLISHED
+    chosen = Path(run.media[1].path).name
+    assert [media for _, media, _ in world.publishers[Platform.TWITTER].posted] == [(chosen,)]
+    remaining = sorted(p.name for p in world.folder(run).rglob("*.png"))
+    assert remaining == [chosen]
+
+
+async def test_images_under_the_threshold_are_dropped(world: World) -> None:
+    """Images the vision model scores low never reach the review."""
+    world.scorer.rule = lambda path: 0.9 if "d0" in str(path) else 0.1
+    run = await world.run(Job("testy", seed=2))
+    kept = [m for m in run.media if m.kept]
+    assert len(kept) == 2
+    assert all("d0" in m.path for m in kept)
+    assert all(m.score is not None and m.reason for m in run.media)
+
+
+async def test_when_nothing_passes_the_best_are_kept(world: World) -> None:
+    """With every score under the threshold, the best `keep_best_when_none_pass` go to review."""
+    world.scorer.rule = lambda path: 0.3 if "d1" in str(path) else 0.1
+    run = await world.run(Job("testy", seed=3))
+    assert run.state is RunState.PUBLISHED
+    assert len([m for m in run.media if m.kept]) == 1
+
+
+async def test_when_nothing_passes_and_none_may_be_kept_the_run_fails(
+    world: World, project: Path
+) -> None:
+    """keep_best_when_none_pass: 0 fails the run with the threshold in the reason."""
+    (project / "characters" / "testy.yaml").write_text(CHARACTER.replace("KEEP", "0"))
+    world.scorer.rule = lambda path: 0.1
+    run = await world.run(Job("testy", seed=3))
+    assert run.state is RunState.FAILED
+    assert run.failure is not None
+    assert run.failure.step == "generated"
+    assert "threshold 0.5" in run.failure.message
+    assert all((world.folder(run) / m.path).is_file() for m in run.media)  # kept for a retry
+
+
+async def test_quick_mode_skips_scoring(world: World) -> None:
+    """--quick sends everything to review without asking the vision model."""
+    run = await world.run(Job("testy", seed=4, quick=True))
+    assert run.state is RunState.PUBLISHED
+    assert world.scorer.seen == []
+
+
+async def test_a_rejected_run_posts_nothing_and_removes_its_media(world: World) -> None:
+    """❌ in review: no post, and the candidates are deleted."""
+    world.reviewer.decide = lambda run: Decision(approved=False, selected=(), by="ana", at=utcnow())
+    run = await world.run(Job("testy", seed=6))
+    assert run.state is RunState.REJECTED
+    assert await world.store.posts_for_run(run.id) == []
+    assert list(world.folder(run).rglob("*.png")) == []
+
+
+async def test_an_expired_review_can_be_retried(world: World) -> None:
+    """A review nobody answered expires; retrying asks again and publishes on approval."""
+    world.reviewer.decide = lambda run: None
+    run = await world.run(Job("testy", seed=7))
+    assert run.state is RunState.EXPIRED
+    world.reviewer.decide = lambda run: Decision(approved=True, selected=(), by="b", at=utcnow())
+    again = await world.pipeline.execute(run)
+    assert again.state is RunState.PUBLISHED
+    assert len(world.reviewer.requests) == 2
+
+
+async def test_a_run_is_never_published_twice(world: World) -> None:
+    """Executing a published run again (or its publish step) posts nothing more."""
+    run = await world.run(Job("testy", seed=8))
+    assert run.state is RunState.PUBLISHED
+    replay = await world.pipeline.execute(run.advance(RunState.APPROVED))
+    assert replay.state is RunState.PUBLISHED
+    assert len(world.publishers[Platform.INSTAGRAM].posted) == 1
+    assert len(world.publishers[Platform.TWITTER].posted) == 1
+
+
+async def test_a_run_resumes_after_comfyui_was_down_without_redoing_work(
+    world: World, comfy: tuple[FakeComfyUI, ComfyPool]
+) -> None:
+    """ComfyUI down mid-run fails the run cleanly; `resume` finishes it, generating each
+    description's images once."""
+    fake, _ = comfy
+    fake.faults.fail_class = "VAEDecode"
+    run = await world.run(Job("testy", seed=9))
+    assert run.state is RunState.FAILED
+    assert run.failure is not None
+    assert run.failure.step == "described"
+    assert "ComfyUI" in run.failure.message
+    fake.faults.fail_class = None
+    before = len(fake.prompts)
+    done = await world.pipeline.execute(run)
+    assert done.state is RunState.PUBLISHED
+    assert len(fake.prompts) - before == 2  # one prompt per description, no more
+
+
+async def test_a_half_generated_run_keeps_finished_units(
+    world: World, comfy: tuple[FakeComfyUI, ComfyPool]
+) -> None:
+    """Files a unit already delivered are reused on resume, not generated again."""
+    fake, _ = comfy
+    run = await world.run(Job("testy", seed=10, publish=False))
+    assert run.state is RunState.APPROVED
+    folder = world.folder(run)
+    # as if the process died after the first unit: forget the later steps and one unit
+    shutil.rmtree(folder / "main-d1")
+    rewind = run.advance(RunState.DESCRIBED, media=())
+    before = len(fake.prompts)
+    again = await world.pipeline.execute(rewind)
+    assert again.state is RunState.APPROVED
+    assert len(fake.prompts) - before == 1
+    assert len(again.media) == 4
+
+
+async def test_the_runner_cancels_a_run_and_its_comfyui_jobs(
+    world: World, comfy: tuple[FakeComfyUI, ComfyPool], store: SqlStore
+) -> None:
+    """/cancel stops the run, takes its prompts off ComfyUI and saves it as cancelled."""
+    fake, _ = comfy
+    fake.faults.stall_next = True
+    runner = Runner(store, world.pipeline.execute)
+    run = await runner.submit(Job("testy", seed=11))
+    for _ in range(200):
+        if fake.prompts:
+            break
+        import asyncio
+
+        await asyncio.sleep(0.01)
+    assert await runner.cancel(run.id) is True
+    saved = await store.load_run(run.id)
+    assert saved is not None
+    assert saved.state is RunState.CANCELLED
+    assert fake.interrupts or fake.deleted
