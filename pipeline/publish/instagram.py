@@ -154,10 +154,10 @@ class InstagramPublisher:
         client = _Client(with_challenge_flow=False)
         client.challenge_code_handler = _refuse_interaction
         client.change_password_handler = _refuse_interaction
-        client.request_timeout = self._request_delay
         session = self._session_file(account)
         if session.is_file():
             client.load_settings(session)
+        client.request_timeout = self._request_delay  # after loading: the file holds one too
         code = ""
         if creds.totp_secret is not None:
             code = client.totp_generate_code(creds.totp_secret.get_secret_value())
