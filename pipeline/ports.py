@@ -13,7 +13,16 @@ from pathlib import Path
 from random import Random
 from typing import Protocol
 
-from pipeline.models import Decision, Platform, PostRecord, ReviewTicket, Run, RunState
+from pipeline.models import (
+    Decision,
+    MediaKind,
+    Platform,
+    PostRecord,
+    PostState,
+    ReviewTicket,
+    Run,
+    RunState,
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,12 @@ class PostStore(Protocol):
         ...
 
     async def update_post(self, record: PostRecord) -> None: ...
+    async def retry_post(self, record: PostRecord) -> bool:
+        """Move a FAILED record back to POSTING (as `record` says); True for exactly one caller."""
+        ...
+
     async def posts_for_run(self, run_id: str) -> list[PostRecord]: ...
+    async def posts_in_state(self, states: Collection[PostState]) -> list[PostRecord]: ...
     async def count_posts(self, platform: str, account: str, since: datetime) -> int: ...
 
 
@@ -113,17 +127,55 @@ class VisionModel(Protocol):
 
 
 # ---------------------------------------------------------------------------- publishing
-# (issue 7 refines this)
+
+
+@dataclass(frozen=True)
+class OutgoingMedia:
+    """One fitted file to post (see `pipeline.publish.media`), with its alt text."""
+
+    path: Path
+    kind: MediaKind
+    mime: str
+    alt_text: str = ""
+    #: a still of a video (Instagram's reel cover)
+    cover: Path | None = None
+
+
+@dataclass(frozen=True)
+class RemotePost:
+    """What a platform answered for a post: its id and, when known, its address."""
+
+    remote_id: str
+    url: str | None = None
 
 
 class Publisher(Protocol):
-    """One platform: publish a run's approved media with its caption, exactly once."""
+    """One platform's remote side. Raises the `pipeline.publish.errors` kinds: transient,
+    account-needs-attention, or content-rejected. Exactly-once is the caller's job
+    (`pipeline.publish.service`), so a Publisher never retries a post by itself."""
 
     platform: Platform
 
-    async def publish(
-        self, run: Run, *, account: str, media: Sequence[Path], caption: str
-    ) -> PostRecord: ...
+    async def post(
+        self, account: str, media: Sequence[OutgoingMedia], caption: str
+    ) -> RemotePost: ...
+
+    async def find_post(self, account: str, caption: str, since: datetime) -> RemotePost | None:
+        """The account's post with this caption made since `since`, or None when none is;
+        raises when the platform cannot be asked."""
+        ...
+
+
+class PublishNotifier(Protocol):
+    """Tells people what publishing cannot decide alone."""
+
+    async def account_needs_attention(self, platform: Platform, account: str, reason: str) -> None:
+        """An account was paused (challenge, login, feedback block): a person must act."""
+        ...
+
+    async def post_uncertain(self, record: PostRecord) -> None:
+        """A post may or may not be online: a person must look and decide."""
+        ...
 
 
 # ---------------------------------------------------------------------------- review, notices

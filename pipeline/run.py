@@ -34,14 +34,7 @@ from pipeline.models import (
     RunState,
     utcnow,
 )
-from pipeline.ports import (
-    Notifier,
-    Progress,
-    ProgressSink,
-    Publisher,
-    Reviewer,
-    Store,
-)
+from pipeline.ports import Notifier, Progress, ProgressSink, Reviewer, Store
 from strategies.base import (
     GenerationProgress,
     Generator,
@@ -88,6 +81,14 @@ class Describer(Protocol):
     ) -> list[str]: ...
 
 
+class RunPublisher(Protocol):
+    """Publishes an approved run once per platform (pipeline.publish.PublishService)."""
+
+    async def publish_run(
+        self, run: Run, character: Character, run_dir: Path, *, retry_failed: bool = False
+    ) -> list[PostRecord]: ...
+
+
 class CaptionWriter(Protocol):
     async def write(
         self, character: Character, *, prompt: str, descriptions: Sequence[str], subject: str
@@ -115,9 +116,9 @@ class Pipeline:
     captions: CaptionWriter
     reviewer: Reviewer
     notifier: Notifier
-    publishers: Mapping[Platform, Publisher] = field(default_factory=dict)
-    #: called with each approved run before publishing, to fit media to each platform
-    fit_media: Callable[[Run, Character, Path], Awaitable[dict[Platform, list[Path]]]] | None = None
+    publisher: RunPublisher
+    #: fits the kept media to each platform before review, so the reviewer sees what is posted
+    fit_media: Callable[[Run, Character, Path], Awaitable[object]] | None = None
     #: ComfyUI capability tags a video job needs (wiring sets {"video"} when a server has it)
     video_tags: frozenset[str] = frozenset()
 
@@ -133,7 +134,7 @@ class Pipeline:
             RunState.DESCRIBED: lambda r: self._generate(r, character, folder, sink),
             RunState.GENERATED: lambda r: self._score(r, character, folder, sink),
             RunState.SCORED: lambda r: self._caption(r, character, sink),
-            RunState.CAPTIONED: lambda r: self._request_review(r, folder, sink),
+            RunState.CAPTIONED: lambda r: self._request_review(r, character, folder, sink),
             RunState.AWAITING_REVIEW: lambda r: self._await_review(r, sink),
             RunState.APPROVED: lambda r: self._publish(r, character, folder, sink),
             RunState.PUBLISHING: lambda r: self._publish(r, character, folder, sink),
@@ -290,7 +291,12 @@ class Pipeline:
             captions={platform.value: text for platform, text in captions.items()},
         )
 
-    async def _request_review(self, run: Run, folder: Path, sink: ProgressSink | None) -> Run:
+    async def _request_review(
+        self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
+    ) -> Run:
+        if self.fit_media is not None and run.job.publish:
+            _progress(sink, run, "fit", "fitting media to each platform")
+            await self.fit_media(run, character, folder)
         _progress(sink, run, "review", "waiting for a reviewer")
         ticket = await self.reviewer.request(run, folder)
         return run.advance(RunState.AWAITING_REVIEW, ticket=ticket)
@@ -310,33 +316,13 @@ class Pipeline:
     async def _publish(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
     ) -> Run:
+        # A run found in `publishing` was stopped mid-way or failed there: its FAILED posts are
+        # tried again and its POSTING ones checked against the account, never posted blind.
+        retry = run.state is RunState.PUBLISHING
         run = run.advance(RunState.PUBLISHING)
         await self.store.save_run(run)
         _progress(sink, run, "publish", "publishing")
-        decision = run.decision
-        assert decision is not None, "an approved run has a decision"
-        selected = [folder / run.media[i].path for i in decision.selected]
-        fitted = (
-            await self.fit_media(run, character, folder)
-            if self.fit_media is not None
-            else dict.fromkeys(Platform, selected)
-        )
-        records: list[PostRecord] = []
-        for platform, config in character.enabled_platforms().items():
-            publisher = self.publishers.get(platform)
-            if publisher is None:
-                raise ServiceError(f"no publisher configured for {platform.value}")
-            caption = (config.prefix + " " if config.prefix else "") + run.captions.get(
-                platform.value, ""
-            )
-            records.append(
-                await publisher.publish(
-                    run,
-                    account=config.credentials,
-                    media=fitted.get(platform, selected),
-                    caption=caption.strip(),
-                )
-            )
+        records = await self.publisher.publish_run(run, character, folder, retry_failed=retry)
         failed = [r for r in records if r.state is not PostState.POSTED]
         if failed:
             names = ", ".join(f"{r.platform.value} ({r.state.value})" for r in failed)

@@ -47,6 +47,25 @@ class Settings(BaseSettings):
     # -- Discord
     discord_token: SecretStr | None = None
 
+    # ------------------------------------------------------------ publishing (docs/publishing.md)
+    # -- where `credentials: NAME` of a character is looked up as NAME.json (after the environment)
+    credentials_dir: Path = Path("credentials")
+    # -- transient failures (timeouts, 5xx, 429): retries after the first try, first backoff
+    #    in seconds (doubled each time), and the longest wait a 429 may ask for before giving up
+    publish_retries: int = Field(default=3, ge=0, le=10)
+    publish_backoff_seconds: float = Field(default=5.0, ge=0)
+    publish_max_wait_seconds: float = Field(default=900.0, ge=0)
+    # -- Instagram (instagrapi): pause before each private request, and before configuring an
+    #    uploaded album or reel, in seconds (instagrapi's own defaults; lower looks like a bot)
+    instagram_request_delay: float = Field(default=1.0, ge=0)
+    instagram_configure_delay: float = Field(default=3.0, ge=0)
+    # -- X: the API root for media upload, the upload chunk size in bytes (X takes <= 5 MB),
+    #    the HTTP timeout, and how long to wait for X to process a video before giving up
+    x_api_url: str = "https://api.x.com"
+    x_chunk_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=5 * 1024 * 1024)
+    x_timeout_seconds: float = Field(default=60.0, gt=0)
+    x_processing_timeout_seconds: float = Field(default=600.0, gt=0)
+
     @field_validator("comfyui_servers", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
@@ -59,6 +78,16 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @property
+    def sessions_dir(self) -> Path:
+        """Where Instagram session settings are kept per account (secret: mode 0600)."""
+        return self.data_dir / "sessions"
+
+    @property
+    def attention_dir(self) -> Path:
+        """Where a paused account's "needs attention" marker is kept."""
+        return self.data_dir / "attention"
 
     @property
     def database_path(self) -> Path:

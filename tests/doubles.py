@@ -7,21 +7,14 @@ were posted, which notices went out). Never doubles the store: tests use the rea
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
 
 from pipeline.characters import Character
-from pipeline.models import (
-    Decision,
-    Platform,
-    PostRecord,
-    PostState,
-    ReviewTicket,
-    Run,
-    utcnow,
-)
-from pipeline.ports import PostStore, Progress
+from pipeline.models import Decision, Platform, PostRecord, ReviewTicket, Run, utcnow
+from pipeline.ports import OutgoingMedia, Progress, RemotePost
 from pipeline.run import Idea
 from strategies.base import Score
 
@@ -91,35 +84,21 @@ class ScriptedReviewer:
 
 @dataclass
 class RecordingPublisher:
-    """Publishes through the real post records: writes `posting`, 'posts', then `posted`."""
+    """A platform that accepts every post and remembers it (the Publisher port)."""
 
     platform: Platform
-    store: PostStore
     posted: list[tuple[str, tuple[str, ...], str]] = field(default_factory=list)
 
-    async def publish(
-        self, run: Run, *, account: str, media: Sequence[Path], caption: str
-    ) -> PostRecord:
-        record = PostRecord(
-            run_id=run.id, platform=self.platform, account=account, state=PostState.POSTING
-        )
-        if not await self.store.record_post(record):
-            [existing] = [
-                p for p in await self.store.posts_for_run(run.id) if p.platform is self.platform
-            ]
-            return existing
-        self.posted.append((run.id, tuple(p.name for p in media), caption))
-        done = PostRecord(
-            run_id=run.id,
-            platform=self.platform,
-            account=account,
-            state=PostState.POSTED,
-            remote_id=str(len(self.posted)),
-            url=f"https://{self.platform.value}.example/{len(self.posted)}",
-            created_at=record.created_at,
-        )
-        await self.store.update_post(done)
-        return done
+    async def post(self, account: str, media: Sequence[OutgoingMedia], caption: str) -> RemotePost:
+        self.posted.append((account, tuple(m.path.name for m in media), caption))
+        number = len(self.posted)
+        return RemotePost(str(number), f"https://{self.platform.value}.example/{number}")
+
+    async def find_post(self, account: str, caption: str, since: datetime) -> RemotePost | None:
+        for number, (who, _, text) in enumerate(self.posted, start=1):
+            if who == account and text == caption:
+                return RemotePost(str(number))
+        return None
 
 
 @dataclass

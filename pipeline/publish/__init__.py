@@ -1,1 +1,85 @@
-"""Fitting media to each platform and publishing to it, exactly once."""
+"""Fitting media to each platform and publishing to it, exactly once.
+
+The pipeline calls: `fit_run_media` (before review), `build_publish_service` (once, at start),
+`PublishService.publish_run` (after approval, and for `publish RUN_ID`), `PublishService.recover`
+(at start, for runs left in `publishing`), and `check_credentials` (from `check`).
+"""
+
+from __future__ import annotations
+
+from pipeline.models import Platform
+from pipeline.ports import PostStore, Publisher, PublishNotifier
+from pipeline.publish.attention import AttentionBoard
+from pipeline.publish.credentials import CredentialStore, check_credentials, session_path
+from pipeline.publish.errors import (
+    AccountAttentionError,
+    ContentRejectedError,
+    TransientPublishError,
+)
+from pipeline.publish.media import FittedMedia, fit_media
+from pipeline.publish.service import PublishService, RetryPolicy, fit_run_media
+from pipeline.settings import Settings
+
+
+def build_publishers(
+    settings: Settings, credentials: CredentialStore | None = None
+) -> dict[Platform, Publisher]:
+    """One Publisher per platform, configured from settings; credentials are read per account
+    when it first posts (so a missing one fails that post, not the start)."""
+    from pipeline.publish.instagram import InstagramPublisher
+    from pipeline.publish.twitter import TwitterPublisher
+
+    creds = credentials or CredentialStore(settings)
+    return {
+        Platform.INSTAGRAM: InstagramPublisher(
+            creds.instagram,
+            lambda name: session_path(settings, Platform.INSTAGRAM, name),
+            request_delay=settings.instagram_request_delay,
+            configure_delay=settings.instagram_configure_delay,
+        ),
+        Platform.TWITTER: TwitterPublisher(
+            creds.twitter,
+            api_url=settings.x_api_url,
+            chunk_bytes=settings.x_chunk_bytes,
+            timeout=settings.x_timeout_seconds,
+            processing_timeout=settings.x_processing_timeout_seconds,
+        ),
+    }
+
+
+def build_publish_service(
+    settings: Settings,
+    store: PostStore,
+    *,
+    notifier: PublishNotifier | None = None,
+    publishers: dict[Platform, Publisher] | None = None,
+) -> PublishService:
+    """The PublishService the bot and the command line use."""
+    return PublishService(
+        store,
+        publishers if publishers is not None else build_publishers(settings),
+        AttentionBoard(settings.attention_dir),
+        notifier=notifier,
+        policy=RetryPolicy(
+            retries=settings.publish_retries,
+            backoff=settings.publish_backoff_seconds,
+            max_wait=settings.publish_max_wait_seconds,
+        ),
+    )
+
+
+__all__ = [
+    "AccountAttentionError",
+    "AttentionBoard",
+    "ContentRejectedError",
+    "CredentialStore",
+    "FittedMedia",
+    "PublishService",
+    "RetryPolicy",
+    "TransientPublishError",
+    "build_publish_service",
+    "build_publishers",
+    "check_credentials",
+    "fit_media",
+    "fit_run_media",
+]

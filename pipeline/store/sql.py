@@ -220,27 +220,63 @@ class SqlStore:
             if not rows:
                 raise StoreError(f"no post record for run {record.run_id} on {record.platform}")
 
+    async def retry_post(self, record: PostRecord) -> bool:
+        """Claim a FAILED record for another try: one UPDATE guarded by the state, so of two
+        processes retrying the same post only one gets True."""
+        changed = await self.db.execute(
+            "UPDATE posts SET state = ?, remote_id = ?, url = ?, error = ?, attempts = ?,"
+            " updated_at = ? WHERE run_id = ? AND platform = ? AND state = ?",
+            (
+                record.state.value,
+                record.remote_id,
+                record.url,
+                record.error,
+                post_attempts_to_json(record.attempts),
+                ts(record.updated_at),
+                record.run_id,
+                record.platform.value,
+                PostState.FAILED.value,
+            ),
+        )
+        return bool(changed)
+
+    _POST_COLUMNS = (
+        "run_id, platform, account, state, remote_id, url, error, attempts, created_at, updated_at"
+    )
+
+    @staticmethod
+    def _post_from_row(row: Sequence[Any]) -> PostRecord:
+        return PostRecord(
+            run_id=row[0],
+            platform=Platform(row[1]),
+            account=row[2],
+            state=PostState(row[3]),
+            remote_id=row[4],
+            url=row[5],
+            error=row[6],
+            attempts=post_attempts_from_json(row[7]),
+            created_at=parse_ts(row[8]),
+            updated_at=parse_ts(row[9]),
+        )
+
     async def posts_for_run(self, run_id: str) -> list[PostRecord]:
         rows = await self.db.fetchall(
-            "SELECT run_id, platform, account, state, remote_id, url, error, attempts,"
-            " created_at, updated_at FROM posts WHERE run_id = ? ORDER BY platform",
+            f"SELECT {self._POST_COLUMNS} FROM posts WHERE run_id = ? ORDER BY platform",  # noqa: S608 (constant columns)
             (run_id,),
         )
-        return [
-            PostRecord(
-                run_id=row[0],
-                platform=Platform(row[1]),
-                account=row[2],
-                state=PostState(row[3]),
-                remote_id=row[4],
-                url=row[5],
-                error=row[6],
-                attempts=post_attempts_from_json(row[7]),
-                created_at=parse_ts(row[8]),
-                updated_at=parse_ts(row[9]),
-            )
-            for row in rows
-        ]
+        return [self._post_from_row(row) for row in rows]
+
+    async def posts_in_state(self, states: Collection[PostState]) -> list[PostRecord]:
+        """Every post record in one of `states`, oldest first (e.g. POSTING after a crash)."""
+        if not states:
+            return []
+        marks = ", ".join("?" for _ in states)
+        rows = await self.db.fetchall(
+            f"SELECT {self._POST_COLUMNS} FROM posts WHERE state IN ({marks})"  # noqa: S608 (only ? marks)
+            " ORDER BY created_at, run_id, platform",
+            [state.value for state in states],
+        )
+        return [self._post_from_row(row) for row in rows]
 
     async def count_posts(self, platform: str, account: str, since: datetime) -> int:
         rows = await self.db.fetchall(

@@ -14,6 +14,7 @@ from comfy import ComfyPool
 from pipeline.characters import Characters
 from pipeline.models import Decision, Job, Platform, PostState, Run, RunState, utcnow
 from pipeline.prompts.library import TemplateLibrary
+from pipeline.publish import AttentionBoard, PublishService, fit_run_media
 from pipeline.run import Pipeline, run_folder
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
@@ -81,7 +82,8 @@ class World:
         self.scorer = ListScorer()
         self.reviewer = ScriptedReviewer()
         self.notifier = RecordingNotifier()
-        self.publishers = {p: RecordingPublisher(p, store) for p in Platform}
+        self.publishers = {p: RecordingPublisher(p) for p in Platform}
+        publish = PublishService(store, self.publishers, AttentionBoard(project / "attention"))
         self.store = store
         self.pipeline = Pipeline(
             store=store,
@@ -93,7 +95,8 @@ class World:
             captions=StaticCaptions(),
             reviewer=self.reviewer,
             notifier=self.notifier,
-            publishers=self.publishers,
+            publisher=publish,
+            fit_media=fit_run_media,
         )
 
     async def run(self, job: Job) -> Run:
@@ -150,7 +153,8 @@ async def test_the_reviewers_choice_is_what_gets_posted(world: World) -> None:
     run = await world.run(Job("testy", seed=1))
     assert run.state is RunState.PUBLISHED
     chosen = Path(run.media[1].path).name
-    assert [media for _, media, _ in world.publishers[Platform.TWITTER].posted] == [(chosen,)]
+    [(_, media, _)] = world.publishers[Platform.TWITTER].posted
+    assert [Path(name).stem for name in media] == ["01"]  # the fitted copy of image 2
     remaining = sorted(p.name for p in world.folder(run).rglob("*.png"))
     assert remaining == [chosen]
 

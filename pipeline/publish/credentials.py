@@ -1,0 +1,164 @@
+"""Credentials per character and platform: a name resolved from the environment or a JSON file.
+
+A character's `credentials: NAME` is looked up key by key: first the variable `NAME_KEY` (NAME
+upper-cased, other characters as `_`) in the environment or `.env`, then the key `key` in
+`CREDENTIALS_DIR/NAME.json`. Values live only as SecretStr; nothing here logs or echoes one.
+Imports settings, characters and domain modules only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from pipeline.characters import Character
+from pipeline.errors import ConfigError, Problem
+from pipeline.models import Platform
+from pipeline.settings import Settings
+
+#: the keys each platform needs (and, for Instagram, the optional TOTP secret)
+REQUIRED_KEYS = {
+    Platform.INSTAGRAM: ("username", "password"),
+    Platform.TWITTER: ("api_key", "api_secret", "access_token", "access_secret"),
+}
+OPTIONAL_KEYS = {Platform.INSTAGRAM: ("totp_secret",), Platform.TWITTER: ()}
+
+
+@dataclass(frozen=True)
+class InstagramCredentials:
+    username: str
+    password: SecretStr
+    #: the base32 seed of the account's authenticator app, for two-factor login
+    totp_secret: SecretStr | None = None
+
+
+@dataclass(frozen=True)
+class TwitterCredentials:
+    """OAuth 1.0a user context: the app's key and secret, the account's token and secret."""
+
+    api_key: SecretStr
+    api_secret: SecretStr
+    access_token: SecretStr
+    access_secret: SecretStr
+
+
+def env_prefix(name: str) -> str:
+    """`my-fox.insta` -> `MY_FOX_INSTA`: the variable prefix of a credentials name."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def session_path(settings: Settings, platform: Platform, name: str) -> Path:
+    """Where a platform's saved login of credentials `name` lives."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    return settings.sessions_dir / f"{platform.value}-{safe}.json"
+
+
+def default_environ(env_file: Path | None = Path(".env")) -> dict[str, str]:
+    """The process environment over the `.env` file's values (as pydantic-settings reads)."""
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        from dotenv import dotenv_values
+
+        values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    return {**values, **os.environ}
+
+
+class CredentialStore:
+    """Looks credentials up by name; build once per process with the settings."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.environ = dict(environ) if environ is not None else default_environ()
+
+    def file_of(self, name: str) -> Path:
+        return self.settings.credentials_dir / f"{name}.json"
+
+    def _lookup(self, name: str, platform: Platform) -> tuple[dict[str, str], list[str]]:
+        """The values found, and a description of each problem (never a value)."""
+        keys = REQUIRED_KEYS[platform] + OPTIONAL_KEYS[platform]
+        prefix = env_prefix(name)
+        found: dict[str, str] = {}
+        problems: list[str] = []
+        file_values: dict[str, object] = {}
+        path = self.file_of(name)
+        if path.is_file():
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                problems.append(f"{path} is not readable JSON")
+            else:
+                if isinstance(loaded, dict):
+                    file_values = loaded
+                else:
+                    problems.append(f"{path} must hold one JSON object")
+        for key in keys:
+            value = self.environ.get(f"{prefix}_{key.upper()}") or file_values.get(key)
+            if isinstance(value, str) and value.strip():
+                found[key] = value.strip()
+        for key in REQUIRED_KEYS[platform]:
+            if key not in found:
+                problems.append(f"{prefix}_{key.upper()} is not set (nor {key!r} in {path.name})")
+        return found, problems
+
+    def problems(self, name: str, platform: Platform) -> list[str]:
+        return self._lookup(name, platform)[1]
+
+    def instagram(self, name: str) -> InstagramCredentials:
+        found, problems = self._lookup(name, Platform.INSTAGRAM)
+        if problems:
+            raise ConfigError(f"Instagram credentials {name!r}: " + "; ".join(problems))
+        totp = found.get("totp_secret")
+        return InstagramCredentials(
+            username=found["username"],
+            password=SecretStr(found["password"]),
+            totp_secret=SecretStr(totp.replace(" ", "")) if totp else None,
+        )
+
+    def twitter(self, name: str) -> TwitterCredentials:
+        found, problems = self._lookup(name, Platform.TWITTER)
+        if problems:
+            raise ConfigError(f"X credentials {name!r}: " + "; ".join(problems))
+        return TwitterCredentials(
+            api_key=SecretStr(found["api_key"]),
+            api_secret=SecretStr(found["api_secret"]),
+            access_token=SecretStr(found["access_token"]),
+            access_secret=SecretStr(found["access_secret"]),
+        )
+
+
+def check_credentials(
+    character: Character, settings: Settings, *, environ: Mapping[str, str] | None = None
+) -> list[Problem]:
+    """Every problem with the credentials of a character's enabled platforms: missing keys, an
+    unreadable or world-readable session file. Names variables and files, never values."""
+    store = CredentialStore(settings, environ)
+    problems: list[Problem] = []
+    for platform, config in character.enabled_platforms().items():
+        key = f"social_media.platforms.{platform.value}.credentials"
+
+        def add(message: str, key: str = key) -> None:
+            problems.append(Problem(str(character.path), None, key, message))
+
+        for message in store.problems(config.credentials, platform):
+            add(message)
+        if platform is Platform.INSTAGRAM:
+            session = session_path(settings, platform, config.credentials)
+            if session.exists():
+                try:
+                    data = json.loads(session.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                    add(f"session file {session} is not readable: delete it to log in afresh")
+                else:
+                    if not isinstance(data, dict) or "uuids" not in data:
+                        add(f"session file {session} is not an instagrapi session")
+                mode = session.stat().st_mode
+                if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    add(f"session file {session} is readable by others: chmod 600 it")
+    return problems

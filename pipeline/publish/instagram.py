@@ -1,0 +1,266 @@
+"""Instagram through instagrapi (the private mobile API), in a worker thread.
+
+Logs in once per account and keeps the session settings in a file (mode 0600) that later
+posts and restarts reuse; two-factor codes come from the account's TOTP secret. Photo, album
+(carousel) and reel with a cover. Challenge, login and feedback errors are reported as
+"account needs attention" (never answered or retried here: the interactive challenge flow
+is switched off). The untyped library stays inside this module. Imports domain modules only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from instagrapi import Client
+from instagrapi import exceptions as ig
+
+from pipeline.models import MediaKind, Platform
+from pipeline.ports import OutgoingMedia, RemotePost
+from pipeline.publish.credentials import InstagramCredentials
+from pipeline.publish.errors import (
+    AccountAttentionError,
+    ContentRejectedError,
+    TransientPublishError,
+    scrub,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ALBUM = 10
+CAPTION_LIMIT = 2200
+
+#: errors after which only a person can help: pause the account
+_ATTENTION: tuple[type[Exception], ...] = (
+    ig.ChallengeError,
+    ig.LoginRequired,
+    ig.ClientLoginRequired,
+    ig.FeedbackRequired,
+    ig.BadPassword,
+    ig.BadCredentials,
+    ig.TwoFactorRequired,
+    ig.ReloginAttemptExceeded,
+    ig.ClientUnauthorizedError,
+    ig.AccountSuspended,
+    ig.SentryBlock,
+    ig.CaptchaChallengeRequired,
+    ig.ProxyAddressIsBlocked,
+)
+_RATE: tuple[type[Exception], ...] = (
+    ig.PleaseWaitFewMinutes,
+    ig.ClientThrottledError,
+    ig.RateLimitError,
+)
+_NETWORK: tuple[type[Exception], ...] = (
+    ig.ClientConnectionError,
+    ig.ClientRequestTimeout,
+    ig.ClientIncompleteReadError,
+    ig.ClientJSONDecodeError,
+)
+#: raised when configure answered but the new media was not visible: it may be online
+_CONFIGURE_UNCLEAR: tuple[type[Exception], ...] = (
+    ig.PhotoConfigureError,
+    ig.ClipConfigureError,
+    ig.AlbumConfigureError,
+)
+#: a wait Instagram's "please wait a few minutes" does not state; ours, in seconds
+RATE_WAIT = 300.0
+
+
+def _refuse_interaction(*_: object, **__: object) -> str:
+    raise ig.ChallengeRequired(message="challenge_required")
+
+
+class _Client(Client):  # type: ignore[misc]  # instagrapi is untyped
+    """instagrapi's Client that remembers which private endpoint it called last, so a failure
+    on `media/configure*` (the post itself) can be told from one during the upload."""
+
+    last_endpoint: str = ""
+
+    def private_request(self, endpoint: str, *args: Any, **kwargs: Any) -> Any:
+        self.last_endpoint = endpoint
+        return super().private_request(endpoint, *args, **kwargs)
+
+
+def _platform_text(exc: Exception) -> str:
+    """What Instagram said, from the fields it answers with (never the raw response)."""
+    for field in ("feedback_message", "error_title", "message"):
+        value = getattr(exc, field, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(exc).__name__
+
+
+def classify(exc: Exception, *, during_configure: bool) -> Exception:
+    """The publishing error for an instagrapi exception."""
+    name = type(exc).__name__
+    said = scrub(_platform_text(exc))
+    if isinstance(exc, _ATTENTION):
+        return AccountAttentionError(f"Instagram {name}: {said}", reason=f"{name}: {said}")
+    if isinstance(exc, _RATE):
+        return TransientPublishError(f"Instagram {name}", retry_after=RATE_WAIT)
+    if isinstance(exc, _CONFIGURE_UNCLEAR):
+        return TransientPublishError(f"Instagram {name}: {said}", maybe_posted=True)
+    if isinstance(exc, _NETWORK):
+        return TransientPublishError(f"Instagram {name}", maybe_posted=during_configure)
+    if isinstance(exc, ig.ClientError):
+        code = getattr(exc, "code", None)
+        if isinstance(code, int) and code >= 500:
+            return TransientPublishError(f"Instagram HTTP {code}", maybe_posted=during_configure)
+        return ContentRejectedError(f"Instagram {name}: {said}", platform_message=said)
+    return exc
+
+
+class InstagramPublisher:
+    """The Publisher for Instagram; one per process, one instagrapi Client per account."""
+
+    platform = Platform.INSTAGRAM
+
+    def __init__(
+        self,
+        credentials: Callable[[str], InstagramCredentials],
+        session_file: Callable[[str], Path],
+        *,
+        request_delay: float = 1.0,
+        configure_delay: float = 3.0,
+    ) -> None:
+        self._credentials = credentials
+        self._session_file = session_file
+        self._request_delay = request_delay
+        self._configure_delay = configure_delay
+        self._clients: dict[str, _Client] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # ------------------------------------------------------------------ session
+    def _lock(self, account: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(account, threading.Lock())
+
+    def _client(self, account: str) -> _Client:
+        """The logged-in client of `account`: from memory, else the session file (validated by
+        one request), else a fresh login with password and TOTP code; saved either way."""
+        client = self._clients.get(account)
+        if client is not None:
+            return client
+        creds = self._credentials(account)
+        client = _Client(with_challenge_flow=False)
+        client.challenge_code_handler = _refuse_interaction
+        client.change_password_handler = _refuse_interaction
+        session = self._session_file(account)
+        if session.is_file():
+            client.load_settings(session)
+        client.request_timeout = self._request_delay  # after loading: the file holds one too
+        code = ""
+        if creds.totp_secret is not None:
+            code = client.totp_generate_code(creds.totp_secret.get_secret_value())
+        try:
+            client.login(creds.username, creds.password.get_secret_value(), verification_code=code)
+        except ig.ClientError as exc:
+            raise classify(exc, during_configure=False) from None
+        self._save(client, session)
+        log.info("instagram account %s is logged in", account)
+        self._clients[account] = client
+        return client
+
+    @staticmethod
+    def _save(client: _Client, path: Path) -> None:
+        """Write the session settings, readable by this user only."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        client.dump_settings(partial)
+        partial.replace(path)
+
+    def forget(self, account: str) -> None:
+        """Drop the in-memory client (after the account was paused, for example)."""
+        self._clients.pop(account, None)
+
+    # ------------------------------------------------------------------ posting
+    async def post(self, account: str, media: Sequence[OutgoingMedia], caption: str) -> RemotePost:
+        return await asyncio.to_thread(self._post_sync, account, list(media), caption)
+
+    def _post_sync(self, account: str, media: list[OutgoingMedia], caption: str) -> RemotePost:
+        check_media(media, caption)
+        with self._lock(account):
+            client = self._client(account)
+            client.last_endpoint = ""
+            try:
+                posted = self._upload(client, media, caption)
+            except Exception as exc:
+                during = client.last_endpoint.startswith("media/configure")
+                error = classify(exc, during_configure=during)
+                if isinstance(error, AccountAttentionError):
+                    self.forget(account)
+                if error is exc:
+                    raise
+                raise error from None
+            self._save(client, self._session_file(account))
+        code = getattr(posted, "code", "")
+        return RemotePost(str(posted.id), f"https://www.instagram.com/p/{code}/" if code else None)
+
+    def _upload(self, client: _Client, media: list[OutgoingMedia], caption: str) -> Any:
+        if len(media) > 1:
+            return client.album_upload(
+                [m.path for m in media], caption, configure_timeout=self._configure_delay
+            )
+        item = media[0]
+        if item.kind is MediaKind.VIDEO:
+            return client.clip_upload(
+                item.path,
+                caption,
+                thumbnail=item.cover,
+                configure_timeout=self._configure_delay,
+            )
+        return client.photo_upload(item.path, caption)
+
+    async def find_post(self, account: str, caption: str, since: datetime) -> RemotePost | None:
+        return await asyncio.to_thread(self._find_sync, account, caption, since)
+
+    def _find_sync(self, account: str, caption: str, since: datetime) -> RemotePost | None:
+        with self._lock(account):
+            client = self._client(account)
+            try:
+                medias = client.user_medias_v1(client.user_id, amount=20)
+            except ig.ClientError as exc:
+                raise classify(exc, during_configure=False) from None
+        wanted = " ".join(caption.split())
+        earliest = since - timedelta(minutes=5)  # the phone's and Instagram's clocks differ
+        for item in medias:
+            taken = item.taken_at
+            if " ".join(str(item.caption_text).split()) == wanted and taken >= earliest:
+                return RemotePost(str(item.id), f"https://www.instagram.com/p/{item.code}/")
+        return None
+
+
+def check_media(media: Sequence[OutgoingMedia], caption: str) -> None:
+    """What this publisher can post: one photo, one reel, or an album of 2..10 photos."""
+
+    def refuse(message: str) -> ContentRejectedError:
+        return ContentRejectedError(f"Instagram: {message}", platform_message=message)
+
+    if not media:
+        raise refuse("Instagram needs at least one image or video")
+    if len(caption) > CAPTION_LIMIT:
+        raise refuse(f"the caption is {len(caption)} characters; Instagram takes {CAPTION_LIMIT}")
+    if len(media) > 1 and any(m.kind is MediaKind.VIDEO for m in media):
+        raise refuse("albums here take images only; post a video on its own")
+    if len(media) > MAX_ALBUM:
+        raise refuse(f"an album takes at most {MAX_ALBUM} images")
+    if any(m.mime not in {"image/jpeg", "video/mp4"} for m in media):
+        raise refuse("media must be fitted for Instagram first (JPEG or MP4)")
+    for item in media:
+        if not item.path.is_file():
+            raise refuse(f"{item.path.name} is missing")
+        if item.kind is MediaKind.VIDEO and (item.cover is None or not item.cover.is_file()):
+            raise refuse("a reel needs its cover image")

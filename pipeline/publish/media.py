@@ -1,0 +1,557 @@
+"""Fitting media to each platform before review, so the reviewer sees exactly what is posted.
+
+Owns the platform limits for images and videos, the ffmpeg binary lookup and probing. Pillow
+runs in a thread and ffmpeg as an asyncio subprocess: nothing here blocks the event loop.
+Imports only domain modules (models, errors); never a platform client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import re
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image, ImageCms, ImageOps
+
+from pipeline.errors import PublishError
+from pipeline.models import MediaKind, Platform
+
+log = logging.getLogger(__name__)
+
+Fit = Literal["pad", "crop"]
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v", ".gif"})
+
+
+class MediaError(PublishError):
+    """A file cannot be fitted to a platform (unreadable, no video stream, too large)."""
+
+    user_message = "A media file could not be prepared for posting."
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a platform accepts for a still image."""
+
+    min_aspect: float | None  # width / height; None: any
+    max_aspect: float | None
+    max_width: int
+    max_height: int
+    max_bytes: int
+    keep_alpha_as_png: bool  # X takes PNG; Instagram's feed takes JPEG only
+    min_width: int = 0
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What a platform accepts for a video: H.264 / AAC MP4 within these bounds."""
+
+    min_seconds: float
+    max_seconds: float
+    #: exact output size (Instagram reels: 9:16), or None to keep the aspect within bounds
+    frame: tuple[int, int] | None
+    min_aspect: float
+    max_aspect: float
+    max_landscape: tuple[int, int]
+    max_portrait: tuple[int, int]
+    max_bytes: int
+    fps: int = 30
+    max_bitrate: str = "8M"
+    #: an animated GIF within these is posted as a GIF (X plays it as one); None: always MP4
+    gif_max_bytes: int | None = None
+    gif_max_size: tuple[int, int] | None = None
+
+
+# Instagram feed photos: aspect 4:5 .. 1.91:1. instagrapi's `prepare_image` scales every photo
+# into 1080x1350 itself, and reports the original size to `media/configure/`, so we fit into
+# the same box: what the reviewer sees is then exactly what is uploaded (not only 1440 wide).
+INSTAGRAM_IMAGE = ImageLimits(
+    min_aspect=4 / 5,
+    max_aspect=1.91,
+    max_width=1080,
+    max_height=1350,
+    max_bytes=8 * 1024 * 1024,
+    keep_alpha_as_png=False,
+    min_width=320,
+)
+# X: JPEG/PNG under 5 MB (https://docs.x.com/x-api/media/quickstart/best-practices).
+TWITTER_IMAGE = ImageLimits(
+    min_aspect=None,
+    max_aspect=None,
+    max_width=4096,
+    max_height=4096,
+    max_bytes=5 * 1000 * 1000,
+    keep_alpha_as_png=True,
+)
+# Instagram reels: 9:16, 3..90 s (the issue's limits; the app allows longer, the API does not).
+INSTAGRAM_VIDEO = VideoLimits(
+    min_seconds=3.0,
+    max_seconds=90.0,
+    frame=(1080, 1920),
+    min_aspect=9 / 16,
+    max_aspect=9 / 16,
+    max_landscape=(1080, 1920),
+    max_portrait=(1080, 1920),
+    max_bytes=1000 * 1000 * 1000,
+)
+# X tweet_video: 0.5..140 s, aspect 1:3..3:1, at most 1920x1200 / 1200x1900, 512 MB, <= 60 fps;
+# tweet_gif: 15 MB, 1280x1080 (https://docs.x.com/x-api/media/quickstart/best-practices).
+TWITTER_VIDEO = VideoLimits(
+    min_seconds=0.5,
+    max_seconds=140.0,
+    frame=None,
+    min_aspect=1 / 3,
+    max_aspect=3.0,
+    max_landscape=(1920, 1200),
+    max_portrait=(1200, 1900),
+    max_bytes=512 * 1000 * 1000,
+    gif_max_bytes=15 * 1000 * 1000,
+    gif_max_size=(1280, 1080),
+)
+
+IMAGE_LIMITS = {Platform.INSTAGRAM: INSTAGRAM_IMAGE, Platform.TWITTER: TWITTER_IMAGE}
+VIDEO_LIMITS = {Platform.INSTAGRAM: INSTAGRAM_VIDEO, Platform.TWITTER: TWITTER_VIDEO}
+
+#: letterbox colour for "pad" (white, as Instagram's own app pads)
+PAD_RGB = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class FittedMedia:
+    """One file ready for one platform, with what was measured on it."""
+
+    path: Path
+    kind: MediaKind
+    mime: str
+    width: int
+    height: int
+    duration: float | None = None
+    #: a JPEG frame of the video (Instagram's reel cover)
+    cover: Path | None = None
+
+    @property
+    def is_gif(self) -> bool:
+        return self.mime == "image/gif"
+
+
+# ---------------------------------------------------------------------------- ffmpeg
+
+
+@cache
+def ffmpeg_binary() -> str:
+    """`ffmpeg` on PATH, else the binary imageio-ffmpeg ships."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError) as exc:
+        raise MediaError(
+            "no ffmpeg: install it or the imageio-ffmpeg package",
+            user_message="ffmpeg is not installed, so videos cannot be prepared.",
+        ) from exc
+
+
+async def run_ffmpeg(*args: str) -> str:
+    """Run ffmpeg with `args` as a subprocess; its stderr text, or MediaError when it failed."""
+    process = await asyncio.create_subprocess_exec(
+        ffmpeg_binary(),
+        "-hide_banner",
+        "-nostdin",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    text = stderr.decode("utf-8", "replace")
+    if process.returncode != 0:
+        tail = text.strip().splitlines()[-3:]
+        raise MediaError(f"ffmpeg failed ({process.returncode}): {' | '.join(tail)}")
+    return text
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    duration: float
+    fps: float | None
+    codec: str
+    pix_fmt: str
+    has_audio: bool
+    audio_codec: str | None
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(
+    r"Stream #\S+.*?: Video: (\w+)[^,]*, (\w+)(?:\([^)]*\))?[^,]*, (\d{2,5})x(\d{2,5})"
+)
+_AUDIO = re.compile(r"Stream #\S+.*?: Audio: (\w+)")
+_FPS = re.compile(r", (\d+(?:\.\d+)?) fps")
+_TIME = re.compile(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)")
+
+
+def _seconds(match: re.Match[str]) -> float:
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+async def probe_video(path: Path) -> VideoInfo:
+    """Size, duration, codecs of a video, read from `ffmpeg -i` (ffprobe may be absent)."""
+    process = await asyncio.create_subprocess_exec(
+        ffmpeg_binary(),
+        "-hide_banner",
+        "-nostdin",
+        "-i",
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()  # exits 1: no output named, which is the point
+    text = stderr.decode("utf-8", "replace")
+    video = _VIDEO.search(text)
+    if video is None:
+        raise MediaError(f"{path.name}: no video stream found")
+    audio = _AUDIO.search(text)
+    fps = _FPS.search(text[video.start() :])
+    duration = _DURATION.search(text)
+    seconds = _seconds(duration) if duration else 0.0
+    if seconds <= 0:  # some containers (streamed WebM) carry no duration: decode to count it
+        decoded = await run_ffmpeg("-i", str(path), "-map", "0:v:0", "-f", "null", "-")
+        times = _TIME.findall(decoded)
+        if times:
+            h, m, s = times[-1]
+            seconds = int(h) * 3600 + int(m) * 60 + float(s)
+    return VideoInfo(
+        width=int(video.group(3)),
+        height=int(video.group(4)),
+        duration=seconds,
+        fps=float(fps.group(1)) if fps else None,
+        codec=video.group(1),
+        pix_fmt=video.group(2),
+        has_audio=audio is not None,
+        audio_codec=audio.group(1) if audio else None,
+    )
+
+
+# ---------------------------------------------------------------------------- geometry
+
+
+def _even(value: float) -> int:
+    return max(2, int(value) // 2 * 2)
+
+
+def frame_for(width: int, height: int, limits: VideoLimits) -> tuple[int, int]:
+    """The output size of a video: the fixed frame, else its aspect clamped and scaled to fit."""
+    if limits.frame is not None:
+        return limits.frame
+    aspect = min(max(width / height, limits.min_aspect), limits.max_aspect)
+    box_w, box_h = limits.max_landscape if aspect >= 1 else limits.max_portrait
+    # the source size at the clamped aspect (pad and crop give the same proportions)
+    w, h = (width, width / aspect) if aspect < width / height else (height * aspect, height)
+    scale = min(1.0, box_w / w, box_h / h)
+    return _even(w * scale), _even(h * scale)
+
+
+def image_box(width: int, height: int, limits: ImageLimits, fit: Fit) -> tuple[int, int, int, int]:
+    """(canvas width, canvas height, content width, content height) for an image, in source
+    pixels: crop cuts the content (and canvas) to the aspect limit, pad grows the canvas."""
+    aspect = width / height
+    lo = limits.min_aspect or aspect
+    hi = limits.max_aspect or aspect
+    if lo <= aspect <= hi:
+        return width, height, width, height
+    target = lo if aspect < lo else hi
+    if fit == "crop":
+        if aspect < lo:  # too tall: keep the width, cut the height
+            return width, math.floor(width / target), width, math.floor(width / target)
+        return math.floor(height * target), height, math.floor(height * target), height
+    if aspect < lo:  # too tall: widen the canvas
+        return math.ceil(height * target), height, width, height
+    return width, math.ceil(width / target), width, height
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Convert an embedded colour profile to sRGB; no profile means sRGB already."""
+    icc = image.info.get("icc_profile")
+    if not icc:
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.createProfile("sRGB")
+        mode = "RGBA" if "A" in image.getbands() else "RGB"
+        converted = ImageCms.profileToProfile(image, source, srgb, outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        log.warning("ignored an unreadable colour profile")
+        return image
+    return converted if converted is not None else image
+
+
+def _fit_image_sync(source: Path, dest_stem: Path, limits: ImageLimits, fit: Fit) -> FittedMedia:
+    try:
+        with Image.open(source) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except (OSError, ValueError) as exc:
+        raise MediaError(f"{source.name}: not a readable image ({exc})") from exc
+    image = _to_srgb(image)
+    has_alpha = image.mode in {"RGBA", "LA", "PA"} or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    keep_alpha = has_alpha and limits.keep_alpha_as_png
+    image = image.convert("RGBA" if has_alpha else "RGB")
+    if has_alpha and not keep_alpha:  # flatten on white: JPEG has no transparency
+        flat = Image.new("RGB", image.size, PAD_RGB)
+        flat.paste(image, mask=image.getchannel("A"))
+        image = flat
+
+    canvas_w, canvas_h, content_w, content_h = image_box(*image.size, limits, fit)
+    if (content_w, content_h) != image.size:  # crop around the centre
+        left = (image.width - content_w) // 2
+        top = (image.height - content_h) // 2
+        image = image.crop((left, top, left + content_w, top + content_h))
+    if (canvas_w, canvas_h) != image.size:  # pad around the centre
+        fill = (*PAD_RGB, 0) if keep_alpha else PAD_RGB
+        canvas = Image.new(image.mode, (canvas_w, canvas_h), fill)
+        canvas.paste(image, ((canvas_w - image.width) // 2, (canvas_h - image.height) // 2))
+        image = canvas
+
+    scale = min(1.0, limits.max_width / image.width, limits.max_height / image.height)
+    if limits.min_width and image.width * scale < limits.min_width:
+        scale = limits.min_width / image.width
+    if scale != 1.0:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    image = _clamp_aspect(image, limits)
+
+    suffix, mime = (".png", "image/png") if keep_alpha else (".jpg", "image/jpeg")
+    dest = dest_stem.with_suffix(suffix)
+    data = _encode(image, keep_alpha)
+    while len(data) > limits.max_bytes:  # shrink until under the byte limit
+        if image.width < 64:
+            raise MediaError(f"{source.name}: cannot get under {limits.max_bytes} bytes")
+        image = image.resize(
+            (round(image.width * 0.85), round(image.height * 0.85)), Image.Resampling.LANCZOS
+        )
+        data = _encode(image, keep_alpha)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    partial.write_bytes(data)
+    partial.replace(dest)
+    return FittedMedia(dest, MediaKind.IMAGE, mime, image.width, image.height)
+
+
+def _clamp_aspect(image: Image.Image, limits: ImageLimits) -> Image.Image:
+    """Rounding can push a border case a pixel outside the aspect limit: trim that pixel."""
+    if limits.min_aspect and image.width / image.height < limits.min_aspect:
+        return image.crop((0, 0, image.width, math.floor(image.width / limits.min_aspect)))
+    if limits.max_aspect and image.width / image.height > limits.max_aspect:
+        return image.crop((0, 0, math.floor(image.height * limits.max_aspect), image.height))
+    return image
+
+
+def _encode(image: Image.Image, png: bool) -> bytes:
+    """The image as PNG or JPEG with no metadata at all (no EXIF, text chunks or profile)."""
+    out = io.BytesIO()
+    if png:
+        image.save(out, "PNG", optimize=True)
+    else:
+        image.save(out, "JPEG", quality=90, optimize=True, progressive=True)
+    return out.getvalue()
+
+
+def _animated(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            return bool(getattr(image, "is_animated", False))
+    except (OSError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------- videos
+
+
+async def _fit_video(
+    source: Path, dest_stem: Path, limits: VideoLimits, fit: Fit, *, preset: str
+) -> FittedMedia:
+    info = await probe_video(source)
+    if info.duration <= 0:
+        raise MediaError(f"{source.name}: the video has no duration")
+    width, height = frame_for(info.width, info.height, limits)
+    target = min(max(info.duration, limits.min_seconds), limits.max_seconds)
+    loops = max(0, math.ceil(limits.min_seconds / info.duration) - 1)
+    if fit == "crop":
+        geometry = (
+            f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}"
+        )
+    else:
+        geometry = (
+            f"scale={width}:{height}:force_original_aspect_ratio=decrease,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"
+        )
+    video_filter = f"{geometry},setsar=1,fps={limits.fps},format=yuv420p"
+    dest = dest_stem.with_suffix(".mp4")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.stem + ".part.mp4")
+    args = ["-y"]
+    if loops:
+        args += ["-stream_loop", str(loops)]
+    args += ["-i", str(source)]
+    if not info.has_audio:  # a silent AAC track: some clients and Instagram expect audio
+        args += ["-f", "lavfi", "-i", "anullsrc=channel_layout=stereo:sample_rate=44100"]
+    args += [
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0" if info.has_audio else "1:a:0",
+        "-t",
+        f"{target:.3f}",
+        "-vf",
+        video_filter,
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-profile:v",
+        "high",
+        "-crf",
+        "21",
+        "-maxrate",
+        limits.max_bitrate,
+        "-bufsize",
+        "16M",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ar",
+        "44100",
+        "-ac",
+        "2",
+        "-movflags",
+        "+faststart",
+        "-map_metadata",
+        "-1",
+        str(partial),
+    ]
+    await run_ffmpeg(*args)
+    size = partial.stat().st_size
+    if size > limits.max_bytes:
+        partial.unlink(missing_ok=True)
+        raise MediaError(f"{source.name}: {size} bytes after fitting, over {limits.max_bytes}")
+    partial.replace(dest)
+    cover = dest.with_name(dest.stem + ".cover.jpg")
+    await run_ffmpeg(
+        "-y",
+        "-ss",
+        f"{min(1.0, target / 2):.3f}",
+        "-i",
+        str(dest),
+        "-frames:v",
+        "1",
+        "-q:v",
+        "3",
+        "-map_metadata",
+        "-1",
+        str(cover),
+    )
+    return FittedMedia(dest, MediaKind.VIDEO, "video/mp4", width, height, target, cover)
+
+
+def _gif_fits(path: Path, limits: VideoLimits) -> tuple[int, int] | None:
+    if limits.gif_max_bytes is None or limits.gif_max_size is None:
+        return None
+    if path.stat().st_size > limits.gif_max_bytes:
+        return None
+    with Image.open(path) as image:
+        if image.width > limits.gif_max_size[0] or image.height > limits.gif_max_size[1]:
+            return None
+        return image.size
+
+
+# ---------------------------------------------------------------------------- the entry points
+
+
+def media_kind(path: Path) -> MediaKind:
+    """IMAGE or VIDEO by file type; an animated GIF counts as a video."""
+    if not path.is_file():
+        raise MediaError(f"{path.name}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return MediaKind.VIDEO if _animated(path) else MediaKind.IMAGE
+    if suffix in IMAGE_SUFFIXES:
+        return MediaKind.IMAGE
+    if suffix in VIDEO_SUFFIXES:
+        return MediaKind.VIDEO
+    raise MediaError(f"{path.name}: unknown media type {suffix!r}")
+
+
+async def fit_media(
+    source: Path,
+    platform: Platform,
+    dest_stem: Path,
+    *,
+    fit: Fit = "pad",
+    image_limits: ImageLimits | None = None,
+    video_limits: VideoLimits | None = None,
+    preset: str = "veryfast",
+) -> FittedMedia:
+    """Fit one file for `platform`; the result is written next to `dest_stem` (its suffix is
+    chosen here). Images are re-encoded with no metadata; videos become H.264/AAC MP4."""
+    kind = await asyncio.to_thread(media_kind, source)
+    if kind is MediaKind.IMAGE:
+        limits = image_limits or IMAGE_LIMITS[platform]
+        fitted = await asyncio.to_thread(_fit_image_sync, source, dest_stem, limits, fit)
+    else:
+        vlimits = video_limits or VIDEO_LIMITS[platform]
+        gif_size = (
+            await asyncio.to_thread(_gif_fits, source, vlimits)
+            if source.suffix.lower() == ".gif"
+            else None
+        )
+        if gif_size is not None:  # the platform plays it as a GIF: post it untouched
+            dest = dest_stem.with_suffix(".gif")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.copyfile, source, dest)
+            fitted = FittedMedia(dest, MediaKind.VIDEO, "image/gif", *gif_size)
+        else:
+            fitted = await _fit_video(source, dest_stem, vlimits, fit, preset=preset)
+    log.info(
+        "fitted %s for %s: %dx%d %s",
+        source.name,
+        platform,
+        fitted.width,
+        fitted.height,
+        fitted.mime,
+    )
+    return fitted
+
+
+def fitted_stem(run_dir: Path, platform: Platform, index: int) -> Path:
+    """Where the fitted copy of a run's media item `index` lives (suffix added by the fitter)."""
+    return run_dir / "fitted" / platform.value / f"{index:02d}"
+
+
+def find_fitted(run_dir: Path, platform: Platform, index: int) -> Path | None:
+    """The fitted file of media item `index` if it was made, else None."""
+    stem = fitted_stem(run_dir, platform, index)
+    for suffix in (".jpg", ".png", ".mp4", ".gif"):
+        candidate = stem.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,435 @@
+"""Publishing a run's approved media once and only once, with failures a person can act on.
+
+For each platform: a post record (run, platform, account) is written as POSTING before the
+remote call and gets the remote id after; the store's unique key makes a second record, and so
+a second post, impossible. A record found POSTING (a crash between the remote call and the
+store) is checked against the account's latest posts: found -> POSTED, else UNCERTAIN and a
+person is told. Transient failures are retried with backoff; an account failure pauses the
+account; a content failure fails at once. Every attempt is kept on the record.
+Imports domain modules, ports and the publish helpers; never a concrete platform client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+from pipeline.characters import Character
+from pipeline.errors import ConfigError, PublishError, RunError
+from pipeline.models import (
+    MediaKind,
+    Platform,
+    PostAttempt,
+    PostRecord,
+    PostState,
+    Run,
+    utcnow,
+)
+from pipeline.ports import OutgoingMedia, PostStore, Publisher, PublishNotifier, RemotePost
+from pipeline.publish.attention import AttentionBoard
+from pipeline.publish.errors import (
+    AccountAttentionError,
+    ContentRejectedError,
+    TransientPublishError,
+    scrub,
+)
+from pipeline.publish.media import FittedMedia, find_fitted, fit_media, fitted_stem
+
+log = logging.getLogger(__name__)
+
+#: X counts characters by weight (twitter-text); 280 is the limit of a standard account
+X_WEIGHTED_LIMIT = 280
+INSTAGRAM_CAPTION_LIMIT = 2200
+
+
+def compose_caption(prefix: str, caption: str) -> str:
+    """The character's prefix, then the caption (a space between unless the prefix ends in one)."""
+    caption = caption.strip()
+    if not prefix:
+        return caption
+    if caption.startswith(prefix.strip()):
+        return caption
+    joiner = "" if prefix[-1].isspace() else " "
+    return f"{prefix}{joiner}{caption}".strip()
+
+
+def caption_for(run: Run, character: Character, platform: Platform) -> str:
+    """The reviewer's caption for `platform` if they changed it, else the run's, with prefix."""
+    decided = run.decision.captions if run.decision else {}
+    text = decided.get(platform.value) or run.captions.get(platform.value) or ""
+    config = character.spec.social_media.platforms.get(platform)
+    return compose_caption(config.prefix if config else "", text)
+
+
+def caption_problem(platform: Platform, caption: str) -> str | None:
+    """Why a caption would be refused, checked before anything is sent; None when fine."""
+    if platform is Platform.TWITTER:
+        import twitter_text
+
+        parsed = twitter_text.parse_tweet(caption)
+        if parsed.weightedLength > X_WEIGHTED_LIMIT:
+            return f"the post is {parsed.weightedLength} of X's {X_WEIGHTED_LIMIT} characters"
+    elif len(caption) > INSTAGRAM_CAPTION_LIMIT:
+        return f"the caption is {len(caption)} of Instagram's {INSTAGRAM_CAPTION_LIMIT} characters"
+    return None
+
+
+def outgoing(fitted: FittedMedia, alt_text: str = "") -> OutgoingMedia:
+    return OutgoingMedia(fitted.path, fitted.kind, fitted.mime, alt_text, fitted.cover)
+
+
+def _outgoing_from_path(path: Path, alt_text: str) -> OutgoingMedia:
+    """A fitted file found on disk, described by its suffix (see `media.fitted_stem`)."""
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        cover = path.with_name(path.stem + ".cover.jpg")
+        return OutgoingMedia(path, MediaKind.VIDEO, "video/mp4", alt_text, cover)
+    if suffix == ".gif":
+        return OutgoingMedia(path, MediaKind.VIDEO, "image/gif", alt_text)
+    mime = "image/png" if suffix == ".png" else "image/jpeg"
+    return OutgoingMedia(path, MediaKind.IMAGE, mime, alt_text)
+
+
+async def fit_run_media(
+    run: Run,
+    character: Character,
+    run_dir: Path,
+    *,
+    indexes: Sequence[int] | None = None,
+    platforms: Collection[Platform] | None = None,
+    preset: str = "veryfast",
+) -> dict[Platform, list[FittedMedia]]:
+    """Fit the run's kept media (or `indexes`) for each enabled platform, before review, into
+    `run_dir/fitted/<platform>/<index>.*`; publishing later posts exactly those files."""
+    chosen = list(indexes) if indexes is not None else [
+        i for i, item in enumerate(run.media) if item.kept
+    ]  # fmt: skip
+    result: dict[Platform, list[FittedMedia]] = {}
+    for platform, config in character.enabled_platforms().items():
+        if platforms is not None and platform not in platforms:
+            continue
+        result[platform] = [
+            await fit_media(
+                run_dir / run.media[i].path,
+                platform,
+                fitted_stem(run_dir, platform, i),
+                fit=config.fit,
+                preset=preset,
+            )
+            for i in chosen
+        ]
+    return result
+
+
+def start_of_day(character: Character, now: datetime) -> datetime:
+    """Midnight of `now`'s day in the character's schedule time zone (the budget's day)."""
+    local = now.astimezone(character.schedule.zone)
+    return datetime.combine(local.date(), time(0), tzinfo=character.schedule.zone)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried: `retries` more tries, waits doubling from
+    `backoff` seconds; a platform asking for more than `max_wait` seconds fails the post."""
+
+    retries: int = 3
+    backoff: float = 5.0
+    max_wait: float = 900.0
+
+
+class PublishService:
+    """Publishes runs; one per process (the bot and the command line each build one)."""
+
+    def __init__(
+        self,
+        store: PostStore,
+        publishers: Mapping[Platform, Publisher],
+        attention: AttentionBoard,
+        *,
+        notifier: PublishNotifier | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.publishers = dict(publishers)
+        self.attention = attention
+        self.notifier = notifier
+        self.policy = policy or RetryPolicy()
+        self.sleep = sleep
+        self.clock = clock
+        self._in_flight: set[tuple[str, Platform]] = set()
+
+    # ------------------------------------------------------------------ the entry point
+    async def publish_run(
+        self,
+        run: Run,
+        character: Character,
+        run_dir: Path,
+        *,
+        platforms: Collection[Platform] | None = None,
+        retry_failed: bool = False,
+    ) -> list[PostRecord]:
+        """Publish an approved run's selected media to each enabled platform, at most once.
+
+        A platform that already has a record is not posted again: POSTED and UNCERTAIN stay as
+        they are, POSTING is checked against the account's latest posts, and FAILED is tried
+        again only with `retry_failed` (the `publish RUN_ID` command). Returns the run's post
+        records for the platforms handled."""
+        if run.decision is None or not run.decision.approved:
+            raise RunError(f"run {run.id} is not approved, so it cannot be published")
+        if not run.decision.selected:
+            raise RunError(f"run {run.id} has no selected media to publish")
+        enabled = character.enabled_platforms()
+        wanted = [p for p in enabled if platforms is None or p in platforms]
+        if platforms is not None and not wanted:
+            names = ", ".join(p.value for p in platforms)
+            raise RunError(f"{names} is not enabled for {character.key}")
+        existing = {r.platform: r for r in await self.store.posts_for_run(run.id)}
+        records: list[PostRecord] = []
+        for platform in wanted:
+            account = enabled[platform].credentials
+            records.append(
+                await self._publish_one(
+                    run, character, run_dir, platform, account, existing.get(platform),
+                    retry_failed=retry_failed,
+                )
+            )  # fmt: skip
+        return records
+
+    async def recover(
+        self, run: Run, character: Character, *, older_than: timedelta = timedelta(0)
+    ) -> list[PostRecord]:
+        """Settle the run's POSTING records left by a crash (call at start for each run in
+        state `publishing`); records younger than `older_than` are left alone."""
+        settled = []
+        for record in await self.store.posts_for_run(run.id):
+            if record.state is not PostState.POSTING:
+                continue
+            if (run.id, record.platform) in self._in_flight:
+                continue
+            if self.clock() - record.updated_at < older_than:
+                continue
+            settled.append(await self._settle(record, caption_for(run, character, record.platform)))
+        return settled
+
+    # ------------------------------------------------------------------ one platform
+    async def _publish_one(
+        self,
+        run: Run,
+        character: Character,
+        run_dir: Path,
+        platform: Platform,
+        account: str,
+        record: PostRecord | None,
+        *,
+        retry_failed: bool,
+    ) -> PostRecord:
+        caption = caption_for(run, character, platform)
+        if record is not None:
+            if record.state is PostState.POSTING and (run.id, platform) not in self._in_flight:
+                return await self._settle(record, caption)
+            if record.state is not PostState.FAILED or not retry_failed:
+                log.info("run %s: %s already %s, not posted again", run.id, platform, record.state)
+                return record
+        publisher = self.publishers.get(platform)
+        now = self.clock()
+        refusal = await self._refusal(character, platform, account, caption, publisher, now)
+        claim = PostRecord(
+            run_id=run.id,
+            platform=platform,
+            account=account,
+            state=PostState.FAILED if refusal else PostState.POSTING,
+            error=refusal,
+            attempts=(
+                *(record.attempts if record else ()),
+                PostAttempt(now, "refused" if refusal else "posting", refusal or ""),
+            ),
+            created_at=record.created_at if record else now,
+            updated_at=now,
+        )
+        if record is None:
+            claimed = await self.store.record_post(claim)
+        elif refusal:
+            await self.store.update_post(claim)
+            return claim
+        else:
+            claimed = await self.store.retry_post(claim)
+        if not claimed:  # someone else holds this post: never a second one
+            current = {r.platform: r for r in await self.store.posts_for_run(run.id)}
+            log.warning("run %s: %s post is someone else's, left alone", run.id, platform)
+            return current.get(platform, claim)
+        if refusal or publisher is None:
+            log.warning("run %s: %s not posted: %s", run.id, platform, refusal)
+            return claim
+        self._in_flight.add((run.id, platform))
+        try:
+            media = await self._media(run, character, run_dir, platform)
+            return await self._post(claim, publisher, media, caption)
+        finally:
+            self._in_flight.discard((run.id, platform))
+
+    async def _refusal(
+        self,
+        character: Character,
+        platform: Platform,
+        account: str,
+        caption: str,
+        publisher: Publisher | None,
+        now: datetime,
+    ) -> str | None:
+        """Why this post must not be tried now (written as a FAILED record), or None."""
+        if publisher is None:
+            return f"no {platform.value} publisher is configured"
+        pause = await asyncio.to_thread(self.attention.paused, platform, account)
+        if pause is not None:
+            return f"the {platform.value} account {account} is paused: {pause.reason}"
+        budget = character.schedule.daily_budget.get(platform)
+        if budget is not None:
+            used = await self.store.count_posts(
+                platform.value, account, start_of_day(character, now)
+            )
+            if used >= budget:
+                return f"the daily budget of {budget} {platform.value} posts is used up"
+        return caption_problem(platform, caption)
+
+    async def _media(
+        self, run: Run, character: Character, run_dir: Path, platform: Platform
+    ) -> list[OutgoingMedia]:
+        """The fitted files of the selected media (fitted now if review did not fit them)."""
+        assert run.decision is not None
+        config = character.enabled_platforms()[platform]
+        items = []
+        for index in run.decision.selected:
+            if not 0 <= index < len(run.media):
+                raise RunError(f"run {run.id} selects media {index}, which it does not have")
+            item = run.media[index]
+            alt = run.descriptions[item.description_index][:1000] if (
+                0 <= item.description_index < len(run.descriptions)
+            ) else ""  # fmt: skip
+            found = await asyncio.to_thread(find_fitted, run_dir, platform, index)
+            if found is not None:
+                items.append(_outgoing_from_path(found, alt))
+            else:
+                fitted = await fit_media(
+                    run_dir / item.path,
+                    platform,
+                    fitted_stem(run_dir, platform, index),
+                    fit=config.fit,
+                )
+                items.append(outgoing(fitted, alt))
+        return items
+
+    async def _post(
+        self,
+        record: PostRecord,
+        publisher: Publisher,
+        media: Sequence[OutgoingMedia],
+        caption: str,
+    ) -> PostRecord:
+        """Try the remote post, retrying transient failures; the record after each try."""
+        tries = self.policy.retries + 1
+        for attempt in range(tries):
+            try:
+                remote = await publisher.post(record.account, media, caption)
+            except TransientPublishError as exc:
+                record = await self._attempt(record, "transient", exc.user_message, str(exc))
+                if exc.maybe_posted:
+                    return await self._settle(record, caption)
+                wait = exc.retry_after
+                if wait is None:
+                    wait = self.policy.backoff * 2**attempt
+                if attempt + 1 == tries or wait > self.policy.max_wait:
+                    return await self._finish(record, PostState.FAILED, error=exc.user_message)
+                log.info("run %s: %s busy; retry in %.0fs", record.run_id, record.platform, wait)
+                await self.sleep(wait)
+                continue
+            except AccountAttentionError as exc:
+                await asyncio.to_thread(
+                    self.attention.pause, record.platform, record.account, exc.reason
+                )
+                record = await self._attempt(record, "account", exc.user_message, str(exc))
+                record = await self._finish(record, PostState.FAILED, error=exc.user_message)
+                if self.notifier is not None:
+                    await self.notifier.account_needs_attention(
+                        record.platform, record.account, exc.reason
+                    )
+                return record
+            except ContentRejectedError as exc:
+                record = await self._attempt(record, "rejected", exc.user_message, str(exc))
+                return await self._finish(record, PostState.FAILED, error=exc.user_message)
+            except (PublishError, ConfigError) as exc:  # ConfigError: credentials, before any call
+                record = await self._attempt(record, "failed", exc.user_message, str(exc))
+                return await self._finish(record, PostState.FAILED, error=exc.user_message)
+            except Exception:
+                # An unknown failure during the remote call: it may have posted. Never guess.
+                log.exception("run %s: %s post failed oddly", record.run_id, record.platform)
+                record = await self._attempt(record, "error", "unexpected error", "")
+                return await self._settle(record, caption)
+            now = self.clock()
+            record = replace(
+                record,
+                state=PostState.POSTED,
+                remote_id=remote.remote_id,
+                url=remote.url,
+                error=None,
+                attempts=(*record.attempts, PostAttempt(now, "posted", remote.url or "")),
+                updated_at=now,
+            )
+            await self.store.update_post(record)  # the remote id, written right after the post
+            log.info("run %s: posted to %s: %s", record.run_id, record.platform, record.url)
+            return record
+        raise AssertionError("unreachable: the loop returns")
+
+    async def _settle(self, record: PostRecord, caption: str) -> PostRecord:
+        """A post that may be online: look for it; found -> POSTED, else UNCERTAIN (and tell)."""
+        publisher = self.publishers.get(record.platform)
+        found: RemotePost | None = None
+        note = ""
+        if record.remote_id:  # the id was saved: it is online
+            found = RemotePost(record.remote_id, record.url)
+        elif publisher is None:
+            note = "no publisher to check with"
+        else:
+            try:
+                found = await publisher.find_post(record.account, caption, record.created_at)
+            except PublishError as exc:
+                note = f"could not check: {exc.user_message}"
+            except Exception:
+                log.exception("run %s: checking %s failed", record.run_id, record.platform)
+                note = "could not check the account's posts"
+        if found is not None:
+            record = replace(record, remote_id=found.remote_id, url=found.url, error=None)
+            record = await self._attempt(record, "found", found.url or found.remote_id, "")
+            return await self._finish(record, PostState.POSTED)
+        message = "may or may not be online: a person must look" + (f" ({note})" if note else "")
+        record = await self._attempt(record, "uncertain", message, "")
+        record = await self._finish(record, PostState.UNCERTAIN, error=message)
+        log.warning("run %s: %s post is uncertain: %s", record.run_id, record.platform, note)
+        if self.notifier is not None:
+            await self.notifier.post_uncertain(record)
+        return record
+
+    async def _attempt(
+        self, record: PostRecord, outcome: str, message: str, detail: str
+    ) -> PostRecord:
+        """Add an attempt to the record and save it (the message is user-safe)."""
+        if detail:
+            log.info("run %s: %s %s: %s", record.run_id, record.platform, outcome, detail)
+        now = self.clock()
+        attempt = PostAttempt(now, outcome, scrub(message, limit=500))
+        record = replace(record, attempts=(*record.attempts, attempt), updated_at=now)
+        await self.store.update_post(record)
+        return record
+
+    async def _finish(
+        self, record: PostRecord, state: PostState, *, error: str | None = None
+    ) -> PostRecord:
+        record = replace(record, state=state, error=error, updated_at=self.clock())
+        await self.store.update_post(record)
+        log.info("run %s: %s post %s %s", record.run_id, record.platform, state, record.url or "")
+        return record

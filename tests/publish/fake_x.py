@@ -1,0 +1,180 @@
+"""X's HTTP API as `responses` callbacks: media upload v2, tweets, me and the user timeline.
+
+Answers as the real endpoints do (shapes from docs.x.com) and keeps every request, so tests
+can assert endpoints, parameters, chunk sizes, bytes and captions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+import responses
+
+UPLOAD = "https://api.x.com/2/media/upload"
+TWEETS = "https://api.twitter.com/2/tweets"
+ME = "https://api.twitter.com/2/users/me"
+TIMELINE = "https://api.twitter.com/2/users/42/tweets"
+
+Reply = tuple[int, dict[str, str], str]
+
+
+def body_of(request: requests.PreparedRequest) -> bytes:
+    body = request.body
+    if isinstance(body, bytes):
+        return body
+    return body.encode() if isinstance(body, str) else b""
+
+
+def json_of(request: requests.PreparedRequest) -> Any:
+    return json.loads(body_of(request) or b"{}")
+
+
+def multipart(request: requests.PreparedRequest) -> dict[str, bytes]:
+    """The fields of a multipart/form-data body."""
+    body = body_of(request)
+    content_type = request.headers["Content-Type"]
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode()
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    fields: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        fields[str(name)] = payload if isinstance(payload, bytes) else b""
+    return fields
+
+
+@dataclass
+class FakeX:
+    """The state of a fake X account: uploads, tweets, and faults to answer with first."""
+
+    next_media: int = 100
+    next_tweet: int = 1790000000000000001
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tweets: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    #: (method and path prefix) -> replies to give before the normal answer
+    faults: dict[str, deque[Reply]] = field(default_factory=dict)
+    processing_polls: int = 1
+
+    def fail(self, key: str, *replies: Reply) -> None:
+        self.faults.setdefault(key, deque()).extend(replies)
+
+    def _fault(self, key: str) -> Reply | None:
+        queue = self.faults.get(key)
+        return queue.popleft() if queue else None
+
+    def install(self, mock: responses.RequestsMock) -> None:
+        mock.add_callback("POST", f"{UPLOAD}/initialize", callback=self._initialize)
+        mock.add_callback("POST", _re(r"/2/media/upload/\d+/append$"), callback=self._append)
+        mock.add_callback("POST", _re(r"/2/media/upload/\d+/finalize$"), callback=self._finalize)
+        mock.add_callback("GET", UPLOAD, callback=self._status)
+        mock.add_callback("POST", "https://api.x.com/2/media/metadata", callback=self._metadata)
+        mock.add_callback("POST", TWEETS, callback=self._tweet)
+        mock.add_callback("GET", ME, callback=self._me)
+        mock.add_callback("GET", TIMELINE, callback=self._timeline)
+
+    def _record(self, request: requests.PreparedRequest) -> str:
+        path = urlsplit(str(request.url)).path
+        self.calls.append((str(request.method), path))
+        auth = request.headers.get("Authorization", "")
+        assert isinstance(auth, str)
+        assert auth.startswith("OAuth "), "every X call is signed with OAuth 1.0a"
+        assert 'oauth_consumer_key="ck-public"' in auth
+        assert 'oauth_token="42-at-token"' in auth
+        return path
+
+    def _initialize(self, request: requests.PreparedRequest) -> Reply:
+        self._record(request)
+        if fault := self._fault("initialize"):
+            return fault
+        body = json_of(request)
+        media_id = str(self.next_media)
+        self.next_media += 1
+        self.uploads[media_id] = {"init": body, "chunks": [], "finalized": False, "alt": None}
+        data = {"id": media_id, "media_key": f"3_{media_id}", "expires_after_secs": 86400}
+        return 200, {}, json.dumps({"data": data})
+
+    def _append(self, request: requests.PreparedRequest) -> Reply:
+        path = self._record(request)
+        media_id = path.split("/")[-2]
+        fields = multipart(request)
+        upload = self.uploads[media_id]
+        assert int(fields["segment_index"]) == len(upload["chunks"])
+        upload["chunks"].append(fields["media"])
+        return 200, {}, json.dumps({"data": {"expires_at": 1893456000}})
+
+    def _finalize(self, request: requests.PreparedRequest) -> Reply:
+        path = self._record(request)
+        media_id = path.split("/")[-2]
+        upload = self.uploads[media_id]
+        upload["finalized"] = True
+        size = sum(len(chunk) for chunk in upload["chunks"])
+        assert size == upload["init"]["total_bytes"]
+        data: dict[str, Any] = {"id": media_id, "media_key": f"3_{media_id}", "size": size}
+        if upload["init"]["media_category"] in {"tweet_video", "tweet_gif"}:
+            upload["polls"] = self.processing_polls
+            data["processing_info"] = {"state": "pending", "check_after_secs": 1}
+        return 200, {}, json.dumps({"data": data})
+
+    def _status(self, request: requests.PreparedRequest) -> Reply:
+        self._record(request)
+        query = parse_qs(urlsplit(str(request.url)).query)
+        assert query["command"] == ["STATUS"]
+        upload = self.uploads[query["media_id"][0]]
+        upload["polls"] -= 1
+        state = "succeeded" if upload["polls"] <= 0 else "in_progress"
+        info = {"state": state, "check_after_secs": 1, "progress_percent": 100}
+        return 200, {}, json.dumps({"data": {"id": query["media_id"][0], "processing_info": info}})
+
+    def _metadata(self, request: requests.PreparedRequest) -> Reply:
+        self._record(request)
+        body = json_of(request)
+        self.uploads[body["id"]]["alt"] = body["metadata"]["alt_text"]["text"]
+        return 200, {}, json.dumps({"data": {"id": body["id"], "associated_metadata": {}}})
+
+    def _tweet(self, request: requests.PreparedRequest) -> Reply:
+        self._record(request)
+        if fault := self._fault("tweet"):
+            return fault
+        body = json_of(request)
+        for media_id in body.get("media", {}).get("media_ids", []):
+            assert self.uploads[media_id]["finalized"], "media must be finalized before posting"
+        tweet = {"id": str(self.next_tweet), "text": body["text"], "media": body.get("media")}
+        self.next_tweet += 1
+        self.tweets.append(tweet)
+        data = {"id": tweet["id"], "text": tweet["text"], "edit_history_tweet_ids": [tweet["id"]]}
+        return 201, {}, json.dumps({"data": data})
+
+    def _me(self, request: requests.PreparedRequest) -> Reply:
+        self._record(request)
+        return 200, {}, json.dumps({"data": {"id": "42", "name": "Fox", "username": "fox"}})
+
+    def _timeline(self, request: requests.PreparedRequest) -> Reply:
+        self._record(request)
+        if fault := self._fault("timeline"):
+            return fault
+        data = [
+            {
+                "id": t["id"],
+                "text": t["text"] + " https://t.co/abc",
+                "created_at": "2025-01-01T00:00:00.000Z",
+            }
+            for t in reversed(self.tweets)
+        ]
+        meta = {"result_count": len(data)}
+        return 200, {}, json.dumps({"data": data, "meta": meta} if data else {"meta": meta})
+
+
+def _re(pattern: str) -> Any:
+    import re
+
+    return re.compile("https://api.x.com" + pattern)

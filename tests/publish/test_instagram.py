@@ -1,0 +1,233 @@
+"""Publishing to Instagram through the real instagrapi Client, faked at its HTTP transport."""
+
+from __future__ import annotations
+
+import io
+import logging
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import instagrapi.mixins.album
+import instagrapi.mixins.clip
+import instagrapi.mixins.media
+import instagrapi.mixins.photo
+import pytest
+import responses
+from instagrapi import Client
+from PIL import Image
+
+from pipeline.characters import Character
+from pipeline.models import Platform, PostState
+from pipeline.publish import build_publish_service
+from pipeline.publish.credentials import CredentialStore, session_path
+from pipeline.publish.instagram import InstagramPublisher
+from pipeline.publish.service import PublishService
+from pipeline.settings import Settings
+from pipeline.store import SqlStore
+from tests.publish.conftest import IG_ENV, RecordingNotifier, approved_run, comfy_png, no_secrets
+from tests.publish.fake_instagram import TRANSPORT, USER_ID, FakeInstagram
+from tests.publish.test_media import make_video
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(autouse=True)
+def instant_instagrapi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """instagrapi pauses seconds between upload and configure; the fake needs no pause."""
+    fast = SimpleNamespace(sleep=lambda _: None, time=time.time, localtime=time.localtime)
+    for module in (instagrapi.mixins.photo, instagrapi.mixins.album, instagrapi.mixins.clip,
+                   instagrapi.mixins.media):  # fmt: skip
+        monkeypatch.setattr(module, "time", fast)
+
+
+@pytest.fixture
+def fake_ig() -> Iterator[FakeInstagram]:
+    fake = FakeInstagram()
+    with responses.RequestsMock(assert_all_requests_are_fired=False, target=TRANSPORT) as mock:
+        fake.install(mock)
+        yield fake
+
+
+@pytest.fixture
+def saved_session(settings: Settings) -> Path:
+    """A session file as a first login leaves it (made by instagrapi itself)."""
+    client = Client()
+    client.authorization_data = {
+        "ds_user_id": str(USER_ID),
+        "sessionid": f"{USER_ID}%3AsessionSECRET%3A1",
+        "should_use_header_over_cookies": True,
+    }
+    path = session_path(settings, Platform.INSTAGRAM, "fox_ig")
+    path.parent.mkdir(parents=True)
+    client.dump_settings(path)
+    return path
+
+
+@pytest.fixture
+def service(
+    settings: Settings, store: SqlStore, notifier: RecordingNotifier, saved_session: Path
+) -> Callable[[], PublishService]:
+    def build() -> PublishService:
+        publisher = InstagramPublisher(
+            CredentialStore(settings, IG_ENV).instagram,
+            lambda name: session_path(settings, Platform.INSTAGRAM, name),
+            request_delay=0,
+            configure_delay=0,
+        )
+        return build_publish_service(
+            settings, store, notifier=notifier, publishers={Platform.INSTAGRAM: publisher}
+        )
+
+    return build
+
+
+async def test_photo_is_posted_with_the_saved_session(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    saved_session: Path,
+) -> None:
+    """A photo goes to the feed as a clean JPEG with the caption, reusing the saved login."""
+    comfy_png(run_dir / "a.png", (1600, 900), (200, 10, 10))
+    run = approved_run(run_dir, ["a.png"])
+
+    [record] = await service().publish_run(run, make_character(instagram=True), run_dir)
+
+    assert record.state is PostState.POSTED
+    assert record.remote_id == f"3100000000000000001_{USER_ID}"
+    assert record.url == "https://www.instagram.com/p/C0de3100000000000000001/"
+    assert ("GET", "/api/v1/accounts/current_user/") in fake_ig.calls  # session checked
+    assert not any("login" in path for _, path in fake_ig.calls)  # no new login
+    [(path, form)] = fake_ig.configures
+    assert path == "/api/v1/media/configure/"
+    assert form["caption"] == "Autumn walk #fox"
+    [sent] = fake_ig.photo_uploads
+    with Image.open(io.BytesIO(sent)) as image:
+        assert image.format == "JPEG"
+        assert image.size == (1080, 608)
+        assert "workflow" not in image.info
+    assert mode_of(saved_session) == 0o600  # rewritten, owner-only
+
+
+async def test_album_is_one_carousel_post(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+) -> None:
+    """Three approved images become one carousel with one caption."""
+    for name in ("a.png", "b.png", "c.png"):
+        comfy_png(run_dir / name, (800, 1000), (10, 200, 10))
+    run = approved_run(run_dir, ["a.png", "b.png", "c.png"])
+
+    [record] = await service().publish_run(run, make_character(instagram=True), run_dir)
+
+    assert record.state is PostState.POSTED
+    assert len(fake_ig.photo_uploads) == 3
+    [(path, form)] = fake_ig.configures
+    assert path == "/api/v1/media/configure_sidecar/"
+    assert len(form["children_metadata"]) == 3
+    assert form["caption"] == "Autumn walk #fox"
+
+
+async def test_video_is_a_reel_with_its_cover(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+) -> None:
+    """A video is posted as a 9:16 reel: the fitted MP4's bytes, then its cover image."""
+    make_video(run_dir / "clip.mp4", seconds=1)
+    run = approved_run(run_dir, ["clip.mp4"])
+
+    [record] = await service().publish_run(run, make_character(instagram=True), run_dir)
+
+    assert record.state is PostState.POSTED
+    assert fake_ig.video_uploads == [(run_dir / "fitted/instagram/00.mp4").read_bytes()]
+    [cover] = fake_ig.photo_uploads
+    with Image.open(io.BytesIO(cover)) as image:
+        assert image.size == (1080, 1920)
+    [(path, form)] = fake_ig.configures
+    assert path == "/api/v1/media/configure_to_clips/"
+    assert form["caption"] == "Autumn walk #fox"
+    assert 3.0 <= float(form["length"]) <= 3.2
+
+
+async def test_challenge_pauses_the_account_and_notifies(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    notifier: RecordingNotifier,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A challenge on posting pauses the account and tells a person, with no retry loop."""
+    caplog.set_level(logging.INFO)
+    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
+    fake_ig.faults["media/configure"] = (
+        400,
+        {},
+        '{"message": "challenge_required", "challenge": {"url": "https://i.instagram.com/challenge/x/"},'
+        ' "status": "fail"}',
+    )
+    character = make_character(instagram=True)
+
+    [record] = await service().publish_run(approved_run(run_dir, ["a.png"]), character, run_dir)
+
+    assert record.state is PostState.FAILED
+    assert [a.outcome for a in record.attempts] == ["posting", "account"]
+    [(platform, account, reason)] = notifier.attention
+    assert (platform, account) == (Platform.INSTAGRAM, "fox_ig")
+    assert "Challenge" in reason
+    assert sum(1 for _, p in fake_ig.calls if p.startswith("/api/v1/media/configure")) == 1
+    assert no_secrets(caplog.text, repr(record), reason)
+
+
+async def test_expired_session_during_post_pauses_the_account(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    settings: Settings,
+) -> None:
+    """Instagram logging the account out mid-post pauses it until a person resumes it."""
+    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
+    fake_ig.faults["media/configure"] = (
+        403,
+        {},
+        '{"message": "login_required", "logout_reason": 8, "status": "fail"}',
+    )
+
+    [record] = await service().publish_run(
+        approved_run(run_dir, ["a.png"]), make_character(instagram=True), run_dir
+    )
+
+    assert record.state is PostState.FAILED
+    assert list((settings.attention_dir).glob("instagram-fox_ig.json"))
+    assert fake_ig.medias == []
+
+
+async def test_second_publish_does_nothing(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+) -> None:
+    """A run published once is never posted to Instagram again."""
+    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
+    run = approved_run(run_dir, ["a.png"])
+    character = make_character(instagram=True)
+    await service().publish_run(run, character, run_dir)
+    calls = len(fake_ig.calls)
+
+    [again] = await service().publish_run(run, character, run_dir, retry_failed=True)
+
+    assert again.state is PostState.POSTED
+    assert len(fake_ig.calls) == calls
+    assert len(fake_ig.medias) == 1
