@@ -20,7 +20,7 @@ from typing import Protocol
 import strategies
 from comfy import ComfyError, Workflow
 from pipeline.characters import Character, Characters
-from pipeline.errors import MediaOverloadError, RunError, ServiceError
+from pipeline.errors import MediaOverloadError, RunError
 from pipeline.models import (
     Choices,
     Decision,

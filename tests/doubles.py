@@ -7,8 +7,8 @@ were posted, which notices went out). Never doubles the store: tests use the rea
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from random import Random
 
