@@ -9,8 +9,9 @@ from random import Random
 import pytest
 
 from pipeline.errors import ConfigError, ModelError
-from pipeline.llm import FallbackChain, Health, Lane, RateLimiter, RetryPolicy, Task, build_models
+from pipeline.llm import FallbackChain, Health, Lane, RateLimiter, RetryPolicy, Task
 from pipeline.llm.base import Provider
+from pipeline.llm.factory import build_models
 from pipeline.llm.gemini import GeminiProvider
 from pipeline.llm.ollama import OllamaProvider
 from pipeline.llm.openai_compat import OpenAICompatProvider
