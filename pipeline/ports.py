@@ -6,7 +6,7 @@ doubles in `tests/doubles.py`. Imports only domain modules, never a concrete ser
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -102,27 +102,41 @@ class Store(RunStore, PostStore, SlotStore, CatalogStore, Protocol):
 
 
 # ---------------------------------------------------------------------------- language models
-# (issue 4 refines these; the pipeline sees only them)
+
+#: a JSON schema for structured output, as a plain mapping (providers translate it)
+JsonSchema = Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """An image ready to send to a model: encoded bytes (already downscaled) and their type."""
+
+    data: bytes
+    mime_type: str = "image/jpeg"
 
 
 class TextModel(Protocol):
-    """A language model for one task (prompt, description, caption)."""
+    """A language model for one task (prompt, description, caption): text in, text out.
+
+    With `schema`, the model is asked for JSON of that shape where the provider supports it;
+    the caller still parses and validates the answer. Raises ModelError when no model answers.
+    """
 
     async def complete(
-        self, *, system: str, prompt: str, json_schema: dict[str, object] | None = None
+        self, *, system: str, prompt: str, schema: JsonSchema | None = None
     ) -> str: ...
 
 
 class VisionModel(Protocol):
-    """A model that looks at images and answers in text."""
+    """A model that looks at images and answers in text (raises ModelError like TextModel)."""
 
     async def look(
         self,
         *,
         system: str,
         prompt: str,
-        images: Sequence[Path],
-        json_schema: dict[str, object] | None = None,
+        images: Sequence[ImageData],
+        schema: JsonSchema | None = None,
     ) -> str: ...
 
 

@@ -66,7 +66,65 @@ class Settings(BaseSettings):
     x_timeout_seconds: float = Field(default=60.0, gt=0)
     x_processing_timeout_seconds: float = Field(default=600.0, gt=0)
 
-    @field_validator("comfyui_servers", mode="before")
+    # ------------------------------------------------------------ language models (issue 4)
+    # docs/settings-llm.md describes each one.
+    # -- which providers, in order, per task (ollama, openrouter, gemini); empty: LLM_CHAIN
+    llm_chain: CommaList = Field(default_factory=lambda: ["ollama", "openrouter", "gemini"])
+    llm_chain_prompt: CommaList = Field(default_factory=list)
+    llm_chain_description: CommaList = Field(default_factory=list)
+    llm_chain_vision: CommaList = Field(default_factory=list)
+    llm_chain_caption: CommaList = Field(default_factory=list)
+    # -- limits shared by every provider
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_vision_timeout_s: float = Field(default=120.0, gt=0)
+    llm_attempts: int = Field(default=3, ge=1, le=10)
+    llm_backoff_s: float = Field(default=1.0, ge=0)
+    llm_backoff_max_s: float = Field(default=30.0, ge=0)
+    llm_retry_after_max_s: float = Field(default=60.0, ge=0)
+    llm_failures_before_cooldown: int = Field(default=3, ge=1)
+    llm_cooldown_s: float = Field(default=300.0, ge=0)
+    # -- Ollama
+    ollama_host: str = "http://127.0.0.1:11434"
+    ollama_api_key: SecretStr | None = None
+    ollama_model: str = "qwen3:8b"
+    ollama_vision_model: str = "qwen2.5vl:7b"
+    ollama_prompt_model: str = ""
+    ollama_description_model: str = ""
+    ollama_caption_model: str = ""
+    ollama_rpm: float = Field(default=0.0, ge=0)
+    # -- OpenRouter, or any OpenAI-compatible server
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    openrouter_api_key: SecretStr | None = None
+    openrouter_model: str = "openai/gpt-4o-mini"
+    openrouter_vision_model: str = "openai/gpt-4o-mini"
+    openrouter_prompt_model: str = ""
+    openrouter_description_model: str = ""
+    openrouter_caption_model: str = ""
+    openrouter_rpm: float = Field(default=20.0, ge=0)
+    openrouter_json_schema: bool = True
+    # -- Google Gemini
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str = ""
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_vision_model: str = "gemini-2.5-flash"
+    gemini_prompt_model: str = ""
+    gemini_description_model: str = ""
+    gemini_caption_model: str = ""
+    gemini_rpm: float = Field(default=10.0, ge=0)
+    # -- vision scoring
+    vision_concurrency: int = Field(default=4, ge=1, le=64)
+    vision_max_side: int = Field(default=1024, ge=64, le=4096)
+    vision_video_frames: int = Field(default=3, ge=1, le=12)
+
+    @field_validator(
+        "comfyui_servers",
+        "llm_chain",
+        "llm_chain_prompt",
+        "llm_chain_description",
+        "llm_chain_vision",
+        "llm_chain_caption",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return _split_commas(value)

@@ -1,0 +1,190 @@
+"""Builds the providers and one fallback chain per task from settings.
+
+The only place that names the concrete provider classes (for `pipeline.wiring` to call). A
+provider without its API key is left out of every chain, with a log line saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from random import Random
+
+from pipeline.errors import ConfigError
+from pipeline.llm.base import Provider, Task
+from pipeline.llm.chain import FallbackChain, Lane
+from pipeline.llm.gemini import GeminiProvider
+from pipeline.llm.limits import Clock, Health, RateLimiter, RetryPolicy, Sleep
+from pipeline.llm.ollama import OllamaProvider
+from pipeline.llm.openai_compat import OpenAICompatProvider
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROVIDER_NAMES = ("ollama", "openrouter", "gemini")
+
+
+@dataclass
+class LanguageModels:
+    """One chain per task (each is a TextModel and a VisionModel) and the lanes they share."""
+
+    prompt: FallbackChain
+    description: FallbackChain
+    vision: FallbackChain
+    caption: FallbackChain
+    lanes: dict[str, Lane] = field(default_factory=dict)
+
+    def for_task(self, task: Task) -> FallbackChain:
+        return {
+            Task.PROMPT: self.prompt,
+            Task.DESCRIPTION: self.description,
+            Task.VISION: self.vision,
+            Task.CAPTION: self.caption,
+        }[task]
+
+    async def aclose(self) -> None:
+        for lane in self.lanes.values():
+            try:
+                await lane.provider.aclose()
+            except Exception:  # closing one must not keep the others open
+                log.exception("closing %s failed", lane.name)
+
+
+def _models(settings: Settings, prefix: str) -> dict[Task, str]:
+    text: str = getattr(settings, f"{prefix}_model")
+    models = {Task.VISION: getattr(settings, f"{prefix}_vision_model")}
+    for task in (Task.PROMPT, Task.DESCRIPTION, Task.CAPTION):
+        models[task] = getattr(settings, f"{prefix}_{task.value}_model") or text
+    return models
+
+
+def _secret(settings: Settings, name: str) -> str:
+    value = getattr(settings, name)
+    return value.get_secret_value() if value is not None else ""
+
+
+def build_providers(settings: Settings) -> dict[str, Provider]:
+    """Every provider the settings make usable, by name."""
+    providers: dict[str, Provider] = {}
+    ollama_key = _secret(settings, "ollama_api_key")
+    providers["ollama"] = OllamaProvider(
+        settings.ollama_host, api_key=ollama_key or None, timeout_s=settings.llm_vision_timeout_s
+    )
+    if openrouter_key := _secret(settings, "openrouter_api_key"):
+        providers["openrouter"] = OpenAICompatProvider(
+            settings.openrouter_base_url,
+            openrouter_key,
+            timeout_s=settings.llm_vision_timeout_s,
+            json_schema=settings.openrouter_json_schema,
+        )
+    else:
+        log.info("OPENROUTER_API_KEY is not set: openrouter is left out of the model chains")
+    if gemini_key := _secret(settings, "gemini_api_key"):
+        providers["gemini"] = GeminiProvider(
+            gemini_key,
+            base_url=settings.gemini_base_url or None,
+            timeout_s=settings.llm_vision_timeout_s,
+        )
+    else:
+        log.info("GEMINI_API_KEY is not set: gemini is left out of the model chains")
+    return providers
+
+
+def build_models(
+    settings: Settings,
+    *,
+    providers: dict[str, Provider] | None = None,
+    sleep: Sleep = asyncio.sleep,
+    clock: Clock = time.monotonic,
+    rng: Random | None = None,
+    burst: int = 1,
+) -> LanguageModels:
+    """The four task chains from settings (providers may be given, e.g. by tests)."""
+    for task in Task:
+        for name in _chain_names(settings, task):
+            if name not in PROVIDER_NAMES:
+                raise ConfigError(
+                    f"{_chain_variable(settings, task)}: unknown provider {name!r} "
+                    f"(known: {', '.join(PROVIDER_NAMES)})"
+                )
+    usable = set(providers) if providers is not None else _configured(settings)
+    for task in Task:
+        if not any(name in usable for name in _chain_names(settings, task)):
+            raise ConfigError(
+                f"{_chain_variable(settings, task)}: none of its providers is usable "
+                "(set OPENROUTER_API_KEY or GEMINI_API_KEY, or put ollama in the chain)"
+            )
+    providers = providers if providers is not None else build_providers(settings)
+    lanes = {
+        name: Lane(
+            provider=provider,
+            models=_models(settings, name),
+            limiter=RateLimiter(
+                getattr(settings, f"{name}_rpm"), burst=burst, clock=clock, sleep=sleep
+            ),
+            health=Health(
+                failures_before_cooldown=settings.llm_failures_before_cooldown,
+                cooldown_s=settings.llm_cooldown_s,
+                clock=clock,
+            ),
+        )
+        for name, provider in providers.items()
+    }
+    policy = RetryPolicy(
+        attempts=settings.llm_attempts,
+        backoff_s=settings.llm_backoff_s,
+        backoff_max_s=settings.llm_backoff_max_s,
+        retry_after_max_s=settings.llm_retry_after_max_s,
+    )
+    rng = rng or Random()
+
+    def chain(task: Task) -> FallbackChain:
+        names = [name for name in _chain_names(settings, task) if name in lanes]
+        timeout = settings.llm_vision_timeout_s if task is Task.VISION else settings.llm_timeout_s
+        return FallbackChain(
+            task, [lanes[n] for n in names], timeout_s=timeout, policy=policy, sleep=sleep, rng=rng
+        )
+
+    return LanguageModels(
+        prompt=chain(Task.PROMPT),
+        description=chain(Task.DESCRIPTION),
+        vision=chain(Task.VISION),
+        caption=chain(Task.CAPTION),
+        lanes=lanes,
+    )
+
+
+def _configured(settings: Settings) -> set[str]:
+    names = {"ollama"}
+    if _secret(settings, "openrouter_api_key"):
+        names.add("openrouter")
+    if _secret(settings, "gemini_api_key"):
+        names.add("gemini")
+    return names
+
+
+def _chain_names(settings: Settings, task: Task) -> list[str]:
+    specific: list[str] = getattr(settings, f"llm_chain_{task.value}")
+    return [name.lower() for name in (specific or settings.llm_chain)]
+
+
+def _chain_variable(settings: Settings, task: Task) -> str:
+    return (
+        f"LLM_CHAIN_{task.value.upper()}"
+        if getattr(settings, f"llm_chain_{task.value}")
+        else ("LLM_CHAIN")
+    )
+
+
+@asynccontextmanager
+async def open_models(settings: Settings) -> AsyncIterator[LanguageModels]:
+    """`build_models` whose providers are closed on exit."""
+    models = build_models(settings)
+    try:
+        yield models
+    finally:
+        await models.aclose()

@@ -1,0 +1,314 @@
+"""Vision scoring: each image (or a few frames of each video) gets a score in [0, 1] and a
+one-line reason against its description; the character's threshold filters, and when nothing
+passes the best K are kept (or the run fails, when K is 0) and the outcome says so.
+
+Images are read and downscaled in a thread, frames come from an ffmpeg subprocess, and calls
+run concurrently under a semaphore. Imports the ports, models, errors and `pipeline.llm.parsing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from pipeline.errors import ModelError, RunError
+from pipeline.llm.parsing import AnswerError, extract_json
+from pipeline.models import MediaItem, MediaKind
+from pipeline.ports import ImageData, JsonSchema, VisionModel
+
+log = logging.getLogger(__name__)
+
+VERDICT_SCHEMA: JsonSchema = {
+    "type": "object",
+    "properties": {"score": {"type": "number"}, "reason": {"type": "string"}},
+    "required": ["score", "reason"],
+    "additionalProperties": False,
+}
+
+SYSTEM = (
+    "You judge generated images against the description they were made from. Give a score "
+    "from 0 to 1: 1 when the image shows everything the description asks for and has no "
+    "visible defects; 0 when it shows something else or is broken (garbled faces or hands, "
+    "extra limbs, melted shapes, stray text). Give one short reason in one line. Answer with "
+    'JSON only: {"score": 0.0, "reason": "..."}'
+)
+
+_DURATION = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A score in [0, 1] and one line saying why."""
+
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScoringOutcome:
+    """The items with their scores and `kept` flags, and a sentence for people about it."""
+
+    items: tuple[MediaItem, ...]
+    threshold: float
+    passed: int
+    kept_best: bool
+    note: str
+
+    @property
+    def kept(self) -> tuple[MediaItem, ...]:
+        return tuple(item for item in self.items if item.kept)
+
+
+def parse_verdict(answer: str) -> Verdict:
+    """A Verdict from a model answer; scores on 0-10 or 0-100 scales are brought to 0-1."""
+    value = extract_json(answer)
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, dict):
+        raise AnswerError("the verdict is not a JSON object")
+    raw = value.get("score")
+    try:
+        score = float(raw) if isinstance(raw, int | float | str) else float("nan")
+    except ValueError:
+        score = float("nan")
+    if score != score:  # NaN: missing or not a number
+        raise AnswerError(f"the verdict has no numeric score (got {raw!r})")
+    if 1 < score <= 10:
+        score /= 10
+    elif 10 < score <= 100:
+        score /= 100
+    score = min(1.0, max(0.0, score))
+    reason = str(value.get("reason") or "").strip().splitlines()
+    line = " ".join(reason[0].split()) if reason else ""
+    return Verdict(score=round(score, 3), reason=line[:160] or "no reason given")
+
+
+def encode_image(data: bytes | Path, *, max_side: int = 1024, quality: int = 85) -> ImageData:
+    """A JPEG no larger than `max_side` on its longer side (blocking: call in a thread)."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    with Image.open(source) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    image.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return ImageData(out.getvalue(), "image/jpeg")
+
+
+async def _run(args: Sequence[str], *, timeout_s: float) -> tuple[int, bytes, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode or 0, out, err
+
+
+def find_ffmpeg() -> str:
+    """`ffmpeg` on PATH, else the binary imageio-ffmpeg ships (blocking: call in a thread)."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+async def video_frames(
+    path: Path, count: int, *, ffmpeg: str, timeout_s: float = 60.0
+) -> list[bytes]:
+    """`count` frames spread over the video (PNG bytes), read by ffmpeg subprocesses."""
+    _, _, err = await _run([ffmpeg, "-hide_banner", "-i", str(path)], timeout_s=timeout_s)
+    match = _DURATION.search(err.decode("utf-8", "replace"))
+    duration = (
+        int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) if match is not None else 0.0
+    )
+    moments = [duration * (i + 0.5) / count for i in range(count)] if duration > 0 else [0.0]
+    frames: list[bytes] = []
+    for moment in moments:
+        code, out, _ = await _run(
+            [
+                ffmpeg, "-hide_banner", "-loglevel", "error", "-ss", f"{moment:.3f}",
+                "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "pipe:1",
+            ],
+            timeout_s=timeout_s,
+        )  # fmt: skip
+        if code == 0 and out:
+            frames.append(out)
+    if not frames:
+        raise RunError(f"no frame could be read from {path.name}")
+    return frames
+
+
+class VisionScorer:
+    """Scores media with a VisionModel; one scorer's semaphore limits all its calls."""
+
+    def __init__(
+        self,
+        model: VisionModel,
+        *,
+        concurrency: int = 4,
+        max_side: int = 1024,
+        jpeg_quality: int = 85,
+        video_frames: int = 3,
+        ffmpeg: str | None = None,
+        attempts: int = 2,
+    ) -> None:
+        self.model = model
+        self._limit = asyncio.Semaphore(concurrency)
+        self._max_side = max_side
+        self._quality = jpeg_quality
+        self._frames = video_frames
+        self._ffmpeg = ffmpeg
+        self._attempts = attempts
+
+    async def _images(self, path: Path, kind: MediaKind) -> list[ImageData]:
+        if kind is MediaKind.VIDEO:
+            if self._ffmpeg is None:
+                self._ffmpeg = await asyncio.to_thread(find_ffmpeg)
+            frames = await video_frames(path, self._frames, ffmpeg=self._ffmpeg)
+            return [
+                await asyncio.to_thread(
+                    encode_image, frame, max_side=self._max_side, quality=self._quality
+                )
+                for frame in frames
+            ]
+        image = await asyncio.to_thread(
+            encode_image, path, max_side=self._max_side, quality=self._quality
+        )
+        return [image]
+
+    async def score(
+        self, path: Path, description: str, *, kind: MediaKind = MediaKind.IMAGE
+    ) -> Verdict:
+        """One file's verdict; raises ModelError when no model gives a readable one."""
+        async with self._limit:
+            images = await self._images(path, kind)
+            prompt = f"Description: {description}"
+            if kind is MediaKind.VIDEO:
+                prompt += (
+                    f"\nThese are {len(images)} frames of one short video, in order; "
+                    "judge the video as a whole."
+                )
+            last: AnswerError | None = None
+            for _ in range(self._attempts):
+                answer = await self.model.look(
+                    system=SYSTEM, prompt=prompt, images=images, schema=VERDICT_SCHEMA
+                )
+                try:
+                    return parse_verdict(answer)
+                except AnswerError as exc:
+                    log.warning("unreadable verdict for %s: %s", path.name, exc)
+                    last = exc
+        raise ModelError(
+            f"the vision answer for {path.name} could not be read: {last}",
+            user_message="The vision model's scores could not be read; the run can be retried.",
+        )
+
+    async def _score_or_error(
+        self, folder: Path, item: MediaItem, description: str
+    ) -> Verdict | ModelError:
+        try:
+            return await self.score(folder / item.path, description, kind=item.kind)
+        except ModelError as exc:
+            return exc
+
+    async def score_items(
+        self,
+        folder: Path,
+        items: Sequence[MediaItem],
+        descriptions: Sequence[str],
+        *,
+        threshold: float,
+        keep_best: int = 1,
+    ) -> ScoringOutcome:
+        """Score every unscored item (paths relative to `folder`) and mark which are kept.
+
+        Items already scored (a resumed run) keep their score. When none reaches `threshold`
+        the best `keep_best` are kept; with `keep_best=0` that is a RunError. When some
+        items cannot be scored they are dropped; when none can, the ModelError is raised.
+        """
+        todo = [i for i, item in enumerate(items) if item.score is None]
+        async with asyncio.TaskGroup() as group:
+            tasks = {
+                i: group.create_task(
+                    self._score_or_error(
+                        folder,
+                        items[i],
+                        descriptions[items[i].description_index]
+                        if 0 <= items[i].description_index < len(descriptions)
+                        else "",
+                    )
+                )
+                for i in todo
+            }
+        scored = list(items)
+        failures: list[ModelError] = []
+        for i, task in tasks.items():
+            result = task.result()
+            if isinstance(result, ModelError):
+                failures.append(result)
+                scored[i] = replace(scored[i], reason="could not be scored", kept=False)
+            else:
+                scored[i] = replace(scored[i], score=result.score, reason=result.reason)
+        if (
+            failures
+            and len(failures) == len(tasks)
+            and not any(item.score is not None for item in scored)
+        ):
+            raise failures[0]
+        return self._filter(scored, threshold=threshold, keep_best=keep_best, unscored=failures)
+
+    def _filter(
+        self,
+        items: list[MediaItem],
+        *,
+        threshold: float,
+        keep_best: int,
+        unscored: Sequence[ModelError],
+    ) -> ScoringOutcome:
+        with_score = [(i, item) for i, item in enumerate(items) if item.score is not None]
+        passed = {i for i, item in with_score if item.score is not None and item.score >= threshold}
+        noun = "video" if any(item.kind is MediaKind.VIDEO for item in items) else "image"
+        total = len(items)
+        if passed:
+            keep = passed
+            note = f"{len(passed)} of {total} {noun}s reached the threshold {threshold:g}."
+            kept_best = False
+        else:
+            ranked = sorted(with_score, key=lambda pair: -(pair[1].score or 0.0))
+            best = ranked[: max(0, keep_best)]
+            top = ranked[0][1].score if ranked else None
+            if keep_best <= 0 or not best:
+                shown = f" (best {top:.2f})" if top is not None else ""
+                raise RunError(
+                    f"none of the {total} {noun}s reached the threshold {threshold:g}{shown}"
+                )
+            keep = {i for i, _ in best}
+            note = (
+                f"None of the {total} {noun}s reached the threshold {threshold:g}; "
+                f"kept the best {len(keep)} (top score {top:.2f})."
+            )
+            kept_best = True
+        if unscored:
+            note += f" {len(unscored)} could not be scored."
+        final = tuple(replace(item, kept=i in keep) for i, item in enumerate(items))
+        log.info("%s", note)
+        return ScoringOutcome(
+            items=final, threshold=threshold, passed=len(passed), kept_best=kept_best, note=note
+        )

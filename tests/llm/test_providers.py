@@ -1,0 +1,233 @@
+"""Each provider through its real client library against its fake server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import pytest
+
+from pipeline.llm import FailureKind, ModelRequest, Provider, ProviderFailure
+from pipeline.llm.gemini import GeminiProvider
+from pipeline.llm.ollama import OllamaProvider
+from pipeline.llm.openai_compat import OpenAICompatProvider
+from pipeline.ports import ImageData
+from tests.fakes.gemini import FakeGemini
+from tests.fakes.llm_server import LlmFake, dead_url
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.openai_api import FakeOpenAI
+
+KEY = "sk-fake-secret-key-1234567890wxyz"
+SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {"descriptions": {"type": "array", "items": {"type": "string"}}},
+    "required": ["descriptions"],
+    "additionalProperties": False,
+}
+
+
+@asynccontextmanager
+async def ollama_chat() -> AsyncIterator[tuple[LlmFake, Provider]]:
+    async with FakeOllama() as fake:
+        provider = OllamaProvider(fake.url, timeout_s=5)
+        yield fake, provider
+        await provider.aclose()
+
+
+@asynccontextmanager
+async def ollama_generate() -> AsyncIterator[tuple[LlmFake, Provider]]:
+    async with FakeOllama() as fake:
+        provider = OllamaProvider(fake.url, timeout_s=5, api="generate")
+        yield fake, provider
+        await provider.aclose()
+
+
+@asynccontextmanager
+async def openrouter() -> AsyncIterator[tuple[LlmFake, Provider]]:
+    async with FakeOpenAI() as fake:
+        provider = OpenAICompatProvider(fake.url, KEY, timeout_s=5)
+        yield fake, provider
+        await provider.aclose()
+
+
+@asynccontextmanager
+async def gemini() -> AsyncIterator[tuple[LlmFake, Provider]]:
+    async with FakeGemini() as fake:
+        provider = GeminiProvider(KEY, base_url=fake.url, timeout_s=5)
+        yield fake, provider
+        await provider.aclose()
+
+
+Opener = Callable[[], AbstractAsyncContextManager[tuple[LlmFake, Provider]]]
+PROVIDERS: list[Opener] = [ollama_chat, ollama_generate, openrouter, gemini]
+IDS = ["ollama-chat", "ollama-generate", "openrouter", "gemini"]
+providers = pytest.mark.parametrize("opener", PROVIDERS, ids=IDS)
+
+
+@providers
+async def test_text_answer(opener: Opener) -> None:
+    """A provider returns the model's text and sends our system prompt, prompt and model."""
+    async with opener() as (fake, provider):
+        fake.reply("a fox in the snow")
+        text = await provider.generate(ModelRequest(model="m1", system="be brief", prompt="fox"))
+    assert text == "a fox in the snow"
+    [asked] = fake.requests
+    assert (asked.model, asked.system, asked.prompt) == ("m1", "be brief", "fox")
+
+
+@providers
+async def test_json_schema_is_sent(opener: Opener) -> None:
+    """Structured output: the JSON schema reaches the server in the provider's own field."""
+    async with opener() as (fake, provider):
+        fake.reply_json({"descriptions": ["a", "b"]})
+        text = await provider.generate(
+            ModelRequest(model="m", system="s", prompt="p", schema=SCHEMA)
+        )
+    assert '"descriptions"' in text
+    assert fake.requests[0].schema == SCHEMA
+
+
+@providers
+async def test_images_reach_the_model(opener: Opener) -> None:
+    """Images go to the model as the bytes we gave, in order."""
+    images = (ImageData(b"\xff\xd8first"), ImageData(b"\xff\xd8second"))
+    async with opener() as (fake, provider):
+        await provider.generate(ModelRequest(model="v", system="s", prompt="p", images=images))
+    assert fake.requests[0].images == (b"\xff\xd8first", b"\xff\xd8second")
+
+
+@providers
+async def test_rate_limit_carries_retry_after(opener: Opener) -> None:
+    """A 429 is reported as rate-limited with the server's Retry-After."""
+    async with opener() as (fake, provider):
+        fake.fail(429, retry_after=7)
+        with pytest.raises(ProviderFailure) as caught:
+            await provider.generate(ModelRequest(model="m", system="s", prompt="p"))
+    assert caught.value.kind is FailureKind.RATE_LIMITED
+    assert caught.value.retry_after == 7
+    assert caught.value.retryable
+    assert len(fake.requests) == 1  # the library did not retry by itself
+
+
+@providers
+async def test_server_error_is_retryable(opener: Opener) -> None:
+    """A 500 is a server error the chain may retry; the library itself does not."""
+    async with opener() as (fake, provider):
+        fake.fail(500)
+        with pytest.raises(ProviderFailure) as caught:
+            await provider.generate(ModelRequest(model="m", system="s", prompt="p"))
+    assert (caught.value.kind, caught.value.status) == (FailureKind.SERVER_ERROR, 500)
+    assert caught.value.retryable
+    assert len(fake.requests) == 1
+
+
+@providers
+async def test_bad_key_is_not_retried_and_not_echoed(opener: Opener) -> None:
+    """A 401 is final for that provider, and no key appears in what we report."""
+    async with opener() as (fake, provider):
+        fake.fail(401)
+        with pytest.raises(ProviderFailure) as caught:
+            await provider.generate(ModelRequest(model="m", system="s", prompt="p"))
+    failure = caught.value
+    assert (failure.kind, failure.status, failure.retryable) == (
+        FailureKind.UNAUTHORIZED,
+        401,
+        False,
+    )
+    assert KEY not in str(failure)
+    assert "sk-fake" not in str(failure)
+    assert "refused the credentials" in failure.phrase
+
+
+@providers
+async def test_slow_answer_times_out(opener: Opener) -> None:
+    """An answer slower than the client's timeout is reported as a timeout."""
+    async with opener() as (fake, _):
+        fake.reply("late", delay=2)
+        short = _short_timeout(fake)
+        with pytest.raises(ProviderFailure) as caught:
+            await short.generate(ModelRequest(model="m", system="s", prompt="p"))
+        await short.aclose()
+    assert caught.value.kind is FailureKind.TIMEOUT
+
+
+def _short_timeout(fake: LlmFake) -> Provider:
+    if isinstance(fake, FakeOllama):
+        return OllamaProvider(fake.url, timeout_s=0.3)
+    if isinstance(fake, FakeOpenAI):
+        return OpenAICompatProvider(fake.url, KEY, timeout_s=0.3)
+    assert isinstance(fake, FakeGemini)
+    return GeminiProvider(KEY, base_url=fake.url, timeout_s=0.3)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: OllamaProvider(url, timeout_s=2),
+        lambda url: OpenAICompatProvider(url + "/v1", KEY, timeout_s=2),
+        lambda url: GeminiProvider(KEY, base_url=url, timeout_s=2),
+    ],
+    ids=["ollama", "openrouter", "gemini"],
+)
+async def test_server_down_is_unreachable(make: Callable[[str], Provider]) -> None:
+    """A server that is down is reported as unreachable (not retried by the chain)."""
+    provider = make(dead_url())
+    with pytest.raises(ProviderFailure) as caught:
+        await provider.generate(ModelRequest(model="m", system="s", prompt="p"))
+    await provider.aclose()
+    assert caught.value.kind is FailureKind.UNREACHABLE
+    assert not caught.value.retryable
+
+
+async def test_ollama_streaming_fake_speaks_ndjson() -> None:
+    """The Ollama fake streams NDJSON like the real server when asked to (client stream=True)."""
+    import ollama
+
+    async with FakeOllama() as fake:
+        fake.reply("hello there")
+        client = ollama.AsyncClient(host=fake.url)
+        parts = [
+            chunk.message.content or ""
+            async for chunk in await client.chat(
+                model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        ]
+        await client._client.aclose()
+    assert "".join(parts) == "hello there"
+
+
+async def test_openrouter_without_json_schema_support() -> None:
+    """With json_schema off (a server without structured output), no response_format is sent."""
+    async with FakeOpenAI() as fake:
+        provider = OpenAICompatProvider(fake.url, KEY, timeout_s=5, json_schema=False)
+        await provider.generate(ModelRequest(model="m", system="s", prompt="p", schema=SCHEMA))
+        await provider.aclose()
+    assert "response_format" not in fake.requests[0].body
+
+
+async def test_openai_key_is_sent_as_bearer() -> None:
+    """The OpenAI-compatible provider authenticates with the configured key."""
+    async with FakeOpenAI(api_key=KEY) as fake:
+        provider = OpenAICompatProvider(fake.url, KEY, timeout_s=5)
+        assert await provider.generate(ModelRequest(model="m", system="s", prompt="p")) == "ok"
+        await provider.aclose()
+
+
+async def test_gemini_key_is_sent_in_header() -> None:
+    """The Gemini provider authenticates with x-goog-api-key on the v1beta path."""
+    async with FakeGemini(api_key=KEY) as fake:
+        provider = GeminiProvider(KEY, base_url=fake.url, timeout_s=5)
+        assert await provider.generate(ModelRequest(model="g", system="s", prompt="p")) == "ok"
+        await provider.aclose()
+    assert fake.requests[0].path == "/v1beta/models/g:generateContent"
+
+
+async def test_empty_answer_is_a_failure() -> None:
+    """A blank answer counts as a failure of that provider, so the chain can move on."""
+    async with FakeOpenAI() as fake:
+        fake.reply("   ")
+        provider = OpenAICompatProvider(fake.url, KEY, timeout_s=5)
+        with pytest.raises(ProviderFailure) as caught:
+            await provider.generate(ModelRequest(model="m", system="s", prompt="p"))
+        await provider.aclose()
+    assert caught.value.kind is FailureKind.EMPTY

@@ -1,0 +1,1 @@
+"""Tests of the prompt methods, the description templates and the descriptions."""

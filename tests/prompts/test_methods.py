@@ -1,0 +1,124 @@
+"""Prompt methods with the real store (SQLite and MariaDB) and a scripted model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from random import Random
+
+import pytest
+
+from pipeline.characters import Character
+from pipeline.errors import ModelError, RunError
+from pipeline.ports import NewsItem
+from pipeline.prompts.methods import write_prompt
+from pipeline.store import SqlStore
+from tests.doubles import ScriptedModel
+
+
+def news(title: str, day: int) -> NewsItem:
+    return NewsItem(
+        id=0,
+        title=title,
+        keyword="space",
+        content=f"{title}. The full story, with details.",
+        publish_date=datetime(2025, 3, day, tzinfo=UTC),
+    )
+
+
+async def test_arbitrary_writes_a_fresh_idea(fox: Character, store: SqlStore) -> None:
+    """An arbitrary prompt is the model's idea about the character, cleaned of noise."""
+    model = ScriptedModel.of("<think>hmm</think>\nFox flies a paper kite over a windy hill.")
+    written = await write_prompt(fox, model=model, store=store, rng=Random(1), method="arbitrary")
+    assert written.text == "Fox flies a paper kite over a windy hill."
+    assert written.method == "arbitrary"
+    assert "Fox" in model.calls[0].prompt
+    assert "blue scarf" in model.calls[0].prompt
+
+
+async def test_news_becomes_a_scene_and_is_marked_used(fox: Character, store: SqlStore) -> None:
+    """A news prompt uses an unused story, and that story is not offered to the fox again."""
+    await store.add_news([news("Comet visible tonight", 1)])
+    model = ScriptedModel.of("Fox watches a comet from a rooftop with a telescope.")
+
+    written = await write_prompt(fox, model=model, store=store, rng=Random(1), method="news")
+
+    assert written.method == "news"
+    assert written.news_id is not None
+    assert "Comet visible tonight" in model.calls[0].prompt
+    assert await store.recent_news(character=fox.key) == []
+
+
+async def test_news_stays_unused_for_other_characters(fox: Character, store: SqlStore) -> None:
+    """A story used by one character is still there for another."""
+    await store.add_news([news("Comet visible tonight", 1)])
+    await write_prompt(
+        fox, model=ScriptedModel.of("idea"), store=store, rng=Random(1), method="news"
+    )
+    assert len(await store.recent_news(character="hare")) == 1
+
+
+async def test_news_not_marked_when_the_model_fails(fox: Character, store: SqlStore) -> None:
+    """When no model answers, the story stays unused for the next run."""
+    await store.add_news([news("Comet visible tonight", 1)])
+    failing = ScriptedModel.of(ModelError("all down"))
+    with pytest.raises(ModelError):
+        await write_prompt(fox, model=failing, store=store, rng=Random(1), method="news")
+    assert len(await store.recent_news(character=fox.key)) == 1
+
+
+async def test_news_asked_for_without_news_fails_clearly(fox: Character, store: SqlStore) -> None:
+    """Asking for a news prompt when there is no unused news says so."""
+    with pytest.raises(RunError, match="no unused news"):
+        await write_prompt(fox, model=ScriptedModel(), store=store, rng=Random(1), method="news")
+
+
+async def test_news_by_weight_without_news_falls_back(
+    make_character: Callable[..., Character], store: SqlStore
+) -> None:
+    """A news prompt picked by weight falls back to a fresh idea when there is no news."""
+    fox = make_character(methods="{news: 1}")
+    written = await write_prompt(fox, model=ScriptedModel.of("idea"), store=store, rng=Random(1))
+    assert written.method == "arbitrary"
+
+
+async def test_two_characters_meet(fox: Character, store: SqlStore) -> None:
+    """A two-character prompt brings in another active member of the group, never the fox."""
+    await store.add_character("Fox", "forest")
+    await store.add_character("Hare", "forest")
+    await store.add_character("Owl", "forest", status=0)
+    await store.add_character("Shark", "sea")
+    model = ScriptedModel.of("Fox and Hare share a picnic under an oak.")
+
+    written = await write_prompt(
+        fox, model=model, store=store, rng=Random(3), method="two_character"
+    )
+
+    assert written.partner == "Hare"
+    assert written.method == "two_character"
+    assert "Second character: Hare" in model.calls[0].prompt
+
+
+async def test_two_characters_alone_in_group_fails_clearly(fox: Character, store: SqlStore) -> None:
+    """Asking for two characters when the group has no one else says so."""
+    await store.add_character("Fox", "forest")
+    with pytest.raises(RunError, match="no other active member"):
+        await write_prompt(
+            fox, model=ScriptedModel(), store=store, rng=Random(1), method="two_character"
+        )
+
+
+async def test_method_follows_the_weights(
+    make_character: Callable[..., Character], store: SqlStore
+) -> None:
+    """Without a method named by the job, the character's weights choose it."""
+    fox = make_character(methods="{two_character: 1}")
+    await store.add_character("Hare", "forest")
+    written = await write_prompt(fox, model=ScriptedModel.of("idea"), store=store, rng=Random(1))
+    assert written.method == "two_character"
+
+
+async def test_unknown_method_is_refused(fox: Character, store: SqlStore) -> None:
+    """A job naming a method that does not exist is refused with the known names."""
+    with pytest.raises(RunError, match="arbitrary, news, two_character"):
+        await write_prompt(fox, model=ScriptedModel(), store=store, rng=Random(1), method="poem")

@@ -1,0 +1,207 @@
+"""Vision scoring: scores and reasons, the threshold, keeping the best, videos, concurrency."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.errors import ModelError, RunError
+from pipeline.llm import FallbackChain, Lane, Task
+from pipeline.llm.ollama import OllamaProvider
+from pipeline.models import MediaItem, MediaKind
+from pipeline.vision import VisionScorer, find_ffmpeg, parse_verdict
+from tests.doubles import Asked, ScriptedModel
+from tests.fakes.llm_server import Recorded
+from tests.fakes.ollama import FakeOllama
+
+DESCRIPTIONS = ("a red fox in snow", "a blue bird on a branch")
+
+
+def verdict(score: float, reason: str = "fits") -> str:
+    return json.dumps({"score": score, "reason": reason})
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six images larger than the vision limit (read only by the tests)."""
+    path = tmp_path_factory.mktemp("images")
+    for index, colour in enumerate(["red", "blue", "green", "white", "black", "gray"]):
+        Image.new("RGB", (1300, 900), colour).save(path / f"img{index}.png", compress_level=1)
+    return path
+
+
+def items(count: int) -> list[MediaItem]:
+    return [
+        MediaItem(path=f"img{i}.png", kind=MediaKind.IMAGE, description_index=i % 2)
+        for i in range(count)
+    ]
+
+
+def by_path(scores: dict[str, float]) -> ScriptedModel:
+    """A model whose score depends on which description it was asked about."""
+
+    def answer(asked: Asked) -> str:
+        for text, score in scores.items():
+            if text in asked.prompt:
+                return verdict(score)
+        return verdict(0.0)
+
+    return ScriptedModel.of(default=answer)
+
+
+async def test_scores_filter_by_threshold(folder: Path) -> None:
+    """Images under the character's threshold are dropped; the others are kept with reasons."""
+    model = by_path({"fox": 0.9, "bird": 0.3})
+    outcome = await VisionScorer(model).score_items(
+        folder, items(4), DESCRIPTIONS, threshold=0.6, keep_best=1
+    )
+    assert [item.kept for item in outcome.items] == [True, False, True, False]
+    assert [item.score for item in outcome.items] == [0.9, 0.3, 0.9, 0.3]
+    assert all(item.reason == "fits" for item in outcome.items)
+    assert outcome.note == "2 of 4 images reached the threshold 0.6."
+    assert not outcome.kept_best
+
+
+async def test_none_pass_keeps_the_best(folder: Path) -> None:
+    """When nothing reaches the threshold, the best one is kept and the note says so."""
+    model = ScriptedModel.of(verdict(0.2), verdict(0.45), verdict(0.3))
+    scorer = VisionScorer(model, concurrency=1)
+    outcome = await scorer.score_items(folder, items(3), DESCRIPTIONS, threshold=0.8, keep_best=1)
+    assert [item.kept for item in outcome.items] == [False, True, False]
+    assert outcome.kept_best
+    assert "kept the best 1 (top score 0.45)" in outcome.note
+
+
+async def test_none_pass_and_keep_none_fails(folder: Path) -> None:
+    """With keep_best_when_none_pass 0, a run where nothing passes fails with the best score."""
+    model = ScriptedModel.of(default=verdict(0.1))
+    with pytest.raises(RunError, match=r"none of the 2 images reached the threshold 0.5 \(best"):
+        await VisionScorer(model).score_items(
+            folder, items(2), DESCRIPTIONS, threshold=0.5, keep_best=0
+        )
+
+
+async def test_scoring_is_concurrent_under_the_limit(folder: Path) -> None:
+    """Six images with a limit of three are scored three at a time."""
+    model = ScriptedModel.of(default=verdict(0.9), delay=0.05)
+    await VisionScorer(model, concurrency=3).score_items(
+        folder, items(6), DESCRIPTIONS, threshold=0.5
+    )
+    assert model.most_in_flight == 3
+    assert len(model.calls) == 6
+
+
+async def test_images_are_downscaled_jpegs(folder: Path) -> None:
+    """The model gets a JPEG no larger than the configured side, with the description."""
+    model = ScriptedModel.of(verdict(0.9))
+    await VisionScorer(model, max_side=512).score(folder / "img0.png", "a red fox")
+    [asked] = model.calls
+    with Image.open(io.BytesIO(asked.images[0].data)) as sent:
+        assert sent.format == "JPEG"
+        assert max(sent.size) == 512
+    assert "a red fox" in asked.prompt
+
+
+async def test_one_unscorable_image_is_dropped(folder: Path) -> None:
+    """An image no model could score is dropped and counted; the others go on."""
+    model = ScriptedModel.of(verdict(0.9), ModelError("down"), verdict(0.8))
+    outcome = await VisionScorer(model, concurrency=1).score_items(
+        folder, items(3), DESCRIPTIONS, threshold=0.5
+    )
+    assert [item.kept for item in outcome.items] == [True, False, True]
+    assert outcome.items[1].reason == "could not be scored"
+    assert outcome.note.endswith("1 could not be scored.")
+
+
+async def test_no_image_scorable_raises(folder: Path) -> None:
+    """When no image can be scored at all, the model error reaches the run."""
+    model = ScriptedModel.of(default=ModelError("all providers down"))
+    with pytest.raises(ModelError):
+        await VisionScorer(model).score_items(folder, items(2), DESCRIPTIONS, threshold=0.5)
+
+
+async def test_scored_items_are_not_scored_again(folder: Path) -> None:
+    """A resumed run keeps the scores it already has."""
+    done = [*items(2)]
+    done[0] = MediaItem("img0.png", MediaKind.IMAGE, 0, score=0.95, reason="earlier")
+    model = ScriptedModel.of(verdict(0.7))
+    outcome = await VisionScorer(model).score_items(folder, done, DESCRIPTIONS, threshold=0.5)
+    assert len(model.calls) == 1
+    assert outcome.items[0].reason == "earlier"
+
+
+async def test_unreadable_verdict_is_asked_again(folder: Path) -> None:
+    """A verdict that is not JSON is asked for again."""
+    model = ScriptedModel.of("looks great!", verdict(0.8, "red fox, snow, sharp"))
+    result = await VisionScorer(model).score(folder / "img0.png", "a red fox")
+    assert (result.score, result.reason) == (0.8, "red fox, snow, sharp")
+
+
+@pytest.mark.parametrize(
+    ("answer", "score"),
+    [
+        ('{"score": 8, "reason": "ok"}', 0.8),
+        ('{"score": 85, "reason": "ok"}', 0.85),
+        ('{"score": "0.7", "reason": "ok"}', 0.7),
+        ('<think>hmm</think>{"score": -1, "reason": "ok"}', 0.0),
+    ],
+    ids=["ten-scale", "hundred-scale", "string", "negative"],
+)
+def test_scores_are_brought_to_unit_range(answer: str, score: float) -> None:
+    """Scores on 0-10 or 0-100 scales, or as text, end up in [0, 1]."""
+    assert parse_verdict(answer).score == score
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    subprocess.run(
+        [
+            find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+            "-i", "testsrc=duration=2:size=160x120:rate=10", "-pix_fmt", "yuv420p", str(path),
+        ],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    return path
+
+
+@pytest.mark.slow
+async def test_video_is_scored_on_frames(video: Path) -> None:
+    """A video is judged on a few frames spread over it, sent together."""
+    model = ScriptedModel.of(verdict(0.75))
+    scorer = VisionScorer(model, video_frames=3)
+    item = MediaItem(path=video.name, kind=MediaKind.VIDEO, description_index=0)
+    outcome = await scorer.score_items(
+        video.parent, [item], ["a test pattern"], threshold=0.5, keep_best=1
+    )
+    assert outcome.items[0].score == 0.75
+    assert len(model.calls[0].images) == 3
+    assert "3 frames" in model.calls[0].prompt
+    assert outcome.note == "1 of 1 videos reached the threshold 0.5."
+
+
+async def test_scoring_through_ollama(folder: Path) -> None:
+    """Through the real Ollama client, each image reaches the vision model with its verdict."""
+
+    def score(recorded: Recorded) -> str:
+        return verdict(0.9 if "fox" in recorded.prompt else 0.2, "seen")
+
+    async with FakeOllama() as fake:
+        fake.respond_with(score)
+        provider = OllamaProvider(fake.url, timeout_s=5)
+        chain = FallbackChain(
+            Task.VISION, [Lane(provider, dict.fromkeys(Task, "llava"))], timeout_s=5
+        )
+        outcome = await VisionScorer(chain).score_items(
+            folder, items(2), DESCRIPTIONS, threshold=0.5
+        )
+        await provider.aclose()
+    assert [item.kept for item in outcome.items] == [True, False]
+    assert all(len(r.images) == 1 and r.images[0][:2] == b"\xff\xd8" for r in fake.requests)
+    assert {r.model for r in fake.requests} == {"llava"}
