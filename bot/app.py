@@ -87,6 +87,7 @@ class MediaBot(commands.Bot):
         *,
         settings: Settings,
         services_factory: Callable[[MediaBot], Services],
+        guild_ready_timeout: float = 2.0,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
@@ -97,6 +98,7 @@ class MediaBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=MediaTree,
             help_command=None,
+            guild_ready_timeout=guild_ready_timeout,
         )
         self.settings = settings
         point_at_api(settings.discord_api_base)
