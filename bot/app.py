@@ -1,30 +1,94 @@
-"""`MediaBot`, the commands.Bot subclass, and `run_bot`, which opens what it needs and hosts it.
+"""`MediaBot`, the commands.Bot subclass, and `serve_until_stopped`, which hosts it until SIGTERM.
 
-setup_hook loads the cogs and syncs the application commands; the bot never imports strategies
-or comfy and reaches the pipeline only through the resources handed to it.
+setup_hook finds the gateway, loads the cogs, re-arms pending reviews, then syncs the
+application commands when they changed. The bot never imports strategies or comfy and reaches
+the pipeline only through `bot.services.Services`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import secrets
 import signal
+from collections.abc import Callable
+from pathlib import Path
 
 import discord
+import yarl
+from discord import app_commands
 from discord.ext import commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
 
+from bot import render
+from bot.cogs._checks import NotAllowed
+from bot.review import EditCaptionButton
+from bot.services import Services
+from pipeline.errors import MediaOverloadError
+from pipeline.models import RunState
 from pipeline.settings import Settings
-from pipeline.store import SqlStore, open_store
 
 log = logging.getLogger(__name__)
 
-COGS: tuple[str, ...] = ()
+COGS: tuple[str, ...] = (
+    "bot.cogs.generate",
+    "bot.cogs.review",
+    "bot.cogs.admin",
+    "bot.cogs.schedule",
+)
+
+
+def point_at_api(api_base: str) -> None:
+    """Send discord.py's REST calls to `api_base` (DISCORD_API_BASE). discord.py keeps the base
+    in a class attribute; the gateway follows in `MediaBot.find_gateway`."""
+    Route.BASE = api_base.rstrip("/")
+
+
+class MediaTree(app_commands.CommandTree[discord.Client]):
+    """The command tree with the one place that turns errors into user-safe replies."""
+
+    async def on_error(
+        self,
+        interaction: discord.Interaction[discord.Client],
+        error: app_commands.AppCommandError,
+    ) -> None:
+        original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(original, MediaOverloadError):
+            text = original.user_message
+        elif isinstance(original, NotAllowed):
+            text = str(original)
+        elif isinstance(original, app_commands.CheckFailure):
+            text = "You may not use this command here."
+        else:
+            ref = secrets.token_hex(3)
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error("/%s failed (ref %s)", command, ref, exc_info=original)
+            text = f"Something went wrong (ref `{ref}`); it is in the log."
+        text = render.clip(text, render.CONTENT_LIMIT)
+        none = discord.AllowedMentions.none()
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
+            else:
+                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
+        except discord.HTTPException as exc:
+            log.warning("could not tell the user about an error (%s)", exc.status)
 
 
 class MediaBot(commands.Bot):
-    """The bot process: minimal intents (no message content), cogs loaded in setup_hook."""
+    """The bot process: minimal intents (guilds for the channels and roles, guild reactions for
+    the review; no message content), cogs loaded in setup_hook."""
 
-    def __init__(self, *, settings: Settings, store: SqlStore) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        services_factory: Callable[[MediaBot], Services],
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_reactions = True
@@ -32,36 +96,106 @@ class MediaBot(commands.Bot):
             command_prefix=commands.when_mentioned,
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=MediaTree,
+            help_command=None,
+            guild_ready_timeout=guild_ready_timeout,
         )
         self.settings = settings
-        self.store = store
+        point_at_api(settings.discord_api_base)
+        self.services = services_factory(self)
+        self._closing = False
 
     async def setup_hook(self) -> None:
+        await self.find_gateway()
+        self.add_dynamic_items(EditCaptionButton)
         for name in COGS:
             await self.load_extension(name)
-        await self.tree.sync()
+        problems = await self.services.refresh_characters()
+        for problem in problems:
+            log.warning("character file: %s", problem)
+        await self.rearm_reviews()
+        await self.sync_commands()
+
+    async def find_gateway(self) -> None:
+        """Ask `/gateway/bot` where to connect. discord.py opens an unsharded client's first
+        connection to a class attribute, so the API base alone would not move it."""
+        _, url, _ = await self.http.get_bot_gateway()
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+
+    async def rearm_reviews(self) -> int:
+        """Resume every run waiting for review: the reviewer reads the reactions given while
+        the bot was offline and keeps waiting on the rest."""
+        runs = await self.services.store.list_runs(states={RunState.AWAITING_REVIEW}, limit=1000)
+        for run in runs:
+            try:
+                await self.services.runner.resume(run.id)
+            except MediaOverloadError as exc:
+                log.warning("run %s: not re-armed: %s", run.id, exc)
+        if runs:
+            log.info("re-armed %d pending review(s)", len(runs))
+        return len(runs)
+
+    async def sync_commands(self) -> bool:
+        """Sync the commands (to DISCORD_GUILD_ID when set) only when they changed since the
+        last sync, which is remembered as a hash in the data folder. True when synced."""
+        guild_id = self.settings.discord_guild_id
+        guild = discord.Object(id=guild_id) if guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        target = f"{self.application_id}/{guild_id or 'global'}"
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        path = self.settings.data_dir / "discord-commands.json"
+        synced = await asyncio.to_thread(_read_json, path)
+        if synced.get(target) == digest:
+            log.info("application commands unchanged; no sync")
+            return False
+        await self.tree.sync(guild=guild)
+        synced[target] = digest
+        await asyncio.to_thread(_write_json, path, synced)
+        log.info("synced %d application command(s) to %s", len(payload), target)
+        return True
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s", self.user)
 
+    async def close(self) -> None:
+        """Let runs save (reviews end as cancelled with their tickets kept), then disconnect."""
+        if not self._closing:
+            self._closing = True
+            await self.services.close()
+        await super().close()
 
-async def run_bot(settings: Settings) -> None:
-    token = settings.discord_token
-    assert token is not None, "the entry point checks DISCORD_TOKEN first"
-    url = settings.database_url.get_secret_value()
-    async with open_store(url, sqlite_path=settings.database_path) as store:
-        bot = MediaBot(settings=settings, store=store)
-        loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stopping.set)
+
+def _read_json(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+
+
+async def serve_until_stopped(bot: MediaBot, token: str) -> None:
+    """Run `bot` until it stops by itself or SIGTERM arrives; then close it cleanly."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    try:
         async with bot:
-            runner = asyncio.create_task(bot.start(token.get_secret_value()))
-            stopper = asyncio.create_task(stopping.wait())
-            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if runner in done:
+            running = asyncio.create_task(bot.start(token), name="discord")
+            stopper = asyncio.create_task(stopping.wait(), name="sigterm")
+            done, _ = await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if running in done:
                 stopper.cancel()
-                runner.result()  # a login failure surfaces here
+                running.result()  # a login failure surfaces here
             else:
-                log.info("SIGTERM: closing")
+                log.info("SIGTERM: letting runs save, then closing")
                 await bot.close()
-                await runner
+                await running
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pipeline.errors import ConfigError
 
 CommaList = Annotated[list[str], NoDecode]
+IdList = Annotated[list[int], NoDecode]
 
 
 def _split_commas(value: Any) -> Any:
@@ -44,8 +45,34 @@ class Settings(BaseSettings):
     # -- ComfyUI: comma-separated URLs; '#video' after a URL tags a server's capabilities
     comfyui_servers: CommaList = Field(default_factory=lambda: ["http://127.0.0.1:8188"])
 
-    # -- Discord
+    # ======================================================================== Discord
+    # Everything the bot reads; docs/settings-discord.md explains each one.
     discord_token: SecretStr | None = None
+    #: REST base; the gateway URL is asked of `{base}/gateway/bot`. Tests point it at a fake.
+    discord_api_base: str = "https://discord.com/api/v10"
+    #: sync the slash commands to this guild only (they show at once); unset: globally
+    discord_guild_id: int | None = None
+    discord_review_channel_id: int | None = None
+    #: notices go to this channel, or to the webhook when one is set
+    discord_notify_channel_id: int | None = None
+    discord_notify_webhook_url: SecretStr | None = None
+    #: who may use what: comma-separated role ids; empty means every member of the guild
+    discord_generate_role_ids: IdList = Field(default_factory=list)
+    discord_review_role_ids: IdList = Field(default_factory=list)
+    discord_admin_role_ids: IdList = Field(default_factory=list)
+    #: a review nobody answers becomes `expired` after this long; the reminder comes before
+    review_timeout_minutes: float = Field(default=24 * 60, gt=0)
+    review_reminder_minutes: float = Field(default=60, ge=0)
+    #: Discord's upload limit for a bot without boosts is 10 MiB; larger files get a preview
+    discord_upload_limit_mb: float = Field(default=10, gt=0, le=500)
+    #: the hourly schedule: on/off, and the minute past each UTC hour it ticks at
+    schedule_enabled: bool = True
+    schedule_minute: int = Field(default=0, ge=0, le=59)
+    #: runs at once (in all), of one character, and of one person; more wait in a queue
+    max_runs: int = Field(default=3, ge=1)
+    max_runs_per_character: int = Field(default=1, ge=1)
+    max_runs_per_user: int = Field(default=2, ge=1)
+    # ==================================================================== end of Discord
 
     # ------------------------------------------------------------ publishing (docs/publishing.md)
     # -- where `credentials: NAME` of a character is looked up as NAME.json (after the environment)
@@ -128,6 +155,30 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator(
+        "discord_generate_role_ids",
+        "discord_review_role_ids",
+        "discord_admin_role_ids",
+        mode="before",
+    )
+    @classmethod
+    def _id_list(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return [value]
+        return _split_commas(value)
+
+    @field_validator("discord_api_base")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL like https://discord.com/api/v10")
+        return value.rstrip("/")
+
+    @property
+    def discord_upload_limit(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.discord_upload_limit_mb * 1024 * 1024)
 
     @field_validator("log_level")
     @classmethod

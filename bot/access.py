@@ -1,0 +1,26 @@
+"""Who may do what: role ids from settings checked against a member's roles.
+
+An empty list of role ids means every member of the guild. Imports discord only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import discord
+
+
+def has_any_role(user: discord.abc.User | None, role_ids: Collection[int]) -> bool:
+    """True when `role_ids` is empty, or the member holds one of them. Bots never qualify."""
+    if user is None or user.bot:
+        return False
+    if not role_ids:
+        return True
+    if not isinstance(user, discord.Member):
+        return False
+    return any(role.id in role_ids for role in user.roles)
+
+
+def requester_key(user: discord.abc.User) -> str:
+    """How a Discord user is written in `Job.requested_by` (limits per person use it)."""
+    return f"discord:{user.id}"

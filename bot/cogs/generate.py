@@ -1,0 +1,157 @@
+"""/generate (with a live run card), /runs, /cancel and /retry.
+
+The command defers at once, starts the run through the Runner (which queues it under limits)
+and leaves a run card to follow it. Touches the pipeline only through `Services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.access import requester_key
+from bot.card import InteractionCard, RunCard
+from bot.cogs._checks import allowed, require
+from bot.services import Services, services_of
+from pipeline.errors import RunError
+from pipeline.models import Job, Run, utcnow
+
+log = logging.getLogger(__name__)
+
+Interaction = discord.Interaction[discord.Client]
+
+
+class GenerateCog(commands.Cog):
+    """Starting, listing, cancelling and retrying runs."""
+
+    def __init__(self, bot: commands.Bot, services: Services) -> None:
+        self.bot = bot
+        self.services = services
+        self._generate = self._build_generate()
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self._generate)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self._generate.name)
+
+    def _build_generate(self) -> app_commands.Command[commands.Cog, ..., None]:
+        """/generate is built here, not in the class body, because its `type` choices are the
+        pipeline's strategy names, known only at run time (the bot may not import them)."""
+        services = self.services
+
+        async def generate(
+            interaction: Interaction,
+            character: str,
+            prompt: str | None = None,
+            kind: str | None = None,
+        ) -> None:
+            await interaction.response.defer(thinking=True)
+            if kind is not None and kind not in services.strategy_names:
+                raise RunError(f"unknown type {kind!r}")
+            await asyncio.to_thread(services.characters.load, character)  # says what is wrong
+            job = Job(
+                character=character,
+                requested_by=requester_key(interaction.user),
+                prompt=prompt,
+                generation_type=kind,
+            )
+            card = RunCard(
+                runner=services.runner,
+                edit=InteractionCard(interaction),
+                posts=services.store.posts_for_run,
+                character=character,
+                generation_type=kind,
+                review_channel_id=services.settings.discord_review_channel_id,
+            )
+            run = await services.runner.submit(job, sink=card)
+            log.info("run %s: /generate %s by %s", run.id, character, job.requested_by)
+            services.background.spawn(card.follow(run), name=f"card-{run.id}")
+
+        async def character_names(
+            interaction: Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            needle = current.lower()
+            names = [n for n in services.character_names if needle in n.lower()]
+            return [app_commands.Choice(name=n, value=n) for n in names[:25]]
+
+        choices = [app_commands.Choice(name=n, value=n) for n in services.strategy_names]
+        generate = app_commands.describe(
+            character="whose run: a file in the characters folder",
+            prompt="what to make (else the character's prompt method decides)",
+            kind="how to make it (else the character's weights decide)",
+        )(generate)
+        generate = app_commands.rename(kind="type")(generate)
+        generate = app_commands.choices(kind=choices[:25])(generate)
+        generate = app_commands.autocomplete(character=character_names)(generate)
+        generate = require("discord_generate_role_ids")(generate)
+        command: app_commands.Command[commands.Cog, ..., None] = app_commands.Command(
+            name="generate",
+            description="Make media for a character; you review it before it is posted.",
+            callback=generate,
+        )
+        return command
+
+    @app_commands.command(name="runs", description="Active and recent runs.")
+    @require("discord_generate_role_ids")
+    async def runs(self, interaction: Interaction) -> None:
+        runner = self.services.runner
+        recent = await self.services.store.list_runs(limit=15)
+        known = {run.id for run in recent}
+        for run_id in runner.active():
+            if run_id not in known and (run := await self.services.store.load_run(run_id)):
+                recent.append(run)
+        positions = {run.id: runner.position(run.id) for run in recent}
+        await interaction.response.send_message(
+            render.runs_list(recent, positions, now=utcnow()),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    @app_commands.command(name="cancel", description="Stop a running or queued run.")
+    @app_commands.describe(run_id="the run's id, as on its card")
+    @require("discord_generate_role_ids")
+    async def cancel(self, interaction: Interaction, run_id: str) -> None:
+        run = await self._own_run(interaction, run_id)
+        if await self.services.runner.cancel(run.id):
+            text = f"Run `{run.id}` is cancelled."
+        else:
+            text = f"Run `{run.id}` is not running or queued; it is {render.state_word(run.state)}."
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @app_commands.command(name="retry", description="Resume a failed or expired run.")
+    @app_commands.describe(run_id="the run's id, as on its card")
+    @require("discord_generate_role_ids")
+    async def retry(self, interaction: Interaction, run_id: str) -> None:
+        run = await self._own_run(interaction, run_id)
+        await interaction.response.defer(thinking=True)
+        card = RunCard(
+            runner=self.services.runner,
+            edit=InteractionCard(interaction),
+            posts=self.services.store.posts_for_run,
+            character=run.character,
+            generation_type=run.job.generation_type,
+            review_channel_id=self.services.settings.discord_review_channel_id,
+        )
+        resumed = await self.services.runner.resume(run.id, sink=card)
+        log.info("run %s: /retry by %s", run.id, requester_key(interaction.user))
+        self.services.background.spawn(card.follow(resumed), name=f"card-{run.id}")
+
+    async def _own_run(self, interaction: Interaction, run_id: str) -> Run:
+        """The run, when it exists and the member started it or is an admin."""
+        run = await self.services.store.load_run(run_id.strip())
+        if run is None:
+            raise RunError(f"no run with id {run_id.strip()[:32]!r}")
+        mine = run.job.requested_by == requester_key(interaction.user)
+        if not mine and not allowed(interaction, "discord_admin_role_ids"):
+            raise RunError(f"run {run.id} is not yours; an admin can act on it")
+        return run
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(GenerateCog(bot, services_of(bot)))

@@ -1,0 +1,262 @@
+"""Pure functions that turn runs, progress and reviews into Discord text and embeds.
+
+No I/O and no state: every function takes what it shows and returns a string or an Embed within
+Discord's limits (2,000 characters of content, 4,096 of an embed description). Imports the
+domain and discord's Embed only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import discord
+
+from pipeline.models import MediaItem, PostRecord, PostState, Run, RunState
+from pipeline.ports import Progress
+
+#: Discord's limits (https://discord.com/developers/docs/resources/message#create-message)
+CONTENT_LIMIT = 2000
+EMBED_DESCRIPTION_LIMIT = 4096
+FILES_PER_MESSAGE = 10
+
+APPROVE = "\N{WHITE HEAVY CHECK MARK}"
+REJECT = "\N{CROSS MARK}"
+#: 1..10 as keycap emoji; the n-th image of a review message carries NUMBERS[n - 1]
+NUMBERS: tuple[str, ...] = (
+    *(f"{digit}\N{VARIATION SELECTOR-16}\N{COMBINING ENCLOSING KEYCAP}" for digit in "123456789"),
+    "\N{KEYCAP TEN}",
+)
+
+_STATE_WORDS: dict[RunState, str] = {
+    RunState.CREATED: "starting",
+    RunState.PROMPTED: "prompt written",
+    RunState.DESCRIBED: "scene described",
+    RunState.GENERATED: "media generated",
+    RunState.SCORED: "media scored",
+    RunState.CAPTIONED: "captions written",
+    RunState.AWAITING_REVIEW: "waiting for review",
+    RunState.APPROVED: "approved",
+    RunState.REJECTED: "rejected",
+    RunState.EXPIRED: "review expired",
+    RunState.PUBLISHING: "publishing",
+    RunState.PUBLISHED: "published",
+    RunState.FAILED: "failed",
+    RunState.CANCELLED: "cancelled",
+}
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def state_word(state: RunState) -> str:
+    return _STATE_WORDS.get(state, state.value)
+
+
+def progress_bar(value: int, maximum: int, *, width: int = 12) -> str:
+    """`[██████░░░░░░] 6/12`: sampler steps as a bar of `width` cells."""
+    maximum = max(maximum, 1)
+    value = min(max(value, 0), maximum)
+    filled = round(width * value / maximum)
+    return f"`[{'█' * filled}{'░' * (width - filled)}]` {value}/{maximum}"
+
+
+def duration(seconds: float) -> str:
+    """`1h 02m`, `3m 05s`, `12s`."""
+    total = max(int(seconds), 0)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@dataclass(frozen=True)
+class CardView:
+    """Everything a run card shows at one moment."""
+
+    run_id: str
+    character: str
+    generation_type: str | None
+    #: 0 running, n waiting n-th in the bot's queue, None unknown
+    position: int | None
+    progress: Progress | None
+    elapsed: float
+    review_channel_id: int | None = None
+
+
+def run_card(view: CardView) -> str:
+    """The live run card: who, which step, queue place, sampler progress, time so far."""
+    kind = f" · {view.generation_type}" if view.generation_type else ""
+    lines = [f"**Run `{view.run_id}`** · {view.character}{kind}"]
+    update = view.progress
+    if view.position is not None and view.position > 0:
+        lines.append(
+            f"Queued: {ordinal(view.position)} in line (limits on parallel runs); "
+            "it starts by itself."
+        )
+    elif update is None:
+        lines.append("Step: starting")
+    else:
+        step = f"Step: {update.step}"
+        if update.detail:
+            step += f" · {update.detail}"
+        lines.append(step)
+        if update.queue_position is not None and update.queue_position > 0:
+            lines.append(f"ComfyUI queue: {update.queue_position} ahead")
+        if update.value is not None and update.maximum:
+            lines.append(progress_bar(update.value, update.maximum))
+        if update.step == RunState.AWAITING_REVIEW.value and view.review_channel_id:
+            lines.append(f"Waiting for review in <#{view.review_channel_id}>")
+    lines.append(f"Elapsed {duration(view.elapsed)}")
+    return clip("\n".join(lines), CONTENT_LIMIT)
+
+
+def outcome(run: Run, posts: Sequence[PostRecord] = (), *, elapsed: float | None = None) -> str:
+    """The run card's last words: what became of the run, with the run id to refer to it."""
+    head = f"**Run `{run.id}`** · {run.character}"
+    state = run.state
+    if state is RunState.PUBLISHED:
+        lines = [f"{head} \N{EM DASH} published \N{PARTY POPPER}", *post_lines(posts)]
+    elif state is RunState.REJECTED:
+        by = f" by {run.decision.by}" if run.decision else ""
+        lines = [f"{head} \N{EM DASH} rejected{by}."]
+    elif state is RunState.EXPIRED:
+        lines = [f"{head} \N{EM DASH} the review expired; `/retry {run.id}` posts it again."]
+    elif state is RunState.FAILED:
+        step = run.failure.step if run.failure else "an unknown step"
+        why = run.failure.message if run.failure else "an unexpected error"
+        lines = [f"{head} \N{EM DASH} failed at {step}: {why}", f"`/retry {run.id}` resumes it."]
+    elif state is RunState.CANCELLED:
+        lines = [f"{head} \N{EM DASH} cancelled."]
+    else:
+        lines = [
+            f"{head} \N{EM DASH} stopped at {state_word(state)}; it resumes after a restart, "
+            f"or with `/retry {run.id}`."
+        ]
+    if elapsed is not None:
+        lines.append(f"Took {duration(elapsed)}")
+    return clip("\n".join(lines), CONTENT_LIMIT)
+
+
+def post_lines(posts: Sequence[PostRecord]) -> list[str]:
+    lines = []
+    for post in posts:
+        if post.state is PostState.POSTED:
+            where = f"<{post.url}>" if post.url else (post.remote_id or "posted")
+            lines.append(f"\N{BULLET} {post.platform.value}: {where}")
+        else:
+            lines.append(f"\N{BULLET} {post.platform.value}: {post.state.value}")
+    return lines
+
+
+def runs_list(recent: Sequence[Run], positions: Mapping[str, int | None], *, now: datetime) -> str:
+    """/runs: the active runs first (running, then queued), then the recent ones."""
+    lines: list[str] = []
+    active = [run for run in recent if positions.get(run.id) is not None]
+    for run in sorted(active, key=lambda r: positions.get(r.id) or 0):
+        position = positions.get(run.id)
+        where = "running" if position == 0 else f"queued {ordinal(position or 0)}"
+        lines.append(f"`{run.id}` {run.character} \N{EM DASH} {where} ({state_word(run.state)})")
+    rest = [run for run in recent if positions.get(run.id) is None]
+    if rest:
+        lines.append("**Recent**")
+    for run in rest:
+        age = duration((now - run.updated_at).total_seconds())
+        lines.append(f"`{run.id}` {run.character} \N{EM DASH} {state_word(run.state)}, {age} ago")
+    return clip("\n".join(lines) or "No runs yet.", CONTENT_LIMIT)
+
+
+# ---------------------------------------------------------------------------- review
+
+
+def image_line(number: int, emoji: str, item: MediaItem) -> str:
+    """`1️⃣ #1 · score 0.82 · a robot waves` for one candidate."""
+    parts = [f"{emoji} **#{number}**"]
+    if item.score is not None:
+        parts.append(f"score {item.score:.2f}")
+    if item.reason:
+        parts.append(clip(" ".join(item.reason.split()), 160))
+    return " \N{MIDDLE DOT} ".join(parts)
+
+
+def review_text(
+    run: Run,
+    lines: Sequence[str],
+    *,
+    part: int,
+    parts: int,
+    deadline: datetime | None,
+    notes: Sequence[str] = (),
+) -> str:
+    """The content of one review message: a header, its images' lines, and on the last part
+    how to answer."""
+    header = f"**Review run `{run.id}`** \N{MIDDLE DOT} {run.character}"
+    if parts > 1:
+        header += f" \N{MIDDLE DOT} part {part}/{parts}"
+    body = [header, *lines, *notes]
+    if part == parts:
+        body.append(
+            f"React with the numbers of the images to publish, then {APPROVE} to approve "
+            f"(no number: all of them) or {REJECT} to reject."
+        )
+        if deadline is not None:
+            body.append(f"Expires <t:{int(deadline.timestamp())}:R>.")
+    return clip("\n".join(body), CONTENT_LIMIT)
+
+
+def caption_embeds(captions: Mapping[str, str]) -> list[discord.Embed]:
+    """One embed per platform's caption (captions outgrow message content: 2,200 on Instagram)."""
+    return [
+        discord.Embed(title=f"Caption \N{MIDDLE DOT} {platform}", description=clip(text, 4000))
+        for platform, text in sorted(captions.items())
+    ]
+
+
+def decision_line(approved: bool, by: str, numbers: Sequence[int]) -> str:
+    if not approved:
+        return f"{REJECT} Rejected by {by}."
+    chosen = ", ".join(f"#{n}" for n in numbers)
+    return f"{APPROVE} Approved by {by}: {chosen}."
+
+
+def reminder_text(run: Run, deadline: datetime) -> str:
+    return (
+        f"\N{ALARM CLOCK} The review of run `{run.id}` ({run.character}) expires "
+        f"<t:{int(deadline.timestamp())}:R>."
+    )
+
+
+# ---------------------------------------------------------------------------- notices
+
+
+def notice(run: Run, posts: Sequence[PostRecord] = ()) -> str | None:
+    """The notice for a run's new state, or None when that state is not announced."""
+    head = f"Run `{run.id}` \N{MIDDLE DOT} {run.character}"
+    by = run.job.requested_by
+    state = run.state
+    if state is RunState.CREATED:
+        return clip(f"\N{SEEDLING} {head} started (asked by {by}).", CONTENT_LIMIT)
+    if state is RunState.AWAITING_REVIEW:
+        return clip(f"\N{EYES} {head} is waiting for review.", CONTENT_LIMIT)
+    if state is RunState.PUBLISHED:
+        return clip("\n".join([f"\N{PARTY POPPER} {head} published.", *post_lines(posts)]), 2000)
+    if state is RunState.FAILED:
+        step = run.failure.step if run.failure else "an unknown step"
+        why = run.failure.message if run.failure else "an unexpected error"
+        return clip(f"\N{WARNING SIGN} {head} failed at {step}: {why}", CONTENT_LIMIT)
+    if state is RunState.EXPIRED:
+        return clip(f"\N{HOURGLASS} {head}: the review expired; /retry posts it again.", 2000)
+    if state is RunState.REJECTED:
+        return clip(f"\N{WASTEBASKET} {head} was rejected.", CONTENT_LIMIT)
+    return None

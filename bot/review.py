@@ -1,0 +1,470 @@
+"""`DiscordReviewer`: the Reviewer port on Discord — candidates posted, answered by reactions.
+
+Posts a run's kept media (10 files a message; a JPEG preview for a file over the upload limit,
+the original untouched), the captions and each image's number, score and reason; resolves on a
+reviewer's ✅ or ❌. After a restart `wait` first reads the reactions given while the bot was
+offline. Imports discord, Pillow and the pipeline's ports and models; never strategies or comfy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import discord
+from PIL import Image, ImageOps
+
+from bot import render
+from bot.access import has_any_role
+from pipeline.models import Decision, MediaItem, MediaKind, ReviewTicket, Run, utcnow
+
+log = logging.getLogger(__name__)
+
+#: a button's custom_id carries the run id, so it works after a restart (DynamicItem)
+CAPTION_BUTTON_PATTERN = r"mo:caption:(?P<run_id>[0-9a-f]{6,32})"
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    """The review's settings: where, who, how long, and Discord's upload limit in bytes."""
+
+    channel_id: int
+    role_ids: Collection[int] = ()
+    timeout: timedelta = timedelta(hours=24)
+    reminder: timedelta = timedelta(hours=1)
+    upload_limit: int = 10 * 1024 * 1024
+
+
+@dataclass
+class _Pending:
+    """One review waiting for an answer, in memory; the ticket on the run is its durable form."""
+
+    run: Run
+    ticket: ReviewTicket
+    #: image number n (1-based) is run.media[media_indexes[n - 1]]
+    media_indexes: tuple[int, ...]
+    decided: asyncio.Future[Decision]
+    marks: dict[int, set[int]] = field(default_factory=dict)
+    captions: dict[str, str] = field(default_factory=dict)
+    reminded: bool = False
+
+    def number(self, message_id: int, emoji: str) -> int | None:
+        """The image number a number reaction on one of the review's messages stands for."""
+        if emoji not in render.NUMBERS or message_id not in self.ticket.message_ids:
+            return None
+        part = self.ticket.message_ids.index(message_id)
+        number = part * render.FILES_PER_MESSAGE + render.NUMBERS.index(emoji) + 1
+        return number if number <= len(self.media_indexes) else None
+
+    def decision(self, *, approved: bool, by: str) -> Decision:
+        chosen = sorted(set().union(*self.marks.values())) if self.marks else []
+        numbers = chosen or list(range(1, len(self.media_indexes) + 1))
+        selected = tuple(self.media_indexes[n - 1] for n in numbers) if approved else ()
+        return Decision(
+            approved=approved, selected=selected, by=by, at=utcnow(), captions=dict(self.captions)
+        )
+
+
+def kept_media(run: Run) -> tuple[int, ...]:
+    """Indexes into run.media of the candidates shown, in order: image n is the n-th of these."""
+    return tuple(index for index, item in enumerate(run.media) if item.kept)
+
+
+def make_preview(source: Path, target: Path, limit: int) -> Path:
+    """A JPEG of `source` under `limit` bytes (blocking: call it in a thread)."""
+    with Image.open(source) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    side, quality = 2048, 85
+    while True:
+        copy = image.copy()
+        copy.thumbnail((side, side))
+        copy.save(target, "JPEG", quality=quality, optimize=True)
+        if target.stat().st_size <= limit or side <= 128:
+            return target
+        side, quality = int(side * 0.7), max(quality - 10, 40)
+
+
+class DiscordReviewer:
+    """The Reviewer port on a review channel. One instance per bot; reactions are fed to
+    `reaction_added` / `reaction_removed` by the review cog."""
+
+    def __init__(self, client: discord.Client, config: ReviewConfig) -> None:
+        self._client = client
+        self.config = config
+        self._pending: dict[str, _Pending] = {}
+        self._by_message: dict[int, _Pending] = {}
+
+    # ------------------------------------------------------------------ the port
+    async def request(self, run: Run, folder: Path) -> ReviewTicket:
+        indexes = kept_media(run)
+        chunks = [
+            indexes[i : i + render.FILES_PER_MESSAGE]
+            for i in range(0, len(indexes), render.FILES_PER_MESSAGE)
+        ] or [()]
+        deadline = utcnow() + self.config.timeout
+        channel = self._client.get_partial_messageable(self.config.channel_id)
+        messages: list[discord.Message] = []
+        for part, chunk in enumerate(chunks, start=1):
+            first = (part - 1) * render.FILES_PER_MESSAGE + 1
+            files, lines, notes = await self._attachments(run, folder, chunk, first)
+            last = part == len(chunks)
+            text = render.review_text(
+                run, lines, part=part, parts=len(chunks), deadline=deadline, notes=notes
+            )
+            none = discord.AllowedMentions.none()
+            if last:
+                message = await channel.send(
+                    content=text,
+                    files=files,
+                    embeds=render.caption_embeds(run.captions),
+                    view=caption_view(run.id),
+                    allowed_mentions=none,
+                )
+            else:
+                message = await channel.send(content=text, files=files, allowed_mentions=none)
+            messages.append(message)
+        ticket = ReviewTicket(
+            channel_id=self.config.channel_id,
+            message_ids=tuple(m.id for m in messages),
+            posted_at=utcnow(),
+            deadline=deadline,
+        )
+        self._arm(run, ticket)
+        for part, (message, chunk) in enumerate(zip(messages, chunks, strict=True), start=1):
+            for emoji in render.NUMBERS[: len(chunk)]:
+                await message.add_reaction(emoji)
+            if part == len(chunks):
+                await message.add_reaction(render.APPROVE)
+                await message.add_reaction(render.REJECT)
+        log.info("run %s: review posted in %d message(s)", run.id, len(messages))
+        return ticket
+
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
+        pending = self._pending.get(run.id)
+        if pending is None or pending.ticket != ticket:
+            pending = self._arm(run, ticket)
+            await self._catch_up(pending)
+        try:
+            while not pending.decided.done():
+                now = utcnow()
+                deadline = ticket.deadline
+                if deadline is not None and now >= deadline:
+                    log.info("run %s: the review expired", run.id)
+                    await self._close_review(pending, f"{render.REJECT} The review expired.")
+                    return None
+                timeout = None if deadline is None else (deadline - now).total_seconds()
+                if deadline is not None and not pending.reminded and self.config.reminder:
+                    remind_at = deadline - self.config.reminder
+                    if now >= remind_at:
+                        pending.reminded = True
+                        await self._remind(pending)
+                        continue
+                    timeout = (remind_at - now).total_seconds()
+                await asyncio.wait({pending.decided}, timeout=timeout)
+            decision = pending.decided.result()
+            numbers = [pending.media_indexes.index(i) + 1 for i in decision.selected]
+            await self._close_review(
+                pending, render.decision_line(decision.approved, decision.by, numbers)
+            )
+            return decision
+        finally:
+            self._forget(pending)
+
+    # ------------------------------------------------------------------ reactions
+    def reaction_added(self, payload: discord.RawReactionActionEvent) -> None:
+        """A live reaction: count it when it is a reviewer's on one of our review messages."""
+        pending = self._by_message.get(payload.message_id)
+        if pending is None or self._is_me(payload.user_id):
+            return
+        if not has_any_role(payload.member, self.config.role_ids):
+            log.debug("run %s: ignored a reaction of a non-reviewer", pending.run.id)
+            return
+        assert payload.member is not None  # has_any_role is False without a member
+        self._apply(pending, payload.message_id, str(payload.emoji), payload.member)
+
+    def reaction_removed(self, payload: discord.RawReactionActionEvent) -> None:
+        """A number taken back no longer selects its image."""
+        pending = self._by_message.get(payload.message_id)
+        if pending is None:
+            return
+        number = pending.number(payload.message_id, str(payload.emoji))
+        if number is not None:
+            pending.marks.get(payload.user_id, set()).discard(number)
+
+    def _apply(
+        self, pending: _Pending, message_id: int, emoji: str, member: discord.Member
+    ) -> None:
+        if pending.decided.done():
+            return
+        if emoji == render.APPROVE:
+            pending.decided.set_result(pending.decision(approved=True, by=member.display_name))
+        elif emoji == render.REJECT:
+            pending.decided.set_result(pending.decision(approved=False, by=member.display_name))
+        else:
+            number = pending.number(message_id, emoji)
+            if number is not None:
+                pending.marks.setdefault(member.id, set()).add(number)
+
+    # ------------------------------------------------------------------ captions
+    def captions_of(self, run_id: str) -> dict[str, str] | None:
+        """The captions a reviewer sees now (edits included), or None when not in review here."""
+        pending = self._pending.get(run_id)
+        if pending is None or pending.decided.done():
+            return None
+        return pending.run.captions | pending.captions
+
+    async def edit_captions(self, run_id: str, captions: Mapping[str, str]) -> bool:
+        """Change captions before approval; shown on the review at once. False when closed."""
+        pending = self._pending.get(run_id)
+        if pending is None or pending.decided.done():
+            return False
+        pending.captions.update(captions)
+        last = self._message(pending, pending.ticket.message_ids[-1])
+        try:
+            await last.edit(embeds=render.caption_embeds(pending.run.captions | pending.captions))
+        except discord.HTTPException as exc:
+            log.warning("run %s: could not show the edited caption (%s)", run_id, exc.status)
+        return True
+
+    # ------------------------------------------------------------------ life cycle
+    def pending_runs(self) -> list[str]:
+        return list(self._pending)
+
+    def stop(self) -> None:
+        """On shutdown: every wait ends as cancelled; the runs keep their tickets for later."""
+        for pending in list(self._pending.values()):
+            pending.decided.cancel()
+
+    # ------------------------------------------------------------------ machinery
+    def _arm(self, run: Run, ticket: ReviewTicket) -> _Pending:
+        old = self._pending.get(run.id)
+        if old is not None:
+            self._forget(old)
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        pending = _Pending(run=run, ticket=ticket, media_indexes=kept_media(run), decided=future)
+        self._pending[run.id] = pending
+        for message_id in ticket.message_ids:
+            self._by_message[message_id] = pending
+        return pending
+
+    def _forget(self, pending: _Pending) -> None:
+        if self._pending.get(pending.run.id) is pending:
+            del self._pending[pending.run.id]
+        for message_id in pending.ticket.message_ids:
+            if self._by_message.get(message_id) is pending:
+                del self._by_message[message_id]
+
+    def _is_me(self, user_id: int) -> bool:
+        me = self._client.user
+        return me is not None and me.id == user_id
+
+    def _message(self, pending: _Pending, message_id: int) -> discord.PartialMessage:
+        channel = self._client.get_partial_messageable(pending.ticket.channel_id)
+        return channel.get_partial_message(message_id)
+
+    async def _catch_up(self, pending: _Pending) -> None:
+        """Read the reactions given while the bot was away: numbers first, then ✅ / ❌ (when
+        both were given, ❌ wins: publishing needs an unambiguous yes)."""
+        await self._client.wait_until_ready()
+        channel = self._client.get_channel(pending.ticket.channel_id)
+        guild = getattr(channel, "guild", None)
+        answers: list[tuple[int, str, discord.Member]] = []
+        for message_id in pending.ticket.message_ids:
+            try:
+                message = await self._message(pending, message_id).fetch()
+            except discord.HTTPException as exc:
+                log.warning(
+                    "run %s: cannot read review message %d (%s)",
+                    pending.run.id,
+                    message_id,
+                    exc.status,
+                )
+                continue
+            for reaction in message.reactions:
+                emoji = str(reaction.emoji)
+                interesting = emoji in (render.APPROVE, render.REJECT) or pending.number(
+                    message_id, emoji
+                )
+                if not interesting or reaction.count <= (1 if reaction.me else 0):
+                    continue
+                async for user in reaction.users(limit=100):
+                    if self._is_me(user.id):
+                        continue
+                    member = await _member(guild, user.id)
+                    if not has_any_role(member, self.config.role_ids):
+                        continue
+                    assert member is not None
+                    if emoji in (render.APPROVE, render.REJECT):
+                        answers.append((message_id, emoji, member))
+                    else:
+                        self._apply(pending, message_id, emoji, member)
+        answers.sort(key=lambda answer: answer[1] != render.REJECT)
+        for message_id, emoji, member in answers:
+            self._apply(pending, message_id, emoji, member)
+        if answers:
+            log.info("run %s: honoured a review answer given while offline", pending.run.id)
+
+    async def _remind(self, pending: _Pending) -> None:
+        deadline = pending.ticket.deadline
+        assert deadline is not None
+        channel = self._client.get_partial_messageable(pending.ticket.channel_id)
+        try:
+            await channel.send(
+                render.reminder_text(pending.run, deadline),
+                reference=discord.MessageReference(
+                    message_id=pending.ticket.message_ids[0],
+                    channel_id=pending.ticket.channel_id,
+                    fail_if_not_exists=False,
+                ),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as exc:
+            log.warning("run %s: the review reminder failed (%s)", pending.run.id, exc.status)
+
+    async def _close_review(self, pending: _Pending, line: str) -> None:
+        """Say on the review what became of it and take the button away (best effort)."""
+        last = self._message(pending, pending.ticket.message_ids[-1])
+        try:
+            message = await last.fetch()
+            await last.edit(
+                content=render.clip(f"{message.content}\n{line}", render.CONTENT_LIMIT),
+                view=None,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as exc:
+            log.warning("run %s: could not mark the review closed (%s)", pending.run.id, exc.status)
+
+    async def _attachments(
+        self, run: Run, folder: Path, chunk: Sequence[int], first: int
+    ) -> tuple[list[discord.File], list[str], list[str]]:
+        files: list[discord.File] = []
+        lines: list[str] = []
+        notes: list[str] = []
+        for offset, index in enumerate(chunk):
+            item = run.media[index]
+            number = first + offset
+            lines.append(render.image_line(number, render.NUMBERS[offset], item))
+            path = await self._uploadable(run, folder, item, number)
+            if path is None:
+                notes.append(f"#{number} is too large to show here; it is kept for publishing.")
+                continue
+            files.append(discord.File(path, filename=f"{number:02d}-{path.name}"))
+        return files, lines, notes
+
+    async def _uploadable(
+        self, run: Run, folder: Path, item: MediaItem, number: int
+    ) -> Path | None:
+        """The file to attach: the original when small enough, else a JPEG preview beside it
+        (the original stays untouched for publishing); None for an oversized video."""
+        source = folder / item.path
+        size = (await asyncio.to_thread(source.stat)).st_size
+        if size <= self.config.upload_limit:
+            return source
+        if item.kind is MediaKind.VIDEO:
+            return None
+        previews = folder / "review-previews"
+        await asyncio.to_thread(previews.mkdir, exist_ok=True)
+        target = previews / f"{number:02d}-{source.stem}.jpg"
+        log.info("run %s: %s is %d bytes; posting a preview", run.id, item.path, size)
+        return await asyncio.to_thread(make_preview, source, target, self.config.upload_limit)
+
+
+async def _member(guild: discord.Guild | None, user_id: int) -> discord.Member | None:
+    if guild is None:
+        return None
+    member = guild.get_member(user_id)
+    if member is not None:
+        return member
+    try:
+        return await guild.fetch_member(user_id)
+    except discord.HTTPException:
+        return None
+
+
+# ---------------------------------------------------------------------------- caption editing
+
+
+class EditCaptionButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=CAPTION_BUTTON_PATTERN,
+):
+    """ "Edit caption" on a review: its custom_id names the run, so it outlives restarts."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Edit caption",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"mo:caption:{run_id}",
+                emoji="\N{MEMO}",
+            )
+        )
+        self.run_id = run_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[discord.Client],
+        item: discord.ui.Item[discord.ui.View],
+        match: re.Match[str],
+        /,
+    ) -> EditCaptionButton:
+        return cls(match["run_id"])
+
+    async def callback(self, interaction: discord.Interaction[discord.Client]) -> None:
+        from bot.services import services_of
+
+        services = services_of(interaction.client)
+        reviewer = services.reviewer
+        if not has_any_role(interaction.user, reviewer.config.role_ids):
+            await interaction.response.send_message(
+                "Only reviewers can edit the caption.", ephemeral=True
+            )
+            return
+        captions = reviewer.captions_of(self.run_id)
+        if captions is None:
+            await interaction.response.send_message(
+                f"The review of run `{self.run_id}` is closed.", ephemeral=True
+            )
+            return
+        await interaction.response.send_modal(CaptionModal(reviewer, self.run_id, captions))
+
+
+class CaptionModal(discord.ui.Modal):
+    """One text box per platform's caption, filled with the current text."""
+
+    def __init__(self, reviewer: DiscordReviewer, run_id: str, captions: Mapping[str, str]) -> None:
+        super().__init__(title=render.clip(f"Caption of run {run_id}", 45), timeout=15 * 60)
+        self._reviewer = reviewer
+        self._run_id = run_id
+        self._inputs: dict[str, discord.ui.TextInput[CaptionModal]] = {}
+        for platform, text in sorted(captions.items())[:5]:  # a modal holds 5 inputs
+            box: discord.ui.TextInput[CaptionModal] = discord.ui.TextInput(
+                label=platform,
+                style=discord.TextStyle.paragraph,
+                default=text[:4000],
+                max_length=4000,
+                custom_id=f"caption:{platform}",
+            )
+            self._inputs[platform] = box
+            self.add_item(box)
+
+    async def on_submit(self, interaction: discord.Interaction[discord.Client]) -> None:
+        changes = {platform: box.value for platform, box in self._inputs.items()}
+        if await self._reviewer.edit_captions(self._run_id, changes):
+            await interaction.response.send_message("Caption updated.", ephemeral=True)
+        else:
+            await interaction.response.send_message(
+                f"The review of run `{self._run_id}` closed meanwhile.", ephemeral=True
+            )
+
+
+def caption_view(run_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(EditCaptionButton(run_id))
+    return view

@@ -1,0 +1,940 @@
+"""A fake Discord for tests: REST routes and the gateway on 127.0.0.1, recording what the bot sent.
+
+Speaks what discord.py needs (discord/http.py routes, discord/gateway.py opcodes): login,
+`/gateway/bot`, HELLO / IDENTIFY / HEARTBEAT / READY / GUILD_CREATE / RESUME, command sync,
+interaction callbacks and webhooks, messages with attachments, edits and reactions. Enforces
+Discord's limits (10 files, 2,000 characters, the upload size, 3 s to answer an interaction).
+Test-side helpers inject interactions and reactions. Imports aiohttp and the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import BodyPartReader, WSMsgType, web
+
+JSON = dict[str, Any]
+
+GUILD_ID = 900000000000000001
+APP_ID = 900000000000000002
+BOT_ID = APP_ID  # a bot user's id is its application's id
+REVIEW_CHANNEL = 910000000000000001
+NOTIFY_CHANNEL = 910000000000000002
+GENERAL_CHANNEL = 910000000000000003
+GENERATE_ROLE = 920000000000000001
+REVIEW_ROLE = 920000000000000002
+ADMIN_ROLE = 920000000000000003
+WEBHOOK_ID = 930000000000000001
+WEBHOOK_TOKEN = "fake-webhook-token"
+
+#: interactions must be answered within 3 s; webhooks of an interaction live 15 minutes
+ANSWER_WITHIN = 3.0
+CONTENT_LIMIT = 2000
+FILES_LIMIT = 10
+EPHEMERAL = 1 << 6
+
+
+@dataclass(frozen=True)
+class FakeUser:
+    id: int
+    name: str
+    roles: tuple[int, ...] = ()
+    bot: bool = False
+
+    def payload(self) -> JSON:
+        return {
+            "id": str(self.id),
+            "username": self.name,
+            "discriminator": "0",
+            "global_name": self.name.title(),
+            "avatar": None,
+            "bot": self.bot,
+            "flags": 0,
+            "public_flags": 0,
+        }
+
+    def member(self) -> JSON:
+        return {
+            "user": self.payload(),
+            "roles": [str(role) for role in self.roles],
+            "joined_at": "2025-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "nick": None,
+            "avatar": None,
+            "pending": False,
+            "premium_since": None,
+            "communication_disabled_until": None,
+        }
+
+
+#: the bot carries the reviewer role too, so only its user id keeps its own reactions out
+BOT = FakeUser(BOT_ID, "mediaoverload", roles=(REVIEW_ROLE,), bot=True)
+ALICE = FakeUser(940000000000000001, "alice", roles=(GENERATE_ROLE, REVIEW_ROLE))
+BOB = FakeUser(940000000000000002, "bob", roles=(GENERATE_ROLE,))
+CAROL = FakeUser(940000000000000003, "carol", roles=(GENERATE_ROLE, ADMIN_ROLE))
+MALLORY = FakeUser(940000000000000004, "mallory")
+USERS = (BOT, ALICE, BOB, CAROL, MALLORY)
+
+
+@dataclass
+class FakeAttachment:
+    id: int
+    filename: str
+    size: int
+    content_type: str
+    data: bytes
+
+    def payload(self) -> JSON:
+        url = f"https://cdn.fake/attachments/{self.id}/{self.filename}"
+        return {
+            "id": str(self.id),
+            "filename": self.filename,
+            "size": self.size,
+            "url": url,
+            "proxy_url": url,
+            "content_type": self.content_type,
+        }
+
+
+@dataclass
+class FakeMessage:
+    id: int
+    channel_id: int
+    content: str = ""
+    embeds: list[JSON] = field(default_factory=list)
+    components: list[JSON] = field(default_factory=list)
+    attachments: list[FakeAttachment] = field(default_factory=list)
+    author: FakeUser = BOT
+    flags: int = 0
+    webhook_id: int | None = None
+    #: emoji -> ids of the users who reacted, in order
+    reactions: dict[str, list[int]] = field(default_factory=dict)
+    edits: int = 0
+    history: list[str] = field(default_factory=list)
+    reference_id: int | None = None
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & EPHEMERAL)
+
+    def custom_ids(self) -> list[str]:
+        found: list[str] = []
+
+        def walk(items: Iterable[JSON]) -> None:
+            for item in items:
+                if "custom_id" in item:
+                    found.append(item["custom_id"])
+                walk(item.get("components", []))
+
+        walk(self.components)
+        return found
+
+    def payload(self) -> JSON:
+        data: JSON = {
+            "id": str(self.id),
+            "channel_id": str(self.channel_id),
+            "guild_id": str(GUILD_ID),
+            "author": self.author.payload(),
+            "content": self.content,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [a.payload() for a in self.attachments],
+            "embeds": self.embeds,
+            "components": self.components,
+            "pinned": False,
+            "type": 0,
+            "flags": self.flags,
+            "reactions": [
+                {
+                    "emoji": {"id": None, "name": emoji},
+                    "count": len(users),
+                    "count_details": {"normal": len(users), "burst": 0},
+                    "me": BOT_ID in users,
+                    "me_burst": False,
+                    "burst_colors": [],
+                }
+                for emoji, users in self.reactions.items()
+                if users
+            ],
+        }
+        if self.webhook_id is not None:
+            data["webhook_id"] = str(self.webhook_id)
+            data["application_id"] = str(APP_ID)
+        return data
+
+
+@dataclass
+class FakeInteraction:
+    id: int
+    token: str
+    type: int
+    user: FakeUser
+    channel_id: int
+    created: float
+    data: JSON
+    #: the callback the bot sent, once it did
+    response: JSON | None = None
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    original: FakeMessage | None = None
+    followups: list[FakeMessage] = field(default_factory=list)
+
+    @property
+    def choices(self) -> list[JSON]:
+        """The autocomplete answer."""
+        assert self.response is not None
+        assert self.response["type"] == 8
+        choices: list[JSON] = self.response["data"]["choices"]
+        return choices
+
+    @property
+    def modal(self) -> JSON:
+        assert self.response is not None
+        assert self.response["type"] == 9
+        modal: JSON = self.response["data"]
+        return modal
+
+    def texts(self) -> list[str]:
+        """Every text the bot showed for this interaction: the reply's versions, follow-ups."""
+        texts = list(self.original.history) if self.original else []
+        return texts + [m.content for m in self.followups]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    body: Any
+    files: tuple[tuple[str, int], ...] = ()
+
+
+class DiscordError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _json(data: Any, *, status: int = 200) -> web.Response:
+    """JSON as Discord sends it: discord.py parses a body only when the content type is exactly
+    `application/json` (aiohttp's json_response adds a charset)."""
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
+
+
+def _snowflakes() -> Iterable[int]:
+    return itertools.count(1_300_000_000_000_000_000, 4096)
+
+
+class FakeDiscord:
+    """The fake; `async with FakeDiscord() as fake:` then point DISCORD_API_BASE at
+    `fake.api_base`."""
+
+    def __init__(self, *, upload_limit: int = 10 * 1024 * 1024) -> None:
+        self.upload_limit = upload_limit
+        self.requests: list[Recorded] = []
+        self.messages: dict[int, FakeMessage] = {}
+        self.interactions: dict[int, FakeInteraction] = {}
+        self.commands: dict[int | None, list[JSON]] = {}
+        self.command_syncs: list[int | None] = []
+        self.identifies = 0
+        self.resumes = 0
+        self.refused: list[tuple[str, int, str]] = []
+        self._ids = iter(_snowflakes())
+        self._seq = 0
+        self._events: list[JSON] = []
+        self._ws: web.WebSocketResponse | None = None
+        self._session_id = ""
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.connected = asyncio.Event()
+
+    # ------------------------------------------------------------------ life cycle
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._errors], client_max_size=1024**3)
+        api = "/api/v10"
+        routes = [
+            ("GET", "/gateway", self._gateway_ws),
+            ("GET", f"{api}/users/@me", self._me),
+            ("GET", f"{api}/oauth2/applications/@me", self._application),
+            ("GET", f"{api}/gateway/bot", self._gateway_bot),
+            ("GET", f"{api}/gateway", self._gateway_bot),
+            ("PUT", f"{api}/applications/{{app}}/commands", self._put_commands),
+            ("PUT", f"{api}/applications/{{app}}/guilds/{{guild}}/commands", self._put_commands),
+            ("POST", f"{api}/interactions/{{iid}}/{{token}}/callback", self._callback),
+            ("GET", f"{api}/webhooks/{{wid}}/{{token}}/messages/{{mid}}", self._webhook_get),
+            ("PATCH", f"{api}/webhooks/{{wid}}/{{token}}/messages/{{mid}}", self._webhook_edit),
+            ("POST", f"{api}/webhooks/{{wid}}/{{token}}", self._webhook_post),
+            ("POST", f"{api}/channels/{{cid}}/messages", self._create_message),
+            ("GET", f"{api}/channels/{{cid}}/messages/{{mid}}", self._get_message),
+            ("PATCH", f"{api}/channels/{{cid}}/messages/{{mid}}", self._edit_message),
+            (
+                "PUT",
+                f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}/@me",
+                self._react,
+            ),
+            ("GET", f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}", self._reactors),
+            ("GET", f"{api}/guilds/{{gid}}/members/{{uid}}", self._member),
+            ("GET", f"{api}/channels/{{cid}}", self._channel),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.api_base}/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}"
+
+    # ------------------------------------------------------------------ plumbing
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except DiscordError as exc:
+            self.refused.append((request.path, exc.code, exc.message))
+            return _json({"message": exc.message, "code": exc.code}, status=exc.status)
+
+    async def _body(self, request: web.Request) -> tuple[Any, list[FakeAttachment]]:
+        """JSON, or multipart with `payload_json` and `files[n]` (the way discord.py uploads)."""
+        files: list[FakeAttachment] = []
+        if request.content_type.startswith("multipart/"):
+            body: Any = None
+            reader = await request.multipart()
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                if not isinstance(part, BodyPartReader):
+                    continue
+                data = await part.read()
+                if part.name == "payload_json":
+                    body = json.loads(data)
+                else:
+                    files.append(
+                        FakeAttachment(
+                            id=self._next_id(),
+                            filename=part.filename or "file",
+                            size=len(data),
+                            content_type=part.headers.get("Content-Type", ""),
+                            data=bytes(data),
+                        )
+                    )
+        elif request.can_read_body:
+            body = await request.json()
+        else:
+            body = None
+        self.requests.append(
+            Recorded(request.method, request.path, body, tuple((f.filename, f.size) for f in files))
+        )
+        return body, files
+
+    def _check_message(self, body: JSON, files: list[FakeAttachment]) -> None:
+        content = body.get("content") or ""
+        if len(content) > CONTENT_LIMIT:
+            raise DiscordError(400, 50035, "content: Must be 2000 or fewer in length.")
+        if len(files) > FILES_LIMIT:
+            raise DiscordError(400, 50035, "files: Must be 10 or fewer in length.")
+        for file in files:
+            if file.size > self.upload_limit:
+                raise DiscordError(413, 40005, "Request entity too large")
+        if len(body.get("embeds") or []) > 10:
+            raise DiscordError(400, 50035, "embeds: Must be 10 or fewer in length.")
+        for embed in body.get("embeds") or []:
+            if len(embed.get("description") or "") > 4096:
+                raise DiscordError(400, 50035, "embeds: description too long")
+
+    def _new_message(
+        self, channel_id: int, body: JSON, files: list[FakeAttachment], **extra: Any
+    ) -> FakeMessage:
+        self._check_message(body, files)
+        reference = (body.get("message_reference") or {}).get("message_id")
+        message = FakeMessage(
+            id=self._next_id(),
+            channel_id=channel_id,
+            content=body.get("content") or "",
+            embeds=body.get("embeds") or [],
+            components=body.get("components") or [],
+            attachments=files,
+            flags=int(body.get("flags") or 0),
+            reference_id=int(reference) if reference else None,
+            **extra,
+        )
+        message.history.append(message.content)
+        self.messages[message.id] = message
+        return message
+
+    def _edit(self, message: FakeMessage, body: JSON, files: list[FakeAttachment]) -> None:
+        merged = {"content": body.get("content", message.content), **body}
+        self._check_message(merged, files)
+        if "content" in body:
+            message.content = body["content"] or ""
+        if "embeds" in body:
+            message.embeds = body["embeds"] or []
+        if "components" in body:
+            message.components = body["components"] or []
+        if "attachments" in body or files:
+            kept = {str(a.get("id")) for a in body.get("attachments") or []}
+            message.attachments = [a for a in message.attachments if str(a.id) in kept] + files
+        message.edits += 1
+        message.history.append(message.content)
+
+    def _message_of(self, request: web.Request) -> FakeMessage:
+        message = self.messages.get(int(request.match_info["mid"]))
+        if message is None or message.channel_id != int(request.match_info["cid"]):
+            raise DiscordError(404, 10008, "Unknown Message")
+        return message
+
+    def _interaction_of(self, token: str) -> FakeInteraction:
+        for interaction in self.interactions.values():
+            if interaction.token == token:
+                return interaction
+        raise DiscordError(404, 10015, "Unknown Webhook")
+
+    # ------------------------------------------------------------------ login and gateway
+    async def _me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization", "") != "Bot fake-token":
+            raise DiscordError(401, 0, "401: Unauthorized")
+        return _json(BOT.payload())
+
+    async def _application(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "id": str(APP_ID),
+                "name": "MediaOverload",
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": ALICE.payload(),
+                "team": None,
+                "verify_key": "0" * 64,
+                "flags": 0,
+            }
+        )
+
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 1000,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            }
+        )
+
+    async def _gateway_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._ws = ws
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
+        async for frame in ws:
+            if frame.type is not WSMsgType.TEXT:
+                continue
+            message = json.loads(frame.data)
+            op = message.get("op")
+            if op == 1:
+                await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
+            elif op == 2:
+                await self._identify(ws)
+            elif op == 6:
+                await self._resume(ws, message["d"])
+        if self._ws is ws:
+            self._ws = None
+            self.connected.clear()
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse) -> None:
+        self.identifies += 1
+        self._session_id = secrets.token_hex(8)
+        self._events.clear()
+        await self.dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": BOT.payload(),
+                "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+                "session_id": self._session_id,
+                "resume_gateway_url": self.gateway_url,
+                "shard": [0, 1],
+                "application": {"id": str(APP_ID), "flags": 0},
+            },
+        )
+        await self.dispatch("GUILD_CREATE", self.guild_payload())
+        self.connected.set()
+
+    async def _resume(self, ws: web.WebSocketResponse, data: JSON) -> None:
+        if data.get("session_id") != self._session_id:
+            await ws.send_json({"op": 9, "d": False, "s": None, "t": None})
+            return
+        self.resumes += 1
+        for event in self._events:
+            if event["s"] > int(data.get("seq") or 0):
+                await ws.send_json(event)
+        await self.dispatch("RESUMED", {})
+        self.connected.set()
+
+    async def dispatch(self, event: str, data: JSON) -> None:
+        """Send an event to the bot, or keep it for a RESUME when the gateway is down."""
+        self._seq += 1
+        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
+        self._events.append(frame)
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.send_json(frame)
+
+    async def drop_gateway(self) -> None:
+        """Close the gateway as a network failure would (resumable, code 4000)."""
+        ws = self._ws
+        self.connected.clear()
+        if ws is not None:
+            self._ws = None
+            await ws.close(code=4000, message=b"dropped by the test")
+
+    def guild_payload(self) -> JSON:
+        def role(role_id: int, name: str, position: int) -> JSON:
+            return {
+                "id": str(role_id),
+                "name": name,
+                "color": 0,
+                "colors": {"primary_color": 0},
+                "hoist": False,
+                "position": position,
+                "permissions": "0" if role_id != GUILD_ID else "2248473465835073",
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
+
+        def channel(channel_id: int, name: str, position: int) -> JSON:
+            return {
+                "id": str(channel_id),
+                "type": 0,
+                "guild_id": str(GUILD_ID),
+                "name": name,
+                "position": position,
+                "permission_overwrites": [],
+                "topic": None,
+                "nsfw": False,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+                "parent_id": None,
+            }
+
+        return {
+            "id": str(GUILD_ID),
+            "name": "Studio",
+            "icon": None,
+            "owner_id": str(CAROL.id),
+            "roles": [
+                role(GUILD_ID, "@everyone", 0),
+                role(GENERATE_ROLE, "generate", 1),
+                role(REVIEW_ROLE, "review", 2),
+                role(ADMIN_ROLE, "admin", 3),
+            ],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "member_count": len(USERS),
+            "members": [BOT.member()],
+            "channels": [
+                channel(REVIEW_CHANNEL, "review", 0),
+                channel(NOTIFY_CHANNEL, "notices", 1),
+                channel(GENERAL_CHANNEL, "general", 2),
+            ],
+            "threads": [],
+            "presences": [],
+            "voice_states": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "unavailable": False,
+            "large": False,
+            "joined_at": "2025-01-01T00:00:00+00:00",
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "system_channel_flags": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "nsfw_level": 0,
+            "afk_timeout": 300,
+            "description": None,
+            "banner": None,
+            "splash": None,
+            "discovery_splash": None,
+            "vanity_url_code": None,
+            "premium_progress_bar_enabled": False,
+        }
+
+    # ------------------------------------------------------------------ REST: commands
+    async def _put_commands(self, request: web.Request) -> web.Response:
+        body, _ = await self._body(request)
+        guild = int(request.match_info["guild"]) if "guild" in request.match_info else None
+        synced = []
+        for command in body:
+            echo = dict(command)
+            echo.update(id=str(self._next_id()), application_id=str(APP_ID), version="1")
+            if guild is not None:
+                echo["guild_id"] = str(guild)
+            synced.append(echo)
+        self.commands[guild] = synced
+        self.command_syncs.append(guild)
+        return _json(synced)
+
+    # ------------------------------------------------------------------ REST: interactions
+    async def _callback(self, request: web.Request) -> web.Response:
+        body, files = await self._body(request)
+        interaction = self.interactions.get(int(request.match_info["iid"]))
+        if interaction is None or interaction.token != request.match_info["token"]:
+            raise DiscordError(404, 10062, "Unknown interaction")
+        if time.monotonic() - interaction.created > ANSWER_WITHIN:
+            raise DiscordError(404, 10062, "Unknown interaction")
+        if interaction.response is not None:
+            raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
+        kind = body["type"]
+        data = body.get("data") or {}
+        message: FakeMessage | None = None
+        if kind in (4, 5):
+            message = self._new_message(interaction.channel_id, data, files, webhook_id=APP_ID)
+            interaction.original = message
+        elif kind == 7 and interaction.original is not None:
+            self._edit(interaction.original, data, files)
+            message = interaction.original
+        interaction.response = body
+        interaction.answered.set()
+        reply: JSON = {
+            "interaction": {
+                "id": str(interaction.id),
+                "type": interaction.type,
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": bool(int(data.get("flags") or 0) & EPHEMERAL),
+            },
+            "resource": {"type": kind},
+        }
+        if message is not None:
+            reply["interaction"]["response_message_id"] = str(message.id)
+            reply["resource"]["message"] = message.payload()
+        return _json(reply)
+
+    async def _webhook_get(self, request: web.Request) -> web.Response:
+        interaction = self._interaction_of(request.match_info["token"])
+        message = self._webhook_message(interaction, request.match_info["mid"])
+        return _json(message.payload())
+
+    async def _webhook_edit(self, request: web.Request) -> web.Response:
+        body, files = await self._body(request)
+        interaction = self._interaction_of(request.match_info["token"])
+        message = self._webhook_message(interaction, request.match_info["mid"])
+        self._edit(message, body, files)
+        return _json(message.payload())
+
+    def _webhook_message(self, interaction: FakeInteraction, mid: str) -> FakeMessage:
+        if mid == "@original":
+            if interaction.original is None:
+                raise DiscordError(404, 10008, "Unknown Message")
+            return interaction.original
+        for message in interaction.followups:
+            if message.id == int(mid):
+                return message
+        raise DiscordError(404, 10008, "Unknown Message")
+
+    async def _webhook_post(self, request: web.Request) -> web.Response:
+        body, files = await self._body(request)
+        token = request.match_info["token"]
+        if int(request.match_info["wid"]) == WEBHOOK_ID and token == WEBHOOK_TOKEN:
+            message = self._new_message(NOTIFY_CHANNEL, body, files, webhook_id=WEBHOOK_ID)
+        else:
+            interaction = self._interaction_of(token)
+            if interaction.response is None:
+                raise DiscordError(400, 40060, "Interaction has not been acknowledged.")
+            message = self._new_message(interaction.channel_id, body, files, webhook_id=APP_ID)
+            interaction.followups.append(message)
+        if request.query.get("wait") in ("true", "1", "True"):
+            return _json(message.payload())
+        return web.Response(status=204)
+
+    # ------------------------------------------------------------------ REST: messages
+    async def _create_message(self, request: web.Request) -> web.Response:
+        body, files = await self._body(request)
+        channel_id = int(request.match_info["cid"])
+        if channel_id not in (REVIEW_CHANNEL, NOTIFY_CHANNEL, GENERAL_CHANNEL):
+            raise DiscordError(404, 10003, "Unknown Channel")
+        message = self._new_message(channel_id, body or {}, files)
+        return _json(message.payload())
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        return _json(self._message_of(request).payload())
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        body, files = await self._body(request)
+        message = self._message_of(request)
+        if message.author.id != BOT_ID:
+            raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+        self._edit(message, body, files)
+        return _json(message.payload())
+
+    async def _react(self, request: web.Request) -> web.Response:
+        await self._body(request)
+        message = self._message_of(request)
+        await self.react(message, request.match_info["emoji"], BOT)
+        return web.Response(status=204)
+
+    async def _reactors(self, request: web.Request) -> web.Response:
+        message = self._message_of(request)
+        users = message.reactions.get(request.match_info["emoji"], [])
+        after = int(request.query.get("after", 0))
+        limit = int(request.query.get("limit", 25))
+        by_id = {user.id: user for user in USERS}
+        chosen = sorted(u for u in users if u > after)[:limit]
+        return _json([by_id[u].payload() for u in chosen])
+
+    async def _member(self, request: web.Request) -> web.Response:
+        for user in USERS:
+            if user.id == int(request.match_info["uid"]):
+                return _json(user.member())
+        raise DiscordError(404, 10007, "Unknown Member")
+
+    async def _channel(self, request: web.Request) -> web.Response:
+        channel_id = int(request.match_info["cid"])
+        for channel in self.guild_payload()["channels"]:
+            if int(channel["id"]) == channel_id:
+                return _json(channel)
+        raise DiscordError(404, 10003, "Unknown Channel")
+
+    # ------------------------------------------------------------------ test side: people act
+    def _interaction_payload(self, interaction: FakeInteraction, **extra: Any) -> JSON:
+        member = interaction.user.member() | {"permissions": "0"}
+        return {
+            "id": str(interaction.id),
+            "application_id": str(APP_ID),
+            "type": interaction.type,
+            "data": interaction.data,
+            "guild_id": str(GUILD_ID),
+            "channel_id": str(interaction.channel_id),
+            "channel": next(
+                c
+                for c in self.guild_payload()["channels"]
+                if int(c["id"]) == interaction.channel_id
+            ),
+            "member": member,
+            "token": interaction.token,
+            "version": 1,
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "app_permissions": "2248473465835073",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(GUILD_ID)},
+            "context": 0,
+            "attachment_size_limit": self.upload_limit,
+            **extra,
+        }
+
+    async def _interact(
+        self, kind: int, data: JSON, user: FakeUser, channel_id: int, **extra: Any
+    ) -> FakeInteraction:
+        interaction = FakeInteraction(
+            id=self._next_id(),
+            token=secrets.token_urlsafe(48),
+            type=kind,
+            user=user,
+            channel_id=channel_id,
+            created=time.monotonic(),
+            data=data,
+        )
+        self.interactions[interaction.id] = interaction
+        await self.dispatch("INTERACTION_CREATE", self._interaction_payload(interaction, **extra))
+        return interaction
+
+    def command(self, name: str) -> JSON:
+        """The synced command of that name (guild commands first)."""
+        for scope in (GUILD_ID, None):
+            for command in self.commands.get(scope, []):
+                if command["name"] == name:
+                    return command
+        raise AssertionError(f"/{name} was never synced")
+
+    def _options(self, name: str, values: dict[str, Any], focused: str | None) -> list[JSON]:
+        kinds = {o["name"]: o["type"] for o in self.command(name).get("options", [])}
+        options = []
+        for key, value in values.items():
+            option: JSON = {"name": key, "type": kinds[key], "value": value}
+            if key == focused:
+                option["focused"] = True
+            options.append(option)
+        return options
+
+    def _command_data(self, name: str, values: dict[str, Any], focused: str | None) -> JSON:
+        command = self.command(name)
+        data: JSON = {
+            "id": command["id"],
+            "name": name,
+            "type": 1,
+            "options": self._options(name, values, focused),
+        }
+        if "guild_id" in command:
+            data["guild_id"] = command["guild_id"]
+        return data
+
+    async def slash(
+        self,
+        name: str,
+        *,
+        user: FakeUser = ALICE,
+        channel_id: int = GENERAL_CHANNEL,
+        answer_within: float = ANSWER_WITHIN,
+        **values: Any,
+    ) -> FakeInteraction:
+        """Someone runs /name with options; returns once the bot acknowledged it."""
+        interaction = await self._interact(
+            2, self._command_data(name, values, None), user, channel_id
+        )
+        await asyncio.wait_for(interaction.answered.wait(), answer_within)
+        return interaction
+
+    async def autocomplete(
+        self, name: str, focused: str, *, user: FakeUser = ALICE, **values: Any
+    ) -> list[JSON]:
+        """Someone types in option `focused`; the choices the bot offers."""
+        interaction = await self._interact(
+            4, self._command_data(name, values, focused), user, GENERAL_CHANNEL
+        )
+        await asyncio.wait_for(interaction.answered.wait(), ANSWER_WITHIN)
+        return interaction.choices
+
+    async def click(
+        self, message: FakeMessage, custom_id: str, *, user: FakeUser = ALICE
+    ) -> FakeInteraction:
+        """Someone presses a button of a message."""
+        interaction = await self._interact(
+            3,
+            {"custom_id": custom_id, "component_type": 2},
+            user,
+            message.channel_id,
+            message=message.payload(),
+        )
+        await asyncio.wait_for(interaction.answered.wait(), ANSWER_WITHIN)
+        return interaction
+
+    async def submit(
+        self, modal_from: FakeInteraction, values: dict[str, str], *, user: FakeUser = ALICE
+    ) -> FakeInteraction:
+        """Someone fills the modal a button opened and submits it."""
+        modal = modal_from.modal
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
+            for key, value in values.items()
+        ]
+        interaction = await self._interact(
+            5, {"custom_id": modal["custom_id"], "components": rows}, user, modal_from.channel_id
+        )
+        await asyncio.wait_for(interaction.answered.wait(), ANSWER_WITHIN)
+        return interaction
+
+    async def react(
+        self, message: FakeMessage, emoji: str, user: FakeUser, *, online: bool = True
+    ) -> None:
+        """`user` adds a reaction; with online=False the bot is not told (it was away)."""
+        users = message.reactions.setdefault(emoji, [])
+        if user.id in users:
+            return
+        users.append(user.id)
+        if online:
+            await self.dispatch(
+                "MESSAGE_REACTION_ADD",
+                {
+                    "user_id": str(user.id),
+                    "channel_id": str(message.channel_id),
+                    "message_id": str(message.id),
+                    "guild_id": str(GUILD_ID),
+                    "member": user.member(),
+                    "emoji": {"id": None, "name": emoji},
+                    "message_author_id": str(message.author.id),
+                    "burst": False,
+                    "type": 0,
+                },
+            )
+
+    async def unreact(self, message: FakeMessage, emoji: str, user: FakeUser) -> None:
+        users = message.reactions.get(emoji, [])
+        if user.id not in users:
+            return
+        users.remove(user.id)
+        await self.dispatch(
+            "MESSAGE_REACTION_REMOVE",
+            {
+                "user_id": str(user.id),
+                "channel_id": str(message.channel_id),
+                "message_id": str(message.id),
+                "guild_id": str(GUILD_ID),
+                "emoji": {"id": None, "name": emoji},
+                "burst": False,
+                "type": 0,
+            },
+        )
+
+    # ------------------------------------------------------------------ test side: looking
+    def channel_messages(self, channel_id: int) -> list[FakeMessage]:
+        return [m for m in self.messages.values() if m.channel_id == channel_id]
+
+    async def until(
+        self, check: Callable[[], Any], *, within: float = 5.0, what: str = "the condition"
+    ) -> Any:
+        """Poll `check` until it returns something truthy; that value."""
+        deadline = time.monotonic() + within
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.02)
