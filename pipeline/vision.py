@@ -171,6 +171,7 @@ class VisionScorer:
     ) -> None:
         self.model = model
         self._limit = asyncio.Semaphore(concurrency)
+        self._preparing = asyncio.Semaphore(concurrency)
         self._max_side = max_side
         self._quality = jpeg_quality
         self._frames = video_frames
@@ -197,8 +198,11 @@ class VisionScorer:
         self, path: Path, description: str, *, kind: MediaKind = MediaKind.IMAGE
     ) -> Verdict:
         """One file's verdict; raises ModelError when no model gives a readable one."""
-        async with self._limit:
+        # Reading and downscaling have their own slots, so the next files are prepared while
+        # the model looks at the current ones (and not all of them at once).
+        async with self._preparing:
             images = await self._images(path, kind)
+        async with self._limit:
             prompt = f"Description: {description}"
             if kind is MediaKind.VIDEO:
                 prompt += (
