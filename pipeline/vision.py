@@ -23,6 +23,7 @@ from pipeline.errors import ModelError, RunError
 from pipeline.llm.parsing import AnswerError, extract_json
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema, VisionModel
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -171,25 +172,36 @@ class VisionScorer:
     ) -> None:
         self.model = model
         self._limit = asyncio.Semaphore(concurrency)
-        self._max_side = max_side
+        self._preparing = asyncio.Semaphore(concurrency)
+        self.max_side = max_side
         self._quality = jpeg_quality
-        self._frames = video_frames
+        self.video_frames = video_frames
         self._ffmpeg = ffmpeg
         self._attempts = attempts
+
+    @classmethod
+    def from_settings(cls, model: VisionModel, settings: Settings) -> VisionScorer:
+        """A scorer with VISION_CONCURRENCY, VISION_MAX_SIDE and VISION_VIDEO_FRAMES."""
+        return cls(
+            model,
+            concurrency=settings.vision_concurrency,
+            max_side=settings.vision_max_side,
+            video_frames=settings.vision_video_frames,
+        )
 
     async def _images(self, path: Path, kind: MediaKind) -> list[ImageData]:
         if kind is MediaKind.VIDEO:
             if self._ffmpeg is None:
                 self._ffmpeg = await asyncio.to_thread(find_ffmpeg)
-            frames = await video_frames(path, self._frames, ffmpeg=self._ffmpeg)
+            frames = await video_frames(path, self.video_frames, ffmpeg=self._ffmpeg)
             return [
                 await asyncio.to_thread(
-                    encode_image, frame, max_side=self._max_side, quality=self._quality
+                    encode_image, frame, max_side=self.max_side, quality=self._quality
                 )
                 for frame in frames
             ]
         image = await asyncio.to_thread(
-            encode_image, path, max_side=self._max_side, quality=self._quality
+            encode_image, path, max_side=self.max_side, quality=self._quality
         )
         return [image]
 
@@ -197,8 +209,11 @@ class VisionScorer:
         self, path: Path, description: str, *, kind: MediaKind = MediaKind.IMAGE
     ) -> Verdict:
         """One file's verdict; raises ModelError when no model gives a readable one."""
-        async with self._limit:
+        # Reading and downscaling have their own slots, so the next files are prepared while
+        # the model looks at the current ones (and not all of them at once).
+        async with self._preparing:
             images = await self._images(path, kind)
+        async with self._limit:
             prompt = f"Description: {description}"
             if kind is MediaKind.VIDEO:
                 prompt += (

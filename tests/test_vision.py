@@ -205,3 +205,12 @@ async def test_scoring_through_ollama(folder: Path) -> None:
     assert [item.kept for item in outcome.items] == [True, False]
     assert all(len(r.images) == 1 and r.images[0][:2] == b"\xff\xd8" for r in fake.requests)
     assert {r.model for r in fake.requests} == {"llava"}
+
+
+def test_scorer_from_settings() -> None:
+    """VISION_* settings shape the scorer."""
+    from pipeline.settings import load_settings
+
+    settings = load_settings(env_file=None, vision_concurrency=2, vision_video_frames=5)
+    scorer = VisionScorer.from_settings(ScriptedModel(), settings)
+    assert (scorer.video_frames, scorer.max_side) == (5, 1024)

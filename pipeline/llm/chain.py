@@ -28,7 +28,7 @@ class Lane:
 
     provider: Provider
     models: Mapping[Task, str]
-    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
+    limiter: RateLimiter = field(default_factory=RateLimiter)
     health: Health = field(default_factory=Health)
 
     @property

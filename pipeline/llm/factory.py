@@ -30,13 +30,13 @@ PROVIDER_NAMES = ("ollama", "openrouter", "gemini")
 
 @dataclass
 class LanguageModels:
-    """One chain per task (each is a TextModel and a VisionModel) and the lanes they share."""
+    """One chain per task (each is a TextModel and a VisionModel) and the providers they share."""
 
     prompt: FallbackChain
     description: FallbackChain
     vision: FallbackChain
     caption: FallbackChain
-    lanes: dict[str, Lane] = field(default_factory=dict)
+    providers: dict[str, Provider] = field(default_factory=dict)
 
     def for_task(self, task: Task) -> FallbackChain:
         return {
@@ -47,11 +47,11 @@ class LanguageModels:
         }[task]
 
     async def aclose(self) -> None:
-        for lane in self.lanes.values():
+        for name, provider in self.providers.items():
             try:
-                await lane.provider.aclose()
+                await provider.aclose()
             except Exception:  # closing one must not keep the others open
-                log.exception("closing %s failed", lane.name)
+                log.exception("closing %s failed", name)
 
 
 def _models(settings: Settings, prefix: str) -> dict[Task, str]:
@@ -119,20 +119,11 @@ def build_models(
                 "(set OPENROUTER_API_KEY or GEMINI_API_KEY, or put ollama in the chain)"
             )
     providers = providers if providers is not None else build_providers(settings)
-    lanes = {
-        name: Lane(
-            provider=provider,
-            models=_models(settings, name),
-            limiter=RateLimiter(
-                getattr(settings, f"{name}_rpm"), burst=burst, clock=clock, sleep=sleep
-            ),
-            health=Health(
-                failures_before_cooldown=settings.llm_failures_before_cooldown,
-                cooldown_s=settings.llm_cooldown_s,
-                clock=clock,
-            ),
-        )
-        for name, provider in providers.items()
+    # The rate limit is the provider's (shared by its tasks); the failure count is per task,
+    # so a vision model that is missing does not cool down the same server's text models.
+    limiters = {
+        name: RateLimiter(getattr(settings, f"{name}_rpm"), burst=burst, clock=clock, sleep=sleep)
+        for name in providers
     }
     policy = RetryPolicy(
         attempts=settings.llm_attempts,
@@ -143,18 +134,29 @@ def build_models(
     rng = rng or Random()
 
     def chain(task: Task) -> FallbackChain:
-        names = [name for name in _chain_names(settings, task) if name in lanes]
+        names = [name for name in _chain_names(settings, task) if name in providers]
+        lanes = [
+            Lane(
+                provider=providers[name],
+                models=_models(settings, name),
+                limiter=limiters[name],
+                health=Health(
+                    failures_before_cooldown=settings.llm_failures_before_cooldown,
+                    cooldown_s=settings.llm_cooldown_s,
+                    clock=clock,
+                ),
+            )
+            for name in names
+        ]
         timeout = settings.llm_vision_timeout_s if task is Task.VISION else settings.llm_timeout_s
-        return FallbackChain(
-            task, [lanes[n] for n in names], timeout_s=timeout, policy=policy, sleep=sleep, rng=rng
-        )
+        return FallbackChain(task, lanes, timeout_s=timeout, policy=policy, sleep=sleep, rng=rng)
 
     return LanguageModels(
         prompt=chain(Task.PROMPT),
         description=chain(Task.DESCRIPTION),
         vision=chain(Task.VISION),
         caption=chain(Task.CAPTION),
-        lanes=lanes,
+        providers=dict(providers),
     )
 
 

@@ -25,6 +25,17 @@ from pipeline.llm.base import (
 log = logging.getLogger(__name__)
 
 
+def _retry_delay(details: object) -> float | None:
+    """Seconds from a `google.rpc.RetryInfo` detail (`"retryDelay": "37s"`) of an error body."""
+    error = details.get("error", details) if isinstance(details, dict) else None
+    entries = error.get("details") if isinstance(error, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        delay = entry.get("retryDelay") if isinstance(entry, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            return parse_retry_after(delay[:-1])
+    return None
+
+
 class GeminiProvider:
     """TextModel / VisionModel calls to the Gemini API (or a server speaking its REST)."""
 
@@ -72,6 +83,8 @@ class GeminiProvider:
         except errors.APIError as exc:
             headers = getattr(exc.response, "headers", None)
             retry_after = parse_retry_after(headers.get("retry-after")) if headers else None
+            if retry_after is None:
+                retry_after = _retry_delay(exc.details)
             message = exc.message if isinstance(exc.message, str) else ""
             raise ProviderFailure(
                 classify_status(exc.code),

@@ -24,7 +24,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        per_minute: float,
+        per_minute: float = 0.0,
         *,
         burst: int = 1,
         clock: Clock = time.monotonic,

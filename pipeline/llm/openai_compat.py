@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Mapping
 
 import openai
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
@@ -34,6 +35,14 @@ def _server_message(body: object) -> str:
         if isinstance(message, str):
             return message
     return ""
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` (OpenAI) or `retry-after`."""
+    milliseconds = parse_retry_after(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000
+    return parse_retry_after(headers.get("retry-after"))
 
 
 class OpenAICompatProvider:
@@ -104,7 +113,7 @@ class OpenAICompatProvider:
                 classify_status(exc.status_code),
                 redact(_server_message(exc.body), self._secrets),
                 status=exc.status_code,
-                retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
+                retry_after=_retry_after(exc.response.headers),
             ) from None
         except openai.APITimeoutError:
             raise ProviderFailure(FailureKind.TIMEOUT, "no answer in time") from None

@@ -1,7 +1,8 @@
 """A fake Gemini API: `POST /v1beta/models/{model}:generateContent` (key in `x-goog-api-key`).
 
-Errors have Google's `{"error": {"code", "message", "status"}}` shape. `fake.url` is the base URL
-for `types.HttpOptions(base_url=...)`.
+Errors have Google's `{"error": {"code", "message", "status"}}` shape. A 429 with a
+Retry-After also carries Google's `google.rpc.RetryInfo` detail. `fake.url` is the base URL for
+`types.HttpOptions(base_url=...)`.
 """
 
 from __future__ import annotations
@@ -76,9 +77,19 @@ class FakeGemini(LlmFake):
         )
         return await self._answer(request, recorded)
 
-    def error_body(self, status: int, message: str | None) -> dict[str, object]:
+    def error_body(
+        self, status: int, message: str | None, retry_after: str | None
+    ) -> dict[str, object]:
         default, state = _ERRORS.get(status, ("Unknown error.", "UNKNOWN"))
-        return {"error": {"code": status, "message": message or default, "status": state}}
+        error: dict[str, object] = {"code": status, "message": message or default, "status": state}
+        if retry_after is not None:  # Google says when to come back in the body, as RetryInfo
+            error["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{retry_after}s",
+                }
+            ]
+        return {"error": error}
 
     async def success(
         self, request: web.Request, recorded: Recorded, text: str

@@ -28,6 +28,8 @@ class Step:
     retry_after: str | None = None
     delay: float = 0.0
     message: str | None = None
+    #: False: Retry-After only where the provider also puts it in the body (Gemini's RetryInfo)
+    header: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,12 @@ class LlmFake:
         retry_after: float | str | None = None,
         message: str | None = None,
         times: int = 1,
+        header: bool = True,
     ) -> Self:
         """Answer the next `times` requests with an error status in the provider's body shape."""
-        header = None if retry_after is None else str(retry_after)
-        for _ in range(times):
-            self._script.steps.append(Step(status=status, retry_after=header, message=message))
+        value = None if retry_after is None else str(retry_after)
+        step = Step(status=status, retry_after=value, message=message, header=header)
+        self._script.steps.extend([step] * times)
         return self
 
     def always(self, text: str, *, delay: float = 0.0) -> Self:
@@ -148,15 +151,18 @@ class LlmFake:
         if step.delay:
             await asyncio.sleep(step.delay)
         if step.status != 200:
-            return self.error(step.status, step.message, step.retry_after)
+            return self.error(step.status, step.message, step.retry_after, header=step.header)
         text = step.text
         if script.responder is not None and not step.text:
             text = script.responder(recorded)
         return await self.success(request, recorded, text)
 
-    def error(self, status: int, message: str | None, retry_after: str | None) -> web.Response:
-        headers = {"Retry-After": retry_after} if retry_after is not None else None
-        return web.json_response(self.error_body(status, message), status=status, headers=headers)
+    def error(
+        self, status: int, message: str | None, retry_after: str | None, *, header: bool = True
+    ) -> web.Response:
+        headers = {"Retry-After": retry_after} if retry_after is not None and header else None
+        body = self.error_body(status, message, retry_after)
+        return web.json_response(body, status=status, headers=headers)
 
     # ------------------------------------------------------------------ provider specifics
     def add_routes(self, app: web.Application) -> None:
@@ -165,7 +171,9 @@ class LlmFake:
     def key_matches(self, request: web.Request) -> bool:
         return request.headers.get("Authorization", "") == f"Bearer {self.api_key}"
 
-    def error_body(self, status: int, message: str | None) -> dict[str, object]:
+    def error_body(
+        self, status: int, message: str | None, retry_after: str | None
+    ) -> dict[str, object]:
         raise NotImplementedError
 
     async def success(

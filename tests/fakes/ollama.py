@@ -68,7 +68,9 @@ class FakeOllama(LlmFake):
         )
         return await self._answer(request, recorded)
 
-    def error_body(self, status: int, message: str | None) -> dict[str, object]:
+    def error_body(
+        self, status: int, message: str | None, retry_after: str | None
+    ) -> dict[str, object]:
         return {"error": message or _ERRORS.get(status, "error")}
 
     async def success(

@@ -68,7 +68,9 @@ class FakeOpenAI(LlmFake):
         )
         return await self._answer(request, recorded)
 
-    def error_body(self, status: int, message: str | None) -> dict[str, object]:
+    def error_body(
+        self, status: int, message: str | None, retry_after: str | None
+    ) -> dict[str, object]:
         default, kind, code = _ERRORS.get(status, ("Error.", "server_error", None))
         return {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
 

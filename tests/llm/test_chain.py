@@ -137,8 +137,11 @@ async def test_bad_key_moves_on_without_retrying(time: FakeTime, stack: AsyncExi
     assert time.sleeps == []
 
 
-async def test_all_failing_gives_one_safe_error(time: FakeTime, stack: AsyncExitStack) -> None:
+async def test_all_failing_gives_one_safe_error(
+    time: FakeTime, stack: AsyncExitStack, caplog: pytest.LogCaptureFixture
+) -> None:
     """When every provider fails, one error says what each did, without keys or server text."""
+    caplog.set_level("DEBUG")
     openrouter = await stack.enter_async_context(FakeOpenAI())
     gemini = await stack.enter_async_context(FakeGemini())
     openrouter.always_fail(401)
@@ -162,6 +165,7 @@ async def test_all_failing_gives_one_safe_error(time: FakeTime, stack: AsyncExit
         assert leak not in shown
     for secret in (KEY, GKEY, "sk-fake"):
         assert secret not in str(caught.value)
+        assert secret not in caplog.text
 
 
 async def test_long_retry_after_moves_on(time: FakeTime, stack: AsyncExitStack) -> None:

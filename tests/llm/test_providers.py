@@ -231,3 +231,35 @@ async def test_empty_answer_is_a_failure() -> None:
             await provider.generate(ModelRequest(model="m", system="s", prompt="p"))
         await provider.aclose()
     assert caught.value.kind is FailureKind.EMPTY
+
+
+async def test_gemini_retry_info_in_body_is_honoured() -> None:
+    """Gemini's RetryInfo in the error body counts as Retry-After when no header is sent."""
+    async with FakeGemini() as fake:
+        fake.fail(429, retry_after=37, header=False)
+        provider = GeminiProvider(KEY, base_url=fake.url, timeout_s=5)
+        with pytest.raises(ProviderFailure) as caught:
+            await provider.generate(ModelRequest(model="g", system="s", prompt="p"))
+        await provider.aclose()
+    assert caught.value.retry_after == 37
+
+
+async def test_openai_retry_after_ms_is_read() -> None:
+    """OpenAI's retry-after-ms header is read in milliseconds."""
+    from aiohttp import web
+
+    class Precise(FakeOpenAI):
+        def error(
+            self, status: int, message: str | None, retry_after: str | None, *, header: bool = True
+        ) -> web.Response:
+            response = super().error(status, message, None)
+            response.headers["retry-after-ms"] = "1500"
+            return response
+
+    async with Precise() as fake:
+        fake.fail(429)
+        provider = OpenAICompatProvider(fake.url, KEY, timeout_s=5)
+        with pytest.raises(ProviderFailure) as caught:
+            await provider.generate(ModelRequest(model="m", system="s", prompt="p"))
+        await provider.aclose()
+    assert caught.value.retry_after == 1.5
