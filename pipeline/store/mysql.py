@@ -121,6 +121,9 @@ class MysqlDatabase:
             conn = await self._acquire()
             try:
                 return await work(conn)
+            except asyncio.CancelledError:
+                conn.close()  # cancelled mid-statement: the connection's state is unknown
+                raise
             except Exception as exc:
                 if not _lost_connection(exc) or attempt == self._retries:
                     raise
@@ -161,11 +164,18 @@ class MysqlDatabase:
             await conn.begin()
             try:
                 yield _Tx(conn)
+            except asyncio.CancelledError:
+                # A rollback could wait on a reply that never comes; closing rolls back too.
+                conn.close()
+                raise
             except BaseException:
                 if not conn.closed:
                     await conn.rollback()
                 raise
             await conn.commit()
+        except asyncio.CancelledError:
+            conn.close()
+            raise
         except Exception as exc:
             if _lost_connection(exc):
                 conn.close()
