@@ -68,6 +68,7 @@ class GenerateCog(commands.Cog):
                 character=character,
                 generation_type=kind,
                 review_channel_id=services.settings.discord_review_channel_id,
+                interval=services.settings.discord_card_edit_seconds,
             )
             run = await services.runner.submit(job, sink=card)
             log.info("run %s: /generate %s by %s", run.id, character, job.requested_by)
@@ -137,6 +138,7 @@ class GenerateCog(commands.Cog):
             character=run.character,
             generation_type=run.job.generation_type,
             review_channel_id=self.services.settings.discord_review_channel_id,
+            interval=self.services.settings.discord_card_edit_seconds,
         )
         resumed = await self.services.runner.resume(run.id, sink=card)
         log.info("run %s: /retry by %s", run.id, requester_key(interaction.user))

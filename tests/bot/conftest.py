@@ -57,6 +57,8 @@ def bot_settings(fake: fd.FakeDiscord, data_dir: Path, **overrides: Any) -> Sett
         "data_dir": data_dir,
         "characters_dir": PROJECT / "characters",
         "schedule_enabled": False,
+        "discord_card_edit_seconds": 0.1,
+        "shutdown_grace_seconds": 0.2,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -117,7 +119,7 @@ async def start_bot(
             under_test = BotUnderTest(fake, bot, bot.services, made[0], task)
             started.append(under_test)
             await fake.until(
-                lambda: bot.is_ready() or task.done(), timeout=10, what="the bot to be ready"
+                lambda: bot.is_ready() or task.done(), within=10, what="the bot to be ready"
             )
             if task.done():
                 await bot.close()

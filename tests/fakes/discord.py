@@ -195,13 +195,15 @@ class FakeInteraction:
     @property
     def choices(self) -> list[JSON]:
         """The autocomplete answer."""
-        assert self.response is not None and self.response["type"] == 8
+        assert self.response is not None
+        assert self.response["type"] == 8
         choices: list[JSON] = self.response["data"]["choices"]
         return choices
 
     @property
     def modal(self) -> JSON:
-        assert self.response is not None and self.response["type"] == 9
+        assert self.response is not None
+        assert self.response["type"] == 9
         modal: JSON = self.response["data"]
         return modal
 
@@ -286,7 +288,11 @@ class FakeDiscord:
             ("POST", f"{api}/channels/{{cid}}/messages", self._create_message),
             ("GET", f"{api}/channels/{{cid}}/messages/{{mid}}", self._get_message),
             ("PATCH", f"{api}/channels/{{cid}}/messages/{{mid}}", self._edit_message),
-            ("PUT", f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}/@me", self._react),
+            (
+                "PUT",
+                f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}/@me",
+                self._react,
+            ),
             ("GET", f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}", self._reactors),
             ("GET", f"{api}/guilds/{{gid}}/members/{{uid}}", self._member),
             ("GET", f"{api}/channels/{{cid}}", self._channel),
@@ -297,9 +303,7 @@ class FakeDiscord:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
 
     async def close(self) -> None:
         if self._ws is not None:
@@ -639,9 +643,7 @@ class FakeDiscord:
         data = body.get("data") or {}
         message: FakeMessage | None = None
         if kind in (4, 5):
-            message = self._new_message(
-                interaction.channel_id, data, files, webhook_id=APP_ID
-            )
+            message = self._new_message(interaction.channel_id, data, files, webhook_id=APP_ID)
             interaction.original = message
         elif kind == 7 and interaction.original is not None:
             self._edit(interaction.original, data, files)
@@ -923,10 +925,10 @@ class FakeDiscord:
         return [m for m in self.messages.values() if m.channel_id == channel_id]
 
     async def until(
-        self, check: Callable[[], Any], *, timeout: float = 5.0, what: str = "the condition"
+        self, check: Callable[[], Any], *, within: float = 5.0, what: str = "the condition"
     ) -> Any:
         """Poll `check` until it returns something truthy; that value."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             value = check()
             if value:
