@@ -101,6 +101,7 @@ class GenerateCog(commands.Cog):
     @app_commands.command(name="runs", description="Active and recent runs.")
     @require("discord_generate_role_ids")
     async def runs(self, interaction: Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         runner = self.services.runner
         recent = await self.services.store.list_runs(limit=15)
         known = {run.id for run in recent}
@@ -108,9 +109,8 @@ class GenerateCog(commands.Cog):
             if run_id not in known and (run := await self.services.store.load_run(run_id)):
                 recent.append(run)
         positions = {run.id: runner.position(run.id) for run in recent}
-        await interaction.response.send_message(
-            render.runs_list(recent, positions, now=utcnow()),
-            ephemeral=True,
+        await interaction.edit_original_response(
+            content=render.runs_list(recent, positions, now=utcnow()),
             allowed_mentions=discord.AllowedMentions.none(),
         )
 
@@ -118,19 +118,21 @@ class GenerateCog(commands.Cog):
     @app_commands.describe(run_id="the run's id, as on its card")
     @require("discord_generate_role_ids")
     async def cancel(self, interaction: Interaction, run_id: str) -> None:
+        # defer first: a running run may take a moment to stop, and Discord waits only 3 s
+        await interaction.response.defer(ephemeral=True, thinking=True)
         run = await self._own_run(interaction, run_id)
         if await self.services.runner.cancel(run.id):
             text = f"Run `{run.id}` is cancelled."
         else:
             text = f"Run `{run.id}` is not running or queued; it is {render.state_word(run.state)}."
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.edit_original_response(content=text)
 
     @app_commands.command(name="retry", description="Resume a failed or expired run.")
     @app_commands.describe(run_id="the run's id, as on its card")
     @require("discord_generate_role_ids")
     async def retry(self, interaction: Interaction, run_id: str) -> None:
-        run = await self._own_run(interaction, run_id)
         await interaction.response.defer(thinking=True)
+        run = await self._own_run(interaction, run_id)
         card = RunCard(
             runner=self.services.runner,
             edit=InteractionCard(interaction),

@@ -97,8 +97,7 @@ async def test_cancel_stops_a_running_run(start_bot: StartBot, fake: fd.FakeDisc
     interaction = await fake.slash("generate", character="mascot")
     run_id = await fake.until(lambda: under_test.execute.started and under_test.execute.started[0])
     cancel = await fake.slash("cancel", run_id=run_id)
-    assert cancel.original is not None
-    assert "is cancelled" in cancel.original.content
+    await fake.until(lambda: any("is cancelled" in t for t in cancel.texts()), what="the reply")
     card = interaction.original
     assert card is not None
     await fake.until(lambda: "cancelled" in card.content, what="the card's end")
@@ -115,11 +114,9 @@ async def test_someone_elses_run_cannot_be_cancelled(
     await fake.slash("generate", character="mascot")
     run_id = await fake.until(lambda: under_test.execute.started and under_test.execute.started[0])
     refused = await fake.slash("cancel", run_id=run_id, user=fd.BOB)
-    assert refused.original is not None
-    assert "not yours" in refused.original.content
+    await fake.until(lambda: any("not yours" in text for text in refused.texts()), what="refusal")
     done = await fake.slash("cancel", run_id=run_id, user=fd.CAROL)
-    assert done.original is not None
-    assert "is cancelled" in done.original.content
+    await fake.until(lambda: any("is cancelled" in t for t in done.texts()), what="the reply")
 
 
 async def test_an_unknown_character_gets_a_plain_sentence(
@@ -175,9 +172,11 @@ async def test_runs_lists_active_and_recent_runs(start_bot: StartBot, fake: fd.F
     await fake.slash("generate", character="mascot")
     run_id = await fake.until(lambda: under_test.execute.started and under_test.execute.started[0])
     listing = await fake.slash("runs")
-    assert listing.original is not None
-    assert f"`{run_id}` mascot" in listing.original.content
-    assert "running" in listing.original.content
+    reply = listing.original
+    assert reply is not None
+    assert reply.ephemeral
+    await fake.until(lambda: f"`{run_id}` mascot" in reply.content, what="the listing")
+    assert "running" in reply.content
 
 
 async def test_reload_reports_the_characters(start_bot: StartBot, fake: fd.FakeDiscord) -> None:
