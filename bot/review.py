@@ -369,7 +369,7 @@ class DiscordReviewer:
             return None
         previews = folder / "review-previews"
         await asyncio.to_thread(previews.mkdir, exist_ok=True)
-        target = previews / f"{number:02d}-{source.stem}.jpg"
+        target = previews / f"{source.stem}.jpg"
         log.info("run %s: %s is %d bytes; posting a preview", run.id, item.path, size)
         return await asyncio.to_thread(make_preview, source, target, self.config.upload_limit)
 

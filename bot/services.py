@@ -98,6 +98,7 @@ def build_services(
         max_runs=settings.max_runs,
         max_per_character=settings.max_runs_per_character,
         max_per_requester=settings.max_runs_per_user,
+        shutdown_grace=settings.shutdown_grace_seconds,
     )
     return Services(
         settings=settings,

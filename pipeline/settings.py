@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     review_reminder_minutes: float = Field(default=60, ge=0)
     #: Discord's upload limit for a bot without boosts is 10 MiB; larger files get a preview
     discord_upload_limit_mb: float = Field(default=10, gt=0, le=500)
+    #: the run card is edited at most once per this many seconds (Discord rate-limits edits)
+    discord_card_edit_seconds: float = Field(default=1.5, ge=0.05)
     #: the hourly schedule: on/off, and the minute past each UTC hour it ticks at
     schedule_enabled: bool = True
     schedule_minute: int = Field(default=0, ge=0, le=59)
@@ -72,6 +74,9 @@ class Settings(BaseSettings):
     max_runs: int = Field(default=3, ge=1)
     max_runs_per_character: int = Field(default=1, ge=1)
     max_runs_per_user: int = Field(default=2, ge=1)
+    #: on SIGTERM running runs get this long to reach their next save, then are cancelled
+    #: (they resume from their last saved step); under Docker's default 10 s stop timeout
+    shutdown_grace_seconds: float = Field(default=8.0, ge=0)
     # ==================================================================== end of Discord
 
     # ------------------------------------------------------------ publishing (docs/publishing.md)

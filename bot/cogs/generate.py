@@ -68,6 +68,7 @@ class GenerateCog(commands.Cog):
                 character=character,
                 generation_type=kind,
                 review_channel_id=services.settings.discord_review_channel_id,
+                interval=services.settings.discord_card_edit_seconds,
             )
             run = await services.runner.submit(job, sink=card)
             log.info("run %s: /generate %s by %s", run.id, character, job.requested_by)
@@ -100,6 +101,7 @@ class GenerateCog(commands.Cog):
     @app_commands.command(name="runs", description="Active and recent runs.")
     @require("discord_generate_role_ids")
     async def runs(self, interaction: Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         runner = self.services.runner
         recent = await self.services.store.list_runs(limit=15)
         known = {run.id for run in recent}
@@ -107,9 +109,8 @@ class GenerateCog(commands.Cog):
             if run_id not in known and (run := await self.services.store.load_run(run_id)):
                 recent.append(run)
         positions = {run.id: runner.position(run.id) for run in recent}
-        await interaction.response.send_message(
-            render.runs_list(recent, positions, now=utcnow()),
-            ephemeral=True,
+        await interaction.edit_original_response(
+            content=render.runs_list(recent, positions, now=utcnow()),
             allowed_mentions=discord.AllowedMentions.none(),
         )
 
@@ -117,19 +118,21 @@ class GenerateCog(commands.Cog):
     @app_commands.describe(run_id="the run's id, as on its card")
     @require("discord_generate_role_ids")
     async def cancel(self, interaction: Interaction, run_id: str) -> None:
+        # defer first: a running run may take a moment to stop, and Discord waits only 3 s
+        await interaction.response.defer(ephemeral=True, thinking=True)
         run = await self._own_run(interaction, run_id)
         if await self.services.runner.cancel(run.id):
             text = f"Run `{run.id}` is cancelled."
         else:
             text = f"Run `{run.id}` is not running or queued; it is {render.state_word(run.state)}."
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.edit_original_response(content=text)
 
     @app_commands.command(name="retry", description="Resume a failed or expired run.")
     @app_commands.describe(run_id="the run's id, as on its card")
     @require("discord_generate_role_ids")
     async def retry(self, interaction: Interaction, run_id: str) -> None:
-        run = await self._own_run(interaction, run_id)
         await interaction.response.defer(thinking=True)
+        run = await self._own_run(interaction, run_id)
         card = RunCard(
             runner=self.services.runner,
             edit=InteractionCard(interaction),
@@ -137,6 +140,7 @@ class GenerateCog(commands.Cog):
             character=run.character,
             generation_type=run.job.generation_type,
             review_channel_id=self.services.settings.discord_review_channel_id,
+            interval=self.services.settings.discord_card_edit_seconds,
         )
         resumed = await self.services.runner.resume(run.id, sink=card)
         log.info("run %s: /retry by %s", run.id, requester_key(interaction.user))

@@ -57,6 +57,8 @@ def bot_settings(fake: fd.FakeDiscord, data_dir: Path, **overrides: Any) -> Sett
         "data_dir": data_dir,
         "characters_dir": PROJECT / "characters",
         "schedule_enabled": False,
+        "discord_card_edit_seconds": 0.1,
+        "shutdown_grace_seconds": 0.2,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -1,0 +1,197 @@
+"""/generate, /runs, /cancel, /retry and /reload as a member sees them in Discord."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipeline.models import RunState
+from tests.bot.conftest import StartBot
+from tests.doubles import Script
+from tests.fakes import discord as fd
+
+
+async def review_posted(fake: fd.FakeDiscord, count: int = 1) -> list[fd.FakeMessage]:
+    """The review messages, once `count` reviews carry their ✅."""
+
+    def ready() -> list[fd.FakeMessage]:
+        messages = fake.channel_messages(fd.REVIEW_CHANNEL)
+        finished = [m for m in messages if "\N{CROSS MARK}" in m.reactions]
+        return messages if len(finished) >= count else []
+
+    result: list[fd.FakeMessage] = await fake.until(ready, what="the review")
+    return result
+
+
+async def test_character_autocomplete_offers_the_character_files(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """Typing "mas" in the character option offers "mascot", and never the example file."""
+    await start_bot()
+    choices = await fake.autocomplete("generate", "character", character="mas")
+    assert [c["value"] for c in choices] == ["mascot"]
+    everything = await fake.autocomplete("generate", "character", character="")
+    assert "example" not in [c["value"] for c in everything]
+
+
+async def test_the_type_option_offers_the_strategies(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The type option is a fixed choice of the pipeline's strategies."""
+    await start_bot()
+    options = {o["name"]: o for o in fake.command("generate")["options"]}
+    assert [c["value"] for c in options["type"]["choices"]][:2] == ["text2img", "image2image"]
+    assert options["character"]["autocomplete"] is True
+
+
+async def test_generate_shows_a_run_card_that_moves_and_ends_with_the_outcome(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The reply is one message: it shows the step and a sampler bar, then "published"."""
+    under_test = await start_bot(script=Script(steps=3, step_delay=0.3))
+    interaction = await fake.slash("generate", character="mascot")
+    assert interaction.response is not None
+    assert interaction.response["type"] == 5
+    card = interaction.original
+    assert card is not None
+    messages = await review_posted(fake)
+    await fake.until(lambda: "Waiting for review" in card.content, what="the card in review")
+    await fake.react(messages[-1], "\N{WHITE HEAVY CHECK MARK}", fd.ALICE)
+    await fake.until(lambda: "published" in card.content, what="the outcome")
+    history = "\n".join(card.history)
+    assert "Step: generate" in history
+    assert "`[" in history
+    assert "/3" in history
+    assert "instagram.fake" in card.content
+    runs = await under_test.services.store.list_runs()
+    assert [run.state for run in runs] == [RunState.PUBLISHED]
+    assert card.edits <= len(card.history)  # one message, edited; no new messages per step
+    assert interaction.followups == []
+
+
+async def test_a_run_over_the_limit_waits_and_says_its_place(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """With one run allowed at a time, a second /generate says it is queued, then starts."""
+    hold = asyncio.Event()
+    under_test = await start_bot(script=Script(hold=hold), max_runs=1)
+    first = await fake.slash("generate", character="mascot")
+    await fake.until(lambda: under_test.execute.started, what="the first run")
+    second = await fake.slash("generate", character="moonlit_tales", user=fd.BOB)
+    card = second.original
+    assert card is not None
+    await fake.until(lambda: "1st in line" in card.content, what="the queue place")
+    assert len(under_test.execute.started) == 1
+    hold.set()
+    await review_posted(fake, count=1)
+    first_run = under_test.execute.started[0]
+    await fake.slash("cancel", run_id=first_run)
+    await fake.until(lambda: len(under_test.execute.started) == 2, what="the second run")
+    first_card = first.original
+    assert first_card is not None
+    await fake.until(lambda: "cancelled" in first_card.content, what="the first card's end")
+
+
+async def test_cancel_stops_a_running_run(start_bot: StartBot, fake: fd.FakeDiscord) -> None:
+    """/cancel on your own run stops it; its card says cancelled."""
+    under_test = await start_bot(script=Script(hold=asyncio.Event()))
+    interaction = await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: under_test.execute.started and under_test.execute.started[0])
+    cancel = await fake.slash("cancel", run_id=run_id)
+    await fake.until(lambda: any("is cancelled" in t for t in cancel.texts()), what="the reply")
+    card = interaction.original
+    assert card is not None
+    await fake.until(lambda: "cancelled" in card.content, what="the card's end")
+    run = await under_test.services.store.load_run(run_id)
+    assert run is not None
+    assert run.state is RunState.CANCELLED
+
+
+async def test_someone_elses_run_cannot_be_cancelled(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """Bob cannot cancel Alice's run; an admin can."""
+    under_test = await start_bot(script=Script(hold=asyncio.Event()))
+    await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: under_test.execute.started and under_test.execute.started[0])
+    refused = await fake.slash("cancel", run_id=run_id, user=fd.BOB)
+    await fake.until(lambda: any("not yours" in text for text in refused.texts()), what="refusal")
+    done = await fake.slash("cancel", run_id=run_id, user=fd.CAROL)
+    await fake.until(lambda: any("is cancelled" in t for t in done.texts()), what="the reply")
+
+
+async def test_an_unknown_character_gets_a_plain_sentence(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """/generate for a missing character says so and lists the real ones; no traceback."""
+    under_test = await start_bot()
+    interaction = await fake.slash("generate", character="nobody")
+    await fake.until(lambda: interaction.followups, what="the error reply")
+    text = interaction.followups[0].content
+    assert "no character named 'nobody'" in text
+    assert "mascot" in text
+    assert "Traceback" not in text
+    assert under_test.execute.started == []
+
+
+async def test_a_failed_run_says_where_and_why_and_retry_resumes_it(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """A failure shows the step and a safe reason with the run id; /retry runs it again."""
+    script = Script(fail_with="ComfyUI did not answer.")
+    under_test = await start_bot(script=script)
+    interaction = await fake.slash("generate", character="mascot")
+    card = interaction.original
+    assert card is not None
+    await fake.until(lambda: "failed at generate" in card.content, what="the failure")
+    run_id = under_test.execute.started[0]
+    assert "ComfyUI did not answer." in card.content
+    assert f"/retry {run_id}" in card.content
+    script.fail_with = None
+    retry = await fake.slash("retry", run_id=run_id)
+    await review_posted(fake)
+    retried = retry.original
+    assert retried is not None
+    await fake.until(lambda: "review" in retried.content, what="the retried run's card")
+
+
+async def test_a_member_without_the_generate_role_is_refused(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """Mallory (no role) is told she needs the generate role; no run starts."""
+    under_test = await start_bot()
+    interaction = await fake.slash("generate", character="mascot", user=fd.MALLORY)
+    assert interaction.original is not None
+    assert interaction.original.ephemeral
+    assert "need the generate role" in interaction.original.content
+    assert under_test.execute.started == []
+
+
+async def test_runs_lists_active_and_recent_runs(start_bot: StartBot, fake: fd.FakeDiscord) -> None:
+    """/runs shows a running run with its id."""
+    under_test = await start_bot(script=Script(hold=asyncio.Event()))
+    await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: under_test.execute.started and under_test.execute.started[0])
+    listing = await fake.slash("runs")
+    reply = listing.original
+    assert reply is not None
+    assert reply.ephemeral
+    await fake.until(lambda: f"`{run_id}` mascot" in reply.content, what="the listing")
+    assert "running" in reply.content
+
+
+async def test_reload_reports_the_characters(start_bot: StartBot, fake: fd.FakeDiscord) -> None:
+    """An admin's /reload lists the characters it found."""
+    await start_bot()
+    reply = await fake.slash("reload", user=fd.CAROL)
+    await fake.until(lambda: reply.followups, what="the reload reply")
+    assert "mascot" in reply.followups[0].content
+
+
+async def test_commands_are_synced_only_when_they_changed(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """A restart with the same commands does not sync them again."""
+    first = await start_bot()
+    await first.stop()
+    await start_bot()
+    assert fake.command_syncs == [fd.GUILD_ID]

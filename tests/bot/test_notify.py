@@ -1,0 +1,47 @@
+"""Notices: started, in review, published with links, failed with the step and a safe reason."""
+
+from __future__ import annotations
+
+from bot.render import APPROVE
+from tests.bot.conftest import StartBot
+from tests.doubles import Script
+from tests.fakes import discord as fd
+
+
+async def test_a_run_is_announced_from_start_to_published_with_its_link(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The notice channel says started, waiting for review, then published with the post link."""
+    await start_bot()
+    await fake.slash("generate", character="mascot")
+    review = await fake.until(lambda: fake.channel_messages(fd.REVIEW_CHANNEL), what="review")
+    await fake.until(lambda: "\N{CROSS MARK}" in review[-1].reactions, what="the reactions")
+    await fake.react(review[-1], APPROVE, fd.ALICE)
+
+    def notices() -> list[str]:
+        return [m.content for m in fake.channel_messages(fd.NOTIFY_CHANNEL)]
+
+    await fake.until(lambda: any("published" in n for n in notices()), what="published")
+    started, in_review, published = notices()
+    assert "started (asked by discord:" in started
+    assert "waiting for review" in in_review
+    assert "<https://instagram.fake/p/" in published
+
+
+async def test_a_failure_notice_names_the_step_and_a_safe_reason_through_the_webhook(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """With a webhook set, the failure comes through it and says where and why, politely."""
+    await start_bot(
+        script=Script(fail_with="ComfyUI did not answer."),
+        discord_notify_webhook_url=fake.webhook_url,
+    )
+    await fake.slash("generate", character="mascot")
+
+    def failed() -> list[fd.FakeMessage]:
+        return [m for m in fake.channel_messages(fd.NOTIFY_CHANNEL) if "failed" in m.content]
+
+    [notice] = await fake.until(failed, what="the failure notice")
+    assert notice.webhook_id == fd.WEBHOOK_ID
+    assert "failed at generate: ComfyUI did not answer." in notice.content
+    assert fd.WEBHOOK_TOKEN not in notice.content

@@ -1,0 +1,287 @@
+"""Review by reactions: what reviewers see in the review channel and how their reactions count."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from bot.render import APPROVE, NUMBERS, REJECT
+from pipeline.models import Decision, Job, MediaItem, MediaKind, Run, RunState
+from tests.bot.conftest import BotUnderTest, StartBot
+from tests.doubles import write_png
+from tests.fakes import discord as fd
+
+
+def candidates(folder: Path, count: int, *, size: int = 16, noisy: bool = False) -> Run:
+    """A captioned run with `count` images in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    media = []
+    for index in range(count):
+        name = f"image-{index + 1:02d}.png"
+        write_png(folder / name, (size, size), seed=index, noisy=noisy)
+        media.append(
+            MediaItem(
+                path=name,
+                kind=MediaKind.IMAGE,
+                description_index=0,
+                score=0.8,
+                reason=f"reason {index + 1}",
+            )
+        )
+    return Run.new(Job("mascot", requested_by="test")).advance(
+        RunState.CAPTIONED, media=tuple(media), captions={"instagram": "Hello #pixelbot"}
+    )
+
+
+async def post_review(
+    under_test: BotUnderTest, run: Run, folder: Path
+) -> tuple[asyncio.Task[Decision | None], list[fd.FakeMessage]]:
+    """Ask for the review and start waiting on it, as the pipeline does."""
+    reviewer = under_test.services.reviewer
+    ticket = await reviewer.request(run, folder)
+    waiting = asyncio.create_task(reviewer.wait(run, ticket))
+    messages = [under_test.fake.messages[i] for i in ticket.message_ids]
+    return waiting, messages
+
+
+async def test_a_reviewers_number_and_check_select_that_image(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """Alice reacts 2️⃣ then ✅: the decision approves image 2 only, by Alice."""
+    under_test = await start_bot()
+    run = candidates(tmp_path / "run", 3)
+    waiting, [message] = await post_review(under_test, run, tmp_path / "run")
+    assert len(message.attachments) == 3
+    assert "#2" in message.content
+    assert "score 0.80" in message.content
+    assert "reason 2" in message.content
+    assert message.embeds[0]["description"] == "Hello #pixelbot"
+    assert set(message.reactions) == {*NUMBERS[:3], APPROVE, REJECT}
+    await fake.react(message, NUMBERS[1], fd.ALICE)
+    await fake.react(message, APPROVE, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 5)
+    assert decision is not None
+    assert decision.approved
+    assert decision.selected == (1,)
+    assert decision.by == "Alice"
+    await fake.until(lambda: "Approved by Alice: #2" in message.content, what="the closing line")
+
+
+async def test_a_check_alone_approves_every_image(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """✅ with no number marked approves all the candidates."""
+    under_test = await start_bot()
+    waiting, [message] = await post_review(
+        under_test, candidates(tmp_path / "r", 3), tmp_path / "r"
+    )
+    await fake.react(message, APPROVE, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 5)
+    assert decision is not None
+    assert decision.selected == (0, 1, 2)
+
+
+async def test_reactions_of_non_reviewers_and_of_the_bot_never_count(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """The bot's own ✅ and Bob's (no reviewer role) ✅ and 1️⃣ leave the review open; Alice's ❌
+    then rejects it."""
+    under_test = await start_bot()
+    waiting, [message] = await post_review(
+        under_test, candidates(tmp_path / "r", 2), tmp_path / "r"
+    )
+    assert fd.BOT_ID in message.reactions[APPROVE]  # the bot's own ✅ reached it as an event
+    await fake.react(message, NUMBERS[0], fd.BOB)
+    await fake.react(message, APPROVE, fd.BOB)
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await fake.react(message, REJECT, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 5)
+    assert decision is not None
+    assert not decision.approved
+    assert decision.selected == ()
+
+
+async def test_taking_a_number_back_unselects_its_image(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """Removing 1️⃣ before ✅ leaves only the other marked image selected."""
+    under_test = await start_bot()
+    waiting, [message] = await post_review(
+        under_test, candidates(tmp_path / "r", 3), tmp_path / "r"
+    )
+    await fake.react(message, NUMBERS[0], fd.ALICE)
+    await fake.react(message, NUMBERS[2], fd.ALICE)
+    await fake.unreact(message, NUMBERS[0], fd.ALICE)
+    await fake.react(message, APPROVE, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 5)
+    assert decision is not None
+    assert decision.selected == (2,)
+
+
+async def test_fourteen_images_are_split_over_two_messages(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """14 candidates come as 10 + 4 files; 3️⃣ on the second message means image 13."""
+    under_test = await start_bot()
+    run = candidates(tmp_path / "r", 14)
+    waiting, messages = await post_review(under_test, run, tmp_path / "r")
+    assert [len(m.attachments) for m in messages] == [10, 4]
+    assert set(messages[0].reactions) == set(NUMBERS)
+    assert set(messages[1].reactions) == {*NUMBERS[:4], APPROVE, REJECT}
+    assert "#13" in messages[1].content
+    assert "part 2/2" in messages[1].content
+    await fake.react(messages[1], NUMBERS[2], fd.ALICE)
+    await fake.react(messages[1], APPROVE, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 5)
+    assert decision is not None
+    assert decision.selected == (12,)
+
+
+async def test_an_image_over_the_upload_limit_is_shown_as_a_preview(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """A PNG larger than the upload limit is posted as a smaller JPEG; the original is kept."""
+    limit = 60_000
+    fake.upload_limit = limit
+    under_test = await start_bot(discord_upload_limit_mb=limit / 1024 / 1024)
+    folder = tmp_path / "r"
+    run = candidates(folder, 2, size=200, noisy=True)
+    original = (folder / "image-01.png").read_bytes()
+    assert len(original) > limit
+    waiting, [message] = await post_review(under_test, run, folder)
+    sizes = {a.filename: a.size for a in message.attachments}
+    assert sorted(sizes) == ["01-image-01.jpg", "02-image-02.jpg"]
+    assert all(size <= limit for size in sizes.values())
+    assert fake.refused == []
+    assert (folder / "image-01.png").read_bytes() == original
+    waiting.cancel()
+
+
+async def test_an_unanswered_review_gets_a_reminder_then_expires(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """Nobody answers: a reminder comes before the deadline, then the review is expired."""
+    under_test = await start_bot(review_timeout_minutes=1.2 / 60, review_reminder_minutes=0.6 / 60)
+    assert under_test.services.reviewer.config.reminder == timedelta(seconds=0.6)
+    waiting, [message] = await post_review(
+        under_test, candidates(tmp_path / "r", 1), tmp_path / "r"
+    )
+    assert await asyncio.wait_for(waiting, 5) is None
+    reminders = [m for m in fake.channel_messages(fd.REVIEW_CHANNEL) if m.reference_id]
+    assert len(reminders) == 1
+    assert "expires" in reminders[0].content
+    assert "The review expired" in message.content
+
+
+async def test_an_expired_run_can_be_retried(start_bot: StartBot, fake: fd.FakeDiscord) -> None:
+    """/generate, nobody reviews in time: the card says expired; /retry posts the review again."""
+    under_test = await start_bot(review_timeout_minutes=0.5 / 60, review_reminder_minutes=0)
+    interaction = await fake.slash("generate", character="mascot")
+    card = interaction.original
+    assert card is not None
+    await fake.until(lambda: "review expired" in card.content, what="the expiry")
+    run_id = under_test.execute.started[0]
+    await fake.slash("retry", run_id=run_id)
+    await fake.until(lambda: len(under_test.execute.reviews) == 2, what="a second review")
+    run = await under_test.services.store.load_run(run_id)
+    assert run is not None
+    assert run.state is RunState.AWAITING_REVIEW
+
+
+async def test_a_review_pending_at_restart_honours_reactions_given_while_offline(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The bot stops during review; Alice reacts 2️⃣ ✅ meanwhile; the restarted bot publishes
+    image 2 without posting the review again."""
+    first = await start_bot()
+    await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: first.execute.reviews and first.execute.reviews[0])
+    message = fake.channel_messages(fd.REVIEW_CHANNEL)[-1]
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions")
+    await first.stop()
+    stopped = await first.services.store.load_run(run_id)
+    assert stopped is not None
+    assert stopped.state is RunState.AWAITING_REVIEW
+    await fake.react(message, NUMBERS[1], fd.ALICE, online=False)
+    await fake.react(message, APPROVE, fd.ALICE, online=False)
+    second = await start_bot()
+    run = await second.services.runner.wait(run_id)
+    assert run.state is RunState.PUBLISHED
+    assert run.decision is not None
+    assert run.decision.selected == (1,)
+    assert second.execute.reviews == []
+    assert len(fake.channel_messages(fd.REVIEW_CHANNEL)) == 1
+
+
+async def test_a_restarted_bot_keeps_waiting_when_nobody_answered(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """After a restart with no answer yet, a live ✅ still decides the review."""
+    first = await start_bot()
+    await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: first.execute.reviews and first.execute.reviews[0])
+    message = fake.channel_messages(fd.REVIEW_CHANNEL)[-1]
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions")
+    await first.stop()
+    second = await start_bot()
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    await fake.react(message, APPROVE, fd.ALICE)
+    run = await second.services.runner.wait(run_id)
+    assert run.state is RunState.PUBLISHED
+
+
+async def test_edit_caption_opens_a_form_and_the_approval_carries_the_new_caption(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """Alice presses "Edit caption", changes the text, approves: the decision has her caption."""
+    under_test = await start_bot()
+    waiting, [message] = await post_review(
+        under_test, candidates(tmp_path / "r", 1), tmp_path / "r"
+    )
+    [button] = message.custom_ids()
+    opened = await fake.click(message, button)
+    fields = [row["components"][0] for row in opened.modal["components"]]
+    assert [(f["custom_id"], f["value"]) for f in fields] == [
+        ("caption:instagram", "Hello #pixelbot")
+    ]
+    submitted = await fake.submit(opened, {"caption:instagram": "New words #pixelbot"})
+    assert submitted.original is not None
+    assert "Caption updated" in submitted.original.content
+    assert message.embeds[0]["description"] == "New words #pixelbot"
+    await fake.react(message, APPROVE, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 5)
+    assert decision is not None
+    assert decision.captions == {"instagram": "New words #pixelbot"}
+
+
+async def test_only_reviewers_may_edit_the_caption(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """Bob pressing "Edit caption" is told only reviewers can."""
+    under_test = await start_bot()
+    waiting, [message] = await post_review(
+        under_test, candidates(tmp_path / "r", 1), tmp_path / "r"
+    )
+    pressed = await fake.click(message, message.custom_ids()[0], user=fd.BOB)
+    assert pressed.original is not None
+    assert "Only reviewers" in pressed.original.content
+    waiting.cancel()
+
+
+async def test_a_dropped_gateway_resumes_and_reactions_still_arrive(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """The connection drops; the bot resumes its session and Alice's ✅ still counts."""
+    under_test = await start_bot()
+    waiting, [message] = await post_review(
+        under_test, candidates(tmp_path / "r", 1), tmp_path / "r"
+    )
+    await fake.drop_gateway()
+    await fake.react(message, APPROVE, fd.ALICE)  # sent while down: replayed on RESUME
+    decision = await asyncio.wait_for(waiting, 10)
+    assert decision is not None
+    assert decision.approved
+    assert fake.resumes == 1
+    assert fake.identifies == 1
