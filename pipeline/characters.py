@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from pipeline.errors import CharacterError, CharacterNotFound, Problem
 from pipeline.models import Platform
 from pipeline.prompts.library import PROMPT_METHODS, TemplateLibrary
-from strategies import STRATEGY_NAMES, VIDEO_STRATEGIES
+from strategies import STRATEGY_NAMES, VIDEO_STRATEGIES, stages
 
 #: a character's name is its file's stem: letters, digits, '_' and '-', nothing that walks paths
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -595,7 +595,7 @@ def _check_names(
     for strategy, weight in gen.generation_type_weights.items():
         if weight <= 0 or strategy not in STRATEGY_NAMES:
             continue
-        for stage in _stages(strategy):
+        for stage in stages(strategy):
             try:
                 character.workflow_path(strategy, stage)
             except KeyError:
@@ -610,9 +610,3 @@ def _check_names(
                 ("generation", "video_system_prompt_weights"),
                 f"{strategy} needs a video template",
             )
-
-
-def _stages(strategy: str) -> tuple[str | None, ...]:
-    if strategy in {"text2image2image", "text2image2video"}:
-        return ("first_stage", "second_stage")
-    return (None,)

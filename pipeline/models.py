@@ -202,7 +202,6 @@ class Run:
 
 
 _RUN: TypeAdapter[Run] = TypeAdapter(Run)
-_POST: TypeAdapter[PostRecord] = TypeAdapter(PostRecord)
 
 
 def post_attempts_to_json(attempts: tuple[PostAttempt, ...]) -> str:

@@ -32,7 +32,6 @@ from pipeline.models import (
     Run,
     RunFailure,
     RunState,
-    utcnow,
 )
 from pipeline.ports import Notifier, Progress, ProgressSink, Reviewer, Store
 from strategies.base import (
@@ -191,7 +190,7 @@ class Pipeline:
             style=style,
             workflows={
                 stage or "main": str(character.workflow_path(strategy, stage))
-                for stage in _stages(strategy)
+                for stage in strategies.stages(strategy)
             },
         )
         return run.advance(
@@ -373,17 +372,11 @@ def _choices(run: Run) -> Choices:
     return run.choices
 
 
-def _stages(strategy: str) -> tuple[str | None, ...]:
-    if strategy in strategies.TWO_STAGE_STRATEGIES:
-        return ("first_stage", "second_stage")
-    return (None,)
-
-
 def _stage_params(character: Character, choices: Choices) -> dict[str, StageParams]:
     """Each stage's workflow (loaded once, from the paths chosen at the start) and numbers."""
     params = character.params_for(choices.generation_type)
     result: dict[str, StageParams] = {}
-    for stage in _stages(choices.generation_type):
+    for stage in strategies.stages(choices.generation_type):
         key = stage or "main"
         own = getattr(params, stage) if stage else None
         per_description = (own.images_per_description if own else None) or (
@@ -488,4 +481,3 @@ def _cleanup(folder: Path, run: Run) -> None:
         for item in run.media:
             if item.path not in chosen:
                 (folder / item.path).unlink(missing_ok=True)
-    log.debug("cleaned %s for a %s run at %s", folder, run.state.value, utcnow().isoformat())

@@ -12,7 +12,6 @@ import asyncio
 import io
 import logging
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from pipeline.errors import ModelError, RunError
 from pipeline.llm.parsing import AnswerError, extract_json
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema, VisionModel
+from pipeline.publish.media import ffmpeg_binary
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,8 @@ async def _run(args: Sequence[str], *, timeout_s: float) -> tuple[int, bytes, by
 
 
 def find_ffmpeg() -> str:
-    """`ffmpeg` on PATH, else the binary imageio-ffmpeg ships (blocking: call in a thread)."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
-
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
+    """The ffmpeg binary publishing uses too (blocking on first call: call it in a thread)."""
+    return ffmpeg_binary()
 
 
 async def video_frames(

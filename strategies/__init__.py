@@ -27,6 +27,11 @@ VIDEO_STRATEGIES = frozenset({"text2video", "text2image2video"})
 TWO_STAGE_STRATEGIES = frozenset({"text2image2image", "text2image2video"})
 
 
+def stages(name: str) -> tuple[str | None, ...]:
+    """The stages of a strategy: ("first_stage", "second_stage") or (None,) for one stage."""
+    return ("first_stage", "second_stage") if name in TWO_STAGE_STRATEGIES else (None,)
+
+
 def get(name: str) -> Strategy:
     """The strategy registered under `name` (KeyError for an unknown one)."""
     from strategies.image2image import Image2Image
