@@ -34,10 +34,10 @@ from pipeline.models import (
     RunState,
 )
 from pipeline.ports import Notifier, Progress, ProgressSink, Reviewer, Store
+from pipeline.vision import ScoringOutcome
 from strategies.base import (
     GenerationProgress,
     Generator,
-    Score,
     Scorer,
     StageParams,
     StrategyContext,
@@ -80,6 +80,20 @@ class Describer(Protocol):
     ) -> list[str]: ...
 
 
+class MediaScorer(Protocol):
+    """Scores a run's media and marks which are kept (pipeline.vision.VisionScorer)."""
+
+    async def score_items(
+        self,
+        folder: Path,
+        items: Sequence[MediaItem],
+        descriptions: Sequence[str],
+        *,
+        threshold: float,
+        keep_best: int = 1,
+    ) -> ScoringOutcome: ...
+
+
 class RunPublisher(Protocol):
     """Publishes an approved run once per platform (pipeline.publish.PublishService)."""
 
@@ -111,7 +125,10 @@ class Pipeline:
     generator: Generator
     prompts: PromptWriter
     describer: Describer
+    #: scores between a strategy's stages
     scorer: Scorer
+    #: scores the final media against the character's threshold
+    vision: MediaScorer
     captions: CaptionWriter
     reviewer: Reviewer
     notifier: Notifier
@@ -261,21 +278,16 @@ class Pipeline:
         if run.job.quick:
             return run.advance(RunState.SCORED)
         _progress(sink, run, "score", f"scoring {len(run.media)} file(s)")
-        scores = await self.scorer.score(
-            [(folder / m.path, run.descriptions[m.description_index]) for m in run.media]
-        )
-        media = keep_by_score(
+        outcome = await self.vision.score_items(
+            folder,
             run.media,
-            scores,
+            run.descriptions,
             threshold=character.generation.similarity_threshold,
             keep_best=character.generation.keep_best_when_none_pass,
         )
-        if not any(m.kept for m in media):
-            raise RunError(
-                "no image reached the similarity threshold "
-                f"{character.generation.similarity_threshold:g}"
-            )
-        return run.advance(RunState.SCORED, media=media)
+        return run.advance(
+            RunState.SCORED, media=outcome.items, extra={**run.extra, "scoring": outcome.note}
+        )
 
     async def _caption(self, run: Run, character: Character, sink: ProgressSink | None) -> Run:
         _progress(sink, run, "caption", "writing captions")
@@ -419,21 +431,6 @@ def _input_images(character: Character, run: Run, rng: Random) -> list[Path]:
     if not images:
         raise RunError(f"no input images in {params.input_dir}")
     return rng.sample(images, k=min(len(images), max(len(run.descriptions), 1)))
-
-
-def keep_by_score(
-    media: Sequence[MediaItem], scores: Sequence[Score], *, threshold: float, keep_best: int
-) -> tuple[MediaItem, ...]:
-    """Scores on every item; those under `threshold` not kept, unless none passes, then the
-    best `keep_best` are kept (0: none)."""
-    scored = [
-        replace(item, score=score.value, reason=score.reason, kept=score.value >= threshold)
-        for item, score in zip(media, scores, strict=True)
-    ]
-    if any(item.kept for item in scored):
-        return tuple(scored)
-    best = sorted(range(len(scored)), key=lambda i: -(scored[i].score or 0.0))[:keep_best]
-    return tuple(replace(item, kept=i in best) for i, item in enumerate(scored))
 
 
 def _valid_selection(run: Run, decision: Decision) -> Decision:

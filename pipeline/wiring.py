@@ -169,6 +169,7 @@ async def open_pipeline(
             prompts=ModelPrompts(models, store),
             describer=ModelDescriber(models, characters.library),
             scorer=ModelScorer(vision),
+            vision=vision,
             captions=ModelCaptions(models),
             reviewer=reviewer,
             notifier=notifier,

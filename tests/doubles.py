@@ -44,7 +44,6 @@ from pipeline.ports import (
     Store,
 )
 from pipeline.run import Idea
-from strategies.base import Score
 
 # ---------------------------------------------------------------------------- pipeline steps
 
@@ -74,18 +73,6 @@ class StaticDescriber:
     ) -> list[str]:
         kind = "clip" if video else "picture"
         return [f"{kind} {i + 1}: {idea.prompt}, {style or 'plain'}" for i in range(count)]
-
-
-@dataclass
-class ListScorer:
-    """Scores files by a rule on their path (default: all 0.9); records every file it saw."""
-
-    rule: Callable[[Path], float] = lambda _: 0.9
-    seen: list[Path] = field(default_factory=list)
-
-    async def score(self, items: Sequence[tuple[Path, str]]) -> list[Score]:
-        self.seen.extend(path for path, _ in items)
-        return [Score(self.rule(path), f"looks like {text[:20]}") for path, text in items]
 
 
 class StaticCaptions:

@@ -3,8 +3,9 @@ against the fake, the store on SQLite and MariaDB, language models and review as
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,14 @@ from pipeline.publish import AttentionBoard, PublishService, fit_run_media
 from pipeline.run import Pipeline, run_folder
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
+from pipeline.vision import VisionScorer
+from pipeline.wiring import ModelScorer
 from tests.doubles import (
-    ListScorer,
+    Asked,
     RecordingNotifier,
     RecordingPublisher,
     RecordingSink,
+    ScriptedModel,
     ScriptedReviewer,
     StaticCaptions,
     StaticDescriber,
@@ -79,7 +83,10 @@ class World:
 
     def __init__(self, project: Path, store: SqlStore, pool: ComfyPool) -> None:
         self.characters = Characters(project / "characters", TemplateLibrary.load())
-        self.scorer = ListScorer()
+        #: the score the vision model gives an image, by the description it is shown with
+        self.rule: Callable[[str], float] = lambda description: 0.9
+        self.model = ScriptedModel.of(default=self._verdict)
+        vision = VisionScorer(self.model)
         self.reviewer = ScriptedReviewer()
         self.notifier = RecordingNotifier()
         self.publishers = {p: RecordingPublisher(p) for p in Platform}
@@ -91,13 +98,17 @@ class World:
             generator=pool,
             prompts=StaticPrompts(),
             describer=StaticDescriber(),
-            scorer=self.scorer,
+            scorer=ModelScorer(vision),
+            vision=vision,
             captions=StaticCaptions(),
             reviewer=self.reviewer,
             notifier=self.notifier,
             publisher=publish,
             fit_media=fit_run_media,
         )
+
+    def _verdict(self, asked: Asked) -> str:
+        return json.dumps({"score": self.rule(asked.prompt), "reason": "as described"})
 
     async def run(self, job: Job) -> Run:
         run = Run.new(job)
@@ -161,7 +172,7 @@ async def test_the_reviewers_choice_is_what_gets_posted(world: World) -> None:
 
 async def test_images_under_the_threshold_are_dropped(world: World) -> None:
     """Images the vision model scores low never reach the review."""
-    world.scorer.rule = lambda path: 0.9 if "d0" in str(path) else 0.1
+    world.rule = lambda description: 0.9 if "picture 1:" in description else 0.1
     run = await world.run(Job("testy", seed=2))
     kept = [m for m in run.media if m.kept]
     assert len(kept) == 2
@@ -171,7 +182,7 @@ async def test_images_under_the_threshold_are_dropped(world: World) -> None:
 
 async def test_when_nothing_passes_the_best_are_kept(world: World) -> None:
     """With every score under the threshold, the best `keep_best_when_none_pass` go to review."""
-    world.scorer.rule = lambda path: 0.3 if "d1" in str(path) else 0.1
+    world.rule = lambda description: 0.3 if "picture 2:" in description else 0.1
     run = await world.run(Job("testy", seed=3))
     assert run.state is RunState.PUBLISHED
     assert len([m for m in run.media if m.kept]) == 1
@@ -182,7 +193,7 @@ async def test_when_nothing_passes_and_none_may_be_kept_the_run_fails(
 ) -> None:
     """keep_best_when_none_pass: 0 fails the run with the threshold in the reason."""
     (project / "characters" / "testy.yaml").write_text(CHARACTER.replace("KEEP", "0"))
-    world.scorer.rule = lambda path: 0.1
+    world.rule = lambda description: 0.1
     run = await world.run(Job("testy", seed=3))
     assert run.state is RunState.FAILED
     assert run.failure is not None
@@ -195,7 +206,7 @@ async def test_quick_mode_skips_scoring(world: World) -> None:
     """--quick sends everything to review without asking the vision model."""
     run = await world.run(Job("testy", seed=4, quick=True))
     assert run.state is RunState.PUBLISHED
-    assert world.scorer.seen == []
+    assert world.model.calls == []
 
 
 async def test_a_rejected_run_posts_nothing_and_removes_its_media(world: World) -> None:
