@@ -44,6 +44,7 @@ def test_check_names_file_and_line_of_each_problem(project: Path) -> None:
         mascot.read_text().replace("similarity_threshold: 0.6", "similarity_threshold: 2")
     )
     (project / "workflows" / "ui.json").write_text(json.dumps({"nodes": [], "links": []}))
+    (project / "workflows" / "broken.json").write_text("{\n")
     result = run(["-m", "pipeline", "check"], project)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
@@ -52,7 +53,11 @@ def test_check_names_file_and_line_of_each_problem(project: Path) -> None:
         in lines
     )
     assert (
-        "workflows/ui.json:1: this is a UI-format workflow: export it with Save (API Format)"
+        "workflows/ui.json: this is a UI-format workflow (it has 'nodes' and 'links'), which "
+        "ComfyUI cannot queue; open it in ComfyUI and export it with Save (API Format)"
+    ) in lines
+    assert (
+        "workflows/broken.json:2: not valid JSON (line 2, column 1: Expecting property name enclosed in double quotes)"
         in lines
     )
     assert lines[-1].startswith("FAILED")
