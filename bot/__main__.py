@@ -7,58 +7,33 @@ A missing setting stops it with one sentence naming the variable, and exit code 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import sys
-from typing import Any
 
 import aiohttp
 
 from pipeline import logs
 from pipeline.errors import ConfigError, StoreError
-from pipeline.ports import Notifier, Reviewer
-from pipeline.runner import Execute
 from pipeline.settings import Settings, load_settings
 
 log = logging.getLogger("bot")
 
 
-def pipeline_wiring() -> Any:
-    """`pipeline.wiring`, which builds the run walker from settings (the pipeline issue).
-
-    It must offer `STRATEGY_NAMES` (the /generate type choices) and
-    `build_execute(settings, *, store, session, reviewer, notifier) -> Execute`. Imported by
-    name so this module type-checks before the wiring lands; a missing one says so."""
-    try:
-        return importlib.import_module("pipeline.wiring")
-    except ModuleNotFoundError as exc:
-        raise ConfigError("this build has no pipeline wiring (pipeline/wiring.py)") from exc
-
-
 async def serve(settings: Settings) -> None:
     from bot.app import MediaBot, serve_until_stopped
     from bot.services import Services, build_services
-    from pipeline.characters import Characters
-    from pipeline.prompts.library import TemplateLibrary
     from pipeline.store import open_store
+    from pipeline.wiring import STRATEGY_NAMES, characters_from, open_engine
 
     token = settings.discord_token
     assert token is not None, "main() checks DISCORD_TOKEN first"
-    wiring = pipeline_wiring()
-    strategy_names = tuple(str(name) for name in wiring.STRATEGY_NAMES)
-    library = await asyncio.to_thread(TemplateLibrary.load, settings.templates_dir)
-    characters = Characters(settings.characters_dir, library)
+    characters = await asyncio.to_thread(characters_from, settings)
     url = settings.database_url.get_secret_value()
     async with (
         aiohttp.ClientSession() as session,
         open_store(url, sqlite_path=settings.database_path) as store,
+        open_engine(settings, store, characters) as engine,
     ):
-
-        def execute_factory(reviewer: Reviewer, notifier: Notifier) -> Execute:
-            execute: Execute = wiring.build_execute(
-                settings, store=store, session=session, reviewer=reviewer, notifier=notifier
-            )
-            return execute
 
         def services(bot: MediaBot) -> Services:
             return build_services(
@@ -67,8 +42,8 @@ async def serve(settings: Settings) -> None:
                 store=store,
                 session=session,
                 characters=characters,
-                strategy_names=strategy_names,
-                execute_factory=execute_factory,
+                strategy_names=STRATEGY_NAMES,
+                execute_factory=engine.execute_for,
             )
 
         bot = MediaBot(settings=settings, services_factory=services)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from random import Random
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pipeline.models import (
     Decision,
@@ -180,6 +180,7 @@ class Publisher(Protocol):
         ...
 
 
+@runtime_checkable
 class PublishNotifier(Protocol):
     """Tells people what publishing cannot decide alone."""
 

@@ -15,19 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from random import Random
 
+import strategies
 from comfy import ComfyPool, ServerSpec
 from pipeline.captions import write_captions
 from pipeline.characters import Character, Characters
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
 from pipeline.models import MediaKind, Platform
-from pipeline.ports import Notifier, Reviewer
+from pipeline.ports import Notifier, PublishNotifier, Reviewer
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
 from pipeline.publish import build_publish_service, fit_run_media
 from pipeline.run import Idea, Pipeline
-from pipeline.runner import Runner
+from pipeline.runner import Execute, Runner
 from pipeline.settings import Settings
 from pipeline.store import SqlStore, open_store
 from pipeline.vision import VisionScorer
@@ -144,46 +145,102 @@ def characters_from(settings: Settings) -> Characters:
     return Characters(settings.characters_dir, TemplateLibrary.load(settings.templates_dir))
 
 
-@asynccontextmanager
-async def open_pipeline(
-    settings: Settings, *, reviewer: Reviewer, notifier: Notifier
-) -> AsyncIterator[Services]:
-    characters = characters_from(settings)
-    specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
-    url = settings.database_url.get_secret_value()
-    async with (
-        open_store(url, sqlite_path=settings.database_path) as store,
-        ComfyPool(specs) as pool,
-        open_models(settings) as models,
-    ):
+@dataclass
+class Engine:
+    """The long-lived parts of a pipeline (store, ComfyUI pool, language models) from settings.
+
+    `pipeline_for(reviewer, notifier)` wires a Pipeline over them: the bot builds its reviewer
+    and notifier on the Discord client after the engine is open, the command line before.
+    """
+
+    settings: Settings
+    store: SqlStore
+    characters: Characters
+    pool: ComfyPool
+    models: LanguageModels
+    video_tags: frozenset[str]
+
+    def pipeline_for(self, reviewer: Reviewer, notifier: Notifier) -> Pipeline:
+        settings = self.settings
         vision = VisionScorer(
-            models.for_task(Task.VISION),
+            self.models.for_task(Task.VISION),
             concurrency=settings.vision_concurrency,
             max_side=settings.vision_max_side,
             video_frames=settings.vision_video_frames,
         )
-        pipeline = Pipeline(
-            store=store,
-            characters=characters,
-            generator=pool,
-            prompts=ModelPrompts(models, store),
-            describer=ModelDescriber(models, characters.library),
+        attention = notifier if isinstance(notifier, PublishNotifier) else None
+        return Pipeline(
+            store=self.store,
+            characters=self.characters,
+            generator=self.pool,
+            prompts=ModelPrompts(self.models, self.store),
+            describer=ModelDescriber(self.models, self.characters.library),
             scorer=ModelScorer(vision),
             vision=vision,
-            captions=ModelCaptions(models),
+            captions=ModelCaptions(self.models),
             reviewer=reviewer,
             notifier=notifier,
-            publisher=build_publish_service(settings, store),
+            publisher=build_publish_service(settings, self.store, notifier=attention),
             fit_media=fit_run_media,
-            video_tags=frozenset({"video"})
-            if any("video" in s.tags for s in specs)
-            else frozenset(),
+            video_tags=self.video_tags,
         )
-        runner = Runner(store, pipeline.execute)
+
+    def execute_for(self, reviewer: Reviewer, notifier: Notifier) -> Execute:
+        """The Runner's `execute` around this reviewer and notifier (the bot's factory)."""
+        return self.pipeline_for(reviewer, notifier).execute
+
+
+@asynccontextmanager
+async def open_engine(
+    settings: Settings, store: SqlStore, characters: Characters | None = None
+) -> AsyncIterator[Engine]:
+    """Open the ComfyUI pool and the language models over an open store; close them on exit."""
+    specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
+    video_tags = frozenset({"video"}) if any("video" in s.tags for s in specs) else frozenset()
+    async with ComfyPool(specs) as pool, open_models(settings) as models:
+        yield Engine(
+            settings,
+            store,
+            characters if characters is not None else characters_from(settings),
+            pool,
+            models,
+            video_tags,
+        )
+
+
+@asynccontextmanager
+async def open_pipeline(
+    settings: Settings, *, reviewer: Reviewer, notifier: Notifier
+) -> AsyncIterator[Services]:
+    """Store, engine, Pipeline and Runner for the command line; the runner drains on exit."""
+    url = settings.database_url.get_secret_value()
+    async with (
+        open_store(url, sqlite_path=settings.database_path) as store,
+        open_engine(settings, store) as engine,
+    ):
+        pipeline = engine.pipeline_for(reviewer, notifier)
+        runner = Runner(
+            store,
+            pipeline.execute,
+            max_runs=settings.max_runs,
+            max_per_character=settings.max_runs_per_character,
+            max_per_requester=settings.max_runs_per_user,
+            shutdown_grace=settings.shutdown_grace_seconds,
+        )
         try:
-            yield Services(settings, store, characters, pipeline, runner, pool)
+            yield Services(settings, store, engine.characters, pipeline, runner, engine.pool)
         finally:
             await runner.shutdown()
 
 
-__all__ = ["Services", "characters_from", "open_pipeline"]
+#: the strategy names, for choices (the /generate `type`, the command line's --type)
+STRATEGY_NAMES: tuple[str, ...] = tuple(strategies.STRATEGY_NAMES)
+
+__all__ = [
+    "STRATEGY_NAMES",
+    "Engine",
+    "Services",
+    "characters_from",
+    "open_engine",
+    "open_pipeline",
+]
