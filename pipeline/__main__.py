@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from comfy import Workflow
 from pipeline.characters import Character, Characters
 from pipeline.errors import (
     CharacterError,
@@ -45,20 +46,73 @@ def _library(settings: Settings) -> TemplateLibrary:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    """Validate every character file and workflow file; print each problem as file:line."""
+    """Validate every character file, its credentials and every workflow file, and preflight
+    the workflows on the ComfyUI servers that answer; print each problem as file:line."""
+    from pipeline.publish import check_credentials
+
     characters = Characters(settings.characters_dir, _library(settings))
     loaded, problems = characters.load_all()
+    for character in loaded:
+        problems.extend(check_credentials(character, settings))
     workflows = sorted(settings.workflows_dir.glob("*.json"))
+    usable: dict[str, Workflow] = {}
     for path in workflows:
-        problems.extend(check_workflow(path, root=characters.root))
+        found = check_workflow(path, root=characters.root)
+        problems.extend(found)
+        if not found:
+            shown = _shown(path, characters.root)
+            usable[shown] = Workflow.from_json(path.read_text(encoding="utf-8"), source=shown)
+    server_problems, notes, checked = asyncio.run(_preflight(settings, usable))
+    problems.extend(server_problems)
     for problem in problems:
         print(problem)
+    for note in notes:
+        print(f"note: {note}")
     status = "FAILED" if problems else "ok"
     print(
         f"{status}: {len(loaded)} character file(s) valid, {len(workflows)} workflow(s) read, "
+        f"{checked} of {len(settings.comfyui_servers)} ComfyUI server(s) checked, "
         f"{len(problems)} problem(s)"
     )
     return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+async def _preflight(
+    settings: Settings, workflows: dict[str, Workflow]
+) -> tuple[list[Problem], list[str], int]:
+    """What each answering ComfyUI server lacks for each workflow (problems), which servers
+    did not answer (notes: not a failure), and how many servers were checked."""
+    from comfy import ServerSpec, preflight_servers
+
+    problems: list[Problem] = []
+    urls = []
+    for text in settings.comfyui_servers:
+        try:
+            urls.append(ServerSpec.parse(text).url)
+        except ValueError as exc:
+            problems.append(Problem("settings", None, "COMFYUI_SERVERS", str(exc)))
+    if not workflows or not urls:
+        return problems, [], 0
+    notes: list[str] = []
+    checked = 0
+    for report in await preflight_servers(urls, workflows, connect_timeout=5.0):
+        if report.unreachable is not None:
+            notes.append(
+                f"ComfyUI at {report.url} did not answer ({report.unreachable}); "
+                "the workflows were not checked against it"
+            )
+            continue
+        checked += 1
+        for name, found in report.problems.items():
+            problems.extend(Problem(name, None, "", f"ComfyUI at {report.url}: {p}") for p in found)
+    return problems, notes, checked
 
 
 # ---------------------------------------------------------------------------- db
