@@ -251,12 +251,13 @@ async def test_crash_after_posting_is_settled_from_the_recent_posts(
     run_dir: Path,
     store: SqlStore,
 ) -> None:
-    """A post left 'posting' by a crash is found among the account's recent posts: not redone."""
+    """A post left 'posting' by a crash is found among the account's recent posts when the run
+    is resumed (or `publish RUN_ID` is run): it is not posted again."""
     comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
     run, character = approved_run(run_dir, ["a.png"]), make_character(instagram=True)
     posted = await crashed_after_posting(service(), store, run, character, run_dir)
 
-    [record] = await service().recover(run, character)
+    [record] = await service().publish_run(run, character, run_dir, retry_failed=True)
 
     assert record.state is PostState.POSTED
     assert record.remote_id == posted.remote_id
