@@ -366,7 +366,7 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
         if final.state is not run.state or final.failure != run.failure:
             await store.save_run(final)
     for record in records:
-        shown = record.url or record.remote_id if record.state is PostState.POSTED else None
+        shown = (record.url or record.remote_id) if record.state is PostState.POSTED else None
         print(
             f"{record.platform.value}: {record.state.value} {shown or record.error or ''}".rstrip()
         )
