@@ -18,7 +18,7 @@ import pytest
 import responses
 
 from pipeline.characters import Character
-from pipeline.models import Platform, PostState, Run
+from pipeline.models import Platform, PostRecord, PostState, Run
 from pipeline.publish import build_publish_service
 from pipeline.publish.credentials import CredentialStore, session_path
 from pipeline.publish.instagram import InstagramPublisher
@@ -216,3 +216,28 @@ async def test_a_paused_account_is_not_logged_in_again(
     assert record.state is PostState.FAILED
     assert "paused" in (record.error or "")
     assert len(fake_ig.calls) == calls
+
+
+async def test_a_refused_login_while_checking_a_crashed_post_pauses_and_stays_uncertain(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    store: SqlStore,
+    notifier: RecordingNotifier,
+) -> None:
+    """After a crash, a login refused while looking for the post pauses the account; the post
+    stays 'uncertain' for a person and is not posted again."""
+    character, run = make_character(instagram=True), photo_run(run_dir)
+    await store.record_post(
+        PostRecord(run.id, Platform.INSTAGRAM, "fox_ig", PostState.POSTING)  # a crash left it
+    )
+    wrong_secret(fake_ig)
+
+    [record] = await service().publish_run(run, character, run_dir, retry_failed=True)
+
+    assert record.state is PostState.UNCERTAIN
+    assert "could not check" in (record.error or "")
+    assert [(p, a) for p, a, _ in notifier.attention] == [(Platform.INSTAGRAM, "fox_ig")]
+    assert [r.run_id for r in notifier.uncertain] == [run.id]
+    assert fake_ig.configures == []
