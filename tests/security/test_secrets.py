@@ -16,6 +16,7 @@ import json
 import logging
 import shutil
 import time
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -373,3 +374,27 @@ async def test_a_full_run_and_its_failures_leak_no_secret(
         if path.is_file() and path != session_file:
             found += leaks(f"file {path.relative_to(world.project)}", path.read_bytes())
     assert sorted(set(found)) == [], "\n".join(map(str, sorted(set(found))))
+
+
+@pytest.mark.parametrize("server", ["refusing", "absent"], ids=["wrong-password", "no-server"])
+async def test_a_database_password_never_shows_in_the_error(
+    server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A DATABASE_URL whose password the server refuses (or with no server there) fails with
+    the project's error naming host and database, never the password."""
+    if server == "refusing":
+        from tests.conftest import _mysql_available
+
+        if not _mysql_available():
+            pytest.skip("MariaDB is not running here (CI starts it)")
+        url = f"mysql://root:{DB_PASSWORD}@127.0.0.1:3306/mediaoverload"
+    else:
+        url = f"mysql://mediaoverload:{DB_PASSWORD}@127.0.0.1:9/mediaoverload"
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(MediaOverloadError) as caught:
+        async with open_store(url, sqlite_path=tmp_path / "unused.db"):
+            pass
+    text = "".join(traceback.format_exception(caught.value))
+    assert "cannot open the database at 127.0.0.1" in caught.value.user_message
+    assert DB_PASSWORD not in text + caught.value.user_message
+    assert all(DB_PASSWORD not in t for _, t in log_texts(caplog.records))
