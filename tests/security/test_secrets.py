@@ -154,7 +154,7 @@ class World:
     settings: Settings
     project: Path
     llms: tuple[FakeOpenAI, FakeGemini, FakeOllama]
-    services: Services | None = None
+    comfy: FakeComfyUI
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         session_file = session_path(settings, Platform.INSTAGRAM, "fox_ig")
         session_file.parent.mkdir(parents=True)
         client.dump_settings(session_file)
-        yield World(discord, settings, project, (openrouter, gemini, ollama))
+        yield World(discord, settings, project, (openrouter, gemini, ollama), comfy)
 
 
 @asynccontextmanager
@@ -295,9 +295,10 @@ async def test_a_full_run_and_its_failures_leak_no_secret(
     debug_logging: pytest.LogCaptureFixture,
 ) -> None:
     """Publish once (Instagram posts, X answers 401), with a provider that echoes the key it
-    refused, then a run whose every model is down, then a database that refuses its password:
-    no token, key, password or session value appears in a log record, a Discord message, an
-    exception text, a run or post record, or a file."""
+    refused and a ComfyUI naming files `../../evil.png`, then a run whose every model is down,
+    then a database that refuses its password: the media stay in the run folder, and no token,
+    key, password or session value appears in a log record, a Discord message, an exception
+    text, a run or post record, or a file."""
     instagram, x = platforms
     openrouter, gemini, _ = world.llms
     discord = world.discord
@@ -306,6 +307,8 @@ async def test_a_full_run_and_its_failures_leak_no_secret(
     unauthorized = {"title": "Unauthorized", "type": "about:blank", "status": 401,
                     "detail": "Unauthorized"}  # fmt: skip
     x.fail("tweet", (401, {}, json.dumps(unauthorized)))
+    # and a ComfyUI that names its outputs to climb out of the run folder
+    world.comfy.faults.report_as = [("../../..", "../../evil.png"), ("/etc", "/etc/evil.png")]
 
     async with running_bot(world) as services:
         first = await discord.slash("generate", character="fox")
@@ -347,6 +350,14 @@ async def test_a_full_run_and_its_failures_leak_no_secret(
     assert failed.state is RunState.FAILED
     assert errors, "the refused database password raised the project's error"
     assert first.original is not None
+
+    run_folder = world.project / "output" / "fox" / run.id
+    media = [(run_folder / item.path).resolve() for item in published.media]
+    assert sorted(path.name for path in media) == ["evil-1.png", "evil.png"]
+    assert all(path.is_relative_to(run_folder) for path in media)
+    evil = set(world.project.parent.rglob("evil*"))
+    assert evil, "the media were written"
+    assert all(path.is_relative_to(run_folder) for path in evil), evil
 
     session_file = session_path(world.settings, Platform.INSTAGRAM, "fox_ig")
     assert leaks("session", session_file.read_bytes()), "the scan finds what is there"
