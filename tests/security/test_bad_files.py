@@ -85,25 +85,47 @@ def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
+def similar(value: Any) -> st.SearchStrategy[Any]:
+    """A value like `value` (a near miss, as a person editing the file makes), or anything."""
+    if isinstance(value, bool):
+        like: st.SearchStrategy[Any] = st.booleans()
+    elif isinstance(value, int):
+        like = st.integers(-3, 30)
+    elif isinstance(value, float):
+        like = st.floats(-1, 2) | st.sampled_from([math.nan, math.inf, 0.0])
+    elif isinstance(value, str):
+        like = st.sampled_from(
+            ["text2img", "text2video", "arbitrary", "news", "pixel_art", "", "UTC", "Mars/Base",
+             "workflows/image2image.json", "workflows/missing.json", value.upper(), value + " "]
+        )  # fmt: skip
+    else:
+        like = values
+    return st.one_of(like, values)
+
+
 @st.composite
 def mutated(draw: st.DrawFn, shipped: list[Any]) -> Any:
-    """One of the shipped documents with one to three places replaced, removed or added to."""
+    """One of the shipped documents with one to three places replaced, removed or added to;
+    the place is picked at random (not shrunk toward the first key), so most edits are deep."""
     data = copy.deepcopy(draw(st.sampled_from(shipped)))
+    rng = draw(st.randoms(use_true_random=False))
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(data)[1:]
         if not paths:
             break
-        path = draw(st.sampled_from(paths))
+        path = rng.choice(paths)
         parent = data
         for step in path[:-1]:
             parent = parent[step]
         action = draw(st.sampled_from(["replace", "remove", "add"]))
         if action == "replace":
-            parent[path[-1]] = draw(values)
+            parent[path[-1]] = draw(similar(parent[path[-1]]))
         elif action == "remove":
             del parent[path[-1]]
         elif isinstance(parent, dict):
-            parent[draw(st.text(max_size=12))] = draw(values)
+            parent[
+                draw(st.sampled_from(["text2img", "extra", "instagram", ""]) | st.text(max_size=12))
+            ] = draw(values)
         else:
             parent.append(draw(values))
     return data
