@@ -1,7 +1,8 @@
 """MySQL / MariaDB through aiomysql, chosen by a `mysql://user:pass@host:port/db` URL.
 
 A statement that loses its connection (server gone away, connection killed, restart) is retried
-up to three times on a fresh connection. Imports only aiomysql / pymysql and the seam; never logs
+up to three times on a fresh connection, and one the server picked as a deadlock's victim on the
+same one. Imports only aiomysql / pymysql and the seam; never logs
 the URL, since it may hold the password.
 """
 
@@ -28,6 +29,9 @@ T = TypeVar("T")
 # 2003 can't connect, 2006 server has gone away, 2013 lost connection during query,
 # 1053 server shutdown in progress, 1927 connection was killed, 4031 idle-timeout disconnect.
 _CONNECTION_LOST = frozenset({2003, 2006, 2013, 1053, 1927, 4031})
+# 1213 deadlock (the server rolled the transaction back), 1205 lock wait timeout: the server
+# says "try restarting transaction"; two first saves of new runs meet this way (gap locks).
+_TRY_AGAIN = frozenset({1213, 1205})
 _DUPLICATE_ENTRY = 1062
 
 
@@ -37,6 +41,20 @@ def _lost_connection(exc: BaseException) -> bool:
     if isinstance(exc, pymysql.err.OperationalError) and exc.args:
         return exc.args[0] in _CONNECTION_LOST
     return isinstance(exc, ConnectionError | asyncio.IncompleteReadError)
+
+
+def _try_again(exc: BaseException) -> bool:
+    """The statement or transaction may simply be run again: its connection was lost, or the
+    server chose it as a deadlock's victim and rolled it back."""
+    if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] in _TRY_AGAIN:
+        return True
+    return _lost_connection(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return f"{type(exc).__name__} {exc.args[0]}"
+    return type(exc).__name__
 
 
 def describe_connect_error(url: str, exc: BaseException) -> str:
@@ -125,12 +143,13 @@ class MysqlDatabase:
                 conn.close()  # cancelled mid-statement: the connection's state is unknown
                 raise
             except Exception as exc:
-                if not _lost_connection(exc) or attempt == self._retries:
+                if not _try_again(exc) or attempt == self._retries:
                     raise
-                conn.close()  # never hand a broken connection back to the pool
+                if _lost_connection(exc):
+                    conn.close()  # never hand a broken connection back to the pool
                 log.warning(
-                    "database connection lost (%s); retry %d of %d",
-                    type(exc).__name__,
+                    "database statement failed (%s); retry %d of %d",
+                    _describe(exc),
                     attempt + 1,
                     self._retries,
                 )
@@ -185,6 +204,10 @@ class MysqlDatabase:
 
     def is_connection_lost(self, exc: BaseException) -> bool:
         return _lost_connection(exc)
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """True when a failed transaction may be run again whole (see `_try_again`)."""
+        return _try_again(exc)
 
     async def close(self) -> None:
         self._pool.close()
