@@ -1,8 +1,7 @@
 """MySQL / MariaDB through aiomysql, chosen by a `mysql://user:pass@host:port/db` URL.
 
 A statement that loses its connection (server gone away, connection killed, restart) is retried
-up to three times on a fresh connection, and one the server picked as a deadlock's victim on the
-same one. Imports only aiomysql / pymysql and the seam; never logs
+up to three times on a fresh connection. Imports only aiomysql / pymysql and the seam; never logs
 the URL, since it may hold the password.
 """
 
@@ -44,17 +43,11 @@ def _lost_connection(exc: BaseException) -> bool:
 
 
 def _try_again(exc: BaseException) -> bool:
-    """The statement or transaction may simply be run again: its connection was lost, or the
-    server chose it as a deadlock's victim and rolled it back."""
+    """The transaction may simply be run again whole: its connection was lost, or the server
+    chose it as a deadlock's victim and rolled it back."""
     if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] in _TRY_AGAIN:
         return True
     return _lost_connection(exc)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
-        return f"{type(exc).__name__} {exc.args[0]}"
-    return type(exc).__name__
 
 
 def describe_connect_error(url: str, exc: BaseException) -> str:
@@ -143,13 +136,12 @@ class MysqlDatabase:
                 conn.close()  # cancelled mid-statement: the connection's state is unknown
                 raise
             except Exception as exc:
-                if not _try_again(exc) or attempt == self._retries:
+                if not _lost_connection(exc) or attempt == self._retries:
                     raise
-                if _lost_connection(exc):
-                    conn.close()  # never hand a broken connection back to the pool
+                conn.close()  # never hand a broken connection back to the pool
                 log.warning(
-                    "database statement failed (%s); retry %d of %d",
-                    _describe(exc),
+                    "database connection lost (%s); retry %d of %d",
+                    type(exc).__name__,
                     attempt + 1,
                     self._retries,
                 )
