@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.soak import Figures, SoakConfig, soak
 
-SHORT = SoakConfig(seconds=5.0, seed=7, restart_every=0.8, fault_every=0.15, drain_seconds=20)
+SHORT = SoakConfig(seconds=4.0, seed=7, restart_every=0.7, fault_every=0.12, drain_seconds=20)
 
 #: descriptors that may come and go between the two counts (a resolver, a log file)
 FD_SLACK = 3
