@@ -17,7 +17,7 @@ __all__ = ["comfy", "project", "world"]
 
 @pytest.fixture
 async def comfy() -> AsyncIterator[tuple[FakeComfyUI, ComfyPool]]:
-    """The fake and a pool whose stall watchdog fires after STALL_SECONDS and which tries a
-    server again 0.1 s after it stopped answering."""
-    async with open_comfy(stall_timeout=STALL_SECONDS, retry_after=0.1) as pair:
+    """The fake and a pool whose stall watchdog fires after STALL_SECONDS (other limits as
+    in production)."""
+    async with open_comfy(stall_timeout=STALL_SECONDS) as pair:
         yield pair
