@@ -115,7 +115,7 @@ class PrivateMariaDB:
 @pytest.fixture
 async def mariadb(tmp_path: Path) -> AsyncIterator[PrivateMariaDB]:
     if MARIADBD is None:
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI"):
             pytest.fail("mariadbd is not installed, and CI must run the database restart test")
         pytest.skip("mariadbd is not installed here (CI installs it)")
     server = PrivateMariaDB(MARIADBD, tmp_path)
