@@ -75,6 +75,13 @@ class Providers:
 
 
 @pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """SQLite only: these faults do not depend on the engine (the ComfyUI faults run on both,
+    the database's own in test_database.py), and a second engine doubles the time."""
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
 async def providers() -> AsyncIterator[Providers]:
     lab = Providers()
     await lab.up()
