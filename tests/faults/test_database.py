@@ -23,6 +23,7 @@ import pymysql
 import pytest
 
 from comfy import ComfyPool
+from pipeline.errors import StoreError
 from pipeline.models import Job, PostState, RunState
 from pipeline.runner import Runner
 from pipeline.store import SqlStore, connect
@@ -185,6 +186,10 @@ async def test_a_database_down_past_the_retries_leaves_the_run_at_its_last_step(
         await mariadb.stop(signal.SIGKILL)
         await asyncio.wait_for(runner.wait(run.id), 30)  # ends, does not hang
         assert runner.active() == []
+        with pytest.raises(StoreError) as caught:  # not the driver's error: a safe sentence
+            await store.load_run(run.id)
+        assert caught.value.user_message == StoreError.user_message
+        assert str(mariadb.port) not in str(caught.value)
         await mariadb.start()
         stored = await store.load_run(run.id)
         assert stored is not None
