@@ -66,7 +66,8 @@ async def test_comfyui_down_mid_job_keeps_the_finished_images(world: World, comf
     run, task = await start(world, Job("testy", seed=2))
     folder = world.folder(run)
     await until(lambda: len(fake.jobs) == 1)
-    fake.job_seconds = 1.5  # the second job: long enough to be cut off while it runs
+    fake.job_seconds = 1.5  # the second job: long enough to be cut off while it runs,
+    fake.steps = 40  # with a progress message every 0.04 s, well inside the stall watchdog
     await until(lambda: (folder / "main-d0" / ".done").is_file() and len(fake.jobs) == 2)
     await fake.go_down()
     failed = await task
