@@ -90,8 +90,15 @@ class SqlStore:
                 async with self.db.transaction() as tx:
                     return await work(tx)
             except Exception as exc:
-                if lost is None or not lost(exc) or attempt == self._retries:
+                if lost is None or not lost(exc):
                     raise
+                if attempt == self._retries:
+                    if isinstance(exc, StoreError):  # the database's own retries gave up too
+                        raise
+                    raise StoreError(
+                        f"a transaction lost its connection {attempt + 1} times in a row "
+                        f"({type(exc).__name__})"
+                    ) from exc
                 log.warning("transaction lost its connection; retry %d", attempt + 1)
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable: the loop returns or raises")
