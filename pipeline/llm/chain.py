@@ -3,8 +3,8 @@ cool-down; it implements TextModel and VisionModel.
 
 Timeouts, 429 (after its Retry-After) and 5xx are retried with backoff; 400/401/403/404, an
 unreachable server, an empty answer or (when a schema asked for JSON) an answer holding no JSON
-move on to the next provider at once. When every provider
-fails, one ModelError says what each did. Imports `pipeline.llm.*`, `pipeline.ports`, errors.
+move on to the next provider at once. When every provider fails, one ModelError says what each
+did. Imports `pipeline.llm.*`, `pipeline.ports`, errors.
 """
 
 from __future__ import annotations
