@@ -721,6 +721,11 @@ class ComfyClient:
             watch.last_activity = asyncio.get_running_loop().time()  # waiting its turn
             return
         if pid in state.running:
+            if not self.connected:
+                # The silence is ours (no WebSocket), not the server's: the job still runs, so
+                # wait on (bounded by the overall time limit); a reconnect restarts the count.
+                watch.last_activity = asyncio.get_running_loop().time()
+                return
             await self._give_up(watch, f"no message for {self.stall_timeout:g} s while running")
             return
         watch.fail(Cancelled(pid, "is no longer on the server"))

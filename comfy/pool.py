@@ -91,8 +91,9 @@ class ComfyPool:
 
     Each job goes to a server that answers, has the wanted tags and every node class and model
     the workflow names, and has the shortest queue. A server that does not answer is left out for
-    `retry_after` seconds. Jobs are queued at once (pipelining): the server runs them back to back
-    while we download earlier results.
+    `retry_after` seconds, unless every server fitting the job is: then all are tried again. Jobs
+    are queued at once (pipelining): the server runs them back to back while we download earlier
+    results.
     """
 
     def __init__(
@@ -266,9 +267,9 @@ class ComfyPool:
         if not tagged:
             raise NoServerAvailable(f"no server has the tags {', '.join(sorted(tags))}")
         now = asyncio.get_running_loop().time()
-        live = [s for s in tagged if s.down_until <= now]
-        if not live:
-            raise NoServerAvailable("no server is answering; retrying them later")
+        # With every fitting server left out, probing them costs little and a job need not
+        # fail for `retry_after` seconds after the servers are back (a retry right away).
+        live = [s for s in tagged if s.down_until <= now] or tagged
         answers = await asyncio.gather(*(self._probe(s, workflow) for s in live))
         fit: list[tuple[int, int, _Server]] = []
         unfit: list[tuple[_Server, list[str]]] = []

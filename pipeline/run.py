@@ -257,8 +257,16 @@ class Pipeline:
             tags=self.video_tags if strategy.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
         )
-        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        generated = await strategy.generate(ctx)
+        try:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            generated = await strategy.generate(ctx)
+        except OSError as exc:
+            if exc.filename is None:  # a socket's error, not the disk's
+                raise
+            raise RunError(
+                f"cannot write the media folder {_shown(character, exc.filename)}: "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from exc
         if not generated:
             raise RunError("ComfyUI returned no media for this run")
         media = tuple(
@@ -376,6 +384,14 @@ def _reopen(run: Run) -> Run:
     if run.state is RunState.EXPIRED:
         return replace(run, state=RunState.CAPTIONED, ticket=None)
     return run
+
+
+def _shown(character: Character, filename: object) -> str:
+    """A path as people see it: relative to the character's project folder when inside it."""
+    path = Path(str(filename))
+    return (
+        str(path.relative_to(character.root)) if path.is_relative_to(character.root) else str(path)
+    )
 
 
 def _choices(run: Run) -> Choices:

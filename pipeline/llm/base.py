@@ -45,6 +45,8 @@ class FailureKind(StrEnum):
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     EMPTY = "empty"
+    #: JSON was asked for (a schema) and the answer holds none
+    GARBLED = "garbled"
 
 
 #: the kinds worth trying again on the same provider (after a backoff)
@@ -60,6 +62,7 @@ _PHRASES = {
     FailureKind.UNAUTHORIZED: "refused the credentials",
     FailureKind.NOT_FOUND: "does not know the model",
     FailureKind.EMPTY: "answered with nothing",
+    FailureKind.GARBLED: "answered without the JSON asked for",
 }
 
 

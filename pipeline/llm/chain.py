@@ -2,8 +2,9 @@
 cool-down; it implements TextModel and VisionModel.
 
 Timeouts, 429 (after its Retry-After) and 5xx are retried with backoff; 400/401/403/404, an
-unreachable server or an empty answer move on to the next provider at once. When every provider
-fails, one ModelError says what each did. Imports `pipeline.llm.*`, `pipeline.ports`, errors.
+unreachable server, an empty answer or (when a schema asked for JSON) an answer holding no JSON
+move on to the next provider at once. When every provider fails, one ModelError says what each
+did. Imports `pipeline.llm.*`, `pipeline.ports`, errors.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from random import Random
 from pipeline.errors import ModelError
 from pipeline.llm.base import FailureKind, ModelRequest, Provider, ProviderFailure, Task
 from pipeline.llm.limits import Health, RateLimiter, RetryPolicy, Sleep
+from pipeline.llm.parsing import AnswerError, extract_json
 from pipeline.ports import ImageData, JsonSchema
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,10 @@ class FallbackChain:
                 log.debug("%s: waited %.1f s for the rate limit", lane.name, waited)
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    return await lane.provider.generate(request)
+                    text = await lane.provider.generate(request)
+                if request.schema is not None:
+                    _holds_json(text)
+                return text
             except TimeoutError:
                 failure = ProviderFailure(
                     FailureKind.TIMEOUT, f"no answer within {self.timeout_s:g} s"
@@ -161,3 +166,13 @@ class FallbackChain:
                 delay,
             )
             await self._sleep(delay)
+
+
+def _holds_json(text: str) -> None:
+    """ProviderFailure(GARBLED) when an answer to a JSON request holds no JSON at all: the next
+    provider is asked, since asking the same one again mostly gets the same prose. An answer
+    with JSON of the wrong shape is the caller's to judge."""
+    try:
+        extract_json(text)
+    except AnswerError as exc:
+        raise ProviderFailure(FailureKind.GARBLED, str(exc)) from None

@@ -1,8 +1,8 @@
 """MySQL / MariaDB through aiomysql, chosen by a `mysql://user:pass@host:port/db` URL.
 
 A statement that loses its connection (server gone away, connection killed, restart) is retried
-up to three times on a fresh connection. Imports only aiomysql / pymysql and the seam; never logs
-the URL, since it may hold the password.
+up to three times on a fresh connection, then raises ConnectionLost (a StoreError). Imports only
+aiomysql / pymysql, the error tree and the seam; never logs the URL (it may hold the password).
 """
 
 from __future__ import annotations
@@ -34,8 +34,19 @@ _TRY_AGAIN = frozenset({1213, 1205})
 _DUPLICATE_ENTRY = 1062
 
 
+class ConnectionLost(StoreError):
+    """The connection was lost on every retry: a StoreError (a safe sentence for people, the
+    driver's error as its cause) that the store's whole-transaction retry still recognises."""
+
+
+def _gave_up(exc: BaseException, retries: int) -> ConnectionLost:
+    code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+    what = type(exc).__name__ + (f" {code}" if isinstance(code, int) else "")
+    return ConnectionLost(f"the database connection failed {retries + 1} times in a row ({what})")
+
+
 def _lost_connection(exc: BaseException) -> bool:
-    if isinstance(exc, pymysql.err.InterfaceError):
+    if isinstance(exc, ConnectionLost | pymysql.err.InterfaceError):
         return True
     if isinstance(exc, pymysql.err.OperationalError) and exc.args:
         return exc.args[0] in _CONNECTION_LOST
@@ -136,9 +147,11 @@ class MysqlDatabase:
                 conn.close()  # cancelled mid-statement: the connection's state is unknown
                 raise
             except Exception as exc:
-                if not _lost_connection(exc) or attempt == self._retries:
+                if not _lost_connection(exc):
                     raise
                 conn.close()  # never hand a broken connection back to the pool
+                if attempt == self._retries:
+                    raise _gave_up(exc, self._retries) from exc
                 log.warning(
                     "database connection lost (%s); retry %d of %d",
                     type(exc).__name__,
@@ -155,8 +168,16 @@ class MysqlDatabase:
             try:
                 return await self._pool.acquire()
             except Exception as exc:
-                if not _lost_connection(exc) or attempt == self._retries:
+                if not _lost_connection(exc):
                     raise
+                if attempt == self._retries:
+                    raise _gave_up(exc, self._retries) from exc
+                log.warning(
+                    "database not answering (%s); retry %d of %d",
+                    type(exc).__name__,
+                    attempt + 1,
+                    self._retries,
+                )
                 await asyncio.sleep(self._retry_delay * 2**attempt)
         raise AssertionError("unreachable: the loop returns or raises")
 

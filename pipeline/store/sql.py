@@ -91,8 +91,14 @@ class SqlStore:
                 async with self.db.transaction() as tx:
                     return await work(tx)
             except Exception as exc:
-                if retryable is None or not retryable(exc) or attempt == self._retries:
+                if retryable is None or not retryable(exc):
                     raise
+                if attempt == self._retries:
+                    if isinstance(exc, StoreError):  # the database's own retries gave up too
+                        raise
+                    raise StoreError(
+                        f"a transaction failed {attempt + 1} times in a row ({type(exc).__name__})"
+                    ) from exc
                 log.warning("transaction failed (%s); retry %d", type(exc).__name__, attempt + 1)
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable: the loop returns or raises")

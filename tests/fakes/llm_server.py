@@ -62,12 +62,13 @@ class LlmFake:
     #: the path under the server root that clients are pointed at ("" or "/v1")
     base_path = ""
 
-    def __init__(self, *, default: str = "ok", api_key: str | None = None) -> None:
+    def __init__(self, *, default: str = "ok", api_key: str | None = None, port: int = 0) -> None:
         self._script = _Script(default=Step(text=default))
         self.api_key = api_key
         self.requests: list[Recorded] = []
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        #: 0 picks a free port; a known one brings a stopped fake back at the same URL
+        self.port = port
 
     # ------------------------------------------------------------------ scripting
     def reply(self, text: str, *, delay: float = 0.0, times: int = 1) -> Self:
@@ -124,7 +125,7 @@ class LlmFake:
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.Server)

@@ -3,125 +3,17 @@ against the fake, the store on SQLite and MariaDB, language models and review as
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from comfy import ComfyPool
-from pipeline.characters import Characters
-from pipeline.models import Decision, Job, Platform, PostState, Run, RunState, utcnow
-from pipeline.prompts.library import TemplateLibrary
-from pipeline.publish import AttentionBoard, PublishService, fit_run_media
-from pipeline.run import Pipeline, run_folder
+from pipeline.models import Decision, Job, Platform, PostState, RunState, utcnow
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
-from pipeline.vision import VisionScorer
-from pipeline.wiring import ModelScorer
-from tests.doubles import (
-    Asked,
-    RecordingNotifier,
-    RecordingPublisher,
-    RecordingSink,
-    ScriptedModel,
-    ScriptedReviewer,
-    StaticCaptions,
-    StaticDescriber,
-    StaticPrompts,
-)
 from tests.fakes.comfyui import FakeComfyUI
-
-ROOT = Path(__file__).resolve().parents[2]
-
-CHARACTER = """
-character: {name: Testy}
-generation:
-  generation_type_weights: {text2img: 1}
-  workflows:
-    text2img: workflows/text2img.json
-    image2image: workflows/image2image.json
-    text2image2image: workflows/image2image.json
-    text2video: workflows/text2video.json
-    text2image2video: workflows/image2video.json
-  similarity_threshold: 0.5
-  keep_best_when_none_pass: KEEP
-  descriptions: 2
-  prompt_method_weights: {arbitrary: 1}
-social_media:
-  platforms:
-    instagram: {enabled: true, credentials: testy_ig}
-    twitter: {enabled: true, credentials: testy_x}
-additional_params:
-  general: {images_per_description: 2, images_per_input: 1, videos_per_description: 1, denoise: 0.5}
-  strategies:
-    image2image: {input_dir: inputs}
-    text2image2image: {keep_top: 2}
-"""
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "workflows", tmp_path / "workflows")
-    (tmp_path / "characters").mkdir()
-    (tmp_path / "characters" / "testy.yaml").write_text(CHARACTER.replace("KEEP", "1"))
-    (tmp_path / "inputs").mkdir()
-    Image.new("RGB", (64, 64), "orange").save(tmp_path / "inputs" / "fox.png")
-    return tmp_path
-
-
-@pytest.fixture
-async def comfy() -> AsyncIterator[tuple[FakeComfyUI, ComfyPool]]:
-    async with FakeComfyUI(job_seconds=0.02) as fake, ComfyPool([fake.url]) as pool:
-        yield fake, pool
-
-
-class World:
-    """The pipeline wired with doubles for the models and review, real everything else."""
-
-    def __init__(self, project: Path, store: SqlStore, pool: ComfyPool) -> None:
-        self.characters = Characters(project / "characters", TemplateLibrary.load())
-        #: the score the vision model gives an image, by the description it is shown with
-        self.rule: Callable[[str], float] = lambda description: 0.9
-        self.model = ScriptedModel.of(default=self._verdict)
-        vision = VisionScorer(self.model)
-        self.reviewer = ScriptedReviewer()
-        self.notifier = RecordingNotifier()
-        self.publishers = {p: RecordingPublisher(p) for p in Platform}
-        publish = PublishService(store, self.publishers, AttentionBoard(project / "attention"))
-        self.store = store
-        self.pipeline = Pipeline(
-            store=store,
-            characters=self.characters,
-            generator=pool,
-            prompts=StaticPrompts(),
-            describer=StaticDescriber(),
-            scorer=ModelScorer(vision),
-            vision=vision,
-            captions=StaticCaptions(),
-            reviewer=self.reviewer,
-            notifier=self.notifier,
-            publisher=publish,
-            fit_media=fit_run_media,
-        )
-
-    def _verdict(self, asked: Asked) -> str:
-        return json.dumps({"score": self.rule(asked.prompt), "reason": "as described"})
-
-    async def run(self, job: Job) -> Run:
-        run = Run.new(job)
-        await self.store.save_run(run)
-        return await self.pipeline.execute(run, RecordingSink())
-
-    def folder(self, run: Run) -> Path:
-        return run_folder(self.characters.load(run.job.character), run.id)
-
-
-@pytest.fixture
-def world(project: Path, store: SqlStore, comfy: tuple[FakeComfyUI, ComfyPool]) -> World:
-    return World(project, store, comfy[1])
+from tests.runs import CHARACTER, World
 
 
 @pytest.mark.parametrize(
