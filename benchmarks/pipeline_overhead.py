@@ -21,6 +21,7 @@ import asyncio
 import io
 import json
 import math
+import os
 import resource
 import shutil
 import statistics
@@ -459,6 +460,33 @@ def _step_lines(params: Params, entered: Mapping[str, Mapping[str, float]]) -> l
     return lines
 
 
+def _notes(floor: Ideal, phase: Phase, lag: LagSampler, ratio: float) -> list[str]:
+    """Why a goal was missed, as far as the figures tell."""
+    notes = []
+    if ratio > 1.05:
+        lead = (phase.first_job - floor.lead) * 1000
+        tail = (phase.after_last_job - floor.tail) * 1000
+        idle = sum(phase.comfy_gaps) * 1000
+        notes.append(
+            f"the total is {(ratio - 1) * 100:.1f}% over: {lead:.0f} ms before the first ComfyUI "
+            f"job, {tail:.0f} ms after the last, {idle:.0f} ms of ComfyUI idling in between; "
+            "see the steps above for where"
+        )
+    p99, own = _percentile(lag.lags_ms, 0.99), _percentile(lag.busy_ms, 0.99)
+    if p99 >= 10:
+        if own < 10:
+            notes.append(
+                f"the lag p99 of {p99:.1f} ms is mostly the process waiting for a core: the "
+                f"loop's own CPU work in those samples is {own:.1f} ms at p99"
+            )
+        else:
+            notes.append(
+                f"the loop's own CPU work reaches {own:.1f} ms at p99 (profiled: mostly the "
+                "language-model SDKs' per-call work, httpx and the OpenAI request transform)"
+            )
+    return notes
+
+
 def report(
     params: Params, concurrent: Phase, sequential: Phase, idle: LagSampler
 ) -> dict[str, float]:
@@ -482,6 +510,8 @@ def report(
     )
     print("doubles: RecordingNotifier (notices); publishing off (--no-publish runs)")
     print("the fakes run in this process and loop: their work counts in the lag, CPU and RSS")
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} (other processes' work)")
     print(
         f"ideal: {floor.total:.3f} s = max(GPU-bound path {floor.gpu_path:.3f} s = 2 text calls "
         f"{floor.lead:.3f} + {params.runs * params.descriptions} prompts on {params.servers} "
@@ -525,6 +555,8 @@ def report(
         f"{statistics.median(serial_gaps) * 1000 if serial_gaps else 0.0:.2f} ms"
     )
     print(f"speedup of the concurrent pipeline over it: {speedup:.2f}x")
+    for note in _notes(floor, concurrent, lag, ratio):
+        print("note: " + note)
     return {
         "overhead_ratio": ratio,
         "loop_lag_p99_ms": _percentile(lag.lags_ms, 0.99),
