@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +61,11 @@ async def bench(jobs: int, seconds: float) -> tuple[float, float]:
     return gap_ms, ratio
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=0.25)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     gap_ms, ratio = asyncio.run(bench(args.jobs, args.seconds))
     print(f"idle_gap_ms_median={gap_ms:.3f} total_ratio={ratio:.4f}")
 

@@ -16,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,12 +62,12 @@ async def bench(images: int, latency: float, limit: int) -> float:
     return elapsed
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.25)
     parser.add_argument("--limit", type=int, default=4)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     scoring = asyncio.run(bench(args.images, args.latency, args.limit))
     sequential = args.images * args.latency
     ideal = -(-args.images // args.limit) * args.latency
