@@ -16,7 +16,7 @@ import discord
 
 from bot import render
 from pipeline.models import PostRecord, Run, RunState
-from pipeline.ports import Progress
+from pipeline.ports import REVIEW_STEP, Progress
 from pipeline.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -135,4 +135,4 @@ class RunCard:
             log.warning("run card edit failed (%s)", exc.status)
 
 
-_SLOW_STEPS = frozenset({RunState.AWAITING_REVIEW.value})
+_SLOW_STEPS = frozenset({REVIEW_STEP})

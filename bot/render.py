@@ -14,7 +14,7 @@ from datetime import datetime
 import discord
 
 from pipeline.models import MediaItem, PostRecord, PostState, Run, RunState
-from pipeline.ports import Progress
+from pipeline.ports import REVIEW_STEP, Progress
 
 #: Discord's limits (https://discord.com/developers/docs/resources/message#create-message)
 CONTENT_LIMIT = 2000
@@ -116,7 +116,7 @@ def run_card(view: CardView) -> str:
             lines.append(f"ComfyUI queue: {update.queue_position} ahead")
         if update.value is not None and update.maximum:
             lines.append(progress_bar(update.value, update.maximum))
-        if update.step == RunState.AWAITING_REVIEW.value and view.review_channel_id:
+        if update.step == REVIEW_STEP and view.review_channel_id:
             lines.append(f"Waiting for review in <#{view.review_channel_id}>")
     lines.append(f"Elapsed {duration(view.elapsed)}")
     return clip("\n".join(lines), CONTENT_LIMIT)

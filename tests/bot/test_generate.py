@@ -71,9 +71,9 @@ async def test_generate_shows_a_run_card_that_moves_and_ends_with_the_outcome(
 async def test_a_run_over_the_limit_waits_and_says_its_place(
     start_bot: StartBot, fake: fd.FakeDiscord
 ) -> None:
-    """With one run allowed at a time, a second /generate says it is queued, then starts."""
-    hold = asyncio.Event()
-    under_test = await start_bot(script=Script(hold=hold), max_runs=1)
+    """With one run allowed at a time, a second /generate says it is queued, then starts when
+    the first ends."""
+    under_test = await start_bot(script=Script(hold=asyncio.Event()), max_runs=1)
     first = await fake.slash("generate", character="mascot")
     await fake.until(lambda: under_test.execute.started, what="the first run")
     second = await fake.slash("generate", character="moonlit_tales", user=fd.BOB)
@@ -81,14 +81,27 @@ async def test_a_run_over_the_limit_waits_and_says_its_place(
     assert card is not None
     await fake.until(lambda: "1st in line" in card.content, what="the queue place")
     assert len(under_test.execute.started) == 1
-    hold.set()
-    await review_posted(fake, count=1)
-    first_run = under_test.execute.started[0]
-    await fake.slash("cancel", run_id=first_run)
+    await fake.slash("cancel", run_id=under_test.execute.started[0])
     await fake.until(lambda: len(under_test.execute.started) == 2, what="the second run")
     first_card = first.original
     assert first_card is not None
     await fake.until(lambda: "cancelled" in first_card.content, what="the first card's end")
+
+
+async def test_a_run_waiting_for_review_leaves_its_place_to_the_next(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """One run at a time in all, per character and per person: Alice's second mascot run
+    starts as soon as her first waits for review, and reaches review too."""
+    under_test = await start_bot(max_runs=1, max_runs_per_character=1, max_runs_per_user=1)
+    await fake.slash("generate", character="mascot")
+    await review_posted(fake, count=1)
+    second = await fake.slash("generate", character="mascot")
+    await review_posted(fake, count=2)
+    assert len(under_test.execute.reviews) == 2
+    card = second.original
+    assert card is not None
+    assert not any("in line" in text for text in card.history)
 
 
 async def test_cancel_stops_a_running_run(start_bot: StartBot, fake: fd.FakeDiscord) -> None:

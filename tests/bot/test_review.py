@@ -232,6 +232,29 @@ async def test_a_restarted_bot_keeps_waiting_when_nobody_answered(
     assert run.state is RunState.PUBLISHED
 
 
+async def test_every_pending_review_is_rearmed_even_over_the_run_limit(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """Two reviews are open at a restart with one run allowed at a time: both wait again, and a
+    ✅ on the second decides it while the first still waits."""
+    first = await start_bot(max_runs=1)
+    await fake.slash("generate", character="mascot")
+    await fake.until(lambda: len(first.execute.reviews) == 1, what="the first review")
+    await fake.slash("generate", character="moonlit_tales", user=fd.BOB)
+    await fake.until(lambda: len(first.execute.reviews) == 2, what="the second review")
+    messages = fake.channel_messages(fd.REVIEW_CHANNEL)
+    await fake.until(lambda: all(REJECT in m.reactions for m in messages), what="the reactions")
+    await first.stop()
+    second = await start_bot(max_runs=1)
+    await fake.until(
+        lambda: len(second.services.reviewer.pending_runs()) == 2, what="both reviews re-armed"
+    )
+    await fake.react(messages[1], APPROVE, fd.ALICE)
+    run = await second.services.runner.wait(first.execute.reviews[1])
+    assert run.state is RunState.PUBLISHED
+    assert second.services.runner.position(first.execute.reviews[0]) == 0
+
+
 async def test_edit_caption_opens_a_form_and_the_approval_carries_the_new_caption(
     start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
 ) -> None:
