@@ -84,7 +84,7 @@ def build_services(
     execute_factory: ExecuteFactory,
 ) -> Services:
     """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`."""
-    reviewer = DiscordReviewer(client, review_config(settings))
+    reviewer = DiscordReviewer(client, review_config(settings), store)
     webhook = settings.discord_notify_webhook_url
     notifier = DiscordNotifier(
         client,

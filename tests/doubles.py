@@ -335,7 +335,10 @@ class ScriptedExecute:
                 return await self._save(run.advance(RunState.EXPIRED))
             if not decision.approved:
                 return await self._save(run.advance(RunState.REJECTED, decision=decision))
-            run = await self._save(run.advance(RunState.APPROVED, decision=decision))
+            captions = {**run.captions, **decision.captions}  # as the pipeline merges edits
+            run = await self._save(
+                run.advance(RunState.APPROVED, decision=decision, captions=captions)
+            )
             await self.store.record_post(
                 PostRecord(
                     run_id=run.id,

@@ -279,6 +279,53 @@ async def test_edit_caption_opens_a_form_and_the_approval_carries_the_new_captio
     assert decision.captions == {"instagram": "New words #pixelbot"}
 
 
+async def test_a_caption_edit_survives_a_restart(start_bot: StartBot, fake: fd.FakeDiscord) -> None:
+    """Alice edits the caption, the bot restarts: the form shows her text and the approved run
+    carries it."""
+    first = await start_bot()
+    await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: first.execute.reviews and first.execute.reviews[0])
+    message = fake.channel_messages(fd.REVIEW_CHANNEL)[-1]
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions")
+    opened = await fake.click(message, message.custom_ids()[0])
+    await fake.submit(opened, {"caption:instagram": "Edited before the restart"})
+    await first.stop()
+    second = await start_bot()
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    reopened = await fake.click(message, message.custom_ids()[0])
+    values = {
+        row["components"][0]["custom_id"]: row["components"][0]["value"]
+        for row in reopened.modal["components"]
+    }
+    assert values["caption:instagram"] == "Edited before the restart"
+    await fake.react(message, APPROVE, fd.ALICE)
+    run = await second.services.runner.wait(run_id)
+    assert run.state is RunState.PUBLISHED
+    assert run.captions["instagram"] == "Edited before the restart"
+
+
+async def test_the_reminder_is_sent_once_even_across_a_restart(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The reminder goes out, the bot restarts before the deadline: no second reminder, and the
+    review still expires on time."""
+    timing = {"review_timeout_minutes": 3 / 60, "review_reminder_minutes": 2.6 / 60}
+    first = await start_bot(**timing)
+    await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: first.execute.reviews and first.execute.reviews[0])
+
+    def reminders() -> list[fd.FakeMessage]:
+        return [m for m in fake.channel_messages(fd.REVIEW_CHANNEL) if m.reference_id]
+
+    await fake.until(reminders, what="the reminder")
+    await first.stop()
+    second = await start_bot(**timing)
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    run = await second.services.runner.wait(run_id)
+    assert run.state is RunState.EXPIRED
+    assert len(reminders()) == 1
+
+
 async def test_only_reviewers_may_edit_the_caption(
     start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
 ) -> None:
