@@ -21,6 +21,10 @@ def has_any_role(user: discord.abc.User | None, role_ids: Collection[int]) -> bo
     return any(role.id in role_ids for role in user.roles)
 
 
+#: who a scheduled run is requested by (it has its own limit of runs at once)
+SCHEDULE_REQUESTER = "schedule"
+
+
 def requester_key(user: discord.abc.User) -> str:
     """How a Discord user is written in `Job.requested_by` (limits per person use it)."""
     return f"discord:{user.id}"

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import discord
 
+from bot.access import SCHEDULE_REQUESTER
 from pipeline.models import MediaItem, PostRecord, PostState, Run, RunState
 from pipeline.ports import REVIEW_STEP, Progress
 
@@ -240,10 +241,21 @@ def reminder_text(run: Run, deadline: datetime) -> str:
 # ---------------------------------------------------------------------------- notices
 
 
+def requester(requested_by: str) -> str:
+    """Who asked for a run, as Discord shows it: a member as a mention (notices are sent
+    without pings), the schedule by name, anything else as written."""
+    kind, _, rest = requested_by.partition(":")
+    if kind == "discord" and rest.isdigit():
+        return f"<@{rest}>"
+    if requested_by == SCHEDULE_REQUESTER:
+        return "the schedule"
+    return requested_by
+
+
 def notice(run: Run, posts: Sequence[PostRecord] = ()) -> str | None:
     """The notice for a run's new state, or None when that state is not announced."""
     head = f"Run `{run.id}` \N{MIDDLE DOT} {run.character}"
-    by = run.job.requested_by
+    by = requester(run.job.requested_by)
     state = run.state
     if state is RunState.CREATED:
         return clip(f"\N{SEEDLING} {head} started (asked by {by}).", CONTENT_LIMIT)

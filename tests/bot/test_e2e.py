@@ -247,8 +247,11 @@ async def test_generate_review_and_publish_exactly_the_chosen_image(
     await fake.react(message, APPROVE, fd.ALICE)
     await fake.until(lambda: "Approved by" in message.content, within=30, what="the approval")
     await fake.until(lambda: card.content != card.history[-2], within=30, what="the outcome")
+    print(
+        "CARD", *card.history, "NOTICES", *notices(world), "REVIEW", message.content, sep="\n---\n"
+    )
     assert await bot.stop() == 0, world.log_text()
-    run, posts = await finished_run(world)
+    run, _posts = await finished_run(world)
     assert run.decision is not None
     assert run.decision.selected == (1,)
     assert run.state in {RunState.PUBLISHED, RunState.FAILED}, world.log_text()
@@ -275,7 +278,7 @@ async def test_a_review_answered_while_the_bot_was_killed_is_honoured_once(
     processes.append(second)
     await fake.until(lambda: "Approved by" in message.content, within=30, what="the approval")
     assert await second.stop() == 0, world.log_text()
-    run, posts = await finished_run(world)
+    run, _posts = await finished_run(world)
     assert run.decision is not None
     assert run.decision.selected == (1,)
     assert len(world.comfy.prompts) == generated
