@@ -125,15 +125,23 @@ class MediaBot(commands.Bot):
     async def rearm_reviews(self) -> int:
         """Resume every run waiting for review: the reviewer reads the reactions given while
         the bot was offline and keeps waiting on the rest."""
-        runs = await self.services.store.list_runs(states={RunState.AWAITING_REVIEW}, limit=1000)
-        for run in runs:
+        waiting = await self.services.store.list_runs(states={RunState.AWAITING_REVIEW}, limit=1000)
+        channel = self.services.reviewer.config.channel_id
+        rearmed = 0
+        for run in waiting:
+            if run.ticket is None or run.ticket.channel_id != channel or not run.ticket.message_ids:
+                # a review of the command line (or of another review channel): not ours to read
+                log.info("run %s: its review is not in the review channel; left alone", run.id)
+                continue
             try:
                 await self.services.runner.resume(run.id)
             except MediaOverloadError as exc:
                 log.warning("run %s: not re-armed: %s", run.id, exc)
-        if runs:
-            log.info("re-armed %d pending review(s)", len(runs))
-        return len(runs)
+                continue
+            rearmed += 1
+        if rearmed:
+            log.info("re-armed %d pending review(s)", rearmed)
+        return rearmed
 
     async def sync_commands(self) -> bool:
         """Sync the commands (to DISCORD_GUILD_ID when set) only when they changed since the

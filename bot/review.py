@@ -84,7 +84,7 @@ class _Pending:
 def review_notes(run: Run, ticket: ReviewTicket) -> tuple[dict[str, str], bool]:
     """The caption edits and the reminder flag saved on `run` for this ticket."""
     notes = run.extra.get(REVIEW_NOTES)
-    if not isinstance(notes, dict) or notes.get("message_id") != ticket.message_ids[0]:
+    if not isinstance(notes, dict) or notes.get("message_id") not in ticket.message_ids[:1]:
         return {}, False
     raw = notes.get("captions")
     captions = (

@@ -7,7 +7,17 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.render import APPROVE, NUMBERS, REJECT
-from pipeline.models import Decision, Job, MediaItem, MediaKind, Run, RunState
+from pipeline.models import (
+    Decision,
+    Job,
+    MediaItem,
+    MediaKind,
+    ReviewTicket,
+    Run,
+    RunState,
+    utcnow,
+)
+from pipeline.store import SqlStore
 from tests.bot.conftest import BotUnderTest, StartBot
 from tests.doubles import write_png
 from tests.fakes import discord as fd
@@ -253,6 +263,23 @@ async def test_every_pending_review_is_rearmed_even_over_the_run_limit(
     run = await second.services.runner.wait(first.execute.reviews[1])
     assert run.state is RunState.PUBLISHED
     assert second.services.runner.position(first.execute.reviews[0]) == 0
+
+
+async def test_a_review_waiting_in_the_terminal_is_left_to_the_terminal(
+    start_bot: StartBot, sqlite_store: SqlStore
+) -> None:
+    """A run awaiting a console review (no Discord messages) is not taken over at start."""
+    ticket = ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
+    console = Run.new(Job("mascot", requested_by="cli")).advance(
+        RunState.AWAITING_REVIEW, ticket=ticket
+    )
+    await sqlite_store.save_run(console)
+    under_test = await start_bot()
+    assert under_test.services.runner.active() == []
+    assert under_test.services.reviewer.pending_runs() == []
+    kept = await sqlite_store.load_run(console.id)
+    assert kept is not None
+    assert kept.state is RunState.AWAITING_REVIEW
 
 
 async def test_edit_caption_opens_a_form_and_the_approval_carries_the_new_caption(
