@@ -1,8 +1,8 @@
 """`MediaBot`, the commands.Bot subclass, and `serve_until_stopped`, which hosts it until SIGTERM.
 
-setup_hook finds the gateway, loads the cogs, re-arms pending reviews, then syncs the
-application commands when they changed. The bot never imports strategies or comfy and reaches
-the pipeline only through `bot.services.Services`.
+setup_hook finds the gateway, loads the cogs, re-arms pending reviews, resumes the runs a stop
+left half done, then syncs the application commands when they changed. The bot never imports
+strategies or comfy and reaches the pipeline only through `bot.services.Services`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bot import render
+from bot.access import is_bot_run
 from bot.cogs._checks import NotAllowed
 from bot.review import EditCaptionButton
 from bot.services import Services
@@ -114,6 +115,7 @@ class MediaBot(commands.Bot):
         for problem in problems:
             log.warning("character file: %s", problem)
         await self.rearm_reviews()
+        await self.resume_interrupted()
         await self.sync_commands()
 
     async def find_gateway(self) -> None:
@@ -142,6 +144,29 @@ class MediaBot(commands.Bot):
         if rearmed:
             log.info("re-armed %d pending review(s)", rearmed)
         return rearmed
+
+    async def resume_interrupted(self) -> int:
+        """Start again, each from its last saved step, the bot's own runs that a stop left half
+        done (SIGTERM's grace ran out, or the process died). The command line's runs are left
+        to it. A claim in the store, keyed by the run and its last save, lets only one instance
+        resume a run when two start at once."""
+        store = self.services.store
+        runs = await store.list_runs(states=INTERRUPTED, limit=1000)
+        resumed = 0
+        for run in runs:
+            if not is_bot_run(run.job.requested_by):
+                continue
+            claim = f"resume:{run.id}:{run.updated_at.timestamp():.6f}"
+            try:
+                if not await store.claim_slot(run.character, claim, run.id):
+                    continue
+                await self.services.runner.resume(run.id)
+            except MediaOverloadError as exc:
+                log.warning("run %s: not resumed: %s", run.id, exc)
+                continue
+            log.info("run %s: resumed from %s after a restart", run.id, run.state.value)
+            resumed += 1
+        return resumed
 
     async def sync_commands(self) -> bool:
         """Sync the commands (to DISCORD_GUILD_ID when set) only when they changed since the
@@ -173,6 +198,12 @@ class MediaBot(commands.Bot):
             self._closing = True
             await self.services.close()
         await super().close()
+
+
+#: where a stop can leave a run (a review waiting is re-armed instead)
+INTERRUPTED = frozenset(
+    state for state in RunState if not state.finished and state is not RunState.AWAITING_REVIEW
+)
 
 
 def _read_json(path: Path) -> dict[str, str]:
