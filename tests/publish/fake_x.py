@@ -7,11 +7,12 @@ can assert endpoints, parameters, chunk sizes, bytes and captions.
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -19,8 +20,6 @@ import responses
 
 UPLOAD = "https://api.x.com/2/media/upload"
 TWEETS = "https://api.twitter.com/2/tweets"
-ME = "https://api.twitter.com/2/users/me"
-TIMELINE = "https://api.twitter.com/2/users/42/tweets"
 
 Reply = tuple[int, dict[str, str], str]
 
@@ -72,15 +71,35 @@ class FakeX:
         queue = self.faults.get(key)
         return queue.popleft() if queue else None
 
+    #: (method, path pattern, handler name): the endpoints this fake answers
+    ROUTES: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("POST", r"/2/media/upload/initialize", "_initialize"),
+        ("POST", r"/2/media/upload/\d+/append", "_append"),
+        ("POST", r"/2/media/upload/\d+/finalize", "_finalize"),
+        ("GET", r"/2/media/upload", "_status"),
+        ("POST", r"/2/media/metadata", "_metadata"),
+        ("POST", r"/2/tweets", "_tweet"),
+        ("GET", r"/2/users/me", "_me"),
+        ("GET", r"/2/users/42/tweets", "_timeline"),
+    )
+
     def install(self, mock: responses.RequestsMock) -> None:
-        mock.add_callback("POST", f"{UPLOAD}/initialize", callback=self._initialize)
-        mock.add_callback("POST", _re(r"/2/media/upload/\d+/append$"), callback=self._append)
-        mock.add_callback("POST", _re(r"/2/media/upload/\d+/finalize$"), callback=self._finalize)
-        mock.add_callback("GET", UPLOAD, callback=self._status)
-        mock.add_callback("POST", "https://api.x.com/2/media/metadata", callback=self._metadata)
-        mock.add_callback("POST", TWEETS, callback=self._tweet)
-        mock.add_callback("GET", ME, callback=self._me)
-        mock.add_callback("GET", TIMELINE, callback=self._timeline)
+        """Answer through `responses`, in this process (X's hosts as tweepy and we call them)."""
+        for method, path, handler in self.ROUTES:
+            host = "https://api.x.com" if path.startswith("/2/media") else "https://api.twitter.com"
+            mock.add_callback(
+                method, re.compile(host + path + r"(\?.*)?$"), callback=getattr(self, handler)
+            )
+
+    def answer(self, request: requests.PreparedRequest) -> Reply:
+        """One request, routed by method and path as X does (for the HTTP server in fakes/)."""
+        path = urlsplit(str(request.url)).path
+        for method, pattern, handler in self.ROUTES:
+            if request.method == method and re.fullmatch(pattern, path):
+                reply: Reply = getattr(self, handler)(request)
+                return reply
+        problem = {"title": "Not Found Error", "detail": f"no route {request.method} {path}"}
+        return 404, {}, json.dumps({"errors": [problem], **problem})
 
     def _record(self, request: requests.PreparedRequest) -> str:
         path = urlsplit(str(request.url)).path
@@ -172,9 +191,3 @@ class FakeX:
         ]
         meta = {"result_count": len(data)}
         return 200, {}, json.dumps({"data": data, "meta": meta} if data else {"meta": meta})
-
-
-def _re(pattern: str) -> Any:
-    import re
-
-    return re.compile("https://api.x.com" + pattern)
