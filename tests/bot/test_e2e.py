@@ -8,6 +8,7 @@ subprocess reaches every fake only through settings (URLs, proxy variables), as 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -18,14 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot.render import APPROVE, NUMBERS, REJECT
-from pipeline.models import PostRecord, Run, RunState
+from pipeline.models import Platform, PostRecord, PostState, Run, RunState
 from pipeline.store import SqlStore, connect
 from tests.fakes import discord as fd
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.llm_server import Recorded
 from tests.fakes.ollama import FakeOllama
+from tests.fakes.x_api import FakeXApi
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -80,6 +83,7 @@ class World:
     discord: fd.FakeDiscord
     comfy: FakeComfyUI
     ollama: FakeOllama
+    x: FakeXApi
     folder: Path
     env: dict[str, str]
     logs: list[Path] = field(default_factory=list)
@@ -100,6 +104,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         fd.FakeDiscord() as discord,
         FakeComfyUI(job_seconds=0.6, steps=4) as comfy,
         FakeOllama() as ollama,
+        FakeXApi(tmp_path / "x") as x,
     ):
         ollama.respond_with(answer)
         env = {
@@ -130,8 +135,12 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             "WORKFLOWS_DIR": str(tmp_path / "workflows"),
             "PUBLISH_RETRIES": "0",
             "LOG_LEVEL": "INFO",
+            **x.env,
+            **x.credentials_env("testy_x"),
         }
-        yield World(discord, comfy, ollama, tmp_path, env)
+        yield World(discord, comfy, ollama, x, tmp_path, env)
+        assert x.errors == []
+        assert x.refused == []
 
 
 class BotProcess:
@@ -204,6 +213,35 @@ def notices(world: World) -> list[str]:
     return [m.content for m in world.discord.channel_messages(fd.NOTIFY_CHANNEL)]
 
 
+def published_notice(world: World) -> str | None:
+    return next((text for text in notices(world) if " published." in text), None)
+
+
+def colour(data: bytes) -> tuple[int, ...]:
+    """The colour in the middle of an image (the fake ComfyUI paints each image one colour)."""
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+        pixel = rgb.getpixel((rgb.width // 2, rgb.height // 2))
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
+def close(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Equal but for JPEG's rounding."""
+    return all(abs(x - y) <= 8 for x, y in zip(a, b, strict=True))
+
+
+def assert_posted_image(world: World, message: fd.FakeMessage, number: int) -> None:
+    """Exactly one tweet, with one image: the one shown as #`number` in the review."""
+    [tweet] = world.x.state.tweets
+    [media_id] = tweet["media"]["media_ids"]
+    posted = colour(b"".join(world.x.state.uploads[media_id]["chunks"]))
+    shown = [colour(a.data) for a in message.attachments]
+    assert close(posted, shown[number - 1])
+    assert not any(close(posted, other) for i, other in enumerate(shown) if i != number - 1)
+    assert "Morning maps with Testy" in tweet["text"]
+
+
 async def finished_run(world: World) -> tuple[Run, list[PostRecord]]:
     store = await world.store()
     try:
@@ -245,16 +283,17 @@ async def test_generate_review_and_publish_exactly_the_chosen_image(
 
     await fake.react(message, NUMBERS[1], fd.ALICE)
     await fake.react(message, APPROVE, fd.ALICE)
-    await fake.until(lambda: "Approved by" in message.content, within=30, what="the approval")
-    await fake.until(lambda: card.content != card.history[-2], within=30, what="the outcome")
-    print(
-        "CARD", *card.history, "NOTICES", *notices(world), "REVIEW", message.content, sep="\n---\n"
-    )
+    notice = await fake.until(lambda: published_notice(world), within=60, what="published")
+    await fake.until(lambda: "published" in card.content, what="the card's outcome")
+    assert "Approved by Alice: #2" in message.content
     assert await bot.stop() == 0, world.log_text()
-    run, _posts = await finished_run(world)
-    assert run.decision is not None
-    assert run.decision.selected == (1,)
-    assert run.state in {RunState.PUBLISHED, RunState.FAILED}, world.log_text()
+    run, posts = await finished_run(world)
+    assert run.state is RunState.PUBLISHED, world.log_text()
+    assert [(p.platform, p.state) for p in posts] == [(Platform.TWITTER, PostState.POSTED)]
+    assert posts[0].url is not None
+    assert posts[0].url in notice
+    assert posts[0].url in card.content
+    assert_posted_image(world, message, 2)
 
 
 async def test_a_review_answered_while_the_bot_was_killed_is_honoured_once(
@@ -276,10 +315,13 @@ async def test_a_review_answered_while_the_bot_was_killed_is_honoured_once(
     await fake.react(message, APPROVE, fd.ALICE, online=False)
     second = await BotProcess.start(world)
     processes.append(second)
-    await fake.until(lambda: "Approved by" in message.content, within=30, what="the approval")
+    await fake.until(lambda: published_notice(world), within=60, what="published")
+    assert "Approved by Alice: #2" in message.content
     assert await second.stop() == 0, world.log_text()
-    run, _posts = await finished_run(world)
-    assert run.decision is not None
-    assert run.decision.selected == (1,)
+    run, posts = await finished_run(world)
+    assert run.state is RunState.PUBLISHED, world.log_text()
+    assert [(p.platform, p.state) for p in posts] == [(Platform.TWITTER, PostState.POSTED)]
+    assert_posted_image(world, message, 2)
     assert len(world.comfy.prompts) == generated
     assert len(fake.channel_messages(fd.REVIEW_CHANNEL)) == 1
+    assert len([n for n in notices(world) if "waiting for review" in n]) == 1
