@@ -169,6 +169,28 @@ async def test_an_image_over_the_upload_limit_is_shown_as_a_preview(
     waiting.cancel()
 
 
+async def test_a_video_over_the_upload_limit_is_listed_but_not_attached(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """A video larger than the upload limit keeps its number and line, with a note that it is
+    too large to show; the image beside it is attached."""
+    limit = 60_000
+    fake.upload_limit = limit
+    under_test = await start_bot(discord_upload_limit_mb=limit / 1024 / 1024)
+    folder = tmp_path / "r"
+    run = candidates(folder, 1)
+    (folder / "clip.mp4").write_bytes(bytes(limit + 1))
+    video = MediaItem(path="clip.mp4", kind=MediaKind.VIDEO, description_index=0, score=0.7)
+    run = run.advance(run.state, media=(*run.media, video))
+    waiting, [message] = await post_review(under_test, run, folder)
+    assert [a.filename for a in message.attachments] == ["01-image-01.png"]
+    assert "#2" in message.content
+    assert "#2 is too large to show here" in message.content
+    assert set(message.reactions) == {*NUMBERS[:2], APPROVE, REJECT}
+    assert fake.refused == []
+    waiting.cancel()
+
+
 async def test_an_unanswered_review_gets_a_reminder_then_expires(
     start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
 ) -> None:
