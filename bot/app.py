@@ -25,11 +25,12 @@ from discord.http import Route
 
 from bot import render
 from bot.access import is_bot_run
+from bot.card import ChannelCard
 from bot.cogs._checks import NotAllowed
 from bot.review import EditCaptionButton
 from bot.services import Services
 from pipeline.errors import MediaOverloadError
-from pipeline.models import RunState
+from pipeline.models import Run, RunState
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class MediaBot(commands.Bot):
                 log.info("run %s: its review is not in the review channel; left alone", run.id)
                 continue
             try:
-                await self.services.runner.resume(run.id)
+                await self._resume_with_card(run)
             except MediaOverloadError as exc:
                 log.warning("run %s: not re-armed: %s", run.id, exc)
                 continue
@@ -160,13 +161,28 @@ class MediaBot(commands.Bot):
             try:
                 if not await store.claim_slot(run.character, claim, run.id):
                     continue
-                await self.services.runner.resume(run.id)
+                await self._resume_with_card(run)
             except MediaOverloadError as exc:
                 log.warning("run %s: not resumed: %s", run.id, exc)
                 continue
             log.info("run %s: resumed from %s after a restart", run.id, run.state.value)
             resumed += 1
         return resumed
+
+    async def _resume_with_card(self, run: Run) -> None:
+        """Resume `run`; its card, when the bot knows where it is, goes on moving."""
+        services = self.services
+        where = await services.cards.find(run.id) if services.cards is not None else None
+        if where is None:
+            await services.runner.resume(run.id)
+            return
+        card = services.run_card(
+            ChannelCard(self, *where),
+            character=run.character,
+            generation_type=run.job.generation_type,
+        )
+        resumed = await services.runner.resume(run.id, sink=card)
+        services.background.spawn(card.follow(resumed), name=f"card-{run.id}")
 
     async def sync_commands(self) -> bool:
         """Sync the commands (to DISCORD_GUILD_ID when set) only when they changed since the

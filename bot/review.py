@@ -161,12 +161,8 @@ class DiscordReviewer:
             deadline=deadline,
         )
         self._arm(run, ticket)
-        for part, (message, chunk) in enumerate(zip(messages, chunks, strict=True), start=1):
-            for emoji in render.NUMBERS[: len(chunk)]:
-                await message.add_reaction(emoji)
-            if part == len(chunks):
-                await message.add_reaction(render.APPROVE)
-                await message.add_reaction(render.REJECT)
+        # the reactions come in `wait`, after the pipeline saved the ticket: a review that
+        # offers ✅ is always one a restart can find again
         log.info("run %s: review posted in %d message(s)", run.id, len(messages))
         return ticket
 
@@ -174,8 +170,11 @@ class DiscordReviewer:
         pending = self._pending.get(run.id)
         if pending is None or pending.ticket != ticket:
             pending = self._arm(run, ticket)
-            await self._catch_up(pending)
+            present = await self._catch_up(pending)
+        else:
+            present = {message_id: set() for message_id in ticket.message_ids}
         try:
+            await self._add_reactions(pending, present)
             while not pending.decided.done():
                 now = utcnow()
                 deadline = ticket.deadline
@@ -331,13 +330,36 @@ class DiscordReviewer:
         channel = self._client.get_partial_messageable(pending.ticket.channel_id)
         return channel.get_partial_message(message_id)
 
-    async def _catch_up(self, pending: _Pending) -> None:
+    async def _add_reactions(self, pending: _Pending, present: Mapping[int, set[str]]) -> None:
+        """Give each review message the bot's reactions it lacks: its images' numbers, and ✅ ❌
+        on the last one. `present`: the bot's reactions per readable message."""
+        count = len(pending.media_indexes)
+        last = pending.ticket.message_ids[-1]
+        for part, message_id in enumerate(pending.ticket.message_ids):
+            if message_id not in present:
+                continue  # unreadable (deleted?): nothing to add to
+            shown = min(render.FILES_PER_MESSAGE, count - part * render.FILES_PER_MESSAGE)
+            wanted = list(render.NUMBERS[: max(shown, 0)])
+            if message_id == last:
+                wanted += [render.APPROVE, render.REJECT]
+            message = self._message(pending, message_id)
+            for emoji in wanted:
+                if emoji in present[message_id]:
+                    continue
+                try:
+                    await message.add_reaction(emoji)
+                except discord.HTTPException as exc:
+                    log.warning("run %s: could not add %s (%s)", pending.run.id, emoji, exc.status)
+
+    async def _catch_up(self, pending: _Pending) -> dict[int, set[str]]:
         """Read the reactions given while the bot was away: numbers first, then ✅ / ❌ (when
-        both were given, ❌ wins: publishing needs an unambiguous yes)."""
+        both were given, ❌ wins: publishing needs an unambiguous yes). Returns the bot's own
+        reactions per message it could read."""
         await self._client.wait_until_ready()
         channel = self._client.get_channel(pending.ticket.channel_id)
         guild = getattr(channel, "guild", None)
         answers: list[tuple[int, str, discord.Member]] = []
+        mine: dict[int, set[str]] = {}
         for message_id in pending.ticket.message_ids:
             try:
                 message = await self._message(pending, message_id).fetch()
@@ -349,6 +371,7 @@ class DiscordReviewer:
                     exc.status,
                 )
                 continue
+            mine[message_id] = {str(r.emoji) for r in message.reactions if r.me}
             for reaction in message.reactions:
                 emoji = str(reaction.emoji)
                 interesting = emoji in (render.APPROVE, render.REJECT) or pending.number(
@@ -372,6 +395,7 @@ class DiscordReviewer:
             self._apply(pending, message_id, emoji, member)
         if answers:
             log.info("run %s: honoured a review answer given while offline", pending.run.id)
+        return mine
 
     async def _remind(self, pending: _Pending) -> None:
         deadline = pending.ticket.deadline

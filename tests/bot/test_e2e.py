@@ -14,9 +14,10 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -30,7 +31,7 @@ from tests.fakes.llm_server import Recorded
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.x_api import FakeXApi
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,6 +91,14 @@ class World:
 
     def log_text(self) -> str:
         return "\n".join(path.read_text(errors="replace")[-6000:] for path in self.logs)
+
+    async def until(self, check: Callable[[], Any], *, within: float = 90, what: str) -> Any:
+        """`FakeDiscord.until` that shows the bot's log when it times out (a busy machine may
+        take long to start a process, so the waits are generous)."""
+        try:
+            return await self.discord.until(check, within=within, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the bot's log:\n{self.log_text()}") from None
 
     async def store(self) -> SqlStore:
         return await connect("", sqlite_path=self.folder / "data" / "mediaoverload.db")
@@ -166,9 +175,8 @@ class BotProcess:
             )
         started = cls(world, process)
         identified = world.discord.identifies + 1
-        await world.discord.until(
+        await world.until(
             lambda: world.discord.identifies >= identified or process.returncode is not None,
-            within=60,
             what="the bot process to connect",
         )
         assert process.returncode is None, world.log_text()
@@ -205,7 +213,7 @@ async def review_message(world: World) -> fd.FakeMessage:
                 return message
         return None
 
-    message: fd.FakeMessage = await world.discord.until(ready, within=60, what="the review")
+    message: fd.FakeMessage = await world.until(ready, what="the review")
     return message
 
 
@@ -259,7 +267,7 @@ async def test_generate_review_and_publish_exactly_the_chosen_image(
     fake = world.discord
     bot = await BotProcess.start(world)
     processes.append(bot)
-    await fake.until(lambda: fake.command_syncs, within=30, what="the command sync")
+    await world.until(lambda: fake.command_syncs, what="the command sync")
     choices = await fake.autocomplete("generate", "character", character="tes")
     assert [c["value"] for c in choices] == ["testy"]
 
@@ -270,7 +278,7 @@ async def test_generate_review_and_publish_exactly_the_chosen_image(
     assert len(message.attachments) == 2, world.log_text()
     assert set(message.reactions) == {NUMBERS[0], NUMBERS[1], APPROVE, REJECT}
     assert "Morning maps with Testy" in json.dumps(message.embeds)
-    await fake.until(lambda: "Waiting for review" in card.content, what="the card in review")
+    await world.until(lambda: "Waiting for review" in card.content, what="the card in review")
     history = "\n".join(card.history)
     assert "Step: generate" in history
     assert "`[" in history  # the sampler bar
@@ -283,8 +291,8 @@ async def test_generate_review_and_publish_exactly_the_chosen_image(
 
     await fake.react(message, NUMBERS[1], fd.ALICE)
     await fake.react(message, APPROVE, fd.ALICE)
-    notice = await fake.until(lambda: published_notice(world), within=60, what="published")
-    await fake.until(lambda: "published" in card.content, what="the card's outcome")
+    notice = await world.until(lambda: published_notice(world), what="published")
+    await world.until(lambda: "published" in card.content, what="the card's outcome")
     assert "Approved by Alice: #2" in message.content
     assert await bot.stop() == 0, world.log_text()
     run, posts = await finished_run(world)
@@ -304,7 +312,7 @@ async def test_a_review_answered_while_the_bot_was_killed_is_honoured_once(
     fake = world.discord
     first = await BotProcess.start(world)
     processes.append(first)
-    await fake.until(lambda: fake.command_syncs, within=30, what="the command sync")
+    await world.until(lambda: fake.command_syncs, what="the command sync")
     await fake.slash("generate", character="testy")
     message = await review_message(world)
     await first.kill()
@@ -315,7 +323,7 @@ async def test_a_review_answered_while_the_bot_was_killed_is_honoured_once(
     await fake.react(message, APPROVE, fd.ALICE, online=False)
     second = await BotProcess.start(world)
     processes.append(second)
-    await fake.until(lambda: published_notice(world), within=60, what="published")
+    await world.until(lambda: published_notice(world), what="published")
     assert "Approved by Alice: #2" in message.content
     assert await second.stop() == 0, world.log_text()
     run, posts = await finished_run(world)

@@ -52,6 +52,7 @@ async def post_review(
     ticket = await reviewer.request(run, folder)
     waiting = asyncio.create_task(reviewer.wait(run, ticket))
     messages = [under_test.fake.messages[i] for i in ticket.message_ids]
+    await under_test.fake.until(lambda: REJECT in messages[-1].reactions, what="the reactions")
     return waiting, messages
 
 
@@ -262,6 +263,50 @@ async def test_a_restarted_bot_keeps_waiting_when_nobody_answered(
     await fake.react(message, APPROVE, fd.ALICE)
     run = await second.services.runner.wait(run_id)
     assert run.state is RunState.PUBLISHED
+
+
+async def test_the_run_card_follows_the_run_across_a_restart(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The bot restarts during review; after Alice's ✅ the same card message ends with
+    "published"."""
+    first = await start_bot()
+    interaction = await fake.slash("generate", character="mascot")
+    card = interaction.original
+    assert card is not None
+    await fake.until(lambda: first.execute.reviews, what="the review")
+    message = fake.channel_messages(fd.REVIEW_CHANNEL)[-1]
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions")
+    await fake.until(lambda: "Waiting for review" in card.content, what="the card in review")
+    await first.stop()
+    await fake.until(lambda: "resumes after a restart" in card.content, what="the stopped card")
+    second = await start_bot()
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    await fake.react(message, APPROVE, fd.ALICE)
+    await fake.until(lambda: "published" in card.content, what="the outcome on the same card")
+    assert "instagram.fake" in card.content
+
+
+async def test_a_restart_adds_the_reactions_a_stop_left_out(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The bot stopped before its ❌ was on the review: the restarted bot adds it, once."""
+    first = await start_bot()
+    await fake.slash("generate", character="mascot")
+    await fake.until(lambda: first.execute.reviews, what="the review")
+    message = fake.channel_messages(fd.REVIEW_CHANNEL)[-1]
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions")
+    await first.stop()
+    await fake.unreact(message, REJECT, fd.BOT)
+    before = len(fake.requests)
+    second = await start_bot()
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    await fake.until(lambda: message.reactions.get(REJECT), what="the ❌ again")
+    assert message.reactions[REJECT] == [fd.BOT_ID]
+    added = [
+        r.path for r in fake.requests[before:] if r.method == "PUT" and "/reactions/" in r.path
+    ]
+    assert len(added) == 1
 
 
 async def test_every_pending_review_is_rearmed_even_over_the_run_limit(
