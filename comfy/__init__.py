@@ -20,6 +20,7 @@ from comfy.errors import (
 )
 from comfy.events import Cached, Done, Event, EventHandler, NodeRunning, Queued, Started, Step
 from comfy.pool import ComfyJob, ComfyPool, ServerSpec
+from comfy.preflight import ServerPreflight, preflight_servers
 from comfy.workflow import Workflow
 
 __all__ = [
@@ -46,10 +47,12 @@ __all__ = [
     "QueueState",
     "Queued",
     "RemoteFile",
+    "ServerPreflight",
     "ServerSpec",
     "Started",
     "Step",
     "SystemStats",
     "Workflow",
     "WorkflowError",
+    "preflight_servers",
 ]

@@ -1,4 +1,4 @@
-"""The command line: `python -m pipeline check | db ...` (and the run commands).
+"""The command line: `python -m pipeline check | db | publish | accounts ...` and the runs.
 
 A thin adapter like the bot: it builds settings, opens the store and prints. Exit codes:
 0 done, 1 bad input (a file, an argument, a setting), 2 a service failed.
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.characters import Characters
+from comfy import Workflow
+from pipeline.characters import Character, Characters
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
@@ -25,7 +26,7 @@ from pipeline.errors import (
     RunError,
     StoreError,
 )
-from pipeline.models import Job, PostRecord, Run, RunState
+from pipeline.models import Job, Platform, PostRecord, PostState, Run, RunFailure, RunState
 from pipeline.ports import NewsItem
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.run import run_folder
@@ -45,20 +46,73 @@ def _library(settings: Settings) -> TemplateLibrary:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    """Validate every character file and workflow file; print each problem as file:line."""
+    """Validate every character file, its credentials and every workflow file, and preflight
+    the workflows on the ComfyUI servers that answer; print each problem as file:line."""
+    from pipeline.publish import check_credentials
+
     characters = Characters(settings.characters_dir, _library(settings))
     loaded, problems = characters.load_all()
+    for character in loaded:
+        problems.extend(check_credentials(character, settings))
     workflows = sorted(settings.workflows_dir.glob("*.json"))
+    usable: dict[str, Workflow] = {}
     for path in workflows:
-        problems.extend(check_workflow(path, root=characters.root))
+        found = check_workflow(path, root=characters.root)
+        problems.extend(found)
+        if not found:
+            shown = _shown(path, characters.root)
+            usable[shown] = Workflow.from_json(path.read_text(encoding="utf-8"), source=shown)
+    server_problems, notes, checked = asyncio.run(_preflight(settings, usable))
+    problems.extend(server_problems)
     for problem in problems:
         print(problem)
+    for note in notes:
+        print(f"note: {note}")
     status = "FAILED" if problems else "ok"
     print(
         f"{status}: {len(loaded)} character file(s) valid, {len(workflows)} workflow(s) read, "
+        f"{checked} of {len(settings.comfyui_servers)} ComfyUI server(s) checked, "
         f"{len(problems)} problem(s)"
     )
     return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+async def _preflight(
+    settings: Settings, workflows: dict[str, Workflow]
+) -> tuple[list[Problem], list[str], int]:
+    """What each answering ComfyUI server lacks for each workflow (problems), which servers
+    did not answer (notes: not a failure), and how many servers were checked."""
+    from comfy import ServerSpec, preflight_servers
+
+    problems: list[Problem] = []
+    urls = []
+    for text in settings.comfyui_servers:
+        try:
+            urls.append(ServerSpec.parse(text).url)
+        except ValueError as exc:
+            problems.append(Problem("settings", None, "COMFYUI_SERVERS", str(exc)))
+    if not workflows or not urls:
+        return problems, [], 0
+    notes: list[str] = []
+    checked = 0
+    for report in await preflight_servers(urls, workflows, connect_timeout=5.0):
+        if report.unreachable is not None:
+            notes.append(
+                f"ComfyUI at {report.url} did not answer ({report.unreachable}); "
+                "the workflows were not checked against it"
+            )
+            continue
+        checked += 1
+        for name, found in report.problems.items():
+            problems.extend(Problem(name, None, "", f"ComfyUI at {report.url}: {p}") for p in found)
+    return problems, notes, checked
 
 
 # ---------------------------------------------------------------------------- db
@@ -261,6 +315,91 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+# ---------------------------------------------------------------------------- publish
+
+
+def _run_after_publishing(run: Run, character: Character, posts: Sequence[PostRecord]) -> Run:
+    """The run's state once every enabled platform's post is known: published when all are
+    online, else failed at publishing (so `publish RUN_ID` can be run again)."""
+    states = {p.platform: p.state for p in posts}
+    missing = [
+        f"{platform.value} ({states[platform].value if platform in states else 'not tried'})"
+        for platform in character.enabled_platforms()
+        if states.get(platform) is not PostState.POSTED
+    ]
+    if not missing:
+        return run.advance(RunState.PUBLISHED, failure=None)
+    message = "not posted: " + ", ".join(missing)
+    return run.advance(RunState.FAILED, failure=RunFailure(step="publishing", message=message))
+
+
+async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish an approved run again: failed posts are retried, posted and uncertain ones are
+    left alone; prints each platform's outcome and link."""
+    url = settings.database_url.get_secret_value()
+    async with open_store(url, sqlite_path=settings.database_path) as store:
+        run = await store.load_run(args.run_id)
+        if run is None:
+            print(f"no run with id {args.run_id}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if run.decision is None or not run.decision.approved or run.state is RunState.CANCELLED:
+            print(
+                f"run {run.id} is {run.state.value}, not approved: only an approved run can be "
+                "published",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        from pipeline.console import LogNotifier
+        from pipeline.wiring import publishing_for  # after the checks: it imports every client
+
+        publishing = publishing_for(settings, store, notifier=LogNotifier(sys.stderr))
+        character = publishing.characters.load(run.job.character)
+        platforms = {Platform(args.platform)} if args.platform else None
+        records = await publishing.service.publish_run(
+            run,
+            character,
+            run_folder(character, run.id),
+            platforms=platforms,
+            retry_failed=True,
+        )
+        final = _run_after_publishing(run, character, await store.posts_for_run(run.id))
+        if final.state is not run.state or final.failure != run.failure:
+            await store.save_run(final)
+    for record in records:
+        shown = (record.url or record.remote_id) if record.state is PostState.POSTED else None
+        print(
+            f"{record.platform.value}: {record.state.value} {shown or record.error or ''}".rstrip()
+        )
+    print(f"run {run.id}: {final.state.value}")
+    return EXIT_OK if all(r.state is PostState.POSTED for r in records) else EXIT_SERVICE
+
+
+# ---------------------------------------------------------------------------- accounts
+
+
+def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
+    """List paused accounts, or lift a pause after a person fixed the account."""
+    from pipeline.publish import AttentionBoard
+
+    board = AttentionBoard(settings.attention_dir)
+    if args.accounts_command == "resume":
+        platforms = [Platform(args.platform)] if args.platform else list(Platform)
+        resumed = [p for p in platforms if board.resume(p, args.name)]
+        if not resumed:
+            print(f"{args.name} is not paused", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        for platform in resumed:
+            print(f"resumed the {platform.value} account {args.name}")
+        print("publish its failed runs with: python -m pipeline publish RUN_ID")
+        return EXIT_OK
+    pauses = board.all()
+    for pause in pauses:
+        since = pause.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        print(f"{pause.platform.value:<10} {pause.account:<24} since {since}  {pause.reason}")
+    print(f"{len(pauses)} paused account(s)")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -302,7 +441,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     cancel = sub.add_parser("cancel", help="cancel a run that is not finished")
     cancel.add_argument("run_id")
+    add_publishing_commands(sub)
     return parser
+
+
+def add_publishing_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`publish RUN_ID [--platform P]` and `accounts [resume NAME [--platform P]]`."""
+    platforms = [p.value for p in Platform]
+    publish = sub.add_parser("publish", help="publish an approved run again (failed posts)")
+    publish.add_argument("run_id")
+    publish.add_argument("--platform", choices=platforms, help="only this platform")
+    accounts = sub.add_parser("accounts", help="paused accounts: list them, or resume one")
+    accounts_sub = accounts.add_subparsers(dest="accounts_command")
+    accounts_sub.add_parser("list", help="list paused accounts (the default)")
+    resume = accounts_sub.add_parser("resume", help="un-pause an account a person has fixed")
+    resume.add_argument("name", help="the credentials name, as in the character file")
+    resume.add_argument("--platform", choices=platforms, help="only on this platform")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -317,6 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_run(settings, args))
         if args.command in {"runs", "show", "cancel"}:
             return asyncio.run(cmd_runs(settings, args))
+        if args.command == "publish":
+            return asyncio.run(cmd_publish(settings, args))
+        if args.command == "accounts":
+            return cmd_accounts(settings, args)
     except (ConfigError, CharacterError, CharacterNotFound, RunError) as exc:
         print(exc.user_message, file=sys.stderr)
         return EXIT_BAD_INPUT

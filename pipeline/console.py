@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.models import Decision, PostRecord, ReviewTicket, Run, RunState, utcnow
+from pipeline.models import (
+    Decision,
+    Platform,
+    PostRecord,
+    ReviewTicket,
+    Run,
+    RunState,
+    utcnow,
+)
 from pipeline.ports import Progress
 
 BAR_WIDTH = 20
@@ -78,6 +86,22 @@ class LogNotifier:
         for post in posts:
             text += f"\n  {post.platform.value}: {post.state.value} {post.url or ''}".rstrip()
         print(text, file=self.out, flush=True)
+
+    async def account_needs_attention(self, platform: Platform, account: str, reason: str) -> None:
+        print(
+            f"the {platform.value} account {account} is paused and needs a person: {reason}\n"
+            f"  after fixing it: python -m pipeline accounts resume {account}",
+            file=self.out,
+            flush=True,
+        )
+
+    async def post_uncertain(self, record: PostRecord) -> None:
+        print(
+            f"run {record.run_id}: the {record.platform.value} post may or may not be online; "
+            f"look at the {record.account} account and decide (it is not posted again)",
+            file=self.out,
+            flush=True,
+        )
 
 
 class TerminalProgress:

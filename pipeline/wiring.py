@@ -26,7 +26,7 @@ from pipeline.ports import Notifier, PublishNotifier, Reviewer
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
-from pipeline.publish import build_publish_service, fit_run_media
+from pipeline.publish import PublishService, build_publish_service, fit_run_media
 from pipeline.run import Idea, Pipeline
 from pipeline.runner import Execute, Runner
 from pipeline.settings import Settings
@@ -233,14 +233,34 @@ async def open_pipeline(
             await runner.shutdown()
 
 
+@dataclass
+class Publishing:
+    """What `python -m pipeline publish` needs: the characters and the publisher over an open
+    store; no ComfyUI pool and no language models."""
+
+    characters: Characters
+    service: PublishService
+
+
+def publishing_for(
+    settings: Settings, store: SqlStore, *, notifier: PublishNotifier | None = None
+) -> Publishing:
+    """The characters and a PublishService over `store`, for publishing approved runs again."""
+    return Publishing(
+        characters_from(settings), build_publish_service(settings, store, notifier=notifier)
+    )
+
+
 #: the strategy names, for choices (the /generate `type`, the command line's --type)
 STRATEGY_NAMES: tuple[str, ...] = tuple(strategies.STRATEGY_NAMES)
 
 __all__ = [
     "STRATEGY_NAMES",
     "Engine",
+    "Publishing",
     "Services",
     "characters_from",
     "open_engine",
     "open_pipeline",
+    "publishing_for",
 ]

@@ -12,10 +12,11 @@ import json
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from pydantic import SecretStr
 
 from pipeline.characters import Character
@@ -102,9 +103,11 @@ class CredentialStore:
             value = self.environ.get(f"{prefix}_{key.upper()}") or file_values.get(key)
             if isinstance(value, str) and value.strip():
                 found[key] = value.strip()
-        for key in REQUIRED_KEYS[platform]:
-            if key not in found:
-                problems.append(f"{prefix}_{key.upper()} is not set (nor {key!r} in {path.name})")
+        missing = [key for key in REQUIRED_KEYS[platform] if key not in found]
+        if missing:
+            variables = ", ".join(f"{prefix}_{key.upper()}" for key in missing)
+            verb = "is" if len(missing) == 1 else "are"
+            problems.append(f"{variables} {verb} not set (in the environment, .env or {path})")
         return found, problems
 
     def problems(self, name: str, platform: Platform) -> list[str]:
@@ -133,18 +136,42 @@ class CredentialStore:
         )
 
 
+def _line_of(path: Path, keys: Sequence[str]) -> int | None:
+    """The 1-based line of a nested key in a YAML file (None when it cannot be found)."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                line, node = key_node.start_mark.line + 1, value_node
+                break
+        else:
+            return line
+    return line
+
+
 def check_credentials(
     character: Character, settings: Settings, *, environ: Mapping[str, str] | None = None
 ) -> list[Problem]:
     """Every problem with the credentials of a character's enabled platforms: missing keys, an
     unreadable or world-readable session file. Names variables and files, never values."""
     store = CredentialStore(settings, environ)
+    try:
+        shown = str(character.path.resolve().relative_to(character.root.resolve()))
+    except ValueError:
+        shown = str(character.path)
     problems: list[Problem] = []
     for platform, config in character.enabled_platforms().items():
-        key = f"social_media.platforms.{platform.value}.credentials"
+        keys = ("social_media", "platforms", platform.value, "credentials")
+        line = _line_of(character.path, keys)
 
-        def add(message: str, key: str = key) -> None:
-            problems.append(Problem(str(character.path), None, key, message))
+        def add(message: str, line: int | None = line, key: str = ".".join(keys)) -> None:
+            problems.append(Problem(shown, line, key, message))
 
         for message in store.problems(config.credentials, platform):
             add(message)

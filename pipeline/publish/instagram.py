@@ -21,6 +21,7 @@ from typing import Any
 
 from instagrapi import Client
 from instagrapi import exceptions as ig
+from instagrapi.extractors import extract_media_v1
 
 from pipeline.models import MediaKind, Platform
 from pipeline.ports import OutgoingMedia, RemotePost
@@ -118,6 +119,19 @@ def classify(exc: Exception, *, during_configure: bool) -> Exception:
     return exc
 
 
+def classify_login(exc: Exception) -> Exception:
+    """The publishing error for a failed login: busy or unreachable is worth another try;
+    anything else (a refused code, a challenge, a bad password) needs a person."""
+    error = classify(exc, during_configure=False)
+    if isinstance(error, ContentRejectedError):
+        name = type(exc).__name__
+        said = scrub(_platform_text(exc))
+        return AccountAttentionError(
+            f"Instagram login refused ({name}): {said}", reason=f"login refused: {said}"
+        )
+    return error
+
+
 class InstagramPublisher:
     """The Publisher for Instagram; one per process, one instagrapi Client per account."""
 
@@ -157,14 +171,21 @@ class InstagramPublisher:
         session = self._session_file(account)
         if session.is_file():
             client.load_settings(session)
+        else:
+            log.info("instagram account %s has no saved session: logging in", account)
         client.request_timeout = self._request_delay  # after loading: the file holds one too
         code = ""
         if creds.totp_secret is not None:
             code = client.totp_generate_code(creds.totp_secret.get_secret_value())
         try:
-            client.login(creds.username, creds.password.get_secret_value(), verification_code=code)
+            # The accounts/login/ flow (then accounts/two_factor_login/ with the TOTP code);
+            # instagrapi itself moves on to the Bloks (CAA) flow when Instagram asks for it.
+            # With a saved session it only checks it (accounts/current_user/).
+            client.login_legacy(
+                creds.username, creds.password.get_secret_value(), verification_code=code
+            )
         except ig.ClientError as exc:
-            raise classify(exc, during_configure=False) from None
+            raise classify_login(exc) from None
         self._save(client, session)
         log.info("instagram account %s is logged in", account)
         self._clients[account] = client
@@ -231,7 +252,7 @@ class InstagramPublisher:
         with self._lock(account):
             client = self._client(account)
             try:
-                medias = client.user_medias_v1(client.user_id, amount=20)
+                medias = _recent_medias(client, amount=20)
             except ig.ClientError as exc:
                 raise classify(exc, during_configure=False) from None
         wanted = " ".join(caption.split())
@@ -241,6 +262,18 @@ class InstagramPublisher:
             if " ".join(str(item.caption_text).split()) == wanted and taken >= earliest:
                 return RemotePost(str(item.id), f"https://www.instagram.com/p/{item.code}/")
         return None
+
+
+def _recent_medias(client: _Client, *, amount: int) -> list[Any]:
+    """The account's latest posts (feed/user/:id/), newest first. Unlike instagrapi's
+    `user_medias_v1`, a failure raises instead of reading as "no posts", so a post that
+    cannot be checked is never taken for one that is not online."""
+    answer = client.private_request(
+        f"feed/user/{client.user_id}/",
+        params={"count": amount, "rank_token": client.rank_token, "ranked_content": "true"},
+    )
+    items = answer.get("items") if isinstance(answer, dict) else None
+    return [extract_media_v1(item) for item in items or []]
 
 
 def check_media(media: Sequence[OutgoingMedia], caption: str) -> None:

@@ -349,15 +349,9 @@ class PublishService:
                 await self.sleep(wait)
                 continue
             except AccountAttentionError as exc:
-                await asyncio.to_thread(
-                    self.attention.pause, record.platform, record.account, exc.reason
-                )
                 record = await self._attempt(record, "account", exc.user_message, str(exc))
                 record = await self._finish(record, PostState.FAILED, error=exc.user_message)
-                if self.notifier is not None:
-                    await self.notifier.account_needs_attention(
-                        record.platform, record.account, exc.reason
-                    )
+                await self._pause(record.platform, record.account, exc.reason)
                 return record
             except ContentRejectedError as exc:
                 record = await self._attempt(record, "rejected", exc.user_message, str(exc))
@@ -397,6 +391,9 @@ class PublishService:
         else:
             try:
                 found = await publisher.find_post(record.account, caption, record.created_at)
+            except AccountAttentionError as exc:  # e.g. the login to look was refused
+                note = f"could not check: {exc.user_message}"
+                await self._pause(record.platform, record.account, exc.reason)
             except PublishError as exc:
                 note = f"could not check: {exc.user_message}"
             except Exception:
@@ -413,6 +410,12 @@ class PublishService:
         if self.notifier is not None:
             await self.notifier.post_uncertain(record)
         return record
+
+    async def _pause(self, platform: Platform, account: str, reason: str) -> None:
+        """Pause the account (kept across restarts) and tell a person."""
+        await asyncio.to_thread(self.attention.pause, platform, account, reason)
+        if self.notifier is not None:
+            await self.notifier.account_needs_attention(platform, account, reason)
 
     async def _attempt(
         self, record: PostRecord, outcome: str, message: str, detail: str

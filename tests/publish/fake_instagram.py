@@ -1,13 +1,20 @@
 """Instagram's private API as `responses` callbacks, patched into instagrapi's own transport.
 
 instagrapi sends through its curl HTTP/2 adapter (a requests adapter); `responses` replaces
-that adapter's `send`, so the real Client builds every request as in production.
+that adapter's `send`, so the real Client builds every request as in production. A fresh login
+also reads the password key from `qe/sync/` over instagrapi's plain requests session: mount
+`install_public` on a second RequestsMock for that (see `tests/publish/test_instagram_login.py`).
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import hmac
 import json
 import re
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +22,57 @@ from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import requests
 import responses
+from Cryptodome.Cipher import AES, PKCS1_v1_5
+from Cryptodome.PublicKey import RSA
 
 API = "https://i.instagram.com"
 USER_ID = 4242
 TRANSPORT = "instagrapi.transports._CurlH2Adapter.send"
 
 Reply = tuple[int, dict[str, str], str]
+
+#: the key Instagram publishes for password encryption (`ig-set-password-encryption-*`)
+PASSWORD_KEY_ID = 41
+
+
+@functools.cache
+def _password_key() -> RSA.RsaKey:
+    return RSA.generate(2048)  # made on the first login only: it takes a moment
+
+
+def totp(secret: str, at: float, *, step: int = 30, digits: int = 6) -> str:
+    """RFC 6238 TOTP (HMAC-SHA1) of a base32 secret at a time: what an authenticator shows."""
+    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+    digest = hmac.new(key, struct.pack(">Q", int(at // step)), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    number = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return str(number % 10**digits).zfill(digits)
+
+
+def decrypt_password(enc_password: str) -> str:
+    """The password inside instagrapi's `#PWD_INSTAGRAM:4:TIME:PAYLOAD` (RSA + AES-GCM)."""
+    _, version, stamp, payload = enc_password.split(":", 3)
+    assert version == "4"
+    raw = base64.b64decode(payload)
+    assert raw[0] == 1
+    assert raw[1] == PASSWORD_KEY_ID
+    iv, size = raw[2:14], int.from_bytes(raw[14:16], "little")
+    rsa_part, rest = raw[16 : 16 + size], raw[16 + size :]
+    tag, sealed = rest[:16], rest[16:]
+    session_key = PKCS1_v1_5.new(_password_key()).decrypt(rsa_part, None)
+    assert session_key is not None, "the password was not encrypted with the published key"
+    cipher = AES.new(session_key, AES.MODE_GCM, iv)
+    cipher.update(stamp.encode())
+    return cipher.decrypt_and_verify(sealed, tag).decode()
+
+
+def form_of(request: requests.PreparedRequest) -> dict[str, Any]:
+    """A signed form's JSON, or a plain form's fields."""
+    body = request.body.decode() if isinstance(request.body, bytes) else str(request.body or "")
+    form = parse_qs(body)
+    if "signed_body" in form:
+        return signed_form(request)
+    return {k: v[0] for k, v in form.items()}
 
 
 def signed_form(request: requests.PreparedRequest) -> dict[str, Any]:
@@ -57,8 +109,28 @@ class FakeInstagram:
     #: endpoint -> a reply given once instead of the normal answer
     faults: dict[str, Reply] = field(default_factory=dict)
     next_pk: int = 3100000000000000001
+    #: the account's password and, when two-factor is on, its authenticator's base32 secret
+    password: str = "pw-SECRET-123"
+    totp_secret: str | None = None
+    #: every login form (accounts/login/) and two-factor form (accounts/two_factor_login/)
+    logins: list[dict[str, Any]] = field(default_factory=list)
+    two_factor_logins: list[dict[str, Any]] = field(default_factory=list)
+    #: (time received, code) of each two-factor code, to compare with the TOTP of that time
+    codes: list[tuple[float, str]] = field(default_factory=list)
+    #: the session Instagram hands out after a login (the `ig-set-authorization` header)
+    sessionid: str = f"{USER_ID}%3AfreshSESSION%3A7"
+
+    def install_public(self, mock: responses.RequestsMock) -> None:
+        """The password-key read instagrapi makes over its plain requests session."""
+        mock.add_callback("GET", API + "/api/v1/qe/sync/", callback=self._password_key)
 
     def install(self, mock: responses.RequestsMock) -> None:
+        mock.add_callback("POST", API + "/api/v1/launcher/sync/", callback=self._launcher)
+        mock.add_callback("POST", API + "/api/v1/accounts/login/", callback=self._login)
+        mock.add_callback("POST", API + "/api/v1/accounts/two_factor_login/",
+                          callback=self._two_factor)  # fmt: skip
+        mock.add_callback("POST", API + "/api/v1/feed/reels_tray/", callback=self._after_login)
+        mock.add_callback("POST", API + "/api/v1/feed/timeline/", callback=self._after_login)
         mock.add_callback("GET", re.compile(API + r"/api/v1/accounts/current_user/"),
                           callback=self._account)  # fmt: skip
         mock.add_callback("GET", re.compile(API + r"/api/v1/feed/user/\d+/"), callback=self._feed)
@@ -81,6 +153,83 @@ class FakeInstagram:
                 return self.faults.pop(key)
         return None
 
+    # ------------------------------------------------------------------ login
+    def _password_key(self, request: requests.PreparedRequest) -> Reply:
+        self.calls.append(("GET", "/api/v1/qe/sync/"))
+        pem = _password_key().publickey().export_key()
+        headers = {
+            "ig-set-password-encryption-key-id": str(PASSWORD_KEY_ID),
+            "ig-set-password-encryption-pub-key": base64.b64encode(pem).decode(),
+        }
+        return 200, headers, json.dumps({"status": "ok"})
+
+    def _launcher(self, request: requests.PreparedRequest) -> Reply:
+        self.calls.append(("POST", "/api/v1/launcher/sync/"))
+        return 200, {}, json.dumps({"configs": {}, "status": "ok"})
+
+    def _logged_in(self) -> Reply:
+        """A successful login: the user, and the session in `ig-set-authorization`."""
+        session = {"ds_user_id": str(USER_ID), "sessionid": self.sessionid,
+                   "should_use_header_over_cookies": True}  # fmt: skip
+        token = base64.b64encode(json.dumps(session).encode()).decode()
+        user = {"pk": USER_ID, "pk_id": str(USER_ID), "username": "fox.official",
+                "full_name": "Fox", "is_private": False}  # fmt: skip
+        headers = {"ig-set-authorization": f"Bearer IGT:2:{token}", "ig-set-x-mid": "Z1midFAKE"}
+        return 200, headers, json.dumps({"logged_in_user": user, "status": "ok"})
+
+    def _login(self, request: requests.PreparedRequest) -> Reply:
+        self.calls.append(("POST", "/api/v1/accounts/login/"))
+        form = form_of(request)
+        self.logins.append(form)
+        if fault := self._fault("accounts/login/"):
+            return fault
+        if form.get("username") != "fox.official" or (
+            decrypt_password(str(form["enc_password"])) != self.password
+        ):
+            body = {"message": "The password you entered is incorrect. Please try again.",
+                    "invalid_credentials": True, "error_type": "bad_password",
+                    "status": "fail"}  # fmt: skip
+            return 400, {}, json.dumps(body)
+        if self.totp_secret is None:
+            return self._logged_in()
+        info = {  # the shape Instagram answers with when the account has two-factor on
+            "pk": USER_ID,
+            "username": "fox.official",
+            "sms_two_factor_on": False,
+            "whatsapp_two_factor_on": False,
+            "totp_two_factor_on": True,
+            "eligible_for_multiple_totp": False,
+            "two_factor_identifier": "TWOfactorID42",
+            "show_trusted_device_option": True,
+            "is_trusted_device": False,
+        }
+        body = {"message": "", "two_factor_required": True, "two_factor_info": info,
+                "phone_verification_settings": {"max_sms_count": 2}, "status": "fail",
+                "error_type": "two_factor_required"}  # fmt: skip
+        return 400, {}, json.dumps(body)
+
+    def _two_factor(self, request: requests.PreparedRequest) -> Reply:
+        self.calls.append(("POST", "/api/v1/accounts/two_factor_login/"))
+        form = form_of(request)
+        self.two_factor_logins.append(form)
+        now = time.time()
+        code = str(form.get("verification_code", ""))
+        self.codes.append((now, code))
+        if fault := self._fault("accounts/two_factor_login/"):
+            return fault
+        assert self.totp_secret is not None
+        valid = {totp(self.totp_secret, now + drift) for drift in (-30, 0)}  # a step of grace
+        if form.get("two_factor_identifier") != "TWOfactorID42" or code not in valid:
+            body = {"message": "Please check the security code and try again.",
+                    "status": "fail", "error_type": "sms_code_validation_code_invalid"}  # fmt: skip
+            return 400, {}, json.dumps(body)
+        return self._logged_in()
+
+    def _after_login(self, request: requests.PreparedRequest) -> Reply:
+        self._record(request)
+        return 200, {}, json.dumps({"items": [], "tray": [], "status": "ok"})
+
+    # ------------------------------------------------------------------ the account
     def _account(self, request: requests.PreparedRequest) -> Reply:
         path = self._record(request)
         if fault := self._fault(path):

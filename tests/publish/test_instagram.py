@@ -7,6 +7,7 @@ import logging
 import stat
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +21,7 @@ from instagrapi import Client
 from PIL import Image
 
 from pipeline.characters import Character
-from pipeline.models import Platform, PostState
+from pipeline.models import Platform, PostRecord, PostState, Run
 from pipeline.publish import build_publish_service
 from pipeline.publish.credentials import CredentialStore, session_path
 from pipeline.publish.instagram import InstagramPublisher
@@ -231,3 +232,83 @@ async def test_second_publish_does_nothing(
     assert again.state is PostState.POSTED
     assert len(fake_ig.calls) == calls
     assert len(fake_ig.medias) == 1
+
+
+async def crashed_after_posting(
+    service: PublishService, store: SqlStore, run: Run, character: Character, run_dir: Path
+) -> PostRecord:
+    """Post the run, then leave its record as a crash between the post and saving its id does."""
+    await service.publish_run(run, character, run_dir)
+    [posted] = await store.posts_for_run(run.id)
+    await store.update_post(replace(posted, state=PostState.POSTING, remote_id=None, url=None))
+    return posted
+
+
+async def test_crash_after_posting_is_settled_from_the_recent_posts(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    store: SqlStore,
+) -> None:
+    """A post left 'posting' by a crash is found among the account's recent posts when the run
+    is resumed (or `publish RUN_ID` is run): it is not posted again."""
+    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
+    run, character = approved_run(run_dir, ["a.png"]), make_character(instagram=True)
+    posted = await crashed_after_posting(service(), store, run, character, run_dir)
+
+    [record] = await service().publish_run(run, character, run_dir, retry_failed=True)
+
+    assert record.state is PostState.POSTED
+    assert record.remote_id == posted.remote_id
+    assert record.url == posted.url
+    assert ("GET", f"/api/v1/feed/user/{USER_ID}/") in fake_ig.calls
+    assert len(fake_ig.configures) == 1
+    [saved] = await store.posts_for_run(run.id)
+    assert saved.state is PostState.POSTED
+
+
+async def test_crash_with_the_post_not_online_is_uncertain_and_reported(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    store: SqlStore,
+    notifier: RecordingNotifier,
+) -> None:
+    """A 'posting' record whose post is not among the recent ones waits for a person."""
+    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
+    run, character = approved_run(run_dir, ["a.png"]), make_character(instagram=True)
+    await crashed_after_posting(service(), store, run, character, run_dir)
+    fake_ig.medias.clear()  # Instagram never made it public
+
+    [record] = await service().recover(run, character)
+    [again] = await service().publish_run(run, character, run_dir, retry_failed=True)
+
+    assert record.state is PostState.UNCERTAIN
+    assert [r.run_id for r in notifier.uncertain] == [run.id]
+    assert again.state is PostState.UNCERTAIN
+    assert len(fake_ig.configures) == 1  # never posted a second time
+
+
+async def test_crash_when_instagram_cannot_tell_is_uncertain(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    store: SqlStore,
+    notifier: RecordingNotifier,
+) -> None:
+    """If the recent posts cannot be read, the record is 'uncertain' and a person is told."""
+    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
+    run, character = approved_run(run_dir, ["a.png"]), make_character(instagram=True)
+    await crashed_after_posting(service(), store, run, character, run_dir)
+    fake_ig.faults["feed/user/"] = (500, {}, '{"message": "", "status": "fail"}')
+
+    [record] = await service().recover(run, character)
+
+    assert record.state is PostState.UNCERTAIN
+    assert "could not check" in (record.error or "")
+    [reported] = notifier.uncertain
+    assert reported.state is PostState.UNCERTAIN
+    assert len(fake_ig.configures) == 1

@@ -87,8 +87,11 @@ def test_check_names_missing_variables_without_values(
 
     problems = check_credentials(character, settings, environ=env)
 
-    assert [p.message.split(" ")[0] for p in problems] == ["FOX_X_ACCESS_SECRET"]
-    assert problems[0].key == "social_media.platforms.twitter.credentials"
+    assert [str(p) for p in problems] == [
+        "characters/fox.yaml:9: social_media.platforms.twitter.credentials: "
+        "FOX_X_ACCESS_SECRET is not set (in the environment, .env or "
+        f"{settings.credentials_dir / 'fox_x.json'})"
+    ]
     assert not any(secret in str(problems) for secret in SECRETS)
 
 
