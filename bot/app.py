@@ -52,6 +52,18 @@ def point_at_api(api_base: str) -> None:
 class MediaTree(app_commands.CommandTree[discord.Client]):
     """The command tree with the one place that turns errors into user-safe replies."""
 
+    async def interaction_check(self, interaction: discord.Interaction[discord.Client]) -> bool:
+        """Commands work only in our guild: a command sent from a direct message (or another
+        guild) is dropped without a reply, so no run starts and nothing is said."""
+        wanted = getattr(interaction.client, "settings", None)
+        guild_id = wanted.discord_guild_id if isinstance(wanted, Settings) else None
+        if interaction.guild_id is None or (guild_id and interaction.guild_id != guild_id):
+            log.info(
+                "ignored /%s from outside the guild", getattr(interaction.command, "name", "?")
+            )
+            return False
+        return True
+
     async def on_error(
         self,
         interaction: discord.Interaction[discord.Client],
@@ -99,6 +111,10 @@ class MediaBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=MediaTree,
+            # guild channels only: the commands are not offered in direct messages
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            ),
             help_command=None,
             guild_ready_timeout=guild_ready_timeout,
         )

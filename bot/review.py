@@ -542,6 +542,15 @@ class CaptionModal(discord.ui.Modal):
             self._inputs[platform] = box
             self.add_item(box)
 
+    async def interaction_check(self, interaction: discord.Interaction[discord.Client]) -> bool:
+        """Only a reviewer's submit counts: a form's id could be replayed by anyone."""
+        if has_any_role(interaction.user, self._reviewer.config.role_ids):
+            return True
+        await interaction.response.send_message(
+            "Only reviewers can edit the caption.", ephemeral=True
+        )
+        return False
+
     async def on_submit(self, interaction: discord.Interaction[discord.Client]) -> None:
         changes = {platform: box.value for platform, box in self._inputs.items()}
         if await self._reviewer.edit_captions(self._run_id, changes):

@@ -74,6 +74,9 @@ class Workflow:
             raise WorkflowError(
                 f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
             ) from exc
+        except RecursionError:
+            # the decoder recurses per bracket: thousands of nested ones exhaust the stack
+            raise WorkflowError(f"{source}: the JSON is nested too deeply") from None
         if not isinstance(data, dict):
             raise WorkflowError(f"{source}: a workflow must be a JSON object of nodes")
         return cls._adopt(_validated(data, source), source)

@@ -7,6 +7,7 @@ types are checked by pydantic; names (strategies, templates, styles, workflow fi
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from strategies import STRATEGY_NAMES, VIDEO_STRATEGIES, stages
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 Weights = dict[str, float]
+
+#: a file that expands (through YAML aliases) to more values than this is refused: no character
+#: needs it, and walking it would take minutes ("billion laughs")
+MAX_VALUES = 20_000
 
 
 def pick(weights: Mapping[str, float], rng: Random) -> str:
@@ -317,14 +322,33 @@ class Character:
 # ---------------------------------------------------------------------------- loading
 
 
+class _TooBig(Exception):
+    """The YAML graph refers to itself or expands past MAX_VALUES; `line` is where."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
 def _line_map(
     node: yaml.Node,
     path: tuple[str | int, ...],
     out: dict[tuple[str | int, ...], int],
     dupes: list[tuple[tuple[str | int, ...], int]],
+    inside: tuple[int, ...] = (),
 ) -> None:
-    """Record the 1-based line of every key and item below `node`, and duplicate keys."""
-    out.setdefault(path, node.start_mark.line + 1)
+    """Record the 1-based line of every key and item below `node`, and duplicate keys.
+
+    An alias that contains itself, or a graph that expands past MAX_VALUES, raises `_TooBig`
+    (yaml.safe_load would build a cyclic value, and walking the expansion would never end)."""
+    line = node.start_mark.line + 1
+    if id(node) in inside:
+        raise _TooBig(line, "an alias refers to its own anchor (the value would never end)")
+    if len(out) > MAX_VALUES:
+        raise _TooBig(line, f"the file expands to more than {MAX_VALUES} values (aliases?)")
+    out.setdefault(path, line)
+    inside = (*inside, id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -334,10 +358,10 @@ def _line_map(
                 dupes.append((child, key_node.start_mark.line + 1))
             seen.add(key)
             out[child] = key_node.start_mark.line + 1
-            _line_map(value_node, child, out, dupes)
+            _line_map(value_node, child, out, dupes, inside)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _line_map(item, (*path, index), out, dupes)
+            _line_map(item, (*path, index), out, dupes, inside)
 
 
 def _clean(loc: Sequence[str | int]) -> tuple[str | int, ...]:
@@ -471,23 +495,31 @@ class Characters:
 
     def parse(self, text: str, *, path: Path, shown: str | None = None) -> Character:
         shown = shown or _display(path, self.root)
+        lines: dict[tuple[str | int, ...], int] = {}
+        dupes: list[tuple[tuple[str | int, ...], int]] = []
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+            if node is not None:
+                _line_map(node, (), lines, dupes)
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             reason = getattr(exc, "problem", None) or "not valid YAML"
             raise CharacterError([Problem(shown, line, "", f"invalid YAML: {reason}")]) from None
+        except _TooBig as exc:
+            raise CharacterError([Problem(shown, exc.line, "", exc.message)]) from None
+        except RecursionError:
+            # PyYAML composes recursively: thousands of nested brackets exhaust the stack
+            raise CharacterError(
+                [Problem(shown, None, "", "the YAML is nested too deeply")]
+            ) from None
         if node is None or data is None:
             raise CharacterError([Problem(shown, 1, "", "the file is empty")])
         if not isinstance(data, dict):
             raise CharacterError(
                 [Problem(shown, node.start_mark.line + 1, "", "must be a mapping of sections")]
             )
-        lines: dict[tuple[str | int, ...], int] = {}
-        dupes: list[tuple[tuple[str | int, ...], int]] = []
-        _line_map(node, (), lines, dupes)
         problems = [Problem(shown, line, _key(loc), "duplicate key") for loc, line in dupes]
         try:
             spec = CharacterFile.model_validate(data)
@@ -514,12 +546,32 @@ def _check_weights(
         if name not in known:
             listing = ", ".join(repr(k) if k == "" else k for k in known)
             yield (*loc, name), f"unknown {what} {name!r} (known: {listing})"
+        elif not math.isfinite(weight):
+            yield (*loc, name), "weight must be a finite number"
         elif weight < 0:
             yield (*loc, name), "weight must not be negative"
-    if weights and all(w <= 0 for w in weights.values()) and all(w >= 0 for w in weights.values()):
+    if weights and all(w == 0 for w in weights.values()):
         yield loc, "every weight is 0: give at least one a positive weight"
     if not weights:
         yield loc, "needs at least one choice with a positive weight"
+
+
+def _workflow_problem(root: Path, file: str) -> str | None:
+    """Why a character's workflow path is unusable: it must be a .json file inside the project
+    folder (`root`), so a character file cannot point the bot at files elsewhere on the host."""
+    path = root / file
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+        exists = path.is_file()
+    except (OSError, ValueError):  # a name too long, or one with a NUL byte
+        return f"workflow file {file[:80]!r} is not a usable file name"
+    if Path(file).is_absolute() or not inside:
+        return f"workflow file {file[:80]!r} must be inside the project folder (a relative path)"
+    if not exists:
+        return f"workflow file {file!r} does not exist"
+    if path.suffix != ".json":
+        return f"workflow file {file!r} must be an API-format .json file"
+    return None
 
 
 def _check_names(
@@ -585,11 +637,9 @@ def _check_names(
                     yield (*base, stage, "workflow"), stage_params.workflow
 
     for loc, file in workflow_refs():
-        path = root / file
-        if not path.is_file():
-            yield loc, f"workflow file {file!r} does not exist"
-        elif path.suffix != ".json":
-            yield loc, f"workflow file {file!r} must be an API-format .json file"
+        problem = _workflow_problem(root, file)
+        if problem:
+            yield loc, problem
 
     character = Character(key="", path=root, root=root, spec=spec)
     for strategy, weight in gen.generation_type_weights.items():

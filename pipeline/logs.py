@@ -11,6 +11,11 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+#: libraries whose DEBUG records carry credentials, so they never log below INFO: discord.py's
+#: webhook requests (the URL holds the webhook's token), oauthlib and requests-oauthlib (the
+#: OAuth parameters of every X request, the access token among them)
+SECRET_LOGGERS = ("discord.webhook", "oauthlib", "requests_oauthlib")
+
 run_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
 
 
@@ -42,3 +47,5 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     # discord.py and aiohttp are chatty at INFO about things a user does not act on
     logging.getLogger("discord.gateway").setLevel(max(logging.WARNING, root.level))
+    for name in SECRET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

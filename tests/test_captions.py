@@ -18,6 +18,7 @@ from pipeline.captions import (
     write_captions,
 )
 from pipeline.characters import Character, Characters
+from pipeline.errors import ModelError
 from pipeline.models import Platform
 from pipeline.prompts.library import TemplateLibrary
 from tests.doubles import Asked, ScriptedModel
@@ -235,3 +236,19 @@ async def test_long_model_caption_is_fitted(fox: Character) -> None:
         character=fox, prompt="p", descriptions=[], model=model, platforms=[X]
     )
     assert weighted_length(captions[X]) <= 280
+
+
+async def test_a_caption_no_model_answers_fails_with_the_models_message(fox: Character) -> None:
+    """When no model writes one platform's caption, the run fails with the model error's
+    user-safe sentence (a retryable step), not as an unexpected error."""
+    unavailable = ModelError("every provider failed", user_message="No language model answered.")
+
+    def answer(asked: Asked) -> str:
+        if "Instagram" in asked.system:
+            raise unavailable
+        return json.dumps({"text": "Stars tonight!", "hashtags": []})
+
+    model = ScriptedModel.of(default=answer)
+    with pytest.raises(ModelError) as raised:
+        await write_captions(character=fox, prompt="p", descriptions=[], model=model)
+    assert raised.value.user_message == "No language model answered."

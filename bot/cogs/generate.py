@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import unicodedata
 
 import discord
 from discord import app_commands
@@ -24,6 +26,30 @@ from pipeline.models import Job, Run, utcnow
 log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[discord.Client]
+
+#: the longest prompt /generate takes; Discord allows 6,000 characters in an option, but a
+#: prompt is an idea for the language model, and a longer one only crowds out the template
+PROMPT_LIMIT = 1000
+#: run ids are lower-case hex (pipeline.models.new_run_id); anything else is no run of ours
+RUN_ID = re.compile(r"^[0-9a-f]{6,32}$")
+
+
+def check_prompt(prompt: str | None) -> str | None:
+    """The prompt, stripped; a RunError saying what is wrong when it is too long or holds
+    control characters (invisible, and they break logs and terminals)."""
+    if prompt is None:
+        return None
+    prompt = prompt.strip()
+    if len(prompt) > PROMPT_LIMIT:
+        raise RunError(
+            f"The prompt is {len(prompt)} characters long; at most {PROMPT_LIMIT} are allowed."
+        )
+    bad = next((ch for ch in prompt if unicodedata.category(ch) in {"Cc", "Cs"}), None)
+    if bad is not None:
+        raise RunError(
+            f"The prompt holds a control character (U+{ord(bad):04X}); write plain text."
+        )
+    return prompt or None
 
 
 class GenerateCog(commands.Cog):
@@ -53,7 +79,8 @@ class GenerateCog(commands.Cog):
         ) -> None:
             await interaction.response.defer(thinking=True)
             if kind is not None and kind not in services.strategy_names:
-                raise RunError(f"unknown type {kind!r}")
+                raise RunError(f"unknown type {kind[:32]!r}")
+            prompt = check_prompt(prompt)
             await asyncio.to_thread(services.characters.load, character)  # says what is wrong
             job = Job(
                 character=character,
@@ -78,7 +105,7 @@ class GenerateCog(commands.Cog):
         choices = [app_commands.Choice(name=n, value=n) for n in services.strategy_names]
         generate = app_commands.describe(
             character="whose run: a file in the characters folder",
-            prompt="what to make (else the character's prompt method decides)",
+            prompt=f"what to make, up to {PROMPT_LIMIT} characters (else the character decides)",
             kind="how to make it (else the character's weights decide)",
         )(generate)
         generate = app_commands.rename(kind="type")(generate)
@@ -138,9 +165,10 @@ class GenerateCog(commands.Cog):
 
     async def _own_run(self, interaction: Interaction, run_id: str) -> Run:
         """The run, when it exists and the member started it or is an admin."""
-        run = await self.services.store.load_run(run_id.strip())
+        wanted = run_id.strip()
+        run = await self.services.store.load_run(wanted) if RUN_ID.match(wanted) else None
         if run is None:
-            raise RunError(f"no run with id {run_id.strip()[:32]!r}")
+            raise RunError(f"no run with id {wanted[:32]!r}")
         mine = run.job.requested_by == requester_key(interaction.user)
         if not mine and not allowed(interaction, "discord_admin_role_ids"):
             raise RunError(f"run {run.id} is not yours; an admin can act on it")

@@ -28,6 +28,9 @@ T = TypeVar("T")
 # 2003 can't connect, 2006 server has gone away, 2013 lost connection during query,
 # 1053 server shutdown in progress, 1927 connection was killed, 4031 idle-timeout disconnect.
 _CONNECTION_LOST = frozenset({2003, 2006, 2013, 1053, 1927, 4031})
+# 1213 deadlock (the server rolled the transaction back), 1205 lock wait timeout: the server
+# says "try restarting transaction"; two first saves of new runs meet this way (gap locks).
+_TRY_AGAIN = frozenset({1213, 1205})
 _DUPLICATE_ENTRY = 1062
 
 
@@ -37,6 +40,14 @@ def _lost_connection(exc: BaseException) -> bool:
     if isinstance(exc, pymysql.err.OperationalError) and exc.args:
         return exc.args[0] in _CONNECTION_LOST
     return isinstance(exc, ConnectionError | asyncio.IncompleteReadError)
+
+
+def _try_again(exc: BaseException) -> bool:
+    """The transaction may simply be run again whole: its connection was lost, or the server
+    chose it as a deadlock's victim and rolled it back."""
+    if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] in _TRY_AGAIN:
+        return True
+    return _lost_connection(exc)
 
 
 def describe_connect_error(url: str, exc: BaseException) -> str:
@@ -185,6 +196,10 @@ class MysqlDatabase:
 
     def is_connection_lost(self, exc: BaseException) -> bool:
         return _lost_connection(exc)
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """True when a failed transaction may be run again whole (see `_try_again`)."""
+        return _try_again(exc)
 
     async def close(self) -> None:
         self._pool.close()

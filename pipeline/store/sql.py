@@ -83,16 +83,17 @@ class SqlStore:
 
     # ------------------------------------------------------------------ plumbing
     async def _in_transaction(self, work: Callable[[Cursor], Awaitable[T]]) -> T:
-        """Run `work` in one transaction, again whole when the connection was lost."""
-        lost = getattr(self.db, "is_connection_lost", None)
+        """Run `work` in one transaction, again whole when the connection was lost or the
+        server rolled it back as a deadlock's victim."""
+        retryable = getattr(self.db, "is_retryable", None)
         for attempt in range(self._retries + 1):
             try:
                 async with self.db.transaction() as tx:
                     return await work(tx)
             except Exception as exc:
-                if lost is None or not lost(exc) or attempt == self._retries:
+                if retryable is None or not retryable(exc) or attempt == self._retries:
                     raise
-                log.warning("transaction lost its connection; retry %d", attempt + 1)
+                log.warning("transaction failed (%s); retry %d", type(exc).__name__, attempt + 1)
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable: the loop returns or raises")
 

@@ -1,12 +1,14 @@
 """SQLite through aiosqlite: the embedded default, one file under the data folder.
 
 One connection in WAL mode; a lock serialises statements and transactions so concurrent tasks
-never interleave inside each other's transaction. Imports only aiosqlite and the seam.
+never interleave inside each other's transaction, and a transaction cancelled part-way is
+always ended before the lock is let go. Imports only aiosqlite and the seam.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,13 +64,33 @@ class SqliteDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Cursor]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                await self._to_the_end("BEGIN IMMEDIATE")
                 yield self._tx
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                await self._roll_back()
                 raise
-            await self._conn.execute("COMMIT")
+            try:
+                await self._to_the_end("COMMIT")
+            except BaseException:
+                await self._roll_back()
+                raise
+
+    async def _to_the_end(self, sql: str) -> None:
+        """Run `sql` even when the caller is cancelled meanwhile, and re-raise the cancel only
+        once it ran: aiosqlite's thread runs a queued statement anyway, and a BEGIN that went
+        through unseen would leave the connection inside a transaction nobody ends."""
+        statement = asyncio.ensure_future(self._conn.execute(sql))
+        try:
+            await asyncio.shield(statement)
+        except asyncio.CancelledError:
+            with contextlib.suppress(sqlite3.Error):
+                await statement
+            raise
+
+    async def _roll_back(self) -> None:
+        if self._conn.in_transaction:
+            await self._to_the_end("ROLLBACK")
 
     async def close(self) -> None:
         await self._conn.close()

@@ -15,7 +15,8 @@ Faults: `faults.reject_next` (canned 400 bodies), `faults.fail_class` (execution
 `faults.stall_next` (the next job goes silent until interrupted), `faults.send_success`
 (False: end with `executing: null` only, as older servers), `faults.drop_ws_mid_job`
 (close every WebSocket halfway through the next job, refusing reconnects for
-`faults.ws_refuse_seconds`), `faults.output_bytes` (pad each output file to this size);
+`faults.ws_refuse_seconds`), `faults.output_bytes` (pad each output file to this size),
+`faults.report_as` (report and serve the next output files under hostile names);
 `await fake.drop_websockets(refuse_seconds)`, `await fake.go_down()` / `await fake.come_up()`
 (connections refused; queued jobs keep running, as behind a network cut).
 """
@@ -370,6 +371,9 @@ class Faults:
     ws_refuse_seconds: float = 0.0  # after a drop, refuse WebSocket upgrades this long
     output_bytes: int | None = None  # pad each output file to this many bytes
     send_success: bool = True  # False: no `execution_success`, as servers before 2024 did
+    #: (subfolder, filename) the next output files are reported under, in order, and served at
+    #: /view by those names: a hostile or broken server naming files like `../../evil.png`
+    report_as: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -430,6 +434,7 @@ class FakeComfyUI:
         self._ws_refuse_until = 0.0
         self._cache_key: str | None = None
         self._cache_outputs: dict[str, JSON] = {}
+        self._aliases: dict[tuple[str, str], Path] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -789,6 +794,11 @@ class FakeComfyUI:
         kind = request.query.get("type", "output")
         if kind not in ("output", "temp", "input"):
             return web.Response(status=400)
+        alias = self._aliases.get(
+            (request.query.get("subfolder", ""), request.query.get("filename", ""))
+        )
+        if alias is not None:
+            return web.FileResponse(alias)
         base = self.folder(kind).resolve()
         path = (
             base / request.query.get("subfolder", "") / request.query.get("filename", "")
@@ -1188,6 +1198,13 @@ class FakeComfyUI:
                 name = self._next_name(subfolder, base, "{prefix}_{n:05}_.png")
                 data = _png_bytes(prompt, f"{item.prompt_id}/{node_id}/{index}")
                 _write_file(target / name, data, pad)
-                files.append({"filename": name, "subfolder": subfolder, "type": "output"})
+                files.append(self._reported(target / name, name, subfolder))
             out[node_id] = {"images": files}
         return out
+
+    def _reported(self, path: Path, name: str, subfolder: str) -> JSON:
+        """How an output file is named in `executed`: its own name, or the next `report_as`."""
+        if self.faults.report_as:
+            subfolder, name = self.faults.report_as.pop(0)
+            self._aliases[(subfolder, name)] = path
+        return {"filename": name, "subfolder": subfolder, "type": "output"}

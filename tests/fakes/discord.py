@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -29,11 +30,14 @@ BOT_ID = APP_ID  # a bot user's id is its application's id
 REVIEW_CHANNEL = 910000000000000001
 NOTIFY_CHANNEL = 910000000000000002
 GENERAL_CHANNEL = 910000000000000003
+#: a direct-message channel between a user and the bot (no guild)
+DM_CHANNEL = 910000000000000009
 GENERATE_ROLE = 920000000000000001
 REVIEW_ROLE = 920000000000000002
 ADMIN_ROLE = 920000000000000003
 WEBHOOK_ID = 930000000000000001
 WEBHOOK_TOKEN = "fake-webhook-token"
+BOT_TOKEN = "fake-token"
 
 #: interactions must be answered within 3 s; webhooks of an interaction live 15 minutes
 ANSWER_WITHIN = 3.0
@@ -122,6 +126,10 @@ class FakeMessage:
     edits: int = 0
     history: list[str] = field(default_factory=list)
     reference_id: int | None = None
+    #: the `allowed_mentions` sent with each version in `history` (None: not sent)
+    allowed_mentions: list[JSON | None] = field(default_factory=list)
+    #: who Discord notified when the message was created: "everyone", "user:ID", "role:ID"
+    pinged: set[str] = field(default_factory=set)
 
     @property
     def ephemeral(self) -> bool:
@@ -235,6 +243,34 @@ def _json(data: Any, *, status: int = 200) -> web.Response:
     )
 
 
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
+
+
+def pings(content: str, allowed: JSON | None) -> set[str]:
+    """Whom a new message notifies, by Discord's rules: without `allowed_mentions` every
+    @everyone / @here, user and role mention in the content pings; with it, only the kinds in
+    `parse` and the ids listed in `users` / `roles` (discord.com/developers/docs/resources/
+    message#allowed-mentions-object)."""
+    found: set[str] = set()
+    if "@everyone" in content or "@here" in content:
+        found.add("everyone")
+    found |= {f"user:{uid}" for uid in _USER_MENTION.findall(content)}
+    found |= {f"role:{rid}" for rid in _ROLE_MENTION.findall(content)}
+    if allowed is None:
+        return found
+    parse = set(allowed.get("parse") or [])
+    users = {f"user:{uid}" for uid in allowed.get("users") or []}
+    roles = {f"role:{rid}" for rid in allowed.get("roles") or []}
+    return {
+        target
+        for target in found
+        if (target == "everyone" and "everyone" in parse)
+        or (target.startswith("user:") and ("users" in parse or target in users))
+        or (target.startswith("role:") and ("roles" in parse or target in roles))
+    }
+
+
 def _snowflakes() -> Iterable[int]:
     return itertools.count(1_300_000_000_000_000_000, 4096)
 
@@ -243,8 +279,16 @@ class FakeDiscord:
     """The fake; `async with FakeDiscord() as fake:` then point DISCORD_API_BASE at
     `fake.api_base`."""
 
-    def __init__(self, *, upload_limit: int = 10 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        *,
+        upload_limit: int = 10 * 1024 * 1024,
+        token: str = BOT_TOKEN,
+        webhook_token: str = WEBHOOK_TOKEN,
+    ) -> None:
         self.upload_limit = upload_limit
+        self.token = token
+        self.webhook_token = webhook_token
         self.requests: list[Recorded] = []
         self.messages: dict[int, FakeMessage] = {}
         self.interactions: dict[int, FakeInteraction] = {}
@@ -299,7 +343,8 @@ class FakeDiscord:
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
-        self._runner = web.AppRunner(app)
+        # no access log: request paths carry webhook and interaction tokens
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -321,7 +366,7 @@ class FakeDiscord:
 
     @property
     def webhook_url(self) -> str:
-        return f"{self.api_base}/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}"
+        return f"{self.api_base}/webhooks/{WEBHOOK_ID}/{self.webhook_token}"
 
     # ------------------------------------------------------------------ plumbing
     def _next_id(self) -> int:
@@ -404,6 +449,8 @@ class FakeDiscord:
             **extra,
         )
         message.history.append(message.content)
+        message.allowed_mentions.append(body.get("allowed_mentions"))
+        message.pinged = pings(message.content, body.get("allowed_mentions"))
         self.messages[message.id] = message
         return message
 
@@ -421,6 +468,12 @@ class FakeDiscord:
             message.attachments = [a for a in message.attachments if str(a.id) in kept] + files
         message.edits += 1
         message.history.append(message.content)
+        # an edit that leaves the content alone leaves its mentions alone (discord.py, like
+        # Discord, sends allowed_mentions only with new content)
+        previous = message.allowed_mentions[-1] if message.allowed_mentions else None
+        message.allowed_mentions.append(
+            body.get("allowed_mentions") if "content" in body else previous
+        )
 
     def _message_of(self, request: web.Request) -> FakeMessage:
         message = self.messages.get(int(request.match_info["mid"]))
@@ -436,7 +489,7 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ login and gateway
     async def _me(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization", "") != "Bot fake-token":
+        if request.headers.get("Authorization", "") != f"Bot {self.token}":
             raise DiscordError(401, 0, "401: Unauthorized")
         return _json(BOT.payload())
 
@@ -689,7 +742,7 @@ class FakeDiscord:
     async def _webhook_post(self, request: web.Request) -> web.Response:
         body, files = await self._body(request)
         token = request.match_info["token"]
-        if int(request.match_info["wid"]) == WEBHOOK_ID and token == WEBHOOK_TOKEN:
+        if int(request.match_info["wid"]) == WEBHOOK_ID and token == self.webhook_token:
             message = self._new_message(NOTIFY_CHANNEL, body, files, webhook_id=WEBHOOK_ID)
         else:
             interaction = self._interaction_of(token)
@@ -760,9 +813,12 @@ class FakeDiscord:
             "guild_id": str(GUILD_ID),
             "channel_id": str(interaction.channel_id),
             "channel": next(
-                c
-                for c in self.guild_payload()["channels"]
-                if int(c["id"]) == interaction.channel_id
+                (
+                    c
+                    for c in self.guild_payload()["channels"]
+                    if int(c["id"]) == interaction.channel_id
+                ),
+                None,
             ),
             "member": member,
             "token": interaction.token,
@@ -777,9 +833,27 @@ class FakeDiscord:
             **extra,
         }
 
+    def _dm_payload(self, interaction: FakeInteraction) -> JSON:
+        """An interaction from a direct message: no guild, no member, a DM channel."""
+        payload = self._interaction_payload(interaction)
+        for key in ("guild_id", "member", "guild_locale"):
+            payload.pop(key)
+        payload |= {
+            "user": interaction.user.payload(),
+            "channel": {
+                "id": str(interaction.channel_id),
+                "type": 1,
+                "recipients": [interaction.user.payload()],
+            },
+            "authorizing_integration_owners": {"1": str(interaction.user.id)},
+            "context": 1,
+        }
+        return payload
+
     async def _interact(
         self, kind: int, data: JSON, user: FakeUser, channel_id: int, **extra: Any
     ) -> FakeInteraction:
+        dm = channel_id == DM_CHANNEL
         interaction = FakeInteraction(
             id=self._next_id(),
             token=secrets.token_urlsafe(48),
@@ -790,8 +864,21 @@ class FakeDiscord:
             data=data,
         )
         self.interactions[interaction.id] = interaction
-        await self.dispatch("INTERACTION_CREATE", self._interaction_payload(interaction, **extra))
+        payload = (
+            self._dm_payload(interaction) if dm else self._interaction_payload(interaction, **extra)
+        )
+        await self.dispatch("INTERACTION_CREATE", payload)
         return interaction
+
+    async def direct_message(self, user: FakeUser, content: str) -> FakeMessage:
+        """`user` writes to the bot in a direct message (the bot may or may not be told)."""
+        message = FakeMessage(
+            id=self._next_id(), channel_id=DM_CHANNEL, content=content, author=user
+        )
+        payload = message.payload()
+        payload.pop("guild_id")
+        await self.dispatch("MESSAGE_CREATE", payload)
+        return message
 
     def command(self, name: str) -> JSON:
         """The synced command of that name (guild commands first)."""
@@ -829,14 +916,16 @@ class FakeDiscord:
         *,
         user: FakeUser = ALICE,
         channel_id: int = GENERAL_CHANNEL,
-        answer_within: float = ANSWER_WITHIN,
+        answer_within: float | None = ANSWER_WITHIN,
         **values: Any,
     ) -> FakeInteraction:
-        """Someone runs /name with options; returns once the bot acknowledged it."""
+        """Someone runs /name with options; returns once the bot acknowledged it (at once
+        with answer_within=None)."""
         interaction = await self._interact(
             2, self._command_data(name, values, None), user, channel_id
         )
-        await asyncio.wait_for(interaction.answered.wait(), answer_within)
+        if answer_within is not None:
+            await asyncio.wait_for(interaction.answered.wait(), answer_within)
         return interaction
 
     async def autocomplete(
@@ -864,7 +953,12 @@ class FakeDiscord:
         return interaction
 
     async def submit(
-        self, modal_from: FakeInteraction, values: dict[str, str], *, user: FakeUser = ALICE
+        self,
+        modal_from: FakeInteraction,
+        values: dict[str, str],
+        *,
+        user: FakeUser = ALICE,
+        answer_within: float | None = ANSWER_WITHIN,
     ) -> FakeInteraction:
         """Someone fills the modal a button opened and submits it."""
         modal = modal_from.modal
@@ -875,7 +969,8 @@ class FakeDiscord:
         interaction = await self._interact(
             5, {"custom_id": modal["custom_id"], "components": rows}, user, modal_from.channel_id
         )
-        await asyncio.wait_for(interaction.answered.wait(), ANSWER_WITHIN)
+        if answer_within is not None:
+            await asyncio.wait_for(interaction.answered.wait(), answer_within)
         return interaction
 
     async def react(

@@ -1,0 +1,57 @@
+"""The soak (benchmarks/soak.py) in a short form: a few seconds of scheduled and requested runs
+with random faults and restarts, audited afterwards. Correctness only, never timing: a failure
+names the seed and the runs, so `python benchmarks/soak.py --seed N` replays it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from benchmarks.soak import Figures, SoakConfig, soak
+
+SHORT = SoakConfig(seconds=4.0, seed=7, restart_every=0.7, fault_every=0.12, drain_seconds=20)
+
+#: descriptors that may come and go between the two counts (a resolver, a log file)
+FD_SLACK = 3
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory: pytest.TempPathFactory) -> Figures:
+    folder: Path = tmp_path_factory.mktemp("soak")
+    return asyncio.run(soak(SHORT, folder))
+
+
+def test_the_soak_met_restarts_and_faults(figures: Figures) -> None:
+    """The short soak really ran runs through restarts and faults (else it proves nothing)."""
+    assert figures.runs_started >= 5, figures.report()
+    assert figures.restarts >= 2, figures.report()
+    assert figures.resumed >= 1, figures.report()
+    assert sum(figures.faults.values()) >= 10, figures.report()
+
+
+def test_no_run_is_lost(figures: Figures) -> None:
+    """Every run the soak started ends finished in the store, whatever hit it."""
+    assert figures.lost == 0, f"seed {SHORT.seed}: lost {figures.lost_runs}\n{figures.report()}"
+
+
+def test_no_run_is_posted_twice(figures: Figures) -> None:
+    """No platform holds a run's post twice, and no run has two records for one platform."""
+    assert figures.duplicate_posts == 0, figures.report()
+    assert figures.published_without_post == 0, figures.report()
+
+
+def test_a_schedule_slot_starts_one_run(figures: Figures) -> None:
+    """Two schedulers ticking the same hour, and restarts, start one run per slot."""
+    assert figures.duplicate_slots == 0, figures.report()
+
+
+def test_open_files_do_not_grow(figures: Figures) -> None:
+    """After many runs and restarts the process holds no more descriptors than at the start."""
+    assert figures.fds_end <= figures.fds_start + FD_SLACK, figures.report()
+
+
+def test_no_run_stops_on_an_unexpected_error(figures: Figures) -> None:
+    """Faults end runs as failed with a reason, never as an unexpected error in the log."""
+    assert not figures.errors_logged, f"seed {SHORT.seed}:\n{figures.report()}"
