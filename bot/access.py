@@ -21,6 +21,15 @@ def has_any_role(user: discord.abc.User | None, role_ids: Collection[int]) -> bo
     return any(role.id in role_ids for role in user.roles)
 
 
+#: who a scheduled run is requested by (it has its own limit of runs at once)
+SCHEDULE_REQUESTER = "schedule"
+
+
 def requester_key(user: discord.abc.User) -> str:
     """How a Discord user is written in `Job.requested_by` (limits per person use it)."""
     return f"discord:{user.id}"
+
+
+def is_bot_run(requested_by: str) -> bool:
+    """True for a run the bot started: by a member, or by the schedule (not the command line)."""
+    return requested_by.startswith("discord:") or requested_by == SCHEDULE_REQUESTER

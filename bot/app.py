@@ -1,8 +1,8 @@
 """`MediaBot`, the commands.Bot subclass, and `serve_until_stopped`, which hosts it until SIGTERM.
 
-setup_hook finds the gateway, loads the cogs, re-arms pending reviews, then syncs the
-application commands when they changed. The bot never imports strategies or comfy and reaches
-the pipeline only through `bot.services.Services`.
+setup_hook finds the gateway, loads the cogs, re-arms pending reviews, resumes the runs a stop
+left half done, then syncs the application commands when they changed. The bot never imports
+strategies or comfy and reaches the pipeline only through `bot.services.Services`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bot import render
+from bot.access import is_bot_run
+from bot.card import ChannelCard
 from bot.cogs._checks import NotAllowed
 from bot.review import EditCaptionButton
 from bot.services import Services
 from pipeline.errors import MediaOverloadError
-from pipeline.models import RunState
+from pipeline.models import Run, RunState
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,7 @@ class MediaBot(commands.Bot):
         for problem in problems:
             log.warning("character file: %s", problem)
         await self.rearm_reviews()
+        await self.resume_interrupted()
         await self.sync_commands()
 
     async def find_gateway(self) -> None:
@@ -141,15 +144,61 @@ class MediaBot(commands.Bot):
     async def rearm_reviews(self) -> int:
         """Resume every run waiting for review: the reviewer reads the reactions given while
         the bot was offline and keeps waiting on the rest."""
-        runs = await self.services.store.list_runs(states={RunState.AWAITING_REVIEW}, limit=1000)
-        for run in runs:
+        waiting = await self.services.store.list_runs(states={RunState.AWAITING_REVIEW}, limit=1000)
+        channel = self.services.reviewer.config.channel_id
+        rearmed = 0
+        for run in waiting:
+            if run.ticket is None or run.ticket.channel_id != channel or not run.ticket.message_ids:
+                # a review of the command line (or of another review channel): not ours to read
+                log.info("run %s: its review is not in the review channel; left alone", run.id)
+                continue
             try:
-                await self.services.runner.resume(run.id)
+                await self._resume_with_card(run)
             except MediaOverloadError as exc:
                 log.warning("run %s: not re-armed: %s", run.id, exc)
-        if runs:
-            log.info("re-armed %d pending review(s)", len(runs))
-        return len(runs)
+                continue
+            rearmed += 1
+        if rearmed:
+            log.info("re-armed %d pending review(s)", rearmed)
+        return rearmed
+
+    async def resume_interrupted(self) -> int:
+        """Start again, each from its last saved step, the bot's own runs that a stop left half
+        done (SIGTERM's grace ran out, or the process died). The command line's runs are left
+        to it. A claim in the store, keyed by the run and its last save, lets only one instance
+        resume a run when two start at once."""
+        store = self.services.store
+        runs = await store.list_runs(states=INTERRUPTED, limit=1000)
+        resumed = 0
+        for run in runs:
+            if not is_bot_run(run.job.requested_by):
+                continue
+            claim = f"resume:{run.id}:{run.updated_at.timestamp():.6f}"
+            try:
+                if not await store.claim_slot(run.character, claim, run.id):
+                    continue
+                await self._resume_with_card(run)
+            except MediaOverloadError as exc:
+                log.warning("run %s: not resumed: %s", run.id, exc)
+                continue
+            log.info("run %s: resumed from %s after a restart", run.id, run.state.value)
+            resumed += 1
+        return resumed
+
+    async def _resume_with_card(self, run: Run) -> None:
+        """Resume `run`; its card, when the bot knows where it is, goes on moving."""
+        services = self.services
+        where = await services.cards.find(run.id) if services.cards is not None else None
+        if where is None:
+            await services.runner.resume(run.id)
+            return
+        card = services.run_card(
+            ChannelCard(self, *where),
+            character=run.character,
+            generation_type=run.job.generation_type,
+        )
+        resumed = await services.runner.resume(run.id, sink=card)
+        services.background.spawn(card.follow(resumed), name=f"card-{run.id}")
 
     async def sync_commands(self) -> bool:
         """Sync the commands (to DISCORD_GUILD_ID when set) only when they changed since the
@@ -181,6 +230,12 @@ class MediaBot(commands.Bot):
             self._closing = True
             await self.services.close()
         await super().close()
+
+
+#: where a stop can leave a run (a review waiting is re-armed instead)
+INTERRUPTED = frozenset(
+    state for state in RunState if not state.finished and state is not RunState.AWAITING_REVIEW
+)
 
 
 def _read_json(path: Path) -> dict[str, str]:

@@ -37,9 +37,13 @@ class Background:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def close(self) -> None:
-        """Cancel every task still running and wait for them to end."""
+    async def close(self, grace: float = 0.0) -> None:
+        """Give the tasks `grace` seconds to end by themselves, then cancel the rest and wait
+        for them to end."""
         tasks = list(self._tasks)
+        if tasks and grace > 0:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            tasks = list(pending)
         for task in tasks:
             task.cancel()
         if tasks:

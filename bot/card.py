@@ -2,21 +2,25 @@
 
 It is the run's ProgressSink (never blocks: it only notes the latest update) plus a task that
 edits the message at most once per `interval`, coalescing updates, and ends with the outcome.
+`CardBook` remembers where each card is, so a restarted bot goes on editing the same message.
 Imports discord and the pipeline's runner types; never strategies or comfy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
 
 import discord
 
 from bot import render
 from pipeline.models import PostRecord, Run, RunState
-from pipeline.ports import Progress
+from pipeline.ports import REVIEW_STEP, Progress
 from pipeline.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -24,8 +28,15 @@ log = logging.getLogger(__name__)
 #: interaction tokens last 15 minutes; after 14 the card is edited as a plain channel message
 TOKEN_LIFETIME = 14 * 60.0
 
-Edit = Callable[[str], Awaitable[None]]
 Posts = Callable[[str], Awaitable[list[PostRecord]]]
+
+
+class CardMessage(Protocol):
+    """The message a card is shown in: edited with each new text; where it is, once known."""
+
+    location: tuple[int, int] | None
+
+    async def __call__(self, text: str) -> None: ...
 
 
 class InteractionCard:
@@ -36,6 +47,7 @@ class InteractionCard:
         self._interaction = interaction
         self._opened = time.monotonic()
         self._message: discord.PartialMessage | None = None
+        self.location: tuple[int, int] | None = None
 
     async def __call__(self, text: str) -> None:
         none = discord.AllowedMentions.none()
@@ -47,8 +59,80 @@ class InteractionCard:
             if self._message is None:
                 channel = self._interaction.client.get_partial_messageable(message.channel.id)
                 self._message = channel.get_partial_message(message.id)
+                self.location = (message.channel.id, message.id)
         else:
             await self._message.edit(content=text, allowed_mentions=none)
+
+
+class ChannelCard:
+    """A card found again after a restart: the bot's own message, edited through its channel."""
+
+    def __init__(self, client: discord.Client, channel_id: int, message_id: int) -> None:
+        channel = client.get_partial_messageable(channel_id)
+        self._message = channel.get_partial_message(message_id)
+        self.location: tuple[int, int] | None = (channel_id, message_id)
+
+    async def __call__(self, text: str) -> None:
+        await self._message.edit(content=text, allowed_mentions=discord.AllowedMentions.none())
+
+
+class CardBook:
+    """Where each unfinished run's card is (channel and message id), kept in a small JSON file
+    in the data folder. Losing it only means a card that stops moving after a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = asyncio.Lock()
+        self._cards: dict[str, tuple[int, int]] | None = None
+
+    async def find(self, run_id: str) -> tuple[int, int] | None:
+        async with self._lock:
+            return (await self._load()).get(run_id)
+
+    async def remember(self, run_id: str, location: tuple[int, int]) -> None:
+        async with self._lock:
+            cards = await self._load()
+            if cards.get(run_id) != location:
+                cards[run_id] = location
+                await self._write(cards)
+
+    async def forget(self, run_id: str) -> None:
+        async with self._lock:
+            cards = await self._load()
+            if cards.pop(run_id, None) is not None:
+                await self._write(cards)
+
+    async def _write(self, cards: dict[str, tuple[int, int]]) -> None:
+        try:
+            await asyncio.to_thread(_write_cards, self.path, dict(cards))
+        except OSError as exc:  # a card that cannot be found again is no reason to stop one
+            log.warning("cannot write %s (%s)", self.path, exc.strerror)
+
+    async def _load(self) -> dict[str, tuple[int, int]]:
+        if self._cards is None:
+            self._cards = await asyncio.to_thread(_read_cards, self.path)
+        return self._cards
+
+
+def _read_cards(path: Path) -> dict[str, tuple[int, int]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    cards: dict[str, tuple[int, int]] = {}
+    for run_id, where in data.items():
+        if isinstance(where, list) and len(where) == 2 and all(isinstance(i, int) for i in where):
+            cards[str(run_id)] = (where[0], where[1])
+    return cards
+
+
+def _write_cards(path: Path, cards: dict[str, tuple[int, int]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({k: list(v) for k, v in cards.items()}), encoding="utf-8")
+    partial.replace(path)
 
 
 class RunCard:
@@ -58,7 +142,7 @@ class RunCard:
         self,
         *,
         runner: Runner,
-        edit: Edit,
+        edit: CardMessage,
         posts: Posts,
         character: str,
         generation_type: str | None = None,
@@ -66,8 +150,10 @@ class RunCard:
         interval: float = 1.5,
         refresh: float = 5.0,
         slow_refresh: float = 60.0,
+        book: CardBook | None = None,
     ) -> None:
         self._runner = runner
+        self._book = book
         self._edit = edit
         self._posts = posts
         self._character = character
@@ -79,6 +165,7 @@ class RunCard:
         self.slow_refresh = slow_refresh
         self._latest: Progress | None = None
         self._changed = asyncio.Event()
+        self._noted = False
         self.edits = 0
 
     # ProgressSink
@@ -108,6 +195,7 @@ class RunCard:
                 if text != shown:
                     await self._show(text)
                     shown = text
+                    await self._note(run.id)
                 await asyncio.wait({ended}, timeout=self.interval)
                 if ended.done():
                     break
@@ -125,7 +213,16 @@ class RunCard:
                 ended.cancel()
         posts = await self._posts(final.id) if final.state is RunState.PUBLISHED else []
         await self._show(render.outcome(final, posts, elapsed=time.monotonic() - started))
+        if self._book is not None and final.state.finished:
+            await self._book.forget(final.id)
         return final
+
+    async def _note(self, run_id: str) -> None:
+        """Remember where the card is once it is known (the first edit tells)."""
+        location = self._edit.location
+        if self._book is not None and location is not None and not self._noted:
+            self._noted = True
+            await self._book.remember(run_id, location)
 
     async def _show(self, text: str) -> None:
         try:
@@ -135,4 +232,4 @@ class RunCard:
             log.warning("run card edit failed (%s)", exc.status)
 
 
-_SLOW_STEPS = frozenset({RunState.AWAITING_REVIEW.value})
+_SLOW_STEPS = frozenset({REVIEW_STEP})

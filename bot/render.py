@@ -13,8 +13,9 @@ from datetime import datetime
 
 import discord
 
+from bot.access import SCHEDULE_REQUESTER
 from pipeline.models import MediaItem, PostRecord, PostState, Run, RunState
-from pipeline.ports import Progress
+from pipeline.ports import REVIEW_STEP, Progress
 
 #: Discord's limits (https://discord.com/developers/docs/resources/message#create-message)
 CONTENT_LIMIT = 2000
@@ -116,7 +117,7 @@ def run_card(view: CardView) -> str:
             lines.append(f"ComfyUI queue: {update.queue_position} ahead")
         if update.value is not None and update.maximum:
             lines.append(progress_bar(update.value, update.maximum))
-        if update.step == RunState.AWAITING_REVIEW.value and view.review_channel_id:
+        if update.step == REVIEW_STEP and view.review_channel_id:
             lines.append(f"Waiting for review in <#{view.review_channel_id}>")
     lines.append(f"Elapsed {duration(view.elapsed)}")
     return clip("\n".join(lines), CONTENT_LIMIT)
@@ -240,10 +241,21 @@ def reminder_text(run: Run, deadline: datetime) -> str:
 # ---------------------------------------------------------------------------- notices
 
 
+def requester(requested_by: str) -> str:
+    """Who asked for a run, as Discord shows it: a member as a mention (notices are sent
+    without pings), the schedule by name, anything else as written."""
+    kind, _, rest = requested_by.partition(":")
+    if kind == "discord" and rest.isdigit():
+        return f"<@{rest}>"
+    if requested_by == SCHEDULE_REQUESTER:
+        return "the schedule"
+    return requested_by
+
+
 def notice(run: Run, posts: Sequence[PostRecord] = ()) -> str | None:
     """The notice for a run's new state, or None when that state is not announced."""
     head = f"Run `{run.id}` \N{MIDDLE DOT} {run.character}"
-    by = run.job.requested_by
+    by = requester(run.job.requested_by)
     state = run.state
     if state is RunState.CREATED:
         return clip(f"\N{SEEDLING} {head} started (asked by {by}).", CONTENT_LIMIT)

@@ -3,7 +3,9 @@
 Posts a run's kept media (10 files a message; a JPEG preview for a file over the upload limit,
 the original untouched), the captions and each image's number, score and reason; resolves on a
 reviewer's ✅ or ❌. After a restart `wait` first reads the reactions given while the bot was
-offline. Imports discord, Pillow and the pipeline's ports and models; never strategies or comfy.
+offline; caption edits and the reminder are noted on the run in the store, so a restart keeps
+the one and never repeats the other. Imports discord, Pillow and the pipeline's ports and
+models; never strategies or comfy.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,12 +23,18 @@ from PIL import Image, ImageOps
 
 from bot import render
 from bot.access import has_any_role
-from pipeline.models import Decision, MediaItem, MediaKind, ReviewTicket, Run, utcnow
+from pipeline.errors import StoreError
+from pipeline.models import Decision, MediaItem, MediaKind, ReviewTicket, Run, RunState, utcnow
+from pipeline.ports import RunStore
 
 log = logging.getLogger(__name__)
 
 #: a button's custom_id carries the run id, so it works after a restart (DynamicItem)
 CAPTION_BUTTON_PATTERN = r"mo:caption:(?P<run_id>[0-9a-f]{6,32})"
+
+#: `Run.extra` key of what a review has gathered so far: caption edits, whether the reminder
+#: went out; kept per ticket (a review posted again after expiry starts afresh)
+REVIEW_NOTES = "review_notes"
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,9 @@ class _Pending:
     marks: dict[int, set[int]] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     reminded: bool = False
+    #: held while the notes are written, so a decision never overtakes (and is never
+    #: overwritten by) a save of the still-open review
+    saving: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def number(self, message_id: int, emoji: str) -> int | None:
         """The image number a number reaction on one of the review's messages stands for."""
@@ -68,6 +79,20 @@ class _Pending:
         return Decision(
             approved=approved, selected=selected, by=by, at=utcnow(), captions=dict(self.captions)
         )
+
+
+def review_notes(run: Run, ticket: ReviewTicket) -> tuple[dict[str, str], bool]:
+    """The caption edits and the reminder flag saved on `run` for this ticket."""
+    notes = run.extra.get(REVIEW_NOTES)
+    if not isinstance(notes, dict) or notes.get("message_id") not in ticket.message_ids[:1]:
+        return {}, False
+    raw = notes.get("captions")
+    captions = (
+        {str(k): str(v) for k, v in raw.items() if isinstance(v, str)}
+        if isinstance(raw, dict)
+        else {}
+    )
+    return captions, notes.get("reminded") is True
 
 
 def kept_media(run: Run) -> tuple[int, ...]:
@@ -93,9 +118,10 @@ class DiscordReviewer:
     """The Reviewer port on a review channel. One instance per bot; reactions are fed to
     `reaction_added` / `reaction_removed` by the review cog."""
 
-    def __init__(self, client: discord.Client, config: ReviewConfig) -> None:
+    def __init__(self, client: discord.Client, config: ReviewConfig, store: RunStore) -> None:
         self._client = client
         self.config = config
+        self._store = store
         self._pending: dict[str, _Pending] = {}
         self._by_message: dict[int, _Pending] = {}
 
@@ -135,12 +161,8 @@ class DiscordReviewer:
             deadline=deadline,
         )
         self._arm(run, ticket)
-        for part, (message, chunk) in enumerate(zip(messages, chunks, strict=True), start=1):
-            for emoji in render.NUMBERS[: len(chunk)]:
-                await message.add_reaction(emoji)
-            if part == len(chunks):
-                await message.add_reaction(render.APPROVE)
-                await message.add_reaction(render.REJECT)
+        # the reactions come in `wait`, after the pipeline saved the ticket: a review that
+        # offers ✅ is always one a restart can find again
         log.info("run %s: review posted in %d message(s)", run.id, len(messages))
         return ticket
 
@@ -148,8 +170,11 @@ class DiscordReviewer:
         pending = self._pending.get(run.id)
         if pending is None or pending.ticket != ticket:
             pending = self._arm(run, ticket)
-            await self._catch_up(pending)
+            present = await self._catch_up(pending)
+        else:
+            present = {message_id: set() for message_id in ticket.message_ids}
         try:
+            await self._add_reactions(pending, present)
             while not pending.decided.done():
                 now = utcnow()
                 deadline = ticket.deadline
@@ -161,7 +186,10 @@ class DiscordReviewer:
                 if deadline is not None and not pending.reminded and self.config.reminder:
                     remind_at = deadline - self.config.reminder
                     if now >= remind_at:
+                        # noted before it is sent: a crash in between loses one reminder,
+                        # where the other order could send it twice
                         pending.reminded = True
+                        await self._save_notes(pending)
                         await self._remind(pending)
                         continue
                     timeout = (remind_at - now).total_seconds()
@@ -173,7 +201,8 @@ class DiscordReviewer:
             )
             return decision
         finally:
-            self._forget(pending)
+            async with pending.saving:  # a caption edit being saved lands before the decision
+                self._forget(pending)
 
     # ------------------------------------------------------------------ reactions
     def reaction_added(self, payload: discord.RawReactionActionEvent) -> None:
@@ -224,6 +253,7 @@ class DiscordReviewer:
         if pending is None or pending.decided.done():
             return False
         pending.captions.update(captions)
+        await self._save_notes(pending)
         last = self._message(pending, pending.ticket.message_ids[-1])
         try:
             await last.edit(embeds=render.caption_embeds(pending.run.captions | pending.captions))
@@ -246,7 +276,15 @@ class DiscordReviewer:
         if old is not None:
             self._forget(old)
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        pending = _Pending(run=run, ticket=ticket, media_indexes=kept_media(run), decided=future)
+        captions, reminded = review_notes(run, ticket)
+        pending = _Pending(
+            run=run,
+            ticket=ticket,
+            media_indexes=kept_media(run),
+            decided=future,
+            captions=captions,
+            reminded=reminded,
+        )
         self._pending[run.id] = pending
         for message_id in ticket.message_ids:
             self._by_message[message_id] = pending
@@ -259,6 +297,31 @@ class DiscordReviewer:
             if self._by_message.get(message_id) is pending:
                 del self._by_message[message_id]
 
+    async def _save_notes(self, pending: _Pending) -> None:
+        """Write the caption edits and the reminder flag on the run while its review is open
+        (best effort: a failure is logged and the review goes on from memory)."""
+        async with pending.saving:
+            if self._pending.get(pending.run.id) is not pending or pending.decided.done():
+                return
+            try:
+                latest = await self._store.load_run(pending.run.id)
+                if (
+                    latest is None
+                    or latest.state is not RunState.AWAITING_REVIEW
+                    or latest.ticket != pending.ticket
+                ):
+                    return  # not saved as in review yet (or no longer): memory holds it
+                notes = {
+                    "message_id": pending.ticket.message_ids[0],
+                    "captions": dict(pending.captions),
+                    "reminded": pending.reminded,
+                }
+                await self._store.save_run(
+                    replace(latest, extra={**latest.extra, REVIEW_NOTES: notes})
+                )
+            except StoreError as exc:
+                log.warning("run %s: review notes not saved: %s", pending.run.id, exc)
+
     def _is_me(self, user_id: int) -> bool:
         me = self._client.user
         return me is not None and me.id == user_id
@@ -267,13 +330,36 @@ class DiscordReviewer:
         channel = self._client.get_partial_messageable(pending.ticket.channel_id)
         return channel.get_partial_message(message_id)
 
-    async def _catch_up(self, pending: _Pending) -> None:
+    async def _add_reactions(self, pending: _Pending, present: Mapping[int, set[str]]) -> None:
+        """Give each review message the bot's reactions it lacks: its images' numbers, and ✅ ❌
+        on the last one. `present`: the bot's reactions per readable message."""
+        count = len(pending.media_indexes)
+        last = pending.ticket.message_ids[-1]
+        for part, message_id in enumerate(pending.ticket.message_ids):
+            if message_id not in present:
+                continue  # unreadable (deleted?): nothing to add to
+            shown = min(render.FILES_PER_MESSAGE, count - part * render.FILES_PER_MESSAGE)
+            wanted = list(render.NUMBERS[: max(shown, 0)])
+            if message_id == last:
+                wanted += [render.APPROVE, render.REJECT]
+            message = self._message(pending, message_id)
+            for emoji in wanted:
+                if emoji in present[message_id]:
+                    continue
+                try:
+                    await message.add_reaction(emoji)
+                except discord.HTTPException as exc:
+                    log.warning("run %s: could not add %s (%s)", pending.run.id, emoji, exc.status)
+
+    async def _catch_up(self, pending: _Pending) -> dict[int, set[str]]:
         """Read the reactions given while the bot was away: numbers first, then ✅ / ❌ (when
-        both were given, ❌ wins: publishing needs an unambiguous yes)."""
+        both were given, ❌ wins: publishing needs an unambiguous yes). Returns the bot's own
+        reactions per message it could read."""
         await self._client.wait_until_ready()
         channel = self._client.get_channel(pending.ticket.channel_id)
         guild = getattr(channel, "guild", None)
         answers: list[tuple[int, str, discord.Member]] = []
+        mine: dict[int, set[str]] = {}
         for message_id in pending.ticket.message_ids:
             try:
                 message = await self._message(pending, message_id).fetch()
@@ -285,6 +371,7 @@ class DiscordReviewer:
                     exc.status,
                 )
                 continue
+            mine[message_id] = {str(r.emoji) for r in message.reactions if r.me}
             for reaction in message.reactions:
                 emoji = str(reaction.emoji)
                 interesting = emoji in (render.APPROVE, render.REJECT) or pending.number(
@@ -308,6 +395,7 @@ class DiscordReviewer:
             self._apply(pending, message_id, emoji, member)
         if answers:
             log.info("run %s: honoured a review answer given while offline", pending.run.id)
+        return mine
 
     async def _remind(self, pending: _Pending) -> None:
         deadline = pending.ticket.deadline

@@ -16,6 +16,7 @@ import aiohttp
 import discord
 
 from bot.background import Background
+from bot.card import CardBook, CardMessage, RunCard
 from bot.notify import DiscordNotifier
 from bot.review import DiscordReviewer, ReviewConfig
 from pipeline.characters import Characters
@@ -25,6 +26,9 @@ from pipeline.runner import Execute, Runner
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: on shutdown, how long run cards may take to show that their run stopped (one edit each)
+CARD_GRACE = 2.0
 
 #: builds the Runner's `execute` around the bot's reviewer and notifier (the pipeline's wiring)
 ExecuteFactory = Callable[[Reviewer, Notifier], Execute]
@@ -42,6 +46,8 @@ class Services:
     notifier: DiscordNotifier
     #: the `type` choices of /generate, as the pipeline registers them
     strategy_names: tuple[str, ...]
+    #: where each run's card is, so a restart goes on editing it
+    cards: CardBook | None = None
     background: Background = field(default_factory=Background)
     #: character keys for autocomplete, read at start and by /reload (no disk on a keystroke)
     character_names: list[str] = field(default_factory=list)
@@ -53,12 +59,28 @@ class Services:
         self.character_names = names
         return problems
 
+    def run_card(
+        self, message: CardMessage, *, character: str, generation_type: str | None
+    ) -> RunCard:
+        """A run card in `message`, with the settings' edit interval."""
+        return RunCard(
+            runner=self.runner,
+            edit=message,
+            posts=self.store.posts_for_run,
+            character=character,
+            generation_type=generation_type,
+            review_channel_id=self.settings.discord_review_channel_id,
+            interval=self.settings.discord_card_edit_seconds,
+            book=self.cards,
+        )
+
     async def close(self) -> None:
         """Let runs save and stop: reviews end as cancelled (their tickets stay on the runs),
-        running runs get the runner's grace period, side tasks are cancelled."""
+        running runs get the runner's grace period, run cards a moment to say they stopped,
+        then side tasks are cancelled."""
         self.reviewer.stop()
         await self.runner.shutdown()
-        await self.background.close()
+        await self.background.close(grace=CARD_GRACE)
 
 
 def review_config(settings: Settings) -> ReviewConfig:
@@ -84,7 +106,7 @@ def build_services(
     execute_factory: ExecuteFactory,
 ) -> Services:
     """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`."""
-    reviewer = DiscordReviewer(client, review_config(settings))
+    reviewer = DiscordReviewer(client, review_config(settings), store)
     webhook = settings.discord_notify_webhook_url
     notifier = DiscordNotifier(
         client,
@@ -108,6 +130,7 @@ def build_services(
         reviewer=reviewer,
         notifier=notifier,
         strategy_names=strategy_names,
+        cards=CardBook(settings.data_dir / "run-cards.json"),
     )
 
 

@@ -207,6 +207,11 @@ class Progress:
     maximum: int | None = None
 
 
+#: the step a run reports while it waits for a person's review (which may take a day): the
+#: Runner stops counting it against its limits, and a run card refreshes it rarely
+REVIEW_STEP = "review"
+
+
 class ProgressSink(Protocol):
     """Whoever shows a run's progress (a terminal bar, a Discord run card). Must not block:
     it is called from the pipeline's coroutine; slow displays throttle or buffer by themselves."""

@@ -33,7 +33,7 @@ from pipeline.models import (
     RunFailure,
     RunState,
 )
-from pipeline.ports import Notifier, Progress, ProgressSink, Reviewer, Store
+from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
 from pipeline.vision import ScoringOutcome
 from strategies.base import (
     GenerationProgress,
@@ -316,13 +316,13 @@ class Pipeline:
         if self.fit_media is not None and run.job.publish:
             _progress(sink, run, "fit", "fitting media to each platform")
             await self.fit_media(run, character, folder)
-        _progress(sink, run, "review", "waiting for a reviewer")
+        _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
         ticket = await self.reviewer.request(run, folder)
         return run.advance(RunState.AWAITING_REVIEW, ticket=ticket)
 
     async def _await_review(self, run: Run, sink: ProgressSink | None) -> Run:
         assert run.ticket is not None, "a run awaiting review has a ticket"
-        _progress(sink, run, "review", "waiting for a reviewer")
+        _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
         decision = await self.reviewer.wait(run, run.ticket)
         if decision is None:
             return run.advance(RunState.EXPIRED)

@@ -1,7 +1,8 @@
 """`Runner`: starts runs as tasks under limits, queues the rest in order, cancels and drains.
 
 Limits (global, per character, per requester) queue a run instead of refusing it; `position`
-tells its place. Tasks are kept referenced and their failures logged. Knows nothing of Discord.
+tells its place. A run waiting for review holds no place under the limits (a review may take a
+day). Tasks are kept referenced and their failures logged. Knows nothing of Discord.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pipeline.errors import RunError
 from pipeline.logs import run_context
 from pipeline.models import Job, Run, RunFailure, RunState
-from pipeline.ports import ProgressSink, RunStore
+from pipeline.ports import REVIEW_STEP, Progress, ProgressSink, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,36 @@ class _Entry:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     task: asyncio.Task[Run] | None = None
+    #: waiting for a person's review: not counted against the limits until it moves on
+    parked: bool = False
 
     @property
     def requester(self) -> str:
         return self.run.job.requested_by
 
 
+class _Watch:
+    """The sink the Runner hands to a run: it notes when the run parks in review (and when it
+    moves on) and passes every update to the caller's sink."""
+
+    def __init__(self, runner: Runner, entry: _Entry) -> None:
+        self._runner = runner
+        self._entry = entry
+
+    def progress(self, run_id: str, update: Progress) -> None:
+        parked = update.step == REVIEW_STEP
+        if parked != self._entry.parked:
+            self._entry.parked = parked
+            if parked:
+                self._runner._pump()  # its place is free for the next run
+        if self._entry.sink is not None:
+            self._entry.sink.progress(run_id, update)
+
+
 class Runner:
     """Runs pipeline runs as tasks: at most `max_runs` at once, `max_per_character` of one
-    character and `max_per_requester` of one person; the rest wait in order."""
+    character and `max_per_requester` of one person; the rest wait in order. Runs waiting for
+    review are not counted (they count again once approved, while they publish)."""
 
     def __init__(
         self,
@@ -146,7 +168,9 @@ class Runner:
         self._pump()
 
     def _allowed(self, entry: _Entry) -> bool:
-        running = list(self._running.values())
+        if entry.run.state is RunState.AWAITING_REVIEW:
+            return True  # re-armed after a restart: it only waits for a person
+        running = [e for e in self._running.values() if not e.parked]
         if len(running) >= self.max_runs:
             return False
         same_character = sum(e.run.character == entry.run.character for e in running)
@@ -162,13 +186,14 @@ class Runner:
     def _start(self, entry: _Entry) -> None:
         run_id = entry.run.id
         self._running[run_id] = entry
+        entry.parked = entry.run.state is RunState.AWAITING_REVIEW
         entry.task = asyncio.create_task(self._guarded(entry), name=f"run-{run_id}")
         entry.task.add_done_callback(lambda task: self._finished(entry, task))
 
     async def _guarded(self, entry: _Entry) -> Run:
         with run_context(entry.run.id):
             try:
-                return await self._execute(entry.run, entry.sink)
+                return await self._execute(entry.run, _Watch(self, entry))
             except asyncio.CancelledError:
                 if entry.run.id in self._cancel_requested:
                     latest = await self._store.load_run(entry.run.id) or entry.run

@@ -33,6 +33,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.ports import (
+    REVIEW_STEP,
     ImageData,
     JsonSchema,
     Notifier,
@@ -328,13 +329,16 @@ class ScriptedExecute:
             run = await self._save(run.advance(RunState.AWAITING_REVIEW, ticket=ticket))
         if run.state is RunState.AWAITING_REVIEW:
             assert run.ticket is not None
-            show(Progress(step=RunState.AWAITING_REVIEW.value))
+            show(Progress(step=REVIEW_STEP, detail="waiting for a reviewer"))
             decision = await self.reviewer.wait(run, run.ticket)
             if decision is None:
                 return await self._save(run.advance(RunState.EXPIRED))
             if not decision.approved:
                 return await self._save(run.advance(RunState.REJECTED, decision=decision))
-            run = await self._save(run.advance(RunState.APPROVED, decision=decision))
+            captions = {**run.captions, **decision.captions}  # as the pipeline merges edits
+            run = await self._save(
+                run.advance(RunState.APPROVED, decision=decision, captions=captions)
+            )
             await self.store.record_post(
                 PostRecord(
                     run_id=run.id,

@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from bot import render
 from bot.access import requester_key
-from bot.card import InteractionCard, RunCard
+from bot.card import InteractionCard
 from bot.cogs._checks import allowed, require
 from bot.services import Services, services_of
 from pipeline.errors import RunError
@@ -88,14 +88,8 @@ class GenerateCog(commands.Cog):
                 prompt=prompt,
                 generation_type=kind,
             )
-            card = RunCard(
-                runner=services.runner,
-                edit=InteractionCard(interaction),
-                posts=services.store.posts_for_run,
-                character=character,
-                generation_type=kind,
-                review_channel_id=services.settings.discord_review_channel_id,
-                interval=services.settings.discord_card_edit_seconds,
+            card = services.run_card(
+                InteractionCard(interaction), character=character, generation_type=kind
             )
             run = await services.runner.submit(job, sink=card)
             log.info("run %s: /generate %s by %s", run.id, character, job.requested_by)
@@ -160,14 +154,10 @@ class GenerateCog(commands.Cog):
     async def retry(self, interaction: Interaction, run_id: str) -> None:
         await interaction.response.defer(thinking=True)
         run = await self._own_run(interaction, run_id)
-        card = RunCard(
-            runner=self.services.runner,
-            edit=InteractionCard(interaction),
-            posts=self.services.store.posts_for_run,
+        card = self.services.run_card(
+            InteractionCard(interaction),
             character=run.character,
             generation_type=run.job.generation_type,
-            review_channel_id=self.services.settings.discord_review_channel_id,
-            interval=self.services.settings.discord_card_edit_seconds,
         )
         resumed = await self.services.runner.resume(run.id, sink=card)
         log.info("run %s: /retry by %s", run.id, requester_key(interaction.user))

@@ -13,15 +13,13 @@ from datetime import UTC, datetime, time, timedelta
 
 from discord.ext import commands, tasks
 
+from bot.access import SCHEDULE_REQUESTER
 from bot.services import Services, services_of
 from pipeline.characters import Character
 from pipeline.models import Job, RunState, utcnow
 from pipeline.schedule import Candidate, decide, slot_key, slot_random
 
 log = logging.getLogger(__name__)
-
-#: who a scheduled run is requested by (its own limit of runs at once)
-SCHEDULE_REQUESTER = "schedule"
 
 
 class ScheduleCog(commands.Cog):

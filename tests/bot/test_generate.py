@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pipeline.models import RunState
 from tests.bot.conftest import StartBot
@@ -68,12 +69,29 @@ async def test_generate_shows_a_run_card_that_moves_and_ends_with_the_outcome(
     assert interaction.followups == []
 
 
+async def test_the_run_card_is_edited_at_most_once_per_interval(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """40 sampler steps in about a second become a handful of card edits (Discord rate-limits
+    message edits); the card still shows the bar and ends on the latest step."""
+    started = time.monotonic()
+    await start_bot(script=Script(steps=40, step_delay=0.025), discord_card_edit_seconds=0.5)
+    interaction = await fake.slash("generate", character="mascot")
+    card = interaction.original
+    assert card is not None
+    await review_posted(fake)
+    await fake.until(lambda: "Waiting for review" in card.content, what="the card in review")
+    elapsed = time.monotonic() - started
+    assert card.edits <= 3 + elapsed / 0.5
+    assert any("/40" in text for text in card.history)  # the sampler bar was shown
+
+
 async def test_a_run_over_the_limit_waits_and_says_its_place(
     start_bot: StartBot, fake: fd.FakeDiscord
 ) -> None:
-    """With one run allowed at a time, a second /generate says it is queued, then starts."""
-    hold = asyncio.Event()
-    under_test = await start_bot(script=Script(hold=hold), max_runs=1)
+    """With one run allowed at a time, a second /generate says it is queued, then starts when
+    the first ends."""
+    under_test = await start_bot(script=Script(hold=asyncio.Event()), max_runs=1)
     first = await fake.slash("generate", character="mascot")
     await fake.until(lambda: under_test.execute.started, what="the first run")
     second = await fake.slash("generate", character="moonlit_tales", user=fd.BOB)
@@ -81,14 +99,27 @@ async def test_a_run_over_the_limit_waits_and_says_its_place(
     assert card is not None
     await fake.until(lambda: "1st in line" in card.content, what="the queue place")
     assert len(under_test.execute.started) == 1
-    hold.set()
-    await review_posted(fake, count=1)
-    first_run = under_test.execute.started[0]
-    await fake.slash("cancel", run_id=first_run)
+    await fake.slash("cancel", run_id=under_test.execute.started[0])
     await fake.until(lambda: len(under_test.execute.started) == 2, what="the second run")
     first_card = first.original
     assert first_card is not None
     await fake.until(lambda: "cancelled" in first_card.content, what="the first card's end")
+
+
+async def test_a_run_waiting_for_review_leaves_its_place_to_the_next(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """One run at a time in all, per character and per person: Alice's second mascot run
+    starts as soon as her first waits for review, and reaches review too."""
+    under_test = await start_bot(max_runs=1, max_runs_per_character=1, max_runs_per_user=1)
+    await fake.slash("generate", character="mascot")
+    await review_posted(fake, count=1)
+    second = await fake.slash("generate", character="mascot")
+    await review_posted(fake, count=2)
+    assert len(under_test.execute.reviews) == 2
+    card = second.original
+    assert card is not None
+    assert not any("in line" in text for text in card.history)
 
 
 async def test_cancel_stops_a_running_run(start_bot: StartBot, fake: fd.FakeDiscord) -> None:
@@ -102,6 +133,33 @@ async def test_cancel_stops_a_running_run(start_bot: StartBot, fake: fd.FakeDisc
     assert card is not None
     await fake.until(lambda: "cancelled" in card.content, what="the card's end")
     run = await under_test.services.store.load_run(run_id)
+    assert run is not None
+    assert run.state is RunState.CANCELLED
+
+
+async def test_cancel_takes_a_queued_run_out_of_the_line(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """Bob cancels his queued run: its card says cancelled and it never starts, even once the
+    run ahead of it is done."""
+    hold = asyncio.Event()
+    under_test = await start_bot(script=Script(hold=hold), max_runs=1)
+    await fake.slash("generate", character="mascot")
+    await fake.until(lambda: under_test.execute.started, what="the first run")
+    queued = await fake.slash("generate", character="moonlit_tales", user=fd.BOB)
+    card = queued.original
+    assert card is not None
+    await fake.until(lambda: "1st in line" in card.content, what="the queue place")
+    [queued_id] = [
+        r for r in under_test.services.runner.active() if r not in under_test.execute.started
+    ]
+    cancel = await fake.slash("cancel", run_id=queued_id, user=fd.BOB)
+    await fake.until(lambda: any("is cancelled" in t for t in cancel.texts()), what="the reply")
+    await fake.until(lambda: "cancelled" in card.content, what="the card's end")
+    hold.set()
+    await review_posted(fake)
+    assert queued_id not in under_test.execute.started
+    run = await under_test.services.store.load_run(queued_id)
     assert run is not None
     assert run.state is RunState.CANCELLED
 

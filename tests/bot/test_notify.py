@@ -11,7 +11,8 @@ from tests.fakes import discord as fd
 async def test_a_run_is_announced_from_start_to_published_with_its_link(
     start_bot: StartBot, fake: fd.FakeDiscord
 ) -> None:
-    """The notice channel says started, waiting for review, then published with the post link."""
+    """The notice channel says started (by whom, as a mention), waiting for review, then
+    published with the post link."""
     await start_bot()
     await fake.slash("generate", character="mascot")
     review = await fake.until(lambda: fake.channel_messages(fd.REVIEW_CHANNEL), what="review")
@@ -23,7 +24,7 @@ async def test_a_run_is_announced_from_start_to_published_with_its_link(
 
     await fake.until(lambda: any("published" in n for n in notices()), what="published")
     started, in_review, published = notices()
-    assert "started (asked by discord:" in started
+    assert f"started (asked by <@{fd.ALICE.id}>)" in started
     assert "waiting for review" in in_review
     assert "<https://instagram.fake/p/" in published
 

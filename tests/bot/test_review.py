@@ -7,7 +7,17 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.render import APPROVE, NUMBERS, REJECT
-from pipeline.models import Decision, Job, MediaItem, MediaKind, Run, RunState
+from pipeline.models import (
+    Decision,
+    Job,
+    MediaItem,
+    MediaKind,
+    ReviewTicket,
+    Run,
+    RunState,
+    utcnow,
+)
+from pipeline.store import SqlStore
 from tests.bot.conftest import BotUnderTest, StartBot
 from tests.doubles import write_png
 from tests.fakes import discord as fd
@@ -42,6 +52,7 @@ async def post_review(
     ticket = await reviewer.request(run, folder)
     waiting = asyncio.create_task(reviewer.wait(run, ticket))
     messages = [under_test.fake.messages[i] for i in ticket.message_ids]
+    await under_test.fake.until(lambda: REJECT in messages[-1].reactions, what="the reactions")
     return waiting, messages
 
 
@@ -159,6 +170,28 @@ async def test_an_image_over_the_upload_limit_is_shown_as_a_preview(
     waiting.cancel()
 
 
+async def test_a_video_over_the_upload_limit_is_listed_but_not_attached(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """A video larger than the upload limit keeps its number and line, with a note that it is
+    too large to show; the image beside it is attached."""
+    limit = 60_000
+    fake.upload_limit = limit
+    under_test = await start_bot(discord_upload_limit_mb=limit / 1024 / 1024)
+    folder = tmp_path / "r"
+    run = candidates(folder, 1)
+    (folder / "clip.mp4").write_bytes(bytes(limit + 1))
+    video = MediaItem(path="clip.mp4", kind=MediaKind.VIDEO, description_index=0, score=0.7)
+    run = run.advance(run.state, media=(*run.media, video))
+    waiting, [message] = await post_review(under_test, run, folder)
+    assert [a.filename for a in message.attachments] == ["01-image-01.png"]
+    assert "#2" in message.content
+    assert "#2 is too large to show here" in message.content
+    assert set(message.reactions) == {*NUMBERS[:2], APPROVE, REJECT}
+    assert fake.refused == []
+    waiting.cancel()
+
+
 async def test_an_unanswered_review_gets_a_reminder_then_expires(
     start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
 ) -> None:
@@ -232,6 +265,90 @@ async def test_a_restarted_bot_keeps_waiting_when_nobody_answered(
     assert run.state is RunState.PUBLISHED
 
 
+async def test_the_run_card_follows_the_run_across_a_restart(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The bot restarts during review; after Alice's ✅ the same card message ends with
+    "published"."""
+    first = await start_bot()
+    interaction = await fake.slash("generate", character="mascot")
+    card = interaction.original
+    assert card is not None
+    await fake.until(lambda: first.execute.reviews, what="the review")
+    message = fake.channel_messages(fd.REVIEW_CHANNEL)[-1]
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions")
+    await fake.until(lambda: "Waiting for review" in card.content, what="the card in review")
+    await first.stop()
+    await fake.until(lambda: "resumes after a restart" in card.content, what="the stopped card")
+    second = await start_bot()
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    await fake.react(message, APPROVE, fd.ALICE)
+    await fake.until(lambda: "published" in card.content, what="the outcome on the same card")
+    assert "instagram.fake" in card.content
+
+
+async def test_a_restart_adds_the_reactions_a_stop_left_out(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The bot stopped before its ❌ was on the review: the restarted bot adds it, once."""
+    first = await start_bot()
+    await fake.slash("generate", character="mascot")
+    await fake.until(lambda: first.execute.reviews, what="the review")
+    message = fake.channel_messages(fd.REVIEW_CHANNEL)[-1]
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions")
+    await first.stop()
+    await fake.unreact(message, REJECT, fd.BOT)
+    before = len(fake.requests)
+    second = await start_bot()
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    await fake.until(lambda: message.reactions.get(REJECT), what="the ❌ again")
+    assert message.reactions[REJECT] == [fd.BOT_ID]
+    added = [
+        r.path for r in fake.requests[before:] if r.method == "PUT" and "/reactions/" in r.path
+    ]
+    assert len(added) == 1
+
+
+async def test_every_pending_review_is_rearmed_even_over_the_run_limit(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """Two reviews are open at a restart with one run allowed at a time: both wait again, and a
+    ✅ on the second decides it while the first still waits."""
+    first = await start_bot(max_runs=1)
+    await fake.slash("generate", character="mascot")
+    await fake.until(lambda: len(first.execute.reviews) == 1, what="the first review")
+    await fake.slash("generate", character="moonlit_tales", user=fd.BOB)
+    await fake.until(lambda: len(first.execute.reviews) == 2, what="the second review")
+    messages = fake.channel_messages(fd.REVIEW_CHANNEL)
+    await fake.until(lambda: all(REJECT in m.reactions for m in messages), what="the reactions")
+    await first.stop()
+    second = await start_bot(max_runs=1)
+    await fake.until(
+        lambda: len(second.services.reviewer.pending_runs()) == 2, what="both reviews re-armed"
+    )
+    await fake.react(messages[1], APPROVE, fd.ALICE)
+    run = await second.services.runner.wait(first.execute.reviews[1])
+    assert run.state is RunState.PUBLISHED
+    assert second.services.runner.position(first.execute.reviews[0]) == 0
+
+
+async def test_a_review_waiting_in_the_terminal_is_left_to_the_terminal(
+    start_bot: StartBot, sqlite_store: SqlStore
+) -> None:
+    """A run awaiting a console review (no Discord messages) is not taken over at start."""
+    ticket = ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
+    console = Run.new(Job("mascot", requested_by="cli")).advance(
+        RunState.AWAITING_REVIEW, ticket=ticket
+    )
+    await sqlite_store.save_run(console)
+    under_test = await start_bot()
+    assert under_test.services.runner.active() == []
+    assert under_test.services.reviewer.pending_runs() == []
+    kept = await sqlite_store.load_run(console.id)
+    assert kept is not None
+    assert kept.state is RunState.AWAITING_REVIEW
+
+
 async def test_edit_caption_opens_a_form_and_the_approval_carries_the_new_caption(
     start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
 ) -> None:
@@ -254,6 +371,53 @@ async def test_edit_caption_opens_a_form_and_the_approval_carries_the_new_captio
     decision = await asyncio.wait_for(waiting, 5)
     assert decision is not None
     assert decision.captions == {"instagram": "New words #pixelbot"}
+
+
+async def test_a_caption_edit_survives_a_restart(start_bot: StartBot, fake: fd.FakeDiscord) -> None:
+    """Alice edits the caption, the bot restarts: the form shows her text and the approved run
+    carries it."""
+    first = await start_bot()
+    await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: first.execute.reviews and first.execute.reviews[0])
+    message = fake.channel_messages(fd.REVIEW_CHANNEL)[-1]
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions")
+    opened = await fake.click(message, message.custom_ids()[0])
+    await fake.submit(opened, {"caption:instagram": "Edited before the restart"})
+    await first.stop()
+    second = await start_bot()
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    reopened = await fake.click(message, message.custom_ids()[0])
+    values = {
+        row["components"][0]["custom_id"]: row["components"][0]["value"]
+        for row in reopened.modal["components"]
+    }
+    assert values["caption:instagram"] == "Edited before the restart"
+    await fake.react(message, APPROVE, fd.ALICE)
+    run = await second.services.runner.wait(run_id)
+    assert run.state is RunState.PUBLISHED
+    assert run.captions["instagram"] == "Edited before the restart"
+
+
+async def test_the_reminder_is_sent_once_even_across_a_restart(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """The reminder goes out, the bot restarts before the deadline: no second reminder, and the
+    review still expires on time."""
+    timing = {"review_timeout_minutes": 3 / 60, "review_reminder_minutes": 2.6 / 60}
+    first = await start_bot(**timing)
+    await fake.slash("generate", character="mascot")
+    run_id = await fake.until(lambda: first.execute.reviews and first.execute.reviews[0])
+
+    def reminders() -> list[fd.FakeMessage]:
+        return [m for m in fake.channel_messages(fd.REVIEW_CHANNEL) if m.reference_id]
+
+    await fake.until(reminders, what="the reminder")
+    await first.stop()
+    second = await start_bot(**timing)
+    await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
+    run = await second.services.runner.wait(run_id)
+    assert run.state is RunState.EXPIRED
+    assert len(reminders()) == 1
 
 
 async def test_only_reviewers_may_edit_the_caption(
