@@ -172,6 +172,23 @@ class ComfyPool:
             s.spec.url == url.rstrip("/") and s.down_until <= loop.time() for s in self._running()
         )
 
+    async def answering(self) -> list[ServerSpec]:
+        """The servers that answer right now (GET /prompt within `probe_timeout`): a quick
+        check before starting work that needs one. Leaves no server out for later."""
+        servers = self._running()
+
+        async def answers(server: _Server) -> bool:
+            try:
+                async with asyncio.timeout(self.probe_timeout):
+                    await server.client.queue_remaining_now()
+            except (ComfyError, TimeoutError) as exc:
+                log.debug("%s does not answer: %s", server.spec.url, exc)
+                return False
+            return True
+
+        found = await asyncio.gather(*(answers(s) for s in servers))
+        return [s.spec for s, ok in zip(servers, found, strict=True) if ok]
+
     # ------------------------------------------------------------ jobs
 
     async def submit(

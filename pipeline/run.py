@@ -141,7 +141,13 @@ class Pipeline:
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
         run = _reopen(run)
-        character = await asyncio.to_thread(self.characters.load, run.job.character)
+        try:
+            character = await asyncio.to_thread(self.characters.load, run.job.character)
+        except MediaOverloadError as exc:  # the file broke or went away since the run began
+            failed = await self._fail(run, run.state, exc)
+            await self.store.save_run(failed)
+            await self._notify(failed)
+            return failed
         folder = run_folder(character, run.id)
         notify_states = {RunState.AWAITING_REVIEW, *_FINAL}
         steps: dict[RunState, Callable[[Run], Awaitable[Run]]] = {
