@@ -166,7 +166,7 @@ async def language_model(kind: str) -> AsyncIterator[tuple[LlmFake, dict[str, st
                     "LLM_CHAIN": "openrouter",
                     "OPENROUTER_BASE_URL": openai.url,
                     "OPENROUTER_API_KEY": "sk-test",
-                "OPENROUTER_RPM": "0",
+                    "OPENROUTER_RPM": "0",
                 },
             )
 

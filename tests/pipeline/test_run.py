@@ -261,19 +261,39 @@ async def test_a_run_resumes_after_comfyui_was_down_without_redoing_work(
 async def test_a_half_generated_run_keeps_finished_units(
     world: World, comfy: tuple[FakeComfyUI, ComfyPool]
 ) -> None:
-    """Files a unit already delivered are reused on resume, not generated again."""
+    """Files a unit already delivered are reused on resume; a unit whose prompt ComfyUI has
+    forgotten is the only one generated again."""
     fake, _ = comfy
     run = await world.run(Job("testy", seed=10, publish=False))
     assert run.state is RunState.APPROVED
     folder = world.folder(run)
-    # as if the process died after the first unit: forget the later steps and one unit
+    # as if the process died after the first unit, and ComfyUI restarted since
     shutil.rmtree(folder / "main-d1")
+    fake.history.clear()
     rewind = run.advance(RunState.DESCRIBED, media=())
     before = len(fake.prompts)
     again = await world.pipeline.execute(rewind)
     assert again.state is RunState.APPROVED
     assert len(fake.prompts) - before == 1
     assert len(again.media) == 4
+
+
+async def test_a_resumed_run_takes_the_files_of_prompts_comfyui_finished(
+    world: World, comfy: tuple[FakeComfyUI, ComfyPool]
+) -> None:
+    """A run stopped after ComfyUI made its media but before they were saved downloads them
+    on resume from ComfyUI's history: nothing is generated again."""
+    fake, _ = comfy
+    run = await world.run(Job("testy", seed=12, publish=False))
+    folder = world.folder(run)
+    for unit in ("main-d0", "main-d1"):
+        shutil.rmtree(folder / unit)
+    before = len(fake.prompts)
+    again = await world.pipeline.execute(run.advance(RunState.DESCRIBED, media=()))
+    assert again.state is RunState.APPROVED
+    assert len(fake.prompts) == before
+    assert len(again.media) == 4
+    assert all((folder / item.path).is_file() for item in again.media)
 
 
 @pytest.mark.timeout(10)
