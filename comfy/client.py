@@ -436,7 +436,7 @@ class ComfyClient:
         if not task.cancelled() and task.exception() is not None:
             log.error("WebSocket reader of %s died", self.url, exc_info=task.exception())
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run a background coroutine, keep a reference and log its failure."""
         task = asyncio.create_task(coro, name=name)
         self._background.add(task)
@@ -447,6 +447,7 @@ class ComfyClient:
                 log.error("%s failed", name, exc_info=t.exception())
 
         task.add_done_callback(finished)
+        return task
 
     # ------------------------------------------------------------ HTTP
 
@@ -654,8 +655,15 @@ class ComfyClient:
         }
         if front:
             body["front"] = True
+        posting = asyncio.ensure_future(self._request("POST", "/prompt", body=body, ok=(200, 400)))
         try:
-            status, raw = await self._request("POST", "/prompt", body=body, ok=(200, 400))
+            status, raw = await asyncio.shield(posting)
+        except asyncio.CancelledError:
+            # Cancelled while the POST was on its way: the server may queue the prompt anyway,
+            # and nobody would ever take it off. Wait for the answer and take it back.
+            self._watches.pop(prompt_id, None)
+            await asyncio.shield(self._spawn(self._take_back(posting, prompt_id), "take back"))
+            raise
         except BaseException:
             self._watches.pop(prompt_id, None)
             raise
@@ -747,6 +755,15 @@ class ComfyClient:
             if position != last:
                 self._report(watch, position)
                 last = position
+
+    async def _take_back(self, posting: asyncio.Future[tuple[int, object]], prompt_id: str) -> None:
+        """Cancel a prompt whose POST was abandoned, once the server has answered it."""
+        try:
+            status, _ = await posting
+            if status == 200:
+                await self.cancel(prompt_id)
+        except ComfyError as exc:
+            log.info("could not take back prompt %s from %s: %s", prompt_id, self.url, exc)
 
     async def _report_position(self, watch: _Watch) -> None:
         try:

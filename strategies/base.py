@@ -309,7 +309,11 @@ async def _queue(
         images=unit.images,
         prompt_id=prompt_id,
     )
-    await asyncio.to_thread(journal.note_prompt, unit.key, job.prompt_id, job.server)
+    try:
+        await asyncio.to_thread(journal.note_prompt, unit.key, job.prompt_id, job.server)
+    except BaseException:  # stopped before the caller holds the job: take the prompt back
+        await asyncio.shield(_cancel_all([job]))
+        raise
     return job
 
 

@@ -7,6 +7,7 @@ never interleave inside each other's transaction. Imports only aiosqlite and the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,11 +63,16 @@ class SqliteDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Cursor]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                # BEGIN inside the try: a cancel landing while it runs in aiosqlite's thread
+                # must still roll back, or the connection stays in a transaction for good
+                # and every later BEGIN fails ("cannot start a transaction within a
+                # transaction"). aiosqlite runs statements in order, so ROLLBACK follows BEGIN.
+                await self._conn.execute("BEGIN IMMEDIATE")
                 yield self._tx
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # BEGIN itself failed
+                    await self._conn.execute("ROLLBACK")
                 raise
             await self._conn.execute("COMMIT")
 

@@ -1,10 +1,13 @@
 """Taking over a prompt another client queued (a process that died): the new client gets its
-outputs without queueing it again, and queues again only what the server no longer has."""
+outputs without queueing it again, and queues again only what the server no longer has. And a
+prompt whose queueing was cancelled half-way never stays behind on the server."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+
+import pytest
 
 from comfy import ComfyClient, ComfyPool, Queued, Started, Workflow, new_prompt_id
 from comfy.client import remote_files
@@ -96,3 +99,20 @@ async def test_a_prompt_queued_with_a_chosen_id_keeps_it(
     assert await client.submit(text2img, prompt_id=chosen) == chosen
     await client.wait(chosen)
     assert [p.prompt_id for p in fake.prompts] == [chosen]
+
+
+async def test_a_submit_cancelled_while_its_post_is_on_the_way_takes_the_prompt_back(
+    fake: FakeComfyUI, client: ComfyClient, text2img: Workflow
+) -> None:
+    """Cancelling a submit after the server accepted the prompt, before the answer arrived,
+    still takes the prompt off the server: nothing runs for a caller that went away."""
+    fake.job_seconds = 5
+    await client.connect()
+    submitting = asyncio.create_task(client.submit(text2img))
+    while not fake.prompts:  # noqa: ASYNC110 - the fake offers no event for "received"
+        await asyncio.sleep(0)
+    submitting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await submitting
+    [sent] = fake.prompts
+    assert sent.prompt_id in fake.deleted or sent.prompt_id in fake.interrupts
