@@ -111,6 +111,13 @@ class CaptionWriter(Protocol):
 # ---------------------------------------------------------------------------- the pipeline
 
 
+#: the description template of an idea with two characters, for pictures and for videos
+TWO_CHARACTER_TEMPLATES = {
+    False: "two_character_interaction_generate_system_prompt",
+    True: "two_character_video_interaction",
+}
+
+
 def run_folder(character: Character, run_id: str) -> Path:
     """Where a run's media live: one folder per run under the character's output folder."""
     return character.output_dir / run_id
@@ -204,6 +211,8 @@ class Pipeline:
             idea = await self.prompts.write(
                 character, method=job.prompt_method, subject=subject, rng=rng, video=video
             )
+        if idea.method == "two_character" and idea.extra.get("partner"):
+            template = TWO_CHARACTER_TEMPLATES[video]  # the weighted pick is for one character
         choices = Choices(
             seed=seed,
             character=character.key,

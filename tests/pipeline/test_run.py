@@ -7,17 +7,19 @@ import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
+from random import Random
 
 import pytest
 from PIL import Image
 
 from comfy import ComfyPool
-from pipeline.characters import Characters
+from pipeline.characters import Character, Characters
 from pipeline.models import Decision, Job, Platform, PostState, Run, RunState, utcnow
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.publish import AttentionBoard, PublishService, fit_run_media
-from pipeline.run import Pipeline, run_folder
+from pipeline.run import Idea, Pipeline, run_folder
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
 from pipeline.vision import VisionScorer
@@ -316,3 +318,75 @@ async def test_the_runner_cancels_a_run_and_its_comfyui_jobs(
     assert saved is not None
     assert saved.state is RunState.CANCELLED
     assert fake.interrupts or fake.deleted
+
+
+class PairPrompts:
+    """Writes a two-character idea with a partner, as the two_character method does."""
+
+    async def write(
+        self, character: Character, *, method: str | None, subject: str, rng: Random, video: bool
+    ) -> Idea:
+        return Idea(
+            prompt=f"{subject} and Sol share an umbrella",
+            method="two_character",
+            subject=subject,
+            extra={"partner": "Sol"},
+        )
+
+
+class TemplateRecorder(StaticDescriber):
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str | None]] = []
+
+    async def describe(
+        self,
+        character: Character,
+        idea: Idea,
+        *,
+        template: str,
+        style: str,
+        count: int,
+        video: bool,
+    ) -> list[str]:
+        self.asked.append((template, idea.extra.get("partner")))
+        return await super().describe(
+            character, idea, template=template, style=style, count=count, video=video
+        )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "template"),
+    [
+        ("text2img", "two_character_interaction_generate_system_prompt"),
+        ("text2video", "two_character_video_interaction"),
+    ],
+    ids=["picture", "video"],
+)
+async def test_a_two_character_idea_is_described_with_the_two_character_template(
+    world: World, project: Path, strategy: str, template: str
+) -> None:
+    """An idea with a second character is turned into descriptions by the template written
+    for two characters (pictures or clips), with the partner named, whatever the weights."""
+    yaml_text = CHARACTER.replace("KEEP", "1").replace(
+        "character: {name: Testy}", "character: {name: Testy, group_name: moonlit}"
+    )
+    (project / "characters" / "testy.yaml").write_text(yaml_text)
+    await world.store.add_character("Luna", "moonlit")
+    recorder = TemplateRecorder()
+    world.pipeline = replace(world.pipeline, prompts=PairPrompts(), describer=recorder)
+    run = await world.run(Job("testy", generation_type=strategy, seed=13, publish=False))
+    assert run.state is RunState.APPROVED, run.failure
+    assert run.choices is not None
+    assert run.choices.template == template
+    assert recorder.asked == [(template, "Sol")]
+    assert TemplateLibrary.load().template(template, video=strategy == "text2video")
+
+
+async def test_a_one_character_idea_keeps_the_weighted_template(world: World) -> None:
+    """Without a second character the description template is the character's weighted pick."""
+    recorder = TemplateRecorder()
+    world.pipeline = replace(world.pipeline, describer=recorder)
+    run = await world.run(Job("testy", seed=14, publish=False))
+    assert run.choices is not None
+    assert [t for t, _ in recorder.asked] == [run.choices.template]
+    assert not run.choices.template.startswith("two_character")
