@@ -4,6 +4,7 @@ against the fake, the store on SQLite and MariaDB, language models and review as
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -299,7 +300,7 @@ async def test_a_resumed_run_takes_the_files_of_prompts_comfyui_finished(
     assert all((folder / item.path).is_file() for item in again.media)
 
 
-@pytest.mark.timeout(20)
+@pytest.mark.timeout(30)
 async def test_the_runner_cancels_a_run_and_its_comfyui_jobs(
     world: World, comfy: tuple[FakeComfyUI, ComfyPool], store: SqlStore
 ) -> None:
@@ -308,12 +309,20 @@ async def test_the_runner_cancels_a_run_and_its_comfyui_jobs(
     fake.faults.stall_next = True
     runner = Runner(store, world.pipeline.execute)
     run = await runner.submit(Job("testy", seed=11))
-    for _ in range(1000):
-        if fake.prompts:
-            break
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not fake.prompts and loop.time() < deadline:  # noqa: ASYNC110 - a record, no event
         await asyncio.sleep(0.01)
     assert fake.prompts, "the run never reached ComfyUI"
-    assert await runner.cancel(run.id) is True
+    try:
+        assert await asyncio.wait_for(runner.cancel(run.id), 10) is True
+    except TimeoutError:
+        [task] = [t for t in asyncio.all_tasks() if t.get_name() == f"run-{run.id}"]
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        raise AssertionError(
+            f"the cancel did not end the run; it hangs at:\n{stack.getvalue()}"
+        ) from None
     saved = await store.load_run(run.id)
     assert saved is not None
     assert saved.state is RunState.CANCELLED
