@@ -187,10 +187,23 @@ class SerialGenerator:
         tags: frozenset[str] = frozenset(),
         on_event: Callable[[Event], None] | None = None,
         images: Mapping[str, Path] | None = None,
+        prompt_id: str | None = None,
     ) -> ComfyJob:
-        job = await self.pool.submit(workflow, out_dir, tags=tags, on_event=on_event, images=images)
+        job = await self.pool.submit(
+            workflow, out_dir, tags=tags, on_event=on_event, images=images, prompt_id=prompt_id
+        )
         await job.result()  # kept: the strategy's own result() returns the same files
         return job
+
+    async def attach(
+        self,
+        prompt_id: str,
+        out_dir: Path,
+        *,
+        server: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> ComfyJob | None:
+        return await self.pool.attach(prompt_id, out_dir, server=server, on_event=on_event)
 
 
 @dataclass

@@ -4,7 +4,15 @@ Imports only the standard library and aiohttp, so it could be published on its o
 uses ComfyPool (submit / run / ComfyJob.result), Workflow and the errors below.
 """
 
-from comfy.client import ComfyClient, Device, OutputFile, QueueState, RemoteFile, SystemStats
+from comfy.client import (
+    ComfyClient,
+    Device,
+    OutputFile,
+    QueueState,
+    RemoteFile,
+    SystemStats,
+    new_prompt_id,
+)
 from comfy.errors import (
     Cancelled,
     ComfyError,
@@ -54,5 +62,6 @@ __all__ = [
     "SystemStats",
     "Workflow",
     "WorkflowError",
+    "new_prompt_id",
     "preflight_servers",
 ]

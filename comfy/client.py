@@ -225,6 +225,17 @@ def _execution_failed(prompt_id: str, data: Mapping[str, object]) -> ExecutionFa
     )
 
 
+def new_prompt_id() -> str:
+    """A fresh prompt id, in the form ComfyUI itself uses (a UUID4)."""
+    return str(uuid.uuid4())
+
+
+def _succeeded(entry: HistoryEntry) -> bool:
+    raw = entry.get("status")
+    status: Mapping[str, object] = raw if isinstance(raw, dict) else {}
+    return status.get("status_str") == "success" or status.get("completed") is True
+
+
 def input_options(spec: object) -> tuple[list[object], dict[str, object]] | None:
     """The allowed values of a list-valued input spec from /object_info, with its options.
 
@@ -339,6 +350,7 @@ class ComfyClient:
         parallel_downloads: int = 4,
         unclaimed_messages: int = 512,
         object_info_ttl: float = 300.0,
+        poll_interval: float = 1.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.client_id = client_id or uuid.uuid4().hex
@@ -351,6 +363,7 @@ class ComfyClient:
         self.heartbeat = heartbeat
         self.download_chunk_size = download_chunk_size
         self.object_info_ttl = object_info_ttl
+        self.poll_interval = poll_interval
         self.queue_remaining: int | None = None  # from the last `status` message
         self._session = session
         self._owns_session = session is None
@@ -423,7 +436,7 @@ class ComfyClient:
         if not task.cancelled() and task.exception() is not None:
             log.error("WebSocket reader of %s died", self.url, exc_info=task.exception())
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run a background coroutine, keep a reference and log its failure."""
         task = asyncio.create_task(coro, name=name)
         self._background.add(task)
@@ -434,6 +447,7 @@ class ComfyClient:
                 log.error("%s failed", name, exc_info=t.exception())
 
         task.add_done_callback(finished)
+        return task
 
     # ------------------------------------------------------------ HTTP
 
@@ -609,16 +623,19 @@ class ComfyClient:
         *,
         on_event: EventHandler | None = None,
         front: bool = False,
+        prompt_id: str | None = None,
     ) -> str:
         """Queue a workflow; returns its prompt id. PromptRejected on a 400 answer.
 
-        The prompt id is chosen here and sent along, so no message can arrive before we watch.
+        The prompt id is chosen here (or by the caller, who may note it down before queueing,
+        to `attach` to the prompt after a crash) and sent along, so no message can arrive
+        before we watch.
         """
         if not isinstance(workflow, Workflow):
             workflow = Workflow(workflow)
         await self.connect()
         prompt: PromptJSON = workflow.to_dict()
-        prompt_id = str(uuid.uuid4())
+        prompt_id = prompt_id or new_prompt_id()
         now = asyncio.get_running_loop().time()
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
@@ -638,8 +655,15 @@ class ComfyClient:
         }
         if front:
             body["front"] = True
+        posting = asyncio.ensure_future(self._request("POST", "/prompt", body=body, ok=(200, 400)))
         try:
-            status, raw = await self._request("POST", "/prompt", body=body, ok=(200, 400))
+            status, raw = await asyncio.shield(posting)
+        except asyncio.CancelledError:
+            # Cancelled while the POST was on its way: the server may queue the prompt anyway,
+            # and nobody would ever take it off. Wait for the answer and take it back.
+            self._watches.pop(prompt_id, None)
+            await asyncio.shield(self._spawn(self._take_back(posting, prompt_id), "take back"))
+            raise
         except BaseException:
             self._watches.pop(prompt_id, None)
             raise
@@ -662,6 +686,84 @@ class ComfyClient:
         if on_event is not None:
             self._spawn(self._report_position(watch), f"queue position of {prompt_id}")
         return prompt_id
+
+    async def attach(self, prompt_id: str, *, on_event: EventHandler | None = None) -> bool:
+        """Watch a prompt queued earlier, perhaps by a process that has died since.
+
+        True when the server has it waiting, running or finished with success: `wait` then
+        gives its outputs. False when the server does not know it, or it failed or was
+        interrupted there (queue it again). ComfyUI sends a prompt's messages only to the
+        client that queued it, so an attached prompt is followed by asking /history and /queue
+        every `poll_interval` seconds.
+        """
+        if prompt_id in self._watches:
+            return True
+        entry = await self.history(prompt_id)
+        position: int | None = None
+        if entry is None:
+            position = (await self.queue()).position(prompt_id)
+            if position is None:
+                entry = await self.history(prompt_id)  # it may have ended between the reads
+                if entry is None:
+                    return False
+        if entry is not None and not _succeeded(entry):
+            return False
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
+        future.add_done_callback(_retrieve)
+        now = loop.time()
+        watch = _Watch(prompt_id, {}, on_event, future, submitted_at=now, last_activity=now)
+        self._watches[prompt_id] = watch
+        log.info("attached to prompt %s on %s", prompt_id, self.url)
+        if entry is not None:
+            self._resolve_from_history(watch, entry)
+        else:
+            self._report(watch, position)
+            self._spawn(self._follow(watch), f"follow {prompt_id}")
+        return True
+
+    def _report(self, watch: _Watch, position: int | None) -> None:
+        if position == 0 and not watch.started:
+            watch.started = True
+            watch.emit(Started(watch.prompt_id))
+        elif position:
+            watch.emit(Queued(watch.prompt_id, position))
+
+    async def _follow(self, watch: _Watch) -> None:
+        """Poll for an attached prompt until it ends: its place in the queue, then its end."""
+        pid = watch.prompt_id
+        last: int | None = None
+        while not watch.future.done():
+            await asyncio.sleep(self.poll_interval)
+            position: int | None = None
+            try:
+                entry = await self.history(pid)
+                if entry is None:
+                    position = (await self.queue()).position(pid)
+                    if position is None:
+                        entry = await self.history(pid)
+                        if entry is None:
+                            watch.fail(Cancelled(pid, "is no longer on the server"))
+                            return
+            except ComfyError as exc:  # the stall watchdog in `wait` decides when to give up
+                log.info("cannot follow prompt %s on %s: %s", pid, self.url, exc)
+                continue
+            if entry is not None:
+                self._resolve_from_history(watch, entry)
+                return
+            watch.last_activity = asyncio.get_running_loop().time()
+            if position != last:
+                self._report(watch, position)
+                last = position
+
+    async def _take_back(self, posting: asyncio.Future[tuple[int, object]], prompt_id: str) -> None:
+        """Cancel a prompt whose POST was abandoned, once the server has answered it."""
+        try:
+            status, _ = await posting
+            if status == 200:
+                await self.cancel(prompt_id)
+        except ComfyError as exc:
+            log.info("could not take back prompt %s from %s: %s", prompt_id, self.url, exc)
 
     async def _report_position(self, watch: _Watch) -> None:
         try:
@@ -948,6 +1050,7 @@ __all__ = [
     "RemoteFile",
     "SystemStats",
     "input_options",
+    "new_prompt_id",
     "remote_files",
     "safe_name",
 ]

@@ -106,6 +106,7 @@ class ComfyPool:
         request_timeout: float = 30.0,
         stall_timeout: float = 300.0,
         job_timeout: float = 6 * 3600.0,
+        poll_interval: float = 1.0,
     ) -> None:
         specs = [s if isinstance(s, ServerSpec) else ServerSpec.parse(s) for s in servers]
         if not specs:
@@ -115,6 +116,7 @@ class ComfyPool:
         self._request_timeout = request_timeout
         self._stall_timeout = stall_timeout
         self._job_timeout = job_timeout
+        self._poll_interval = poll_interval
         self._specs = specs
         self._session = session
         self._owns_session = session is None
@@ -142,6 +144,7 @@ class ComfyPool:
                     connect_timeout=self.probe_timeout,
                     stall_timeout=self._stall_timeout,
                     job_timeout=self._job_timeout,
+                    poll_interval=self._poll_interval,
                 ),
             )
             for spec in self._specs
@@ -173,6 +176,23 @@ class ComfyPool:
             s.spec.url == url.rstrip("/") and s.down_until <= loop.time() for s in self._running()
         )
 
+    async def answering(self) -> list[ServerSpec]:
+        """The servers that answer right now (GET /prompt within `probe_timeout`): a quick
+        check before starting work that needs one. Leaves no server out for later."""
+        servers = self._running()
+
+        async def answers(server: _Server) -> bool:
+            try:
+                async with asyncio.timeout(self.probe_timeout):
+                    await server.client.queue_remaining_now()
+            except (ComfyError, TimeoutError) as exc:
+                log.debug("%s does not answer: %s", server.spec.url, exc)
+                return False
+            return True
+
+        found = await asyncio.gather(*(answers(s) for s in servers))
+        return [s.spec for s, ok in zip(servers, found, strict=True) if ok]
+
     # ------------------------------------------------------------ jobs
 
     async def submit(
@@ -183,12 +203,14 @@ class ComfyPool:
         tags: frozenset[str] = frozenset(),
         on_event: EventHandler | None = None,
         images: Mapping[str, Path] | None = None,
+        prompt_id: str | None = None,
     ) -> ComfyJob:
         """Queue `workflow` on the best server; returns at once with a ComfyJob.
 
         `images` maps a LoadImage node (title or id, e.g. "Input Image") to a local file: it is
         uploaded to the chosen server and the node set to the uploaded name, so an
-        image-to-image job finds its input on the server that runs it.
+        image-to-image job finds its input on the server that runs it. `prompt_id` (default:
+        a fresh one) lets the caller note the id down before queueing, to `attach` later.
         """
         attempts = len(self._running())
         last_error: ComfyError | None = None
@@ -200,16 +222,46 @@ class ComfyPool:
                 for node, path in (images or {}).items():
                     name = await server.client.upload_image(path)
                     job_workflow = job_workflow.with_input_image(name, node=node)
-                prompt_id = await server.client.submit(job_workflow, on_event=on_event)
+                queued = await server.client.submit(
+                    job_workflow, on_event=on_event, prompt_id=prompt_id
+                )
             except ComfyOffline as exc:
                 self._mark_down(server, exc)
                 last_error = exc
                 continue
             finally:
                 server.choosing -= 1
-            log.info("queued prompt %s on %s", prompt_id, server.spec.url)
-            return ComfyJob(server, prompt_id, Path(out_dir))
+            log.info("queued prompt %s on %s", queued, server.spec.url)
+            return ComfyJob(server, queued, Path(out_dir))
         raise NoServerAvailable(f"every server failed to take the job ({last_error})")
+
+    async def attach(
+        self,
+        prompt_id: str,
+        out_dir: Path,
+        *,
+        server: str | None = None,
+        on_event: EventHandler | None = None,
+    ) -> ComfyJob | None:
+        """Take over a prompt queued earlier (by this process or one that died), asking
+        `server` first, then the others: a ComfyJob when a server has it waiting, running or
+        finished with success; None when none does (or it failed there), so queue it again.
+
+        A server that does not answer counts as not having it: the caller queues the work
+        elsewhere rather than wait for that server to come back.
+        """
+        servers = sorted(self._running(), key=lambda s: s.spec.url != (server or "").rstrip("/"))
+        for candidate in servers:
+            try:
+                found = await candidate.client.attach(prompt_id, on_event=on_event)
+            except ComfyError as exc:
+                log.info(
+                    "%s cannot say whether it has prompt %s: %s", candidate.spec.url, prompt_id, exc
+                )
+                continue
+            if found:
+                return ComfyJob(candidate, prompt_id, Path(out_dir))
+        return None
 
     async def run(
         self,

@@ -24,6 +24,7 @@ from pipeline.errors import (
     MediaOverloadError,
     Problem,
     RunError,
+    ServiceError,
     StoreError,
 )
 from pipeline.models import Job, Platform, PostRecord, PostState, Run, RunFailure, RunState
@@ -242,7 +243,8 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
             mark = "kept" if item.kept else "dropped"
             print(f"    {number:>2}. {score} {mark:<7} {item.path}  {item.reason or ''}".rstrip())
     for platform, caption in run.captions.items():
-        print(f"  caption [{platform}]: {caption}")
+        indented = "\n      ".join(line for line in caption.splitlines() if line.strip())
+        print(f"  caption [{platform}]: {indented}")
     for post in posts:
         print(
             f"  {post.platform.value}: {post.state.value} {post.url or post.error or ''}".rstrip()
@@ -258,6 +260,14 @@ def _exit_code(run: Run) -> int:
 
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """`run` / `resume`: one run with a live progress line, then its summary.
+
+    Everything that can be checked before work starts is checked first, each failure one line:
+    the character (name, file, workflows: exit 1) and a ComfyUI that answers (exit 2).
+    """
+    if args.command == "run":  # a bad name or file stops here, before any service is opened
+        characters = Characters(settings.characters_dir, _library(settings))
+        await asyncio.to_thread(characters.load, args.character)
     from pipeline.console import AutoReviewer, ConsoleReviewer, LogNotifier, TerminalProgress
     from pipeline.wiring import open_pipeline
 
@@ -265,7 +275,24 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     async with open_pipeline(settings, reviewer=reviewer, notifier=LogNotifier()) as services:
         sink = TerminalProgress()
         if args.command == "run":
-            services.characters.path_of(args.character)  # a bad name stops here, exit 1
+            needs_comfyui = True
+        else:
+            stored = await services.store.load_run(args.run_id)
+            if stored is None:
+                raise RunError(f"no run with id {args.run_id}")
+            await asyncio.to_thread(services.characters.load, stored.job.character)
+            failed_at = stored.failure.step if stored.failure is not None else ""
+            needs_comfyui = stored.state in _BEFORE_MEDIA or (
+                stored.state is RunState.FAILED and failed_at in {s.value for s in _BEFORE_MEDIA}
+            )
+        if needs_comfyui and not await services.pool.answering():
+            servers = ", ".join(str(s) for s in services.pool.servers)
+            raise ServiceError(
+                f"no ComfyUI server answers ({servers})",
+                user_message=f"no ComfyUI server answers at {servers}: start ComfyUI or set "
+                "COMFYUI_SERVERS; nothing was started",
+            )
+        if args.command == "run":
             job = Job(
                 character=args.character,
                 requested_by="cli",
@@ -284,6 +311,10 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         posts = await services.store.posts_for_run(final.id)
         _print_summary(final, run_folder(character, final.id), posts)
         return _exit_code(final)
+
+
+#: states of a run whose media are not all made yet (resuming it needs ComfyUI)
+_BEFORE_MEDIA = frozenset({RunState.CREATED, RunState.PROMPTED, RunState.DESCRIBED})
 
 
 async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:

@@ -111,14 +111,18 @@ class TerminalProgress:
         self.out = out
         self.min_interval = min_interval
         self._last = 0.0
-        self._last_step = ""
+        self._headline: tuple[str, int | None] = ("", None)
         self.started = time.monotonic()
 
     def progress(self, run_id: str, update: Progress) -> None:
+        """Print every change of step or queue place at once; other updates (nodes, the sampler
+        bar) at most every `min_interval` seconds, except a bar's last step."""
         now = time.monotonic()
-        if update.step == self._last_step and now - self._last < self.min_interval:
+        headline = (update.step, update.queue_position)
+        last_of_bar = update.value is not None and update.value == update.maximum
+        if headline == self._headline and not last_of_bar and now - self._last < self.min_interval:
             return
-        self._last, self._last_step = now, update.step
+        self._last, self._headline = now, headline
         print(render_progress(update, now - self.started), file=self.out, flush=True)
 
 

@@ -111,6 +111,13 @@ class CaptionWriter(Protocol):
 # ---------------------------------------------------------------------------- the pipeline
 
 
+#: the description template of an idea with two characters, for pictures and for videos
+TWO_CHARACTER_TEMPLATES = {
+    False: "two_character_interaction_generate_system_prompt",
+    True: "two_character_video_interaction",
+}
+
+
 def run_folder(character: Character, run_id: str) -> Path:
     """Where a run's media live: one folder per run under the character's output folder."""
     return character.output_dir / run_id
@@ -141,7 +148,13 @@ class Pipeline:
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
         run = _reopen(run)
-        character = await asyncio.to_thread(self.characters.load, run.job.character)
+        try:
+            character = await asyncio.to_thread(self.characters.load, run.job.character)
+        except MediaOverloadError as exc:  # the file broke or went away since the run began
+            failed = await self._fail(run, run.state, exc)
+            await self.store.save_run(failed)
+            await self._notify(failed)
+            return failed
         folder = run_folder(character, run.id)
         notify_states = {RunState.AWAITING_REVIEW, *_FINAL}
         steps: dict[RunState, Callable[[Run], Awaitable[Run]]] = {
@@ -198,6 +211,8 @@ class Pipeline:
             idea = await self.prompts.write(
                 character, method=job.prompt_method, subject=subject, rng=rng, video=video
             )
+        if idea.method == "two_character" and idea.extra.get("partner"):
+            template = TWO_CHARACTER_TEMPLATES[video]  # the weighted pick is for one character
         choices = Choices(
             seed=seed,
             character=character.key,

@@ -18,7 +18,19 @@ from pathlib import Path
 from random import Random
 from typing import Protocol
 
-from comfy import ComfyJob, Event, NodeRunning, OutputFile, Queued, Started, Step, Workflow
+from comfy import (
+    Cancelled,
+    ComfyJob,
+    Event,
+    ExecutionFailed,
+    NodeRunning,
+    OutputFile,
+    Queued,
+    Started,
+    Step,
+    Workflow,
+    new_prompt_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +53,19 @@ class Generator(Protocol):
         tags: frozenset[str] = frozenset(),
         on_event: Callable[[Event], None] | None = None,
         images: Mapping[str, Path] | None = None,
+        prompt_id: str | None = None,
     ) -> ComfyJob: ...
+
+    async def attach(
+        self,
+        prompt_id: str,
+        out_dir: Path,
+        *,
+        server: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> ComfyJob | None:
+        """The job of a prompt queued earlier, if a server still has it (None: queue again)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -166,6 +190,18 @@ class _Journal:
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
         tmp.replace(self.path)
 
+    def prompt_of(self, key: str) -> tuple[str, str | None] | None:
+        """The prompt id (and server, once known) noted for a unit."""
+        entry = self.data.get("prompts", {}).get(key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("prompt_id"), str):
+            return None
+        server = entry.get("server")
+        return entry["prompt_id"], server if isinstance(server, str) else None
+
+    def note_prompt(self, key: str, prompt_id: str, server: str | None) -> None:
+        self.data.setdefault("prompts", {})[key] = {"prompt_id": prompt_id, "server": server}
+        self.save()
+
 
 def _files_of(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -210,33 +246,94 @@ async def run_units(ctx: StrategyContext, units: Sequence[Unit]) -> dict[str, li
 
         return on_event
 
-    jobs: list[tuple[Unit, ComfyJob]] = []
+    journal = await asyncio.to_thread(_Journal, ctx.folder)
+    jobs: dict[str, ComfyJob] = {}
+    attached: set[str] = set()
     try:
         for unit in todo:
             partial = ctx.folder / (unit.key + ".partial")
             await asyncio.to_thread(_reset_dir, partial)
-            job = await ctx.generator.submit(
-                unit.workflow,
-                partial,
-                tags=ctx.tags,
-                on_event=reporter(unit),
-                images=unit.images,
-            )
-            jobs.append((unit, job))
+            job = await _attach(ctx, journal, unit, partial, reporter(unit))
+            if job is None:
+                job = await _queue(ctx, journal, unit, partial, reporter(unit))
+            else:
+                attached.add(unit.key)
+            jobs[unit.key] = job
         ctx.report(GenerationProgress(stage, finished, total))
-        for unit, job in jobs:
-            outputs = await job.result()
+        for unit in todo:
+            try:
+                outputs = await jobs[unit.key].result()
+            except (Cancelled, ExecutionFailed) as exc:
+                if unit.key not in attached:
+                    raise
+                # taken over from an earlier attempt, then interrupted or failed (that attempt's
+                # cancel landing late, its failure still running out): this attempt makes it anew
+                log.info(
+                    "unit %s: the prompt taken over ended badly (%s); queueing it", unit.key, exc
+                )
+                attached.discard(unit.key)
+                partial = ctx.folder / (unit.key + ".partial")
+                await asyncio.to_thread(_reset_dir, partial)
+                jobs[unit.key] = await _queue(ctx, journal, unit, partial, reporter(unit))
+                outputs = await jobs[unit.key].result()
             files = await asyncio.to_thread(_commit_unit, ctx.folder, unit.key, outputs)
             done[unit.key] = files
             finished += 1
             ctx.report(GenerationProgress(stage, finished, total))
     except BaseException:
         # Whatever stops us (an error, a cancel, a shutdown) takes our queued prompts with it.
-        pending = [job for unit, job in jobs if unit.key not in done]
+        pending = [job for key, job in jobs.items() if key not in done]
         if pending:
             await asyncio.shield(_cancel_all(pending))
         raise
     return done
+
+
+async def _queue(
+    ctx: StrategyContext,
+    journal: _Journal,
+    unit: Unit,
+    partial: Path,
+    on_event: Callable[[Event], None],
+) -> ComfyJob:
+    """Queue the unit's prompt. Its id is noted before it is queued and its server right after,
+    so a process killed at any point finds the prompt again (`_attach`) instead of queueing
+    it twice."""
+    prompt_id = new_prompt_id()
+    await asyncio.to_thread(journal.note_prompt, unit.key, prompt_id, None)
+    job = await ctx.generator.submit(
+        unit.workflow,
+        partial,
+        tags=ctx.tags,
+        on_event=on_event,
+        images=unit.images,
+        prompt_id=prompt_id,
+    )
+    try:
+        await asyncio.to_thread(journal.note_prompt, unit.key, job.prompt_id, job.server)
+    except BaseException:  # stopped before the caller holds the job: take the prompt back
+        await asyncio.shield(_cancel_all([job]))
+        raise
+    return job
+
+
+async def _attach(
+    ctx: StrategyContext,
+    journal: _Journal,
+    unit: Unit,
+    partial: Path,
+    on_event: Callable[[Event], None],
+) -> ComfyJob | None:
+    """The unit's prompt from an earlier attempt, when a server still has it waiting, running
+    or finished; None when it must be queued (never queued, gone, failed or interrupted)."""
+    noted = journal.prompt_of(unit.key)
+    if noted is None:
+        return None
+    prompt_id, server = noted
+    job = await ctx.generator.attach(prompt_id, partial, server=server, on_event=on_event)
+    if job is not None:
+        log.info("unit %s: taking over prompt %s on %s", unit.key, prompt_id, job.server)
+    return job
 
 
 async def _cancel_all(jobs: Sequence[ComfyJob]) -> None:

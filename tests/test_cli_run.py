@@ -1,0 +1,382 @@
+"""`python -m pipeline run | resume` as a user runs them: a real child process against the fake
+ComfyUI, the real language-model clients against the LLM fakes and, for publishing, the fake X
+behind a TLS proxy; the store on SQLite (and MariaDB). Kills are SIGKILLs of that process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pipeline.models import PostState, RunState
+from pipeline.store import connect
+from tests.fakes.comfyui import FakeComfyUI
+from tests.fakes.llm_server import LlmFake, Recorded, dead_url
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.x_api import FakeXApi
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHARACTER = """
+character: {name: Testy, description: a small orange fox}
+generation:
+  generation_type_weights: {text2img: 1}
+  workflows:
+    text2img: WORKFLOW
+  similarity_threshold: 0.5
+  descriptions: 2
+  prompt_method_weights: {arbitrary: 1}
+social_media:
+  default_hashtags: ["#testy"]
+  platforms:
+    instagram: {enabled: false}
+    twitter: {enabled: true, credentials: testy_x}
+additional_params:
+  general: {images_per_description: 2}
+"""
+
+#: settings the child must not inherit from whoever runs the tests
+_SCRUBBED = ("DISCORD_TOKEN", "DATABASE_URL", "COMFYUI_SERVERS", "LLM_CHAIN", "OLLAMA_HOST")
+
+
+def write_project(folder: Path, workflow: str = "workflows/text2img.json") -> Path:
+    shutil.copytree(ROOT / "workflows", folder / "workflows")
+    (folder / "characters").mkdir()
+    (folder / "characters" / "testy.yaml").write_text(CHARACTER.replace("WORKFLOW", workflow))
+    return folder
+
+
+def answer(recorded: Recorded) -> str:
+    """What a well-behaved model says to each of the pipeline's questions."""
+    if recorded.images:
+        return json.dumps({"score": 0.8, "reason": "the fox is there"})
+    schema = json.dumps(recorded.schema) if recorded.schema is not None else ""
+    if "descriptions" in schema:
+        return json.dumps({"descriptions": ["a fox in the snow", "a fox at dusk"]})
+    if "hashtags" in schema:
+        return json.dumps({"text": "Testy found the first snow.", "hashtags": ["#fox"]})
+    return "Testy chases snowflakes in a quiet forest"
+
+
+@dataclass
+class Child:
+    """A running `python -m pipeline ...`; its output is read as it comes."""
+
+    process: asyncio.subprocess.Process
+    out: list[str] = field(default_factory=list)
+    err: list[str] = field(default_factory=list)
+    readers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    async def finish(self, within: float = 60) -> int:
+        code = await asyncio.wait_for(self.process.wait(), within)
+        await asyncio.gather(*self.readers)
+        return code
+
+    async def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        assert await self.finish() == -signal.SIGKILL
+
+
+async def until(condition: Callable[[], bool], *, within: float = 30, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Cli:
+    """Starts the command line in the project folder with the fakes' URLs as its settings."""
+
+    project: Path
+    env: dict[str, str]
+
+    async def start(self, *args: str) -> Child:
+        # create_subprocess_exec, not subprocess.run: the fakes serve from this event loop
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pipeline",
+            *args,
+            cwd=self.project,
+            env=self.env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        child = Child(process)
+
+        async def read(stream: asyncio.StreamReader | None, into: list[str]) -> None:
+            assert stream is not None
+            while chunk := await stream.read(4096):
+                into.append(chunk.decode())
+
+        child.readers = [
+            asyncio.create_task(read(process.stdout, child.out)),
+            asyncio.create_task(read(process.stderr, child.err)),
+        ]
+        return child
+
+    async def run(self, *args: str) -> tuple[int, str, str]:
+        child = await self.start(*args)
+        code = await child.finish()
+        return code, child.stdout, child.stderr
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    return env | {"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings}
+
+
+@asynccontextmanager
+async def language_model(kind: str) -> AsyncIterator[tuple[LlmFake, dict[str, str]]]:
+    """A fake provider answering every task, and the settings that point the chain at it."""
+    if kind == "ollama":
+        async with FakeOllama() as ollama:
+            ollama.respond_with(answer)
+            yield ollama, {"LLM_CHAIN": "ollama", "OLLAMA_HOST": ollama.url}
+    else:
+        async with FakeOpenAI() as openai:
+            openai.respond_with(answer)
+            yield (
+                openai,
+                {
+                    "LLM_CHAIN": "openrouter",
+                    "OPENROUTER_BASE_URL": openai.url,
+                    "OPENROUTER_API_KEY": "sk-test",
+                    "OPENROUTER_RPM": "0",
+                },
+            )
+
+
+@pytest.fixture
+async def comfy() -> AsyncIterator[FakeComfyUI]:
+    async with FakeComfyUI(job_seconds=0.3) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[tuple[LlmFake, dict[str, str]]]:
+    async with language_model("ollama") as found:
+        yield found
+
+
+@pytest.fixture
+def cli(tmp_path: Path, comfy: FakeComfyUI, llm: tuple[LlmFake, dict[str, str]]) -> Cli:
+    project = write_project(tmp_path / "project")
+    return Cli(project, child_env(COMFYUI_SERVERS=comfy.url, **llm[1]))
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- a whole run
+
+
+@pytest.mark.parametrize(
+    ("database", "provider"),
+    [("sqlite", "ollama"), ("mysql", "openrouter")],
+    ids=["sqlite-ollama", "mariadb-openrouter"],
+)
+async def test_a_run_shows_its_progress_and_ends_with_a_summary(
+    tmp_path: Path,
+    comfy: FakeComfyUI,
+    database: str,
+    provider: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """`run --review auto --no-publish` prints each step, ComfyUI's queue place and the sampler
+    steps, then where the media are, their scores and the captions; exit 0."""
+    project = write_project(tmp_path / "project")
+    async with language_model(provider) as (model, settings):
+        if database == "mysql":
+            settings = {**settings, "DATABASE_URL": request.getfixturevalue("mysql_url")}
+        cli = Cli(project, child_env(COMFYUI_SERVERS=comfy.url, **settings))
+        code, out, err = await cli.run(
+            "run", "--character", "testy", "--review", "auto", "--no-publish"
+        )
+    assert code == 0, out + err
+    for step in ("prompt", "describe", "generate", "score", "caption", "review"):
+        assert f"] {step} " in err
+    assert "queue place 1" in err  # the second description's prompt waits behind the first
+    assert "|####################| 4/4" in err  # the sampler's steps, x of y
+    run_id = out.split("run ", 1)[1].split(":", 1)[0]
+    folder = project / "output" / "testy" / run_id
+    assert f"media in {folder}:" in out
+    assert out.count("0.80 kept") == 4
+    assert "caption [twitter]: Testy found the first snow." in out
+    assert len(list(folder.glob("main-d*/*.png"))) == 4
+    assert len(comfy.prompts) == 2
+    assert {r.model for r in model.requests if r.images} != set()  # the vision model saw them
+
+
+async def test_a_bad_character_name_is_one_line_and_exit_1(
+    cli: Cli, comfy: FakeComfyUI, llm: tuple[LlmFake, dict[str, str]]
+) -> None:
+    """A name with no character file: one line listing the known ones, nothing started."""
+    code, out, err = await cli.run("run", "--character", "nobody", "--review", "auto")
+    assert (code, out) == (1, "")
+    assert one_line(err) == "no character named 'nobody' (known: testy)"
+    assert (comfy.prompts, llm[0].requests) == ([], [])
+
+
+async def test_a_missing_workflow_file_is_one_line_and_exit_1(
+    tmp_path: Path, comfy: FakeComfyUI, llm: tuple[LlmFake, dict[str, str]]
+) -> None:
+    """A character naming a workflow file that is not there: file, line, key; nothing started."""
+    project = write_project(tmp_path / "project", workflow="workflows/gone.json")
+    cli = Cli(project, child_env(COMFYUI_SERVERS=comfy.url, **llm[1]))
+    code, _, err = await cli.run("run", "--character", "testy", "--review", "auto")
+    assert code == 1
+    assert one_line(err) == (
+        "characters/testy.yaml:6: generation.workflows.text2img: "
+        "workflow file 'workflows/gone.json' does not exist"
+    )
+    assert (comfy.prompts, llm[0].requests) == ([], [])
+
+
+async def test_a_comfyui_that_does_not_answer_is_one_line_and_exit_2(
+    tmp_path: Path, llm: tuple[LlmFake, dict[str, str]]
+) -> None:
+    """No ComfyUI at the configured URL: one line naming it, before any model is asked."""
+    down = dead_url()
+    cli = Cli(write_project(tmp_path / "project"), child_env(COMFYUI_SERVERS=down, **llm[1]))
+    code, _, err = await cli.run("run", "--character", "testy", "--review", "auto")
+    assert code == 2
+    assert one_line(err) == (
+        f"no ComfyUI server answers at {down}: start ComfyUI or set COMFYUI_SERVERS; "
+        "nothing was started"
+    )
+    assert llm[0].requests == []
+
+
+# ---------------------------------------------------------------------------- kill and resume
+
+
+async def stored_run(project: Path, run_id: str) -> tuple[RunState, list[PostState]]:
+    store = await connect("", sqlite_path=project / "data" / "mediaoverload.db")
+    try:
+        run = await store.load_run(run_id)
+        assert run is not None
+        posts = await store.posts_for_run(run_id)
+    finally:
+        await store.close()
+    return run.state, [p.state for p in posts]
+
+
+def started_run_id(child: Child) -> str | None:
+    for line in child.stderr.splitlines():
+        if line.startswith("run ") and " started for " in line:
+            return line.split()[1]
+    return None
+
+
+def executions(comfy: FakeComfyUI) -> Mapping[str, int]:
+    """How many times the fake ComfyUI ran each prompt it was sent."""
+    counts = {p.prompt_id: 0 for p in comfy.prompts}
+    for job in comfy.jobs:
+        counts[job.prompt_id] = counts.get(job.prompt_id, 0) + 1
+    return counts
+
+
+@pytest.fixture
+async def x_api(tmp_path: Path) -> AsyncIterator[FakeXApi]:
+    async with FakeXApi(tmp_path / "x") as fake:
+        yield fake
+
+
+@pytest.fixture
+def publishing_cli(cli: Cli, x_api: FakeXApi) -> Cli:
+    cli.env |= x_api.env | x_api.credentials_env("testy_x")
+    return cli
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["first prompt running", "first prompt finished"],
+)
+async def test_a_run_killed_during_generation_is_resumed_without_generating_twice(
+    publishing_cli: Cli, comfy: FakeComfyUI, x_api: FakeXApi, moment: str
+) -> None:
+    """SIGKILL while ComfyUI works on the run; `resume` takes over the prompts ComfyUI already
+    has (none is queued again, none runs twice) and the run is posted once."""
+    comfy.job_seconds = 1.5
+    child = await publishing_cli.start("run", "--character", "testy", "--review", "auto")
+    if moment == "first prompt running":
+        await until(lambda: len(comfy.prompts) == 2 and bool(comfy.jobs), what="two prompts")
+    else:
+        await until(
+            lambda: len(comfy.jobs) == 2 and comfy.jobs[0].ended is not None,
+            what="the first prompt to finish",
+        )
+    await child.kill()
+    run_id = started_run_id(child)
+    assert run_id is not None, child.stderr
+    assert (await stored_run(publishing_cli.project, run_id))[0] is RunState.DESCRIBED
+
+    comfy.job_seconds = 0.3
+    code, out, err = await publishing_cli.run("resume", run_id, "--review", "auto")
+    assert code == 0, out + err
+    assert f"run {run_id}: published" in out
+    assert len(comfy.prompts) == 2
+    assert set(executions(comfy).values()) == {1}
+    assert len(x_api.state.tweets) == 1
+    assert await stored_run(publishing_cli.project, run_id) == (
+        RunState.PUBLISHED,
+        [PostState.POSTED],
+    )
+    folder = publishing_cli.project / "output" / "testy" / run_id
+    assert len(list(folder.glob("main-d*/*.png"))) == 4
+
+
+async def test_a_run_killed_while_awaiting_review_is_resumed_and_posted_once(
+    publishing_cli: Cli, comfy: FakeComfyUI, x_api: FakeXApi
+) -> None:
+    """SIGKILL while the console reviewer waits for an answer; `resume --review auto` posts
+    the run once, generating nothing again; a second `resume` has nothing left to do."""
+    child = await publishing_cli.start("run", "--character", "testy", "--review", "console")
+    await until(lambda: "Approve?" in child.stdout, what="the review question")
+    await child.kill()
+    run_id = started_run_id(child)
+    assert run_id is not None
+    assert (await stored_run(publishing_cli.project, run_id))[0] is RunState.AWAITING_REVIEW
+    prompts = len(comfy.prompts)
+
+    code, out, err = await publishing_cli.run("resume", run_id, "--review", "auto")
+    assert code == 0, out + err
+    assert f"run {run_id}: published" in out
+    assert "twitter: posted https://" in out
+    assert len(comfy.prompts) == prompts == 2
+    [tweet] = x_api.state.tweets
+    assert tweet["text"].startswith("Testy found the first snow.")
+
+    code, _, err = await publishing_cli.run("resume", run_id, "--review", "auto")
+    assert code == 1
+    assert one_line(err) == f"run {run_id} is published; there is nothing to resume"
+    assert len(x_api.state.tweets) == 1
