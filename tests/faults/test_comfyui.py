@@ -58,9 +58,15 @@ async def test_comfyui_down_at_submit_fails_the_run_and_resume_finishes_it(
 
 
 @pytest.mark.timeout(20)
-async def test_comfyui_down_mid_job_keeps_the_finished_images(world: World, comfy: Comfy) -> None:
-    """ComfyUI goes away while the second image job runs: the run fails, the first job's
-    images stay, and resume makes only the second."""
+@pytest.mark.parametrize(
+    ("restarted", "queued_again"), [(False, 0), (True, 1)], ids=["unreachable", "restarted"]
+)
+async def test_comfyui_down_mid_job_keeps_the_finished_images(
+    world: World, comfy: Comfy, restarted: bool, queued_again: int
+) -> None:
+    """ComfyUI goes away while the second image job runs: the run fails and the first job's
+    images stay. On resume the second job is fetched from ComfyUI's history when the server
+    kept it, and queued once more only when a restart made the server forget it."""
     fake, _ = comfy
     fake.job_seconds = 0.3
     run, task = await start(world, Job("testy", seed=2))
@@ -75,12 +81,14 @@ async def test_comfyui_down_mid_job_keeps_the_finished_images(world: World, comf
     kept = snapshot(folder)
     assert [name.split("/")[0] for name in kept] == ["main-d0", "main-d0"]
     await fake.wait_idle()
+    if restarted:
+        fake.history.clear()
     await fake.come_up()
     fake.job_seconds = 0.02
     before = len(fake.prompts)
     done = await world.pipeline.execute(stored)
     assert done.state is RunState.PUBLISHED, done.failure
-    assert len(fake.prompts) - before == 1
+    assert len(fake.prompts) - before == queued_again
     assert len(done.media) == 4
     after = snapshot(folder)
     assert {name: after[name] for name in kept} == kept  # the first job's images, untouched
