@@ -5,7 +5,6 @@ behind a TLS proxy; the store on SQLite (and MariaDB). Kills are SIGKILLs of tha
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ import pytest
 from pipeline.models import PostState, RunState
 from pipeline.store import connect
 from tests.fakes.comfyui import FakeComfyUI
-from tests.fakes.llm_server import LlmFake, Recorded, dead_url
+from tests.fakes.llm_server import HealthyModel, LlmFake, dead_url
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.x_api import FakeXApi
@@ -56,18 +55,6 @@ def write_project(folder: Path, workflow: str = "workflows/text2img.json") -> Pa
     (folder / "characters").mkdir()
     (folder / "characters" / "testy.yaml").write_text(CHARACTER.replace("WORKFLOW", workflow))
     return folder
-
-
-def answer(recorded: Recorded) -> str:
-    """What a well-behaved model says to each of the pipeline's questions."""
-    if recorded.images:
-        return json.dumps({"score": 0.8, "reason": "the fox is there"})
-    schema = json.dumps(recorded.schema) if recorded.schema is not None else ""
-    if "descriptions" in schema:
-        return json.dumps({"descriptions": ["a fox in the snow", "a fox at dusk"]})
-    if "hashtags" in schema:
-        return json.dumps({"text": "Testy found the first snow.", "hashtags": ["#fox"]})
-    return "Testy chases snowflakes in a quiet forest"
 
 
 @dataclass
@@ -155,11 +142,11 @@ async def language_model(kind: str) -> AsyncIterator[tuple[LlmFake, dict[str, st
     """A fake provider answering every task, and the settings that point the chain at it."""
     if kind == "ollama":
         async with FakeOllama() as ollama:
-            ollama.respond_with(answer)
+            ollama.respond_with(HealthyModel())
             yield ollama, {"LLM_CHAIN": "ollama", "OLLAMA_HOST": ollama.url}
     else:
         async with FakeOpenAI() as openai:
-            openai.respond_with(answer)
+            openai.respond_with(HealthyModel())
             yield (
                 openai,
                 {

@@ -125,6 +125,26 @@ async def fit_run_media(
     return result
 
 
+#: how many images one post carries (an X post: 4; an Instagram album: 10); a video goes alone
+POST_CAPACITY = {Platform.TWITTER: 4, Platform.INSTAGRAM: 10}
+
+
+def postable(run: Run, platform: Platform) -> tuple[int, ...]:
+    """The selected media one post on `platform` carries, in the reviewer's order: the first
+    selected file alone when it is a video, else the selected images up to the platform's count.
+
+    A reviewer approves what is good, not what fits: six approved images still make one X post
+    (of the first four), and a second clip is simply not part of it."""
+    assert run.decision is not None
+    selected = [i for i in run.decision.selected if 0 <= i < len(run.media)]
+    if not selected:
+        return tuple(run.decision.selected)  # out-of-range choices are refused later, by name
+    if run.media[selected[0]].kind is MediaKind.VIDEO:
+        return (selected[0],)
+    images = [i for i in selected if run.media[i].kind is MediaKind.IMAGE]
+    return tuple(images[: POST_CAPACITY[platform]])
+
+
 def start_of_day(character: Character, now: datetime) -> datetime:
     """Midnight of `now`'s day in the character's schedule time zone (the budget's day)."""
     local = now.astimezone(character.schedule.zone)
@@ -300,11 +320,17 @@ class PublishService:
     async def _media(
         self, run: Run, character: Character, run_dir: Path, platform: Platform
     ) -> list[OutgoingMedia]:
-        """The fitted files of the selected media (fitted now if review did not fit them)."""
+        """The fitted files of the media this post carries (fitted now if review did not)."""
         assert run.decision is not None
         config = character.enabled_platforms()[platform]
+        chosen = postable(run, platform)
+        if len(chosen) < len(run.decision.selected):
+            log.info(
+                "run %s: %s takes %d of the %d approved files",
+                run.id, platform.value, len(chosen), len(run.decision.selected),
+            )  # fmt: skip
         items = []
-        for index in run.decision.selected:
+        for index in chosen:
             if not 0 <= index < len(run.media):
                 raise RunError(f"run {run.id} selects media {index}, which it does not have")
             item = run.media[index]

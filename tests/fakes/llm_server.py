@@ -183,6 +183,30 @@ class LlmFake:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class HealthyModel:
+    """A responder (`fake.respond_with(HealthyModel())`) that answers each of the pipeline's
+    questions as a well-behaved model does: a verdict for images, descriptions or a caption as
+    JSON where the schema asks for them, else the idea."""
+
+    idea: str = "Testy chases snowflakes in a quiet forest"
+    descriptions: tuple[str, ...] = ("a fox in the snow", "a fox at dusk")
+    caption: str = "Testy found the first snow."
+    hashtags: tuple[str, ...] = ("#fox",)
+    score: float = 0.8
+    reason: str = "the fox is there"
+
+    def __call__(self, recorded: Recorded) -> str:
+        if recorded.images:
+            return json.dumps({"score": self.score, "reason": self.reason})
+        properties = as_mapping(as_mapping(recorded.schema).get("properties"))
+        if "descriptions" in properties:
+            return json.dumps({"descriptions": list(self.descriptions)})
+        if "hashtags" in properties:
+            return json.dumps({"text": self.caption, "hashtags": list(self.hashtags)})
+        return self.idea
+
+
 def dead_url() -> str:
     """A URL on 127.0.0.1 where nothing listens (a server that is down)."""
     with socket.socket() as sock:

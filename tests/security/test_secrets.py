@@ -45,7 +45,7 @@ from pipeline.wiring import STRATEGY_NAMES, characters_from, open_engine
 from tests.fakes import discord as fd
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.gemini import FakeGemini
-from tests.fakes.llm_server import Recorded
+from tests.fakes.llm_server import HealthyModel
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_api import FakeOpenAI
 from tests.publish.conftest import IG_ENV, X_ENV
@@ -92,17 +92,15 @@ additional_params:
 """
 
 
-def answer(asked: Recorded) -> str:
-    """What each language model says, by task: a verdict for images, JSON where a schema asks."""
-    if asked.images:
-        return json.dumps({"score": 0.9, "reason": "a fox in a blue scarf"})
-    schema = asked.schema if isinstance(asked.schema, dict) else {}
-    properties = schema.get("properties") or {}
-    if "descriptions" in properties:
-        return json.dumps({"descriptions": ["A small orange fox in a blue scarf on a hill"]})
-    if "hashtags" in properties or "caption" in asked.system.lower():
-        return json.dumps({"text": "An autumn walk.", "hashtags": ["#autumn"]})
-    return "Fox walks through autumn leaves."
+#: what each language model says, by task
+answer = HealthyModel(
+    idea="Fox walks through autumn leaves.",
+    descriptions=("A small orange fox in a blue scarf on a hill",),
+    caption="An autumn walk.",
+    hashtags=("#autumn",),
+    score=0.9,
+    reason="a fox in a blue scarf",
+)
 
 
 @pytest.fixture(autouse=True)
