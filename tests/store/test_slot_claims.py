@@ -34,7 +34,7 @@ async def test_of_two_bots_claiming_one_slot_one_wins_and_only_its_run_is_saved(
         )
         assert sorted(won) == [False, True]
         saved = [await first.load_run(run.id) for run in runs]
-        assert [run is not None for run in saved] == won
+        assert [run is not None for run in saved] == list(won)
     finally:
         await first.close()
         await second.close()
