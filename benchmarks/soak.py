@@ -9,8 +9,9 @@ down; LLM 5xx, 429 and garbage; publish failures; review timeouts; user cancels;
 resumed). Scheduled runs claim their slot in the store (`pipeline.schedule`), as the bot does.
 
 Prints runs started, how they finished, resumed, failed by reason, lost (goal 0), duplicate
-posts (goal 0), memory and open file descriptors at start and end (goal: no growth). One seed
-gives one sequence of random decisions; the interleaving still depends on the machine's timing.
+posts (goal 0), schedule slots claimed without a run (goal 0), memory and open file descriptors
+at start and end (goal: no growth). One seed gives one sequence of random decisions; the
+interleaving still depends on the machine's timing.
 Imports pipeline, comfy and tests.fakes only.
 
     python benchmarks/soak.py [--seconds 30] [--seed 1] [--mysql [URL]] [--verbose]
@@ -175,7 +176,10 @@ class Figures:
     lost_runs: list[str] = field(default_factory=list)
     duplicate_posts: int = 0
     duplicate_slots: int = 0
+    #: schedule slots claimed in the store whose run is not there (goal 0)
     slots_without_run: int = 0
+    #: scheduled runs in the store that no claimed slot names (goal 0)
+    scheduled_without_slot: int = 0
     published_without_post: int = 0
     posts: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
@@ -195,7 +199,8 @@ class Figures:
         return (
             f"runs_started={self.runs_started} finished={sum(self.finished.values())}"
             f" resumed={self.resumed} failed={self.failed} lost={self.lost}"
-            f" duplicate_posts={self.duplicate_posts} peak_rss_mb={self.peak_rss_mb:.1f}"
+            f" duplicate_posts={self.duplicate_posts} slots_without_run={self.slots_without_run}"
+            f" peak_rss_mb={self.peak_rss_mb:.1f}"
             f" fds_start={self.fds_start} fds_end={self.fds_end}"
         )
 
@@ -217,7 +222,8 @@ class Figures:
             f"duplicate posts: {self.duplicate_posts}; published runs missing a remote post:"
             f" {self.published_without_post}",
             f"schedule slots run twice: {self.duplicate_slots};"
-            f" claimed without a run: {self.slots_without_run}",
+            f" claimed without a run: {self.slots_without_run};"
+            f" scheduled runs without a slot: {self.scheduled_without_slot}",
             f"errors logged: {sum(self.errors_logged.values())}",
             *(f"  {n:>4}  {message}" for message, n in self.errors_logged.most_common(8)),
             f"memory (RSS): {self.rss_start_mb:.1f} MB at start, {self.rss_end_mb:.1f} MB at end,"
@@ -451,7 +457,6 @@ class Ledger:
 
     runs: set[str] = field(default_factory=set)
     slot_runs: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    claimed: set[tuple[str, str]] = field(default_factory=set)
     resumed: int = 0
     restarts: int = 0
     faults: Counter[str] = field(default_factory=Counter)
@@ -724,21 +729,20 @@ class Process:
         for character in characters:
             if not character.schedule.enabled:
                 continue
+            run = Run.new(Job(character=character.key, requested_by=SCHEDULE_REQUESTER))
             try:
                 candidate = await self._candidate(character.key, character.schedule, now)
                 if not decide(candidate, now, slot_random(character.key, slot)).due:
                     continue
-                if not await self.store.claim_slot(character.key, slot):
+                # as the bot's schedule does: the claim saves the run in the same transaction
+                if not await self.store.claim_slot_with_run(slot, run):
                     continue
-                self.world.ledger.claimed.add((character.key, slot))
-                run = await self.runner.submit(
-                    Job(character=character.key, requested_by=SCHEDULE_REQUESTER)
-                )
+                self.world.ledger.runs.add(run.id)
+                self.world.ledger.slot_runs.setdefault((character.key, slot), []).append(run.id)
+                self.runner.queue_saved(run)
             except MediaOverloadError as exc:
                 log.warning("schedule %s: %s failed: %s", slot, character.key, exc)
                 continue
-            self.world.ledger.runs.add(run.id)
-            self.world.ledger.slot_runs.setdefault((character.key, slot), []).append(run.id)
 
     async def _candidate(self, key: str, schedule: Schedule, now: datetime) -> Candidate:
         last = await self.store.list_runs(character=key, limit=1)
@@ -899,7 +903,19 @@ async def _audit(world: World, process: Process, figures: Figures) -> None:
         if run.state is RunState.PUBLISHED and any(remote[(run.id, p)] == 0 for p in Platform)
     )
     figures.duplicate_slots = sum(len(ids) - 1 for ids in ledger.slot_runs.values() if len(ids) > 1)
-    figures.slots_without_run = len(ledger.claimed - set(ledger.slot_runs))
+    # The store is the truth here: a stop can land after a claim committed and before the soak
+    # noted it. Resume claims (`resume:RUN:...`) are the bot's, not schedule slots.
+    slots = await store.db.fetchall(
+        "SELECT character_name, slot, run_id FROM schedule_slots WHERE slot NOT LIKE ?",
+        ("resume:%",),
+    )
+    figures.slots_without_run = sum(1 for _, _, run_id in slots if run_id not in runs)
+    claimed_runs = {run_id for _, _, run_id in slots}
+    figures.scheduled_without_slot = sum(
+        1
+        for run in runs.values()
+        if run.job.requested_by == SCHEDULE_REQUESTER and run.id not in claimed_runs
+    )
 
 
 def main() -> None:

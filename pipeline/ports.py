@@ -79,6 +79,11 @@ class SlotStore(Protocol):
         """Claim a schedule slot; exactly one claimant ever gets True."""
         ...
 
+    async def claim_slot_with_run(self, slot: str, run: Run) -> bool:
+        """Claim `run.character`'s slot and save `run` in one transaction; exactly one claimant
+        ever gets True, and the run is saved exactly when its claim is."""
+        ...
+
 
 class CatalogStore(Protocol):
     async def pick_group_member(

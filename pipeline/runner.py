@@ -90,6 +90,13 @@ class Runner:
         self._enqueue(run, sink)
         return run
 
+    def queue_saved(self, run: Run, *, sink: ProgressSink | None = None) -> Run:
+        """Queue a new run its caller has saved already (the schedule saves it with its slot,
+        in one transaction); returns at once. Raises RunError while shutting down: the run
+        stays saved, for a resume after the restart."""
+        self._enqueue(run, sink)
+        return run
+
     async def resume(self, run_id: str, *, sink: ProgressSink | None = None) -> Run:
         """Queue a stopped, failed or expired run again from its last finished step."""
         if run_id in self._running or any(e.run.id == run_id for e in self._waiting):

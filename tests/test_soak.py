@@ -45,6 +45,12 @@ def test_no_run_is_posted_twice(figures: Figures) -> None:
 def test_a_schedule_slot_starts_one_run(figures: Figures) -> None:
     """Two schedulers ticking the same hour, and restarts, start one run per slot."""
     assert figures.duplicate_slots == 0, figures.report()
+    assert figures.scheduled_without_slot == 0, figures.report()
+
+
+def test_no_schedule_slot_is_claimed_without_its_run(figures: Figures) -> None:
+    """A restart right after a slot's claim still leaves its run, so no hour's post is skipped."""
+    assert figures.slots_without_run == 0, f"seed {SHORT.seed}:\n{figures.report()}"
 
 
 def test_open_files_do_not_grow(figures: Figures) -> None:

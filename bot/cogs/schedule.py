@@ -1,8 +1,8 @@
 """The hourly schedule: on the hour (UTC, at the configured minute) start the characters due.
 
-A slot is claimed in the store before a run starts, so a restart or a second instance never
-runs it twice. The tick catches and logs everything: one failure never stops the loop.
-Decisions are `pipeline.schedule`'s pure functions; this cog only gathers the counts.
+A slot is claimed in the store together with its new run (one transaction): a restart or a
+second instance never runs it twice, and a stop right after the claim leaves a run to resume.
+The tick catches and logs everything; decisions are `pipeline.schedule`'s pure functions.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from discord.ext import commands, tasks
 from bot.access import SCHEDULE_REQUESTER
 from bot.services import Services, services_of
 from pipeline.characters import Character
-from pipeline.models import Job, RunState, utcnow
+from pipeline.errors import RunError
+from pipeline.models import Job, Run, RunState, utcnow
 from pipeline.schedule import Candidate, decide, slot_key, slot_random
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,17 @@ class ScheduleCog(commands.Cog):
         if not verdict.due:
             log.debug("schedule %s: %s not due (%s)", slot, character.key, verdict.reason)
             return None
-        if not await self.services.store.claim_slot(character.key, slot):
+        run = Run.new(Job(character=character.key, requested_by=SCHEDULE_REQUESTER))
+        # The claim saves the run with it, so a stop right after it leaves a `created` run
+        # that the next start resumes, never a claimed slot without a run.
+        if not await self.services.store.claim_slot_with_run(slot, run):
             log.info("schedule %s: %s already claimed elsewhere", slot, character.key)
             return None
-        run = await self.services.runner.submit(
-            Job(character=character.key, requested_by=SCHEDULE_REQUESTER)
-        )
+        try:
+            self.services.runner.queue_saved(run)
+        except RunError as exc:
+            log.warning("run %s: saved for slot %s, not started now: %s", run.id, slot, exc)
+            return None
         log.info("run %s: started by the schedule (%s, slot %s)", run.id, character.key, slot)
         return run.id
 

@@ -106,25 +106,28 @@ class SqlStore:
     # ------------------------------------------------------------------ runs
     async def save_run(self, run: Run) -> None:
         async def work(tx: Cursor) -> None:
-            row = (run.character, run.state.value, ts(run.created_at), ts(run.updated_at))
-            data = run.to_json()
-            updated = await tx.execute(
-                "UPDATE runs SET character_name = ?, state = ?, created_at = ?, updated_at = ?,"
-                " data = ? WHERE id = ?",
-                (*row, data, run.id),
-            )
-            if not updated:
-                exists = await tx.fetchall("SELECT 1 FROM runs WHERE id = ?", (run.id,))
-                if not exists:  # MySQL counts an UPDATE that changes nothing as 0 rows
-                    await tx.execute(
-                        "INSERT INTO runs (character_name, state, created_at, updated_at, data, id)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (*row, data, run.id),
-                    )
-            if run.ticket is not None:
-                await self._save_review(tx, run)
+            await self._write_run(tx, run)
 
         await self._in_transaction(work)
+
+    async def _write_run(self, tx: Cursor, run: Run) -> None:
+        row = (run.character, run.state.value, ts(run.created_at), ts(run.updated_at))
+        data = run.to_json()
+        updated = await tx.execute(
+            "UPDATE runs SET character_name = ?, state = ?, created_at = ?, updated_at = ?,"
+            " data = ? WHERE id = ?",
+            (*row, data, run.id),
+        )
+        if not updated:
+            exists = await tx.fetchall("SELECT 1 FROM runs WHERE id = ?", (run.id,))
+            if not exists:  # MySQL counts an UPDATE that changes nothing as 0 rows
+                await tx.execute(
+                    "INSERT INTO runs (character_name, state, created_at, updated_at, data, id)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (*row, data, run.id),
+                )
+        if run.ticket is not None:
+            await self._save_review(tx, run)
 
     async def _save_review(self, tx: Cursor, run: Run) -> None:
         assert run.ticket is not None
@@ -316,6 +319,30 @@ class SqlStore:
             )
             return bool(rows) and rows[0][0] == claimed_at  # our own retried insert
         return True
+
+    async def claim_slot_with_run(self, slot: str, run: Run) -> bool:
+        """Claim `run.character`'s `slot` and save `run` in one transaction: a stop at any
+        moment leaves both or neither, so a claimed slot always has its run to resume."""
+
+        async def work(tx: Cursor) -> bool:
+            try:
+                await tx.execute(
+                    "INSERT INTO schedule_slots (character_name, slot, run_id, claimed_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (run.character, slot, run.id, ts(utcnow())),
+                )
+            except DuplicateKey:
+                # Another claimant's (nothing of ours is written), or our own commit whose
+                # answer was lost and whose transaction is now being run again.
+                rows = await tx.fetchall(
+                    "SELECT run_id FROM schedule_slots WHERE character_name = ? AND slot = ?",
+                    (run.character, slot),
+                )
+                return bool(rows) and rows[0][0] == run.id
+            await self._write_run(tx, run)
+            return True
+
+        return await self._in_transaction(work)
 
     # ------------------------------------------------------------------ catalog
     async def list_characters(self, group: str | None = None) -> list[CatalogCharacter]:

@@ -13,8 +13,10 @@ from bot.cogs.schedule import ScheduleCog
 from pipeline.errors import StoreError
 from pipeline.models import Job, Run, RunState
 from pipeline.store import SqlStore, connect
+from pipeline.store.db import Database
 from tests.bot.conftest import BotUnderTest, StartBot
 from tests.doubles import Script
+from tests.fakes import discord as fd
 
 #: 09:00 in Berlin (mascot is due), 17:00 in Tokyo (moonlit_tales is not)
 NINE_IN_BERLIN = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -32,10 +34,24 @@ class FlakySlots(SqlStore):
 
     broken = True
 
-    async def claim_slot(self, character: str, slot: str, run_id: str | None = None) -> bool:
+    async def claim_slot_with_run(self, slot: str, run: Run) -> bool:
         if self.broken:
             raise StoreError("the database is away")
-        return await super().claim_slot(character, slot, run_id)
+        return await super().claim_slot_with_run(slot, run)
+
+
+class StopsAfterClaim(SqlStore):
+    """The real store; the process freezes right after a slot's claim commits (until killed)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.claimed = asyncio.Event()
+
+    async def claim_slot_with_run(self, slot: str, run: Run) -> bool:
+        won = await super().claim_slot_with_run(slot, run)
+        self.claimed.set()
+        await asyncio.Event().wait()
+        return won
 
 
 async def test_two_bots_on_one_database_start_a_slot_once(
@@ -86,3 +102,47 @@ async def test_a_tick_that_fails_is_logged_and_the_next_one_runs(
         assert cog.hourly.is_running()
     finally:
         await store.close()
+
+
+async def test_a_stop_right_after_the_claim_leaves_the_run_for_the_next_start(
+    start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore, tmp_path: Path
+) -> None:
+    """The bot is killed just after claiming mascot's hour: the next start runs mascot's post
+    for that hour, and ticking the hour again starts no second one."""
+    frozen = StopsAfterClaim(
+        (await connect(f"sqlite:///{tmp_path / 'bot.db'}", sqlite_path=tmp_path)).db
+    )
+    try:
+        first = await start_bot(store=frozen)
+        tick = asyncio.create_task(schedule_of(first).tick(NINE_IN_BERLIN))
+        await asyncio.wait_for(frozen.claimed.wait(), timeout=10)
+        tick.cancel()
+        await asyncio.wait({tick})
+        await first.stop()
+    finally:
+        await frozen.close()
+    (left,) = await sqlite_store.list_runs()
+    assert (left.character, left.state) == ("mascot", RunState.CREATED)
+    second = await start_bot()
+    await fake.until(lambda: second.execute.started == [left.id], what="the resumed run")
+    assert await schedule_of(second).tick(NINE_IN_BERLIN) == []
+
+
+async def test_a_runner_shutting_down_after_the_claim_leaves_the_run_for_the_next_start(
+    start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore
+) -> None:
+    """The runner refuses the claimed run (SIGTERM arrived meanwhile): the tick starts nothing
+    and raises nothing, and the next start runs mascot's post for that hour."""
+    first = await start_bot()
+    await first.services.runner.shutdown()
+    assert await schedule_of(first).tick(NINE_IN_BERLIN) == []
+    await first.stop()
+    (left,) = await sqlite_store.list_runs()
+    assert (left.character, left.job.requested_by, left.state) == (
+        "mascot",
+        "schedule",
+        RunState.CREATED,
+    )
+    second = await start_bot()
+    await fake.until(lambda: second.execute.started == [left.id], what="the resumed run")
+    assert await schedule_of(second).tick(NINE_IN_BERLIN) == []
