@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from pipeline.errors import RunError
+from pipeline.errors import RunError, StoreError
 from pipeline.logs import run_context
 from pipeline.models import Job, Run, RunFailure, RunState
 from pipeline.ports import REVIEW_STEP, Progress, ProgressSink, RunStore
@@ -206,6 +206,14 @@ class Runner:
                     latest = await self._store.load_run(entry.run.id) or entry.run
                     return await self._mark_cancelled(latest)
                 raise
+            except StoreError as exc:
+                # nothing can be saved now, not even a failure: the run keeps its last saved
+                # step, and `resume` (or the bot's next start) carries it on
+                log.error(
+                    "run %s stopped: %s; it keeps its last saved step and can be resumed",
+                    entry.run.id, exc.user_message,
+                )  # fmt: skip
+                return entry.run
             except Exception:
                 log.exception("run %s stopped by an unexpected error", entry.run.id)
                 latest = await self._store.load_run(entry.run.id) or entry.run

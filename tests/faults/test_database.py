@@ -170,9 +170,11 @@ async def test_a_database_down_past_the_retries_leaves_the_run_at_its_last_step(
     mariadb: PrivateMariaDB,
     project: Path,
     comfy: tuple[FakeComfyUI, ComfyPool],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """MariaDB stays away longer than the retries: the run stops at its last saved step
-    without hanging; with the database back, resume publishes it without new images."""
+    without hanging, and the log says so in a sentence (no traceback); with the database back,
+    resume publishes it without new images."""
     fake, pool = comfy
     fake.job_seconds = 0.3
     db = await MysqlDatabase.open(mariadb.url, retry_delay=0.05)
@@ -186,6 +188,9 @@ async def test_a_database_down_past_the_retries_leaves_the_run_at_its_last_step(
         await mariadb.stop(signal.SIGKILL)
         await asyncio.wait_for(runner.wait(run.id), 30)  # ends, does not hang
         assert runner.active() == []
+        [stopped] = [r for r in caplog.records if r.name == "pipeline.runner"]
+        assert "keeps its last saved step and can be resumed" in stopped.getMessage()
+        assert stopped.exc_info is None
         with pytest.raises(StoreError) as caught:  # not the driver's error: a safe sentence
             await store.load_run(run.id)
         assert caught.value.user_message == StoreError.user_message
