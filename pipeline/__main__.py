@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline", description="MediaOverload's pipeline without Discord."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="validate every character and workflow file")
+    sub.add_parser("check", help="validate characters, credentials, workflows and ComfyUI nodes")
 
     db = sub.add_parser("db", help="the database: init, characters, news")
     db_sub = db.add_subparsers(dest="db_command", required=True)
