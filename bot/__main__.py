@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -16,17 +19,21 @@ from pipeline import logs
 from pipeline.errors import ConfigError, StoreError
 from pipeline.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from bot.app import MediaBot
+
 log = logging.getLogger("bot")
 
 
-async def serve(settings: Settings) -> None:
-    from bot.app import MediaBot, serve_until_stopped
+@asynccontextmanager
+async def open_bot(settings: Settings, **options: Any) -> AsyncIterator[MediaBot]:
+    """The bot with every resource it needs open (HTTP session, store, ComfyUI pool, models),
+    not yet logged in; they close after it. `options` go to MediaBot."""
+    from bot.app import MediaBot
     from bot.services import Services, build_services
     from pipeline.store import open_store
     from pipeline.wiring import STRATEGY_NAMES, characters_from, open_engine
 
-    token = settings.discord_token
-    assert token is not None, "main() checks DISCORD_TOKEN first"
     characters = await asyncio.to_thread(characters_from, settings)
     url = settings.database_url.get_secret_value()
     async with (
@@ -46,7 +53,15 @@ async def serve(settings: Settings) -> None:
                 execute_factory=engine.execute_for,
             )
 
-        bot = MediaBot(settings=settings, services_factory=services)
+        yield MediaBot(settings=settings, services_factory=services, **options)
+
+
+async def serve(settings: Settings) -> None:
+    from bot.app import serve_until_stopped
+
+    token = settings.discord_token
+    assert token is not None, "main() checks DISCORD_TOKEN first"
+    async with open_bot(settings) as bot:
         await serve_until_stopped(bot, token.get_secret_value())
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-import aiohttp
 import instagrapi.mixins.album
 import instagrapi.mixins.clip
 import instagrapi.mixins.media
@@ -32,16 +31,15 @@ import pytest
 import responses
 from instagrapi import Client
 
-from bot.app import MediaBot
+from bot.__main__ import open_bot
 from bot.render import APPROVE, REJECT
-from bot.services import Services, build_services
+from bot.services import Services
 from pipeline import logs
 from pipeline.errors import MediaOverloadError
 from pipeline.models import Platform, Run, RunState
 from pipeline.publish.credentials import session_path
 from pipeline.settings import Settings
 from pipeline.store import open_store
-from pipeline.wiring import STRATEGY_NAMES, characters_from, open_engine
 from tests.fakes import discord as fd
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.gemini import FakeGemini
@@ -226,29 +224,8 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 
 @asynccontextmanager
 async def running_bot(world: World) -> AsyncIterator[Services]:
-    """The bot as `python -m bot` wires it: store, engine, services, MediaBot on the fake."""
-    settings = world.settings
-    characters = await asyncio.to_thread(characters_from, settings)
-    async with (
-        aiohttp.ClientSession() as session,
-        open_store(
-            settings.database_url.get_secret_value(), sqlite_path=settings.database_path
-        ) as store,
-        open_engine(settings, store, characters) as engine,
-    ):
-
-        def services(bot: MediaBot) -> Services:
-            return build_services(
-                bot,
-                settings=settings,
-                store=store,
-                session=session,
-                characters=characters,
-                strategy_names=STRATEGY_NAMES,
-                execute_factory=engine.execute_for,
-            )
-
-        bot = MediaBot(settings=settings, services_factory=services, guild_ready_timeout=0.1)
+    """The bot as `python -m bot` wires it (bot.__main__.open_bot), logged in to the fake."""
+    async with open_bot(world.settings, guild_ready_timeout=0.1) as bot:
         task = asyncio.create_task(bot.start(DISCORD_TOKEN), name="bot-under-test")
         await world.discord.until(lambda: bot.is_ready() or task.done(), within=10)
         try:
