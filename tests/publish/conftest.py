@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import responses
 from PIL import Image, PngImagePlugin
 
 from pipeline.characters import Character, Characters
 from pipeline.models import Decision, Job, MediaItem, MediaKind, Platform, PostRecord, Run
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.settings import Settings
+from tests.publish.fake_instagram import instant_instagrapi
+from tests.publish.fake_x import FakeX
 
 X_ENV = {
     "FOX_X_API_KEY": "ck-public",
@@ -147,3 +150,15 @@ def no_secrets(*texts: str) -> bool:
 
 def dump(records: list[PostRecord]) -> str:
     return json.dumps([repr(r) for r in records])
+
+
+@pytest.fixture
+def fake_x() -> Iterator[FakeX]:
+    """X's API answering through `responses`, in this process."""
+    fake = FakeX()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake.install(mock)
+        yield fake
+
+
+__all__ = ["instant_instagrapi"]  # autouse: instagrapi never pauses against the fake

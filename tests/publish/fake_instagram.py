@@ -17,13 +17,26 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+import instagrapi
+import pytest
 import requests
 import responses
 from Cryptodome.Cipher import AES, PKCS1_v1_5
 from Cryptodome.PublicKey import RSA
+
+
+@pytest.fixture(autouse=True)
+def instant_instagrapi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """instagrapi pauses seconds between upload and configure; the fake needs no pause."""
+    fast = SimpleNamespace(sleep=lambda _: None, time=time.time, localtime=time.localtime)
+    for module in (instagrapi.mixins.photo, instagrapi.mixins.album, instagrapi.mixins.clip,
+                   instagrapi.mixins.media):  # fmt: skip
+        monkeypatch.setattr(module, "time", fast)
+
 
 API = "https://i.instagram.com"
 USER_ID = 4242

@@ -7,12 +7,10 @@ X fake (`responses`, at tweepy's requests boundary) answers the real TwitterPubl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import responses
 
 from pipeline.__main__ import main
 from pipeline.models import Platform, PostRecord, PostState, Run, RunState, utcnow
@@ -37,14 +35,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, value in {**X_ENV, "PUBLISH_RETRIES": "0", "PUBLISH_BACKOFF_SECONDS": "0"}.items():
         monkeypatch.setenv(name, value)
     return root
-
-
-@pytest.fixture
-def fake_x() -> Iterator[FakeX]:
-    fake = FakeX()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        fake.install(mock)
-        yield fake
 
 
 def save(project: Path, run: Run, *posts: PostRecord) -> None:

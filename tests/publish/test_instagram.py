@@ -5,16 +5,10 @@ from __future__ import annotations
 import io
 import logging
 import stat
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
-import instagrapi.mixins.album
-import instagrapi.mixins.clip
-import instagrapi.mixins.media
-import instagrapi.mixins.photo
 import pytest
 import responses
 from instagrapi import Client
@@ -35,15 +29,6 @@ from tests.publish.test_media import make_video
 
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture(autouse=True)
-def instant_instagrapi(monkeypatch: pytest.MonkeyPatch) -> None:
-    """instagrapi pauses seconds between upload and configure; the fake needs no pause."""
-    fast = SimpleNamespace(sleep=lambda _: None, time=time.time, localtime=time.localtime)
-    for module in (instagrapi.mixins.photo, instagrapi.mixins.album, instagrapi.mixins.clip,
-                   instagrapi.mixins.media):  # fmt: skip
-        monkeypatch.setattr(module, "time", fast)
 
 
 @pytest.fixture

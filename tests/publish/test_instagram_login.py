@@ -5,15 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import stat
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
-import instagrapi.mixins.album
-import instagrapi.mixins.clip
-import instagrapi.mixins.media
-import instagrapi.mixins.photo
 import pytest
 import responses
 
@@ -30,15 +24,6 @@ from tests.publish.fake_instagram import TRANSPORT, FakeInstagram, totp
 
 LOGIN = ("POST", "/api/v1/accounts/login/")
 TWO_FACTOR = ("POST", "/api/v1/accounts/two_factor_login/")
-
-
-@pytest.fixture(autouse=True)
-def instant_instagrapi(monkeypatch: pytest.MonkeyPatch) -> None:
-    """instagrapi pauses seconds between upload and configure; the fake needs no pause."""
-    fast = SimpleNamespace(sleep=lambda _: None, time=time.time, localtime=time.localtime)
-    for module in (instagrapi.mixins.photo, instagrapi.mixins.album, instagrapi.mixins.clip,
-                   instagrapi.mixins.media):  # fmt: skip
-        monkeypatch.setattr(module, "time", fast)
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import responses
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostState
@@ -23,14 +22,6 @@ from tests.publish.fake_x import FakeX
 from tests.publish.test_media import make_video
 
 CHUNK = 4 * 1024  # small, so a one-second test video takes several chunks
-
-
-@pytest.fixture
-def fake_x() -> Iterator[FakeX]:
-    fake = FakeX()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        fake.install(mock)
-        yield fake
 
 
 @pytest.fixture

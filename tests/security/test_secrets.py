@@ -21,12 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
-import instagrapi.mixins.album
-import instagrapi.mixins.clip
-import instagrapi.mixins.media
-import instagrapi.mixins.photo
 import pytest
 import responses
 from instagrapi import Client
@@ -99,15 +94,6 @@ answer = HealthyModel(
     score=0.9,
     reason="a fox in a blue scarf",
 )
-
-
-@pytest.fixture(autouse=True)
-def instant_instagrapi(monkeypatch: pytest.MonkeyPatch) -> None:
-    """instagrapi pauses seconds between upload and configure; the fake needs no pause."""
-    fast = SimpleNamespace(sleep=lambda _: None, time=time.time, localtime=time.localtime)
-    for module in (instagrapi.mixins.photo, instagrapi.mixins.album, instagrapi.mixins.clip,
-                   instagrapi.mixins.media):  # fmt: skip
-        monkeypatch.setattr(module, "time", fast)
 
 
 @pytest.fixture
