@@ -46,6 +46,8 @@ from aiohttp import BodyPartReader, WSCloseCode, web
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from tests.fakes.serving import serve
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -500,14 +502,7 @@ class FakeComfyUI:
                 web.get("/system_stats", self._system_stats),
             ]
         )
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        if self.port == 0:
-            server = site._server  # the bound port of a port-0 site
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app, self.port, shutdown_timeout=0.5)
 
     async def _unserve(self) -> None:
         for ws in list(self._sockets.values()):

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.fakes.serving import serve
+
 JSON = dict[str, Any]
 
 GUILD_ID = 900000000000000001
@@ -344,11 +346,7 @@ class FakeDiscord:
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
         # no access log: request paths carry webhook and interaction tokens
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve(app, access_log=None)
 
     async def close(self) -> None:
         if self._ws is not None:

@@ -18,6 +18,8 @@ from typing import Self
 
 from aiohttp import web
 
+from tests.fakes.serving import serve
+
 
 @dataclass(frozen=True)
 class Step:
@@ -121,15 +123,9 @@ class LlmFake:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.add_routes(app)
         # a client that gave up (a timeout) cancels its handler, so slow steps never hold cleanup
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+        self._runner, self.port = await serve(
+            app, self.port, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        self.port = server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(

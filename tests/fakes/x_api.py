@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pipeline.publish.credentials import env_prefix
+from tests.fakes.serving import serve
 from tests.publish.fake_x import FakeX
 
 #: the hosts the proxy answers for; a CONNECT to any other is refused with 403
@@ -150,12 +151,7 @@ class FakeXApi:
         self._tls.load_cert_chain(cert, key)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._answer)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        assert site._server is not None
-        self._app_port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self._app_port = await serve(app, access_log=None)
         self._proxy = await asyncio.start_server(self._tunnel, "127.0.0.1", 0)
         return self
 
