@@ -9,7 +9,6 @@ Imports characters, models, ports and `pipeline.llm.parsing`; never a concrete p
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import unicodedata
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 from twitter_text import parse_tweet
 
 from pipeline.characters import Character
-from pipeline.errors import ModelError
 from pipeline.llm.parsing import AnswerError, clean_text, extract_json
 from pipeline.models import Platform
 from pipeline.ports import JsonSchema, TextModel
+from pipeline.tasks import gather_all
 
 log = logging.getLogger(__name__)
 
@@ -292,26 +291,16 @@ async def write_captions(
 ) -> dict[Platform, str]:
     """A fitted caption for each platform (default: the character's enabled ones), at once."""
     chosen = list(platforms) if platforms is not None else list(character.enabled_platforms())
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = {
-                platform: group.create_task(
-                    write_caption(
-                        platform,
-                        character=character,
-                        prompt=prompt,
-                        descriptions=descriptions,
-                        model=model,
-                        language=language,
-                    )
-                )
-                for platform in chosen
-            }
-    except ExceptionGroup as failed:
-        # The pipeline fails a step on a ModelError; one wrapped in a group would look to it
-        # like an unexpected error, so the first one is raised as it is.
-        first = failed.exceptions[0]
-        if isinstance(first, ModelError):
-            raise first from None
-        raise
-    return {platform: task.result() for platform, task in tasks.items()}
+    # a ModelError (or any failure) reaches the run as itself, the other captions cancelled
+    captions = await gather_all(
+        write_caption(
+            platform,
+            character=character,
+            prompt=prompt,
+            descriptions=descriptions,
+            model=model,
+            language=language,
+        )
+        for platform in chosen
+    )
+    return dict(zip(chosen, captions, strict=True))

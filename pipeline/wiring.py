@@ -7,7 +7,6 @@ line and the bot differ only in the Reviewer and Notifier they pass.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +30,7 @@ from pipeline.run import Idea, Pipeline
 from pipeline.runner import Execute, Runner
 from pipeline.settings import Settings
 from pipeline.store import SqlStore, open_store
+from pipeline.tasks import gather_all
 from pipeline.vision import VisionScorer
 from strategies.base import Score
 
@@ -100,15 +100,14 @@ class ModelScorer:
     vision: VisionScorer
 
     async def score(self, items: Sequence[tuple[Path, str]]) -> list[Score]:
-        verdicts = await asyncio.gather(
-            *(
-                self.vision.score(
-                    path,
-                    text,
-                    kind=MediaKind.VIDEO if path.suffix in {".mp4", ".webm"} else MediaKind.IMAGE,
-                )
-                for path, text in items
+        # one failure cancels and awaits the other calls and reaches the strategy as itself
+        verdicts = await gather_all(
+            self.vision.score(
+                path,
+                text,
+                kind=MediaKind.VIDEO if path.suffix in {".mp4", ".webm"} else MediaKind.IMAGE,
             )
+            for path, text in items
         )
         return [Score(v.score, v.reason) for v in verdicts]
 
