@@ -15,8 +15,6 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from twitter_text import parse_tweet
-
 from pipeline.characters import Character
 from pipeline.llm.parsing import AnswerError, clean_text, extract_json
 from pipeline.models import Platform
@@ -28,8 +26,16 @@ log = logging.getLogger(__name__)
 ELLIPSIS = "…"
 
 
+def load_counter() -> None:
+    """Import twitter-text, X's length counter (0.5 s; blocking: call it in a thread before the
+    first caption, or that caption's step holds the event loop for it)."""
+    import twitter_text  # noqa: F401
+
+
 def weighted_length(text: str) -> int:
     """X's length of `text`: URLs count 23, CJK and emoji 2, most Latin text 1."""
+    from twitter_text import parse_tweet  # imported on first use: 0.5 s a start otherwise
+
     return int(parse_tweet(text).weightedLength)
 
 

@@ -7,6 +7,7 @@ line and the bot differ only in the Reviewer and Notifier they pass.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ from random import Random
 
 import strategies
 from comfy import ComfyPool, ServerSpec
-from pipeline.captions import write_captions
+from pipeline.captions import load_counter, write_captions
 from pipeline.characters import Character, Characters
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
@@ -195,6 +196,7 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Open the ComfyUI pool and the language models over an open store; close them on exit."""
     specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
+    await asyncio.to_thread(load_counter)  # off the loop, before the first run's captions
     video_tags = frozenset({"video"}) if any("video" in s.tags for s in specs) else frozenset()
     async with ComfyPool(specs) as pool, open_models(settings) as models:
         yield Engine(
