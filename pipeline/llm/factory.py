@@ -189,8 +189,18 @@ def _chain_variable(settings: Settings, task: Task) -> str:
 async def open_models(settings: Settings) -> AsyncIterator[LanguageModels]:
     """`build_models` whose providers are closed on exit; built in a thread, since importing
     the client libraries and building their clients takes a second or more."""
-    models = await asyncio.to_thread(build_models, settings)
+    models = await asyncio.to_thread(_build_warm, settings)
     try:
         yield models
     finally:
         await models.aclose()
+
+
+def _build_warm(settings: Settings) -> LanguageModels:
+    """`build_models`, then each client library's one-time warm-up (blocking: in a thread)."""
+    models = build_models(settings)
+    if "openrouter" in models.providers:
+        from pipeline.llm.openai_compat import warm_up
+
+        warm_up()
+    return models
