@@ -198,7 +198,14 @@ async def open_engine(
     specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
     await asyncio.to_thread(load_counter)  # off the loop, before the first run's captions
     video_tags = frozenset({"video"}) if any("video" in s.tags for s in specs) else frozenset()
-    async with ComfyPool(specs) as pool, open_models(settings) as models:
+    async with (
+        ComfyPool(
+            specs,
+            stall_timeout=settings.comfyui_stall_seconds,
+            job_timeout=settings.comfyui_job_timeout_seconds,
+        ) as pool,
+        open_models(settings) as models,
+    ):
         yield Engine(
             settings,
             store,
