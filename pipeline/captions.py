@@ -4,7 +4,8 @@ fit the whole to the platform: Instagram 2,200 characters and 30 hashtags, X 280
 characters as twitter-text counts them. Text is shortened at sentence or word boundaries (CJK
 at character boundaries), never inside a word, URL or hashtag; hashtags go from the end.
 
-Imports characters, models, ports and `pipeline.llm.parsing`; never a concrete provider.
+Imports characters, models, ports, `pipeline.tasks` and `pipeline.llm.parsing`; never a concrete
+provider.
 """
 
 from __future__ import annotations

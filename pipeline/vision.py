@@ -3,7 +3,8 @@ one-line reason against its description; the character's threshold filters, and 
 passes the best K are kept (or the run fails, when K is 0) and the outcome says so.
 
 Images are read and downscaled in a thread, frames come from an ffmpeg subprocess, and calls
-run concurrently under a semaphore. Imports the ports, models, errors and `pipeline.llm.parsing`.
+run concurrently under a semaphore. Imports the ports, models, errors, `pipeline.tasks` and
+`pipeline.llm.parsing`.
 """
 
 from __future__ import annotations
