@@ -4,33 +4,39 @@ fit the whole to the platform: Instagram 2,200 characters and 30 hashtags, X 280
 characters as twitter-text counts them. Text is shortened at sentence or word boundaries (CJK
 at character boundaries), never inside a word, URL or hashtag; hashtags go from the end.
 
-Imports characters, models, ports and `pipeline.llm.parsing`; never a concrete provider.
+Imports characters, models, ports, `pipeline.tasks` and `pipeline.llm.parsing`; never a concrete
+provider.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from twitter_text import parse_tweet
-
 from pipeline.characters import Character
-from pipeline.errors import ModelError
 from pipeline.llm.parsing import AnswerError, clean_text, extract_json
 from pipeline.models import Platform
 from pipeline.ports import JsonSchema, TextModel
+from pipeline.tasks import gather_all
 
 log = logging.getLogger(__name__)
 
 ELLIPSIS = "…"
 
 
+def load_counter() -> None:
+    """Import twitter-text, X's length counter (0.5 s; blocking: call it in a thread before the
+    first caption, or that caption's step holds the event loop for it)."""
+    import twitter_text  # noqa: F401
+
+
 def weighted_length(text: str) -> int:
     """X's length of `text`: URLs count 23, CJK and emoji 2, most Latin text 1."""
+    from twitter_text import parse_tweet  # imported on first use: 0.5 s a start otherwise
+
     return int(parse_tweet(text).weightedLength)
 
 
@@ -292,26 +298,16 @@ async def write_captions(
 ) -> dict[Platform, str]:
     """A fitted caption for each platform (default: the character's enabled ones), at once."""
     chosen = list(platforms) if platforms is not None else list(character.enabled_platforms())
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = {
-                platform: group.create_task(
-                    write_caption(
-                        platform,
-                        character=character,
-                        prompt=prompt,
-                        descriptions=descriptions,
-                        model=model,
-                        language=language,
-                    )
-                )
-                for platform in chosen
-            }
-    except ExceptionGroup as failed:
-        # The pipeline fails a step on a ModelError; one wrapped in a group would look to it
-        # like an unexpected error, so the first one is raised as it is.
-        first = failed.exceptions[0]
-        if isinstance(first, ModelError):
-            raise first from None
-        raise
-    return {platform: task.result() for platform, task in tasks.items()}
+    # a ModelError (or any failure) reaches the run as itself, the other captions cancelled
+    captions = await gather_all(
+        write_caption(
+            platform,
+            character=character,
+            prompt=prompt,
+            descriptions=descriptions,
+            model=model,
+            language=language,
+        )
+        for platform in chosen
+    )
+    return dict(zip(chosen, captions, strict=True))

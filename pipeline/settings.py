@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -44,6 +44,10 @@ class Settings(BaseSettings):
 
     # -- ComfyUI: comma-separated URLs; '#video' after a URL tags a server's capabilities
     comfyui_servers: CommaList = Field(default_factory=lambda: ["http://127.0.0.1:8188"])
+    #: a running job with no message for this long is asked after, and given up if stuck
+    comfyui_stall_seconds: float = Field(default=300.0, gt=0)
+    #: the longest a job may take from submit to its outputs, however busy the server is
+    comfyui_job_timeout_seconds: float = Field(default=6 * 3600.0, gt=0)
 
     # ======================================================================== Discord
     # Everything the bot reads; docs/settings-discord.md explains each one.
@@ -172,6 +176,14 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return _split_commas(value)
+
+    @field_validator("comfyui_job_timeout_seconds")
+    @classmethod
+    def _job_outlasts_a_stall(cls, value: float, info: ValidationInfo) -> float:
+        stall = info.data.get("comfyui_stall_seconds")
+        if isinstance(stall, float) and value <= stall:
+            raise ValueError(f"must be longer than COMFYUI_STALL_SECONDS ({stall:g} s)")
+        return value
 
     @field_validator("discord_api_base")
     @classmethod

@@ -3,7 +3,8 @@ one-line reason against its description; the character's threshold filters, and 
 passes the best K are kept (or the run fails, when K is 0) and the outcome says so.
 
 Images are read and downscaled in a thread, frames come from an ffmpeg subprocess, and calls
-run concurrently under a semaphore. Imports the ports, models, errors and `pipeline.llm.parsing`.
+run concurrently under a semaphore. Imports the ports, models, errors, `pipeline.tasks` and
+`pipeline.llm.parsing`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from pipeline.errors import ModelError, RunError
+from pipeline.errors import MediaOverloadError, ModelError, RunError
 from pipeline.llm.parsing import AnswerError, extract_json
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema, VisionModel
 from pipeline.publish.media import ffmpeg_binary
 from pipeline.settings import Settings
+from pipeline.tasks import gather_all
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +209,15 @@ class VisionScorer:
         # Reading and downscaling have their own slots, so the next files are prepared while
         # the model looks at the current ones (and not all of them at once).
         async with self._preparing:
-            images = await self._images(path, kind)
+            try:
+                images = await self._images(path, kind)
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                # a missing, truncated or corrupted file (UnidentifiedImageError is an OSError;
+                # so is ffmpeg's timeout); PIL's text holds the full path: only the name is shown
+                log.warning("cannot read %s for scoring: %s", path.name, exc)
+                raise RunError(
+                    f"{path.name} could not be read for scoring ({type(exc).__name__})"
+                ) from exc
         async with self._limit:
             prompt = f"Description: {description}"
             if kind is MediaKind.VIDEO:
@@ -217,9 +227,22 @@ class VisionScorer:
                 )
             last: AnswerError | None = None
             for _ in range(self._attempts):
-                answer = await self.model.look(
-                    system=SYSTEM, prompt=prompt, images=images, schema=VERDICT_SCHEMA
-                )
+                try:
+                    answer = await self.model.look(
+                        system=SYSTEM, prompt=prompt, images=images, schema=VERDICT_SCHEMA
+                    )
+                except MediaOverloadError:
+                    raise
+                except Exception as exc:
+                    # a provider's own failure (a socket, a client library's bug) is the vision
+                    # model's failure for the run; foreign text may hold a URL with a key, so
+                    # only the error's type is told
+                    failed = type(exc).__name__
+                    log.warning("the vision model failed on %s (%s)", path.name, failed)
+                    raise ModelError(
+                        f"the vision model failed on {path.name} ({failed})",
+                        user_message="The vision model failed; the run can be retried.",
+                    ) from exc
                 try:
                     return parse_verdict(answer)
                 except AnswerError as exc:
@@ -232,10 +255,10 @@ class VisionScorer:
 
     async def _score_or_error(
         self, folder: Path, item: MediaItem, description: str
-    ) -> Verdict | ModelError:
+    ) -> Verdict | MediaOverloadError:
         try:
             return await self.score(folder / item.path, description, kind=item.kind)
-        except ModelError as exc:
+        except MediaOverloadError as exc:  # the model's or the file's: this item is dropped
             return exc
 
     async def score_items(
@@ -251,34 +274,31 @@ class VisionScorer:
 
         Items already scored (a resumed run) keep their score. When none reaches `threshold`
         the best `keep_best` are kept; with `keep_best=0` that is a RunError. When some
-        items cannot be scored they are dropped; when none can, the ModelError is raised.
+        items cannot be scored (no model answered, the file is unreadable) they are dropped;
+        when none can, the first such error (a ModelError or RunError) is raised.
         """
         todo = [i for i, item in enumerate(items) if item.score is None]
-        async with asyncio.TaskGroup() as group:
-            tasks = {
-                i: group.create_task(
-                    self._score_or_error(
-                        folder,
-                        items[i],
-                        descriptions[items[i].description_index]
-                        if 0 <= items[i].description_index < len(descriptions)
-                        else "",
-                    )
-                )
-                for i in todo
-            }
+        results = await gather_all(
+            self._score_or_error(
+                folder,
+                items[i],
+                descriptions[items[i].description_index]
+                if 0 <= items[i].description_index < len(descriptions)
+                else "",
+            )
+            for i in todo
+        )
         scored = list(items)
-        failures: list[ModelError] = []
-        for i, task in tasks.items():
-            result = task.result()
-            if isinstance(result, ModelError):
+        failures: list[MediaOverloadError] = []
+        for i, result in zip(todo, results, strict=True):
+            if isinstance(result, MediaOverloadError):
                 failures.append(result)
                 scored[i] = replace(scored[i], reason="could not be scored", kept=False)
             else:
                 scored[i] = replace(scored[i], score=result.score, reason=result.reason)
         if (
             failures
-            and len(failures) == len(tasks)
+            and len(failures) == len(todo)
             and not any(item.score is not None for item in scored)
         ):
             raise failures[0]
@@ -290,7 +310,7 @@ class VisionScorer:
         *,
         threshold: float,
         keep_best: int,
-        unscored: Sequence[ModelError],
+        unscored: Sequence[MediaOverloadError],
     ) -> ScoringOutcome:
         with_score = [(i, item) for i, item in enumerate(items) if item.score is not None]
         passed = {i for i, item in with_score if item.score is not None and item.score >= threshold}

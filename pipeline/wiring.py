@@ -17,7 +17,7 @@ from random import Random
 
 import strategies
 from comfy import ComfyPool, ServerSpec
-from pipeline.captions import write_captions
+from pipeline.captions import load_counter, write_captions
 from pipeline.characters import Character, Characters
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
@@ -31,6 +31,7 @@ from pipeline.run import Idea, Pipeline
 from pipeline.runner import Execute, Runner
 from pipeline.settings import Settings
 from pipeline.store import SqlStore, open_store
+from pipeline.tasks import gather_all
 from pipeline.vision import VisionScorer
 from strategies.base import Score
 
@@ -100,15 +101,14 @@ class ModelScorer:
     vision: VisionScorer
 
     async def score(self, items: Sequence[tuple[Path, str]]) -> list[Score]:
-        verdicts = await asyncio.gather(
-            *(
-                self.vision.score(
-                    path,
-                    text,
-                    kind=MediaKind.VIDEO if path.suffix in {".mp4", ".webm"} else MediaKind.IMAGE,
-                )
-                for path, text in items
+        # one failure cancels and awaits the other calls and reaches the strategy as itself
+        verdicts = await gather_all(
+            self.vision.score(
+                path,
+                text,
+                kind=MediaKind.VIDEO if path.suffix in {".mp4", ".webm"} else MediaKind.IMAGE,
             )
+            for path, text in items
         )
         return [Score(v.score, v.reason) for v in verdicts]
 
@@ -196,8 +196,16 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Open the ComfyUI pool and the language models over an open store; close them on exit."""
     specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
+    await asyncio.to_thread(load_counter)  # off the loop, before the first run's captions
     video_tags = frozenset({"video"}) if any("video" in s.tags for s in specs) else frozenset()
-    async with ComfyPool(specs) as pool, open_models(settings) as models:
+    async with (
+        ComfyPool(
+            specs,
+            stall_timeout=settings.comfyui_stall_seconds,
+            job_timeout=settings.comfyui_job_timeout_seconds,
+        ) as pool,
+        open_models(settings) as models,
+    ):
         yield Engine(
             settings,
             store,

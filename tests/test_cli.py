@@ -86,6 +86,19 @@ def test_the_bot_without_a_token_says_which_setting_is_missing(project: Path) ->
     ]
 
 
+def test_the_bot_with_a_job_limit_under_the_stall_time_says_which_setting_is_wrong(
+    project: Path,
+) -> None:
+    """A ComfyUI job limit shorter than the stall time stops `python -m bot` with one
+    sentence naming the variable, before it connects anywhere."""
+    result = run(["-m", "bot"], project, COMFYUI_JOB_TIMEOUT_SECONDS="120")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "MediaOverload cannot start: invalid setting COMFYUI_JOB_TIMEOUT_SECONDS: must be "
+        "longer than COMFYUI_STALL_SECONDS (300 s)"
+    ]
+
+
 def test_db_commands_manage_characters_and_news(project: Path) -> None:
     """Group members and news can be added from the terminal into the embedded database."""
     assert run(["-m", "pipeline", "db", "init"], project).stdout.startswith(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,9 @@ from pipeline.errors import ModelError, RunError
 from pipeline.llm import FallbackChain, Lane, Task
 from pipeline.llm.ollama import OllamaProvider
 from pipeline.models import MediaItem, MediaKind
+from pipeline.ports import ImageData, JsonSchema
 from pipeline.vision import VisionScorer, find_ffmpeg, parse_verdict
+from pipeline.wiring import ModelScorer
 from tests.doubles import Asked, ScriptedModel
 from tests.fakes.llm_server import Recorded
 from tests.fakes.ollama import FakeOllama
@@ -214,3 +218,106 @@ def test_scorer_from_settings() -> None:
     settings = load_settings(env_file=None, vision_concurrency=2, vision_video_frames=5)
     scorer = VisionScorer.from_settings(ScriptedModel(), settings)
     assert (scorer.video_frames, scorer.max_side) == (5, 1024)
+
+
+def broken_copy(folder: Path, tmp_path: Path, *, broken: set[int], count: int) -> Path:
+    """`count` of the shared images in a new folder, with the `broken` ones truncated."""
+    for index in range(count):
+        data = (folder / f"img{index}.png").read_bytes()
+        (tmp_path / f"img{index}.png").write_bytes(data[:40] if index in broken else data)
+    return tmp_path
+
+
+async def test_a_corrupted_image_is_dropped_and_the_others_scored(
+    folder: Path, tmp_path: Path
+) -> None:
+    """A generated file that cannot be read is left out as unscored; the others are kept."""
+    media = broken_copy(folder, tmp_path, broken={1}, count=3)
+    model = ScriptedModel.of(default=verdict(0.9))
+    outcome = await VisionScorer(model).score_items(media, items(3), DESCRIPTIONS, threshold=0.5)
+    assert [item.kept for item in outcome.items] == [True, False, True]
+    assert outcome.note.endswith("1 could not be scored.")
+
+
+async def test_only_corrupted_images_fail_with_a_sentence_naming_the_file(
+    folder: Path, tmp_path: Path
+) -> None:
+    """When no file can be read the run fails saying which one, not with an unexpected error."""
+    media = broken_copy(folder, tmp_path, broken={0}, count=1)
+    with pytest.raises(RunError) as raised:
+        await VisionScorer(ScriptedModel.of()).score_items(
+            media, items(1), DESCRIPTIONS, threshold=0.5
+        )
+    assert (
+        raised.value.user_message
+        == "img0.png could not be read for scoring (UnidentifiedImageError)"
+    )
+    assert str(tmp_path) not in raised.value.user_message
+
+
+async def test_a_vision_model_crash_drops_only_that_image(folder: Path) -> None:
+    """A model client raising its own error (here an OSError) on one image leaves that image
+    out as unscored; the others are scored."""
+
+    def answer(asked: Asked) -> str:
+        if "bird" in asked.prompt:
+            raise OSError("connection reset")
+        return verdict(0.9)
+
+    outcome = await VisionScorer(ScriptedModel.of(default=answer)).score_items(
+        folder, items(3), DESCRIPTIONS, threshold=0.5
+    )
+    assert [item.kept for item in outcome.items] == [True, False, True]
+
+
+async def test_a_vision_model_crash_everywhere_fails_with_a_safe_sentence(folder: Path) -> None:
+    """When the model client crashes on every image the step fails with the model's
+    user-safe sentence, and the foreign text (which may hold a key) is not repeated."""
+
+    def answer(asked: Asked) -> str:
+        raise OSError("connection reset by https://vision.example/?key=sk-secret")
+
+    with pytest.raises(ModelError) as raised:
+        await VisionScorer(ScriptedModel.of(default=answer)).score_items(
+            folder, items(3), DESCRIPTIONS, threshold=0.5
+        )
+    assert raised.value.user_message == "The vision model failed; the run can be retried."
+    assert "sk-secret" not in str(raised.value)
+
+
+class CrashThenHang:
+    """A vision model that crashes on the fox and never answers about the bird."""
+
+    def __init__(self) -> None:
+        self.hung_call_cancelled = False
+
+    async def look(
+        self,
+        *,
+        system: str,
+        prompt: str,
+        images: Sequence[ImageData],
+        schema: JsonSchema | None = None,
+    ) -> str:
+        if "fox" in prompt:
+            await asyncio.sleep(0.01)
+            raise OSError("broken pipe")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.hung_call_cancelled = True
+            raise
+        return verdict(0.9)
+
+
+async def test_strategy_scoring_fails_with_the_models_message_and_stops_the_rest(
+    folder: Path,
+) -> None:
+    """A strategy's scoring call that crashes fails with the model's user-safe sentence, and
+    the other calls are stopped rather than left running."""
+    model = CrashThenHang()
+    scorer = ModelScorer(VisionScorer(model))
+    with pytest.raises(ModelError) as raised:
+        await scorer.score([(folder / "img0.png", "a red fox"), (folder / "img1.png", "a bird")])
+    assert raised.value.user_message == "The vision model failed; the run can be retried."
+    assert model.hung_call_cancelled

@@ -1,7 +1,8 @@
 """Builds the providers and one fallback chain per task from settings.
 
 The only place that names the concrete provider classes (for `pipeline.wiring` to call). A
-provider without its API key is left out of every chain, with a log line saying so.
+provider without its API key is left out of every chain, with a log line saying so. The client
+libraries (openai, google-genai: about 1.5 s) are imported only when their provider is built.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from random import Random
 from pipeline.errors import ConfigError
 from pipeline.llm.base import Provider, Task
 from pipeline.llm.chain import FallbackChain, Lane
-from pipeline.llm.gemini import GeminiProvider
 from pipeline.llm.limits import Clock, Health, RateLimiter, RetryPolicy, Sleep
 from pipeline.llm.ollama import OllamaProvider
-from pipeline.llm.openai_compat import OpenAICompatProvider
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +74,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
         settings.ollama_host, api_key=ollama_key or None, timeout_s=settings.llm_vision_timeout_s
     )
     if openrouter_key := _secret(settings, "openrouter_api_key"):
+        from pipeline.llm.openai_compat import OpenAICompatProvider
+
         providers["openrouter"] = OpenAICompatProvider(
             settings.openrouter_base_url,
             openrouter_key,
@@ -84,6 +85,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
     else:
         log.info("OPENROUTER_API_KEY is not set: openrouter is left out of the model chains")
     if gemini_key := _secret(settings, "gemini_api_key"):
+        from pipeline.llm.gemini import GeminiProvider
+
         providers["gemini"] = GeminiProvider(
             gemini_key,
             base_url=settings.gemini_base_url or None,
@@ -184,9 +187,20 @@ def _chain_variable(settings: Settings, task: Task) -> str:
 
 @asynccontextmanager
 async def open_models(settings: Settings) -> AsyncIterator[LanguageModels]:
-    """`build_models` whose providers are closed on exit."""
-    models = build_models(settings)
+    """`build_models` whose providers are closed on exit; built in a thread, since importing
+    the client libraries and building their clients takes a second or more."""
+    models = await asyncio.to_thread(_build_warm, settings)
     try:
         yield models
     finally:
         await models.aclose()
+
+
+def _build_warm(settings: Settings) -> LanguageModels:
+    """`build_models`, then each client library's one-time warm-up (blocking: in a thread)."""
+    models = build_models(settings)
+    if "openrouter" in models.providers:
+        from pipeline.llm.openai_compat import warm_up
+
+        warm_up()
+    return models

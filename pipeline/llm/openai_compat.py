@@ -2,15 +2,20 @@
 
 Structured output is `response_format={"type": "json_schema", ...}` (switchable off for servers
 that do not support it); images go as base64 data URLs. The library's own retries are off
-(`max_retries=0`): the fallback chain is the only one retrying. Imports `pipeline.llm.base` only.
+(`max_retries=0`): the fallback chain is the only one retrying. `warm_up()` (blocking, in a
+thread) makes the SDK build its types before the first real call. Imports `pipeline.llm.base`
+and `pipeline.ports` only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Mapping
 
+import anyio.lowlevel
+import httpx2
 import openai
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
@@ -23,6 +28,7 @@ from pipeline.llm.base import (
     parse_retry_after,
     redact,
 )
+from pipeline.ports import ImageData
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ class OpenAICompatProvider:
         timeout_s: float = 120.0,
         json_schema: bool = True,
         headers: dict[str, str] | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
         self._json_schema = json_schema
@@ -67,6 +74,11 @@ class OpenAICompatProvider:
             timeout=timeout_s,
             max_retries=0,
             default_headers=headers,
+            http_client=(
+                openai.DefaultAsyncHttpxClient(transport=transport)
+                if transport is not None
+                else None
+            ),
         )
 
     def _messages(self, request: ModelRequest) -> list[ChatCompletionMessageParam]:
@@ -132,3 +144,55 @@ class OpenAICompatProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+#: what the warm-up's in-memory server answers: the smallest chat completion
+_WARM_UP_ANSWER = {
+    "id": "warm-up",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "warm-up",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "{}"},
+            "finish_reason": "stop",
+        }
+    ],
+}
+
+
+def warm_up() -> None:
+    """One vision request with a JSON schema through a provider on an in-memory transport, in
+    a loop of its own (blocking: call it in a thread, once per process).
+
+    The SDK's first request builds its request and response types, which holds the event
+    loop for 70-130 ms (found by benchmarks/pipeline_overhead.py); done here, no run's first
+    call pays it. Nothing leaves the process; a failure only costs that first call the time.
+    """
+
+    async def once() -> None:
+        await anyio.lowlevel.checkpoint()  # imports the asyncio backend the real transport uses
+        provider = OpenAICompatProvider(
+            "http://warm-up.invalid/v1",
+            "warm-up",
+            name="warm-up",
+            transport=httpx2.MockTransport(lambda _: httpx2.Response(200, json=_WARM_UP_ANSWER)),
+        )
+        try:
+            await provider.generate(
+                ModelRequest(
+                    model="warm-up",
+                    system="warm-up",
+                    prompt="warm-up",
+                    images=(ImageData(b"warm-up", "image/jpeg"),),
+                    schema={"type": "object"},
+                )
+            )
+        finally:
+            await provider.aclose()
+
+    try:
+        asyncio.run(once())
+    except Exception:  # the warm-up is an optimisation: the real call works without it
+        log.warning("the OpenAI client's warm-up failed", exc_info=True)

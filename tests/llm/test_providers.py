@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -263,3 +266,31 @@ async def test_openai_retry_after_ms_is_read() -> None:
             await provider.generate(ModelRequest(model="m", system="s", prompt="p"))
         await provider.aclose()
     assert caught.value.retry_after == 1.5
+
+
+def test_opening_the_models_prepares_the_openai_client_without_a_request() -> None:
+    """Opening the model chains with OpenRouter configured does the OpenAI SDK's first-request
+    work (loading what a request and its answer need) in its thread, so a run's first call
+    does not hold the event loop for it; nothing is sent anywhere."""
+    probe = (
+        "import asyncio, sys\n"
+        "from pipeline.llm.factory import open_models\n"
+        "from pipeline.settings import load_settings\n"
+        f"settings = load_settings(None, llm_chain=['openrouter'], openrouter_api_key='sk-x',"
+        f" openrouter_base_url={dead_url() + '/v1'!r})\n"
+        "async def main():\n"
+        "    async with open_models(settings):\n"
+        "        first_call = ('openai.types.chat.chat_completion', 'anyio._backends._asyncio')\n"
+        "        print(' '.join(name for name in first_call if name not in sys.modules))\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
+    assert "warm-up failed" not in done.stderr

@@ -64,3 +64,27 @@ def test_a_wrong_value_names_the_variable_but_not_the_value(
         load_settings(env_file=None)
     assert "LOG_LEVEL" in str(caught.value)
     assert "loud-secretish" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"COMFYUI_STALL_SECONDS": "0"}, "COMFYUI_STALL_SECONDS"),
+        ({"COMFYUI_STALL_SECONDS": "five minutes"}, "COMFYUI_STALL_SECONDS"),
+        ({"COMFYUI_JOB_TIMEOUT_SECONDS": "-1"}, "COMFYUI_JOB_TIMEOUT_SECONDS"),
+        (
+            {"COMFYUI_STALL_SECONDS": "600", "COMFYUI_JOB_TIMEOUT_SECONDS": "300"},
+            "COMFYUI_JOB_TIMEOUT_SECONDS",
+        ),
+    ],
+    ids=["zero-stall", "stall-not-a-number", "negative-job-limit", "job-limit-under-stall"],
+)
+def test_a_bad_comfyui_time_limit_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    """A ComfyUI stall time or job limit that cannot work is refused, naming the variable."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None)
+    assert str(caught.value).startswith(f"invalid setting {named}: ")
