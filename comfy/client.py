@@ -476,7 +476,9 @@ class ComfyClient:
             ) as resp:
                 text = await resp.text()
                 status = resp.status
-        except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # any failure to get a well-formed answer (no connection, a broken response from
+            # the server or a proxy in front of it) is "not answering", never aiohttp's own
             raise ComfyOffline(self.url, type(exc).__name__) from exc
         if status not in ok:
             raise ProtocolError(f"{method} {path} on {self.url} answered HTTP {status}")

@@ -157,3 +157,23 @@ async def test_every_shipped_workflow_runs_on_the_fake(
         files = await pool.run(workflow, tmp_path / "out", images=images)
     expected = ".mp4" if "video" in name else ".png"
     assert [f.path.suffix for f in files] == [expected]
+
+
+async def test_a_server_answering_broken_http_counts_as_not_answering() -> None:
+    """A server (or a proxy in front of it) that answers malformed HTTP is reported as not
+    answering, like one that is down, instead of an aiohttp error escaping the pool."""
+
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnot-a-chunk\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbled, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with ComfyPool([url], probe_timeout=2.0) as pool:
+            assert await pool.answering() == []
+    finally:
+        server.close()
+        await server.wait_closed()
