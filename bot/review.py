@@ -2,10 +2,11 @@
 
 Posts a run's kept media (10 files a message; a JPEG preview for a file over the upload limit,
 the original untouched), the captions and each image's number, score and reason; resolves on a
-reviewer's ✅ or ❌. After a restart `wait` first reads the reactions given while the bot was
-offline; caption edits and the reminder are noted on the run in the store, so a restart keeps
-the one and never repeats the other. Imports discord, Pillow and the pipeline's ports and
-models; never strategies or comfy.
+reviewer's ✅ or ❌. A review posted by a bot that stopped before its ticket was saved is found
+in the channel and used again (a set cut short is deleted and posted anew). After a restart
+`wait` first reads the reactions given while the bot was offline; caption edits and the reminder
+are noted on the run in the store, so a restart keeps the one and never repeats the other.
+Imports discord, Pillow and the pipeline's ports and models; never strategies or comfy.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ CAPTION_BUTTON_PATTERN = r"mo:caption:(?P<run_id>[0-9a-f]{6,32})"
 #: `Run.extra` key of what a review has gathered so far: caption edits, whether the reminder
 #: went out; kept per ticket (a review posted again after expiry starts afresh)
 REVIEW_NOTES = "review_notes"
+
+#: how many of the review channel's latest messages `request` reads for a review of the run
+#: posted before a restart (one page of Discord's message history)
+HISTORY_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -132,8 +137,13 @@ class DiscordReviewer:
             indexes[i : i + render.FILES_PER_MESSAGE]
             for i in range(0, len(indexes), render.FILES_PER_MESSAGE)
         ] or [()]
-        deadline = utcnow() + self.config.timeout
         channel = self._client.get_partial_messageable(self.config.channel_id)
+        posted = await self._posted_before(run, channel, len(chunks))
+        if posted is not None:
+            # not armed here: `wait` reads the reactions given meanwhile and adds the bot's own
+            log.info("run %s: the review posted before a restart is used again", run.id)
+            return posted
+        deadline = utcnow() + self.config.timeout
         messages: list[discord.Message] = []
         for part, chunk in enumerate(chunks, start=1):
             first = (part - 1) * render.FILES_PER_MESSAGE + 1
@@ -165,6 +175,58 @@ class DiscordReviewer:
         # offers ✅ is always one a restart can find again
         log.info("run %s: review posted in %d message(s)", run.id, len(messages))
         return ticket
+
+    async def _posted_before(
+        self, run: Run, channel: discord.PartialMessageable, parts: int
+    ) -> ReviewTicket | None:
+        """The ticket of this run's open review already in the channel (posted by a bot that
+        stopped before the ticket was saved), or None. A set of review messages cut short by a
+        stop is deleted, so it is posted again whole."""
+        await self._client.wait_until_ready()
+        me = self._client.user
+        try:
+            recent = [message async for message in channel.history(limit=HISTORY_LIMIT)]
+        except discord.HTTPException as exc:
+            log.warning("run %s: cannot read the review channel (%s)", run.id, exc.status)
+            return None
+        sets: list[list[tuple[discord.Message, render.ReviewHeader]]] = []
+        for message in reversed(recent):  # oldest first: parts 1, 2, … in posting order
+            if me is None or message.author.id != me.id:
+                continue
+            header = render.read_review_header(message.content)
+            if header is None or header.run_id != run.id:
+                continue
+            if header.part == 1 or not sets or header.part != len(sets[-1]) + 1:
+                sets.append([])
+            sets[-1].append((message, header))
+        found: ReviewTicket | None = None
+        now = utcnow()
+        for found_set in sets:
+            messages = [message for message, _ in found_set]
+            complete = [h.part for _, h in found_set] == list(range(1, found_set[0][1].parts + 1))
+            if not complete:
+                await self._delete(run, messages)
+                continue
+            deadline = render.read_review_deadline(messages[-1].content)
+            if len(messages) == parts and deadline is not None and deadline > now:
+                found = ReviewTicket(
+                    channel_id=self.config.channel_id,
+                    message_ids=tuple(message.id for message in messages),
+                    posted_at=messages[0].created_at,
+                    deadline=deadline,
+                )
+            # an older complete set is a review that expired: it stays as the record of that
+        return found
+
+    async def _delete(self, run: Run, messages: Sequence[discord.Message]) -> None:
+        log.info("run %s: deleting a review cut short by a stop, to post it again", run.id)
+        for message in messages:
+            try:
+                await message.delete()
+            except discord.NotFound:
+                pass
+            except discord.HTTPException as exc:
+                log.warning("run %s: could not delete a partial review (%s)", run.id, exc.status)
 
     async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
         pending = self._pending.get(run.id)

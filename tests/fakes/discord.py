@@ -299,6 +299,13 @@ class FakeDiscord:
         self.identifies = 0
         self.resumes = 0
         self.refused: list[tuple[str, int, str]] = []
+        #: messages deleted through DELETE /channels/{id}/messages/{id}
+        self.deleted: list[FakeMessage] = []
+        #: test side: how many more channel messages are created; later posts hang (as if the
+        #: bot died mid-upload) until `posts_released` is set, then fail. None: no limit
+        self.posts_left: int | None = None
+        self.posts_released = asyncio.Event()
+        self.posts_held = 0
         self._ids = iter(_snowflakes())
         self._seq = 0
         self._events: list[JSON] = []
@@ -332,7 +339,9 @@ class FakeDiscord:
             ("PATCH", f"{api}/webhooks/{{wid}}/{{token}}/messages/{{mid}}", self._webhook_edit),
             ("POST", f"{api}/webhooks/{{wid}}/{{token}}", self._webhook_post),
             ("POST", f"{api}/channels/{{cid}}/messages", self._create_message),
+            ("GET", f"{api}/channels/{{cid}}/messages", self._history),
             ("GET", f"{api}/channels/{{cid}}/messages/{{mid}}", self._get_message),
+            ("DELETE", f"{api}/channels/{{cid}}/messages/{{mid}}", self._delete_message),
             ("PATCH", f"{api}/channels/{{cid}}/messages/{{mid}}", self._edit_message),
             (
                 "PUT",
@@ -349,6 +358,7 @@ class FakeDiscord:
         self._runner, self.port = await serve(app, access_log=None)
 
     async def close(self) -> None:
+        self.posts_released.set()
         if self._ws is not None:
             await self._ws.close()
         if self._runner is not None:
@@ -754,12 +764,45 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ REST: messages
     async def _create_message(self, request: web.Request) -> web.Response:
+        if self.posts_left is not None:
+            if self.posts_left <= 0:
+                # held as if the sender were gone: the request never completes
+                self.posts_held += 1
+                await self.posts_released.wait()
+                raise DiscordError(503, 0, "held by the test")
+            self.posts_left -= 1
         body, files = await self._body(request)
         channel_id = int(request.match_info["cid"])
         if channel_id not in (REVIEW_CHANNEL, NOTIFY_CHANNEL, GENERAL_CHANNEL):
             raise DiscordError(404, 10003, "Unknown Channel")
         message = self._new_message(channel_id, body or {}, files)
         return _json(message.payload())
+
+    async def _history(self, request: web.Request) -> web.Response:
+        """A channel's messages newest first, as Discord pages them: `limit` (1-100, default
+        50) before or after a message id."""
+        channel_id = int(request.match_info["cid"])
+        if channel_id not in (REVIEW_CHANNEL, NOTIFY_CHANNEL, GENERAL_CHANNEL):
+            raise DiscordError(404, 10003, "Unknown Channel")
+        limit = int(request.query.get("limit", 50))
+        if not 1 <= limit <= 100:
+            raise DiscordError(400, 50035, "limit: must be between 1 and 100")
+        found = sorted(
+            (m.id for m in self.channel_messages(channel_id) if not m.ephemeral), reverse=True
+        )
+        if "before" in request.query:
+            found = [i for i in found if i < int(request.query["before"])]
+        if "after" in request.query:
+            found = [i for i in found if i > int(request.query["after"])][-limit:]
+        return _json([self.messages[i].payload() for i in found[:limit]])
+
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        message = self._message_of(request)
+        if message.author.id != BOT_ID:
+            raise DiscordError(403, 50013, "Missing Permissions")
+        del self.messages[message.id]
+        self.deleted.append(message)
+        return web.Response(status=204)
 
     async def _get_message(self, request: web.Request) -> web.Response:
         return _json(self._message_of(request).payload())

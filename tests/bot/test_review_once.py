@@ -1,0 +1,100 @@
+"""A run is posted for review once: a bot stopped between posting a review and saving its ticket
+finds that review in the channel after the restart instead of posting a second one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from pathlib import Path
+
+from bot import render
+from bot.render import APPROVE, NUMBERS, REJECT
+from pipeline.models import Job, Run, RunState, utcnow
+from pipeline.store import SqlStore
+from tests.bot.conftest import BotUnderTest, StartBot
+from tests.bot.test_review import candidates
+from tests.fakes import discord as fd
+
+
+async def captioned_run(
+    under_test: BotUnderTest, store: SqlStore, tmp_path: Path, count: int
+) -> Run:
+    """A member's run saved in `captioned`, its images in the folder the pipeline uses."""
+    run = candidates(tmp_path / "staging", count)
+    run = replace(run, job=Job("mascot", requested_by=f"discord:{fd.ALICE.id}"))
+    folder = under_test.execute.folder(run)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "staging").rename(folder)
+    await store.save_run(run)
+    return run
+
+
+async def test_a_review_posted_before_a_stop_is_not_posted_again(
+    start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore, tmp_path: Path
+) -> None:
+    """The bot stops right after posting a review, before its ticket is saved: the restarted
+    bot posts no second review, and Alice's 2️⃣ given meanwhile and her ✅ decide on the first."""
+    first = await start_bot()
+    run = await captioned_run(first, sqlite_store, tmp_path, 3)
+    await first.services.reviewer.request(run, first.execute.folder(run))
+    await first.stop()  # the ticket was never saved: the run is still `captioned`
+    [message] = fake.channel_messages(fd.REVIEW_CHANNEL)
+    await fake.react(message, NUMBERS[1], fd.ALICE, online=False)
+    second = await start_bot()
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions on the review")
+    await fake.react(message, APPROVE, fd.ALICE)
+    done = await second.services.runner.wait(run.id)
+    assert done.state is RunState.PUBLISHED
+    assert done.decision is not None
+    assert done.decision.selected == (1,)
+    assert fake.channel_messages(fd.REVIEW_CHANNEL) == [message]
+    assert done.ticket is not None
+    assert done.ticket.message_ids == (message.id,)
+
+
+async def test_a_review_cut_short_between_its_messages_is_posted_again_whole(
+    start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore, tmp_path: Path
+) -> None:
+    """14 images: the bot dies after the first of the two review messages; after the restart the
+    channel holds one complete review (parts 1/2 and 2/2), the cut-short part deleted."""
+    first = await start_bot()
+    run = await captioned_run(first, sqlite_store, tmp_path, 14)
+    fake.posts_left = 1
+    posting = asyncio.create_task(first.services.reviewer.request(run, first.execute.folder(run)))
+    [cut_short] = await fake.until(
+        lambda: fake.channel_messages(fd.REVIEW_CHANNEL), what="the first part"
+    )
+    await fake.until(lambda: fake.posts_held, what="the second part on its way")
+    posting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await posting
+    await first.stop()
+    fake.posts_left = None
+    fake.posts_released.set()
+    assert "part 1/2" in cut_short.content
+    second = await start_bot()
+    review = await fake.until(
+        lambda: (
+            second.services.reviewer.pending_runs() and fake.channel_messages(fd.REVIEW_CHANNEL)
+        ),
+        what="the review posted again",
+    )
+    await fake.until(lambda: REJECT in review[-1].reactions, what="the reactions")
+    assert [m.content.split("\n")[0].rsplit(" ", 1)[-1] for m in review] == ["1/2", "2/2"]
+    assert cut_short in fake.deleted
+    assert sum(len(m.attachments) for m in review) == 14
+    saved = await sqlite_store.load_run(run.id)
+    assert saved is not None
+    assert saved.ticket is not None
+    assert saved.ticket.message_ids == tuple(m.id for m in review)
+
+
+def test_a_review_too_long_for_one_message_still_shows_its_deadline() -> None:
+    """Ten long image lines are cut, but the header and "Expires …" line stay on the message."""
+    run = Run.new(Job("mascot", requested_by="test"))
+    deadline = utcnow().replace(microsecond=0)
+    text = render.review_text(run, ["x" * 300] * 10, part=2, parts=2, deadline=deadline)
+    assert len(text) <= render.CONTENT_LIMIT
+    assert render.read_review_header(text) == render.ReviewHeader(run.id, 2, 2)
+    assert render.read_review_deadline(text) == deadline
