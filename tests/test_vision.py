@@ -290,6 +290,8 @@ class CrashThenHang:
 
     def __init__(self) -> None:
         self.hung_call_cancelled = False
+        #: the fox crashes only once the bird's call waits, so there is a call left to stop
+        self.bird_waiting = asyncio.Event()
 
     async def look(
         self,
@@ -300,8 +302,9 @@ class CrashThenHang:
         schema: JsonSchema | None = None,
     ) -> str:
         if "fox" in prompt:
-            await asyncio.sleep(0.01)
+            await self.bird_waiting.wait()
             raise OSError("broken pipe")
+        self.bird_waiting.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
