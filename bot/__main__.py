@@ -51,6 +51,7 @@ async def open_bot(settings: Settings, **options: Any) -> AsyncIterator[MediaBot
                 characters=characters,
                 strategy_names=STRATEGY_NAMES,
                 execute_factory=engine.execute_for,
+                detach=engine.pool.detach,
             )
 
         yield MediaBot(settings=settings, services_factory=services, **options)

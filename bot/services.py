@@ -104,8 +104,10 @@ def build_services(
     characters: Characters,
     strategy_names: tuple[str, ...],
     execute_factory: ExecuteFactory,
+    detach: Callable[[], None] | None = None,
 ) -> Services:
-    """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`."""
+    """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`;
+    `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown."""
     reviewer = DiscordReviewer(client, review_config(settings), store)
     webhook = settings.discord_notify_webhook_url
     notifier = DiscordNotifier(
@@ -121,6 +123,7 @@ def build_services(
         max_per_character=settings.max_runs_per_character,
         max_per_requester=settings.max_runs_per_user,
         shutdown_grace=settings.shutdown_grace_seconds,
+        detach=detach,
     )
     return Services(
         settings=settings,

@@ -375,6 +375,7 @@ class ComfyClient:
         self._ws_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self._detached = False
         self._background: set[asyncio.Task[None]] = set()
         self._object_info: ObjectInfoJSON | None = None
         self._object_info_at = 0.0
@@ -402,6 +403,18 @@ class ComfyClient:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def detached(self) -> bool:
+        """True after `detach()`: our jobs' cancellations leave their prompts on the server."""
+        return self._detached
+
+    def detach(self) -> None:
+        """From now on leave our queued prompts in place when the work waiting on them stops
+        (a shutdown): `ComfyJob.cancel` and the take-back of a half-sent prompt do nothing, so
+        the server goes on and a later `attach` (the next start's resume) takes them over.
+        An explicit `cancel(prompt_id)` still cancels."""
+        self._detached = True
 
     async def connect(self) -> None:
         """Open the WebSocket now (it also opens on the first submit); ComfyOffline if it can't."""
@@ -762,7 +775,9 @@ class ComfyClient:
         """Cancel a prompt whose POST was abandoned, once the server has answered it."""
         try:
             status, _ = await posting
-            if status == 200:
+            if status == 200 and self._detached:
+                log.info("leaving prompt %s on %s for a later attach", prompt_id, self.url)
+            elif status == 200:
                 await self.cancel(prompt_id)
         except ComfyError as exc:
             log.info("could not take back prompt %s from %s: %s", prompt_id, self.url, exc)

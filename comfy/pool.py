@@ -82,8 +82,13 @@ class ComfyJob:
             return list(self._files)
 
     async def cancel(self) -> None:
-        """Interrupt the prompt if it runs, remove it from the queue if it waits."""
-        await self._server.client.cancel(self.prompt_id)
+        """Interrupt the prompt if it runs, remove it from the queue if it waits; after the
+        pool's `detach()` (a shutdown), leave it there for the next start to attach to."""
+        client = self._server.client
+        if client.detached:
+            log.info("leaving prompt %s on %s for the next start", self.prompt_id, self.server)
+            return
+        await client.cancel(self.prompt_id)
 
 
 class ComfyPool:
@@ -121,6 +126,7 @@ class ComfyPool:
         self._session = session
         self._owns_session = session is None
         self._servers: list[_Server] = []
+        self._detached = False
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -149,6 +155,8 @@ class ComfyPool:
             )
             for spec in self._specs
         ]
+        if self._detached:
+            self.detach()
 
     async def close(self) -> None:
         for server in self._servers:
@@ -157,6 +165,16 @@ class ComfyPool:
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
+
+    def detach(self) -> None:
+        """From now on a cancelled job leaves its prompt on its server instead of taking it off
+        (for a shutdown: the GPUs go on, and the next start's `attach` takes the prompts over).
+        A person's cancel must come before this; it cannot be undone."""
+        self._detached = True
+        for server in self._servers:
+            server.client.detach()
+        if self._servers:
+            log.info("leaving queued prompts on ComfyUI for the next start")
 
     @property
     def servers(self) -> list[ServerSpec]:

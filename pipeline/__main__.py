@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import csv
 import json
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from comfy import Workflow
 from pipeline.characters import Character, Characters
@@ -37,6 +39,8 @@ from pipeline.workflows import check_workflow
 from strategies import STRATEGY_NAMES
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2
+#: `run` / `resume` stopped by SIGTERM; the run is left for `resume` (128 + SIGTERM, as a shell)
+EXIT_STOPPED = 128 + signal.SIGTERM
 
 
 def _library(settings: Settings) -> TemplateLibrary:
@@ -306,11 +310,36 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         else:
             run = await services.runner.resume(args.run_id, sink=sink)
         print(f"run {run.id} started for {run.job.character}", file=sys.stderr)
-        final = await services.runner.wait(run.id)
+        final = await _wait_unless_sigterm(services.runner.wait(run.id))
+        if final is None:  # leaving `open_pipeline` drains the runner; its prompts stay queued
+            print(
+                f"run {run.id}: stopped by SIGTERM; `python -m pipeline resume {run.id}` "
+                "carries it on",
+                file=sys.stderr,
+            )
+            return EXIT_STOPPED
         character = services.characters.load(final.job.character)
         posts = await services.store.posts_for_run(final.id)
         _print_summary(final, run_folder(character, final.id), posts)
         return _exit_code(final)
+
+
+async def _wait_unless_sigterm(waiting: Coroutine[Any, Any, Run]) -> Run | None:
+    """The run as it ended, or None once SIGTERM arrives first (a second SIGTERM kills)."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    ended = asyncio.ensure_future(waiting)
+    stopper = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({ended, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        stopper.cancel()
+    if ended.done():
+        return ended.result()
+    ended.cancel()
+    return None
 
 
 #: states of a run whose media are not all made yet (resuming it needs ComfyUI)

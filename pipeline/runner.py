@@ -70,13 +70,18 @@ class Runner:
         max_per_character: int = 1,
         max_per_requester: int = 2,
         shutdown_grace: float = 30.0,
+        detach: Callable[[], None] | None = None,
     ) -> None:
+        """`detach` is called when shutdown's grace is over, just before the runs still going
+        are cancelled: it tells their outside work (ComfyUI prompts) to stay where it is, so
+        the next start's resume takes it over. A person's `cancel` never calls it."""
         self._store = store
         self._execute = execute
         self.max_runs = max_runs
         self.max_per_character = max_per_character
         self.max_per_requester = max_per_requester
         self.shutdown_grace = shutdown_grace
+        self._detach = detach
         self._waiting: list[_Entry] = []
         self._running: dict[str, _Entry] = {}
         self._cancel_requested: set[str] = set()
@@ -153,7 +158,8 @@ class Runner:
 
     async def shutdown(self) -> None:
         """Stop taking runs; let running ones finish for `shutdown_grace` seconds, then cancel
-        them. Every run keeps its last saved step and can be resumed on the next start."""
+        them, leaving their ComfyUI prompts queued (`detach`). Every run keeps its last saved
+        step and can be resumed on the next start, which takes those prompts over."""
         self._closing = True
         for entry in self._waiting:
             entry.done.set_result(entry.run)
@@ -162,6 +168,8 @@ class Runner:
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
+        if pending and self._detach is not None:
+            self._detach()  # their ComfyUI prompts go on, for the resume after the restart
         for task in pending:
             task.cancel()
         if pending:

@@ -234,6 +234,7 @@ async def open_pipeline(
             max_per_character=settings.max_runs_per_character,
             max_per_requester=settings.max_runs_per_user,
             shutdown_grace=settings.shutdown_grace_seconds,
+            detach=engine.pool.detach,
         )
         try:
             yield Services(settings, store, engine.characters, pipeline, runner, engine.pool)

@@ -281,7 +281,8 @@ async def run_units(ctx: StrategyContext, units: Sequence[Unit]) -> dict[str, li
             finished += 1
             ctx.report(GenerationProgress(stage, finished, total))
     except BaseException:
-        # Whatever stops us (an error, a cancel, a shutdown) takes our queued prompts with it.
+        # Whatever stops us (an error, a cancel) takes our queued prompts with it; a shutdown
+        # detaches the generator first, so then `cancel` leaves them for the resume to attach.
         pending = [job for key, job in jobs.items() if key not in done]
         if pending:
             await asyncio.shield(_cancel_all(pending))

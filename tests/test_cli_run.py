@@ -342,6 +342,33 @@ async def test_a_run_killed_during_generation_is_resumed_without_generating_twic
     assert len(list(folder.glob("main-d*/*.png"))) == 4
 
 
+async def test_a_run_stopped_by_sigterm_leaves_its_prompts_for_resume(
+    publishing_cli: Cli, comfy: FakeComfyUI, x_api: FakeXApi
+) -> None:
+    """SIGTERM while ComfyUI works on the run: the command exits 143 naming `resume`, the
+    prompts stay on ComfyUI (none deleted, none interrupted) and `resume` queues none again."""
+    comfy.job_seconds = 1.5
+    publishing_cli.env |= {"SHUTDOWN_GRACE_SECONDS": "0"}
+    child = await publishing_cli.start("run", "--character", "testy", "--review", "auto")
+    await until(
+        lambda: len(comfy.prompts) == 2 and bool(comfy.jobs) and bool(started_run_id(child)),
+        what="two prompts",
+    )
+    child.process.send_signal(signal.SIGTERM)
+    assert await child.finish() == 128 + signal.SIGTERM, child.stderr
+    run_id = started_run_id(child)
+    assert run_id is not None
+    assert f"python -m pipeline resume {run_id}" in child.stderr
+    assert (comfy.deleted, comfy.interrupts) == ([], [])
+
+    comfy.job_seconds = 0.3
+    code, out, err = await publishing_cli.run("resume", run_id, "--review", "auto")
+    assert code == 0, out + err
+    assert f"run {run_id}: published" in out
+    assert len(comfy.prompts) == 2
+    assert set(executions(comfy).values()) == {1}
+
+
 async def test_a_run_killed_while_awaiting_review_is_resumed_and_posted_once(
     publishing_cli: Cli, comfy: FakeComfyUI, x_api: FakeXApi
 ) -> None:

@@ -1,0 +1,61 @@
+"""A restart (a deploy) mid-generation: the runner's shutdown leaves the run's ComfyUI prompts
+queued or running, and the resume after it takes them over; a person's cancel still takes them
+off (tests/pipeline/test_run.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from comfy import ComfyPool
+from pipeline.models import Job, RunState
+from pipeline.runner import Runner
+from pipeline.store import SqlStore
+from tests.fakes.comfyui import FakeComfyUI
+from tests.runs import World
+
+#: text2img for testy: two descriptions, one prompt each (a batch of two images)
+PROMPTS = 2
+
+
+async def until(check: Callable[[], object], what: str, seconds: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not check() and loop.time() < deadline:  # noqa: ASYNC110 - a record, no event
+        await asyncio.sleep(0.01)
+    assert check(), f"never saw {what}"
+
+
+@pytest.mark.timeout(30)
+async def test_a_shutdown_leaves_the_prompts_and_the_resume_takes_them_over(
+    world: World, comfy: tuple[FakeComfyUI, ComfyPool], store: SqlStore, project: Path
+) -> None:
+    """A runner shut down mid-generation leaves its prompts on ComfyUI (the GPU goes on); the
+    next start's resume finishes the run with their images and queues nothing new."""
+    fake, pool = comfy
+    fake.job_seconds = 0.6
+    runner = Runner(store, world.pipeline.execute, shutdown_grace=0.0, detach=pool.detach)
+    run = await runner.submit(Job("testy", seed=21))
+    await until(lambda: len(fake.prompts) == PROMPTS and fake.jobs, "the run's prompts running")
+    await runner.shutdown()
+    queued = [p.prompt_id for p in fake.prompts]
+    assert (fake.deleted, fake.interrupts) == ([], [])
+    state = await pool.client(fake.url).queue()
+    assert set(queued) <= set(state.running) | set(state.pending) | set(fake.history)
+    stopped = await store.load_run(run.id)
+    assert stopped is not None
+    assert not stopped.state.finished
+
+    async with ComfyPool([fake.url], poll_interval=0.05) as restarted:
+        again = World(project, store, restarted)
+        resumer = Runner(store, again.pipeline.execute, detach=restarted.detach)
+        await resumer.resume(run.id)
+        done = await asyncio.wait_for(resumer.wait(run.id), 20)
+    assert done.state is RunState.PUBLISHED, done.failure
+    assert [p.prompt_id for p in fake.prompts] == queued
+    assert sorted(j.prompt_id for j in fake.jobs) == sorted(queued)
+    assert len(done.media) == 2 * PROMPTS
+    assert all((again.folder(done) / item.path).is_file() for item in done.media)
