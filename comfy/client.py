@@ -423,7 +423,10 @@ class ComfyClient:
             self._ws_task = asyncio.create_task(self._ws_loop(), name=f"comfy-ws {self.url}")
             self._ws_task.add_done_callback(self._ws_ended)
         try:
-            await asyncio.wait_for(self._connected.wait(), self.connect_timeout)
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancel that lands as the
+            # wait ends, and a cancelled run would then go on waiting for its job
+            async with asyncio.timeout(self.connect_timeout):
+                await self._connected.wait()
         except TimeoutError:
             raise ComfyOffline(self.url, "no WebSocket connection") from None
 
