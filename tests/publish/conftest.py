@@ -14,7 +14,11 @@ from PIL import Image, PngImagePlugin
 
 from pipeline.characters import Character, Characters
 from pipeline.models import Decision, Job, MediaItem, MediaKind, Platform, PostRecord, Run
+from pipeline.ports import PostStore, PublishNotifier
 from pipeline.prompts.library import TemplateLibrary
+from pipeline.publish import PublishService, build_publish_service
+from pipeline.publish.credentials import CredentialStore, session_path
+from pipeline.publish.instagram import InstagramPublisher
 from pipeline.settings import Settings
 from tests.publish.fake_instagram import instant_instagrapi
 from tests.publish.fake_x import FakeX
@@ -159,6 +163,22 @@ def fake_x() -> Iterator[FakeX]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         fake.install(mock)
         yield fake
+
+
+def instagram_service(
+    settings: Settings, store: PostStore, notifier: PublishNotifier
+) -> PublishService:
+    """A PublishService with the real InstagramPublisher, as a new process builds them, with
+    no pauses between requests."""
+    publisher = InstagramPublisher(
+        CredentialStore(settings, IG_ENV).instagram,
+        lambda name: session_path(settings, Platform.INSTAGRAM, name),
+        request_delay=0,
+        configure_delay=0,
+    )
+    return build_publish_service(
+        settings, store, notifier=notifier, publishers={Platform.INSTAGRAM: publisher}
+    )
 
 
 __all__ = ["instant_instagrapi"]  # autouse: instagrapi never pauses against the fake

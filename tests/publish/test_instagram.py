@@ -16,13 +16,17 @@ from PIL import Image
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostRecord, PostState, Run
-from pipeline.publish import build_publish_service
-from pipeline.publish.credentials import CredentialStore, session_path
-from pipeline.publish.instagram import InstagramPublisher
+from pipeline.publish.credentials import session_path
 from pipeline.publish.service import PublishService
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
-from tests.publish.conftest import IG_ENV, RecordingNotifier, approved_run, comfy_png, no_secrets
+from tests.publish.conftest import (
+    RecordingNotifier,
+    approved_run,
+    comfy_png,
+    instagram_service,
+    no_secrets,
+)
 from tests.publish.fake_instagram import TRANSPORT, USER_ID, FakeInstagram
 from tests.publish.test_media import make_video
 
@@ -58,18 +62,7 @@ def saved_session(settings: Settings) -> Path:
 def service(
     settings: Settings, store: SqlStore, notifier: RecordingNotifier, saved_session: Path
 ) -> Callable[[], PublishService]:
-    def build() -> PublishService:
-        publisher = InstagramPublisher(
-            CredentialStore(settings, IG_ENV).instagram,
-            lambda name: session_path(settings, Platform.INSTAGRAM, name),
-            request_delay=0,
-            configure_delay=0,
-        )
-        return build_publish_service(
-            settings, store, notifier=notifier, publishers={Platform.INSTAGRAM: publisher}
-        )
-
-    return build
+    return lambda: instagram_service(settings, store, notifier)
 
 
 async def test_photo_is_posted_with_the_saved_session(

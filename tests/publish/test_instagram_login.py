@@ -13,13 +13,18 @@ import responses
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostRecord, PostState, Run
-from pipeline.publish import build_publish_service
-from pipeline.publish.credentials import CredentialStore, session_path
-from pipeline.publish.instagram import InstagramPublisher
+from pipeline.publish.credentials import session_path
 from pipeline.publish.service import PublishService
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
-from tests.publish.conftest import IG_ENV, RecordingNotifier, approved_run, comfy_png, no_secrets
+from tests.publish.conftest import (
+    IG_ENV,
+    RecordingNotifier,
+    approved_run,
+    comfy_png,
+    instagram_service,
+    no_secrets,
+)
 from tests.publish.fake_instagram import TRANSPORT, FakeInstagram, totp
 
 LOGIN = ("POST", "/api/v1/accounts/login/")
@@ -45,18 +50,7 @@ def service(
 ) -> Callable[[], PublishService]:
     """A new service and publisher each call, as a new process would build them."""
 
-    def build() -> PublishService:
-        publisher = InstagramPublisher(
-            CredentialStore(settings, IG_ENV).instagram,
-            lambda name: session_path(settings, Platform.INSTAGRAM, name),
-            request_delay=0,
-            configure_delay=0,
-        )
-        return build_publish_service(
-            settings, store, notifier=notifier, publishers={Platform.INSTAGRAM: publisher}
-        )
-
-    return build
+    return lambda: instagram_service(settings, store, notifier)
 
 
 def photo_run(run_dir: Path, run_id: str = "abc123def456") -> Run:
