@@ -281,6 +281,21 @@ class ComfyPool:
                 return ComfyJob(candidate, prompt_id, Path(out_dir))
         return None
 
+    async def withdraw(self, prompt_id: str, *, server: str | None = None) -> int:
+        """Take a prompt queued earlier (by any process) off every server that answers: deleted
+        if it waits, interrupted if it runs, nothing if it is done or unknown. Returns how many
+        servers were asked; one that does not answer is skipped."""
+        asked = 0
+        servers = sorted(self._running(), key=lambda s: s.spec.url != (server or "").rstrip("/"))
+        for candidate in servers:
+            try:
+                await candidate.client.cancel(prompt_id)
+            except ComfyError as exc:
+                log.info("%s could not be asked to drop %s: %s", candidate.spec.url, prompt_id, exc)
+                continue
+            asked += 1
+        return asked
+
     async def run(
         self,
         workflow: Workflow,

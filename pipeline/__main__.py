@@ -369,6 +369,7 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
             run = run.advance(RunState.CANCELLED)
             await store.save_run(run)
             print(f"run {run.id} cancelled")
+            await _withdraw_prompts(settings, run)
             return EXIT_OK
         posts = await store.posts_for_run(run.id)
         _print_summary(run, None, posts)
@@ -458,6 +459,20 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{pause.platform.value:<10} {pause.account:<24} since {since}  {pause.reason}")
     print(f"{len(pauses)} paused account(s)")
     return EXIT_OK
+
+
+async def _withdraw_prompts(settings: Settings, run: Run) -> None:
+    """Take a cancelled run's unfinished prompts off ComfyUI, so the GPU stops on them."""
+    from pipeline.wiring import characters_from, withdraw_run_prompts
+
+    try:
+        character = await asyncio.to_thread(characters_from(settings).load, run.job.character)
+    except (CharacterError, CharacterNotFound):
+        print("its character file is gone, so its ComfyUI prompts were left alone", file=sys.stderr)
+        return
+    count = await withdraw_run_prompts(settings, run_folder(character, run.id))
+    if count:
+        print(f"took {count} unfinished prompt(s) off ComfyUI")
 
 
 # ---------------------------------------------------------------------------- main

@@ -33,7 +33,7 @@ from pipeline.settings import Settings
 from pipeline.store import SqlStore, open_store
 from pipeline.tasks import gather_all
 from pipeline.vision import VisionScorer
-from strategies.base import Score
+from strategies.base import Score, unfinished_prompts
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,21 @@ def publishing_for(
     return Publishing(
         characters_from(settings), build_publish_service(settings, store, notifier=notifier)
     )
+
+
+async def withdraw_run_prompts(settings: Settings, folder: Path) -> int:
+    """Take the unfinished ComfyUI prompts of the run in `folder` off the configured servers
+    (a cancel from the terminal, for a run no process works on). Returns how many there were."""
+    prompts = await asyncio.to_thread(unfinished_prompts, folder)
+    if not prompts:
+        return 0
+    specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
+    async with ComfyPool(specs) as pool:
+        # the last queued first: a waiting prompt is deleted before the one ahead of it is
+        # interrupted, so the server never starts it in between
+        for prompt_id, server in reversed(prompts):
+            await pool.withdraw(prompt_id, server=server)
+    return len(prompts)
 
 
 #: the strategy names, for choices (the /generate `type`, the command line's --type)

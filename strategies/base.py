@@ -203,6 +203,18 @@ class _Journal:
         self.save()
 
 
+def unfinished_prompts(folder: Path) -> list[tuple[str, str | None]]:
+    """(prompt id, server or None) of every unit of the run in `folder` that was queued on
+    ComfyUI and has no files yet: what a cancel should take off the servers."""
+    journal = _Journal(folder)
+    found = []
+    for key in journal.data.get("prompts", {}):
+        noted = journal.prompt_of(key)
+        if noted is not None and not (folder / key / ".done").is_file():
+            found.append(noted)
+    return found
+
+
 def _files_of(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from comfy import ComfyPool
+from pipeline.__main__ import main
 from pipeline.models import Job, RunState
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
@@ -59,3 +60,39 @@ async def test_a_shutdown_leaves_the_prompts_and_the_resume_takes_them_over(
     assert sorted(j.prompt_id for j in fake.jobs) == sorted(queued)
     assert len(done.media) == 2 * PROMPTS
     assert all((again.folder(done) / item.path).is_file() for item in done.media)
+
+
+@pytest.mark.timeout(30)
+async def test_cancel_from_the_terminal_takes_the_left_prompts_off_comfyui(
+    world: World,
+    comfy: tuple[FakeComfyUI, ComfyPool],
+    store: SqlStore,
+    store_url: str,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run a shutdown left on ComfyUI, cancelled with `python -m pipeline cancel`, stops
+    costing GPU time: its running prompt is interrupted and its waiting one deleted."""
+    fake, pool = comfy
+    fake.job_seconds = 5.0  # still at work when the cancel comes
+    runner = Runner(store, world.pipeline.execute, shutdown_grace=0.0, detach=pool.detach)
+    run = await runner.submit(Job("testy", seed=22))
+    await until(lambda: len(fake.prompts) == PROMPTS and fake.jobs, "the run's prompts running")
+    await runner.shutdown()
+    running, waiting = fake.jobs[0].prompt_id, fake.prompts[1].prompt_id
+    for name, value in {
+        "DATABASE_URL": store_url,
+        "COMFYUI_SERVERS": fake.url,
+        "CHARACTERS_DIR": str(project / "characters"),
+        "DATA_DIR": str(project / "data"),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    code = await asyncio.to_thread(main, ["cancel", run.id])  # its own loop, as from a shell
+
+    assert code == 0
+    assert fake.interrupts == [running]
+    assert fake.deleted == [waiting]
+    cancelled = await store.load_run(run.id)
+    assert cancelled is not None
+    assert cancelled.state is RunState.CANCELLED
