@@ -92,8 +92,7 @@ class Runner:
         """Create and save a new run for `job` and queue it; returns at once."""
         run = Run.new(job)
         await self._store.save_run(run)
-        self._enqueue(run, sink)
-        return run
+        return self.queue_saved(run, sink=sink)
 
     def queue_saved(self, run: Run, *, sink: ProgressSink | None = None) -> Run:
         """Queue a new run its caller has saved already (the schedule saves it with its slot,

@@ -119,6 +119,12 @@ def approved_run(
     )
 
 
+def photo_run(run_dir: Path, run_id: str = "abc123def456") -> Run:
+    """An approved run of one square ComfyUI PNG, `a.png`."""
+    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
+    return approved_run(run_dir, ["a.png"], run_id=run_id)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(

@@ -26,6 +26,7 @@ from tests.publish.conftest import (
     comfy_png,
     instagram_service,
     no_secrets,
+    photo_run,
 )
 from tests.publish.fake_instagram import TRANSPORT, USER_ID, FakeInstagram
 from tests.publish.test_media import make_video
@@ -148,7 +149,6 @@ async def test_challenge_pauses_the_account_and_notifies(
 ) -> None:
     """A challenge on posting pauses the account and tells a person, with no retry loop."""
     caplog.set_level(logging.INFO)
-    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
     fake_ig.faults["media/configure"] = (
         400,
         {},
@@ -157,7 +157,7 @@ async def test_challenge_pauses_the_account_and_notifies(
     )
     character = make_character(instagram=True)
 
-    [record] = await service().publish_run(approved_run(run_dir, ["a.png"]), character, run_dir)
+    [record] = await service().publish_run(photo_run(run_dir), character, run_dir)
 
     assert record.state is PostState.FAILED
     assert [a.outcome for a in record.attempts] == ["posting", "account"]
@@ -176,7 +176,6 @@ async def test_expired_session_during_post_pauses_the_account(
     settings: Settings,
 ) -> None:
     """Instagram logging the account out mid-post pauses it until a person resumes it."""
-    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
     fake_ig.faults["media/configure"] = (
         403,
         {},
@@ -184,7 +183,7 @@ async def test_expired_session_during_post_pauses_the_account(
     )
 
     [record] = await service().publish_run(
-        approved_run(run_dir, ["a.png"]), make_character(instagram=True), run_dir
+        photo_run(run_dir), make_character(instagram=True), run_dir
     )
 
     assert record.state is PostState.FAILED
@@ -199,8 +198,7 @@ async def test_second_publish_does_nothing(
     run_dir: Path,
 ) -> None:
     """A run published once is never posted to Instagram again."""
-    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
-    run = approved_run(run_dir, ["a.png"])
+    run = photo_run(run_dir)
     character = make_character(instagram=True)
     await service().publish_run(run, character, run_dir)
     calls = len(fake_ig.calls)
@@ -231,8 +229,7 @@ async def test_crash_after_posting_is_settled_from_the_recent_posts(
 ) -> None:
     """A post left 'posting' by a crash is found among the account's recent posts when the run
     is resumed (or `publish RUN_ID` is run): it is not posted again."""
-    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
-    run, character = approved_run(run_dir, ["a.png"]), make_character(instagram=True)
+    run, character = photo_run(run_dir), make_character(instagram=True)
     posted = await crashed_after_posting(service(), store, run, character, run_dir)
 
     [record] = await service().publish_run(run, character, run_dir, retry_failed=True)
@@ -255,8 +252,7 @@ async def test_crash_with_the_post_not_online_is_uncertain_and_reported(
     notifier: RecordingNotifier,
 ) -> None:
     """A 'posting' record whose post is not among the recent ones waits for a person."""
-    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
-    run, character = approved_run(run_dir, ["a.png"]), make_character(instagram=True)
+    run, character = photo_run(run_dir), make_character(instagram=True)
     await crashed_after_posting(service(), store, run, character, run_dir)
     fake_ig.medias.clear()  # Instagram never made it public
 
@@ -278,8 +274,7 @@ async def test_crash_when_instagram_cannot_tell_is_uncertain(
     notifier: RecordingNotifier,
 ) -> None:
     """If the recent posts cannot be read, the record is 'uncertain' and a person is told."""
-    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
-    run, character = approved_run(run_dir, ["a.png"]), make_character(instagram=True)
+    run, character = photo_run(run_dir), make_character(instagram=True)
     await crashed_after_posting(service(), store, run, character, run_dir)
     fake_ig.faults["feed/user/"] = (500, {}, '{"message": "", "status": "fail"}')
 

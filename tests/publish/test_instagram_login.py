@@ -12,7 +12,7 @@ import pytest
 import responses
 
 from pipeline.characters import Character
-from pipeline.models import Platform, PostRecord, PostState, Run
+from pipeline.models import Platform, PostRecord, PostState
 from pipeline.publish.credentials import session_path
 from pipeline.publish.service import PublishService
 from pipeline.settings import Settings
@@ -21,9 +21,9 @@ from tests.publish.conftest import (
     IG_ENV,
     RecordingNotifier,
     approved_run,
-    comfy_png,
     instagram_service,
     no_secrets,
+    photo_run,
 )
 from tests.publish.fake_instagram import TRANSPORT, FakeInstagram, totp
 
@@ -51,11 +51,6 @@ def service(
     """A new service and publisher each call, as a new process would build them."""
 
     return lambda: instagram_service(settings, store, notifier)
-
-
-def photo_run(run_dir: Path, run_id: str = "abc123def456") -> Run:
-    comfy_png(run_dir / "a.png", (800, 800), (200, 10, 10))
-    return approved_run(run_dir, ["a.png"], run_id=run_id)
 
 
 async def test_first_post_logs_in_with_the_totp_code_of_the_secret(
