@@ -37,9 +37,10 @@ CAPTION_BUTTON_PATTERN = r"mo:caption:(?P<run_id>[0-9a-f]{6,32})"
 #: went out; kept per ticket (a review posted again after expiry starts afresh)
 REVIEW_NOTES = "review_notes"
 
-#: how many of the review channel's latest messages `request` reads for a review of the run
-#: posted before a restart (one page of Discord's message history)
-HISTORY_LIMIT = 100
+#: a review of the run posted before a restart is looked for among the review channel's
+#: messages from this long before the run's last save on: the review was posted after that save,
+#: and the margin covers a clock on this host that is behind Discord's
+CLOCK_SKEW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -184,13 +185,15 @@ class DiscordReviewer:
         stop is deleted, so it is posted again whole."""
         await self._client.wait_until_ready()
         me = self._client.user
+        since = run.updated_at - CLOCK_SKEW
         try:
-            recent = [message async for message in channel.history(limit=HISTORY_LIMIT)]
+            # oldest first, every page: parts 1, 2, … in posting order, however busy the channel
+            recent = [message async for message in channel.history(limit=None, after=since)]
         except discord.HTTPException as exc:
             log.warning("run %s: cannot read the review channel (%s)", run.id, exc.status)
             return None
         sets: list[list[tuple[discord.Message, render.ReviewHeader]]] = []
-        for message in reversed(recent):  # oldest first: parts 1, 2, … in posting order
+        for message in recent:
             if me is None or message.author.id != me.id:
                 continue
             header = render.read_review_header(message.content)

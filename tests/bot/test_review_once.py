@@ -53,6 +53,28 @@ async def test_a_review_posted_before_a_stop_is_not_posted_again(
     assert done.ticket.message_ids == (message.id,)
 
 
+async def test_a_review_deep_in_a_busy_channel_is_found_after_a_restart(
+    start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore, tmp_path: Path
+) -> None:
+    """The bot stops between posting a review and saving its ticket, and the reviewers chat 150
+    messages in the review channel before it is back (more than one page of history): the
+    review is still found, not posted a second time, and Alice's ✅ decides it."""
+    first = await start_bot()
+    run = await captioned_run(first, sqlite_store, tmp_path, 2)
+    await first.services.reviewer.request(run, first.execute.folder(run))
+    await first.stop()
+    [message] = fake.channel_messages(fd.REVIEW_CHANNEL)
+    for n in range(150):
+        await fake.say(fd.BOB, f"what about the other one? ({n})", channel_id=fd.REVIEW_CHANNEL)
+    second = await start_bot()
+    await fake.until(lambda: REJECT in message.reactions, what="the reactions on the review")
+    await fake.react(message, APPROVE, fd.ALICE)
+    done = await second.services.runner.wait(run.id)
+    assert done.state is RunState.PUBLISHED
+    reviews = [m for m in fake.channel_messages(fd.REVIEW_CHANNEL) if m.author.id == fd.BOT_ID]
+    assert reviews == [message]
+
+
 async def test_a_review_cut_short_between_its_messages_is_posted_again_whole(
     start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore, tmp_path: Path
 ) -> None:

@@ -10,12 +10,11 @@ Test-side helpers inject interactions and reactions. Imports aiohttp and the sta
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -273,8 +272,17 @@ def pings(content: str, allowed: JSON | None) -> set[str]:
     }
 
 
-def _snowflakes() -> Iterable[int]:
-    return itertools.count(1_300_000_000_000_000_000, 4096)
+#: Discord's epoch (2015-01-01 UTC) in Unix milliseconds
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+
+def _snowflakes() -> Iterator[int]:
+    """Ids as Discord makes them: milliseconds since its epoch in the top bits, so a message's
+    id tells when it was sent (`history(after=a_time)` depends on that), rising strictly."""
+    last = 0
+    while True:
+        last = max(last + 1, (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22)
+        yield last
 
 
 class FakeDiscord:
@@ -306,7 +314,7 @@ class FakeDiscord:
         self.posts_left: int | None = None
         self.posts_released = asyncio.Event()
         self.posts_held = 0
-        self._ids = iter(_snowflakes())
+        self._ids = _snowflakes()
         self._seq = 0
         self._events: list[JSON] = []
         self._ws: web.WebSocketResponse | None = None
@@ -910,6 +918,17 @@ class FakeDiscord:
         )
         await self.dispatch("INTERACTION_CREATE", payload)
         return interaction
+
+    async def say(
+        self, user: FakeUser, content: str, *, channel_id: int = GENERAL_CHANNEL
+    ) -> FakeMessage:
+        """`user` writes `content` in a channel of the guild."""
+        message = FakeMessage(
+            id=self._next_id(), channel_id=channel_id, content=content, author=user
+        )
+        self.messages[message.id] = message
+        await self.dispatch("MESSAGE_CREATE", message.payload())
+        return message
 
     async def direct_message(self, user: FakeUser, content: str) -> FakeMessage:
         """`user` writes to the bot in a direct message (the bot may or may not be told)."""
