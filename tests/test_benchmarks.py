@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from benchmarks import comfy_pipelining, pipeline_overhead, vision_scoring
+from benchmarks import comfy_pipelining, first_call, pipeline_overhead, vision_scoring
 
 Main = Callable[[Sequence[str] | None], object]
 
@@ -44,6 +44,12 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
         comfy_pipelining.main,
         ["--jobs", "2", "--seconds", "0.02"],
         ["idle_gap_ms_median", "total_ratio"],
+    ),
+    (
+        "first_call",
+        first_call.main,
+        ["--repeats", "1"],
+        [f"{mode}_stall_ms_{p}" for p in first_call.PROVIDERS for mode in first_call.MODES],
     ),
     (
         "vision_scoring",

@@ -2,18 +2,24 @@
 
 A provider turns its client library's exceptions into `ProviderFailure` (a kind, an HTTP status,
 a Retry-After, a redacted detail for logs); the fallback chain decides what to do with it.
-Imports only the standard library and `pipeline.ports`.
+`warm_up` runs one request through a provider on an in-memory transport so that no run's first
+call pays the library's first-call cost. Imports only the standard library and `pipeline.ports`
+(and anyio, which every client library's transport uses, inside `warm_up`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from pipeline.ports import ImageData, JsonSchema
+
+log = logging.getLogger(__name__)
 
 
 class Task(StrEnum):
@@ -145,3 +151,39 @@ class Provider(Protocol):
     async def generate(self, request: ModelRequest) -> str: ...
 
     async def aclose(self) -> None: ...
+
+
+#: what a warm-up asks: a vision call with a JSON schema builds every type the real calls use
+WARM_UP_REQUEST = ModelRequest(
+    model="warm-up",
+    system="warm-up",
+    prompt="warm-up",
+    images=(ImageData(b"warm-up", "image/jpeg"),),
+    schema={"type": "object"},
+)
+
+
+def warm_up(library: str, build: Callable[[], Provider]) -> None:
+    """`WARM_UP_REQUEST` through the provider `build` makes (on an in-memory transport), in an
+    event loop of its own: blocking, so call it in a thread, once per process.
+
+    A client library's first request imports anyio's asyncio backend (which httpx's connection
+    pool asks for) and builds the library's request and response types, holding the event loop
+    for 50-150 ms (benchmarks/first_call.py); done here, no run's first call pays it. Nothing
+    leaves the process, and a failure only costs that first call the time.
+    """
+
+    async def once() -> None:
+        import anyio.lowlevel
+
+        await anyio.lowlevel.checkpoint()  # imports the backend the real transports use
+        provider = build()
+        try:
+            await provider.generate(WARM_UP_REQUEST)
+        finally:
+            await provider.aclose()
+
+    try:
+        asyncio.run(once())
+    except Exception:  # an optimisation: the real call works without it
+        log.warning("the %s client's warm-up failed", library, exc_info=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from random import Random
 
 from pipeline.errors import ConfigError
+from pipeline.llm import ollama
 from pipeline.llm.base import Provider, Task
 from pipeline.llm.chain import FallbackChain, Lane
 from pipeline.llm.limits import Clock, Health, RateLimiter, RetryPolicy, Sleep
@@ -199,8 +200,13 @@ async def open_models(settings: Settings) -> AsyncIterator[LanguageModels]:
 def _build_warm(settings: Settings) -> LanguageModels:
     """`build_models`, then each client library's one-time warm-up (blocking: in a thread)."""
     models = build_models(settings)
+    ollama.warm_up()  # always among the providers
     if "openrouter" in models.providers:
-        from pipeline.llm.openai_compat import warm_up
+        from pipeline.llm import openai_compat
 
-        warm_up()
+        openai_compat.warm_up()
+    if "gemini" in models.providers:
+        from pipeline.llm import gemini
+
+        gemini.warm_up()
     return models

@@ -2,7 +2,8 @@
 
 Structured output is `response_mime_type="application/json"` with `response_json_schema`; images
 go as inline bytes. We hand the library our own httpx client (so it neither retries nor opens
-sessions we cannot close) and set `attempts=1`. Imports `pipeline.llm.base` only.
+sessions we cannot close) and set `attempts=1`. `warm_up()` (blocking, in a thread) makes the
+library build its types before the first real call. Imports `pipeline.llm.base` only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import httpx
 from google import genai
 from google.genai import errors, types
 
+from pipeline.llm import base
 from pipeline.llm.base import (
     FailureKind,
     ModelRequest,
@@ -47,11 +49,13 @@ class GeminiProvider:
         base_url: str | None = None,
         timeout_s: float = 120.0,
         api_version: str = "v1beta",
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the network (the warm-up answers in memory)."""
         self.name = name
         self._secrets = (api_key,)
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)), transport=transport
         )
         self._client = genai.Client(
             api_key=api_key,
@@ -110,3 +114,23 @@ class GeminiProvider:
         await self._client.aio.aclose()
         await self._http.aclose()
         self._client.close()
+
+
+#: what the warm-up's in-memory server answers: the smallest generateContent response
+_WARM_UP_ANSWER = {
+    "candidates": [
+        {"content": {"role": "model", "parts": [{"text": "{}"}]}, "finishReason": "STOP"}
+    ],
+    "modelVersion": "warm-up",
+}
+
+
+def warm_up() -> None:
+    """`pipeline.llm.base.warm_up` for google-genai (blocking: in a thread, once per process)."""
+    answer = httpx.MockTransport(lambda _: httpx.Response(200, json=_WARM_UP_ANSWER))
+    base.warm_up(
+        "Gemini",
+        lambda: GeminiProvider(
+            "warm-up", name="warm-up", base_url="http://warm-up.invalid", transport=answer
+        ),
+    )

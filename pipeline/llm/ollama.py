@@ -1,7 +1,8 @@
 """Ollama through the `ollama` AsyncClient: `/api/chat` (default) or `/api/generate`.
 
 Structured output is Ollama's `format=<JSON schema>`; images go as base64 in the message. The
-httpx client underneath has no retries of its own. Imports `pipeline.llm.base` only.
+httpx client underneath has no retries of its own. `warm_up()` (blocking, in a thread) makes the
+library build its types before the first real call. Imports `pipeline.llm.base` only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Literal
 import httpx
 import ollama
 
+from pipeline.llm import base
 from pipeline.llm.base import (
     FailureKind,
     ModelRequest,
@@ -63,7 +65,9 @@ class OllamaProvider:
         timeout_s: float = 120.0,
         api: Literal["chat", "generate"] = "chat",
         keep_alive: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the network (the warm-up answers in memory)."""
         self.name = name
         self._api = api
         self._keep_alive = keep_alive
@@ -74,6 +78,7 @@ class OllamaProvider:
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
             headers=headers,
             event_hooks={"response": [_raise_for_status]},
+            transport=transport,
         )
 
     async def generate(self, request: ModelRequest) -> str:
@@ -126,3 +131,22 @@ class OllamaProvider:
 
     async def aclose(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
+
+
+#: what the warm-up's in-memory server answers: the smallest /api/chat response
+_WARM_UP_ANSWER = {
+    "model": "warm-up",
+    "created_at": "2026-01-01T00:00:00Z",
+    "message": {"role": "assistant", "content": "{}"},
+    "done": True,
+}
+
+
+def warm_up() -> None:
+    """`pipeline.llm.base.warm_up` for the ollama library (blocking: in a thread, once per
+    process)."""
+    answer = httpx.MockTransport(lambda _: httpx.Response(200, json=_WARM_UP_ANSWER))
+    base.warm_up(
+        "Ollama",
+        lambda: OllamaProvider("http://warm-up.invalid", name="warm-up", transport=answer),
+    )

@@ -9,17 +9,16 @@ and `pipeline.ports` only.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from collections.abc import Mapping
 
-import anyio.lowlevel
 import httpx2
 import openai
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
+from pipeline.llm import base
 from pipeline.llm.base import (
     FailureKind,
     ModelRequest,
@@ -28,7 +27,6 @@ from pipeline.llm.base import (
     parse_retry_after,
     redact,
 )
-from pipeline.ports import ImageData
 
 log = logging.getLogger(__name__)
 
@@ -163,36 +161,11 @@ _WARM_UP_ANSWER = {
 
 
 def warm_up() -> None:
-    """One vision request with a JSON schema through a provider on an in-memory transport, in
-    a loop of its own (blocking: call it in a thread, once per process).
-
-    The SDK's first request builds its request and response types, which holds the event
-    loop for 70-130 ms (found by benchmarks/pipeline_overhead.py); done here, no run's first
-    call pays it. Nothing leaves the process; a failure only costs that first call the time.
-    """
-
-    async def once() -> None:
-        await anyio.lowlevel.checkpoint()  # imports the asyncio backend the real transport uses
-        provider = OpenAICompatProvider(
-            "http://warm-up.invalid/v1",
-            "warm-up",
-            name="warm-up",
-            transport=httpx2.MockTransport(lambda _: httpx2.Response(200, json=_WARM_UP_ANSWER)),
-        )
-        try:
-            await provider.generate(
-                ModelRequest(
-                    model="warm-up",
-                    system="warm-up",
-                    prompt="warm-up",
-                    images=(ImageData(b"warm-up", "image/jpeg"),),
-                    schema={"type": "object"},
-                )
-            )
-        finally:
-            await provider.aclose()
-
-    try:
-        asyncio.run(once())
-    except Exception:  # the warm-up is an optimisation: the real call works without it
-        log.warning("the OpenAI client's warm-up failed", exc_info=True)
+    """`pipeline.llm.base.warm_up` for the OpenAI SDK (blocking: in a thread, once per process)."""
+    answer = httpx2.MockTransport(lambda _: httpx2.Response(200, json=_WARM_UP_ANSWER))
+    base.warm_up(
+        "OpenAI",
+        lambda: OpenAICompatProvider(
+            "http://warm-up.invalid/v1", "warm-up", name="warm-up", transport=answer
+        ),
+    )

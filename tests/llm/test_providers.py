@@ -268,20 +268,40 @@ async def test_openai_retry_after_ms_is_read() -> None:
     assert caught.value.retry_after == 1.5
 
 
-def test_opening_the_models_prepares_the_openai_client_without_a_request() -> None:
-    """Opening the model chains with OpenRouter configured does the OpenAI SDK's first-request
-    work (loading what a request and its answer need) in its thread, so a run's first call
-    does not hold the event loop for it; nothing is sent anywhere."""
+#: per provider: the settings that make it the only one in the chains (its server dead), and
+#: the path of the request its warm-up answers in memory
+WARM_UPS = {
+    "ollama": ("llm_chain=['ollama'], ollama_host=DEAD", "/api/chat"),
+    "openrouter": (
+        "llm_chain=['openrouter'], openrouter_api_key='sk-x', openrouter_base_url=DEAD + '/v1'",
+        "/v1/chat/completions",
+    ),
+    "gemini": (
+        "llm_chain=['gemini'], gemini_api_key='AIza-x', gemini_base_url=DEAD",
+        "/v1beta/models/warm-up:generateContent",
+    ),
+}
+
+
+@pytest.mark.parametrize("provider", list(WARM_UPS))
+def test_opening_the_models_warms_up_each_client_without_a_request(provider: str) -> None:
+    """Opening the model chains makes one call through each client library, answered in
+    memory, in its thread: a run's first call then does not hold the event loop for the
+    library's first-request work (benchmarks/first_call.py measures that). Nothing is sent to
+    the provider's server, and the warm-up's call succeeds."""
+    chosen, path = WARM_UPS[provider]
+    dead = dead_url()
     probe = (
-        "import asyncio, sys\n"
+        "import asyncio, logging, sys\n"
         "from pipeline.llm.factory import open_models\n"
         "from pipeline.settings import load_settings\n"
-        f"settings = load_settings(None, llm_chain=['openrouter'], openrouter_api_key='sk-x',"
-        f" openrouter_base_url={dead_url() + '/v1'!r})\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        f"DEAD = {dead!r}\n"
+        f"settings = load_settings(None, {chosen})\n"
         "async def main():\n"
-        "    async with open_models(settings):\n"
-        "        first_call = ('openai.types.chat.chat_completion', 'anyio._backends._asyncio')\n"
-        "        print(' '.join(name for name in first_call if name not in sys.modules))\n"
+        "    async with open_models(settings) as models:\n"
+        "        print(' '.join(models.providers))\n"
+        "        print('anyio._backends._asyncio' in sys.modules)\n"
         "asyncio.run(main())\n"
     )
     done = subprocess.run(
@@ -292,5 +312,9 @@ def test_opening_the_models_prepares_the_openai_client_without_a_request() -> No
         timeout=50,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == []
+    providers, backend_loaded = done.stdout.splitlines()[:2]
+    assert provider in providers.split()
+    assert backend_loaded == "True", "the transports' asyncio backend is imported already"
+    assert f'POST http://warm-up.invalid{path} "HTTP/1.1 200 OK"' in done.stderr
+    assert dead not in done.stderr
     assert "warm-up failed" not in done.stderr
