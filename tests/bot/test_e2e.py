@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,3 +334,76 @@ async def test_a_review_answered_while_the_bot_was_killed_is_honoured_once(
     assert len(world.comfy.prompts) == generated
     assert len(fake.channel_messages(fd.REVIEW_CHANNEL)) == 1
     assert len([n for n in notices(world) if "waiting for review" in n]) == 1
+
+
+#: the run's steps in order, and the model each language-model step asks
+STEPS = ("prompt", "describe", "generate", "score", "caption", "review", "publish")
+STEP_MODELS = {
+    "prompt": MODELS["OLLAMA_PROMPT_MODEL"],
+    "describe": MODELS["OLLAMA_DESCRIPTION_MODEL"],
+    "score": MODELS["OLLAMA_VISION_MODEL"],
+    "caption": MODELS["OLLAMA_CAPTION_MODEL"],
+}
+#: the state a run killed in that step was last saved in
+SAVED_BEFORE = {
+    "prompt": {RunState.CREATED},
+    "describe": {RunState.PROMPTED},
+    "generate": {RunState.DESCRIBED},
+    "score": {RunState.GENERATED},
+    "caption": {RunState.SCORED},
+    "publish": {RunState.APPROVED, RunState.PUBLISHING},
+}
+
+
+@pytest.mark.parametrize("step", [s for s in STEPS if s != "review"])  # review: the test above
+async def test_the_bot_killed_at_each_step_finishes_the_run_once_after_a_restart(
+    world: World, processes: list[BotProcess], step: str
+) -> None:
+    """SIGKILL while the run is in `step` (a model thinking, a ComfyUI job running, a tweet
+    sent whose answer never came back); the restarted bot carries the run on from there: the
+    steps done before are not done again, no image is generated twice, one review is posted,
+    and exactly one tweet goes out."""
+    fake, ollama, x = world.discord, world.ollama, world.x
+    first = await BotProcess.start(world)
+    processes.append(first)
+    await world.until(lambda: fake.command_syncs, what="the command sync")
+    if model := STEP_MODELS.get(step):
+        ollama.hold(lambda asked: asked.model == model)
+    await fake.slash("generate", character="testy")
+    if step == "publish":
+        x.hold_answers("POST", "/2/tweets")
+        await fake.react(await review_message(world), APPROVE, fd.ALICE)
+        await world.until(lambda: x.held, what="the tweet in flight")
+    elif step == "generate":
+        await world.until(lambda: world.comfy.prompts, what="a ComfyUI job")
+    else:
+        await world.until(lambda: ollama.held, what=f"the {step} model thinking")
+    await first.kill()
+    ollama.release()
+    x.release()
+    killed, posting = await finished_run(world)
+    assert killed.state in SAVED_BEFORE[step], world.log_text()
+    if step == "publish":
+        assert [p.state for p in posting] == [PostState.POSTING]
+    asked_before = Counter(asked.model for asked in ollama.requests)
+    queued_before = len(world.comfy.prompts)
+
+    second = await BotProcess.start(world)
+    processes.append(second)
+    if step != "publish":
+        await fake.react(await review_message(world), APPROVE, fd.ALICE)
+    await world.until(lambda: published_notice(world), what="published")
+    assert await second.stop() == 0, world.log_text()
+    run, posts = await finished_run(world)
+    assert run.state is RunState.PUBLISHED, world.log_text()
+    assert [(p.platform, p.state) for p in posts] == [(Platform.TWITTER, PostState.POSTED)]
+    assert len(x.state.tweets) == 1
+    assert len(fake.channel_messages(fd.REVIEW_CHANNEL)) == 1
+    asked = Counter(asked.model for asked in ollama.requests)
+    for done in STEPS[: STEPS.index(step)]:
+        if done in STEP_MODELS:
+            assert asked[STEP_MODELS[done]] == asked_before[STEP_MODELS[done]], done
+    queued = [json.dumps(p.prompt, sort_keys=True) for p in world.comfy.prompts]
+    assert len(set(queued)) == len(queued), "a ComfyUI prompt was queued twice"
+    if STEPS.index(step) > STEPS.index("generate"):
+        assert len(queued) == queued_before

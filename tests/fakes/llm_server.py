@@ -68,6 +68,10 @@ class LlmFake:
         self._script = _Script(default=Step(text=default))
         self.api_key = api_key
         self.requests: list[Recorded] = []
+        #: requests `hold` kept unanswered, in arrival order
+        self.held: list[Recorded] = []
+        self._holding: Callable[[Recorded], bool] | None = None
+        self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         #: 0 picks a free port; a known one brings a stopped fake back at the same URL
         self.port = port
@@ -113,6 +117,18 @@ class LlmFake:
         self._script.default = Step(delay=delay)
         return self
 
+    def hold(self, which: Callable[[Recorded], bool]) -> Self:
+        """Leave the requests `which` picks unanswered (in `held`) until `release`: a model
+        that is thinking while its caller is killed."""
+        self._holding = which
+        self._released.clear()
+        return self
+
+    def release(self) -> None:
+        """Stop holding; held requests whose callers still wait are answered now."""
+        self._holding = None
+        self._released.set()
+
     # ------------------------------------------------------------------ server
     @property
     def url(self) -> str:
@@ -143,6 +159,9 @@ class LlmFake:
         self.requests.append(recorded)
         if self.api_key is not None and not self.key_matches(request):
             return self.error(401, None, None)
+        if self._holding is not None and self._holding(recorded):
+            self.held.append(recorded)
+            await self._released.wait()
         script = self._script
         step = script.steps.popleft() if script.steps else script.default
         if step.delay:

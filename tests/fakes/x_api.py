@@ -122,6 +122,20 @@ class FakeXApi:
         self._proxy: asyncio.Server | None = None
         self._app_port = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        #: (method, path) of the calls `hold_answers` carried out and kept the answer of
+        self.held: list[tuple[str, str]] = []
+        self._holding: tuple[str, str] | None = None
+        self._released = asyncio.Event()
+
+    def hold_answers(self, method: str, path: str) -> None:
+        """Carry out `method path` calls as X does, but keep their answers until `release`:
+        the post is online while its caller never hears so (killed, or cut off)."""
+        self._holding = (method, path)
+        self._released.clear()
+
+    def release(self) -> None:
+        self._holding = None
+        self._released.set()
 
     @property
     def env(self) -> dict[str, str]:
@@ -186,6 +200,9 @@ class FakeXApi:
             self.errors.append(f"{request.method} {request.path}: {exc}")
             problem = {"title": "Invalid Request", "detail": str(exc) or "rejected by the fake"}
             return web.json_response({"errors": [problem], **problem}, status=400)
+        if self._holding == (request.method, request.path):
+            self.held.append(self._holding)
+            await self._released.wait()
         return web.Response(
             status=status, headers=headers, text=body, content_type="application/json"
         )
