@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import responses
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostRecord, PostState
@@ -21,36 +20,13 @@ from tests.publish.conftest import (
     IG_ENV,
     RecordingNotifier,
     approved_run,
-    instagram_service,
     no_secrets,
     photo_run,
 )
-from tests.publish.fake_instagram import TRANSPORT, FakeInstagram, totp
+from tests.publish.fake_instagram import FakeInstagram, totp
 
 LOGIN = ("POST", "/api/v1/accounts/login/")
 TWO_FACTOR = ("POST", "/api/v1/accounts/two_factor_login/")
-
-
-@pytest.fixture
-def fake_ig() -> Iterator[FakeInstagram]:
-    """The account has two-factor on with the configured TOTP secret; no session is saved."""
-    fake = FakeInstagram(totp_secret=IG_ENV["FOX_IG_TOTP_SECRET"])
-    with (
-        responses.RequestsMock(assert_all_requests_are_fired=False, target=TRANSPORT) as private,
-        responses.RequestsMock(assert_all_requests_are_fired=False) as public,
-    ):
-        fake.install(private)
-        fake.install_public(public)
-        yield fake
-
-
-@pytest.fixture
-def service(
-    settings: Settings, store: SqlStore, notifier: RecordingNotifier
-) -> Callable[[], PublishService]:
-    """A new service and publisher each call, as a new process would build them."""
-
-    return lambda: instagram_service(settings, store, notifier)
 
 
 async def test_first_post_logs_in_with_the_totp_code_of_the_secret(
