@@ -5,7 +5,8 @@ posts and restarts reuse; two-factor codes come from the account's TOTP secret. 
 (carousel) and reel with a cover. Challenge, login and feedback errors are reported as
 "account needs attention" (never answered or retried here: the interactive challenge flow
 is switched off), and so is a login instagrapi cannot finish (its Bloks two-step included).
-The untyped library stays inside this module. Imports domain modules only.
+The untyped library stays inside this module. Imports domain modules, instagrapi and
+requests (the errors instagrapi's transport passes on unwrapped).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import requests
 from instagrapi import Client
 from instagrapi import exceptions as ig
 from instagrapi.extractors import extract_media_v1
@@ -152,6 +154,9 @@ def classify_login(exc: Exception) -> Exception:
             return AccountAttentionError(
                 f"Instagram {name}: {sentence}", reason=f"{name}: {sentence}"
             )
+    if isinstance(exc, requests.RequestException):
+        # a transport error instagrapi passes on unwrapped (its curl transport's timeout)
+        return TransientPublishError(f"Instagram {name}")
     if not isinstance(exc, ig.ClientError):
         return AccountAttentionError(
             f"Instagram {name}: {_LOGIN_BROKE}", reason=f"{name}: {_LOGIN_BROKE}"
@@ -218,7 +223,7 @@ class InstagramPublisher:
                 creds.username, creds.password.get_secret_value(), verification_code=code
             )
         except Exception as exc:  # noqa: BLE001  # instagrapi's Bloks steps can fail outside ClientError
-            if not isinstance(exc, ig.ClientError):
+            if not isinstance(exc, ig.ClientError | requests.RequestException):
                 # the type only: the text of an unexpected error may quote a response
                 log.warning("instagram account %s: login failed in instagrapi (%s)",
                             account, type(exc).__name__)  # fmt: skip

@@ -134,8 +134,9 @@ class FakeInstagram:
     photo_uploads: list[bytes] = field(default_factory=list)
     video_uploads: list[bytes] = field(default_factory=list)
     configures: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    #: endpoint -> a reply given once instead of the normal answer
-    faults: dict[str, Reply] = field(default_factory=dict)
+    #: endpoint -> a reply given once instead of the normal answer, or an error the transport
+    #: raises instead of answering (a timeout, say)
+    faults: dict[str, Reply | Exception] = field(default_factory=dict)
     next_pk: int = 3100000000000000001
     #: the account's password and, when two-factor is on, its authenticator's base32 secret
     password: str = "pw-SECRET-123"
@@ -199,7 +200,10 @@ class FakeInstagram:
     def _fault(self, path: str) -> Reply | None:
         for key in list(self.faults):
             if key in path:
-                return self.faults.pop(key)
+                fault = self.faults.pop(key)
+                if isinstance(fault, Exception):
+                    raise fault
+                return fault
         return None
 
     # ------------------------------------------------------------------ login

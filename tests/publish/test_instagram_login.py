@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostRecord, PostState
@@ -20,6 +21,7 @@ from tests.publish.conftest import (
     IG_ENV,
     RecordingNotifier,
     approved_run,
+    instagram_service,
     no_secrets,
     photo_run,
 )
@@ -191,3 +193,26 @@ async def test_a_refused_login_while_checking_a_crashed_post_pauses_and_stays_un
     assert [(p, a) for p, a, _ in notifier.attention] == [(Platform.INSTAGRAM, "fox_ig")]
     assert [r.run_id for r in notifier.uncertain] == [run.id]
     assert fake_ig.configures == []
+
+
+async def test_a_login_that_times_out_is_tried_again_not_paused(
+    fake_ig: FakeInstagram,
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    settings: Settings,
+    store: SqlStore,
+    notifier: RecordingNotifier,
+) -> None:
+    """A login whose answer never comes (a timeout instagrapi passes on as it is) is a busy
+    Instagram: the post is tried again and goes out; the account is not paused."""
+    fake_ig.faults["accounts/login/"] = requests.ReadTimeout("read timed out")
+    quick = settings.model_copy(update={"publish_retries": 1, "publish_backoff_seconds": 0})
+
+    [record] = await instagram_service(quick, store, notifier).publish_run(
+        photo_run(run_dir), make_character(instagram=True), run_dir
+    )
+
+    assert record.state is PostState.POSTED
+    assert [a.outcome for a in record.attempts] == ["posting", "transient", "posted"]
+    assert notifier.attention == []
+    assert len(fake_ig.logins) == 2
