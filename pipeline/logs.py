@@ -13,8 +13,9 @@ from contextlib import contextmanager
 
 #: libraries whose DEBUG records carry credentials, so they never log below INFO: discord.py's
 #: webhook requests (the URL holds the webhook's token), oauthlib and requests-oauthlib (the
-#: OAuth parameters of every X request, the access token among them)
-SECRET_LOGGERS = ("discord.webhook", "oauthlib", "requests_oauthlib")
+#: OAuth parameters of every X request, the access token among them), instagrapi (the body of
+#: every answer, and a Bloks two-factor login embeds the new session in its answer)
+SECRET_LOGGERS = ("discord.webhook", "oauthlib", "requests_oauthlib", "instagrapi")
 
 run_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
 

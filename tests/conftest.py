@@ -7,6 +7,7 @@ only when that server is absent outside CI; in CI (CI=true) an absent server fai
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pymysql
 import pytest
 
+from pipeline import logs
 from pipeline.store import SqlStore, connect
 
 MYSQL_URL = os.environ.get("MEDIAOVERLOAD_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
@@ -73,3 +75,22 @@ async def store(store_url: str, tmp_path: Path) -> AsyncIterator[SqlStore]:
     s = await connect(store_url, sqlite_path=tmp_path / "unused.db")
     yield s
     await s.close()
+
+
+@pytest.fixture
+def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Logging as `python -m bot` sets it up with LOG_LEVEL=DEBUG, every record also going
+    to caplog; the global logging state is put back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    libraries = {name: logging.getLogger(name).level for name in logs.SECRET_LOGGERS}
+    logs.configure("DEBUG")
+    root.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    try:
+        yield caplog
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, old in libraries.items():
+            logging.getLogger(name).setLevel(old)

@@ -4,7 +4,9 @@ Logs in once per account and keeps the session settings in a file (mode 0600) th
 posts and restarts reuse; two-factor codes come from the account's TOTP secret. Photo, album
 (carousel) and reel with a cover. Challenge, login and feedback errors are reported as
 "account needs attention" (never answered or retried here: the interactive challenge flow
-is switched off). The untyped library stays inside this module. Imports domain modules only.
+is switched off), and so is a login instagrapi cannot finish (its Bloks two-step included).
+The untyped library stays inside this module. Imports domain modules, instagrapi and
+requests (the errors instagrapi's transport passes on unwrapped).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import requests
 from instagrapi import Client
 from instagrapi import exceptions as ig
 from instagrapi.extractors import extract_media_v1
@@ -119,12 +122,47 @@ def classify(exc: Exception, *, during_configure: bool) -> Exception:
     return exc
 
 
+#: what a person does when a login stops at a step only they can take. instagrapi's own text
+#: for these speaks to a developer (handlers to configure, raw Bloks responses to inspect)
+_LOGIN_STEPS: tuple[tuple[type[Exception], str], ...] = (
+    (
+        ig.TwoFactorRequired,
+        "Instagram wants a two-factor step this bot cannot finish (the code was refused, or it"
+        " asks for another way, such as approving the login on another device). Log in once in"
+        " the Instagram app, check the account's TOTP secret, then resume the account.",
+    ),
+    (
+        ig.ChallengeError,
+        "Instagram wants a security check (a challenge) before this login. Complete it in the"
+        " Instagram app, then resume the account.",
+    ),
+)
+#: for a login that instagrapi itself could not carry through (an answer it cannot read)
+_LOGIN_BROKE = (
+    "Instagram's login took a turn instagrapi cannot follow. Log in once in the Instagram app;"
+    " if this comes back, instagrapi may need an update. Then resume the account."
+)
+
+
 def classify_login(exc: Exception) -> Exception:
     """The publishing error for a failed login: busy or unreachable is worth another try;
-    anything else (a refused code, a challenge, a bad password) needs a person."""
+    anything else (a refused code, a challenge, a bad password, an instagrapi that broke on
+    an answer it cannot read) needs a person, told in a sentence of what to do."""
+    name = type(exc).__name__
+    for kind, sentence in _LOGIN_STEPS:
+        if isinstance(exc, kind):
+            return AccountAttentionError(
+                f"Instagram {name}: {sentence}", reason=f"{name}: {sentence}"
+            )
+    if isinstance(exc, requests.RequestException):
+        # a transport error instagrapi passes on unwrapped (its curl transport's timeout)
+        return TransientPublishError(f"Instagram {name}")
+    if not isinstance(exc, ig.ClientError):
+        return AccountAttentionError(
+            f"Instagram {name}: {_LOGIN_BROKE}", reason=f"{name}: {_LOGIN_BROKE}"
+        )
     error = classify(exc, during_configure=False)
     if isinstance(error, ContentRejectedError):
-        name = type(exc).__name__
         said = scrub(_platform_text(exc))
         return AccountAttentionError(
             f"Instagram login refused ({name}): {said}", reason=f"login refused: {said}"
@@ -184,7 +222,11 @@ class InstagramPublisher:
             client.login_legacy(
                 creds.username, creds.password.get_secret_value(), verification_code=code
             )
-        except ig.ClientError as exc:
+        except Exception as exc:  # noqa: BLE001  # instagrapi's Bloks steps can fail outside ClientError
+            if not isinstance(exc, ig.ClientError | requests.RequestException):
+                # the type only: the text of an unexpected error may quote a response
+                log.warning("instagram account %s: login failed in instagrapi (%s)",
+                            account, type(exc).__name__)  # fmt: skip
             raise classify_login(exc) from None
         self._save(client, session)
         log.info("instagram account %s is logged in", account)

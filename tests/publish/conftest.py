@@ -20,7 +20,7 @@ from pipeline.publish import PublishService, build_publish_service
 from pipeline.publish.credentials import CredentialStore, session_path
 from pipeline.publish.instagram import InstagramPublisher
 from pipeline.settings import Settings
-from tests.publish.fake_instagram import instant_instagrapi
+from tests.publish.fake_instagram import TRANSPORT, FakeInstagram, instant_instagrapi
 from tests.publish.fake_x import FakeX
 
 X_ENV = {
@@ -185,6 +185,28 @@ def instagram_service(
     return build_publish_service(
         settings, store, notifier=notifier, publishers={Platform.INSTAGRAM: publisher}
     )
+
+
+@pytest.fixture
+def fake_ig() -> Iterator[FakeInstagram]:
+    """The account has two-factor on with the configured TOTP secret; no session is saved."""
+    fake = FakeInstagram(totp_secret=IG_ENV["FOX_IG_TOTP_SECRET"])
+    with (
+        responses.RequestsMock(assert_all_requests_are_fired=False, target=TRANSPORT) as private,
+        responses.RequestsMock(assert_all_requests_are_fired=False) as public,
+    ):
+        fake.install(private)
+        fake.install_public(public)
+        yield fake
+
+
+@pytest.fixture
+def service(
+    settings: Settings, store: PostStore, notifier: RecordingNotifier
+) -> Callable[[], PublishService]:
+    """A new Instagram service and publisher each call, as a new process would build them."""
+
+    return lambda: instagram_service(settings, store, notifier)
 
 
 __all__ = ["instant_instagrapi"]  # autouse: instagrapi never pauses against the fake

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import responses
+import requests
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostRecord, PostState
@@ -25,32 +25,10 @@ from tests.publish.conftest import (
     no_secrets,
     photo_run,
 )
-from tests.publish.fake_instagram import TRANSPORT, FakeInstagram, totp
+from tests.publish.fake_instagram import FakeInstagram, totp
 
 LOGIN = ("POST", "/api/v1/accounts/login/")
 TWO_FACTOR = ("POST", "/api/v1/accounts/two_factor_login/")
-
-
-@pytest.fixture
-def fake_ig() -> Iterator[FakeInstagram]:
-    """The account has two-factor on with the configured TOTP secret; no session is saved."""
-    fake = FakeInstagram(totp_secret=IG_ENV["FOX_IG_TOTP_SECRET"])
-    with (
-        responses.RequestsMock(assert_all_requests_are_fired=False, target=TRANSPORT) as private,
-        responses.RequestsMock(assert_all_requests_are_fired=False) as public,
-    ):
-        fake.install(private)
-        fake.install_public(public)
-        yield fake
-
-
-@pytest.fixture
-def service(
-    settings: Settings, store: SqlStore, notifier: RecordingNotifier
-) -> Callable[[], PublishService]:
-    """A new service and publisher each call, as a new process would build them."""
-
-    return lambda: instagram_service(settings, store, notifier)
 
 
 async def test_first_post_logs_in_with_the_totp_code_of_the_secret(
@@ -215,3 +193,26 @@ async def test_a_refused_login_while_checking_a_crashed_post_pauses_and_stays_un
     assert [(p, a) for p, a, _ in notifier.attention] == [(Platform.INSTAGRAM, "fox_ig")]
     assert [r.run_id for r in notifier.uncertain] == [run.id]
     assert fake_ig.configures == []
+
+
+async def test_a_login_that_times_out_is_tried_again_not_paused(
+    fake_ig: FakeInstagram,
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    settings: Settings,
+    store: SqlStore,
+    notifier: RecordingNotifier,
+) -> None:
+    """A login whose answer never comes (a timeout instagrapi passes on as it is) is a busy
+    Instagram: the post is tried again and goes out; the account is not paused."""
+    fake_ig.faults["accounts/login/"] = requests.ReadTimeout("read timed out")
+    quick = settings.model_copy(update={"publish_retries": 1, "publish_backoff_seconds": 0})
+
+    [record] = await instagram_service(quick, store, notifier).publish_run(
+        photo_run(run_dir), make_character(instagram=True), run_dir
+    )
+
+    assert record.state is PostState.POSTED
+    assert [a.outcome for a in record.attempts] == ["posting", "transient", "posted"]
+    assert notifier.attention == []
+    assert len(fake_ig.logins) == 2

@@ -29,7 +29,6 @@ from instagrapi import Client
 from bot.__main__ import open_bot
 from bot.render import APPROVE, REJECT
 from bot.services import Services
-from pipeline import logs
 from pipeline.errors import MediaOverloadError
 from pipeline.models import Platform, Run, RunState
 from pipeline.publish.credentials import session_path
@@ -94,25 +93,6 @@ answer = HealthyModel(
     score=0.9,
     reason="a fox in a blue scarf",
 )
-
-
-@pytest.fixture
-def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Logging as `python -m bot` sets it up with LOG_LEVEL=DEBUG, every record also going
-    to caplog; the global logging state is put back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    libraries = {name: logging.getLogger(name).level for name in logs.SECRET_LOGGERS}
-    logs.configure("DEBUG")
-    root.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.DEBUG)
-    try:
-        yield caplog
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        for name, old in libraries.items():
-            logging.getLogger(name).setLevel(old)
 
 
 @pytest.fixture
