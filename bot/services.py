@@ -124,6 +124,7 @@ def build_services(
         max_per_requester=settings.max_runs_per_user,
         shutdown_grace=settings.shutdown_grace_seconds,
         detach=detach,
+        lease_ttl=settings.run_lease_seconds,
     )
     return Services(
         settings=settings,
