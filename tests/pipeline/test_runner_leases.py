@@ -44,7 +44,7 @@ class HeldRun:
 async def until(check: object, what: str, within: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not (check() if callable(check) else check):  # noqa: ASYNC110 - state, no event
+    while not (check() if callable(check) else check):
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
