@@ -11,34 +11,14 @@ import pytest
 from pipeline.errors import RunError
 from pipeline.lease import Owner
 from pipeline.models import Job, Run, RunState, utcnow
-from pipeline.ports import REVIEW_STEP, Progress, ProgressSink
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
+from tests.leases import HeldRun
 
 FIRST = Owner(host="first-host", pid=7, token="a")
 SECOND = Owner(host="second-host", pid=8, token="b")
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class HeldRun:
-    """An `execute` that waits until `go` is set (reporting the review step when `review`),
-    then saves the run as expired (which a resume may take up again)."""
-
-    def __init__(self, store: SqlStore, *, review: bool = False) -> None:
-        self.store = store
-        self.review = review
-        self.go = asyncio.Event()
-        self.started: list[str] = []
-
-    async def __call__(self, run: Run, sink: ProgressSink | None) -> Run:
-        self.started.append(run.id)
-        if sink is not None and self.review:
-            sink.progress(run.id, Progress(step=REVIEW_STEP))
-        await self.go.wait()
-        ended = run.advance(RunState.EXPIRED)
-        await self.store.save_run(ended)
-        return ended
 
 
 async def until(check: object, what: str, within: float = 10.0) -> None:
