@@ -112,6 +112,12 @@ class Leases:
             lease = await self.store.take_lease(run_id, me, until, replacing=lease.owner)
         return lease
 
+    async def renew(self, run_id: str) -> bool:
+        """Renew a lease we hold; False when it is no longer ours (never takes it back, even
+        from a dead holder: whoever had it since may have saved steps we know nothing of)."""
+        until = utcnow() + timedelta(seconds=self.ttl)
+        return await self.store.renew_lease(run_id, str(self.owner), until)
+
     async def take_or_refuse(self, run_id: str) -> None:
         """Take `run_id`'s lease, or raise RunLeased saying who holds it and until when."""
         lease = await self.take(run_id)

@@ -119,6 +119,11 @@ class LeaseStore(Protocol):
         the caller won exactly when `lease.owner == owner`; of concurrent takers one wins."""
         ...
 
+    async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        """Move `owner`'s lease on to `until` only while `owner` still holds it (expired or
+        not); False when someone else holds it or nobody does (never takes a lease)."""
+        ...
+
     async def release_lease(self, run_id: str, owner: str) -> bool:
         """Give the lease up; only its owner can (False when `owner` did not hold it)."""
         ...

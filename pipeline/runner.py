@@ -37,8 +37,8 @@ class _Entry:
     parked: bool = False
     #: renews the run's lease from the moment it is queued until it ends
     keeper: asyncio.Task[None] | None = None
-    #: the lease another process took from us (ours had expired): the run stops unsaved
-    lost: Lease | None = None
+    #: another process took the lease from us (ours had expired): the run stops unsaved
+    lost: bool = False
 
     @property
     def requester(self) -> str:
@@ -239,7 +239,8 @@ class Runner:
             while True:
                 await asyncio.sleep(self._leases.ttl / 3)
                 try:
-                    lease = await self._leases.take(run_id)
+                    renewed = await self._leases.renew(run_id)
+                    holder = None if renewed else await self._store.lease_of(run_id)
                 except StoreError as exc:
                     log.warning("run %s: lease not renewed (%s); next try in %.0f s",
                                 run_id, exc.user_message, self._leases.ttl / 3)  # fmt: skip
@@ -247,22 +248,26 @@ class Runner:
                 except Exception:
                     log.exception("run %s: lease not renewed; trying again", run_id)
                     continue
-                if not self._leases.is_ours(lease):
-                    self._lose(entry, lease)
+                if not renewed:
+                    self._lose(entry, holder)
                     return
 
-    def _lose(self, entry: _Entry, lease: Lease) -> None:
-        """Another process holds the run now. The choice: stop at once and save nothing
-        more. The new holder resumed from the last save we made, and every later save of
-        ours (a step, a failure, a cancel) would write over its work; cancelling the task
-        ends the step in progress before its save. The run's own cleanup on cancel (its
-        ComfyUI jobs) still happens, as for a person's cancel."""
+    def _lose(self, entry: _Entry, holder: Lease | None) -> None:
+        """Our lease expired (the store was away longer than the TTL) and another process
+        took the run up: it holds the lease now, or held it and let it go (it may have ended
+        the run). The choice: stop at once and save nothing more, never take the lease back.
+        That process went on from the last save we made; any later save of ours (a step, a
+        failure, a cancel) would write over its work, and cancelling the task ends the step
+        in progress before its save. Known cost: the cancel still takes the run's ComfyUI
+        prompts off as a person's cancel does (the detach is pool-wide), so a new holder that
+        had taken those prompts over sees them fail and fails or retries that step."""
+        who = describe(holder.owner) if holder is not None else "no one (it was let go)"
         log.error(
             "run %s: its lease is held by %s now (ours expired while the store was away); "
-            "stopping here without saving, that process carries the run on",
-            entry.run.id, describe(lease.owner),
+            "stopping here without saving, the run is that process's now",
+            entry.run.id, who,
         )  # fmt: skip
-        entry.lost = lease
+        entry.lost = True
         if entry in self._waiting:
             self._waiting.remove(entry)
             entry.done.set_result(entry.run)
@@ -275,7 +280,7 @@ class Runner:
         if keeper is not None and keeper is not asyncio.current_task():
             keeper.cancel()
             await asyncio.wait({keeper})
-        if entry.lost is None:
+        if not entry.lost:
             await self._release(entry.run.id)
 
     async def _release(self, run_id: str) -> None:
@@ -319,7 +324,7 @@ class Runner:
         try:
             return await self._execute(entry.run, _Watch(self, entry))
         except asyncio.CancelledError:
-            if entry.lost is not None:
+            if entry.lost:
                 return entry.run  # nothing saved: the run is the new holder's
             if entry.run.id in self._cancel_requested:
                 latest = await self._store.load_run(entry.run.id) or entry.run
@@ -335,7 +340,7 @@ class Runner:
             return entry.run
         except Exception:
             log.exception("run %s stopped by an unexpected error", entry.run.id)
-            if entry.lost is not None:
+            if entry.lost:
                 return entry.run
             latest = await self._store.load_run(entry.run.id) or entry.run
             if latest.state.finished:

@@ -373,6 +373,20 @@ class SqlStore:
 
         return await self._in_transaction(work)
 
+    async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        async def work(tx: Cursor) -> bool:
+            changed = await tx.execute(
+                "UPDATE run_leases SET expires_at = ? WHERE run_id = ? AND owner = ?",
+                (ts(until), run_id, owner),
+            )
+            if changed:
+                return True
+            # MySQL counts an UPDATE that changes nothing (our own retried one) as 0 rows
+            rows = await tx.fetchall("SELECT owner FROM run_leases WHERE run_id = ?", (run_id,))
+            return bool(rows) and rows[0][0] == owner
+
+        return await self._in_transaction(work)
+
     async def release_lease(self, run_id: str, owner: str) -> bool:
         deleted = await self.db.execute(
             "DELETE FROM run_leases WHERE run_id = ? AND owner = ?", (run_id, owner)

@@ -77,6 +77,20 @@ async def test_our_pid_under_another_token_is_stale(store: SqlStore) -> None:
     assert now.is_ours(await now.take(RUN))
 
 
+async def test_a_renewal_moves_only_the_owners_own_lease_on(store: SqlStore) -> None:
+    """a renews its lease, even once expired; b's renewal of it fails; nobody's lease is
+    renewed into existence."""
+    await store.take_lease(RUN, "a", utcnow() - timedelta(seconds=1))
+    assert await store.renew_lease(RUN, "a", later()) is True
+    held = await store.lease_of(RUN)
+    assert held is not None
+    assert held.expires_at > utcnow()
+    assert await store.renew_lease(RUN, "b", later(600)) is False
+    assert await store.lease_of(RUN) == held
+    assert await store.renew_lease("no-lease", "a", later()) is False
+    assert await store.lease_of("no-lease") is None
+
+
 async def test_a_lease_is_released_only_by_its_owner(store: SqlStore) -> None:
     """b cannot release a's lease; a can, and then anyone may take it."""
     await store.take_lease(RUN, "a", later())
