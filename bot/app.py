@@ -226,7 +226,7 @@ class MediaBot(commands.Bot):
                 log.exception("adopting runs failed")
                 continue
             if adopted:
-                log.info("took up %d run(s) another instance left", adopted)
+                log.info("took up %d run(s) that no live process held", adopted)
 
     async def _resume_with_card(self, run: Run) -> None:
         """Resume `run`; its card, when the bot knows where it is, goes on moving."""
