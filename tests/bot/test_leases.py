@@ -8,13 +8,14 @@ import asyncio
 import os
 import socket
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.render import APPROVE, REJECT
 from pipeline.lease import Owner
-from pipeline.models import Job, Run, RunState
+from pipeline.models import Job, Run, RunState, utcnow
 from pipeline.store import SqlStore
 from tests.bot.conftest import StartBot
 from tests.bot.test_review import candidates
@@ -97,3 +98,27 @@ async def test_a_second_instance_leaves_the_first_ones_runs_and_adopts_them_once
     assert len(fake.channel_messages(fd.REVIEW_CHANNEL)) == 2
     assert first.execute.reviews == [reviewing.id]  # each run was put up for review once
     assert second.execute.reviews == [generating.id]
+
+
+async def test_a_run_of_an_instance_on_another_host_is_adopted_once_its_lease_expires(
+    start_bot: StartBot, sqlite_store: SqlStore
+) -> None:
+    """An instance on another host left a run half done with a lease running out in seconds:
+    the starting bot leaves it (that host may still be working on it), and its adoption loop
+    takes it up once the lease expired."""
+    run = Run.new(Job("mascot", requested_by=f"discord:{fd.ALICE.id}")).advance(
+        RunState.PROMPTED, prompt="a robot waves"
+    )
+    await sqlite_store.save_run(run)
+    gone = Owner("another-host", 1, "gone")
+    lease = await sqlite_store.take_lease(run.id, str(gone), utcnow() + timedelta(seconds=4))
+    hold = asyncio.Event()
+    under_test = await start_bot(script=Script(hold=hold), run_adopt_seconds=0.2)
+    assert under_test.execute.started == []
+    await under_test.fake.until(
+        lambda: under_test.execute.started == [run.id], within=10, what="the adoption"
+    )
+    assert utcnow() >= lease.expires_at
+    held = await sqlite_store.lease_of(run.id)
+    assert held is not None
+    assert held.owner != str(gone)
