@@ -739,7 +739,7 @@ class Process:
                     continue
                 self.world.ledger.runs.add(run.id)
                 self.world.ledger.slot_runs.setdefault((character.key, slot), []).append(run.id)
-                self.runner.queue_saved(run)
+                await self.runner.queue_saved(run)
             except MediaOverloadError as exc:
                 log.warning("schedule %s: %s failed: %s", slot, character.key, exc)
                 continue

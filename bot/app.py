@@ -1,8 +1,9 @@
 """`MediaBot`, the commands.Bot subclass, and `serve_until_stopped`, which hosts it until SIGTERM.
 
 setup_hook finds the gateway, loads the cogs, re-arms pending reviews, resumes the runs a stop
-left half done, then syncs the application commands when they changed. The bot never imports
-strategies or comfy and reaches the pipeline only through `bot.services.Services`.
+left half done, starts the adoption loop (the same, later, for runs another instance left),
+then syncs the application commands when they changed. The bot never imports strategies or
+comfy and reaches the pipeline only through `bot.services.Services`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from bot.cogs._checks import NotAllowed
 from bot.review import EditCaptionButton
 from bot.services import Services
 from pipeline.errors import MediaOverloadError
+from pipeline.lease import RunLeased
+from pipeline.lease import describe as describe_owner
 from pipeline.models import Run, RunState
 from pipeline.settings import Settings
 
@@ -133,6 +136,7 @@ class MediaBot(commands.Bot):
             log.warning("character file: %s", problem)
         await self.rearm_reviews()
         await self.resume_interrupted()
+        self.services.background.spawn(self._adopt_forever(), name="adopt-runs")
         await self.sync_commands()
 
     async def find_gateway(self) -> None:
@@ -141,49 +145,88 @@ class MediaBot(commands.Bot):
         _, url, _ = await self.http.get_bot_gateway()
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
 
-    async def rearm_reviews(self) -> int:
-        """Resume every run waiting for review: the reviewer reads the reactions given while
-        the bot was offline and keeps waiting on the rest."""
+    async def rearm_reviews(self, *, quiet: bool = False) -> int:
+        """Resume every run waiting for review that no live process holds: the reviewer reads
+        the reactions given while no one waited and keeps waiting on the rest. `quiet` (the
+        adoption loop) does not log the runs it leaves alone again and again."""
         waiting = await self.services.store.list_runs(states={RunState.AWAITING_REVIEW}, limit=1000)
         channel = self.services.reviewer.config.channel_id
         rearmed = 0
         for run in waiting:
+            if self._is_ours_already(run):
+                continue
             if run.ticket is None or run.ticket.channel_id != channel or not run.ticket.message_ids:
                 # a review of the command line (or of another review channel): not ours to read
-                log.info("run %s: its review is not in the review channel; left alone", run.id)
+                if not quiet:
+                    log.info("run %s: its review is not in the review channel; left alone", run.id)
                 continue
-            try:
-                await self._resume_with_card(run)
-            except MediaOverloadError as exc:
-                log.warning("run %s: not re-armed: %s", run.id, exc)
+            if not await self._take_up(run, "re-armed", quiet=quiet):
                 continue
             rearmed += 1
         if rearmed:
             log.info("re-armed %d pending review(s)", rearmed)
         return rearmed
 
-    async def resume_interrupted(self) -> int:
+    async def resume_interrupted(self, *, quiet: bool = False) -> int:
         """Start again, each from its last saved step, the bot's own runs that a stop left half
-        done (SIGTERM's grace ran out, or the process died). The command line's runs are left
-        to it. A claim in the store, keyed by the run and its last save, lets only one instance
-        resume a run when two start at once."""
-        store = self.services.store
-        runs = await store.list_runs(states=INTERRUPTED, limit=1000)
+        done (SIGTERM's grace ran out, or the process died) and no live process holds. The
+        command line's runs are left to it. Of two instances starting at once, the run's lease
+        lets only one resume it."""
+        runs = await self.services.store.list_runs(states=INTERRUPTED, limit=1000)
         resumed = 0
         for run in runs:
-            if not is_bot_run(run.job.requested_by):
+            if not is_bot_run(run.job.requested_by) or self._is_ours_already(run):
                 continue
-            claim = f"resume:{run.id}:{run.updated_at.timestamp():.6f}"
-            try:
-                if not await store.claim_slot(run.character, claim, run.id):
-                    continue
-                await self._resume_with_card(run)
-            except MediaOverloadError as exc:
-                log.warning("run %s: not resumed: %s", run.id, exc)
+            if not await self._take_up(run, "resumed", quiet=quiet):
                 continue
-            log.info("run %s: resumed from %s after a restart", run.id, run.state.value)
+            log.info("run %s: resumed from %s", run.id, run.state.value)
             resumed += 1
         return resumed
+
+    def _is_ours_already(self, run: Run) -> bool:
+        return self.services.runner.position(run.id) is not None
+
+    async def _take_up(self, run: Run, verb: str, *, quiet: bool) -> bool:
+        """Resume `run` unless another live process holds its lease (then an info line, or
+        nothing when `quiet`); a failure to resume is a warning. True when resumed here."""
+        runner = self.services.runner
+        try:
+            held = await runner.held_elsewhere(run.id)
+            if held is None:
+                await self._resume_with_card(run)
+                return True
+        except RunLeased as exc:  # taken by another process between the look and the take
+            held = exc.lease
+        except MediaOverloadError as exc:
+            log.warning("run %s: not %s: %s", run.id, verb, exc)
+            return False
+        if not quiet:
+            log.info("run %s: not %s: another process (%s) holds it", run.id, verb,
+                     describe_owner(held.owner))  # fmt: skip
+        return False
+
+    async def adopt(self) -> int:
+        """Take up the bot's runs whose lease ran out or whose holder is gone (another instance
+        died): re-arm their reviews, resume the rest. How many were taken up."""
+        if self._closing:
+            return 0
+        return await self.rearm_reviews(quiet=True) + await self.resume_interrupted(quiet=True)
+
+    async def _adopt_forever(self) -> None:
+        """Every RUN_ADOPT_SECONDS, `adopt`; the body catches and logs everything, so a store
+        that is away for a while only costs a warning per beat."""
+        while not self._closing:
+            await asyncio.sleep(self.settings.run_adopt_seconds)
+            try:
+                adopted = await self.adopt()
+            except MediaOverloadError as exc:
+                log.warning("adopting runs failed: %s", exc.user_message)
+                continue
+            except Exception:
+                log.exception("adopting runs failed")
+                continue
+            if adopted:
+                log.info("took up %d run(s) that no live process held", adopted)
 
     async def _resume_with_card(self, run: Run) -> None:
         """Resume `run`; its card, when the bot knows where it is, goes on moving."""

@@ -21,6 +21,7 @@ from bot.notify import DiscordNotifier
 from bot.review import DiscordReviewer, ReviewConfig
 from pipeline.characters import Characters
 from pipeline.errors import ConfigError, Problem
+from pipeline.lease import Owner
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.runner import Execute, Runner
 from pipeline.settings import Settings
@@ -105,9 +106,11 @@ def build_services(
     strategy_names: tuple[str, ...],
     execute_factory: ExecuteFactory,
     detach: Callable[[], None] | None = None,
+    lease_owner: Owner | None = None,
 ) -> Services:
     """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`;
-    `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown."""
+    `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown.
+    `lease_owner` names this instance in run leases (this process by default)."""
     reviewer = DiscordReviewer(client, review_config(settings), store)
     webhook = settings.discord_notify_webhook_url
     notifier = DiscordNotifier(
@@ -124,6 +127,8 @@ def build_services(
         max_per_requester=settings.max_runs_per_user,
         shutdown_grace=settings.shutdown_grace_seconds,
         detach=detach,
+        lease_ttl=settings.run_lease_seconds,
+        owner=lease_owner,
     )
     return Services(
         settings=settings,

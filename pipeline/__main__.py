@@ -29,6 +29,7 @@ from pipeline.errors import (
     ServiceError,
     StoreError,
 )
+from pipeline.lease import RunLeased
 from pipeline.models import Job, Platform, PostRecord, PostState, Run, RunFailure, RunState
 from pipeline.ports import NewsItem
 from pipeline.prompts.library import TemplateLibrary
@@ -284,6 +285,9 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             stored = await services.store.load_run(args.run_id)
             if stored is None:
                 raise RunError(f"no run with id {args.run_id}")
+            held = await services.runner.held_elsewhere(stored.id)
+            if held is not None:  # the bot (or another terminal) runs it right now
+                raise RunLeased(held)
             await asyncio.to_thread(services.characters.load, stored.job.character)
             failed_at = stored.failure.step if stored.failure is not None else ""
             needs_comfyui = stored.state in _BEFORE_MEDIA or (

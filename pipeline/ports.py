@@ -100,8 +100,45 @@ class CatalogStore(Protocol):
     async def list_characters(self, group: str | None = None) -> list[CatalogCharacter]: ...
 
 
-class Store(RunStore, PostStore, SlotStore, CatalogStore, Protocol):
-    """Everything the pipeline keeps: runs, posts, schedule slots, characters and news."""
+@dataclass(frozen=True)
+class Lease:
+    """Who executes a run (an owner id, see `pipeline.lease.Owner`) and until when."""
+
+    run_id: str
+    owner: str
+    expires_at: datetime
+
+
+class LeaseStore(Protocol):
+    async def take_lease(
+        self, run_id: str, owner: str, until: datetime, *, replacing: str | None = None
+    ) -> Lease:
+        """Take or renew `run_id`'s lease for `owner` until `until`, in one transaction: it is
+        taken when nobody holds it, `owner` holds it already, it has expired, or its holder is
+        `replacing` (a holder the caller found dead). Returns the holder after the attempt, so
+        the caller won exactly when `lease.owner == owner`; of concurrent takers one wins."""
+        ...
+
+    async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        """Move `owner`'s lease on to `until` only while `owner` still holds it (expired or
+        not); False when someone else holds it or nobody does (never takes a lease)."""
+        ...
+
+    async def release_lease(self, run_id: str, owner: str) -> bool:
+        """Give the lease up; only its owner can (False when `owner` did not hold it)."""
+        ...
+
+    async def lease_of(self, run_id: str) -> Lease | None:
+        """The lease's holder as stored (maybe expired), or None when nobody holds one."""
+        ...
+
+
+class RunnerStore(RunStore, LeaseStore, Protocol):
+    """What the Runner needs: the runs and their leases."""
+
+
+class Store(RunStore, PostStore, SlotStore, CatalogStore, LeaseStore, Protocol):
+    """Everything the pipeline keeps: runs, posts, schedule slots, characters, news, leases."""
 
     async def close(self) -> None: ...
 

@@ -2,7 +2,9 @@
 
 Limits (global, per character, per requester) queue a run instead of refusing it; `position`
 tells its place. A run waiting for review holds no place under the limits (a review may take a
-day). Tasks are kept referenced and their failures logged. Knows nothing of Discord.
+day). Tasks are kept referenced and their failures logged. Each run is executed only under its
+lease (`pipeline.lease`), taken before it is queued, renewed while it waits or runs, released
+when it ends: no other process executes it meanwhile. Knows nothing of Discord.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pipeline.errors import RunError, StoreError
+from pipeline.lease import Leases, Owner, describe, this_process
 from pipeline.logs import run_context
 from pipeline.models import Job, Run, RunFailure, RunState
-from pipeline.ports import REVIEW_STEP, Progress, ProgressSink, RunStore
+from pipeline.ports import REVIEW_STEP, Lease, Progress, ProgressSink, RunnerStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ class _Entry:
     task: asyncio.Task[Run] | None = None
     #: waiting for a person's review: not counted against the limits until it moves on
     parked: bool = False
+    #: renews the run's lease from the moment it is queued until it ends
+    keeper: asyncio.Task[None] | None = None
+    #: another process took the lease from us (ours had expired): the run stops unsaved
+    lost: bool = False
 
     @property
     def requester(self) -> str:
@@ -63,7 +70,7 @@ class Runner:
 
     def __init__(
         self,
-        store: RunStore,
+        store: RunnerStore,
         execute: Execute,
         *,
         max_runs: int = 3,
@@ -71,11 +78,16 @@ class Runner:
         max_per_requester: int = 2,
         shutdown_grace: float = 30.0,
         detach: Callable[[], None] | None = None,
+        lease_ttl: float = 90.0,
+        owner: Owner | None = None,
     ) -> None:
         """`detach` is called when shutdown's grace is over, just before the runs still going
         are cancelled: it tells their outside work (ComfyUI prompts) to stay where it is, so
-        the next start's resume takes it over. A person's `cancel` never calls it."""
+        the next start's resume takes it over. A person's `cancel` never calls it.
+        Leases last `lease_ttl` seconds and are renewed every third of it, as `owner` (this
+        process by default; tests name another)."""
         self._store = store
+        self._leases = Leases(store, owner or this_process(), lease_ttl)
         self._execute = execute
         self.max_runs = max_runs
         self.max_per_character = max_per_character
@@ -89,29 +101,44 @@ class Runner:
 
     # ------------------------------------------------------------------ asking
     async def submit(self, job: Job, *, sink: ProgressSink | None = None) -> Run:
-        """Create and save a new run for `job` and queue it; returns at once."""
+        """Create and save a new run for `job` and queue it; returns at once. Its lease is
+        taken before it is saved, so no other process ever sees it unleased."""
+        self._refuse_when_closing()
         run = Run.new(job)
-        await self._store.save_run(run)
-        return self.queue_saved(run, sink=sink)
+        await self._leases.take_or_refuse(run.id)
+        try:
+            await self._store.save_run(run)
+        except BaseException:
+            await self._release(run.id)
+            raise
+        await self._lease_and_enqueue(run, sink)
+        return run
 
-    def queue_saved(self, run: Run, *, sink: ProgressSink | None = None) -> Run:
+    async def queue_saved(self, run: Run, *, sink: ProgressSink | None = None) -> Run:
         """Queue a new run its caller has saved already (the schedule saves it with its slot,
-        in one transaction); returns at once. Raises RunError while shutting down: the run
-        stays saved, for a resume after the restart."""
-        self._enqueue(run, sink)
+        in one transaction), under its lease; returns once queued. Raises RunError while
+        shutting down (the run stays saved, for a resume after the restart) and RunLeased
+        when another process took the run up in between (it runs there)."""
+        await self._lease_and_enqueue(run, sink)
         return run
 
     async def resume(self, run_id: str, *, sink: ProgressSink | None = None) -> Run:
-        """Queue a stopped, failed or expired run again from its last finished step."""
-        if run_id in self._running or any(e.run.id == run_id for e in self._waiting):
+        """Queue a stopped, failed or expired run again from its last finished step. Raises
+        RunLeased (a RunError saying who and until when) while another live process holds
+        the run's lease."""
+        if self._is_active(run_id):
             raise RunError(f"run {run_id} is already queued or running")
         run = await self._store.load_run(run_id)
         if run is None:
             raise RunError(f"no run with id {run_id}")
         if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
             raise RunError(f"run {run_id} is {run.state.value}; there is nothing to resume")
-        self._enqueue(run, sink)
+        await self._lease_and_enqueue(run, sink)
         return run
+
+    async def held_elsewhere(self, run_id: str) -> Lease | None:
+        """The lease of another live process on `run_id` (it executes the run), else None."""
+        return await self._leases.held_elsewhere(run_id)
 
     def position(self, run_id: str) -> int | None:
         """0 while running, 1.. while waiting (1 = next), None when unknown or finished."""
@@ -144,7 +171,10 @@ class Runner:
         for entry in self._waiting:
             if entry.run.id == run_id:
                 self._waiting.remove(entry)
-                cancelled = await self._mark_cancelled(entry.run)
+                try:
+                    cancelled = await self._mark_cancelled(entry.run)
+                finally:
+                    await self._end_lease(entry)
                 entry.done.set_result(cancelled)
                 return True
         entry_running = self._running.get(run_id)
@@ -160,9 +190,12 @@ class Runner:
         them, leaving their ComfyUI prompts queued (`detach`). Every run keeps its last saved
         step and can be resumed on the next start, which takes those prompts over."""
         self._closing = True
-        for entry in self._waiting:
-            entry.done.set_result(entry.run)
+        waiting = list(self._waiting)
         self._waiting.clear()
+        for entry in waiting:
+            entry.done.set_result(entry.run)
+        for entry in waiting:  # released: the next start (here or elsewhere) resumes at once
+            await self._end_lease(entry)
         tasks = {e.task for e in self._running.values() if e.task is not None}
         if not tasks:
             return
@@ -175,11 +208,87 @@ class Runner:
             await asyncio.wait(pending)
 
     # ------------------------------------------------------------------ machinery
-    def _enqueue(self, run: Run, sink: ProgressSink | None) -> None:
+    def _refuse_when_closing(self) -> None:
         if self._closing:
             raise RunError("the runner is shutting down; try again after the restart")
-        self._waiting.append(_Entry(run=run, sink=sink))
+
+    def _is_active(self, run_id: str) -> bool:
+        return run_id in self._running or any(e.run.id == run_id for e in self._waiting)
+
+    async def _lease_and_enqueue(self, run: Run, sink: ProgressSink | None) -> None:
+        self._refuse_when_closing()
+        await self._leases.take_or_refuse(run.id)
+        if self._is_active(run.id):  # queued by another call meanwhile: its lease, kept
+            raise RunError(f"run {run.id} is already queued or running")
+        if self._closing:
+            await self._release(run.id)
+            self._refuse_when_closing()
+        entry = _Entry(run=run, sink=sink)
+        entry.keeper = asyncio.create_task(self._keep_lease(entry), name=f"lease-{run.id}")
+        self._waiting.append(entry)
         self._pump()
+
+    async def _keep_lease(self, entry: _Entry) -> None:
+        """Renew the lease every third of its TTL while the run waits, runs or waits for a
+        review (which may take a day). A store that does not answer is logged and tried again
+        at the next beat: a blip shorter than the TTL costs nothing. A lease someone else
+        holds means ours expired and another process took the run up from its last save:
+        see `_lose`."""
+        run_id = entry.run.id
+        with run_context(run_id):
+            while True:
+                await asyncio.sleep(self._leases.ttl / 3)
+                try:
+                    renewed = await self._leases.renew(run_id)
+                    holder = None if renewed else await self._store.lease_of(run_id)
+                except StoreError as exc:
+                    log.warning("run %s: lease not renewed (%s); next try in %.0f s",
+                                run_id, exc.user_message, self._leases.ttl / 3)  # fmt: skip
+                    continue
+                except Exception:
+                    log.exception("run %s: lease not renewed; trying again", run_id)
+                    continue
+                if not renewed:
+                    self._lose(entry, holder)
+                    return
+
+    def _lose(self, entry: _Entry, holder: Lease | None) -> None:
+        """Our lease expired (the store was away longer than the TTL) and another process
+        took the run up: it holds the lease now, or held it and let it go (it may have ended
+        the run). The choice: stop at once and save nothing more, never take the lease back.
+        That process went on from the last save we made; any later save of ours (a step, a
+        failure, a cancel) would write over its work, and cancelling the task ends the step
+        in progress before its save. Known cost: the cancel still takes the run's ComfyUI
+        prompts off as a person's cancel does (the detach is pool-wide), so a new holder that
+        had taken those prompts over sees them fail and fails or retries that step."""
+        who = describe(holder.owner) if holder is not None else "no one (it was let go)"
+        log.error(
+            "run %s: its lease is held by %s now (ours expired while the store was away); "
+            "stopping here without saving, the run is that process's now",
+            entry.run.id, who,
+        )  # fmt: skip
+        entry.lost = True
+        if entry in self._waiting:
+            self._waiting.remove(entry)
+            entry.done.set_result(entry.run)
+        elif entry.task is not None:
+            entry.task.cancel()
+
+    async def _end_lease(self, entry: _Entry) -> None:
+        """Stop renewing; give the lease up unless someone else holds it now."""
+        keeper = entry.keeper
+        if keeper is not None and keeper is not asyncio.current_task():
+            keeper.cancel()
+            await asyncio.wait({keeper})
+        if not entry.lost:
+            await self._release(entry.run.id)
+
+    async def _release(self, run_id: str) -> None:
+        try:
+            await self._leases.release(run_id)
+        except StoreError as exc:
+            log.warning("run %s: lease not released (%s); it expires in %.0f s",
+                        run_id, exc.user_message, self._leases.ttl)  # fmt: skip
 
     def _allowed(self, entry: _Entry) -> bool:
         if entry.run.state is RunState.AWAITING_REVIEW:
@@ -207,31 +316,41 @@ class Runner:
     async def _guarded(self, entry: _Entry) -> Run:
         with run_context(entry.run.id):
             try:
-                return await self._execute(entry.run, _Watch(self, entry))
-            except asyncio.CancelledError:
-                if entry.run.id in self._cancel_requested:
-                    latest = await self._store.load_run(entry.run.id) or entry.run
-                    return await self._mark_cancelled(latest)
-                raise
-            except StoreError as exc:
-                # nothing can be saved now, not even a failure: the run keeps its last saved
-                # step, and `resume` (or the bot's next start) carries it on
-                log.error(
-                    "run %s stopped: %s; it keeps its last saved step and can be resumed",
-                    entry.run.id, exc.user_message,
-                )  # fmt: skip
-                return entry.run
-            except Exception:
-                log.exception("run %s stopped by an unexpected error", entry.run.id)
+                return await self._execute_once(entry)
+            finally:
+                await self._end_lease(entry)
+
+    async def _execute_once(self, entry: _Entry) -> Run:
+        try:
+            return await self._execute(entry.run, _Watch(self, entry))
+        except asyncio.CancelledError:
+            if entry.lost:
+                return entry.run  # nothing saved: the run is the new holder's
+            if entry.run.id in self._cancel_requested:
                 latest = await self._store.load_run(entry.run.id) or entry.run
-                if latest.state.finished:
-                    return latest
-                failed = latest.advance(
-                    RunState.FAILED,
-                    failure=RunFailure(step=latest.state.value, message="an unexpected error"),
-                )
-                await self._store.save_run(failed)
-                return failed
+                return await self._mark_cancelled(latest)
+            raise
+        except StoreError as exc:
+            # nothing can be saved now, not even a failure: the run keeps its last saved
+            # step, and `resume` (or the bot's next start) carries it on
+            log.error(
+                "run %s stopped: %s; it keeps its last saved step and can be resumed",
+                entry.run.id, exc.user_message,
+            )  # fmt: skip
+            return entry.run
+        except Exception:
+            log.exception("run %s stopped by an unexpected error", entry.run.id)
+            if entry.lost:
+                return entry.run
+            latest = await self._store.load_run(entry.run.id) or entry.run
+            if latest.state.finished:
+                return latest
+            failed = latest.advance(
+                RunState.FAILED,
+                failure=RunFailure(step=latest.state.value, message="an unexpected error"),
+            )
+            await self._store.save_run(failed)
+            return failed
 
     async def _mark_cancelled(self, run: Run) -> Run:
         if run.state.finished:

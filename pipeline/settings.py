@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     #: on SIGTERM running runs get this long to reach their next save, then are cancelled
     #: (they resume from their last saved step); under Docker's default 10 s stop timeout
     shutdown_grace_seconds: float = Field(default=8.0, ge=0)
+    #: a run is executed only under its lease in the store, renewed every third of this; a
+    #: process that stops renewing (killed, cut off from the database) loses the run after it
+    run_lease_seconds: float = Field(default=90.0, ge=1)
+    #: how often the bot takes up its runs whose lease ran out (another instance died)
+    run_adopt_seconds: float = Field(default=180.0, gt=0)
     # ==================================================================== end of Discord
 
     # ------------------------------------------------------------ publishing (docs/publishing.md)

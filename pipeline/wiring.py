@@ -235,6 +235,7 @@ async def open_pipeline(
             max_per_requester=settings.max_runs_per_user,
             shutdown_grace=settings.shutdown_grace_seconds,
             detach=engine.pool.detach,
+            lease_ttl=settings.run_lease_seconds,
         )
         try:
             yield Services(settings, store, engine.characters, pipeline, runner, engine.pool)

@@ -8,21 +8,25 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from pipeline.models import PostState, RunState
+from pipeline.lease import Owner
+from pipeline.models import Job, PostState, Run, RunState, utcnow
 from pipeline.store import connect
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.llm_server import HealthyModel, LlmFake, dead_url
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.x_api import FakeXApi
+from tests.leases import live_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -340,6 +344,31 @@ async def test_a_run_killed_during_generation_is_resumed_without_generating_twic
     )
     folder = publishing_cli.project / "output" / "testy" / run_id
     assert len(list(folder.glob("main-d*/*.png"))) == 4
+
+
+async def test_resuming_a_run_another_live_process_holds_is_one_line_and_exit_1(
+    cli: Cli, comfy: FakeComfyUI
+) -> None:
+    """The bot (here: a sleeping process on this host) holds the run's lease: `resume` says
+    who holds it and until when, exits 1 and sends ComfyUI nothing."""
+    store = await connect("", sqlite_path=cli.project / "data" / "mediaoverload.db")
+    async with live_process() as holder:
+        try:
+            run = Run.new(Job("testy", requested_by="discord:1")).advance(RunState.DESCRIBED)
+            await store.save_run(run)
+            owner = Owner(host=socket.gethostname(), pid=holder.pid, token="bot")
+            lease = await store.take_lease(run.id, str(owner), utcnow() + timedelta(minutes=5))
+        finally:
+            await store.close()
+        code, out, err = await cli.run("resume", run.id, "--review", "auto")
+    assert code == 1, out + err
+    until_text = lease.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert one_line(err) == (
+        f"run {run.id} is being run by another process (pid {holder.pid} on "
+        f"{socket.gethostname()}); its lease holds until {until_text} unless renewed"
+    )
+    assert comfy.prompts == []
+    assert (await stored_run(cli.project, run.id))[0] is RunState.DESCRIBED
 
 
 async def test_a_run_stopped_by_sigterm_leaves_its_prompts_for_resume(

@@ -77,7 +77,7 @@ class ScheduleCog(commands.Cog):
             log.info("schedule %s: %s already claimed elsewhere", slot, character.key)
             return None
         try:
-            self.services.runner.queue_saved(run)
+            await self.services.runner.queue_saved(run)
         except RunError as exc:
             log.warning("run %s: saved for slot %s, not started now: %s", run.id, slot, exc)
             return None

@@ -1,8 +1,8 @@
 """The database schema, versioned: each migration is applied once and recorded.
 
 `anime_roles` and `news` keep the reference design's columns; `runs`, `reviews`, `posts`,
-`schedule_slots` and `news_usage` are the project's own. Times of our own tables are ISO-8601 UTC
-text, which sorts correctly on both engines.
+`schedule_slots`, `news_usage` and `run_leases` are the project's own. Times of our own tables
+are ISO-8601 UTC text, which sorts correctly on both engines.
 """
 
 from __future__ import annotations
@@ -93,8 +93,19 @@ def _v1(d: Dialect) -> list[str]:
     ]
 
 
+def _v2(d: Dialect) -> list[str]:
+    """`run_leases`: which process executes a run, until when (see `pipeline.lease`)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS run_leases (
+            run_id VARCHAR(32) NOT NULL PRIMARY KEY,
+            owner VARCHAR(255) NOT NULL,
+            expires_at VARCHAR(32) NOT NULL
+        ){_TABLE_END[d]}""",
+    ]
+
+
 #: (version, statements for a dialect); append, never edit a released migration
-MIGRATIONS = [(1, _v1)]
+MIGRATIONS = [(1, _v1), (2, _v2)]
 LATEST = MIGRATIONS[-1][0]
 
 

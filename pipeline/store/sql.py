@@ -26,7 +26,7 @@ from pipeline.models import (
     post_attempts_to_json,
     utcnow,
 )
-from pipeline.ports import CatalogCharacter, NewsItem
+from pipeline.ports import CatalogCharacter, Lease, NewsItem
 from pipeline.store.db import Cursor, Database, DuplicateKey
 from pipeline.store.schema import migrate
 
@@ -343,6 +343,63 @@ class SqlStore:
             return True
 
         return await self._in_transaction(work)
+
+    # ------------------------------------------------------------------ leases
+    async def take_lease(
+        self, run_id: str, owner: str, until: datetime, *, replacing: str | None = None
+    ) -> Lease:
+        """One transaction: a conditional UPDATE (ours, expired, or the dead `replacing`),
+        else an INSERT that the primary key lets only one taker make; then the holder is read
+        back. Never read-then-write: of two takers at once, exactly one finds itself there.
+        Run again whole (a lost commit, a deadlock's victim) it reads its own row: still won."""
+        now = ts(utcnow())
+
+        async def work(tx: Cursor) -> Lease:
+            changed = await tx.execute(
+                "UPDATE run_leases SET owner = ?, expires_at = ?"
+                " WHERE run_id = ? AND (owner = ? OR owner = ? OR expires_at <= ?)",
+                (owner, ts(until), run_id, owner, replacing or owner, now),
+            )
+            if not changed:
+                with contextlib.suppress(DuplicateKey):  # held, and not ours to take
+                    await tx.execute(
+                        "INSERT INTO run_leases (run_id, owner, expires_at) VALUES (?, ?, ?)",
+                        (run_id, owner, ts(until)),
+                    )
+            rows = await tx.fetchall(
+                "SELECT owner, expires_at FROM run_leases WHERE run_id = ?", (run_id,)
+            )
+            return Lease(run_id=run_id, owner=rows[0][0], expires_at=parse_ts(rows[0][1]))
+
+        return await self._in_transaction(work)
+
+    async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        async def work(tx: Cursor) -> bool:
+            changed = await tx.execute(
+                "UPDATE run_leases SET expires_at = ? WHERE run_id = ? AND owner = ?",
+                (ts(until), run_id, owner),
+            )
+            if changed:
+                return True
+            # MySQL counts an UPDATE that changes nothing (our own retried one) as 0 rows
+            rows = await tx.fetchall("SELECT owner FROM run_leases WHERE run_id = ?", (run_id,))
+            return bool(rows) and rows[0][0] == owner
+
+        return await self._in_transaction(work)
+
+    async def release_lease(self, run_id: str, owner: str) -> bool:
+        deleted = await self.db.execute(
+            "DELETE FROM run_leases WHERE run_id = ? AND owner = ?", (run_id, owner)
+        )
+        return bool(deleted)
+
+    async def lease_of(self, run_id: str) -> Lease | None:
+        rows = await self.db.fetchall(
+            "SELECT owner, expires_at FROM run_leases WHERE run_id = ?", (run_id,)
+        )
+        if not rows:
+            return None
+        return Lease(run_id=run_id, owner=rows[0][0], expires_at=parse_ts(rows[0][1]))
 
     # ------------------------------------------------------------------ catalog
     async def list_characters(self, group: str | None = None) -> list[CatalogCharacter]:

@@ -19,6 +19,7 @@ import pytest
 from bot.app import MediaBot
 from bot.services import Services, build_services
 from pipeline.characters import Characters
+from pipeline.lease import Owner
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.runner import Execute
@@ -90,8 +91,14 @@ async def start_bot(
     async with aiohttp.ClientSession() as session:
 
         async def start(
-            *, script: Script | None = None, store: Store | None = None, **overrides: Any
+            *,
+            script: Script | None = None,
+            store: Store | None = None,
+            owner: Owner | None = None,
+            **overrides: Any,
         ) -> BotUnderTest:
+            """`owner` names the instance in run leases: bots of one test process are one
+            process to the leases unless they are named apart."""
             settings = bot_settings(fake, tmp_path / "data", **overrides)
             made: list[ScriptedExecute] = []
             use_store = store if store is not None else sqlite_store
@@ -112,6 +119,7 @@ async def start_bot(
                     characters=Characters(settings.characters_dir, library),
                     strategy_names=STRATEGIES,
                     execute_factory=execute_factory,
+                    lease_owner=owner,
                 )
 
             bot = MediaBot(settings=settings, services_factory=services, guild_ready_timeout=0.1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from pipeline.lease import Owner
 from pipeline.models import Job, Run, RunState
 from pipeline.store import SqlStore, connect
 from tests.bot.conftest import StartBot
@@ -48,15 +49,22 @@ async def test_a_run_stopped_mid_generation_resumes_at_the_next_start(
 async def test_two_bots_starting_on_one_database_resume_a_run_once(
     start_bot: StartBot, fake: fd.FakeDiscord, mysql_url: str, tmp_path: Path
 ) -> None:
-    """A half-done run in a MariaDB shared by two starting bots is resumed by one of them."""
+    """A half-done run in a MariaDB shared by two starting bots (two processes, as their
+    lease owners say) is resumed by one of them."""
     stores = [await connect(mysql_url, sqlite_path=tmp_path / "x.db") for _ in range(2)]
     try:
         run = Run.new(Job("mascot", requested_by=f"discord:{fd.ALICE.id}"))
         await stores[0].save_run(run.advance(RunState.PROMPTED))
         hold = Script(hold=asyncio.Event())
-        bots = [await start_bot(store=store, script=hold) for store in stores]
+        owners = [Owner("host-a", 1, "a"), Owner("host-b", 2, "b")]
+        bots = [
+            await start_bot(store=store, script=hold, owner=owner)
+            for store, owner in zip(stores, owners, strict=True)
+        ]
         await fake.until(lambda: any(b.execute.started for b in bots), what="a resumed run")
         assert sorted(len(b.execute.started) for b in bots) == [0, 1]
+        for bot in bots:  # before their stores close: a stop gives the lease up
+            await bot.stop()
     finally:
         for store in stores:
             await store.close()

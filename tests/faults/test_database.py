@@ -30,6 +30,7 @@ from pipeline.store import SqlStore, connect
 from pipeline.store.mysql import MysqlDatabase
 from tests.fakes.comfyui import FakeComfyUI
 from tests.faults.support import until
+from tests.leases import HeldRun
 from tests.runs import World
 
 pytestmark = pytest.mark.slow
@@ -188,7 +189,12 @@ async def test_a_database_down_past_the_retries_leaves_the_run_at_its_last_step(
         await mariadb.stop(signal.SIGKILL)
         await asyncio.wait_for(runner.wait(run.id), 30)  # ends, does not hang
         assert runner.active() == []
-        [stopped] = [r for r in caplog.records if r.name == "pipeline.runner"]
+        said = [r for r in caplog.records if r.name == "pipeline.runner"]
+        [stopped] = [r for r in said if r.levelno >= logging.ERROR]
+        # its lease could not be given up either: it runs out by itself
+        assert [r.getMessage() for r in said if r.levelno == logging.WARNING] == [
+            f"run {run.id}: lease not released ({StoreError.user_message}); it expires in 90 s"
+        ]
         assert "keeps its last saved step and can be resumed" in stopped.getMessage()
         assert stopped.exc_info is None
         with pytest.raises(StoreError) as caught:  # not the driver's error: a safe sentence
@@ -204,5 +210,40 @@ async def test_a_database_down_past_the_retries_leaves_the_run_at_its_last_step(
         done = await runner.wait(run.id)
         assert done.state is RunState.PUBLISHED, done.failure
         assert len(fake.prompts) == prompts  # the rendered images were kept on disk
+    finally:
+        await store.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_database_blip_while_a_run_waits_costs_a_renewal_not_the_run(
+    mariadb: PrivateMariaDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MariaDB is killed while a run waits (as for a review): the lease renewals that meet no
+    server are logged, the run goes on, and once the server is back the lease is renewed and
+    the run ends normally."""
+    db = await MysqlDatabase.open(mariadb.url, retry_delay=0.05)
+    store = SqlStore(db)
+    await store.migrate()
+    try:
+        work = HeldRun(store, review=True)
+        runner = Runner(store, work, lease_ttl=1.5)
+        run = await runner.submit(Job("testy"))
+        await until(lambda: bool(work.started))
+        with caplog.at_level(logging.WARNING):
+            await mariadb.stop(signal.SIGKILL)
+            await until(lambda: "lease not renewed" in caplog.text, within=20)
+            await mariadb.start()
+        assert runner.position(run.id) == 0
+        before = await store.lease_of(run.id)
+        await asyncio.sleep(1.0)  # at least one beat with the server back
+        after = await store.lease_of(run.id)
+        assert before is not None
+        assert after is not None
+        assert after.owner == before.owner
+        assert after.expires_at > before.expires_at
+        work.go.set()
+        done = await runner.wait(run.id)
+        assert done.state is RunState.EXPIRED
+        assert await store.lease_of(run.id) is None
     finally:
         await store.close()
