@@ -32,6 +32,7 @@ from pipeline.errors import (
 from pipeline.models import Job, Platform, PostRecord, PostState, Run, RunFailure, RunState
 from pipeline.ports import NewsItem
 from pipeline.prompts.library import TemplateLibrary
+from pipeline.retention import human_size, prune_media, pruned_sentence, refuse_if_pruned
 from pipeline.run import run_folder
 from pipeline.settings import Settings, load_settings
 from pipeline.store import open_store
@@ -232,6 +233,8 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
     print(f"\nrun {run.id}: {run.state.value}")
     if run.failure is not None:
         print(f"  failed at {run.failure.step}: {run.failure.message}")
+    if (pruned := pruned_sentence(run)) is not None:
+        print(f"  pruned: {pruned}")
     if run.choices is not None:
         c = run.choices
         print(
@@ -284,6 +287,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             stored = await services.store.load_run(args.run_id)
             if stored is None:
                 raise RunError(f"no run with id {args.run_id}")
+            refuse_if_pruned(stored)  # before ComfyUI is asked: nothing is left to resume
             await asyncio.to_thread(services.characters.load, stored.job.character)
             failed_at = stored.failure.step if stored.failure is not None else ""
             needs_comfyui = stored.state in _BEFORE_MEDIA or (
@@ -410,6 +414,7 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
+        refuse_if_pruned(run)
         from pipeline.console import LogNotifier
         from pipeline.wiring import publishing_for  # after the checks: it imports every client
 
@@ -433,6 +438,39 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
         )
     print(f"run {run.id}: {final.state.value}")
     return EXIT_OK if all(r.state is PostState.POSTED for r in records) else EXIT_SERVICE
+
+
+# ---------------------------------------------------------------------------- prune
+
+
+async def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    """Remove the media folders of failed, expired and cancelled runs older than
+    MEDIA_RETENTION_DAYS; list each (run, character, state, age, size) and the total freed."""
+    days = settings.media_retention_days
+    if days <= 0:
+        print("MEDIA_RETENTION_DAYS is 0: media are kept forever; nothing removed")
+        return EXIT_OK
+    from pipeline.wiring import characters_from
+
+    url = settings.database_url.get_secret_value()
+    async with open_store(url, sqlite_path=settings.database_path) as store:
+        report = await prune_media(
+            store, characters_from(settings), days=days, dry_run=args.dry_run
+        )
+    verb = "would remove" if report.dry_run else "removed"
+    for item in report.pruned:
+        print(
+            f"{verb} {item.run_id}  {item.character:<20} {item.state.value:<10} "
+            f"{item.age.days:>4} days  {human_size(item.size):>9}  {item.folder}"
+        )
+    for skipped in report.skipped:
+        print(f"left {skipped.run_id}: {skipped.reason}", file=sys.stderr)
+    freed = "would free" if report.dry_run else "freed"
+    print(
+        f"{len(report.pruned)} run folder(s) {verb}, {freed} {human_size(report.freed)} "
+        f"(runs failed, expired or cancelled more than {days:g} days ago)"
+    )
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- accounts
@@ -516,6 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     cancel = sub.add_parser("cancel", help="cancel a run that is not finished")
     cancel.add_argument("run_id")
+    prune = sub.add_parser(
+        "prune", help="remove the media of failed, expired and cancelled runs past the retention"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list what would go; remove nothing")
     add_publishing_commands(sub)
     return parser
 
@@ -550,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_publish(settings, args))
         if args.command == "accounts":
             return cmd_accounts(settings, args)
+        if args.command == "prune":
+            return asyncio.run(cmd_prune(settings, args))
     except (ConfigError, CharacterError, CharacterNotFound, RunError) as exc:
         print(exc.user_message, file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -16,6 +16,7 @@ from pipeline.errors import RunError, StoreError
 from pipeline.logs import run_context
 from pipeline.models import Job, Run, RunFailure, RunState
 from pipeline.ports import REVIEW_STEP, Progress, ProgressSink, RunStore
+from pipeline.retention import refuse_if_pruned
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Runner:
             raise RunError(f"no run with id {run_id}")
         if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
             raise RunError(f"run {run_id} is {run.state.value}; there is nothing to resume")
+        refuse_if_pruned(run)
         self._enqueue(run, sink)
         return run
 
