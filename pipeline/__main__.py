@@ -452,24 +452,24 @@ async def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     from pipeline.wiring import characters_from
 
+    characters = characters_from(settings)
     url = settings.database_url.get_secret_value()
     async with open_store(url, sqlite_path=settings.database_path) as store:
-        report = await prune_media(
-            store, characters_from(settings), days=days, dry_run=args.dry_run
-        )
+        report = await prune_media(store, characters, days=days, dry_run=args.dry_run)
     verb = "would remove" if report.dry_run else "removed"
     for item in report.pruned:
+        where = _shown(item.folder, characters.root)
         print(
             f"{verb} {item.run_id}  {item.character:<20} {item.state.value:<10} "
-            f"{item.age.days:>4} days  {human_size(item.size):>9}  {item.folder}"
+            f"{item.age.days:>4} days  {human_size(item.size):>9}  {where}"
         )
     for skipped in report.skipped:
         print(f"left {skipped.run_id}: {skipped.reason}", file=sys.stderr)
-    freed = "would free" if report.dry_run else "freed"
-    print(
-        f"{len(report.pruned)} run folder(s) {verb}, {freed} {human_size(report.freed)} "
-        f"(runs failed, expired or cancelled more than {days:g} days ago)"
-    )
+    total, older = human_size(report.freed), f"older than {days:g} days"
+    if report.dry_run:
+        print(f"dry run: {len(report.pruned)} run folder(s) {older} would go, freeing {total}")
+    else:
+        print(f"{len(report.pruned)} run folder(s) {older} removed, {total} freed")
     return EXIT_OK
 
 
