@@ -128,15 +128,15 @@ async def prune_media(
         return PruneReport(dry_run=dry_run)
     now = now or utcnow()
     cutoff = now - timedelta(days=days)
-    loaded: dict[str, Character | None] = {}
+    loaded: dict[str, Character | str] = {}
     pruned: list[PrunedRun] = []
     skipped: list[Skipped] = []
     for run in await _old_runs(store, cutoff):
         if pruned_mark(run) is not None or run.id in busy():
             continue
         character = await _character(characters, run.job.character, loaded)
-        if character is None:
-            skipped.append(Skipped(run.id, f"its character {run.job.character!r} has no file"))
+        if isinstance(character, str):
+            skipped.append(Skipped(run.id, character))
             continue
         folder = run_folder(character, run.id)
         problem = await asyncio.to_thread(_unsafe, folder, character.output_dir)
@@ -180,13 +180,16 @@ async def _old_runs(store: RunStore, cutoff: datetime) -> list[Run]:
 
 
 async def _character(
-    characters: Characters, key: str, loaded: dict[str, Character | None]
-) -> Character | None:
+    characters: Characters, key: str, loaded: dict[str, Character | str]
+) -> Character | str:
+    """The character, or why its run folder cannot be found."""
     if key not in loaded:
         try:
             loaded[key] = await asyncio.to_thread(characters.load, key)
-        except (CharacterError, CharacterNotFound):
-            loaded[key] = None
+        except CharacterNotFound:
+            loaded[key] = f"its character {key!r} has no file; left alone"
+        except CharacterError:
+            loaded[key] = f"its character file {key!r} has problems (see `check`); left alone"
     return loaded[key]
 
 

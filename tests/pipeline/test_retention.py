@@ -245,3 +245,15 @@ async def test_the_runner_refuses_to_resume_a_pruned_run(
         f"run {run.id}'s media were removed on 2026-12-01 after 30 days; start a new run"
     )
     assert runner.active() == []
+
+
+async def test_a_run_whose_character_file_is_gone_is_left_and_named(
+    store: SqlStore, characters: Characters
+) -> None:
+    """Without its character file a run's folder cannot be known: it is skipped, with why."""
+    run = replace(Run.new(Job("ghost")), state=RunState.FAILED, updated_at=OLD, character="ghost")
+    await store.save_run(run)
+    report = await prune_media(store, characters, days=30, now=NOW)
+    assert [(s.run_id, s.reason) for s in report.skipped] == [
+        (run.id, "its character 'ghost' has no file; left alone")
+    ]
