@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -131,7 +131,7 @@ async def prune_media(
     loaded: dict[str, Character | str] = {}
     pruned: list[PrunedRun] = []
     skipped: list[Skipped] = []
-    for run in await _old_runs(store, cutoff):
+    async for run in _old_runs(store, cutoff):
         if pruned_mark(run) is not None or run.id in busy():
             continue
         character = await _character(characters, run.job.character, loaded)
@@ -166,16 +166,17 @@ async def prune_media(
     return PruneReport(tuple(pruned), tuple(skipped), dry_run)
 
 
-async def _old_runs(store: RunStore, cutoff: datetime) -> list[Run]:
+async def _old_runs(store: RunStore, cutoff: datetime) -> AsyncIterator[Run]:
     """Every run in a PRUNABLE state last updated before `cutoff`, newest first, read a page
-    at a time (the next page is what is older than the oldest of the last one)."""
-    runs: list[Run] = []
+    at a time (the next page is what is older than the oldest of the last one; a prune keeps
+    `updated_at`, so the pages stay put while it works)."""
     before = cutoff
     while True:
         page = await store.list_runs(states=PRUNABLE, updated_before=before, limit=PAGE)
-        runs.extend(page)
+        for run in page:
+            yield run
         if len(page) < PAGE:
-            return runs
+            return
         before = page[-1].updated_at
 
 
