@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 COGS: tuple[str, ...] = (
     "bot.cogs.generate",
+    "bot.cogs.retention",
     "bot.cogs.review",
     "bot.cogs.admin",
     "bot.cogs.schedule",

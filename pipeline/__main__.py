@@ -29,10 +29,21 @@ from pipeline.errors import (
     ServiceError,
     StoreError,
 )
-from pipeline.lease import RunLeased
-from pipeline.models import Job, Platform, PostRecord, PostState, Run, RunFailure, RunState
-from pipeline.ports import NewsItem
+from pipeline.lease import Leases, RunLeased, this_process
+from pipeline.models import (
+    Job,
+    Platform,
+    PostRecord,
+    PostState,
+    Run,
+    RunFailure,
+    RunState,
+    pruned_sentence,
+    refuse_if_pruned,
+)
+from pipeline.ports import NewsItem, Store
 from pipeline.prompts.library import TemplateLibrary
+from pipeline.retention import human_size, prune_media
 from pipeline.run import run_folder
 from pipeline.settings import Settings, load_settings
 from pipeline.store import open_store
@@ -233,6 +244,8 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
     print(f"\nrun {run.id}: {run.state.value}")
     if run.failure is not None:
         print(f"  failed at {run.failure.step}: {run.failure.message}")
+    if (pruned := pruned_sentence(run)) is not None:
+        print(f"  pruned: {pruned}")
     if run.choices is not None:
         c = run.choices
         print(
@@ -288,6 +301,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             held = await services.runner.held_elsewhere(stored.id)
             if held is not None:  # the bot (or another terminal) runs it right now
                 raise RunLeased(held)
+            refuse_if_pruned(stored)  # before ComfyUI is asked: nothing is left to resume
             await asyncio.to_thread(services.characters.load, stored.job.character)
             failed_at = stored.failure.step if stored.failure is not None else ""
             needs_comfyui = stored.state in _BEFORE_MEDIA or (
@@ -370,14 +384,35 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
             if run.state.finished:
                 print(f"run {run.id} is already {run.state.value}", file=sys.stderr)
                 return EXIT_BAD_INPUT
-            run = run.advance(RunState.CANCELLED)
-            await store.save_run(run)
-            print(f"run {run.id} cancelled")
-            await _withdraw_prompts(settings, run)
-            return EXIT_OK
+            return await _cancel(settings, store, run)
         posts = await store.posts_for_run(run.id)
         _print_summary(run, None, posts)
         return EXIT_OK
+
+
+async def _cancel(settings: Settings, store: Store, run: Run) -> int:
+    """Cancel a run no process is running (under its lease, so none starts it meanwhile) and
+    take its unfinished prompts off ComfyUI; a run another process runs is cancelled there."""
+    leases = Leases(store, this_process(), settings.run_lease_seconds)
+    lease = await leases.take(run.id)
+    if not leases.is_ours(lease):
+        print(
+            f"{RunLeased(lease)}: cancel it there (/cancel in Discord, or stop that process)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    try:
+        latest = await store.load_run(run.id) or run
+        if latest.state.finished:
+            print(f"run {run.id} is already {latest.state.value}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        cancelled = latest.advance(RunState.CANCELLED)
+        await store.save_run(cancelled)
+        print(f"run {run.id} cancelled")
+        await _withdraw_prompts(settings, cancelled)
+    finally:
+        await leases.release(run.id)
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- publish
@@ -414,6 +449,7 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
+        refuse_if_pruned(run)
         from pipeline.console import LogNotifier
         from pipeline.wiring import publishing_for  # after the checks: it imports every client
 
@@ -437,6 +473,40 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
         )
     print(f"run {run.id}: {final.state.value}")
     return EXIT_OK if all(r.state is PostState.POSTED for r in records) else EXIT_SERVICE
+
+
+# ---------------------------------------------------------------------------- prune
+
+
+async def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    """Remove the media folders of failed, expired and cancelled runs older than
+    MEDIA_RETENTION_DAYS; list each (run, character, state, age, size) and the total freed."""
+    days = settings.media_retention_days
+    if days <= 0:
+        print("MEDIA_RETENTION_DAYS is 0: media are kept forever; nothing removed")
+        return EXIT_OK
+    from pipeline.wiring import characters_from
+
+    characters = characters_from(settings)
+    url = settings.database_url.get_secret_value()
+    async with open_store(url, sqlite_path=settings.database_path) as store:
+        leases = Leases(store, this_process(), settings.run_lease_seconds)
+        report = await prune_media(store, characters, leases, days=days, dry_run=args.dry_run)
+    verb = "would remove" if report.dry_run else "removed"
+    for item in report.pruned:
+        where = _shown(item.folder, characters.root)
+        print(
+            f"{verb} {item.run_id}  {item.character:<20} {item.state.value:<10} "
+            f"{item.age.days:>4} days  {human_size(item.size):>9}  {where}"
+        )
+    for skipped in report.skipped:
+        print(f"left {skipped.run_id}: {skipped.reason}", file=sys.stderr)
+    total, older = human_size(report.freed), f"older than {days:g} days"
+    if report.dry_run:
+        print(f"dry run: {len(report.pruned)} run folder(s) {older} would go, freeing {total}")
+    else:
+        print(f"{len(report.pruned)} run folder(s) {older} removed, {total} freed")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- accounts
@@ -520,6 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     cancel = sub.add_parser("cancel", help="cancel a run that is not finished")
     cancel.add_argument("run_id")
+    prune = sub.add_parser(
+        "prune", help="remove the media of failed, expired and cancelled runs past the retention"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list what would go; remove nothing")
     add_publishing_commands(sub)
     return parser
 
@@ -554,6 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_publish(settings, args))
         if args.command == "accounts":
             return cmd_accounts(settings, args)
+        if args.command == "prune":
+            return asyncio.run(cmd_prune(settings, args))
     except (ConfigError, CharacterError, CharacterNotFound, RunError) as exc:
         print(exc.user_message, file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -14,6 +14,8 @@ from typing import Any, Self
 
 from pydantic import TypeAdapter
 
+from pipeline.errors import RunError
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC (naive datetimes are not used anywhere)."""
@@ -210,3 +212,50 @@ def post_attempts_to_json(attempts: tuple[PostAttempt, ...]) -> str:
 
 def post_attempts_from_json(text: str | bytes) -> tuple[PostAttempt, ...]:
     return TypeAdapter(tuple[PostAttempt, ...]).validate_json(text)
+
+
+# ------------------------------------------------------------ pruned media (pipeline.retention)
+#: the key in `Run.extra` that notes a prune: {"at": ISO time, "after_days": N, "freed": bytes}
+PRUNED_KEY = "media_pruned"
+
+
+@dataclass(frozen=True)
+class PrunedMark:
+    """What `Run.extra[PRUNED_KEY]` says: when the media went, after how many days, how much."""
+
+    at: datetime
+    after_days: float
+    freed: int
+
+
+def pruned_mark(run: Run) -> PrunedMark | None:
+    """The prune noted on `run`, or None when its media were never pruned."""
+    raw = run.extra.get(PRUNED_KEY)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return PrunedMark(
+            at=datetime.fromisoformat(str(raw["at"])),
+            after_days=float(raw.get("after_days", 0)),
+            freed=int(raw.get("freed", 0)),
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def pruned_sentence(run: Run) -> str | None:
+    """The one sentence that says a run's media were removed, or None when they were not."""
+    mark = pruned_mark(run)
+    if mark is None:
+        return None
+    return (
+        f"run {run.id}'s media were removed on {mark.at:%Y-%m-%d} after {mark.after_days:g} "
+        "days; start a new run"
+    )
+
+
+def refuse_if_pruned(run: Run) -> None:
+    """Raise RunError (its sentence safe for Discord) when `run`'s media were pruned."""
+    sentence = pruned_sentence(run)
+    if sentence is not None:
+        raise RunError(sentence)

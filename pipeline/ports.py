@@ -55,8 +55,12 @@ class RunStore(Protocol):
         *,
         states: Collection[RunState] | None = None,
         character: str | None = None,
+        updated_before: datetime | None = None,
         limit: int = 50,
-    ) -> list[Run]: ...
+    ) -> list[Run]:
+        """Runs newest first (by their last update), optionally only those in `states`, of
+        `character`, or last updated strictly before `updated_before`."""
+        ...
 
 
 class PostStore(Protocol):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pipeline.errors import RunError, StoreError
 from pipeline.lease import Leases, Owner, describe, this_process
 from pipeline.logs import run_context
-from pipeline.models import Job, Run, RunFailure, RunState
+from pipeline.models import Job, Run, RunFailure, RunState, refuse_if_pruned
 from pipeline.ports import REVIEW_STEP, Lease, Progress, ProgressSink, RunnerStore
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,30 @@ class Runner:
         the run's lease."""
         if self._is_active(run_id):
             raise RunError(f"run {run_id} is already queued or running")
-        run = await self._store.load_run(run_id)
-        if run is None:
+        if await self._store.load_run(run_id) is None:
             raise RunError(f"no run with id {run_id}")
-        if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
-            raise RunError(f"run {run_id} is {run.state.value}; there is nothing to resume")
+        # read again under the lease: no other process moves the run (or prunes its media)
+        # between this check and the run's first step
+        await self._leases.take_or_refuse(run_id)
+        try:
+            run = await self._store.load_run(run_id)
+            if run is None:
+                raise RunError(f"no run with id {run_id}")
+            if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
+                raise RunError(f"run {run_id} is {run.state.value}; there is nothing to resume")
+            refuse_if_pruned(run)
+        except BaseException:
+            if not self._is_active(run_id):
+                await self._release(run_id)
+            raise
         await self._lease_and_enqueue(run, sink)
         return run
+
+    @property
+    def leases(self) -> Leases:
+        """This Runner's leases (its process's owner): other work on a run, such as a prune,
+        holds the run through them."""
+        return self._leases
 
     async def held_elsewhere(self, run_id: str) -> Lease | None:
         """The lease of another live process on `run_id` (it executes the run), else None."""

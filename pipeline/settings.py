@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     #: your own description templates (image/NAME.md, video/NAME.md) and styles.yaml
     templates_dir: Path = Path("templates")
     log_level: str = "INFO"
+    #: a failed, expired or cancelled run's media folder is removed this many days after the
+    #: run's last update (`python -m pipeline prune`, and the bot once a day); 0 keeps them
+    media_retention_days: float = Field(default=30, ge=0)
 
     # -- database: empty means SQLite at DATA_DIR/mediaoverload.db; mysql://user:pass@host:port/db
     database_url: SecretStr = SecretStr("")

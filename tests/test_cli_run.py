@@ -20,6 +20,7 @@ import pytest
 
 from pipeline.lease import Owner
 from pipeline.models import Job, PostState, Run, RunState, utcnow
+from pipeline.ports import Lease
 from pipeline.store import connect
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.llm_server import HealthyModel, LlmFake, dead_url
@@ -346,28 +347,56 @@ async def test_a_run_killed_during_generation_is_resumed_without_generating_twic
     assert len(list(folder.glob("main-d*/*.png"))) == 4
 
 
+async def held_run(cli: Cli, holder: asyncio.subprocess.Process) -> tuple[Run, Lease]:
+    """A run of the bot in `described`, whose lease `holder` (a live process here) holds."""
+    store = await connect("", sqlite_path=cli.project / "data" / "mediaoverload.db")
+    try:
+        run = Run.new(Job("testy", requested_by="discord:1")).advance(RunState.DESCRIBED)
+        await store.save_run(run)
+        owner = Owner(host=socket.gethostname(), pid=holder.pid, token="bot")
+        lease = await store.take_lease(run.id, str(owner), utcnow() + timedelta(minutes=5))
+    finally:
+        await store.close()
+    return run, lease
+
+
+def held_by(run: Run, lease: Lease, holder: asyncio.subprocess.Process) -> str:
+    until_text = lease.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"run {run.id} is being run by another process (pid {holder.pid} on "
+        f"{socket.gethostname()}); its lease holds until {until_text} unless renewed"
+    )
+
+
 async def test_resuming_a_run_another_live_process_holds_is_one_line_and_exit_1(
     cli: Cli, comfy: FakeComfyUI
 ) -> None:
     """The bot (here: a sleeping process on this host) holds the run's lease: `resume` says
     who holds it and until when, exits 1 and sends ComfyUI nothing."""
-    store = await connect("", sqlite_path=cli.project / "data" / "mediaoverload.db")
     async with live_process() as holder:
-        try:
-            run = Run.new(Job("testy", requested_by="discord:1")).advance(RunState.DESCRIBED)
-            await store.save_run(run)
-            owner = Owner(host=socket.gethostname(), pid=holder.pid, token="bot")
-            lease = await store.take_lease(run.id, str(owner), utcnow() + timedelta(minutes=5))
-        finally:
-            await store.close()
+        run, lease = await held_run(cli, holder)
         code, out, err = await cli.run("resume", run.id, "--review", "auto")
     assert code == 1, out + err
-    until_text = lease.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-    assert one_line(err) == (
-        f"run {run.id} is being run by another process (pid {holder.pid} on "
-        f"{socket.gethostname()}); its lease holds until {until_text} unless renewed"
-    )
+    assert one_line(err) == held_by(run, lease, holder)
     assert comfy.prompts == []
+    assert (await stored_run(cli.project, run.id))[0] is RunState.DESCRIBED
+
+
+async def test_cancelling_a_run_another_live_process_runs_is_refused(
+    cli: Cli, comfy: FakeComfyUI
+) -> None:
+    """`cancel` of a run the bot is running would be overwritten by its next step and pull
+    its prompts from under it: it says who runs it and where to cancel it, exits 1, and
+    leaves the run and ComfyUI alone."""
+    async with live_process() as holder:
+        run, lease = await held_run(cli, holder)
+        code, out, err = await cli.run("cancel", run.id)
+    assert code == 1, out + err
+    assert one_line(err) == (
+        f"{held_by(run, lease, holder)}: cancel it there (/cancel in Discord, or stop that process)"
+    )
+    assert comfy.interrupts == []
+    assert comfy.deleted == []
     assert (await stored_run(cli.project, run.id))[0] is RunState.DESCRIBED
 
 

@@ -159,6 +159,7 @@ class SqlStore:
         *,
         states: Collection[RunState] | None = None,
         character: str | None = None,
+        updated_before: datetime | None = None,
         limit: int = 50,
     ) -> list[Run]:
         where: list[str] = []
@@ -171,6 +172,9 @@ class SqlStore:
         if character is not None:
             where.append("character_name = ?")
             params.append(character)
+        if updated_before is not None:
+            where.append("updated_at < ?")
+            params.append(ts(updated_before))
         sql = "SELECT data FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)

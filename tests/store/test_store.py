@@ -66,6 +66,8 @@ async def test_runs_are_listed_by_state_and_character_newest_first(store: SqlSto
     assert [r.id for r in mine] == ["run3"]
     assert await store.list_runs(states=set()) == []
     assert len(await store.list_runs()) == 4
+    older = await store.list_runs(updated_before=base + timedelta(minutes=2))
+    assert [r.id for r in older] == ["run1", "run0"]
 
 
 async def test_a_review_ticket_is_indexed_in_reviews(store: SqlStore) -> None:
