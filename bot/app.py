@@ -126,6 +126,7 @@ class MediaBot(commands.Bot):
         point_at_api(settings.discord_api_base)
         self.services = services_factory(self)
         self._closing = False
+        self._adoption: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         await self.find_gateway()
@@ -137,7 +138,7 @@ class MediaBot(commands.Bot):
             log.warning("character file: %s", problem)
         await self.rearm_reviews()
         await self.resume_interrupted()
-        self.services.background.spawn(self._adopt_forever(), name="adopt-runs")
+        self._adoption = self.services.background.spawn(self._adopt_forever(), name="adopt-runs")
         await self.sync_commands()
 
     async def find_gateway(self) -> None:
@@ -272,6 +273,8 @@ class MediaBot(commands.Bot):
         """Let runs save (reviews end as cancelled with their tickets kept), then disconnect."""
         if not self._closing:
             self._closing = True
+            if self._adoption is not None:
+                self._adoption.cancel()  # it never ends by itself: no grace to wait out
             await self.services.close()
         await super().close()
 
