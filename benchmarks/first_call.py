@@ -7,7 +7,7 @@ interpreter (the cost is once per process), builds the models either way, and me
 loop's longest stall during one vision call with a JSON schema against the provider's fake.
 Goal: every warmed first call stalls the loop under 10 ms, like any later call.
 
-    python benchmarks/first_call.py [--repeats 3]
+    python benchmarks/first_call.py [--repeats 3] [--providers ollama openrouter gemini]
 """
 
 from __future__ import annotations
@@ -94,6 +94,9 @@ async def _first_call(provider: object) -> float:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--providers", nargs="+", choices=PROVIDERS, default=list(PROVIDERS), metavar="NAME"
+    )
     parser.add_argument("--child", nargs=2, metavar=("PROVIDER", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     figures: dict[str, float] = {}
     print(f"first call's longest event-loop stall, median of {args.repeats} fresh processes")
-    for provider in PROVIDERS:
+    for provider in args.providers:
         for mode in MODES:
             stalls = [
                 float(

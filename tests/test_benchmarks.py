@@ -48,8 +48,8 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
     (
         "first_call",
         first_call.main,
-        ["--repeats", "1"],
-        [f"{mode}_stall_ms_{p}" for p in first_call.PROVIDERS for mode in first_call.MODES],
+        ["--repeats", "1", "--providers", "gemini"],
+        [f"{mode}_stall_ms_gemini" for mode in first_call.MODES],
     ),
     (
         "vision_scoring",
