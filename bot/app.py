@@ -105,8 +105,9 @@ class MediaBot(commands.Bot):
         *,
         settings: Settings,
         services_factory: Callable[[MediaBot], Services],
-        guild_ready_timeout: float = 2.0,
+        guild_ready_timeout: float | None = None,
     ) -> None:
+        """`guild_ready_timeout` overrides DISCORD_GUILD_READY_SECONDS."""
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_reactions = True
@@ -120,7 +121,11 @@ class MediaBot(commands.Bot):
                 guild=True, dm_channel=False, private_channel=False
             ),
             help_command=None,
-            guild_ready_timeout=guild_ready_timeout,
+            guild_ready_timeout=(
+                settings.discord_guild_ready_seconds
+                if guild_ready_timeout is None
+                else guild_ready_timeout
+            ),
         )
         self.settings = settings
         point_at_api(settings.discord_api_base)

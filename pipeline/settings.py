@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     discord_upload_limit_mb: float = Field(default=10, gt=0, le=500)
     #: the run card is edited at most once per this many seconds (Discord rate-limits edits)
     discord_card_edit_seconds: float = Field(default=1.5, ge=0.05)
+    #: after connecting, discord.py waits this long past the last guild's GUILD_CREATE for
+    #: more guilds before the bot is ready (reviews and cards start then); a bot in one guild
+    #: can wait less
+    discord_guild_ready_seconds: float = Field(default=2.0, ge=0.05, le=60)
     #: the hourly schedule: on/off, and the minute past each UTC hour it ticks at
     schedule_enabled: bool = True
     schedule_minute: int = Field(default=0, ge=0, le=59)

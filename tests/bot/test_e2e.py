@@ -133,6 +133,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             "DISCORD_REVIEW_ROLE_IDS": str(fd.REVIEW_ROLE),
             "DISCORD_ADMIN_ROLE_IDS": str(fd.ADMIN_ROLE),
             "DISCORD_CARD_EDIT_SECONDS": "0.2",
+            "DISCORD_GUILD_READY_SECONDS": "0.1",  # one guild: no need to wait for more
             "SCHEDULE_ENABLED": "false",
             "SHUTDOWN_GRACE_SECONDS": "2",
             "COMFYUI_SERVERS": comfy.url,
