@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
-from pipeline.errors import RunError
+from pipeline.errors import RunError, StoreError
 from pipeline.models import utcnow
 from pipeline.ports import Lease, LeaseStore
 
@@ -126,6 +126,15 @@ class Leases:
 
     async def release(self, run_id: str) -> None:
         await self.store.release_lease(run_id, str(self.owner))
+
+    async def let_go(self, run_id: str) -> None:
+        """`release`, where a store that does not answer only costs a warning: the lease then
+        expires by itself after its TTL."""
+        try:
+            await self.release(run_id)
+        except StoreError as exc:
+            log.warning("run %s: lease not released (%s); it expires in %.0f s",
+                        run_id, exc.user_message, self.ttl)  # fmt: skip
 
 
 class RunLeased(RunError):

@@ -301,11 +301,7 @@ class Runner:
             await self._release(entry.run.id)
 
     async def _release(self, run_id: str) -> None:
-        try:
-            await self._leases.release(run_id)
-        except StoreError as exc:
-            log.warning("run %s: lease not released (%s); it expires in %.0f s",
-                        run_id, exc.user_message, self._leases.ttl)  # fmt: skip
+        await self._leases.let_go(run_id)
 
     def _allowed(self, entry: _Entry) -> bool:
         if entry.run.state is RunState.AWAITING_REVIEW:

@@ -71,16 +71,26 @@ class ScheduleCog(commands.Cog):
             log.debug("schedule %s: %s not due (%s)", slot, character.key, verdict.reason)
             return None
         run = Run.new(Job(character=character.key, requested_by=SCHEDULE_REQUESTER))
-        # The claim saves the run with it, so a stop right after it leaves a `created` run
-        # that the next start resumes, never a claimed slot without a run.
-        if not await self.services.store.claim_slot_with_run(slot, run):
-            log.info("schedule %s: %s already claimed elsewhere", slot, character.key)
-            return None
+        # The run's lease first, so no other instance's adoption takes the run up between its
+        # save and its start; then the claim, which saves the run with it: a stop right after
+        # it leaves a `created` run that the next start resumes, never a slot without a run.
+        leases = self.services.runner.leases
+        await leases.take_or_refuse(run.id)  # a new id: nobody else can hold it
         try:
+            claimed = await self.services.store.claim_slot_with_run(slot, run)
+            if not claimed:
+                log.info("schedule %s: %s already claimed elsewhere", slot, character.key)
+                await leases.let_go(run.id)
+                return None
             await self.services.runner.queue_saved(run)
         except RunError as exc:
             log.warning("run %s: saved for slot %s, not started now: %s", run.id, slot, exc)
+            await leases.let_go(run.id)  # the next start (here or elsewhere) takes it at once
             return None
+        except BaseException:
+            if run.id not in self.services.runner.active():
+                await leases.let_go(run.id)
+            raise
         log.info("run %s: started by the schedule (%s, slot %s)", run.id, character.key, slot)
         return run.id
 

@@ -40,6 +40,19 @@ class FlakySlots(SqlStore):
         return await super().claim_slot_with_run(slot, run)
 
 
+class NotesTheLease(SqlStore):
+    """The real store, noting who holds each run's lease when its slot claim is made."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.leased_at_claim: dict[str, str | None] = {}
+
+    async def claim_slot_with_run(self, slot: str, run: Run) -> bool:
+        lease = await self.lease_of(run.id)
+        self.leased_at_claim[run.id] = lease.owner if lease is not None else None
+        return await super().claim_slot_with_run(slot, run)
+
+
 class StopsAfterClaim(SqlStore):
     """The real store; the process freezes right after a slot's claim commits (until killed)."""
 
@@ -101,6 +114,32 @@ async def test_a_tick_that_fails_is_logged_and_the_next_one_runs(
         assert len(await cog.tick(NINE_IN_BERLIN)) == 1
         assert cog.hourly.is_running()
     finally:
+        await store.close()
+
+
+async def test_a_scheduled_run_is_leased_before_it_is_saved_and_a_lost_claim_leaves_no_lease(
+    start_bot: StartBot, tmp_path: Path
+) -> None:
+    """No other instance's adoption can take a scheduled run up between its save (with the
+    slot's claim) and its start: the run's lease is this bot's before the claim commits. A
+    claim another instance won leaves no lease behind."""
+    store = NotesTheLease(
+        (await connect(f"sqlite:///{tmp_path / 'bot.db'}", sqlite_path=tmp_path)).db
+    )
+    under_test: BotUnderTest | None = None
+    try:
+        under_test = await start_bot(store=store)
+        owner = str(under_test.services.runner.leases.owner)
+        [started] = await schedule_of(under_test).tick(NINE_IN_BERLIN)
+        assert store.leased_at_claim == {started: owner}
+        assert await schedule_of(under_test).tick(NINE_IN_BERLIN) == []
+        [(lost, holder)] = [(r, o) for r, o in store.leased_at_claim.items() if r != started]
+        assert holder == owner
+        assert await store.lease_of(lost) is None
+        assert [run.id for run in await store.list_runs()] == [started]
+    finally:
+        if under_test is not None:
+            await under_test.stop()  # before its store closes
         await store.close()
 
 
