@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import hashlib
 import itertools
@@ -735,14 +736,19 @@ class Process:
                 if not decide(candidate, now, slot_random(character.key, slot)).due:
                     continue
                 # as the bot's schedule does: the claim saves the run in the same transaction
-                if not await self.store.claim_slot_with_run(slot, run):
-                    continue
-                self.world.ledger.runs.add(run.id)
-                self.world.ledger.slot_runs.setdefault((character.key, slot), []).append(run.id)
-                await self.runner.queue_saved(run)
+                claim = functools.partial(self._claim, slot, character.key)
+                await self.runner.submit_claimed(run, claim)
             except MediaOverloadError as exc:
                 log.warning("schedule %s: %s failed: %s", slot, character.key, exc)
                 continue
+
+    async def _claim(self, slot: str, key: str, run: Run) -> bool:
+        """The slot's claim, saving `run`; a run it saves goes in the ledger."""
+        if not await self.store.claim_slot_with_run(slot, run):
+            return False
+        self.world.ledger.runs.add(run.id)
+        self.world.ledger.slot_runs.setdefault((key, slot), []).append(run.id)
+        return True
 
     async def _candidate(self, key: str, schedule: Schedule, now: datetime) -> Candidate:
         last = await self.store.list_runs(character=key, limit=1)

@@ -103,49 +103,53 @@ class Runner:
     async def submit(self, job: Job, *, sink: ProgressSink | None = None) -> Run:
         """Create and save a new run for `job` and queue it; returns at once. Its lease is
         taken before it is saved, so no other process ever sees it unleased."""
-        self._refuse_when_closing()
         run = Run.new(job)
-        await self._leases.take_or_refuse(run.id)
-        try:
-            await self._store.save_run(run)
-        except BaseException:
-            await self._release(run.id)
-            raise
-        await self._lease_and_enqueue(run, sink)
-        return run
 
-    async def queue_saved(self, run: Run, *, sink: ProgressSink | None = None) -> Run:
-        """Queue a new run its caller has saved already (the schedule saves it with its slot,
-        in one transaction), under its lease; returns once queued. Raises RunError while
-        shutting down (the run stays saved, for a resume after the restart) and RunLeased
-        when another process took the run up in between (it runs there)."""
-        await self._lease_and_enqueue(run, sink)
-        return run
+        async def save() -> Run:
+            await self._store.save_run(run)
+            return run
+
+        queued = await self._queue_under_lease(run.id, save, sink)
+        assert queued is not None, "a saved run is queued or refused"
+        return queued
+
+    async def submit_claimed(
+        self,
+        run: Run,
+        claim: Callable[[Run], Awaitable[bool]],
+        *,
+        sink: ProgressSink | None = None,
+    ) -> bool:
+        """Queue the new `run`, which `claim` saves together with something else in one
+        transaction (the schedule's slot), under its lease taken before the save: no other
+        process's adoption takes the run up between its save and its start. False when
+        `claim` declines (nothing saved, nothing queued, no lease left). Raises RunError
+        while shutting down, the run saved by then: a resume after the restart runs it."""
+
+        async def save() -> Run | None:
+            return run if await claim(run) else None
+
+        return await self._queue_under_lease(run.id, save, sink) is not None
 
     async def resume(self, run_id: str, *, sink: ProgressSink | None = None) -> Run:
         """Queue a stopped, failed or expired run again from its last finished step. Raises
         RunLeased (a RunError saying who and until when) while another live process holds
         the run's lease."""
-        if self._is_active(run_id):
-            raise RunError(f"run {run_id} is already queued or running")
-        if await self._store.load_run(run_id) is None:
-            raise RunError(f"no run with id {run_id}")
-        # read again under the lease: no other process moves the run (or prunes its media)
-        # between this check and the run's first step
-        await self._leases.take_or_refuse(run_id)
-        try:
+
+        async def reload() -> Run:
+            # read under the lease: no other process moves the run (or prunes its media)
+            # between this check and the run's first step
             run = await self._store.load_run(run_id)
             if run is None:
                 raise RunError(f"no run with id {run_id}")
             if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
                 raise RunError(f"run {run_id} is {run.state.value}; there is nothing to resume")
             refuse_if_pruned(run)
-        except BaseException:
-            if not self._is_active(run_id):
-                await self._release(run_id)
-            raise
-        await self._lease_and_enqueue(run, sink)
-        return run
+            return run
+
+        queued = await self._queue_under_lease(run_id, reload, sink)
+        assert queued is not None, "a resumed run is queued or refused"
+        return queued
 
     @property
     def leases(self) -> Leases:
@@ -232,18 +236,34 @@ class Runner:
     def _is_active(self, run_id: str) -> bool:
         return run_id in self._running or any(e.run.id == run_id for e in self._waiting)
 
-    async def _lease_and_enqueue(self, run: Run, sink: ProgressSink | None) -> None:
-        self._refuse_when_closing()
-        await self._leases.take_or_refuse(run.id)
-        if self._is_active(run.id):  # queued by another call meanwhile: its lease, kept
-            raise RunError(f"run {run.id} is already queued or running")
-        if self._closing:
-            await self._release(run.id)
-            self._refuse_when_closing()
+    async def _queue_under_lease(
+        self, run_id: str, ready: Callable[[], Awaitable[Run | None]], sink: ProgressSink | None
+    ) -> Run | None:
+        """Take `run_id`'s lease (RunLeased when another live process holds it), let `ready`
+        save the run or read and check it under the lease, and queue what it gives. None,
+        and the lease given back, when `ready` gives nothing; the lease is given back too
+        when anything fails before the run is queued."""
+        if self._is_active(run_id):
+            raise RunError(f"run {run_id} is already queued or running")
+        await self._leases.take_or_refuse(run_id)
+        try:
+            run = await ready()
+            if run is not None:
+                if self._is_active(run_id):  # queued by another call meanwhile: its lease
+                    raise RunError(f"run {run_id} is already queued or running")
+                self._refuse_when_closing()
+        except BaseException:
+            if not self._is_active(run_id):
+                await self._release(run_id)
+            raise
+        if run is None:
+            await self._release(run_id)
+            return None
         entry = _Entry(run=run, sink=sink)
-        entry.keeper = asyncio.create_task(self._keep_lease(entry), name=f"lease-{run.id}")
+        entry.keeper = asyncio.create_task(self._keep_lease(entry), name=f"lease-{run_id}")
         self._waiting.append(entry)
         self._pump()
+        return run
 
     async def _keep_lease(self, entry: _Entry) -> None:
         """Renew the lease every third of its TTL while the run waits, runs or waits for a

@@ -8,6 +8,7 @@ The tick catches and logs everything; decisions are `pipeline.schedule`'s pure f
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import UTC, datetime, time, timedelta
 
@@ -71,26 +72,17 @@ class ScheduleCog(commands.Cog):
             log.debug("schedule %s: %s not due (%s)", slot, character.key, verdict.reason)
             return None
         run = Run.new(Job(character=character.key, requested_by=SCHEDULE_REQUESTER))
-        # The run's lease first, so no other instance's adoption takes the run up between its
-        # save and its start; then the claim, which saves the run with it: a stop right after
-        # it leaves a `created` run that the next start resumes, never a slot without a run.
-        leases = self.services.runner.leases
-        await leases.take_or_refuse(run.id)  # a new id: nobody else can hold it
+        # The claim saves the run with it, under the run's lease: no other instance's adoption
+        # takes it up before it starts, and a stop right after the claim leaves a `created`
+        # run that the next start resumes, never a claimed slot without a run.
+        claim = functools.partial(self.services.store.claim_slot_with_run, slot)
         try:
-            claimed = await self.services.store.claim_slot_with_run(slot, run)
-            if not claimed:
+            if not await self.services.runner.submit_claimed(run, claim):
                 log.info("schedule %s: %s already claimed elsewhere", slot, character.key)
-                await leases.let_go(run.id)
                 return None
-            await self.services.runner.queue_saved(run)
         except RunError as exc:
-            log.warning("run %s: saved for slot %s, not started now: %s", run.id, slot, exc)
-            await leases.let_go(run.id)  # the next start (here or elsewhere) takes it at once
+            log.warning("run %s: not started now for slot %s: %s", run.id, slot, exc)
             return None
-        except BaseException:
-            if run.id not in self.services.runner.active():
-                await leases.let_go(run.id)
-            raise
         log.info("run %s: started by the schedule (%s, slot %s)", run.id, character.key, slot)
         return run.id
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.errors import RunError
 from pipeline.lease import Owner
-from pipeline.models import Job, Run, RunState, utcnow
+from pipeline.models import Job, RunState, utcnow
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
 from tests.leases import HeldRun
@@ -81,9 +81,7 @@ async def test_a_shutdown_gives_the_lease_up_so_the_restart_resumes_at_once(
     resume needs no wait for an expiry."""
     first = Runner(store, HeldRun(store), owner=FIRST, shutdown_grace=0.0)
     run = await first.submit(Job("testy"))
-    waiting = Run.new(Job("testy"))  # a second run of one character waits in the queue
-    await store.save_run(waiting)
-    await first.queue_saved(waiting)
+    waiting = await first.submit(Job("testy"))  # a second run of one character waits
     assert first.position(waiting.id) == 1
     await first.shutdown()
     assert await store.lease_of(run.id) is None
