@@ -68,6 +68,14 @@ def weighted_pick(rows: Sequence[CatalogCharacter], rng: Random) -> CatalogChara
     return rng.choices(candidates, weights=[row.weight for row in candidates], k=1)[0]
 
 
+_LEASE_OF = "SELECT owner, expires_at FROM run_leases WHERE run_id = ?"
+
+
+def _lease(run_id: str, row: Sequence[Any]) -> Lease:
+    """A `_LEASE_OF` row as a Lease."""
+    return Lease(run_id=run_id, owner=row[0], expires_at=parse_ts(row[1]))
+
+
 class SqlStore:
     """The Store on any `Database`; build it with `pipeline.store.open_store`."""
 
@@ -370,10 +378,8 @@ class SqlStore:
                         "INSERT INTO run_leases (run_id, owner, expires_at) VALUES (?, ?, ?)",
                         (run_id, owner, ts(until)),
                     )
-            rows = await tx.fetchall(
-                "SELECT owner, expires_at FROM run_leases WHERE run_id = ?", (run_id,)
-            )
-            return Lease(run_id=run_id, owner=rows[0][0], expires_at=parse_ts(rows[0][1]))
+            rows = await tx.fetchall(_LEASE_OF, (run_id,))
+            return _lease(run_id, rows[0])
 
         return await self._in_transaction(work)
 
@@ -398,12 +404,8 @@ class SqlStore:
         return bool(deleted)
 
     async def lease_of(self, run_id: str) -> Lease | None:
-        rows = await self.db.fetchall(
-            "SELECT owner, expires_at FROM run_leases WHERE run_id = ?", (run_id,)
-        )
-        if not rows:
-            return None
-        return Lease(run_id=run_id, owner=rows[0][0], expires_at=parse_ts(rows[0][1]))
+        rows = await self.db.fetchall(_LEASE_OF, (run_id,))
+        return _lease(run_id, rows[0]) if rows else None
 
     # ------------------------------------------------------------------ catalog
     async def list_characters(self, group: str | None = None) -> list[CatalogCharacter]:
