@@ -146,6 +146,20 @@ def _discard(handle: IO[bytes] | None, path: Path | None) -> None:
             path.unlink(missing_ok=True)
 
 
+async def _remove(handle: IO[bytes] | None, path: Path) -> None:
+    """Remove a download that did not finish, in a thread, and wait until it is gone even when
+    cancelled meanwhile (the removal is quick; the cancel is passed on once it is done)."""
+    removal = asyncio.ensure_future(asyncio.to_thread(_discard, handle, path))
+    cancelled = False
+    while not removal.done():
+        try:
+            await asyncio.shield(removal)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 def _create_unique(directory: Path, name: str) -> tuple[Path, IO[bytes]]:
     """Create `name` in `directory`, or `stem-1.ext`, `stem-2.ext`... (never overwrites, no
     symlink is followed: O_EXCL). Runs in a thread."""
@@ -1017,7 +1031,7 @@ class ComfyClient:
             results = await asyncio.gather(*tasks, return_exceptions=True)
             arrived = [r.path for r in results if isinstance(r, OutputFile)]
             for path in arrived:
-                await asyncio.shield(asyncio.to_thread(_discard, None, path))
+                await _remove(None, path)
             raise
 
     async def collect(
@@ -1070,10 +1084,9 @@ class ComfyClient:
                     await self._stream(resp, handle, out_dir, name)
                     await self._on_disk(handle.close, out_dir)
             except BaseException as exc:
-                # no partial file stays, whatever stopped us (a cancel included): the removal
-                # runs to its end in its thread even if we are cancelled again meanwhile
+                # no partial file stays, whatever stopped us (a cancel included)
                 if path is not None:
-                    await asyncio.shield(asyncio.to_thread(_discard, handle, path))
+                    await _remove(handle, path)
                 if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
                     raise ComfyOffline(self.url, f"download broke: {type(exc).__name__}") from exc
                 if isinstance(exc, TimeoutError) and overall.expired():
@@ -1092,19 +1105,17 @@ class ComfyClient:
 
     async def _create(self, out_dir: Path, name: str) -> tuple[Path, IO[bytes]]:
         """Create the local file in a thread. A cancel while the thread runs cannot stop it:
-        the file it still makes is then removed, so none is left behind empty."""
+        the file it still makes is removed before the cancel goes on, so no empty file stays."""
         creating = asyncio.ensure_future(asyncio.to_thread(_create_unique, out_dir, name))
         try:
             return await asyncio.shield(creating)
         except asyncio.CancelledError:
-            loop = asyncio.get_running_loop()
-
-            def discard(done: asyncio.Future[tuple[Path, IO[bytes]]]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    path, handle = done.result()
-                    loop.run_in_executor(None, _discard, handle, path)
-
-            creating.add_done_callback(discard)
+            while not creating.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(creating)
+            if creating.exception() is None:
+                path, handle = creating.result()
+                await _remove(handle, path)
             raise
         except OSError as exc:
             raise OutputNotWritten.from_os_error(out_dir, exc) from exc
