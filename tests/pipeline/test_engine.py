@@ -82,10 +82,6 @@ def _trickle(fake: FakeComfyUI) -> None:
     fake.faults.view_trickle = (16 * 1024, 0.01)
 
 
-def _huge_queue(fake: FakeComfyUI) -> None:
-    fake.faults.huge_answers["/queue"] = 3 * 2**20
-
-
 @pytest.mark.parametrize(
     ("overrides", "fault", "error"),
     [
@@ -113,6 +109,6 @@ async def test_the_configured_answer_cap_reaches_the_pool(tmp_path: Path) -> Non
         FakeComfyUI() as fake,
         engine_on(fake, tmp_path, comfyui_answer_max_mb=1) as engine,
     ):
-        _huge_queue(fake)
+        fake.faults.huge_answers["/queue"] = 3 * 2**20
         with pytest.raises(ProtocolError, match="answered more than 1 MB"):
             await engine.pool.client(fake.url).queue()
