@@ -1069,20 +1069,23 @@ class ComfyClient:
             handle: IO[bytes] | None = None
             overall = asyncio.timeout(self.download_timeout)
             try:
-                async with (
-                    overall,
-                    self.session.get(self.url + "/view", params=params, timeout=timeout) as resp,
-                ):
-                    if resp.status != 200:
-                        raise ProtocolError(
-                            f"GET /view on {self.url} answered HTTP {resp.status} for {name}"
+                async with overall:
+                    # the answer's head within the request timeout (a server may trickle it)
+                    async with asyncio.timeout(self.request_timeout):
+                        resp = await self.session.get(
+                            self.url + "/view", params=params, timeout=timeout
                         )
-                    size = resp.content_length
-                    if size is not None and size > self.download_max_bytes:
-                        raise self._too_large(name)
-                    path, handle = await self._create(out_dir, name)
-                    await self._stream(resp, handle, out_dir, name)
-                    await self._on_disk(handle.close, out_dir)
+                    async with resp:
+                        if resp.status != 200:
+                            raise ProtocolError(
+                                f"GET /view on {self.url} answered HTTP {resp.status} for {name}"
+                            )
+                        size = resp.content_length
+                        if size is not None and size > self.download_max_bytes:
+                            raise self._too_large(name)
+                        path, handle = await self._create(out_dir, name)
+                        await self._stream(resp, handle, out_dir, name)
+                        await self._on_disk(handle.close, out_dir)
             except BaseException as exc:
                 # no partial file stays, whatever stopped us (a cancel included)
                 if path is not None:
