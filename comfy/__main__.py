@@ -1,8 +1,10 @@
 """`python -m comfy`: run one workflow on ComfyUI from a terminal, or show a server's state.
 
 A thin adapter over ComfyPool and Workflow; imports only the standard library and comfy.
-Exit codes: 0 done, 1 workflow refused (by us or the server), 2 a node failed while running,
-3 no server answers, 4 cancelled or timed out.
+Exit codes: 0 done, 1 workflow refused (by us or the server), 2 the job failed: a node failed
+while running, it finished without output files, or its outputs could not be downloaded or saved,
+3 no server answers, 4 cancelled or timed out. A failed or interrupted run leaves no file of the
+job in --out.
 """
 
 from __future__ import annotations
@@ -89,6 +91,13 @@ async def run_command(args: argparse.Namespace) -> int:
             print("cancelling the prompt", file=sys.stderr)
             await job.cancel()
             raise
+    if not files:
+        print(
+            f"prompt {job.prompt_id} finished without output files (only previews, or nothing "
+            "saved); add a save node (SaveImage, or a video combine node that saves)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     for file in files:
         print(file.path)
     return 0

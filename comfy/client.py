@@ -15,7 +15,7 @@ import mimetypes
 import re
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Self, cast
@@ -38,8 +38,10 @@ from comfy.errors import (
     ComfyError,
     ComfyOffline,
     ComfyTimeout,
+    DownloadFailed,
     ExecutionFailed,
     NodeError,
+    OutputNotWritten,
     PreflightFailed,
     PromptRejected,
     ProtocolError,
@@ -51,6 +53,10 @@ log = logging.getLogger(__name__)
 
 #: node id -> that node's `output` (kind -> list of files or other values)
 Outputs = dict[str, NodeOutputJSON]
+
+MB = 2**20
+#: JSON larger than this is parsed in a thread, so the event loop never waits on it
+_PARSE_IN_THREAD = 256 * 1024
 
 
 # ---------------------------------------------------------------- records
@@ -126,6 +132,34 @@ def safe_name(name: str, *, default: str = "output", max_len: int = 120) -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
+def _mb(size: float) -> str:
+    return f"{size / MB:g} MB"
+
+
+def _discard(handle: IO[bytes] | None, path: Path | None) -> None:
+    """Close and remove a download that did not finish (in a thread; never raises)."""
+    if handle is not None:
+        with contextlib.suppress(OSError):
+            handle.close()
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+async def _remove(handle: IO[bytes] | None, path: Path) -> None:
+    """Remove a download that did not finish, in a thread, and wait until it is gone even when
+    cancelled meanwhile (the removal is quick; the cancel is passed on once it is done)."""
+    removal = asyncio.ensure_future(asyncio.to_thread(_discard, handle, path))
+    cancelled = False
+    while not removal.done():
+        try:
+            await asyncio.shield(removal)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 def _create_unique(directory: Path, name: str) -> tuple[Path, IO[bytes]]:
     """Create `name` in `directory`, or `stem-1.ext`, `stem-2.ext`... (never overwrites, no
     symlink is followed: O_EXCL). Runs in a thread."""
@@ -166,6 +200,10 @@ def remote_files(outputs: Outputs) -> list[RemoteFile]:
                     )
                 )
     return files
+
+
+def _count_files(outputs: Outputs) -> int:
+    return len(remote_files(outputs))
 
 
 def _merge_output(outputs: Outputs, node_id: str, output: object) -> None:
@@ -266,6 +304,9 @@ class _Watch:
     last_activity: float
     started: bool = False
     outputs: Outputs = field(default_factory=dict)
+    #: more output files than this fail the prompt at once (0: no cap); `url` names the server
+    max_files: int = 0
+    url: str = ""
 
     def emit(self, event: Event) -> None:
         if self.handler is None:
@@ -306,6 +347,17 @@ class _Watch:
                 self.emit(Step(pid, str(data.get("node", "")), int(value), int(maximum)))
         elif kind == "executed":
             _merge_output(self.outputs, str(data.get("node", "")), data.get("output"))
+            found = _count_files(self.outputs)
+            if self.max_files and found > self.max_files:
+                # the list grows with every message: refuse it now, not at download time
+                self.outputs.clear()
+                self.fail(
+                    DownloadFailed(
+                        self.url,
+                        f"the job reported more than {self.max_files} output files, "
+                        "the most one job may have",
+                    )
+                )
         elif kind == "execution_success":
             self.succeed()
         elif kind == "execution_error":
@@ -331,6 +383,14 @@ class ComfyClient:
     Many prompts, from many tasks, share one WebSocket: messages are routed by prompt_id. The
     WebSocket reconnects by itself (backoff `reconnect_delay` .. `reconnect_max_delay`) and then
     asks /history for prompts that ended while it was away.
+
+    Every answer is bounded in time and size: JSON answers by `request_timeout` and
+    `answer_max_bytes` (`object_info_max_bytes` for /object_info, which lists every node and
+    installed file and is megabytes on a server with many custom nodes); WebSocket messages by
+    `ws_max_message_bytes` (real servers send previews of a few hundred KB, and a full-size PNG
+    from a "send image over WebSocket" node is tens of MB at most); each output file by
+    `download_timeout`, `download_min_rate` and `download_max_bytes`; a job by `max_outputs`
+    files and by its overall time limit, its downloads included.
     """
 
     def __init__(
@@ -348,7 +408,16 @@ class ComfyClient:
         heartbeat: float = 30.0,
         download_chunk_size: int = 1 << 20,
         parallel_downloads: int = 4,
+        download_timeout: float = 1800.0,
+        download_min_rate: float = 32 * 1024,
+        download_rate_window: float = 30.0,
+        download_max_bytes: int = 2048 * MB,
+        max_outputs: int = 100,
+        ws_max_message_bytes: int = 64 * MB,
+        answer_max_bytes: int = 64 * MB,
+        object_info_max_bytes: int = 128 * MB,
         unclaimed_messages: int = 512,
+        unclaimed_max_bytes: int = 8 * MB,
         object_info_ttl: float = 300.0,
         poll_interval: float = 1.0,
     ) -> None:
@@ -362,6 +431,15 @@ class ComfyClient:
         self.reconnect_max_delay = reconnect_max_delay
         self.heartbeat = heartbeat
         self.download_chunk_size = download_chunk_size
+        self.download_timeout = download_timeout  # per file, from the request to the last byte
+        self.download_min_rate = download_min_rate  # bytes/s, averaged over each window
+        self.download_rate_window = download_rate_window
+        self.download_max_bytes = download_max_bytes  # per file
+        self.max_outputs = max_outputs  # files per job (temp previews not counted)
+        self.ws_max_message_bytes = ws_max_message_bytes
+        self.answer_max_bytes = answer_max_bytes  # any JSON answer but /object_info's
+        self.object_info_max_bytes = object_info_max_bytes
+        self.unclaimed_max_bytes = unclaimed_max_bytes
         self.object_info_ttl = object_info_ttl
         self.poll_interval = poll_interval
         self.queue_remaining: int | None = None  # from the last `status` message
@@ -369,9 +447,9 @@ class ComfyClient:
         self._owns_session = session is None
         self._watches: dict[str, _Watch] = {}
         # messages for prompt ids nobody watches yet (a server that ignores our prompt_id)
-        self._unclaimed: deque[tuple[str, str, dict[str, object]]] = deque(
-            maxlen=unclaimed_messages
-        )
+        self._unclaimed: deque[tuple[str, str, dict[str, object], int]] = deque()
+        self._unclaimed_bytes = 0
+        self.unclaimed_messages = unclaimed_messages
         self._ws_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
@@ -479,8 +557,11 @@ class ComfyClient:
         data: aiohttp.FormData | None = None,
         params: Mapping[str, str] | None = None,
         ok: Iterable[int] = (200,),
+        limit: int | None = None,
     ) -> tuple[int, object]:
-        """One HTTP request; returns (status, parsed JSON or None). ComfyOffline on no answer."""
+        """One HTTP request; returns (status, parsed JSON or None). ComfyOffline on no answer,
+        ProtocolError on another status or an answer over `limit` bytes (`answer_max_bytes`)."""
+        limit = self.answer_max_bytes if limit is None else limit
         try:
             async with self.session.request(
                 method,
@@ -490,20 +571,34 @@ class ComfyClient:
                 params=params,
                 timeout=self._timeout(),
             ) as resp:
-                text = await resp.text()
                 status = resp.status
+                if status not in ok:  # its body is not read: it may be anything, of any size
+                    raise ProtocolError(f"{method} {path} on {self.url} answered HTTP {status}")
+                raw = await self._read_capped(resp, f"{method} {path}", limit)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # any failure to get a well-formed answer (no connection, a broken response from
             # the server or a proxy in front of it) is "not answering", never aiohttp's own
             raise ComfyOffline(self.url, type(exc).__name__) from exc
-        if status not in ok:
-            raise ProtocolError(f"{method} {path} on {self.url} answered HTTP {status}")
-        if not text.strip():
+        if not raw.strip():
             return status, None
         try:
-            return status, json.loads(text)
-        except json.JSONDecodeError as exc:
+            if len(raw) > _PARSE_IN_THREAD:
+                return status, await asyncio.to_thread(json.loads, raw)
+            return status, json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ProtocolError(f"{method} {path} on {self.url} answered non-JSON") from exc
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, what: str, limit: int) -> bytes:
+        """The body, read piece by piece from the stream and never past `limit` bytes."""
+        too_big = ProtocolError(f"{what} on {self.url} answered more than {_mb(limit)}")
+        if resp.content_length is not None and resp.content_length > limit:
+            raise too_big
+        body = bytearray()
+        while chunk := await resp.content.readany():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+        return bytes(body)
 
     async def _get(self, path: str) -> object:
         return (await self._request("GET", path))[1]
@@ -566,7 +661,9 @@ class ComfyClient:
             now = asyncio.get_running_loop().time()
             stale = now - self._object_info_at > self.object_info_ttl
             if self._object_info is None or refresh or stale:
-                raw = await self._get("/object_info")
+                _, raw = await self._request(
+                    "GET", "/object_info", limit=self.object_info_max_bytes
+                )
                 if not isinstance(raw, dict):
                     raise ProtocolError(f"GET /object_info on {self.url} answered no object")
                 self._object_info = cast(ObjectInfoJSON, raw)
@@ -664,6 +761,8 @@ class ComfyClient:
             future=future,
             submitted_at=now,
             last_activity=now,
+            max_files=self.max_outputs,
+            url=self.url,
         )
         self._watches[prompt_id] = watch
         body: PromptRequest = {
@@ -698,7 +797,7 @@ class ComfyClient:
             del self._watches[prompt_id]
             watch.prompt_id = prompt_id = answered
             self._watches[prompt_id] = watch
-            for _, kind, data in [m for m in self._unclaimed if m[0] == prompt_id]:
+            for _, kind, data, _ in [m for m in self._unclaimed if m[0] == prompt_id]:
                 watch.handle(kind, data, asyncio.get_running_loop().time())
         log.debug("queued prompt %s on %s", prompt_id, self.url)
         if on_event is not None:
@@ -730,7 +829,16 @@ class ComfyClient:
         future: asyncio.Future[Outputs] = loop.create_future()
         future.add_done_callback(_retrieve)
         now = loop.time()
-        watch = _Watch(prompt_id, {}, on_event, future, submitted_at=now, last_activity=now)
+        watch = _Watch(
+            prompt_id,
+            {},
+            on_event,
+            future,
+            submitted_at=now,
+            last_activity=now,
+            max_files=self.max_outputs,
+            url=self.url,
+        )
         self._watches[prompt_id] = watch
         log.info("attached to prompt %s on %s", prompt_id, self.url)
         if entry is not None:
@@ -897,58 +1005,179 @@ class ComfyClient:
             log.info("interrupted prompt %s on %s", prompt_id, self.url)
 
     async def download(self, files: Sequence[RemoteFile], out_dir: Path) -> list[OutputFile]:
-        """Stream each file through /view into `out_dir` under a safe, unique name."""
-        tasks = [asyncio.ensure_future(self._download_one(f, Path(out_dir))) for f in files]
+        """Stream each file through /view into `out_dir` under a safe, unique name.
+
+        All or nothing: when one file fails (or the caller is cancelled) the others stop, and
+        no file of the call stays behind, neither partial nor whole. Each file is bounded by
+        `download_timeout`, `download_min_rate` and `download_max_bytes` (DownloadFailed); more
+        than `max_outputs` files are refused before any is fetched. A file that cannot be saved
+        (disk full, over quota, read-only) raises OutputNotWritten.
+        """
+        if len(files) > self.max_outputs:
+            raise DownloadFailed(
+                self.url,
+                f"the job reported {len(files)} output files, more than the "
+                f"{self.max_outputs} one job may have",
+            )
+        out_dir = Path(out_dir)
+        tasks = [asyncio.ensure_future(self._download_one(f, out_dir)) for f in files]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
-            # one failed (or we were cancelled): stop the others, which remove their partial files
+            # one failed (or we were cancelled): stop the others, which remove their partial
+            # files, then remove the files that did arrive
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            arrived = [r.path for r in results if isinstance(r, OutputFile)]
+            for path in arrived:
+                await _remove(None, path)
             raise
+
+    async def collect(
+        self, prompt_id: str, out_dir: Path, *, time_limit: float | None = None
+    ) -> list[OutputFile]:
+        """Wait for a prompt queued (or attached) by this client, then download its outputs.
+
+        The whole stays within the job's overall time limit (`time_limit`, default
+        `job_timeout`, counted from submit): downloads still running then raise ComfyTimeout.
+        """
+        loop = asyncio.get_running_loop()
+        watch = self._watches.get(prompt_id)
+        started = watch.submitted_at if watch is not None else loop.time()
+        deadline = started + (self.job_timeout if time_limit is None else time_limit)
+        outputs = await self.wait(prompt_id, time_limit=time_limit)
+        budget = asyncio.timeout_at(deadline)
+        try:
+            async with budget:
+                return await self.download(remote_files(outputs), out_dir)
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            reason = "its outputs were still downloading when it reached its overall time limit"
+            log.warning("prompt %s on %s: %s", prompt_id, self.url, reason)
+            raise ComfyTimeout(prompt_id, reason) from None
 
     async def _download_one(self, remote: RemoteFile, out_dir: Path) -> OutputFile:
         params = {"filename": remote.filename, "subfolder": remote.subfolder, "type": remote.type}
+        name = safe_name(remote.filename)
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self.connect_timeout, sock_read=self.request_timeout
         )
         async with self._downloads:
+            path: Path | None = None
+            handle: IO[bytes] | None = None
+            overall = asyncio.timeout(self.download_timeout)
             try:
-                async with self.session.get(
-                    self.url + "/view", params=params, timeout=timeout
-                ) as resp:
-                    if resp.status != 200:
-                        raise ProtocolError(
-                            f"GET /view on {self.url} answered HTTP {resp.status} "
-                            f"for {remote.filename!r}"
+                async with overall:
+                    # the answer's head within the request timeout (a server may trickle it)
+                    async with asyncio.timeout(self.request_timeout):
+                        resp = await self.session.get(
+                            self.url + "/view", params=params, timeout=timeout
                         )
-                    name = safe_name(remote.filename)
-                    path, handle = await asyncio.to_thread(_create_unique, out_dir, name)
-                    try:
-                        await self._stream(resp, handle)
-                    except BaseException:
-                        await asyncio.to_thread(handle.close)
-                        await asyncio.to_thread(path.unlink, True)
-                        raise
-                    await asyncio.to_thread(handle.close)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                raise ComfyOffline(self.url, f"download broke: {type(exc).__name__}") from exc
-            except TimeoutError as exc:
-                raise ComfyOffline(self.url, "download timed out") from exc
+                    async with resp:
+                        if resp.status != 200:
+                            raise ProtocolError(
+                                f"GET /view on {self.url} answered HTTP {resp.status} for {name}"
+                            )
+                        size = resp.content_length
+                        if size is not None and size > self.download_max_bytes:
+                            raise self._too_large(name)
+                        path, handle = await self._create(out_dir, name)
+                        await self._stream(resp, handle, out_dir, name)
+                        await self._on_disk(handle.close, out_dir)
+            except BaseException as exc:
+                # no partial file stays, whatever stopped us (a cancel included)
+                if path is not None:
+                    await _remove(handle, path)
+                if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+                    raise ComfyOffline(self.url, f"download broke: {type(exc).__name__}") from exc
+                if isinstance(exc, TimeoutError) and overall.expired():
+                    raise DownloadFailed(
+                        self.url, f"{name} was not sent whole within {self.download_timeout:g} s"
+                    ) from None
+                if isinstance(exc, TimeoutError):
+                    raise ComfyOffline(self.url, "download timed out") from exc
+                raise
         return OutputFile(path=path, node_id=remote.node_id, kind=remote.kind, filename=name)
 
-    async def _stream(self, resp: aiohttp.ClientResponse, handle: IO[bytes]) -> None:
+    def _too_large(self, name: str) -> DownloadFailed:
+        return DownloadFailed(
+            self.url, f"{name} is larger than the {_mb(self.download_max_bytes)} a file may have"
+        )
+
+    async def _create(self, out_dir: Path, name: str) -> tuple[Path, IO[bytes]]:
+        """Create the local file in a thread. A cancel while the thread runs cannot stop it:
+        the file it still makes is removed before the cancel goes on, so no empty file stays."""
+        creating = asyncio.ensure_future(asyncio.to_thread(_create_unique, out_dir, name))
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            while not creating.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(creating)
+            if creating.exception() is None:
+                path, handle = creating.result()
+                await _remove(handle, path)
+            raise
+        except OSError as exc:
+            raise OutputNotWritten.from_os_error(out_dir, exc) from exc
+
+    @staticmethod
+    async def _on_disk(write: Callable[..., object], out_dir: Path, *args: object) -> None:
+        """A file operation in a thread; the disk's OSError (full, quota, read-only) becomes
+        OutputNotWritten naming the folder, never a network error."""
+        try:
+            await asyncio.to_thread(write, *args)
+        except OSError as exc:
+            log.warning("cannot write into %s: %s", out_dir, exc)
+            raise OutputNotWritten.from_os_error(out_dir, exc) from exc
+
+    async def _stream(
+        self, resp: aiohttp.ClientResponse, handle: IO[bytes], out_dir: Path, name: str
+    ) -> None:
         """Copy the body to disk: chunks gather up to `download_chunk_size`, then one write in a
-        thread; so memory stays near one chunk and the loop never waits on the disk."""
+        thread; so memory stays near one chunk and the loop never waits on the disk.
+
+        At most `download_max_bytes`; and each `download_rate_window` seconds must bring at
+        least `download_min_rate` bytes a second, so a server that trickles fails in one window.
+        """
+        loop = asyncio.get_running_loop()
+        window = self.download_rate_window
+        window_end = loop.time() + window
+        window_bytes = total = 0
         buffer = bytearray()
-        async for chunk in resp.content.iter_chunked(1 << 16):
-            buffer += chunk
-            if len(buffer) >= self.download_chunk_size:
-                await asyncio.to_thread(handle.write, buffer)
-                buffer = bytearray()
+        while True:
+            waiting = asyncio.timeout_at(window_end)
+            chunk: bytes | None = None
+            try:
+                async with waiting:
+                    chunk = await resp.content.readany()
+            except TimeoutError:
+                if not waiting.expired():
+                    raise
+            if chunk == b"":  # the end of the body
+                break
+            if chunk is not None:
+                total += len(chunk)
+                window_bytes += len(chunk)
+                if total > self.download_max_bytes:
+                    raise self._too_large(name)
+                buffer += chunk
+                if len(buffer) >= self.download_chunk_size:
+                    await self._on_disk(handle.write, out_dir, buffer)
+                    buffer = bytearray()
+            now = loop.time()
+            if now >= window_end:
+                if window_bytes < self.download_min_rate * window:
+                    raise DownloadFailed(
+                        self.url,
+                        f"{name} came slower than {self.download_min_rate / 1024:g} KB/s "
+                        f"({window_bytes} bytes in {window:g} s)",
+                    )
+                window_end, window_bytes = now + window, 0
         if buffer:
-            await asyncio.to_thread(handle.write, buffer)
+            await self._on_disk(handle.write, out_dir, buffer)
 
     async def run(
         self,
@@ -960,8 +1189,7 @@ class ComfyClient:
     ) -> list[OutputFile]:
         """Submit, wait, download: the whole job on this one server."""
         prompt_id = await self.submit(workflow, on_event=on_event)
-        outputs = await self.wait(prompt_id, time_limit=time_limit)
-        return await self.download(remote_files(outputs), out_dir)
+        return await self.collect(prompt_id, out_dir, time_limit=time_limit)
 
     # ------------------------------------------------------------ WebSocket
 
@@ -975,7 +1203,9 @@ class ComfyClient:
                     url,
                     params={"clientId": self.client_id},
                     heartbeat=self.heartbeat,
-                    max_msg_size=0,
+                    # a cap, never 0 (unbounded): aiohttp refuses a longer message from its
+                    # header, before buffering it, and the socket is then reconnected
+                    max_msg_size=self.ws_max_message_bytes,
                     timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
                 ) as ws:
                     log.info("WebSocket to %s open", self.url)
@@ -986,8 +1216,9 @@ class ComfyClient:
                     first = False
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
-                            self._on_text(msg.data)
+                            await self._on_text(msg.data)
                         elif msg.type == aiohttp.WSMsgType.ERROR:
+                            self._ws_error(msg.data)
                             break
                         # binary frames are previews: not wanted
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -1006,12 +1237,33 @@ class ComfyClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.reconnect_max_delay)
 
-    def _on_text(self, text: str) -> None:
+    def _ws_error(self, error: object) -> None:
+        if (
+            isinstance(error, aiohttp.WebSocketError)
+            and error.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        ):
+            log.warning(
+                "ComfyUI at %s sent a WebSocket message over the %s limit; reconnecting",
+                self.url,
+                _mb(self.ws_max_message_bytes),
+            )
+        else:
+            log.info("WebSocket to %s broke: %r", self.url, error)
+
+    async def _on_text(self, text: str) -> None:
+        """One text message: parsed (in a thread when large), then routed by prompt_id. The
+        reader awaits it, so messages are still handled in the order they came."""
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
+            if len(text) > _PARSE_IN_THREAD:
+                message = await asyncio.to_thread(json.loads, text)
+            else:
+                message = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
             log.warning("non-JSON WebSocket message from %s: %.100s", self.url, text)
             return
+        self._on_message(message, len(text))
+
+    def _on_message(self, message: object, size: int) -> None:
         if not isinstance(message, dict):
             return
         kind, data = message.get("type"), message.get("data")
@@ -1027,7 +1279,7 @@ class ComfyClient:
             return
         watch = self._watches.get(prompt_id)
         if watch is None:
-            self._unclaimed.append((prompt_id, kind, data))
+            self._keep_unclaimed(prompt_id, kind, data, size)
             return
         watch.handle(kind, data, asyncio.get_running_loop().time())
         if kind == "executing" and data.get("node") is None and not watch.future.done():
@@ -1035,6 +1287,19 @@ class ComfyClient:
             # server older than `execution_success`): its history, written before this message,
             # says.
             self._spawn(self._settle(watch), f"settle {prompt_id}")
+
+    def _keep_unclaimed(
+        self, prompt_id: str, kind: str, data: dict[str, object], size: int
+    ) -> None:
+        """Keep a message for a prompt nobody watches yet (the newest `unclaimed_messages`, at
+        most `unclaimed_max_bytes` of them), in case an older server renames our prompt."""
+        self._unclaimed.append((prompt_id, kind, data, size))
+        self._unclaimed_bytes += size
+        while self._unclaimed and (
+            len(self._unclaimed) > self.unclaimed_messages
+            or self._unclaimed_bytes > self.unclaimed_max_bytes
+        ):
+            self._unclaimed_bytes -= self._unclaimed.popleft()[3]
 
     async def _settle(self, watch: _Watch) -> None:
         try:

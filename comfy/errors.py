@@ -12,6 +12,10 @@ from the server and may carry paths (exception messages, tracebacks) lives in at
     ├── ExecutionFailed         `execution_error`: node id, node type, message, traceback
     ├── Cancelled               interrupted, or deleted from the queue
     ├── ComfyTimeout            no message for too long (stall), or the overall timeout
+    ├── DownloadFailed          an output broke a download limit: too slow, too long, too large,
+    │                           or more files than a job may have
+    ├── OutputNotWritten        an output could not be saved here: the folder and the reason
+    │                           (disk full, over quota, read-only)
     └── WorkflowError           a workflow file or an update to it is wrong
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class ComfyError(Exception):
@@ -157,6 +162,31 @@ class ComfyTimeout(ComfyError):
         self.prompt_id = prompt_id
         self.reason = reason
         super().__init__(f"prompt {prompt_id} timed out: {reason}")
+
+
+class DownloadFailed(ComfyError):
+    """An output could not be fetched within the limits: the server sent it too slowly, for too
+    long, or too much of it, or reported more files than one job may have."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"could not download the outputs from ComfyUI at {url}: {reason}")
+
+
+class OutputNotWritten(ComfyError):
+    """A download could not be saved: `path` is the folder, `reason` what the system said
+    (e.g. "no space left on device"). Nothing partial is left behind."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write the media folder {path}: {reason}")
+
+    @classmethod
+    def from_os_error(cls, path: Path, exc: OSError) -> OutputNotWritten:
+        text = exc.strerror or type(exc).__name__
+        return cls(path, text[:1].lower() + text[1:])
 
 
 class WorkflowError(ComfyError):

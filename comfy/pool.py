@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from comfy.client import ComfyClient, OutputFile, remote_files
+from comfy.client import MB, ComfyClient, OutputFile
 from comfy.errors import ComfyError, ComfyOffline, NoServerAvailable, PreflightFailed
 from comfy.events import EventHandler
 from comfy.workflow import Workflow
@@ -71,14 +71,14 @@ class ComfyJob:
     async def result(self, *, time_limit: float | None = None) -> list[OutputFile]:
         """The downloaded outputs (every node, every kind, no temp previews), in `out_dir`.
 
-        Raises ExecutionFailed, Cancelled, ComfyTimeout or ComfyOffline. Calling it again
-        returns the same files.
+        Raises ExecutionFailed, Cancelled, ComfyTimeout (its downloads included), ComfyOffline,
+        DownloadFailed or OutputNotWritten. Calling it again returns the same files.
         """
         async with self._lock:
             if self._files is None:
-                client = self._server.client
-                outputs = await client.wait(self.prompt_id, time_limit=time_limit)
-                self._files = await client.download(remote_files(outputs), self.out_dir)
+                self._files = await self._server.client.collect(
+                    self.prompt_id, self.out_dir, time_limit=time_limit
+                )
             return list(self._files)
 
     async def cancel(self) -> None:
@@ -112,6 +112,13 @@ class ComfyPool:
         stall_timeout: float = 300.0,
         job_timeout: float = 6 * 3600.0,
         poll_interval: float = 1.0,
+        download_timeout: float = 1800.0,
+        download_min_rate: float = 32 * 1024,
+        download_max_bytes: int = 2048 * MB,
+        max_outputs: int = 100,
+        ws_max_message_bytes: int = 64 * MB,
+        answer_max_bytes: int = 64 * MB,
+        object_info_max_bytes: int = 128 * MB,
     ) -> None:
         specs = [s if isinstance(s, ServerSpec) else ServerSpec.parse(s) for s in servers]
         if not specs:
@@ -122,6 +129,14 @@ class ComfyPool:
         self._stall_timeout = stall_timeout
         self._job_timeout = job_timeout
         self._poll_interval = poll_interval
+        # each server's client gets these (see ComfyClient for what each bounds)
+        self._download_timeout = download_timeout
+        self._download_min_rate = download_min_rate
+        self._download_max_bytes = download_max_bytes
+        self._max_outputs = max_outputs
+        self._ws_max_message_bytes = ws_max_message_bytes
+        self._answer_max_bytes = answer_max_bytes
+        self._object_info_max_bytes = object_info_max_bytes
         self._specs = specs
         self._session = session
         self._owns_session = session is None
@@ -151,6 +166,13 @@ class ComfyPool:
                     stall_timeout=self._stall_timeout,
                     job_timeout=self._job_timeout,
                     poll_interval=self._poll_interval,
+                    download_timeout=self._download_timeout,
+                    download_min_rate=self._download_min_rate,
+                    download_max_bytes=self._download_max_bytes,
+                    max_outputs=self._max_outputs,
+                    ws_max_message_bytes=self._ws_max_message_bytes,
+                    answer_max_bytes=self._answer_max_bytes,
+                    object_info_max_bytes=self._object_info_max_bytes,
                 ),
             )
             for spec in self._specs

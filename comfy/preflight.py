@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from comfy.client import ComfyClient
+from comfy.client import MB, ComfyClient
 from comfy.errors import ComfyOffline, ProtocolError
 from comfy.workflow import Workflow
 
@@ -27,10 +27,18 @@ class ServerPreflight:
 
 
 async def _one(
-    url: str, workflows: Mapping[str, Workflow], *, request_timeout: float, connect_timeout: float
+    url: str,
+    workflows: Mapping[str, Workflow],
+    *,
+    request_timeout: float,
+    connect_timeout: float,
+    object_info_max_bytes: int,
 ) -> ServerPreflight:
     async with ComfyClient(
-        url, request_timeout=request_timeout, connect_timeout=connect_timeout
+        url,
+        request_timeout=request_timeout,
+        connect_timeout=connect_timeout,
+        object_info_max_bytes=object_info_max_bytes,
     ) as client:
         try:
             await client.object_info()
@@ -48,6 +56,7 @@ async def preflight_servers(
     *,
     request_timeout: float = 30.0,
     connect_timeout: float = 5.0,
+    object_info_max_bytes: int = 128 * MB,
 ) -> list[ServerPreflight]:
     """Check every workflow against every server (in the order of `urls`)."""
     return list(
@@ -58,6 +67,7 @@ async def preflight_servers(
                     workflows,
                     request_timeout=request_timeout,
                     connect_timeout=connect_timeout,
+                    object_info_max_bytes=object_info_max_bytes,
                 )
                 for url in urls
             )

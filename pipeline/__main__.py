@@ -119,7 +119,12 @@ async def _preflight(
         return problems, [], 0
     notes: list[str] = []
     checked = 0
-    for report in await preflight_servers(urls, workflows, connect_timeout=5.0):
+    for report in await preflight_servers(
+        urls,
+        workflows,
+        connect_timeout=5.0,
+        object_info_max_bytes=int(settings.comfyui_object_info_max_mb * 2**20),
+    ):
         if report.unreachable is not None:
             notes.append(
                 f"ComfyUI at {report.url} did not answer ({report.unreachable}); "

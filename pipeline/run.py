@@ -18,7 +18,7 @@ from random import Random
 from typing import Protocol
 
 import strategies
-from comfy import ComfyError, Workflow
+from comfy import ComfyError, OutputNotWritten, Workflow
 from pipeline.characters import Character, Characters
 from pipeline.errors import MediaOverloadError, RunError
 from pipeline.models import (
@@ -281,6 +281,10 @@ class Pipeline:
             raise RunError(
                 f"cannot write the media folder {_shown(character, exc.filename)}: "
                 f"{exc.strerror or type(exc).__name__}"
+            ) from exc
+        except OutputNotWritten as exc:  # a download ComfyUI sent could not be saved
+            raise RunError(
+                f"cannot write the media folder {_shown(character, exc.path)}: {exc.reason}"
             ) from exc
         if not generated:
             raise RunError("ComfyUI returned no media for this run")

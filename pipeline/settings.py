@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     comfyui_stall_seconds: float = Field(default=300.0, gt=0)
     #: the longest a job may take from submit to its outputs, however busy the server is
     comfyui_job_timeout_seconds: float = Field(default=6 * 3600.0, gt=0)
+    #: each output file must arrive whole within this long, and at least this fast (KB/s over
+    #: each 30 s; 0: no minimum), so a server that trickles fails instead of holding the run
+    comfyui_download_timeout_seconds: float = Field(default=1800.0, gt=0)
+    comfyui_download_min_kb_per_second: float = Field(default=32.0, ge=0)
+    #: the largest output file taken, and the most files one job may report
+    comfyui_download_max_mb: float = Field(default=2048.0, gt=0)
+    comfyui_max_outputs_per_job: int = Field(default=100, ge=1)
+    #: the largest WebSocket message and JSON answer read; /object_info has its own cap
+    comfyui_ws_max_message_mb: float = Field(default=64.0, gt=0)
+    comfyui_answer_max_mb: float = Field(default=64.0, gt=0)
+    comfyui_object_info_max_mb: float = Field(default=128.0, gt=0)
 
     # ======================================================================== Discord
     # Everything the bot reads; docs/settings-discord.md explains each one.

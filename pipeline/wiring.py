@@ -190,6 +190,25 @@ class Engine:
         return self.pipeline_for(reviewer, notifier).execute
 
 
+MB = 2**20
+
+
+def comfy_pool(settings: Settings, specs: Sequence[ServerSpec]) -> ComfyPool:
+    """A ComfyPool on `specs` with the time and size limits from settings (not yet started)."""
+    return ComfyPool(
+        specs,
+        stall_timeout=settings.comfyui_stall_seconds,
+        job_timeout=settings.comfyui_job_timeout_seconds,
+        download_timeout=settings.comfyui_download_timeout_seconds,
+        download_min_rate=settings.comfyui_download_min_kb_per_second * 1024,
+        download_max_bytes=int(settings.comfyui_download_max_mb * MB),
+        max_outputs=settings.comfyui_max_outputs_per_job,
+        ws_max_message_bytes=int(settings.comfyui_ws_max_message_mb * MB),
+        answer_max_bytes=int(settings.comfyui_answer_max_mb * MB),
+        object_info_max_bytes=int(settings.comfyui_object_info_max_mb * MB),
+    )
+
+
 @asynccontextmanager
 async def open_engine(
     settings: Settings, store: SqlStore, characters: Characters | None = None
@@ -198,14 +217,7 @@ async def open_engine(
     specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
     await asyncio.to_thread(load_counter)  # off the loop, before the first run's captions
     video_tags = frozenset({"video"}) if any("video" in s.tags for s in specs) else frozenset()
-    async with (
-        ComfyPool(
-            specs,
-            stall_timeout=settings.comfyui_stall_seconds,
-            job_timeout=settings.comfyui_job_timeout_seconds,
-        ) as pool,
-        open_models(settings) as models,
-    ):
+    async with comfy_pool(settings, specs) as pool, open_models(settings) as models:
         yield Engine(
             settings,
             store,
@@ -268,7 +280,7 @@ async def withdraw_run_prompts(settings: Settings, folder: Path) -> int:
     if not prompts:
         return 0
     specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
-    async with ComfyPool(specs) as pool:
+    async with comfy_pool(settings, specs) as pool:
         # the last queued first: a waiting prompt is deleted before the one ahead of it is
         # interrupted, so the server never starts it in between
         for prompt_id, server in reversed(prompts):

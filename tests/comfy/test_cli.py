@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -112,3 +114,44 @@ async def test_info_shows_version_devices_and_queue(fake: FakeComfyUI) -> None:
     assert "ComfyUI 0.3.64" in out
     assert "cuda" in out
     assert "queue: 0 running, 0 pending" in out
+
+
+async def test_a_job_without_output_files_exits_2(fake: FakeComfyUI, tmp_path: Path) -> None:
+    """A workflow that only previews finishes on the server, but the run says it made no files
+    and exits 2, not 0."""
+    workflow = json.loads((WORKFLOWS / "text2img.json").read_text())
+    workflow["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}
+    path = tmp_path / "preview-only.json"
+    path.write_text(json.dumps(workflow))
+    code, out, err = await cli("run", str(path), "--server", fake.url, "--out", str(tmp_path / "o"))
+    assert code == 2, err
+    assert out == ""
+    assert "finished without output files" in err
+    assert "Traceback" not in err
+
+
+async def test_ctrl_c_while_downloading_leaves_no_file_in_out(
+    fake: FakeComfyUI, tmp_path: Path
+) -> None:
+    """Ctrl-C while the outputs arrive stops the run with 130 and leaves no partial or empty
+    file in --out."""
+    fake.faults.view_trickle = (16, 0.05)
+    out_dir = tmp_path / "out"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "comfy", "run", str(WORKFLOWS / "text2img.json"),
+        "--server", fake.url, "--set", "5.batch_size=2", "--out", str(out_dir),
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(20):
+        while not files_in(out_dir):  # noqa: ASYNC110 - the file is another process's doing
+            await asyncio.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 130, err.decode()
+    assert files_in(out_dir) == []
+    assert "Traceback" not in err.decode()
+
+
+def files_in(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []

@@ -17,6 +17,10 @@ Faults: `faults.reject_next` (canned 400 bodies), `faults.fail_class` (execution
 (close every WebSocket halfway through the next job, refusing reconnects for
 `faults.ws_refuse_seconds`), `faults.output_bytes` (pad each output file to this size),
 `faults.report_as` (report and serve the next output files under hostile names);
+hostile servers: `faults.view_trickle` (/view sends a few bytes at a time, seconds apart),
+`faults.view_endless` (/view never ends), `faults.preview_bytes` (binary preview frames of that
+size), `faults.huge_answers` (JSON answers padded to a size, streamed without a length),
+`faults.output_copies` (each output file reported many times);
 `await fake.drop_websockets(refuse_seconds)`, `await fake.go_down()` / `await fake.come_up()`
 (connections refused; queued jobs keep running, as behind a network cut).
 """
@@ -376,6 +380,17 @@ class Faults:
     #: (subfolder, filename) the next output files are reported under, in order, and served at
     #: /view by those names: a hostile or broken server naming files like `../../evil.png`
     report_as: list[tuple[str, str]] = field(default_factory=list)
+    #: (bytes, seconds): /view sends each file this many bytes at a time, this many seconds
+    #: apart, as a server or a link that trickles (with `output_bytes`, for as long as needed)
+    view_trickle: tuple[int, float] | None = None
+    view_endless: bool = False  # /view streams zeros as fast as it can, with no length or end
+    #: each sampler step also sends a binary preview frame of this many bytes, as real servers
+    #: do with previews on (4-byte event type 1, 4-byte image format, then the image)
+    preview_bytes: int | None = None
+    #: path prefix ("/history", "/object_info", "/queue", "/prompt"...) -> bytes: JSON answers
+    #: under it gain a "padding" string to this size, streamed chunked (no Content-Length)
+    huge_answers: dict[str, int] = field(default_factory=dict)
+    output_copies: int = 1  # each output file is reported this many times in `executed`
 
 
 @dataclass
@@ -484,7 +499,7 @@ class FakeComfyUI:
             self._tmp = None
 
     async def _serve(self) -> None:
-        app = web.Application(client_max_size=64 * 2**20)
+        app = web.Application(client_max_size=64 * 2**20, middlewares=[self._padding()])
         app.add_routes(
             [
                 web.get("/ws", self._ws),
@@ -792,6 +807,10 @@ class FakeComfyUI:
         alias = self._aliases.get(
             (request.query.get("subfolder", ""), request.query.get("filename", ""))
         )
+        if self.faults.view_endless:
+            return await self._view_endless(request)
+        if alias is not None and self.faults.view_trickle:
+            return await self._view_trickle(request, alias)
         if alias is not None:
             return web.FileResponse(alias)
         base = self.folder(kind).resolve()
@@ -800,8 +819,75 @@ class FakeComfyUI:
         ).resolve()
         if not path.is_relative_to(base) or not path.is_file():
             return web.Response(status=404)
+        if self.faults.view_trickle:
+            return await self._view_trickle(request, path)
         headers = {"Content-Disposition": f'filename="{path.name}"'}
         return web.FileResponse(path, headers=headers)
+
+    # ------------------------------------------------------------ hostile answers (faults)
+
+    async def _view_trickle(self, request: web.Request, path: Path) -> web.StreamResponse:
+        assert self.faults.view_trickle is not None
+        count, interval = self.faults.view_trickle
+        data = await asyncio.to_thread(path.read_bytes)
+        response = web.StreamResponse()
+        response.content_length = len(data)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the client gave up
+            for start in range(0, len(data), count):
+                await response.write(data[start : start + count])
+                await asyncio.sleep(interval)
+            await response.write_eof()
+        return response
+
+    async def _view_endless(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        block = bytes(1 << 16)
+        with contextlib.suppress(ConnectionError, RuntimeError):  # until the client gives up
+            while True:
+                await response.write(block)
+                await asyncio.sleep(0)
+        return response
+
+    async def _send_preview(self, client_id: str | None, size: int) -> None:
+        ws = self._sockets.get(client_id) if client_id else None
+        if ws is not None and not ws.closed:
+            frame = (1).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes(max(0, size - 8))
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_bytes(frame)
+
+    def _padding(self) -> Any:
+        """Middleware for `faults.huge_answers`: the JSON answer gains a long "padding" string,
+        streamed in pieces, so a client that reads it whole holds all of it."""
+
+        @web.middleware
+        async def pad(request: web.Request, handler: Any) -> web.StreamResponse:
+            response: web.StreamResponse = await handler(request)
+            size = next(
+                (n for p, n in self.faults.huge_answers.items() if request.path.startswith(p)),
+                None,
+            )
+            body = response.body if isinstance(response, web.Response) else None
+            if size is None or not isinstance(body, bytes) or not body.startswith(b"{"):
+                return response
+            rest = body[1:] if body.strip() == b"{}" else b", " + body[1:]
+            padded = web.StreamResponse(status=response.status)
+            padded.content_type = "application/json"
+            padded.enable_chunked_encoding()
+            await padded.prepare(request)
+            with contextlib.suppress(ConnectionError, RuntimeError):  # the client gave up
+                await padded.write(b'{"padding": "')
+                left, block = max(0, size - len(body)), b"x" * (1 << 16)
+                while left > 0:
+                    await padded.write(block[:left])
+                    left -= len(block)
+                await padded.write(b'"' + rest)
+                await padded.write_eof()
+            return padded
+
+        return pad
 
     async def _upload(self, request: web.Request) -> web.Response:
         reader = await request.multipart()
@@ -997,6 +1083,8 @@ class FakeComfyUI:
                             "progress",
                             {"value": step, "max": self.steps, "prompt_id": pid, "node": node_id},
                         )
+                        if self.faults.preview_bytes:
+                            await self._send_preview(cid, self.faults.preview_bytes)
                 if node_id in item.outputs:
                     if not samplers and await self._sleep_until(start + duration):
                         await self._interrupted(item, record, node_id, executed, messages, send)
@@ -1193,7 +1281,8 @@ class FakeComfyUI:
                 name = self._next_name(subfolder, base, "{prefix}_{n:05}_.png")
                 data = _png_bytes(prompt, f"{item.prompt_id}/{node_id}/{index}")
                 _write_file(target / name, data, pad)
-                files.append(self._reported(target / name, name, subfolder))
+                for _ in range(self.faults.output_copies):
+                    files.append(self._reported(target / name, name, subfolder))
             out[node_id] = {"images": files}
         return out
 

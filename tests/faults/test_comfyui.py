@@ -1,7 +1,7 @@
 """ComfyUI faults in a real run: the server down at submit or mid-job, the WebSocket dropped,
-a job that stalls, a node that raises. Each run ends failed at a defined step with a safe
-message (or finishes), keeps its record and finished media, and a resume completes it without
-making those media again."""
+a job that stalls, a node that raises, the disk full while its images are saved. Each run ends
+failed at a defined step with a safe message (or finishes), keeps its record and finished media,
+and a resume completes it without making those media again."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from comfy import ComfyPool
 from pipeline.models import Job, Run, RunState
+from tests.comfy.disk import file_size_limit
 from tests.doubles import RecordingSink
 from tests.fakes.comfyui import FakeComfyUI
 from tests.faults.support import STALL_SECONDS, snapshot, until
@@ -171,3 +172,30 @@ async def test_a_node_error_names_the_node_in_the_log_and_not_the_server_paths_t
     done = await world.pipeline.execute(stored)
     assert done.state is RunState.PUBLISHED, done.failure
     assert len(fake.prompts) - before == 2
+
+
+async def test_a_full_disk_while_downloading_fails_the_run_naming_the_folder(
+    world: World, comfy: Comfy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk fills while ComfyUI's images are saved (an OSError with no file name): the run
+    fails at generating, saying which folder and why, with no traceback in the log and no
+    partial file; with room again, resume publishes."""
+    fake, _ = comfy
+    fake.faults.view_endless = True  # the download grows until the disk refuses it
+    with caplog.at_level(logging.INFO), file_size_limit(2 * 2**20):
+        run = await world.run(Job("testy", seed=7))
+    assert run.state is RunState.FAILED
+    assert run.failure is not None
+    assert run.failure.step == "described"
+    assert f"{run.id}/main-d0.partial: file too large" in run.failure.message
+    assert run.failure.message.startswith("cannot write the media folder ")
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]
+    folder = world.folder(run)
+    assert list(folder.rglob("*.png")) == []  # nothing partial
+    fake.faults.view_endless = False
+    stored = await world.store.load_run(run.id)
+    assert stored is not None
+    done = await world.pipeline.execute(stored)
+    assert done.state is RunState.PUBLISHED, done.failure
+    assert len(done.media) == 4

@@ -76,13 +76,26 @@ def test_a_wrong_value_names_the_variable_but_not_the_value(
             {"COMFYUI_STALL_SECONDS": "600", "COMFYUI_JOB_TIMEOUT_SECONDS": "300"},
             "COMFYUI_JOB_TIMEOUT_SECONDS",
         ),
+        ({"COMFYUI_DOWNLOAD_MAX_MB": "0"}, "COMFYUI_DOWNLOAD_MAX_MB"),
+        ({"COMFYUI_DOWNLOAD_MIN_KB_PER_SECOND": "-1"}, "COMFYUI_DOWNLOAD_MIN_KB_PER_SECOND"),
+        ({"COMFYUI_MAX_OUTPUTS_PER_JOB": "0"}, "COMFYUI_MAX_OUTPUTS_PER_JOB"),
+        ({"COMFYUI_ANSWER_MAX_MB": "lots"}, "COMFYUI_ANSWER_MAX_MB"),
     ],
-    ids=["zero-stall", "stall-not-a-number", "negative-job-limit", "job-limit-under-stall"],
+    ids=[
+        "zero-stall",
+        "stall-not-a-number",
+        "negative-job-limit",
+        "job-limit-under-stall",
+        "zero-file-size",
+        "negative-rate",
+        "no-outputs",
+        "answer-cap-not-a-number",
+    ],
 )
 def test_a_bad_comfyui_time_limit_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
 ) -> None:
-    """A ComfyUI stall time or job limit that cannot work is refused, naming the variable."""
+    """A ComfyUI time or size limit that cannot work is refused, naming the variable."""
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
