@@ -18,8 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 import responses
 
-UPLOAD = "https://api.x.com/2/media/upload"
-TWEETS = "https://api.twitter.com/2/tweets"
+ROOT = "https://api.x.com"
+UPLOAD = ROOT + "/2/media/upload"
+TWEETS = "https://api.x.com/2/tweets"
 
 Reply = tuple[int, dict[str, str], str]
 
@@ -84,11 +85,11 @@ class FakeX:
     )
 
     def install(self, mock: responses.RequestsMock) -> None:
-        """Answer through `responses`, in this process (X's hosts as tweepy and we call them)."""
+        """Answer through `responses`, in this process, at X_API_URL's default root (where
+        every X call goes, tweepy's included)."""
         for method, path, handler in self.ROUTES:
-            host = "https://api.x.com" if path.startswith("/2/media") else "https://api.twitter.com"
             mock.add_callback(
-                method, re.compile(host + path + r"(\?.*)?$"), callback=getattr(self, handler)
+                method, re.compile(ROOT + path + r"(\?.*)?$"), callback=getattr(self, handler)
             )
 
     def answer(self, request: requests.PreparedRequest) -> Reply:
