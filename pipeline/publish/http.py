@@ -22,6 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError
 
 
 class DeadlineExceeded(requests.exceptions.Timeout):
@@ -183,6 +184,10 @@ class BoundedAdapter(HTTPAdapter):
             if watch.expired and not isinstance(exc, AnswerTooLarge):
                 raise DeadlineExceeded(
                     f"no complete answer within {limits.deadline:g} s", request=request
+                ) from None
+            if isinstance(exc, HTTPError):  # urllib3's, from reading the answer: cut off
+                raise requests.exceptions.ConnectionError(
+                    f"the answer was cut off ({type(exc).__name__})", request=request
                 ) from None
             raise
         finally:
