@@ -260,7 +260,7 @@ class PublishService:
                 return record
         publisher = self.publishers.get(platform)
         now = self.clock()
-        refusal = await self._refusal(character, platform, account, caption, publisher, now)
+        refusal = await self._refusal(run.id, character, platform, account, caption, publisher, now)
         claim = PostRecord(
             run_id=run.id,
             platform=platform,
@@ -297,6 +297,7 @@ class PublishService:
 
     async def _refusal(
         self,
+        run_id: str,
         character: Character,
         platform: Platform,
         account: str,
@@ -309,14 +310,21 @@ class PublishService:
             return f"no {platform.value} publisher is configured"
         pause = await asyncio.to_thread(self.attention.paused, platform, account)
         if pause is not None:
-            return f"the {platform.value} account {account} is paused: {pause.reason}"
+            return (
+                f"the {platform.value} account {account} is paused: {pause.reason}. Once a person"
+                f" fixed it and ran `python -m pipeline accounts resume {account}`,"
+                f" `python -m pipeline publish {run_id}` posts it"
+            )
         budget = character.schedule.daily_budget.get(platform)
         if budget is not None:
             used = await self.store.count_posts(
                 platform.value, account, start_of_day(character, now)
             )
             if used >= budget:
-                return f"the daily budget of {budget} {platform.value} posts is used up"
+                return (
+                    f"the daily budget of {budget} {platform.value} posts is used up;"
+                    f" `python -m pipeline publish {run_id}` posts it on a later day"
+                )
         return caption_problem(platform, caption)
 
     async def _media(
