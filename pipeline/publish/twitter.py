@@ -97,7 +97,7 @@ class _Refusal:
         if not isinstance(body, dict):
             return cls(f"HTTP {response.status_code}", frozenset(), "", "", None)
         parts = [str(body[k]) for k in ("detail", "title") if body.get(k)]
-        codes = set()
+        codes: set[int] = set()
         kinds = [str(body.get("type") or "")]
         for error in body.get("errors") or []:
             if not isinstance(error, dict):
