@@ -118,8 +118,11 @@ class Settings(BaseSettings):
     #    uploaded album or reel, in seconds (instagrapi's own defaults; lower looks like a bot)
     instagram_request_delay: float = Field(default=1.0, ge=0)
     instagram_configure_delay: float = Field(default=3.0, ge=0)
-    # -- X: the API root for media upload, the upload chunk size in bytes (X takes <= 5 MB),
-    #    the HTTP timeout, and how long to wait for X to process a video before giving up
+    # -- Instagram: the deadline of each request, a whole video upload included, in seconds
+    instagram_timeout_seconds: float = Field(default=300.0, gt=0)
+    # -- X: the root of every X API call (tests and proxies move it), the upload chunk size in
+    #    bytes (X takes <= 5 MB), the deadline of each X call (connect to the last byte of the
+    #    answer), and how long to wait for X to process a video before giving up
     x_api_url: str = "https://api.x.com"
     x_chunk_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=5 * 1024 * 1024)
     x_timeout_seconds: float = Field(default=60.0, gt=0)

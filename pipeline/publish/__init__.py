@@ -36,6 +36,7 @@ def build_publishers(
             lambda name: session_path(settings, Platform.INSTAGRAM, name),
             request_delay=settings.instagram_request_delay,
             configure_delay=settings.instagram_configure_delay,
+            timeout=settings.instagram_timeout_seconds,
         ),
         Platform.TWITTER: TwitterPublisher(
             creds.twitter,

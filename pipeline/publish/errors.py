@@ -5,6 +5,8 @@
     │                              maybe_posted when the post itself may have gone through
     ├── AccountAttentionError      401, expired session, challenge, feedback block: pause the
     │                              account and tell a person; never retried by itself
+    ├── AccessLevelError           the app's API access level lacks the call (X's 453): not a
+    │                              login and not the account; fails, pauses nothing
     └── ContentRejectedError       caption too long, media refused: fails at once, with the
                                    platform's own (scrubbed) message as the user message
 
@@ -33,7 +35,8 @@ def scrub(text: object, *, limit: int = 300) -> str:
 class TransientPublishError(PublishError):
     """Worth another try later: the platform was busy, slow or briefly broken."""
 
-    user_message = "The platform is busy or unreachable; publishing will be retried."
+    # what happens next (a retry, a check, or nothing) is the publish service's to say
+    user_message = "The platform is busy or unreachable."
 
     def __init__(
         self, message: str, *, retry_after: float | None = None, maybe_posted: bool = False
@@ -52,6 +55,20 @@ class AccountAttentionError(PublishError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message, user_message=f"The account needs attention: {reason}")
         self.reason = reason
+
+
+class AccessLevelError(PublishError):
+    """The platform's API access of this app does not include the call (X answers 403 with
+    code 453, or a `client-forbidden` problem). The credentials are fine and the account is
+    not at fault, so nothing is paused; a person changes the access level or does without."""
+
+    def __init__(self, message: str, *, call: str, needed: str | None = None) -> None:
+        level = f"; it needs the {scrub(needed, limit=40)} access level or higher" if needed else ""
+        super().__init__(
+            message,
+            user_message=f"X's API access of this app does not include {call}{level}.",
+        )
+        self.needed = needed
 
 
 class ContentRejectedError(PublishError):

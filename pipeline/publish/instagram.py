@@ -5,8 +5,11 @@ posts and restarts reuse; two-factor codes come from the account's TOTP secret. 
 (carousel) and reel with a cover. Challenge, login and feedback errors are reported as
 "account needs attention" (never answered or retried here: the interactive challenge flow
 is switched off), and so is a login instagrapi cannot finish (its Bloks two-step included).
-The untyped library stays inside this module. Imports domain modules, instagrapi and
-requests (the errors instagrapi's transport passes on unwrapped).
+Every request has a deadline (INSTAGRAM_TIMEOUT_SECONDS) and a cap on its answer: instagrapi
+sends its private API through curl with no timeout and its public session through requests with
+none, so both transports are replaced by bounded ones. The untyped library stays inside this
+module. Imports domain modules, instagrapi, curl_cffi's options and requests (the errors
+instagrapi's transport passes on unwrapped).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from curl_cffi import CurlOpt
 from instagrapi import Client
 from instagrapi import exceptions as ig
 from instagrapi.extractors import extract_media_v1
+from instagrapi.transports import _CurlH2Adapter
 
 from pipeline.models import MediaKind, Platform
 from pipeline.ports import OutgoingMedia, RemotePost
@@ -35,11 +40,15 @@ from pipeline.publish.errors import (
     TransientPublishError,
     scrub,
 )
+from pipeline.publish.http import BoundedAdapter, Limits
 
 log = logging.getLogger(__name__)
 
 MAX_ALBUM = 10
 CAPTION_LIMIT = 2200
+#: Instagram's answers are JSON; the largest read here, 20 posts of `feed/user/`, is well
+#: under a megabyte
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 #: errors after which only a person can help: pause the account
 _ATTENTION: tuple[type[Exception], ...] = (
@@ -82,15 +91,55 @@ def _refuse_interaction(*_: object, **__: object) -> str:
     raise ig.ChallengeRequired(message="challenge_required")
 
 
+class _BoundedCurlAdapter(_CurlH2Adapter):  # type: ignore[misc]  # instagrapi is untyped
+    """instagrapi's curl HTTP/2 transport with a deadline per request (curl's total timeout:
+    connect, upload and answer) and a cap on the answer (curl's maximum file size)."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self.limits = limits
+        self.client.curl_options[CurlOpt.MAXFILESIZE_LARGE] = limits.max_answer_bytes
+
+    def send(self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Any:
+        # curl_cffi reads (connect, read) as connect and a total of the two (not streamed)
+        connect = min(self.limits.connect, self.limits.deadline / 2)
+        total = (connect, self.limits.deadline - connect)
+        return super().send(request, stream=stream, timeout=total, **kwargs)
+
+
 class _Client(Client):  # type: ignore[misc]  # instagrapi is untyped
     """instagrapi's Client that remembers which private endpoint it called last, so a failure
-    on `media/configure*` (the post itself) can be told from one during the upload."""
+    on `media/configure*` (the post itself) can be told from one during the upload, and whose
+    two sessions (private: curl; public: requests) bound every request by `limits`."""
 
     last_endpoint: str = ""
+
+    def __init__(self, limits: Limits, **kwargs: Any) -> None:
+        self.limits = limits  # before instagrapi's __init__, which mounts the transports
+        super().__init__(**kwargs)
 
     def private_request(self, endpoint: str, *args: Any, **kwargs: Any) -> Any:
         self.last_endpoint = endpoint
         return super().private_request(endpoint, *args, **kwargs)
+
+    def _configure_private_session_retry(self, private_transport: Any = None) -> None:
+        """Mount the bounded curl transport, whatever transport a session file names
+        (instagrapi calls this at start and again when settings are loaded)."""
+        if isinstance(self.private.adapters.get("https://"), _BoundedCurlAdapter):
+            return
+        previous = set(self.private.adapters.values())
+        adapter = _BoundedCurlAdapter(self.limits)
+        self.private.mount("https://", adapter)
+        self.private.mount("http://", adapter)
+        self.private_transport = self._private_adapter_transport = "curl"
+        for old in previous:
+            old.close()
+
+    def _configure_public_session_retry(self) -> None:
+        """The public session (the password key of a fresh login): bounded, never retried."""
+        adapter = BoundedAdapter(self.limits)
+        self.public.mount("https://", adapter)
+        self.public.mount("http://", adapter)
 
 
 def _platform_text(exc: Exception) -> str:
@@ -112,7 +161,8 @@ def classify(exc: Exception, *, during_configure: bool) -> Exception:
         return TransientPublishError(f"Instagram {name}", retry_after=RATE_WAIT)
     if isinstance(exc, _CONFIGURE_UNCLEAR):
         return TransientPublishError(f"Instagram {name}: {said}", maybe_posted=True)
-    if isinstance(exc, _NETWORK):
+    if isinstance(exc, (*_NETWORK, requests.RequestException)):
+        # requests' errors: what instagrapi passes on unwrapped (a deadline, a cut-off answer)
         return TransientPublishError(f"Instagram {name}", maybe_posted=during_configure)
     if isinstance(exc, ig.ClientError):
         code = getattr(exc, "code", None)
@@ -182,7 +232,10 @@ class InstagramPublisher:
         *,
         request_delay: float = 1.0,
         configure_delay: float = 3.0,
+        timeout: float = 300.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
+        self._limits = Limits(deadline=timeout, max_answer_bytes=max_answer_bytes)
         self._credentials = credentials
         self._session_file = session_file
         self._request_delay = request_delay
@@ -203,7 +256,7 @@ class InstagramPublisher:
         if client is not None:
             return client
         creds = self._credentials(account)
-        client = _Client(with_challenge_flow=False)
+        client = _Client(self._limits, with_challenge_flow=False)
         client.challenge_code_handler = _refuse_interaction
         client.change_password_handler = _refuse_interaction
         session = self._session_file(account)
@@ -295,7 +348,7 @@ class InstagramPublisher:
             client = self._client(account)
             try:
                 medias = _recent_medias(client, amount=20)
-            except ig.ClientError as exc:
+            except (ig.ClientError, requests.RequestException) as exc:
                 raise classify(exc, during_configure=False) from None
         wanted = " ".join(caption.split())
         earliest = since - timedelta(minutes=5)  # the phone's and Instagram's clocks differ

@@ -41,6 +41,8 @@ from pipeline.publish.media import FittedMedia, find_fitted, fit_media, fitted_s
 
 log = logging.getLogger(__name__)
 
+#: the platforms as people name them
+_NAMES = {Platform.TWITTER: "X", Platform.INSTAGRAM: "Instagram"}
 #: X counts characters by weight (twitter-text); 280 is the limit of a standard account
 X_WEIGHTED_LIMIT = 280
 INSTAGRAM_CAPTION_LIMIT = 2200
@@ -258,7 +260,7 @@ class PublishService:
                 return record
         publisher = self.publishers.get(platform)
         now = self.clock()
-        refusal = await self._refusal(character, platform, account, caption, publisher, now)
+        refusal = await self._refusal(run.id, character, platform, account, caption, publisher, now)
         claim = PostRecord(
             run_id=run.id,
             platform=platform,
@@ -295,6 +297,7 @@ class PublishService:
 
     async def _refusal(
         self,
+        run_id: str,
         character: Character,
         platform: Platform,
         account: str,
@@ -307,14 +310,21 @@ class PublishService:
             return f"no {platform.value} publisher is configured"
         pause = await asyncio.to_thread(self.attention.paused, platform, account)
         if pause is not None:
-            return f"the {platform.value} account {account} is paused: {pause.reason}"
+            return (
+                f"the {platform.value} account {account} is paused: {pause.reason}. Once a person"
+                f" fixed it and ran `python -m pipeline accounts resume {account}`,"
+                f" `python -m pipeline publish {run_id}` posts it"
+            )
         budget = character.schedule.daily_budget.get(platform)
         if budget is not None:
             used = await self.store.count_posts(
                 platform.value, account, start_of_day(character, now)
             )
             if used >= budget:
-                return f"the daily budget of {budget} {platform.value} posts is used up"
+                return (
+                    f"the daily budget of {budget} {platform.value} posts is used up;"
+                    f" `python -m pipeline publish {run_id}` posts it on a later day"
+                )
         return caption_problem(platform, caption)
 
     async def _media(
@@ -363,17 +373,38 @@ class PublishService:
             try:
                 remote = await publisher.post(record.account, media, caption)
             except TransientPublishError as exc:
-                record = await self._attempt(record, "transient", exc.user_message, str(exc))
                 if exc.maybe_posted:
+                    message = (
+                        f"{exc.user_message} The post may have gone through, so the account's"
+                        " posts are checked; it is not posted again."
+                    )
+                    record = await self._attempt(record, "transient", message, str(exc))
                     return await self._settle(record, caption)
                 wait = exc.retry_after
                 if wait is None:
                     wait = self.policy.backoff * 2**attempt
-                if attempt + 1 == tries or wait > self.policy.max_wait:
-                    return await self._finish(record, PostState.FAILED, error=exc.user_message)
-                log.info("run %s: %s busy; retry in %.0fs", record.run_id, record.platform, wait)
-                await self.sleep(wait)
-                continue
+                again = f"`python -m pipeline publish {record.run_id}` tries again."
+                if wait > self.policy.max_wait:
+                    message = (
+                        f"{exc.user_message} It asked for a wait of {wait:.0f} s, longer than"
+                        f" PUBLISH_MAX_WAIT_SECONDS ({self.policy.max_wait:.0f} s), so nothing"
+                        f" retries it by itself: {again}"
+                    )
+                elif attempt + 1 == tries:
+                    message = (
+                        f"{exc.user_message} Gave up after {tries} tries; nothing retries it"
+                        f" by itself: {again}"
+                    )
+                else:
+                    message = f"{exc.user_message} Trying again in {wait:.0f} s."
+                    record = await self._attempt(record, "transient", message, str(exc))
+                    log.info(
+                        "run %s: %s busy; retry in %.0fs", record.run_id, record.platform, wait
+                    )
+                    await self.sleep(wait)
+                    continue
+                record = await self._attempt(record, "transient", message, str(exc))
+                return await self._finish(record, PostState.FAILED, error=message)
             except AccountAttentionError as exc:
                 record = await self._attempt(record, "account", exc.user_message, str(exc))
                 record = await self._finish(record, PostState.FAILED, error=exc.user_message)
@@ -383,8 +414,14 @@ class PublishService:
                 record = await self._attempt(record, "rejected", exc.user_message, str(exc))
                 return await self._finish(record, PostState.FAILED, error=exc.user_message)
             except (PublishError, ConfigError) as exc:  # ConfigError: credentials, before any call
-                record = await self._attempt(record, "failed", exc.user_message, str(exc))
-                return await self._finish(record, PostState.FAILED, error=exc.user_message)
+                # e.g. an access level or missing credentials: nothing is paused; once a
+                # person fixed it, the command below tries again
+                message = (
+                    f"{exc.user_message} Once that is fixed,"
+                    f" `python -m pipeline publish {record.run_id}` tries again."
+                )
+                record = await self._attempt(record, "failed", message, str(exc))
+                return await self._finish(record, PostState.FAILED, error=message)
             except Exception:
                 # An unknown failure during the remote call: it may have posted. Never guess.
                 log.exception("run %s: %s post failed oddly", record.run_id, record.platform)
@@ -429,7 +466,11 @@ class PublishService:
             record = replace(record, remote_id=found.remote_id, url=found.url, error=None)
             record = await self._attempt(record, "found", found.url or found.remote_id, "")
             return await self._finish(record, PostState.POSTED)
-        message = "may or may not be online: a person must look" + (f" ({note})" if note else "")
+        message = (
+            f"may or may not be online: look at the {record.account} account on"
+            f" {_NAMES[record.platform]}; it is not posted again by itself"
+            + (f" ({note})" if note else "")
+        )
         record = await self._attempt(record, "uncertain", message, "")
         record = await self._finish(record, PostState.UNCERTAIN, error=message)
         log.warning("run %s: %s post is uncertain: %s", record.run_id, record.platform, note)

@@ -1,10 +1,14 @@
-"""X's API over real HTTPS, for a subprocess: a CONNECT proxy that terminates TLS for X's hosts.
+"""X's API over real sockets: an aiohttp app answering from `tests.publish.fake_x.FakeX`.
 
-tweepy and our media uploader call `https://api.twitter.com` and `https://api.x.com`; a child
-process given `env` (HTTPS_PROXY, REQUESTS_CA_BUNDLE) reaches them through this proxy, which
-presents a certificate from a CA made for the test and hands the decrypted HTTP to an aiohttp
-app answering from `tests.publish.fake_x.FakeX`. Any other host is refused, so nothing leaves
-the machine. The code under test runs unchanged: requests honours those variables itself.
+Two ways in. `url` is the app itself, over plain HTTP, for `X_API_URL` (every X call goes
+there). And for a child process, a CONNECT proxy that terminates TLS for X's hosts: given `env`
+(HTTPS_PROXY, REQUESTS_CA_BUNDLE) it reaches `https://api.x.com` through this proxy, which
+presents a certificate from a CA made for the test. Any other host is refused, so nothing
+leaves the machine. The code under test runs unchanged: requests honours those variables.
+
+Hostile modes, per call (method and path): `hold_answers` carries the call out and keeps the
+answer (the post is made, then silence); `trickle` answers a byte at a time; `flood` answers
+without end, fast.
 """
 
 from __future__ import annotations
@@ -126,6 +130,15 @@ class FakeXApi:
         self.held: list[tuple[str, str]] = []
         self._holding: tuple[str, str] | None = None
         self._released = asyncio.Event()
+        #: (method, path) -> "trickle" or "flood": how that call's answer is sent
+        self._modes: dict[tuple[str, str], str] = {}
+        self.trickle_every = 0.05
+        #: (method, path, how) of each answer a hostile mode started, and bytes it sent
+        self.hostile: list[tuple[str, str, str]] = []
+        self.sent_hostile = 0
+        #: answers whose caller hung up before the end (a hostile one, cut off by a deadline)
+        self.cut_off: list[tuple[str, str]] = []
+        self._cut = asyncio.Event()
 
     def hold_answers(self, method: str, path: str) -> None:
         """Carry out `method path` calls as X does, but keep their answers until `release`:
@@ -136,6 +149,27 @@ class FakeXApi:
     def release(self) -> None:
         self._holding = None
         self._released.set()
+
+    def trickle(self, method: str, path: str, *, every: float = 0.05) -> None:
+        """Carry out `method path` calls, then send the answer one byte every `every` seconds,
+        behind a Content-Length of a few hundred KB: it would take hours to arrive."""
+        self._modes[(method, path)] = "trickle"
+        self.trickle_every = every
+
+    def flood(self, method: str, path: str) -> None:
+        """Carry out `method path` calls, then answer 200 with a JSON body that never ends,
+        as fast as the caller reads it."""
+        self._modes[(method, path)] = "flood"
+
+    async def until_cut_off(self) -> None:
+        """Wait until a caller hung up on an answer (its deadline or cap ended the call)."""
+        await self._cut.wait()
+
+    @property
+    def url(self) -> str:
+        """The fake over plain HTTP, for X_API_URL."""
+        assert self._runner is not None, "use FakeXApi as an async context manager"
+        return f"http://127.0.0.1:{self._app_port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -175,6 +209,7 @@ class FakeXApi:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.release()  # a held answer goes out, so its handler ends with the server
         if self._proxy is not None:
             self._proxy.close()
         for task in list(self._tasks):
@@ -186,7 +221,7 @@ class FakeXApi:
             await self._runner.cleanup()
 
     # ------------------------------------------------------------------ HTTP (after TLS)
-    async def _answer(self, request: web.Request) -> web.Response:
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         host = request.headers.get("Host", X_HOSTS[0]).split(":")[0]
         prepared = requests.Request(
             request.method,
@@ -200,12 +235,41 @@ class FakeXApi:
             self.errors.append(f"{request.method} {request.path}: {exc}")
             problem = {"title": "Invalid Request", "detail": str(exc) or "rejected by the fake"}
             return web.json_response({"errors": [problem], **problem}, status=400)
-        if self._holding == (request.method, request.path):
-            self.held.append(self._holding)
+        call = (request.method, request.path)
+        if self._holding == call:
+            self.held.append(call)
             await self._released.wait()
+        how = self._modes.get(call)
+        if how is not None:
+            return await self._hostile(request, how)
         return web.Response(
             status=status, headers=headers, text=body, content_type="application/json"
         )
+
+    async def _hostile(self, request: web.Request, how: str) -> web.StreamResponse:
+        """Send an answer that never completes, until the caller hangs up."""
+        call = (request.method, request.path)
+        self.hostile.append((*call, how))
+        answer = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        if how == "trickle":
+            answer.content_length = 512 * 1024
+        await answer.prepare(request)
+        try:
+            if how == "trickle":
+                await answer.write(b"{")
+                while True:
+                    await asyncio.sleep(self.trickle_every)
+                    await answer.write(b" ")
+                    self.sent_hostile += 1
+            await answer.write(b'{"data": ["')
+            chunk = b"x" * 65536
+            while True:
+                await answer.write(chunk)
+                self.sent_hostile += len(chunk)
+        except (ConnectionError, RuntimeError):
+            self.cut_off.append(call)
+            self._cut.set()
+        return answer
 
     # ------------------------------------------------------------------ the proxy
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -164,6 +164,26 @@ class FakeInstagram:
     bloks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     #: the method chosen in the method picker
     bloks_method: str = ""
+    #: endpoints (a part of the path) that carry out the next request and then fall silent
+    silent: set[str] = field(default_factory=set)
+    #: the timeout instagrapi's transport was given for each request that met silence
+    deadlines: list[Any] = field(default_factory=list)
+
+    def silence(self, endpoint: str) -> None:
+        """The next request to `endpoint` is carried out (a configure makes the post) and
+        never answered: the transport gives up at the deadline it was given, as curl does."""
+        self.silent.add(endpoint)
+
+    def _fall_silent(self, request: requests.PreparedRequest, path: str) -> None:
+        for key in list(self.silent):
+            if key in path:
+                self.silent.discard(key)
+                timeout = getattr(request, "req_kwargs", {}).get("timeout")
+                self.deadlines.append(timeout)
+                # without a deadline curl would wait for ever; this fake would too
+                assert timeout is not None, f"{path}: sent with no deadline"
+                # what instagrapi's curl transport raises when curl's total timeout passes
+                raise requests.exceptions.Timeout("curl private transport failed (Timeout)")
 
     def install_public(self, mock: responses.RequestsMock) -> None:
         """The password-key read instagrapi makes over its plain requests session."""
@@ -458,13 +478,15 @@ class FakeInstagram:
         path = self._record(request)
         if fault := self._fault(path):
             return fault
+        self._fall_silent(request, path)
         items = list(reversed(self.medias))
         return 200, {}, json.dumps({"items": items, "num_results": len(items), "status": "ok"})
 
     def _photo(self, request: requests.PreparedRequest) -> Reply:
-        self._record(request)
+        path = self._record(request)
         body = request.body if isinstance(request.body, bytes) else b""
         self.photo_uploads.append(body)
+        self._fall_silent(request, path)
         params = json.loads(str(request.headers["X-Instagram-Rupload-Params"]))
         return 200, {}, json.dumps({"upload_id": params["upload_id"], "status": "ok"})
 
@@ -492,4 +514,5 @@ class FakeInstagram:
         media = media_payload(self.next_pk, unquote_plus(form["caption"]), media_type)
         self.next_pk += 1
         self.medias.append(media)
+        self._fall_silent(request, path)
         return 200, {}, json.dumps({"media": media, "status": "ok"})

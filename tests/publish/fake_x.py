@@ -6,6 +6,7 @@ can assert endpoints, parameters, chunk sizes, bytes and captions.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import deque
@@ -17,11 +18,38 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 import responses
+import twitter_text
 
-UPLOAD = "https://api.x.com/2/media/upload"
-TWEETS = "https://api.twitter.com/2/tweets"
+ROOT = "https://api.x.com"
+UPLOAD = ROOT + "/2/media/upload"
+TWEETS = "https://api.x.com/2/tweets"
 
 Reply = tuple[int, dict[str, str], str]
+
+#: X's answer to a call the app's access level does not include, as the Free tier gets it for
+#: the user timeline: HTTP 403, error code 453, a `client-forbidden` problem naming the level
+ACCESS_453_DETAIL = (
+    "You currently have access to a subset of X API V2 endpoints and limited v1.1 endpoints"
+    " (e.g. media post, oauth) only. If you need access to this endpoint, you may need a"
+    " different access level. You can learn more here:"
+    " https://developer.x.com/en/portal/product"
+)
+ACCESS_453: Reply = (
+    403,
+    {},
+    json.dumps(
+        {
+            "title": "Forbidden",
+            "detail": ACCESS_453_DETAIL,
+            "type": "https://api.twitter.com/2/problems/client-forbidden",
+            "reason": "client-not-enrolled",
+            "required_enrollment": "Basic",
+            "client_id": "29000001",
+            "status": 403,
+            "errors": [{"message": ACCESS_453_DETAIL, "code": 453}],
+        }
+    ),
+)
 
 
 def body_of(request: requests.PreparedRequest) -> bytes:
@@ -51,6 +79,18 @@ def multipart(request: requests.PreparedRequest) -> dict[str, bytes]:
     return fields
 
 
+def shown_by_x(text: str, *, media: bool) -> str:
+    """A post's text as X's API gives it back: every link, a bare domain included, replaced
+    by a t.co link, `&<>` escaped, and a t.co link to the media appended."""
+    pieces, at = [], 0
+    for number, found in enumerate(twitter_text.extract_urls_with_indices(text)):
+        start, end = found["indices"]
+        pieces += [html.escape(text[at:start], quote=False), f"https://t.co/L{number}nk"]
+        at = end
+    pieces.append(html.escape(text[at:], quote=False))
+    return "".join(pieces) + (" https://t.co/MeD1a" if media else "")
+
+
 @dataclass
 class FakeX:
     """The state of a fake X account: uploads, tweets, and faults to answer with first."""
@@ -63,6 +103,8 @@ class FakeX:
     #: (method and path prefix) -> replies to give before the normal answer
     faults: dict[str, deque[Reply]] = field(default_factory=dict)
     processing_polls: int = 1
+    #: the app is on X's Free tier: posting works, reading the timeline answers 453
+    free_tier: bool = False
 
     def fail(self, key: str, *replies: Reply) -> None:
         self.faults.setdefault(key, deque()).extend(replies)
@@ -84,11 +126,11 @@ class FakeX:
     )
 
     def install(self, mock: responses.RequestsMock) -> None:
-        """Answer through `responses`, in this process (X's hosts as tweepy and we call them)."""
+        """Answer through `responses`, in this process, at X_API_URL's default root (where
+        every X call goes, tweepy's included)."""
         for method, path, handler in self.ROUTES:
-            host = "https://api.x.com" if path.startswith("/2/media") else "https://api.twitter.com"
             mock.add_callback(
-                method, re.compile(host + path + r"(\?.*)?$"), callback=getattr(self, handler)
+                method, re.compile(ROOT + path + r"(\?.*)?$"), callback=getattr(self, handler)
             )
 
     def answer(self, request: requests.PreparedRequest) -> Reply:
@@ -175,16 +217,20 @@ class FakeX:
 
     def _me(self, request: requests.PreparedRequest) -> Reply:
         self._record(request)
+        if fault := self._fault("me"):
+            return fault
         return 200, {}, json.dumps({"data": {"id": "42", "name": "Fox", "username": "fox"}})
 
     def _timeline(self, request: requests.PreparedRequest) -> Reply:
         self._record(request)
         if fault := self._fault("timeline"):
             return fault
+        if self.free_tier:
+            return ACCESS_453
         data = [
             {
                 "id": t["id"],
-                "text": t["text"] + " https://t.co/abc",
+                "text": shown_by_x(t["text"], media=bool(t.get("media"))),
                 "created_at": "2025-01-01T00:00:00.000Z",
             }
             for t in reversed(self.tweets)
