@@ -28,6 +28,9 @@ from pipeline.errors import (
     RunError,
     ServiceError,
     StoreError,
+    StoreFileError,
+    disk_exit_code,
+    disk_reason,
 )
 from pipeline.lease import Leases, RunLeased, this_process
 from pipeline.models import (
@@ -630,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_accounts(settings, args)
         if args.command == "prune":
             return asyncio.run(cmd_prune(settings, args))
-    except (ConfigError, CharacterError, CharacterNotFound, RunError) as exc:
+    except (ConfigError, CharacterError, CharacterNotFound, RunError, StoreFileError) as exc:
         print(exc.user_message, file=sys.stderr)
         return EXIT_BAD_INPUT
     except StoreError as exc:
@@ -640,6 +643,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.user_message, file=sys.stderr)
         return EXIT_SERVICE
     except OSError as exc:
+        if (reason := disk_reason(exc)) is not None:  # the disk's, not a network's
+            print(f"cannot write {exc.filename or 'a file'}: {reason}", file=sys.stderr)
+            return disk_exit_code(exc)
         print(f"cannot reach a service: {type(exc).__name__}", file=sys.stderr)
         return EXIT_SERVICE
     raise AssertionError(f"unhandled command {args.command}")

@@ -70,7 +70,10 @@ def describe_connect_error(url: str, exc: BaseException) -> str:
         1045: "access denied for that user",
         1049: "no such database",
         2003: "no server answers there",
-    }.get(code if isinstance(code, int) else -1, type(exc).__name__)
+    }.get(
+        code if isinstance(code, int) else -1,
+        "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__,
+    )
     return f"cannot open the database at {where}: {reason}"
 
 
@@ -109,13 +112,22 @@ class MysqlDatabase:
 
     @classmethod
     async def open(
-        cls, url: str, *, retries: int = 3, retry_delay: float = 0.2, max_connections: int = 10
+        cls,
+        url: str,
+        *,
+        retries: int = 3,
+        retry_delay: float = 0.2,
+        max_connections: int = 10,
+        connect_seconds: float = 15.0,
     ) -> MysqlDatabase:
         parts = urlsplit(url)
         if parts.scheme not in {"mysql", "mariadb", "mysql+aiomysql"}:
             raise ValueError("DATABASE_URL must start with mysql:// or mariadb://")
         try:
-            pool = await cls._create_pool(parts, max_connections)
+            # aiomysql bounds only the TCP connect: a server that accepts and then says nothing
+            # would hold the handshake (and the process) for ever
+            async with asyncio.timeout(connect_seconds):
+                pool = await cls._create_pool(parts, max_connections)
         except (pymysql.err.MySQLError, OSError) as exc:
             message = describe_connect_error(url, exc)
             raise StoreError(message, user_message=message) from None
