@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from random import Random
@@ -435,6 +436,10 @@ class SqlStore:
     async def add_character(
         self, name: str, group_name: str, *, weight: float = 1.0, status: int = 1
     ) -> int:
+        # NaN, infinities and negatives would make every weighted pick of the group wrong
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"a weight must be a finite number of 0 or more, not {weight!r}")
+
         async def work(tx: Cursor) -> int:
             await tx.execute(
                 "INSERT INTO anime_roles (role_name_en, group_name, status, weight)"
