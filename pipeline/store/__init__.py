@@ -44,11 +44,13 @@ def check_mysql_url(url: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (reading it raises ValueError on a port that is not a number)
-    except ValueError:
+    except ValueError:  # its text quotes the URL: raised outside, so it is not even the context
+        parts = None
+    if parts is None:
         raise _bad_url(
             "its host or port cannot be read; a password with @ : / ? or # in it must be "
             "percent-encoded (%40 for @)"
-        ) from None
+        )
     if not parts.hostname:
         raise _bad_url("it names no host")
     if parts.query or parts.fragment:
