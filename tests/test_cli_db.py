@@ -7,6 +7,9 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import resource
+import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +144,39 @@ def test_a_malformed_database_url_names_the_variable_never_the_password(
     )
     assert PASSWORD not in result.stdout + result.stderr
     assert said(result, 1).startswith(prefix + "DATABASE_URL is not a valid database URL: ")
+
+
+def test_a_database_that_cannot_grow_is_a_service_failure_and_imports_nothing(
+    project: Path,
+) -> None:
+    """The database file cannot grow (the process's file size limit, as a full disk stops it):
+    `db import-news` says which file and why in one sentence, exits 2, and the news table is
+    as it was."""
+    assert run(["-m", "pipeline", "db", "init"], project).returncode == 0
+    rows = [{"title": f"t{i}", "content": "x" * 60_000} for i in range(200)]
+    (project / "news.json").write_text(json.dumps(rows))
+
+    def at_most_a_megabyte() -> None:  # in the child, before it starts Python
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "db", "import-news", "news.json"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+        preexec_fn=at_most_a_megabyte,
+    )
+    assert said(result, 2) == (
+        "cannot use the database data/mediaoverload.db: a read or write failed (a full disk, "
+        "a file size limit, a failing disk)"
+    )
+    conn = sqlite3.connect(project / "data" / "mediaoverload.db")
+    assert conn.execute("SELECT COUNT(*) FROM news").fetchone() == (0,)
+    conn.close()
 
 
 # ---------------------------------------------------------------------------- db commands

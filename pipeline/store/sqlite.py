@@ -33,7 +33,10 @@ _FILE_PROBLEMS: dict[str, tuple[str, bool]] = {
     "SQLITE_PERM": ("permission denied", True),
     "SQLITE_AUTH": ("permission denied", True),
     "SQLITE_FULL": ("no space left on device", False),
-    "SQLITE_IOERR": ("an input/output error", False),
+    "SQLITE_IOERR": (
+        "a read or write failed (a full disk, a file size limit, a failing disk)",
+        False,
+    ),
     "SQLITE_BUSY": ("another process keeps it locked", False),
     "SQLITE_LOCKED": ("another process keeps it locked", False),
 }
