@@ -6,14 +6,12 @@
     │   └── CharacterNotFound   no character file of that name
     ├── StoreError              the database failed after its retries (exit 2)
     │   └── StoreFileError      the embedded database's file or folder cannot be used (exit 1)
+    ├── DiskError               a folder we write is full, read-only or not a folder; the
+    │                           OSError behind it told from a socket's by `disk_reason`
     ├── ServiceError            an outside service (ComfyUI, a model, a platform) failed
     │   ├── ModelError          every language / vision provider failed
     │   └── PublishError        a platform refused or failed a post
-    ├── RunError                a run cannot go on (bad state, cancelled, nothing to publish)
-    └── DiskError               a folder we write is full, read-only or not a folder
-
-`disk_reason(exc)` tells an OSError of the disk (full, quota, read-only, ...) from one of the
-network: a socket's error is never reported as a disk's, nor the other way round.
+    └── RunError                a run cannot go on (bad state, cancelled, nothing to publish)
 
 Imports nothing from the project.
 """
@@ -92,31 +90,6 @@ class StoreFileError(StoreError):
         super().__init__(message, user_message=message)
 
 
-class ServiceError(MediaOverloadError):
-    """An outside service failed; str() is for logs, user_message for people."""
-
-    user_message = "An outside service failed; the run is kept and can be retried."
-
-
-class ModelError(ServiceError):
-    """Every language or vision provider failed for one task."""
-
-    user_message = "No language model answered; the run is kept and can be retried."
-
-
-class PublishError(ServiceError):
-    """A platform refused or failed a post."""
-
-    user_message = "Publishing failed; the run is kept and can be retried."
-
-
-class RunError(MediaOverloadError):
-    """A run cannot go on as asked (bad state, cancelled, nothing left to publish)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, user_message=message)
-
-
 #: errno -> how a person reads it, for the OSErrors that mean the disk, not the network
 _DISK_REASONS = {
     errno.ENOSPC: "no space left on device",
@@ -172,4 +145,29 @@ class DiskError(MediaOverloadError):
         message = (
             f"cannot write {where}: {reason}; the run is kept and can be resumed once that is fixed"
         )
+        super().__init__(message, user_message=message)
+
+
+class ServiceError(MediaOverloadError):
+    """An outside service failed; str() is for logs, user_message for people."""
+
+    user_message = "An outside service failed; the run is kept and can be retried."
+
+
+class ModelError(ServiceError):
+    """Every language or vision provider failed for one task."""
+
+    user_message = "No language model answered; the run is kept and can be retried."
+
+
+class PublishError(ServiceError):
+    """A platform refused or failed a post."""
+
+    user_message = "Publishing failed; the run is kept and can be retried."
+
+
+class RunError(MediaOverloadError):
+    """A run cannot go on as asked (bad state, cancelled, nothing left to publish)."""
+
+    def __init__(self, message: str) -> None:
         super().__init__(message, user_message=message)

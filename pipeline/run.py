@@ -280,10 +280,16 @@ class Pipeline:
             tags=self.video_tags if strategy.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
         )
-        # a folder that cannot be written (full, read-only, a file in the way) is an OSError
-        # that `execute` turns into a DiskError naming it
-        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        generated = await strategy.generate(ctx)
+        try:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            generated = await strategy.generate(ctx)
+        except OSError as exc:
+            if exc.filename is None:  # a socket's error, not the disk's
+                raise
+            raise RunError(
+                f"cannot write the media folder {_shown(character, exc.filename)}: "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from exc
         if not generated:
             raise RunError("ComfyUI returned no media for this run")
         media = tuple(
