@@ -63,7 +63,8 @@ def _as_datetime(value: Any) -> datetime | None:
 
 def weighted_pick(rows: Sequence[CatalogCharacter], rng: Random) -> CatalogCharacter | None:
     """One row chosen with probability proportional to its weight (rows in a stable order)."""
-    candidates = [row for row in rows if row.weight > 0]
+    # a NaN or infinite weight (stored before `add_character` refused them) picks nobody
+    candidates = [row for row in rows if math.isfinite(row.weight) and row.weight > 0]
     if not candidates:
         return None
     return rng.choices(candidates, weights=[row.weight for row in candidates], k=1)[0]
