@@ -63,9 +63,12 @@ def _read_bytes(path: Path, shown: str, max_bytes: int) -> bytes:
             shown, f"cannot read the file ({exc.strerror or type(exc).__name__})"
         ) from None
     if len(data) > max_bytes:
-        raise _refuse(
-            shown, f"is larger than {max_bytes // (1024 * 1024)} MB: split it into smaller files"
+        cap = (
+            f"{max_bytes // (1024 * 1024)} MB"
+            if max_bytes % (1024 * 1024) == 0
+            else f"{max_bytes:,} bytes"
         )
+        raise _refuse(shown, f"is larger than {cap}: split it into smaller files")
     return data
 
 
