@@ -579,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SERVICE
     except OSError as exc:
         if (reason := disk_reason(exc)) is not None:  # the disk's, not a network's
-            print(f"cannot write {exc.filename or 'a file'}: {reason}", file=sys.stderr)
+            print(f"cannot use {exc.filename or 'a file'}: {reason}", file=sys.stderr)
             return disk_exit_code(exc)
         print(f"cannot reach a service: {type(exc).__name__}", file=sys.stderr)
         return EXIT_SERVICE

@@ -251,3 +251,24 @@ def test_a_news_file_with_a_byte_order_mark_is_read_in_its_encoding(project: Pat
     result = run(["-m", "pipeline", "db", "import-news", "news.csv"], project)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "imported 1 news item(s) from news.csv"
+
+
+# ---------------------------------------------------------------------------- the data folder
+
+
+def test_a_data_folder_that_cannot_be_changed_is_named_not_taken_for_the_network(
+    project: Path,
+) -> None:
+    """`accounts resume` cannot remove a pause because the data folder is read-only: one
+    sentence naming the file and the reason, exit 1 (a person fixes the folder) — never
+    "cannot reach a service"."""
+    attention = project / "data" / "attention"
+    attention.mkdir(parents=True)
+    (attention / "twitter-fox_x.json").write_text(
+        json.dumps({"reason": "401", "since": "2026-01-01T00:00:00+00:00"})
+    )
+    with read_only_folder(attention):
+        result = run(["-m", "pipeline", "accounts", "resume", "fox_x"], project)
+    line = said(result, 1)
+    assert line.startswith("cannot use data/attention/twitter-fox_x.json: ")
+    assert line.endswith(("operation not permitted", "permission denied"))
