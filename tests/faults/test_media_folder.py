@@ -144,8 +144,8 @@ async def test_a_full_disk_while_fitting_media_for_a_platform_keeps_the_run(
     world: World, comfy: Comfy, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The copy fitted for Instagram cannot be written (no space left): the run fails
-    before review naming its folder and the reason, its media stay, and resume carries it
-    on from there without new ComfyUI work."""
+    before review naming the folder of the fitted copies and the reason, no half-written
+    copy is left, its media stay, and resume carries it on without new ComfyUI work."""
     fake, _ = comfy
     run = Run.new(Job("testy", seed=4))
     await world.store.save_run(run)
@@ -156,12 +156,15 @@ async def test_a_full_disk_while_fitting_media_for_a_platform_keeps_the_run(
     assert failed.state is RunState.FAILED
     assert failed.failure is not None
     assert failed.failure.step == "captioned"  # the step that fits and asks for review
-    assert failed.failure.message.startswith(f"cannot write output/testy/{run.id}: no space")
+    assert failed.failure.message.startswith(
+        f"cannot write output/testy/{run.id}/fitted/instagram: no space left on device"
+    )
     no_traceback(caplog)
     media = snapshot(folder)
     assert len(media) == 4
     prompts = len(fake.prompts)
-    fitted_stem(folder, Platform.INSTAGRAM, 0).with_suffix(".jpg.part").unlink()
+    # the half-written copy is gone (here: the link to the full disk), so there is room again
+    assert not fitted_stem(folder, Platform.INSTAGRAM, 0).with_suffix(".jpg.part").exists()
     done = await world.pipeline.execute(failed)
     assert done.state is RunState.PUBLISHED, done.failure
     assert len(fake.prompts) == prompts
