@@ -82,6 +82,30 @@ def _to_pyformat(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+#: server codes that mean it cannot write now (its disk, its mode), not that our statement is
+#: wrong: 1021 disk full, 1114 table full, 3 error writing a file, 1030 the storage engine
+#: failed (ENOSPC among others), 1290 / 1836 / 1792 the server or the transaction is read-only
+_CANNOT_WRITE = {
+    1021: "its disk is full",
+    1114: "a table is full (its disk, or a size limit)",
+    3: "it cannot write a file (its disk)",
+    1030: "its storage engine failed (often a full disk)",
+    1290: "it runs read-only",
+    1836: "it runs read-only",
+    1792: "it runs read-only",
+}
+
+
+def cannot_write(exc: BaseException) -> StoreError | None:
+    """The server's refusal to write as one sentence (a service failure, exit 2), or None."""
+    code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+    reason = _CANNOT_WRITE.get(code) if isinstance(code, int) else None
+    if reason is None:
+        return None
+    message = f"the database server cannot write: {reason} (MySQL error {code})"
+    return StoreError(message, user_message=message)
+
+
 class _Tx:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -94,11 +118,20 @@ class _Tx:
                 if exc.args and exc.args[0] == _DUPLICATE_ENTRY:
                     raise DuplicateKey(str(exc.args[1] if len(exc.args) > 1 else exc)) from exc
                 raise
+            except pymysql.err.MySQLError as exc:
+                if (refused := cannot_write(exc)) is not None:
+                    raise refused from exc
+                raise
             return int(cursor.rowcount)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._conn.cursor() as cursor:
-            await cursor.execute(_to_pyformat(sql), tuple(params))
+            try:
+                await cursor.execute(_to_pyformat(sql), tuple(params))
+            except pymysql.err.MySQLError as exc:
+                if (refused := cannot_write(exc)) is not None:
+                    raise refused from exc
+                raise
             return [tuple(row) for row in await cursor.fetchall()]
 
 
