@@ -1,11 +1,13 @@
 """A database that cannot be opened: a damaged or foreign SQLite file, a data folder that
-cannot be written, a DATABASE_URL that cannot be read. Each is one sentence naming the file or
+cannot be written, a DATABASE_URL that cannot be read, a MySQL port where nothing greets. Each
+is one sentence naming the file or
 the variable (never the password), and nothing is left running that would keep the process
 alive. The processes themselves (exit codes, no traceback) are in tests/test_cli_db.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError, StoreFileError
+from pipeline.errors import ConfigError, StoreError, StoreFileError
 from pipeline.store import connect
+from pipeline.store.mysql import MysqlDatabase
 from tests.store.folders import read_only_folder
 
 PASSWORD = "s3cr3t-Pa55"
@@ -133,3 +136,29 @@ async def test_a_malformed_database_url_names_the_variable_not_the_password(
     chain = [error, error.__cause__, error.__context__]
     assert all(PASSWORD not in repr(e) and PASSWORD not in str(e) for e in chain)
     assert "\n" not in error.user_message
+
+
+async def test_a_server_that_accepts_and_says_nothing_fails_within_the_deadline() -> None:
+    """Something listens on the MySQL port but never greets (a hung server, another
+    service): opening gives up at its deadline with a sentence, instead of waiting for ever."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # keep the connection open, say nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with asyncio.timeout(5):  # the test's own bound: a hang fails here
+            with pytest.raises(StoreError) as caught:
+                await MysqlDatabase.open(
+                    f"mysql://bot:{PASSWORD}@127.0.0.1:{port}/mo", connect_seconds=0.3
+                )
+        assert caught.value.user_message == (
+            f"cannot open the database at 127.0.0.1:{port}/mo: no answer in time"
+        )
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
