@@ -1,8 +1,8 @@
 """A database that cannot be opened: a damaged or foreign SQLite file, a data folder that
 cannot be written, a DATABASE_URL that cannot be read, a MySQL port where nothing greets. Each
-is one sentence naming the file or
-the variable (never the password), and nothing is left running that would keep the process
-alive. The processes themselves (exit codes, no traceback) are in tests/test_cli_db.py.
+is one sentence naming the file or the variable (never the password), and nothing is left
+running that would keep the process alive. The processes themselves (exit codes, no
+traceback) are in tests/test_cli_db.py.
 """
 
 from __future__ import annotations
