@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from pipeline import logs
-from pipeline.errors import ConfigError, StoreError
+from pipeline.errors import ConfigError, StoreError, StoreFileError
 from pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -79,6 +79,9 @@ def main() -> int:
     except KeyboardInterrupt:
         log.info("stopped")
     except ConfigError as exc:
+        print(f"MediaOverload cannot start: {exc.user_message}", file=sys.stderr)
+        return 1
+    except StoreFileError as exc:  # the database file or its folder: a person must fix it
         print(f"MediaOverload cannot start: {exc.user_message}", file=sys.stderr)
         return 1
     except StoreError as exc:

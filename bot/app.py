@@ -30,7 +30,7 @@ from bot.card import ChannelCard
 from bot.cogs._checks import NotAllowed
 from bot.review import EditCaptionButton
 from bot.services import Services
-from pipeline.errors import MediaOverloadError
+from pipeline.errors import MediaOverloadError, disk_reason
 from pipeline.lease import RunLeased
 from pipeline.lease import describe as describe_owner
 from pipeline.models import Run, RunState
@@ -267,7 +267,10 @@ class MediaBot(commands.Bot):
             return False
         await self.tree.sync(guild=guild)
         synced[target] = digest
-        await asyncio.to_thread(_write_json, path, synced)
+        try:
+            await asyncio.to_thread(_write_json, path, synced)
+        except OSError as exc:  # the commands are synced: not noting it costs a sync next start
+            log.warning("cannot write %s (%s)", path, disk_reason(exc) or type(exc).__name__)
         log.info("synced %d application command(s) to %s", len(payload), target)
         return True
 

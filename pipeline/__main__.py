@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,9 @@ from pipeline.errors import (
     RunError,
     ServiceError,
     StoreError,
+    StoreFileError,
+    disk_exit_code,
+    disk_reason,
 )
 from pipeline.lease import Leases, RunLeased, this_process
 from pipeline.models import (
@@ -41,7 +42,8 @@ from pipeline.models import (
     pruned_sentence,
     refuse_if_pruned,
 )
-from pipeline.ports import NewsItem, Store
+from pipeline.news import catalog_problem, read_news
+from pipeline.ports import Store
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.retention import human_size, prune_media
 from pipeline.run import run_folder
@@ -151,6 +153,12 @@ def _where(settings: Settings) -> str:
 
 
 async def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    # arguments and files first: a bad one is refused before the database is opened
+    if args.db_command == "add-character" and (wrong := catalog_problem(args)) is not None:
+        print(wrong, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.db_command == "import-news":
+        items = await asyncio.to_thread(read_news, Path(args.file))
     url = settings.database_url.get_secret_value()
     async with open_store(url, sqlite_path=settings.database_path) as store:
         if args.db_command == "init":
@@ -167,79 +175,9 @@ async def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{row.id:>5}  {row.group_name:<20} {row.name:<30} {row.weight:g}  {state}")
             print(f"{len(rows)} character(s)")
         elif args.db_command == "import-news":
-            items = read_news(Path(args.file))
             count = await store.add_news(items)
             print(f"imported {count} news item(s) from {args.file}")
     return EXIT_OK
-
-
-def _news_date(value: object, where: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    text = str(value).strip().replace("T", " ").removesuffix("Z")
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise CharacterError(
-        [Problem(where, None, "publish_date", f"{value!r} is not a date like 2026-01-31 08:00")]
-    )
-
-
-def read_news(path: Path) -> list[NewsItem]:
-    """News rows from a CSV (header: title, keyword, content, publish_date) or a JSON list."""
-    shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise CharacterError([Problem(shown, None, "", f"cannot read the file ({exc})")]) from None
-    rows: list[tuple[int | None, dict[str, object]]]
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CharacterError(
-                [Problem(shown, exc.lineno, "", f"invalid JSON: {exc.msg}")]
-            ) from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise CharacterError([Problem(shown, 1, "", "must be a list of objects")])
-        rows = [(None, row) for row in data]
-    elif path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        rows = [(reader.line_num, dict(row)) for row in reader]
-    else:
-        raise CharacterError([Problem(shown, None, "", "news files must be .csv or .json")])
-    items: list[NewsItem] = []
-    problems: list[Problem] = []
-    for index, (line, row) in enumerate(rows):
-        where = f"{shown}:{line}" if line is not None else f"{shown}[{index}]"
-        title = str(row.get("title") or "").strip()
-        if not title:
-            problems.append(
-                Problem(shown, line, f"[{index}].title" if line is None else "title", "is required")
-            )
-            continue
-        try:
-            date = _news_date(row.get("publish_date"), where)
-        except CharacterError as exc:
-            problems.extend(
-                Problem(shown, line, p.key if line else f"[{index}].publish_date", p.message)
-                for p in exc.problems
-            )
-            continue
-        items.append(
-            NewsItem(
-                id=0,
-                title=title,
-                keyword=str(row.get("keyword") or "").strip(),
-                content=str(row.get("content") or "").strip(),
-                publish_date=date,
-            )
-        )
-    if problems:
-        raise CharacterError(problems)
-    return items
 
 
 # ---------------------------------------------------------------------------- runs
@@ -635,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_accounts(settings, args)
         if args.command == "prune":
             return asyncio.run(cmd_prune(settings, args))
-    except (ConfigError, CharacterError, CharacterNotFound, RunError) as exc:
+    except (ConfigError, CharacterError, CharacterNotFound, RunError, StoreFileError) as exc:
         print(exc.user_message, file=sys.stderr)
         return EXIT_BAD_INPUT
     except StoreError as exc:
@@ -645,6 +583,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.user_message, file=sys.stderr)
         return EXIT_SERVICE
     except OSError as exc:
+        if (reason := disk_reason(exc)) is not None:  # the disk's, not a network's
+            print(f"cannot use {exc.filename or 'a file'}: {reason}", file=sys.stderr)
+            return disk_exit_code(exc)
         print(f"cannot reach a service: {type(exc).__name__}", file=sys.stderr)
         return EXIT_SERVICE
     raise AssertionError(f"unhandled command {args.command}")

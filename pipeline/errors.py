@@ -4,7 +4,10 @@
     ├── ConfigError             a setting is missing or wrong (names the variable)
     ├── CharacterError          a character file is wrong (file, line, key path, message)
     │   └── CharacterNotFound   no character file of that name
-    ├── StoreError              the database failed after its retries
+    ├── StoreError              the database failed after its retries (exit 2)
+    │   └── StoreFileError      the embedded database's file or folder cannot be used (exit 1)
+    ├── DiskError               a folder we write is full, read-only or not a folder; the
+    │                           OSError behind it told from a socket's by `disk_reason`
     ├── ServiceError            an outside service (ComfyUI, a model, a platform) failed
     │   ├── ModelError          every language / vision provider failed
     │   └── PublishError        a platform refused or failed a post
@@ -15,6 +18,8 @@ Imports nothing from the project.
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,6 +80,72 @@ class StoreError(MediaOverloadError):
     """The database could not do what was asked, after its retries."""
 
     user_message = "The database is not answering; the run is kept and can be retried."
+
+
+class StoreFileError(StoreError):
+    """The embedded database cannot be used as it is: its file is damaged or not a database,
+    or its folder cannot be written. Bad input (exit 1): retrying cannot help, a person can."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, user_message=message)
+
+
+#: errno -> how a person reads it, for the OSErrors that mean the disk, not the network
+_DISK_REASONS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large",
+    errno.EIO: "input/output error",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder",
+    errno.EEXIST: "a file of that name is in the way",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EMLINK: "too many links",
+}
+#: errors a socket never gives: with or without a file name, they are the disk's
+_ONLY_DISKS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def disk_reason(exc: BaseException) -> str | None:
+    """Why a write to disk failed ("no space left on device"), or None when `exc` is not a
+    disk's error (a socket's, a timeout, anything else): the two are never confused."""
+    if not isinstance(exc, OSError) or isinstance(
+        exc, ConnectionError | TimeoutError | socket.gaierror | socket.herror
+    ):
+        return None
+    if type(exc).__module__.split(".")[0] in {"aiohttp", "ssl", "socket"}:
+        return None  # aiohttp's ClientOSError carries the socket's errno
+    reason = _DISK_REASONS.get(exc.errno or 0)
+    if reason is None or (exc.filename is None and exc.errno not in _ONLY_DISKS):
+        return None
+    return reason
+
+
+#: disk errors that may pass by themselves (space freed, a disk back): a service failure,
+#: exit 2; every other disk error (read-only, a file in the way, permissions) needs a person
+#: to fix a folder or a setting: bad input, exit 1
+_PASSING = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
+def disk_exit_code(exc: OSError) -> int:
+    """The README's exit code for a disk's error: 2 when it may pass (full, quota, I/O), else 1."""
+    return 2 if exc.errno in _PASSING else 1
+
+
+class DiskError(MediaOverloadError):
+    """A folder or file the pipeline writes cannot be written (full, quota, read-only, a file
+    in the way). The run keeps its last saved step and can be resumed once it is fixed."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        message = (
+            f"cannot write {where}: {reason}; the run is kept and can be resumed once that is fixed"
+        )
+        super().__init__(message, user_message=message)
 
 
 class ServiceError(MediaOverloadError):

@@ -20,7 +20,7 @@ from typing import Protocol
 import strategies
 from comfy import ComfyError, OutputNotWritten, Workflow
 from pipeline.characters import Character, Characters
-from pipeline.errors import MediaOverloadError, RunError
+from pipeline.errors import DiskError, MediaOverloadError, RunError, disk_reason
 from pipeline.models import (
     Choices,
     Decision,
@@ -179,12 +179,20 @@ class Pipeline:
                     run = await steps[step_state](run)
                 except (MediaOverloadError, ComfyError) as exc:
                     run = await self._fail(run, step_state, exc)
+                except OSError as exc:  # the disk's (full, read-only): a failure to resume
+                    disk = _disk_error(exc, character, folder)
+                    if not isinstance(disk, DiskError):
+                        raise  # a socket's error is not the disk's
+                    run = await self._fail(run, step_state, disk)
                 await self.store.save_run(run)
                 if run.state in notify_states:
                     await self._notify(run)
         finally:
             if run.state in _FINAL:
-                await asyncio.to_thread(_cleanup, folder, run)
+                try:
+                    await asyncio.to_thread(_cleanup, folder, run)
+                except OSError as exc:  # tidying is not worth the run's outcome
+                    log.warning("run %s: %s", run.id, _disk_error(exc, character, folder))
         return run
 
     # ------------------------------------------------------------------ steps
@@ -403,6 +411,15 @@ def _reopen(run: Run) -> Run:
     if run.state is RunState.EXPIRED:
         return replace(run, state=RunState.CAPTIONED, ticket=None)
     return run
+
+
+def _disk_error(exc: OSError, character: Character, folder: Path) -> OSError | DiskError:
+    """`exc` as a DiskError naming the path (the run folder when the OS named none), or
+    `exc` itself when it is a socket's error rather than the disk's."""
+    reason = disk_reason(exc)
+    if reason is None:
+        return exc
+    return DiskError(_shown(character, exc.filename or folder), reason)
 
 
 def _shown(character: Character, filename: object) -> str:

@@ -13,6 +13,7 @@ from datetime import datetime
 from discord.ext import commands, tasks
 
 from bot.services import Services, services_of
+from pipeline.errors import MediaOverloadError
 from pipeline.retention import PruneReport, human_size, prune_media
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class RetentionCog(commands.Cog):
                 now=now,
                 busy=services.runner.active,
             )
+        except MediaOverloadError as exc:  # the store away: a sentence, no traceback
+            log.error("media prune failed; the next one is in a day (%s)", exc.user_message)
+            return None
         except Exception:
             log.exception("media prune failed; the next one is in a day")
             return None

@@ -17,7 +17,7 @@ from discord.ext import commands, tasks
 from bot.access import SCHEDULE_REQUESTER
 from bot.services import Services, services_of
 from pipeline.characters import Character
-from pipeline.errors import RunError
+from pipeline.errors import MediaOverloadError, RunError
 from pipeline.models import Job, Run, RunState, utcnow
 from pipeline.schedule import Candidate, decide, slot_key, slot_random
 
@@ -58,6 +58,9 @@ class ScheduleCog(commands.Cog):
                 continue
             try:
                 run_id = await self._maybe_start(character, now, slot)
+            except MediaOverloadError as exc:  # the store or a disk away: a sentence, no traceback
+                log.error("schedule %s: %s failed: %s", slot, character.key, exc.user_message)
+                continue
             except Exception:
                 log.exception("schedule %s: %s failed", slot, character.key)
                 continue

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.errors import disk_reason
 from pipeline.models import Platform, utcnow
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,17 @@ class AttentionBoard:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        #: pauses whose file could not be written (a full or read-only disk): they hold in
+        #: this process, so an account is never posted to again before a person looked
+        self._unwritten: dict[tuple[Platform, str], Pause] = {}
 
     def _file(self, platform: Platform, account: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", account)
         return self.folder / f"{platform.value}-{safe}.json"
 
     def paused(self, platform: Platform, account: str) -> Pause | None:
+        if (held := self._unwritten.get((platform, account))) is not None:
+            return held
         path = self._file(platform, account)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -52,18 +58,31 @@ class AttentionBoard:
 
     def pause(self, platform: Platform, account: str, reason: str) -> Pause:
         pause = Pause(platform, account, reason, utcnow())
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self._file(platform, account)
         partial = path.with_name(path.name + ".part")
-        partial.write_text(
-            json.dumps({"reason": reason, "since": pause.since.isoformat()}), encoding="utf-8"
-        )
-        partial.replace(path)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial.write_text(
+                json.dumps({"reason": reason, "since": pause.since.isoformat()}), encoding="utf-8"
+            )
+            partial.replace(path)
+        except OSError as exc:
+            self._unwritten[(platform, account)] = pause
+            log.error(
+                "paused %s account %s: %s; but cannot write %s (%s), so the pause holds only "
+                "until this process stops",
+                platform.value, account, reason, self.folder,
+                disk_reason(exc) or type(exc).__name__,
+            )  # fmt: skip
+            return pause
         log.warning("paused %s account %s: %s", platform.value, account, reason)
         return pause
 
     def resume(self, platform: Platform, account: str) -> bool:
         """Lift a pause; True when there was one."""
+        if self._unwritten.pop((platform, account), None) is not None:
+            log.info("resumed %s account %s", platform.value, account)
+            return True
         try:
             self._file(platform, account).unlink()
         except FileNotFoundError:
@@ -82,4 +101,4 @@ class AttentionBoard:
             pause = self.paused(platform, account)
             if pause is not None:
                 pauses.append(pause)
-        return pauses
+        return pauses + [p for p in self._unwritten.values() if p not in pauses]

@@ -31,6 +31,7 @@ from instagrapi import exceptions as ig
 from instagrapi.extractors import extract_media_v1
 from instagrapi.transports import _CurlH2Adapter
 
+from pipeline.errors import disk_reason
 from pipeline.models import MediaKind, Platform
 from pipeline.ports import OutgoingMedia, RemotePost
 from pipeline.publish.credentials import InstagramCredentials
@@ -281,10 +282,21 @@ class InstagramPublisher:
                 log.warning("instagram account %s: login failed in instagrapi (%s)",
                             account, type(exc).__name__)  # fmt: skip
             raise classify_login(exc) from None
-        self._save(client, session)
+        self._keep(account, client, session)
         log.info("instagram account %s is logged in", account)
         self._clients[account] = client
         return client
+
+    @classmethod
+    def _keep(cls, account: str, client: _Client, path: Path) -> None:
+        """Save the session; a folder that cannot be written (full, read-only) is a warning,
+        since the login worked and a session not kept only costs a login next time."""
+        try:
+            cls._save(client, path)
+        except OSError as exc:
+            reason = disk_reason(exc) or type(exc).__name__
+            log.warning("instagram account %s: cannot keep its session in %s (%s); the next "
+                        "start logs in again", account, path.parent, reason)  # fmt: skip
 
     @staticmethod
     def _save(client: _Client, path: Path) -> None:
@@ -321,7 +333,7 @@ class InstagramPublisher:
                 if error is exc:
                     raise
                 raise error from None
-            self._save(client, self._session_file(account))
+            self._keep(account, client, self._session_file(account))
         code = getattr(posted, "code", "")
         return RemotePost(str(posted.id), f"https://www.instagram.com/p/{code}/" if code else None)
 

@@ -8,6 +8,7 @@ Imports only domain modules (models, errors); never a platform client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import math
@@ -20,7 +21,7 @@ from typing import Literal
 
 from PIL import Image, ImageCms, ImageOps
 
-from pipeline.errors import PublishError
+from pipeline.errors import PublishError, disk_reason
 from pipeline.models import MediaKind, Platform
 
 log = logging.getLogger(__name__)
@@ -349,7 +350,12 @@ def _fit_image_sync(source: Path, dest_stem: Path, limits: ImageLimits, fit: Fit
         data = _encode(image, keep_alpha)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
-    partial.write_bytes(data)
+    try:
+        partial.write_bytes(data)
+    except OSError:
+        with contextlib.suppress(OSError):  # half a file is no use to anyone
+            partial.unlink()
+        raise
     partial.replace(dest)
     return FittedMedia(dest, MediaKind.IMAGE, mime, image.width, image.height)
 
@@ -512,7 +518,28 @@ async def fit_media(
     preset: str = "veryfast",
 ) -> FittedMedia:
     """Fit one file for `platform`; the result is written next to `dest_stem` (its suffix is
-    chosen here). Images are re-encoded with no metadata; videos become H.264/AAC MP4."""
+    chosen here). Images are re-encoded with no metadata; videos become H.264/AAC MP4.
+    A disk that takes no more (full, quota) is an OSError naming the folder written, which
+    the OS leaves out of a failed write."""
+    try:
+        return await _fit_media(
+            source, platform, dest_stem, fit, image_limits, video_limits, preset
+        )
+    except OSError as exc:
+        if exc.filename is not None or disk_reason(exc) is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(dest_stem.parent)) from exc
+
+
+async def _fit_media(
+    source: Path,
+    platform: Platform,
+    dest_stem: Path,
+    fit: Fit,
+    image_limits: ImageLimits | None,
+    video_limits: VideoLimits | None,
+    preset: str,
+) -> FittedMedia:
     kind = await asyncio.to_thread(media_kind, source)
     if kind is MediaKind.IMAGE:
         limits = image_limits or IMAGE_LIMITS[platform]

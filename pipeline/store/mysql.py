@@ -70,13 +70,40 @@ def describe_connect_error(url: str, exc: BaseException) -> str:
         1045: "access denied for that user",
         1049: "no such database",
         2003: "no server answers there",
-    }.get(code if isinstance(code, int) else -1, type(exc).__name__)
+    }.get(
+        code if isinstance(code, int) else -1,
+        "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__,
+    )
     return f"cannot open the database at {where}: {reason}"
 
 
 def _to_pyformat(sql: str) -> str:
     # The project's SQL has no '%' and no '?' inside literals: LIKE patterns travel as params.
     return sql.replace("?", "%s")
+
+
+#: server codes that mean it cannot write now (its disk, its mode), not that our statement is
+#: wrong: 1021 disk full, 1114 table full, 3 error writing a file, 1030 the storage engine
+#: failed (ENOSPC among others), 1290 / 1836 / 1792 the server or the transaction is read-only
+_CANNOT_WRITE = {
+    1021: "its disk is full",
+    1114: "a table is full (its disk, or a size limit)",
+    3: "it cannot write a file (its disk)",
+    1030: "its storage engine failed (often a full disk)",
+    1290: "it runs read-only",
+    1836: "it runs read-only",
+    1792: "it runs read-only",
+}
+
+
+def cannot_write(exc: BaseException) -> StoreError | None:
+    """The server's refusal to write as one sentence (a service failure, exit 2), or None."""
+    code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+    reason = _CANNOT_WRITE.get(code) if isinstance(code, int) else None
+    if reason is None:
+        return None
+    message = f"the database server cannot write: {reason} (MySQL error {code})"
+    return StoreError(message, user_message=message)
 
 
 class _Tx:
@@ -91,11 +118,20 @@ class _Tx:
                 if exc.args and exc.args[0] == _DUPLICATE_ENTRY:
                     raise DuplicateKey(str(exc.args[1] if len(exc.args) > 1 else exc)) from exc
                 raise
+            except pymysql.err.MySQLError as exc:
+                if (refused := cannot_write(exc)) is not None:
+                    raise refused from exc
+                raise
             return int(cursor.rowcount)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._conn.cursor() as cursor:
-            await cursor.execute(_to_pyformat(sql), tuple(params))
+            try:
+                await cursor.execute(_to_pyformat(sql), tuple(params))
+            except pymysql.err.MySQLError as exc:
+                if (refused := cannot_write(exc)) is not None:
+                    raise refused from exc
+                raise
             return [tuple(row) for row in await cursor.fetchall()]
 
 
@@ -109,13 +145,22 @@ class MysqlDatabase:
 
     @classmethod
     async def open(
-        cls, url: str, *, retries: int = 3, retry_delay: float = 0.2, max_connections: int = 10
+        cls,
+        url: str,
+        *,
+        retries: int = 3,
+        retry_delay: float = 0.2,
+        max_connections: int = 10,
+        connect_seconds: float = 15.0,
     ) -> MysqlDatabase:
         parts = urlsplit(url)
         if parts.scheme not in {"mysql", "mariadb", "mysql+aiomysql"}:
             raise ValueError("DATABASE_URL must start with mysql:// or mariadb://")
         try:
-            pool = await cls._create_pool(parts, max_connections)
+            # aiomysql bounds only the TCP connect: a server that accepts and then says nothing
+            # would hold the handshake (and the process) for ever
+            async with asyncio.timeout(connect_seconds):
+                pool = await cls._create_pool(parts, max_connections)
         except (pymysql.err.MySQLError, OSError) as exc:
             message = describe_connect_error(url, exc)
             raise StoreError(message, user_message=message) from None

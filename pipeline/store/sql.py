@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from random import Random
@@ -62,7 +63,8 @@ def _as_datetime(value: Any) -> datetime | None:
 
 def weighted_pick(rows: Sequence[CatalogCharacter], rng: Random) -> CatalogCharacter | None:
     """One row chosen with probability proportional to its weight (rows in a stable order)."""
-    candidates = [row for row in rows if row.weight > 0]
+    # a NaN or infinite weight (stored before `add_character` refused them) picks nobody
+    candidates = [row for row in rows if math.isfinite(row.weight) and row.weight > 0]
     if not candidates:
         return None
     return rng.choices(candidates, weights=[row.weight for row in candidates], k=1)[0]
@@ -435,6 +437,10 @@ class SqlStore:
     async def add_character(
         self, name: str, group_name: str, *, weight: float = 1.0, status: int = 1
     ) -> int:
+        # NaN, infinities and negatives would make every weighted pick of the group wrong
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"a weight must be a finite number of 0 or more, not {weight!r}")
+
         async def work(tx: Cursor) -> int:
             await tx.execute(
                 "INSERT INTO anime_roles (role_name_en, group_name, status, weight)"

@@ -2,7 +2,10 @@
 
 One connection in WAL mode; a lock serialises statements and transactions so concurrent tasks
 never interleave inside each other's transaction, and a transaction cancelled part-way is
-always ended before the lock is let go. Imports only aiosqlite and the seam.
+always ended before the lock is let go. A file or folder that cannot be used (not a
+database, damaged, read-only, full) is one sentence naming the file and the reason, and the
+connection opened for it is closed, so the process can exit. Imports only aiosqlite, the seam
+and the error tree.
 """
 
 from __future__ import annotations
@@ -16,42 +19,103 @@ from pathlib import Path
 
 import aiosqlite
 
+from pipeline.errors import StoreError, StoreFileError, disk_reason
 from pipeline.store.db import Cursor, Dialect, DuplicateKey, Params, Row
+
+#: SQLite's primary result codes that mean the file or its folder, not the statement, failed:
+#: how a person reads each, and whether a person must fix the file (bad input, exit 1) or it
+#: may pass by itself (a full disk, another process's lock: a service failure, exit 2)
+_FILE_PROBLEMS: dict[str, tuple[str, bool]] = {
+    "SQLITE_NOTADB": ("it is not an SQLite database (damaged, or another kind of file)", True),
+    "SQLITE_CORRUPT": ("the database file is damaged (truncated or overwritten)", True),
+    "SQLITE_CANTOPEN": ("the file cannot be opened or created there", True),
+    "SQLITE_READONLY": ("the file or its folder is read-only", True),
+    "SQLITE_PERM": ("permission denied", True),
+    "SQLITE_AUTH": ("permission denied", True),
+    "SQLITE_FULL": ("no space left on device", False),
+    "SQLITE_IOERR": (
+        "a read or write failed (a full disk, a file size limit, a failing disk)",
+        False,
+    ),
+    "SQLITE_BUSY": ("another process keeps it locked", False),
+    "SQLITE_LOCKED": ("another process keeps it locked", False),
+}
+
+
+def _file_problem(exc: sqlite3.Error) -> tuple[str, bool] | None:
+    """How a person reads `exc` and whether it is bad input, when it is the file's fault."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, problem in _FILE_PROBLEMS.items():  # extended codes: SQLITE_IOERR_WRITE, ...
+        if name == prefix or name.startswith(prefix + "_"):
+            return problem
+    return None
+
+
+def store_error(path: Path, exc: BaseException) -> StoreError | None:
+    """`exc` as one sentence naming the database file and the reason (StoreFileError when a
+    person must fix the file or folder), or None when it is not the file's fault."""
+    if isinstance(exc, sqlite3.Error) and (problem := _file_problem(exc)) is not None:
+        reason, bad_input = problem
+    elif (reason_of_disk := disk_reason(exc)) is not None:
+        reason, bad_input = reason_of_disk, True
+    else:
+        return None
+    message = f"cannot use the database {path}: {reason}"
+    return StoreFileError(message) if bad_input else StoreError(message, user_message=message)
 
 
 class _Tx:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
+        self._path = path
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
             cursor = await self._conn.execute(sql, tuple(params))
         except sqlite3.IntegrityError as exc:
             raise DuplicateKey(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise _or_itself(store_error(self._path, exc), exc) from None
         return cursor.rowcount
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+        try:
+            async with self._conn.execute(sql, tuple(params)) as cursor:
+                return [tuple(row) for row in await cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise _or_itself(store_error(self._path, exc), exc) from None
 
 
 class SqliteDatabase:
     dialect: Dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path | None = None) -> None:
+        self.path = path or Path(":memory:")
         self._conn = conn
-        self._tx = _Tx(conn)
+        self._tx = _Tx(conn, self.path)
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteDatabase:
-        if str(path) != ":memory:":
-            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA busy_timeout=10000")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        return cls(conn)
+        """The database at `path`, created when absent; StoreError (one sentence naming the
+        file) when it cannot be used. Its connection (a thread of its own, which would keep
+        the process alive) is always closed on the way out of a failure."""
+        try:
+            if str(path) != ":memory:":
+                await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise _or_itself(store_error(path, exc), exc) from None
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA busy_timeout=10000")
+            await conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _or_itself(store_error(path, exc), exc) from None
+            raise
+        return cls(conn, path)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         async with self._lock:
@@ -87,6 +151,8 @@ class SqliteDatabase:
             with contextlib.suppress(sqlite3.Error):
                 await statement
             raise
+        except sqlite3.Error as exc:
+            raise _or_itself(store_error(self.path, exc), exc) from None
 
     async def _roll_back(self) -> None:
         if self._conn.in_transaction:
@@ -94,3 +160,7 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         await self._conn.close()
+
+
+def _or_itself(translated: StoreError | None, exc: BaseException) -> BaseException:
+    return exc if translated is None else translated

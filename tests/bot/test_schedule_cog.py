@@ -100,15 +100,16 @@ async def test_a_character_still_in_review_is_skipped(
 async def test_a_tick_that_fails_is_logged_and_the_next_one_runs(
     start_bot: StartBot, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The database fails during one tick: nothing starts, nothing raises; the next tick works
-    and the hourly loop is still running."""
+    """The database fails during one tick: nothing starts, nothing raises, one line without
+    a traceback says so; the next tick works and the hourly loop is still running."""
     store = FlakySlots((await connect(f"sqlite:///{tmp_path / 's.db'}", sqlite_path=tmp_path)).db)
     try:
         under_test = await start_bot(store=store, schedule_enabled=True)
         cog = schedule_of(under_test)
         assert cog.hourly.is_running()
         assert await cog.tick(NINE_IN_BERLIN) == []
-        assert "schedule 2026-11-25T08: mascot failed" in caplog.text
+        assert "schedule 2026-11-25T08: mascot failed: " in caplog.text
+        assert [r for r in caplog.records if r.exc_info] == []  # a sentence, no traceback
         await cog.hourly()  # the loop body itself: the real hour, must not raise either
         store.broken = False
         assert len(await cog.tick(NINE_IN_BERLIN)) == 1

@@ -216,3 +216,29 @@ async def test_a_login_that_times_out_is_tried_again_not_paused(
     assert [a.outcome for a in record.attempts] == ["posting", "transient", "posted"]
     assert notifier.attention == []
     assert len(fake_ig.logins) == 2
+
+
+async def test_a_sessions_folder_that_cannot_be_written_still_posts(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DATA_DIR/sessions cannot be written (here a file is in its way): the login still
+    posts, and one warning names the folder and the reason, without a traceback."""
+    sessions = session_path(settings, Platform.INSTAGRAM, "fox_ig").parent
+    sessions.parent.mkdir(parents=True, exist_ok=True)
+    sessions.write_text("not a folder")
+    with caplog.at_level(logging.INFO):
+        [record] = await service().publish_run(
+            photo_run(run_dir), make_character(instagram=True), run_dir
+        )
+    assert record.state is PostState.POSTED
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert {r.getMessage() for r in warnings} == {  # after the login, and after the post
+        f"instagram account fox_ig: cannot keep its session in {sessions} "
+        "(a file of that name is in the way); the next start logs in again"
+    }
+    assert [r for r in warnings if r.exc_info] == []

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostRecord, PostState, utcnow
@@ -122,6 +125,31 @@ def test_paused_account_stays_paused_until_resumed(tmp_path: Path) -> None:
     assert pause.reason == "ChallengeRequired"
     assert board.resume(Platform.INSTAGRAM, "fox_ig")
     assert board.paused(Platform.INSTAGRAM, "fox_ig") is None
+
+
+def test_a_pause_whose_file_cannot_be_written_still_holds_in_this_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The attention folder cannot be written (a file is in its way): the pause still holds
+    until this process stops, one error line names the folder and the reason, and nothing
+    raises."""
+    folder = tmp_path / "attention"
+    folder.write_text("not a folder")
+    board = AttentionBoard(folder)
+
+    board.pause(Platform.INSTAGRAM, "fox_ig", "ChallengeRequired")
+
+    pause = board.paused(Platform.INSTAGRAM, "fox_ig")
+    assert pause is not None
+    assert pause.reason == "ChallengeRequired"
+    assert [p.account for p in board.all()] == ["fox_ig"]
+    [said] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said.getMessage() == (
+        f"paused instagram account fox_ig: ChallengeRequired; but cannot write {folder} "
+        "(a file of that name is in the way), so the pause holds only until this process stops"
+    )
+    assert said.exc_info is None
+    assert board.resume(Platform.INSTAGRAM, "fox_ig")
 
 
 def test_platform_messages_are_scrubbed() -> None:

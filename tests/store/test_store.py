@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from pipeline.models import (
     RunState,
     utcnow,
 )
-from pipeline.ports import NewsItem
+from pipeline.ports import CatalogCharacter, NewsItem
 from pipeline.store import SqlStore, connect
 from pipeline.store.schema import LATEST
 
@@ -205,6 +206,33 @@ async def test_group_members_are_picked_by_weight(store: SqlStore) -> None:
     )
     assert set(counts) == set(weights)
     assert chi_square < 16.27  # 3 degrees of freedom, p = 0.001
+
+
+@pytest.mark.parametrize("weight", [math.nan, math.inf, -math.inf, -5.0])
+async def test_a_weight_that_is_not_a_finite_positive_number_is_refused(
+    store: SqlStore, weight: float
+) -> None:
+    """A member cannot be stored with a NaN, infinite or negative weight: every pick of its
+    group would go wrong."""
+    with pytest.raises(ValueError, match="a weight must be a finite number of 0 or more"):
+        await store.add_character("Luna", "moonlit", weight=weight)
+    assert await store.list_characters("moonlit") == []
+
+
+def test_members_stored_with_an_unusable_weight_are_never_picked() -> None:
+    """Rows written before weights were checked (NaN, infinite, negative) are passed over,
+    never a crash: the pick is among the members whose weight is a usable number."""
+    from pipeline.store.sql import weighted_pick
+
+    rows = [
+        CatalogCharacter(id=i, name=name, group_name="moonlit", weight=weight, status=1)
+        for i, (name, weight) in enumerate(
+            [("Nan", math.nan), ("Inf", math.inf), ("Neg", -5.0), ("Luna", 1.0)]
+        )
+    ]
+    rng = Random(7)
+    assert {chosen.name for _ in range(50) if (chosen := weighted_pick(rows, rng))} == {"Luna"}
+    assert weighted_pick(rows[:3], rng) is None
 
 
 async def test_a_second_character_is_never_the_first(store: SqlStore) -> None:
