@@ -202,7 +202,9 @@ def test_a_type_the_character_cannot_make_is_refused_before_a_run_is_created(
 ) -> None:
     """`run --type text2video` for mascot (no video workflow) says what it can make, exit 1,
     and no run is recorded, so there is nothing to resume that would fail again."""
-    result = run(["-m", "pipeline", "run", "--character", "mascot", "--type", "text2video"], project)
+    result = run(
+        ["-m", "pipeline", "run", "--character", "mascot", "--type", "text2video"], project
+    )
     assert result.returncode == 1
     assert one_sentence(result) == (
         "mascot cannot make text2video: it names no workflow for text2video; it can make "
