@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import csv
 import json
+import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -640,9 +641,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad argument (1, said by _Parser.error)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # put back after: main() may run in-process
     try:
         settings = load_settings()
-        logs.configure(settings.log_level)
+        # LOG_LEVEL as set; unset, a terminal command shows warnings only (its own lines
+        # say what happens; the bot, a long-running host, logs from INFO)
+        logs.configure(
+            settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
+        )
         return _dispatch(settings, args)
     except (MediaOverloadError, ComfyError) as exc:
         print(user_sentence(exc), file=sys.stderr)
@@ -650,6 +657,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"cannot reach a service: {type(exc).__name__}", file=sys.stderr)
         return exit_code(exc)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def _dispatch(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 #: libraries whose DEBUG records carry credentials, so they never log below INFO: discord.py's
 #: webhook requests (the URL holds the webhook's token), oauthlib and requests-oauthlib (the
@@ -37,8 +39,24 @@ def run_context(run_id: str) -> Iterator[None]:
         run_id_var.reset(token)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to `sys.stderr` as it is then, so a caller that swaps the stream
+    (pytest's capture, a tool calling `main()` twice) never leaves us on a closed one."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.addFilter(RunIdFilter())
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [run %(run_id)s] %(message)s")

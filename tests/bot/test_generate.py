@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -209,7 +210,7 @@ async def test_an_unknown_character_gets_a_short_private_sentence(
     ids=["type-it-cannot-make", "bad-prompt", "no-such-character"],
 )  # fmt: skip
 async def test_every_generate_refusal_is_seen_only_by_the_asker(
-    start_bot: StartBot, fake: fd.FakeDiscord, options: dict[str, str], said: str
+    start_bot: StartBot, fake: fd.FakeDiscord, options: dict[str, Any], said: str
 ) -> None:
     """A refused /generate is answered with one private sentence before anything public is
     posted (a public "thinking" message would turn the refusal public), and no run is made."""
