@@ -39,6 +39,24 @@ def run_context(run_id: str) -> Iterator[None]:
         run_id_var.reset(token)
 
 
+class ShortReconnects(logging.Filter):
+    """discord.py logs every gateway reconnect with a whole traceback (`Client.connect`:
+    "Attempting a reconnect in N s"); the error's class and text on the same line say as much."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        reconnect = str(record.msg).startswith("Attempting a reconnect")
+        if exc is not None and record.name == "discord.client" and reconnect:
+            text = " ".join(str(exc).split())[:200]
+            record.msg = (
+                f"{record.getMessage()} ({type(exc).__name__}{': ' + text if text else ''})"
+            )
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes each record to `sys.stderr` as it is then, so a caller that swaps the stream
     (pytest's capture, a tool calling `main()` twice) never leaves us on a closed one."""
@@ -58,6 +76,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure(level: str = "INFO") -> None:
     handler = _StderrHandler()
     handler.addFilter(RunIdFilter())
+    handler.addFilter(ShortReconnects())
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [run %(run_id)s] %(message)s")
     )

@@ -324,6 +324,10 @@ class FakeDiscord:
         self.posts_left: int | None = None
         self.posts_released = asyncio.Event()
         self.posts_held = 0
+        #: test side: how many more logins (GET /users/@me) have their connection dropped
+        #: unanswered, as a network outage does
+        self.drop_logins = 0
+        self.logins = 0
         self._ids = _snowflakes()
         self._seq = 0
         self._events: list[JSON] = []
@@ -515,6 +519,12 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ login and gateway
     async def _me(self, request: web.Request) -> web.Response:
+        self.logins += 1
+        if self.drop_logins > 0:
+            self.drop_logins -= 1
+            assert request.transport is not None
+            request.transport.abort()  # the client sees the connection dropped unanswered
+            raise web.HTTPServiceUnavailable
         if request.headers.get("Authorization", "") != f"Bot {self.token}":
             raise DiscordError(401, 0, "401: Unauthorized")
         return _json(BOT.payload())
