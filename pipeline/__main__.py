@@ -313,9 +313,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             needs_comfyui = stored.state in _BEFORE_MEDIA or (
                 stored.state is RunState.FAILED and failed_at in {s.value for s in _BEFORE_MEDIA}
             )
-            chosen = stored.choices.generation_type if stored.choices else None
-            if needs_comfyui and (wanted := chosen or stored.job.generation_type):
-                character.refuse_unrunnable(wanted)  # it would only fail the same way again
+            character.refuse_unrunnable_resume(stored)  # it would only fail the same way
         if needs_comfyui and not await services.pool.answering():
             servers = ", ".join(str(s) for s in services.pool.servers)
             raise ServiceError(

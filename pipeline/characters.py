@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from pipeline.errors import CharacterError, CharacterNotFound, Problem, RunError
-from pipeline.models import Platform
+from pipeline.models import Platform, Run, RunState
 from pipeline.prompts.library import PROMPT_METHODS, TemplateLibrary
 from strategies import STRATEGY_NAMES, VIDEO_STRATEGIES, stages
 
@@ -336,6 +336,15 @@ class Character:
             can = ", ".join(self.runnable_types()) or "nothing"
             raise RunError(f"{self.key} cannot make {strategy[:32]}: {reason}; it can make {can}")
 
+    def refuse_unrunnable_resume(self, run: Run) -> None:
+        """RunError when resuming `run` would have to make media with a type this character
+        can no longer run (its workflow went from the file): it would only fail again."""
+        if run.media or run.state in _MEDIA_MADE:
+            return
+        wanted = run.choices.generation_type if run.choices else run.job.generation_type
+        if wanted:
+            self.refuse_unrunnable(wanted)
+
     def pick_generation_type(self, rng: Random) -> str:
         return pick(self.generation.generation_type_weights, rng)
 
@@ -350,6 +359,20 @@ class Character:
 
     def pick_style(self, rng: Random) -> str:
         return pick(self.generation.style_weights, rng)
+
+
+#: states whose media are made: resuming them needs no workflow
+_MEDIA_MADE = frozenset(
+    {
+        RunState.GENERATED,
+        RunState.SCORED,
+        RunState.CAPTIONED,
+        RunState.AWAITING_REVIEW,
+        RunState.APPROVED,
+        RunState.PUBLISHING,
+        RunState.EXPIRED,
+    }
+)
 
 
 # ---------------------------------------------------------------------------- loading

@@ -219,3 +219,33 @@ def test_the_command_line_logs_at_log_level(project: Path, level: str, shown: bo
     result = run(["-m", "pipeline", "runs"], project, LOG_LEVEL=level)
     assert result.returncode == 0
     assert ("DEBUG" in result.stderr and "asyncio" in result.stderr) is shown
+
+
+def test_resuming_a_run_whose_type_the_character_cannot_make_is_refused(project: Path) -> None:
+    """A run that failed because its type had no workflow is not run into the same failure by
+    `resume`: one line saying what the character can make, exit 1, the run left as it was."""
+    import asyncio
+
+    from pipeline.models import Job, Run, RunFailure, RunState
+    from pipeline.store import connect
+
+    failed = Run.new(Job("mascot", generation_type="text2video")).advance(
+        RunState.FAILED, failure=RunFailure(step="created", message="an unexpected error")
+    )
+
+    async def save() -> None:
+        store = await connect("", sqlite_path=project / "data" / "mediaoverload.db")
+        try:
+            await store.save_run(failed)
+        finally:
+            await store.close()
+
+    asyncio.run(save())
+    result = run(["-m", "pipeline", "resume", failed.id], project)
+    assert result.returncode == 1
+    assert one_sentence(result) == (
+        "mascot cannot make text2video: it names no workflow for text2video; it can make "
+        "text2img, text2image2image"
+    )
+    shown = run(["-m", "pipeline", "show", failed.id], project)
+    assert "failed at prompt: an unexpected error" in shown.stdout

@@ -185,6 +185,8 @@ class GenerateCog(commands.Cog):
         if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
             raise RunError(f"run {run.id} is {run.state.value}; there is nothing to retry")
         refuse_if_pruned(run)
+        character = await self._character(run.character)
+        character.refuse_unrunnable_resume(run)
         held = await self.services.runner.held_elsewhere(run.id)
         if held is not None:
             raise RunLeased(held)

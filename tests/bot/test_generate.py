@@ -301,3 +301,26 @@ async def test_commands_are_synced_only_when_they_changed(
     await first.stop()
     await start_bot()
     assert fake.command_syncs == [fd.GUILD_ID]
+
+
+async def test_retry_of_a_run_its_character_can_no_longer_make_is_refused_privately(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """/retry of a run whose type has no workflow now answers one private sentence; nothing
+    public is posted and the run does not start (it would only fail again)."""
+    from pipeline.models import Job, Run, RunFailure
+
+    under_test = await start_bot()
+    failed = Run.new(
+        Job("mascot", requested_by=f"discord:{fd.ALICE.id}", generation_type="text2video")
+    ).advance(RunState.FAILED, failure=RunFailure(step="created", message="an unexpected error"))
+    await under_test.services.store.save_run(failed)
+    retry = await fake.slash("retry", run_id=failed.id)
+    reply = retry.reply
+    assert reply is not None
+    assert (reply.ephemeral, reply.content) == (
+        True,
+        "mascot cannot make text2video: it names no workflow for text2video; it can make "
+        "text2img, text2image2image",
+    )
+    assert under_test.execute.started == []
