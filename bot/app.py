@@ -31,7 +31,7 @@ from bot.card import ChannelCard
 from bot.cogs._checks import NotAllowed
 from bot.review import EditCaptionButton
 from bot.services import Services
-from pipeline.errors import ConfigError, MediaOverloadError
+from pipeline.errors import ConfigError, MediaOverloadError, ServiceError
 from pipeline.lease import RunLeased
 from pipeline.lease import describe as describe_owner
 from pipeline.models import Run, RunState
@@ -340,6 +340,11 @@ def _start_failure(exc: BaseException) -> BaseException:
         if exc.code == 4004:  # the gateway's "authentication failed"
             return ConfigError(REFUSED_LOGIN)
         return DiscordUnreachable(f"the gateway closed the connection with code {exc.code}")
+    if isinstance(exc, discord.HTTPException) and not isinstance(exc, UNREACHABLE):
+        return ServiceError(
+            f"Discord answered {exc.status} at login",
+            user_message=f"Discord refused the login ({exc.status} {exc.text[:100]})",
+        )
     if isinstance(exc, UNREACHABLE):
         text = " ".join(str(exc).split())[:200]
         return DiscordUnreachable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
