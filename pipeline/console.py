@@ -100,9 +100,10 @@ class LogNotifier:
         self.out = out
 
     async def run_changed(self, run: Run, posts: Sequence[PostRecord] = ()) -> None:
-        text = f"run {run.id} ({run.character}): {run.state.value}"
+        said = run.state.value
         if run.state is RunState.FAILED and run.failure is not None:
-            text += f" {run.failure.describe()}"
+            said = run.failure.describe()  # "failed at generate: why: cause"
+        text = f"run {run.id} ({run.character}): {said}"
         for post in posts:
             text += f"\n  {post.platform.value}: {post.state.value} {post.url or ''}".rstrip()
         print(text, file=self.out, flush=True)

@@ -520,6 +520,7 @@ async def test_a_node_that_fails_shows_its_cause_in_the_summary_and_in_show(
     code, out, err = await cli.run("run", "--character", "testy", "--review", "auto")
     assert code == 2, out + err
     run_id = out.split("run ", 1)[1].split(":", 1)[0]
+    assert f"run {run_id} (testy): failed at generate: A ComfyUI node failed: " in err
     code, shown, _ = await cli.run("show", run_id)
     assert code == 0
     for text in (out, shown):
