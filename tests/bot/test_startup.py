@@ -182,12 +182,15 @@ def project(tmp_path: Path) -> Path:
 async def test_python_m_bot_with_a_refused_token_says_so_in_one_sentence(
     project: Path, fake: fd.FakeDiscord
 ) -> None:
-    """`python -m bot` with a token Discord refuses: one sentence, exit 1, no traceback."""
+    """`python -m bot` with a token Discord refuses: one sentence, exit 1, no traceback (the
+    log lines before it, at INFO, say what it was doing)."""
     bot = await start_bot_process(
-        project, DISCORD_TOKEN="wrong", DISCORD_API_BASE=fake.api_base, LOG_LEVEL="ERROR"
+        project, DISCORD_TOKEN="wrong", DISCORD_API_BASE=fake.api_base, LOG_LEVEL="INFO"
     )
     assert await bot.finished() == 1
-    assert bot.lines == [f"MediaOverload cannot start: {REFUSED_LOGIN}\n"]
+    assert bot.lines[-1] == f"MediaOverload cannot start: {REFUSED_LOGIN}\n"
+    assert "Traceback" not in "".join(bot.lines)
+    assert fake.identifies == 0
 
 
 @pytest.mark.slow
