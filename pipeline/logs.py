@@ -85,5 +85,8 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     # discord.py and aiohttp are chatty at INFO about things a user does not act on
     logging.getLogger("discord.gateway").setLevel(max(logging.WARNING, root.level))
+    # "logging in using static token" at every try to reach Discord: one line per try is ours
+    quiet = root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+    logging.getLogger("discord.client").setLevel(quiet)
     for name in SECRET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))

@@ -204,7 +204,7 @@ async def test_python_m_bot_without_a_network_retries_until_sigterm(
         project,
         DISCORD_TOKEN="t",
         DISCORD_API_BASE=f"{dead_url()}/api/v10",
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL="INFO",
     )
     await fake.until(
         lambda: sum("Discord cannot be reached" in line for line in bot.lines) >= 2,
@@ -215,6 +215,8 @@ async def test_python_m_bot_without_a_network_retries_until_sigterm(
     assert await bot.finished() == 0
     assert "Traceback" not in "".join(bot.lines)
     attempts_logged = [line for line in bot.lines if "Discord cannot be reached" in line]
+    first, second = (bot.lines.index(line) for line in attempts_logged[:2])
+    assert second == first + 1  # one line per attempt, nothing of discord.py's in between
     assert "(attempt 1)" in attempts_logged[0]
     assert "(attempt 2)" in attempts_logged[1]
 
