@@ -1,22 +1,25 @@
 """`python -m bot`: settings -> logging -> session, store -> Services -> MediaBot, until SIGTERM.
 
 The entry point owns every resource and hands them to the bot (discord.py's advanced_startup).
-A missing setting stops it with one sentence naming the variable, and exit code 1.
+A missing or wrong setting (a token Discord refuses included) stops it with one sentence and
+exit code 1; a Discord that cannot be reached is tried again, one log line per attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from pipeline import logs
-from pipeline.errors import ConfigError, StoreError, StoreFileError
+from pipeline.errors import ConfigError, MediaOverloadError
+from pipeline.failures import exit_code
 from pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -26,9 +29,10 @@ log = logging.getLogger("bot")
 
 
 @asynccontextmanager
-async def open_bot(settings: Settings, **options: Any) -> AsyncIterator[MediaBot]:
-    """The bot with every resource it needs open (HTTP session, store, ComfyUI pool, models),
-    not yet logged in; they close after it. `options` go to MediaBot."""
+async def bot_factory(settings: Settings, **options: Any) -> AsyncIterator[Callable[[], MediaBot]]:
+    """Every resource a bot needs open (HTTP session, store, ComfyUI pool, models), and a
+    maker of bots over them (a fresh one for each try at reaching Discord); they close after.
+    `options` go to MediaBot."""
     from bot.app import MediaBot
     from bot.services import Services, build_services
     from pipeline.store import open_store
@@ -54,16 +58,30 @@ async def open_bot(settings: Settings, **options: Any) -> AsyncIterator[MediaBot
                 detach=engine.pool.detach,
             )
 
-        yield MediaBot(settings=settings, services_factory=services, **options)
+        yield lambda: MediaBot(settings=settings, services_factory=services, **options)
+
+
+@asynccontextmanager
+async def open_bot(settings: Settings, **options: Any) -> AsyncIterator[MediaBot]:
+    """The bot with every resource it needs open, not yet logged in; they close after it."""
+    async with bot_factory(settings, **options) as make_bot:
+        yield make_bot()
 
 
 async def serve(settings: Settings) -> None:
-    from bot.app import serve_until_stopped
+    """Host the bot until SIGTERM, trying again while Discord cannot be reached."""
+    from bot.app import serve_with_retries
 
     token = settings.discord_token
     assert token is not None, "main() checks DISCORD_TOKEN first"
-    async with open_bot(settings) as bot:
-        await serve_until_stopped(bot, token.get_secret_value())
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    try:
+        async with bot_factory(settings) as make_bot:
+            await serve_with_retries(make_bot, token.get_secret_value(), stopping)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def main() -> int:
@@ -78,15 +96,9 @@ def main() -> int:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         log.info("stopped")
-    except ConfigError as exc:
+    except MediaOverloadError as exc:  # a bad setting (1), the database or a service (2)
         print(f"MediaOverload cannot start: {exc.user_message}", file=sys.stderr)
-        return 1
-    except StoreFileError as exc:  # the database file or its folder: a person must fix it
-        print(f"MediaOverload cannot start: {exc.user_message}", file=sys.stderr)
-        return 1
-    except StoreError as exc:
-        print(f"MediaOverload cannot start: {exc.user_message}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     return 0
 
 

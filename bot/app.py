@@ -1,4 +1,4 @@
-"""`MediaBot`, the commands.Bot subclass, and `serve_until_stopped`, which hosts it until SIGTERM.
+"""`MediaBot`, the commands.Bot subclass, and `serve_with_retries`, which hosts it until SIGTERM.
 
 setup_hook finds the gateway, loads the cogs, re-arms pending reviews, resumes the runs a stop
 left half done, starts the adoption loop (the same, later, for runs another instance left),
@@ -17,6 +17,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -30,7 +31,7 @@ from bot.card import ChannelCard
 from bot.cogs._checks import NotAllowed
 from bot.review import EditCaptionButton
 from bot.services import Services
-from pipeline.errors import MediaOverloadError, disk_reason
+from pipeline.errors import ConfigError, MediaOverloadError, ServiceError, disk_reason
 from pipeline.lease import RunLeased
 from pipeline.lease import describe as describe_owner
 from pipeline.models import Run, RunState
@@ -306,22 +307,107 @@ def _write_json(path: Path, data: dict[str, str]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
 
 
-async def serve_until_stopped(bot: MediaBot, token: str) -> None:
-    """Run `bot` until it stops by itself or SIGTERM arrives; then close it cleanly."""
+#: what a Discord that cannot be reached raises at login: no network or name, a refused or
+#: dropped connection, a timeout, or Discord's 5xx after discord.py's own retries
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    discord.GatewayNotFound,
+    discord.DiscordServerError,
+)
+
+REFUSED_LOGIN = (
+    "Discord refused DISCORD_TOKEN: reset the token in the developer portal (Bot, Reset Token) "
+    "and set DISCORD_TOKEN to the new one"
+)
+
+
+class DiscordUnreachable(Exception):
+    """Discord could not be reached while the bot logged in; `reason` is short and holds no
+    secret (the error's class and text: a host and port at most)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _start_failure(exc: BaseException) -> BaseException:
+    """What a failed `bot.start` means: a bad setting (ConfigError), an unreachable Discord
+    (DiscordUnreachable, to be tried again), or the error itself."""
+    if isinstance(exc, discord.LoginFailure):
+        return ConfigError(REFUSED_LOGIN)
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return ConfigError("Discord refused the bot's intents: enable them in the developer portal")
+    if isinstance(exc, discord.ConnectionClosed):
+        if exc.code == 4004:  # the gateway's "authentication failed"
+            return ConfigError(REFUSED_LOGIN)
+        return DiscordUnreachable(f"the gateway closed the connection with code {exc.code}")
+    if isinstance(exc, discord.HTTPException) and not isinstance(exc, UNREACHABLE):
+        return ServiceError(
+            f"Discord answered {exc.status} at login",
+            user_message=f"Discord refused the login ({exc.status} {exc.text[:100]})",
+        )
+    if isinstance(exc, UNREACHABLE):
+        text = " ".join(str(exc).split())[:200]
+        return DiscordUnreachable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    return exc
+
+
+async def serve_until_stopped(
+    bot: MediaBot, token: str, *, stopping: asyncio.Event | None = None
+) -> None:
+    """Run `bot` until it stops by itself or `stopping` is set (by default, on SIGTERM); then
+    close it cleanly. A token Discord refuses raises ConfigError, a Discord that cannot be
+    reached DiscordUnreachable; the bot is closed either way."""
     loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    own = stopping is None
+    stop = asyncio.Event() if stopping is None else stopping
+    if own:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
         async with bot:
             running = asyncio.create_task(bot.start(token), name="discord")
-            stopper = asyncio.create_task(stopping.wait(), name="sigterm")
+            stopper = asyncio.create_task(stop.wait(), name="sigterm")
             done, _ = await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if running in done:
                 stopper.cancel()
-                running.result()  # a login failure surfaces here
+                if (error := running.exception()) is not None:
+                    raise _start_failure(error) from None
             else:
                 log.info("SIGTERM: letting runs save, then closing")
                 await bot.close()
                 await running
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        if own:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def serve_with_retries(
+    make_bot: Callable[[], MediaBot],
+    token: str,
+    stopping: asyncio.Event,
+    *,
+    first_delay: float = 1.0,
+    max_delay: float = 60.0,
+) -> None:
+    """Host a bot until `stopping` is set. While Discord cannot be reached at start (no
+    network, an outage), a fresh bot tries again after `first_delay` seconds, doubling up to
+    `max_delay`, with one warning per attempt: a long-running host outlives an outage. After
+    login, discord.py reconnects by itself. A refused token raises ConfigError."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            await serve_until_stopped(make_bot(), token, stopping=stopping)
+            return
+        except DiscordUnreachable as exc:
+            attempt += 1
+            delay = min(first_delay * 2 ** (attempt - 1), max_delay)
+            log.warning(
+                "Discord cannot be reached (%s); trying again in %g s (attempt %d)",
+                exc.reason, delay, attempt,
+            )  # fmt: skip
+            try:
+                await asyncio.wait_for(stopping.wait(), delay)
+            except TimeoutError:
+                continue

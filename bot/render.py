@@ -136,9 +136,7 @@ def outcome(run: Run, posts: Sequence[PostRecord] = (), *, elapsed: float | None
     elif state is RunState.EXPIRED:
         lines = [f"{head} \N{EM DASH} the review expired; `/retry {run.id}` posts it again."]
     elif state is RunState.FAILED:
-        step = run.failure.step if run.failure else "an unknown step"
-        why = run.failure.message if run.failure else "an unexpected error"
-        lines = [f"{head} \N{EM DASH} failed at {step}: {why}", f"`/retry {run.id}` resumes it."]
+        lines = [f"{head} \N{EM DASH} {failure_text(run)}", f"`/retry {run.id}` resumes it."]
     elif state is RunState.CANCELLED:
         lines = [f"{head} \N{EM DASH} cancelled."]
     else:
@@ -149,6 +147,14 @@ def outcome(run: Run, posts: Sequence[PostRecord] = (), *, elapsed: float | None
     if elapsed is not None:
         lines.append(f"Took {duration(elapsed)}")
     return clip("\n".join(lines), CONTENT_LIMIT)
+
+
+def failure_text(run: Run) -> str:
+    """`failed at generate: <why>: <cause>`, and whether a retry can help (the run's own
+    user-safe words, never an exception's text)."""
+    if run.failure is None:
+        return "failed at an unknown step: an unexpected error"
+    return run.failure.describe()
 
 
 def post_lines(posts: Sequence[PostRecord]) -> list[str]:
@@ -301,9 +307,7 @@ def notice(run: Run, posts: Sequence[PostRecord] = ()) -> str | None:
     if state is RunState.PUBLISHED:
         return clip("\n".join([f"\N{PARTY POPPER} {head} published.", *post_lines(posts)]), 2000)
     if state is RunState.FAILED:
-        step = run.failure.step if run.failure else "an unknown step"
-        why = run.failure.message if run.failure else "an unexpected error"
-        return clip(f"\N{WARNING SIGN} {head} failed at {step}: {why}", CONTENT_LIMIT)
+        return clip(f"\N{WARNING SIGN} {head} {failure_text(run)}", CONTENT_LIMIT)
     if state is RunState.EXPIRED:
         return clip(f"\N{HOURGLASS} {head}: the review expired; /retry posts it again.", 2000)
     if state is RunState.REJECTED:

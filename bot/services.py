@@ -52,12 +52,15 @@ class Services:
     background: Background = field(default_factory=Background)
     #: character keys for autocomplete, read at start and by /reload (no disk on a keystroke)
     character_names: list[str] = field(default_factory=list)
+    #: the generation types each character can run, for /generate's `type` autocomplete
+    runnable_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     async def refresh_characters(self) -> list[Problem]:
         """Read the characters folder again; the problems of broken files."""
         names = await asyncio.to_thread(self.characters.names)
-        _, problems = await asyncio.to_thread(self.characters.load_all)
+        loaded, problems = await asyncio.to_thread(self.characters.load_all)
         self.character_names = names
+        self.runnable_types = {c.key: c.runnable_types() for c in loaded}
         return problems
 
     def run_card(

@@ -8,28 +8,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from comfy import Workflow
+from comfy import ComfyError, Workflow
+from pipeline import logs
 from pipeline.characters import Character, Characters
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
-    ConfigError,
     MediaOverloadError,
     Problem,
     RunError,
     ServiceError,
-    StoreError,
-    StoreFileError,
     disk_exit_code,
     disk_reason,
 )
+from pipeline.failures import EXIT_BAD_INPUT, EXIT_OK, EXIT_SERVICE, exit_code, user_sentence
 from pipeline.lease import Leases, RunLeased, this_process
 from pipeline.models import (
     Job,
@@ -52,7 +52,6 @@ from pipeline.store import open_store
 from pipeline.workflows import check_workflow
 from strategies import STRATEGY_NAMES
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2
 #: `run` / `resume` stopped by SIGTERM; the run is left for `resume` (128 + SIGTERM, as a shell)
 EXIT_STOPPED = 128 + signal.SIGTERM
 
@@ -186,7 +185,7 @@ async def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -> None:
     print(f"\nrun {run.id}: {run.state.value}")
     if run.failure is not None:
-        print(f"  failed at {run.failure.step}: {run.failure.message}")
+        print(f"  {run.failure.describe()}")
     if (pruned := pruned_sentence(run)) is not None:
         print(f"  pruned: {pruned}")
     if run.choices is not None:
@@ -213,9 +212,13 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
 
 
 def _exit_code(run: Run) -> int:
+    """A run's end as an exit code: done, a failure of bad input (or a review left for a
+    terminal that is not there), or a service's failure."""
     if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.APPROVED}:
         return EXIT_OK
-    if run.state is RunState.FAILED and run.failure is not None and run.failure.step in {"created"}:
+    if run.state is RunState.AWAITING_REVIEW:
+        return EXIT_BAD_INPUT
+    if run.state is RunState.FAILED and run.failure is not None and run.failure.bad_input:
         return EXIT_BAD_INPUT
     return EXIT_SERVICE
 
@@ -228,7 +231,9 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """
     if args.command == "run":  # a bad name or file stops here, before any service is opened
         characters = Characters(settings.characters_dir, _library(settings))
-        await asyncio.to_thread(characters.load, args.character)
+        character = await asyncio.to_thread(characters.load, args.character)
+        if args.type is not None:  # refused before a run is created, so none fails on it
+            character.refuse_unrunnable(args.type)
     from pipeline.console import AutoReviewer, ConsoleReviewer, LogNotifier, TerminalProgress
     from pipeline.wiring import open_pipeline
 
@@ -245,11 +250,12 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             if held is not None:  # the bot (or another terminal) runs it right now
                 raise RunLeased(held)
             refuse_if_pruned(stored)  # before ComfyUI is asked: nothing is left to resume
-            await asyncio.to_thread(services.characters.load, stored.job.character)
+            character = await asyncio.to_thread(services.characters.load, stored.job.character)
             failed_at = stored.failure.step if stored.failure is not None else ""
             needs_comfyui = stored.state in _BEFORE_MEDIA or (
                 stored.state is RunState.FAILED and failed_at in {s.value for s in _BEFORE_MEDIA}
             )
+            character.refuse_unrunnable_resume(stored)  # it would only fail the same way
         if needs_comfyui and not await services.pool.answering():
             servers = ", ".join(str(s) for s in services.pool.servers)
             raise ServiceError(
@@ -282,6 +288,13 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         character = services.characters.load(final.job.character)
         posts = await services.store.posts_for_run(final.id)
         _print_summary(final, run_folder(character, final.id), posts)
+        if final.state is RunState.AWAITING_REVIEW and args.review == "console":
+            print(
+                f"run {final.id} is left awaiting review: standard input ended before an "
+                f"answer; `python -m pipeline resume {final.id} --review console` in a "
+                "terminal, or `--review auto`, carries it on",
+                file=sys.stderr,
+            )
         return _exit_code(final)
 
 
@@ -495,8 +508,16 @@ async def _withdraw_prompts(settings: Settings, run: Run) -> None:
 # ---------------------------------------------------------------------------- main
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the README's exit code for a bad argument (1, not argparse's 2), said in
+    one line; its subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="python -m pipeline", description="MediaOverload's pipeline without Discord."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -556,38 +577,49 @@ def add_publishing_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (1, said by _Parser.error)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # put back after: main() may run in-process
     try:
         settings = load_settings()
-        if args.command == "check":
-            return cmd_check(settings, args)
-        if args.command == "db":
-            return asyncio.run(cmd_db(settings, args))
-        if args.command in {"run", "resume"}:
-            return asyncio.run(cmd_run(settings, args))
-        if args.command in {"runs", "show", "cancel"}:
-            return asyncio.run(cmd_runs(settings, args))
-        if args.command == "publish":
-            return asyncio.run(cmd_publish(settings, args))
-        if args.command == "accounts":
-            return cmd_accounts(settings, args)
-        if args.command == "prune":
-            return asyncio.run(cmd_prune(settings, args))
-    except (ConfigError, CharacterError, CharacterNotFound, RunError, StoreFileError) as exc:
-        print(exc.user_message, file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except StoreError as exc:
-        print(exc.user_message, file=sys.stderr)
-        return EXIT_SERVICE
-    except MediaOverloadError as exc:
-        print(exc.user_message, file=sys.stderr)
-        return EXIT_SERVICE
+        # LOG_LEVEL as set; unset, a terminal command shows warnings only (its own lines
+        # say what happens; the bot, a long-running host, logs from INFO)
+        logs.configure(
+            settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
+        )
+        return _dispatch(settings, args)
+    except (MediaOverloadError, ComfyError) as exc:
+        print(user_sentence(exc), file=sys.stderr)
+        return exit_code(exc)
     except OSError as exc:
         if (reason := disk_reason(exc)) is not None:  # the disk's, not a network's
             print(f"cannot use {exc.filename or 'a file'}: {reason}", file=sys.stderr)
             return disk_exit_code(exc)
         print(f"cannot reach a service: {type(exc).__name__}", file=sys.stderr)
-        return EXIT_SERVICE
+        return exit_code(exc)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return cmd_check(settings, args)
+    if args.command == "db":
+        return asyncio.run(cmd_db(settings, args))
+    if args.command in {"run", "resume"}:
+        return asyncio.run(cmd_run(settings, args))
+    if args.command in {"runs", "show", "cancel"}:
+        return asyncio.run(cmd_runs(settings, args))
+    if args.command == "publish":
+        return asyncio.run(cmd_publish(settings, args))
+    if args.command == "accounts":
+        return cmd_accounts(settings, args)
+    if args.command == "prune":
+        return asyncio.run(cmd_prune(settings, args))
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from pipeline.errors import CharacterError, CharacterNotFound, Problem
-from pipeline.models import Platform
+from pipeline.errors import CharacterError, CharacterNotFound, Problem, RunError
+from pipeline.models import Platform, Run, RunState
 from pipeline.prompts.library import PROMPT_METHODS, TemplateLibrary
 from strategies import STRATEGY_NAMES, VIDEO_STRATEGIES, stages
 
@@ -307,6 +307,44 @@ class Character:
             raise KeyError(f"character {self.key!r} names no workflow for {strategy}")
         return self.root / name
 
+    def unrunnable_reason(self, strategy: str) -> str | None:
+        """Why this character cannot run `strategy` (no workflow for a stage, no video
+        template, no input images folder), or None when it can."""
+        if strategy not in STRATEGY_NAMES:
+            return f"{strategy[:32]!r} is not a generation type"
+        for stage in stages(strategy):
+            try:
+                self.workflow_path(strategy, stage)
+            except KeyError:
+                where = f" ({stage.replace('_', ' ')})" if stage else ""
+                return f"it names no workflow for {strategy}{where}"
+        if strategy in VIDEO_STRATEGIES and not self.generation.video_system_prompt_weights:
+            return f"{strategy} needs video_system_prompt_weights"
+        if strategy == "image2image" and not self.params_for(strategy).input_dir:
+            return "image2image needs additional_params input_dir (the input images)"
+        return None
+
+    def runnable_types(self) -> tuple[str, ...]:
+        """The generation types this character can run, in the README's order."""
+        return tuple(s for s in STRATEGY_NAMES if self.unrunnable_reason(s) is None)
+
+    def refuse_unrunnable(self, strategy: str) -> None:
+        """RunError (one sentence, safe for Discord) when this character cannot run
+        `strategy`: asked for before a run is created, so none is made to fail."""
+        reason = self.unrunnable_reason(strategy)
+        if reason is not None:
+            can = ", ".join(self.runnable_types()) or "nothing"
+            raise RunError(f"{self.key} cannot make {strategy[:32]}: {reason}; it can make {can}")
+
+    def refuse_unrunnable_resume(self, run: Run) -> None:
+        """RunError when resuming `run` would have to make media with a type this character
+        can no longer run (its workflow went from the file): it would only fail again."""
+        if run.media or run.state in _MEDIA_MADE:
+            return
+        wanted = run.choices.generation_type if run.choices else run.job.generation_type
+        if wanted:
+            self.refuse_unrunnable(wanted)
+
     def pick_generation_type(self, rng: Random) -> str:
         return pick(self.generation.generation_type_weights, rng)
 
@@ -321,6 +359,20 @@ class Character:
 
     def pick_style(self, rng: Random) -> str:
         return pick(self.generation.style_weights, rng)
+
+
+#: states whose media are made: resuming them needs no workflow
+_MEDIA_MADE = frozenset(
+    {
+        RunState.GENERATED,
+        RunState.SCORED,
+        RunState.CAPTIONED,
+        RunState.AWAITING_REVIEW,
+        RunState.APPROVED,
+        RunState.PUBLISHING,
+        RunState.EXPIRED,
+    }
+)
 
 
 # ---------------------------------------------------------------------------- loading

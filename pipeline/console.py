@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from pipeline.errors import ReviewUnavailable
 from pipeline.models import (
     Decision,
     Platform,
@@ -41,8 +42,10 @@ class AutoReviewer:
 class ConsoleReviewer:
     """Shows the kept files and captions, then asks: y (all), n, or the numbers to keep."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
+    def __init__(self, out: TextIO = sys.stdout, stdin: TextIO | None = None) -> None:
         self.out = out
+        #: where answers are read (standard input by default; None when it is closed)
+        self.stdin = stdin if stdin is not None else sys.stdin
 
     async def request(self, run: Run, folder: Path) -> ReviewTicket:
         lines = [f"\nReview of run {run.id} ({run.character}): {run.prompt}"]
@@ -56,8 +59,25 @@ class ConsoleReviewer:
         return ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
 
     async def wait(self, run: Run, ticket: ReviewTicket) -> Decision:
-        answer = await asyncio.to_thread(input, "Approve? [y = all / n / numbers like 1 3]: ")
+        """The answer typed; ReviewUnavailable when standard input has ended or is closed (cron,
+        a pipe, Ctrl-D), so the run is left awaiting review instead of failing."""
+        try:
+            answer = await asyncio.to_thread(
+                self._ask, "Approve? [y = all / n / numbers like 1 3]: "
+            )
+        except EOFError:
+            print(file=self.out, flush=True)
+            raise ReviewUnavailable("standard input ended before the review was answered") from None
         return parse_answer(answer, run)
+
+    def _ask(self, prompt: str) -> str:
+        if self.stdin is None or self.stdin.closed:
+            raise EOFError
+        print(prompt, end="", file=self.out, flush=True)
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        return line
 
 
 def parse_answer(answer: str, run: Run) -> Decision:
@@ -80,9 +100,10 @@ class LogNotifier:
         self.out = out
 
     async def run_changed(self, run: Run, posts: Sequence[PostRecord] = ()) -> None:
-        text = f"run {run.id} ({run.character}): {run.state.value}"
+        said = run.state.value
         if run.state is RunState.FAILED and run.failure is not None:
-            text += f" at {run.failure.step}: {run.failure.message}"
+            said = run.failure.describe()  # "failed at generate: why: cause"
+        text = f"run {run.id} ({run.character}): {said}"
         for post in posts:
             text += f"\n  {post.platform.value}: {post.state.value} {post.url or ''}".rstrip()
         print(text, file=self.out, flush=True)

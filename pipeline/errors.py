@@ -11,7 +11,8 @@
     ├── ServiceError            an outside service (ComfyUI, a model, a platform) failed
     │   ├── ModelError          every language / vision provider failed
     │   └── PublishError        a platform refused or failed a post
-    └── RunError                a run cannot go on (bad state, cancelled, nothing to publish)
+    ├── RunError                a run cannot go on (bad state, cancelled, nothing to publish)
+    └── ReviewUnavailable       no reviewer can answer now (no terminal): the run stays in review
 
 Imports nothing from the project.
 """
@@ -168,6 +169,14 @@ class PublishError(ServiceError):
 
 class RunError(MediaOverloadError):
     """A run cannot go on as asked (bad state, cancelled, nothing left to publish)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, user_message=message)
+
+
+class ReviewUnavailable(MediaOverloadError):
+    """The reviewer cannot answer now (standard input ended: cron, a pipe, Ctrl-D); the run is
+    not failed but left awaiting review, for a later `resume`."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, user_message=message)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 #: libraries whose DEBUG records carry credentials, so they never log below INFO: discord.py's
 #: webhook requests (the URL holds the webhook's token), oauthlib and requests-oauthlib (the
@@ -37,9 +39,44 @@ def run_context(run_id: str) -> Iterator[None]:
         run_id_var.reset(token)
 
 
+class ShortReconnects(logging.Filter):
+    """discord.py logs every gateway reconnect with a whole traceback (`Client.connect`:
+    "Attempting a reconnect in N s"); the error's class and text on the same line say as much."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        reconnect = str(record.msg).startswith("Attempting a reconnect")
+        if exc is not None and record.name == "discord.client" and reconnect:
+            text = " ".join(str(exc).split())[:200]
+            record.msg = (
+                f"{record.getMessage()} ({type(exc).__name__}{': ' + text if text else ''})"
+            )
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to `sys.stderr` as it is then, so a caller that swaps the stream
+    (pytest's capture, a tool calling `main()` twice) never leaves us on a closed one."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.addFilter(RunIdFilter())
+    handler.addFilter(ShortReconnects())
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [run %(run_id)s] %(message)s")
     )
@@ -48,5 +85,8 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     # discord.py and aiohttp are chatty at INFO about things a user does not act on
     logging.getLogger("discord.gateway").setLevel(max(logging.WARNING, root.level))
+    # "logging in using static token" at every try to reach Discord: one line per try is ours
+    quiet = root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+    logging.getLogger("discord.client").setLevel(quiet)
     for name in SECRET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))

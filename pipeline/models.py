@@ -159,12 +159,47 @@ class PostRecord:
     updated_at: datetime = field(default_factory=utcnow)
 
 
+#: the step a run works on in each state: a failure in `described` is a failure to generate
+STEP_OF_STATE = {
+    "created": "prompt",
+    "prompted": "describe",
+    "described": "generate",
+    "generated": "score",
+    "scored": "caption",
+    "captioned": "review",
+    "awaiting_review": "review",
+    "approved": "publish",
+    "publishing": "publish",
+}
+
+
 @dataclass(frozen=True)
 class RunFailure:
-    """Why a run failed: the step it was in and a user-safe sentence."""
+    """Why a run failed. `step` is the state it was in (a resume goes back to it); `message` a
+    user-safe sentence; `cause` the detail, user-safe too (ComfyUI's node, class and message);
+    `retryable` whether trying again unchanged can help; `bad_input` whether a file, setting or
+    argument was to blame rather than a service. Runs saved before the last three read as a
+    retryable service failure without detail."""
 
     step: str
     message: str
+    cause: str = ""
+    retryable: bool = True
+    bad_input: bool = False
+
+    @property
+    def doing(self) -> str:
+        """The step that failed, as people name it: `generate` for a run failed in `described`."""
+        return STEP_OF_STATE.get(self.step, self.step)
+
+    def describe(self) -> str:
+        """`failed at generate: <message> <cause>; <whether a retry helps>`, one paragraph."""
+        text = f"failed at {self.doing}: {self.message}"
+        if self.cause:
+            text = f"{text.rstrip('.')}: {self.cause}"
+        if not self.retryable:
+            text = f"{text.rstrip('.')}. Retrying will not help until that is fixed."
+        return text
 
 
 @dataclass(frozen=True)

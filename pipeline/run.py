@@ -18,9 +18,17 @@ from random import Random
 from typing import Protocol
 
 import strategies
-from comfy import ComfyError, OutputNotWritten, Workflow
+from comfy import ComfyError, ExecutionFailed, OutputNotWritten, Workflow
 from pipeline.characters import Character, Characters
-from pipeline.errors import DiskError, MediaOverloadError, RunError, disk_reason
+from pipeline.errors import (
+    DiskError,
+    MediaOverloadError,
+    ReviewUnavailable,
+    RunError,
+    ServiceError,
+    disk_reason,
+)
+from pipeline.failures import failure_of
 from pipeline.models import (
     Choices,
     Decision,
@@ -177,6 +185,9 @@ class Pipeline:
                 step_state = run.state
                 try:
                     run = await steps[step_state](run)
+                except ReviewUnavailable as exc:  # left in review, as saved, for a resume
+                    log.info("run %s is left awaiting review: %s", run.id, exc)
+                    break
                 except (MediaOverloadError, ComfyError) as exc:
                     run = await self._fail(run, step_state, exc)
                 except OSError as exc:  # the disk's (full, read-only): a failure to resume
@@ -202,8 +213,7 @@ class Pipeline:
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         rng = Random(seed)
         strategy = job.generation_type or character.pick_generation_type(rng)
-        if strategy not in strategies.STRATEGY_NAMES:
-            raise RunError(f"unknown generation type {strategy!r}")
+        character.refuse_unrunnable(strategy)
         video = strategy in strategies.VIDEO_STRATEGIES
         template = character.pick_template(rng, video=video)
         style = character.pick_style(rng)
@@ -258,7 +268,10 @@ class Pipeline:
             video=choices.generation_type in strategies.VIDEO_STRATEGIES,
         )
         if not descriptions:
-            raise RunError("the language model wrote no description")
+            raise ServiceError(
+                "the language model wrote no description",
+                user_message="The language model wrote no description; the run can be retried.",
+            )
         return run.advance(RunState.DESCRIBED, descriptions=tuple(descriptions))
 
     async def _generate(
@@ -283,19 +296,23 @@ class Pipeline:
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             generated = await strategy.generate(ctx)
+        except OutputNotWritten as exc:  # a download ComfyUI sent could not be saved
+            raise DiskError(f"the media folder {_shown(character, exc.path)}", exc.reason) from exc
         except OSError as exc:
+            disk = _disk_error(exc, character, folder)
+            if isinstance(disk, DiskError):
+                raise disk from exc
             if exc.filename is None:  # a socket's error, not the disk's
                 raise
             raise RunError(
-                f"cannot write the media folder {_shown(character, exc.filename)}: "
+                f"cannot use {_shown(character, exc.filename)}: "
                 f"{exc.strerror or type(exc).__name__}"
             ) from exc
-        except OutputNotWritten as exc:  # a download ComfyUI sent could not be saved
-            raise RunError(
-                f"cannot write the media folder {_shown(character, exc.path)}: {exc.reason}"
-            ) from exc
         if not generated:
-            raise RunError("ComfyUI returned no media for this run")
+            raise ServiceError(
+                "ComfyUI returned no media for this run",
+                user_message="ComfyUI returned no media for this run; the run can be retried.",
+            )
         media = tuple(
             MediaItem(
                 path=item.path,
@@ -380,13 +397,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
-        message = (
-            exc.user_message
-            if isinstance(exc, MediaOverloadError)
-            else "ComfyUI could not make the media; the run is kept and can be retried."
-        )
-        log.warning("run %s failed at %s: %s", run.id, step.value, exc)
-        return run.advance(RunState.FAILED, failure=RunFailure(step=step.value, message=message))
+        failure = failure_of(exc, step.value)
+        log_text = exc.log_text() if isinstance(exc, ExecutionFailed) else str(exc)
+        log.warning("run %s failed at %s: %s", run.id, failure.doing, log_text)
+        return run.advance(RunState.FAILED, failure=failure)
 
     async def _notify(self, run: Run) -> None:
         try:

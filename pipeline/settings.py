@@ -203,6 +203,18 @@ class Settings(BaseSettings):
             return [value]
         return _split_commas(value)
 
+    @field_validator("comfyui_servers")
+    @classmethod
+    def _servers(cls, servers: list[str]) -> list[str]:
+        """Each URL parses as comfy's pool will parse it, checked once here at start."""
+        from comfy import ServerSpec
+
+        if not servers:
+            raise ValueError("name at least one ComfyUI URL, like http://127.0.0.1:8188")
+        for text in servers:
+            ServerSpec.parse(text)  # its ValueError names the URL that is wrong
+        return servers
+
     @field_validator("comfyui_job_timeout_seconds")
     @classmethod
     def _job_outlasts_a_stall(cls, value: float, info: ValidationInfo) -> float:

@@ -239,6 +239,8 @@ class Script:
     hold: asyncio.Event | None = None
     #: when set, the run fails at generation with this user-safe sentence
     fail_with: str | None = None
+    #: when set, the run fails at generation with this failure (its cause and all)
+    fail_as: RunFailure | None = None
     captions: dict[str, str] = field(
         default_factory=lambda: {"instagram": "A robot waves #pixelbot", "twitter": "Hi!"}
     )
@@ -300,6 +302,8 @@ class ScriptedExecute:
                 if script.hold is not None:
                     await script.hold.wait()
                 await asyncio.sleep(script.step_delay)
+            if script.fail_as is not None:
+                return await self._save(run.advance(RunState.FAILED, failure=script.fail_as))
             if script.fail_with is not None:
                 failure = RunFailure(step="generate", message=script.fail_with)
                 return await self._save(run.advance(RunState.FAILED, failure=failure))

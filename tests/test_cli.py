@@ -154,3 +154,98 @@ def test_an_unreachable_database_is_a_service_failure_without_the_password(proje
         result.stderr.strip()
         == "cannot open the database at 127.0.0.1:9/mo: no server answers there"
     )
+
+
+def one_sentence(result: subprocess.CompletedProcess[str]) -> str:
+    """The only line on stderr, once it is sure there is no traceback."""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "bot"], ["-m", "pipeline", "run", "--character", "mascot"]],
+    ids=["bot", "pipeline-run"],
+)
+def test_a_comfyui_url_that_is_not_one_is_one_sentence_naming_the_setting(
+    project: Path, command: list[str]
+) -> None:
+    """COMFYUI_SERVERS=notaurl stops the bot and `run` alike with one sentence naming the
+    variable and the value, and exit 1."""
+    result = run(command, project, COMFYUI_SERVERS="notaurl", DISCORD_TOKEN="t")
+    assert result.returncode == 1
+    assert one_sentence(result).endswith(
+        "invalid setting COMFYUI_SERVERS: not a ComfyUI server URL (want http://host:port): "
+        "'notaurl'"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["run"], ["run", "--character", "mascot", "--type", "text2gif"], ["nonsense"],
+     ["runs", "--limit", "many"]],
+    ids=["missing-option", "bad-choice", "unknown-command", "not-a-number"],
+)  # fmt: skip
+def test_a_bad_argument_is_one_line_and_exit_1(project: Path, args: list[str]) -> None:
+    """A wrong or missing argument is bad input: exit 1 (the README's code, not argparse's
+    2), one line that says what is wrong."""
+    result = run(["-m", "pipeline", *args], project)
+    assert result.returncode == 1
+    assert one_sentence(result).startswith("python -m pipeline")
+    assert result.stdout == ""
+
+
+def test_a_type_the_character_cannot_make_is_refused_before_a_run_is_created(
+    project: Path,
+) -> None:
+    """`run --type text2video` for mascot (no video workflow) says what it can make, exit 1,
+    and no run is recorded, so there is nothing to resume that would fail again."""
+    result = run(
+        ["-m", "pipeline", "run", "--character", "mascot", "--type", "text2video"], project
+    )
+    assert result.returncode == 1
+    assert one_sentence(result) == (
+        "mascot cannot make text2video: it names no workflow for text2video; it can make "
+        "text2img, text2image2image"
+    )
+    assert run(["-m", "pipeline", "runs"], project).stdout.strip() == "0 run(s)"
+
+
+@pytest.mark.parametrize(("level", "shown"), [("DEBUG", True), ("WARNING", False)])
+def test_the_command_line_logs_at_log_level(project: Path, level: str, shown: bool) -> None:
+    """LOG_LEVEL=DEBUG shows debug records (asyncio names its selector); WARNING hides them."""
+    result = run(["-m", "pipeline", "runs"], project, LOG_LEVEL=level)
+    assert result.returncode == 0
+    assert ("DEBUG" in result.stderr and "asyncio" in result.stderr) is shown
+
+
+def test_resuming_a_run_whose_type_the_character_cannot_make_is_refused(project: Path) -> None:
+    """A run that failed because its type had no workflow is not run into the same failure by
+    `resume`: one line saying what the character can make, exit 1, the run left as it was."""
+    import asyncio
+
+    from pipeline.models import Job, Run, RunFailure, RunState
+    from pipeline.store import connect
+
+    failed = Run.new(Job("mascot", generation_type="text2video")).advance(
+        RunState.FAILED, failure=RunFailure(step="created", message="an unexpected error")
+    )
+
+    async def save() -> None:
+        store = await connect("", sqlite_path=project / "data" / "mediaoverload.db")
+        try:
+            await store.save_run(failed)
+        finally:
+            await store.close()
+
+    asyncio.run(save())
+    result = run(["-m", "pipeline", "resume", failed.id], project)
+    assert result.returncode == 1
+    assert one_sentence(result) == (
+        "mascot cannot make text2video: it names no workflow for text2video; it can make "
+        "text2img, text2image2image"
+    )
+    shown = run(["-m", "pipeline", "show", failed.id], project)
+    assert "failed at prompt: an unexpected error" in shown.stdout

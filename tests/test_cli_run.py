@@ -452,3 +452,78 @@ async def test_a_run_killed_while_awaiting_review_is_resumed_and_posted_once(
     assert code == 1
     assert one_line(err) == f"run {run_id} is published; there is nothing to resume"
     assert len(x_api.state.tweets) == 1
+
+
+# ---------------------------------------------------------------------------- edges of a run
+
+
+async def test_a_console_review_at_the_end_of_input_leaves_the_run_awaiting_review(
+    cli: Cli, comfy: FakeComfyUI
+) -> None:
+    """Under cron or a pipe, standard input ends before an answer: one sentence says the run
+    is left awaiting review and how to carry it on (exit 1), no traceback; `resume --review
+    auto` then approves it without generating anything again."""
+    child = await cli.start("run", "--character", "testy", "--no-publish")
+    assert child.process.stdin is not None
+    child.process.stdin.close()  # as cron's /dev/null, or Ctrl-D
+    code = await child.finish()
+    run_id = started_run_id(child)
+    assert run_id is not None
+    assert code == 1, child.stdout + child.stderr
+    assert "Traceback" not in child.stderr
+    assert child.stderr.strip().splitlines()[-1] == (
+        f"run {run_id} is left awaiting review: standard input ended before an answer; "
+        f"`python -m pipeline resume {run_id} --review console` in a terminal, or "
+        "`--review auto`, carries it on"
+    )
+    assert (await stored_run(cli.project, run_id))[0] is RunState.AWAITING_REVIEW
+    prompts = len(comfy.prompts)
+
+    code, out, err = await cli.run("resume", run_id, "--review", "auto")
+    assert code == 0, out + err
+    assert f"run {run_id}: approved" in out
+    assert len(comfy.prompts) == prompts
+
+
+async def test_a_type_the_character_cannot_make_starts_nothing(
+    cli: Cli, comfy: FakeComfyUI, llm: tuple[LlmFake, dict[str, str]]
+) -> None:
+    """`run --type text2video` for a character without a video workflow: one line, exit 1,
+    no model asked, no prompt queued."""
+    code, out, err = await cli.run("run", "--character", "testy", "--type", "text2video")
+    assert (code, out) == (1, "")
+    assert one_line(err) == (
+        "testy cannot make text2video: it names no workflow for text2video; it can make text2img"
+    )
+    assert (comfy.prompts, llm[0].requests) == ([], [])
+
+
+async def test_a_model_that_does_not_answer_is_a_service_failure_exit_2(
+    tmp_path: Path, comfy: FakeComfyUI
+) -> None:
+    """Every language model away: the run fails at its prompt step, a service failure: exit 2
+    (not 1, which is for bad input), no traceback."""
+    env = child_env(COMFYUI_SERVERS=comfy.url, LLM_CHAIN="ollama", OLLAMA_HOST=dead_url())
+    cli = Cli(write_project(tmp_path / "project"), env | {"LLM_ATTEMPTS": "1"})
+    code, out, err = await cli.run("run", "--character", "testy", "--review", "auto")
+    assert code == 2, out + err
+    assert "failed at prompt: " in out
+    assert "Traceback" not in err
+
+
+async def test_a_node_that_fails_shows_its_cause_in_the_summary_and_in_show(
+    cli: Cli, comfy: FakeComfyUI
+) -> None:
+    """A ComfyUI node that raises: the summary and `show` both say the run failed at generate,
+    which node of which class, and that a retry will not help; never the server's paths."""
+    comfy.faults.fail_class = "VAEDecode"
+    code, out, err = await cli.run("run", "--character", "testy", "--review", "auto")
+    assert code == 2, out + err
+    run_id = out.split("run ", 1)[1].split(":", 1)[0]
+    assert f"run {run_id} (testy): failed at generate: A ComfyUI node failed: " in err
+    code, shown, _ = await cli.run("show", run_id)
+    assert code == 0
+    for text in (out, shown):
+        assert "failed at generate: A ComfyUI node failed: node VAEDecode (" in text
+        assert "Retrying will not help" in text
+        assert "/srv/comfyui" not in text

@@ -1,12 +1,14 @@
 """/generate (with a live run card), /runs, /cancel and /retry.
 
-The command defers at once, starts the run through the Runner (which queues it under limits)
-and leaves a run card to follow it. Touches the pipeline only through `Services`.
+The command checks what it was asked first (every refusal private to the asker), then defers,
+starts the run through the Runner (which queues it under limits) and leaves a run card to
+follow it. Touches the pipeline only through `Services`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import re
 import unicodedata
@@ -20,8 +22,10 @@ from bot.access import requester_key
 from bot.card import InteractionCard
 from bot.cogs._checks import allowed, require
 from bot.services import Services, services_of
-from pipeline.errors import RunError
-from pipeline.models import Job, Run, utcnow
+from pipeline.characters import Character
+from pipeline.errors import CharacterNotFound, RunError
+from pipeline.lease import RunLeased
+from pipeline.models import Job, Run, RunState, refuse_if_pruned, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +81,25 @@ class GenerateCog(commands.Cog):
             prompt: str | None = None,
             kind: str | None = None,
         ) -> None:
-            await interaction.response.defer(thinking=True)
-            if kind is not None and kind not in services.strategy_names:
-                raise RunError(f"unknown type {kind[:32]!r}")
+            # Every refusal comes before the first answer, so MediaTree.on_error answers it
+            # privately: after a public defer, Discord turns the first follow-up into that
+            # public message whatever its `ephemeral` flag says.
             prompt = check_prompt(prompt)
-            await asyncio.to_thread(services.characters.load, character)  # says what is wrong
+            loaded = await self._character(character)
+            if kind is not None:
+                loaded.refuse_unrunnable(kind)
+            await interaction.response.defer(thinking=True)
             job = Job(
-                character=character,
+                character=loaded.key,
                 requested_by=requester_key(interaction.user),
                 prompt=prompt,
                 generation_type=kind,
             )
             card = services.run_card(
-                InteractionCard(interaction), character=character, generation_type=kind
+                InteractionCard(interaction), character=loaded.key, generation_type=kind
             )
             run = await services.runner.submit(job, sink=card)
-            log.info("run %s: /generate %s by %s", run.id, character, job.requested_by)
+            log.info("run %s: /generate %s by %s", run.id, loaded.key, job.requested_by)
             services.background.spawn(card.follow(run), name=f"card-{run.id}")
 
         async def character_names(
@@ -102,15 +109,25 @@ class GenerateCog(commands.Cog):
             names = [n for n in services.character_names if needle in n.lower()]
             return [app_commands.Choice(name=n, value=n) for n in names[:25]]
 
-        choices = [app_commands.Choice(name=n, value=n) for n in services.strategy_names]
+        async def type_names(
+            interaction: Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            """The types the chosen character can run (all of them before one is chosen)."""
+            chosen = getattr(interaction.namespace, "character", None)
+            if isinstance(chosen, str) and chosen:
+                offered = services.runnable_types.get(chosen, ())
+            else:
+                offered = services.strategy_names
+            needle = current.lower()
+            return [app_commands.Choice(name=t, value=t) for t in offered if needle in t][:25]
+
         generate = app_commands.describe(
             character="whose run: a file in the characters folder",
             prompt=f"what to make, up to {PROMPT_LIMIT} characters (else the character decides)",
-            kind="how to make it (else the character's weights decide)",
+            kind="how to make it: one the character can make (else its weights decide)",
         )(generate)
         generate = app_commands.rename(kind="type")(generate)
-        generate = app_commands.choices(kind=choices[:25])(generate)
-        generate = app_commands.autocomplete(character=character_names)(generate)
+        generate = app_commands.autocomplete(character=character_names, kind=type_names)(generate)
         generate = require("discord_generate_role_ids")(generate)
         command: app_commands.Command[commands.Cog, ..., None] = app_commands.Command(
             name="generate",
@@ -118,6 +135,17 @@ class GenerateCog(commands.Cog):
             callback=generate,
         )
         return command
+
+    async def _character(self, name: str) -> Character:
+        """The character of that name; a short RunError otherwise, with close names but never
+        the whole list (the refusal is private, yet the list is not the asker's business)."""
+        try:
+            return await asyncio.to_thread(self.services.characters.load, name)
+        except CharacterNotFound:
+            shown = name.strip()[:40]
+            close = difflib.get_close_matches(shown, self.services.character_names, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else "pick one offered as you type."
+            raise RunError(f"no character named {shown!r}; {hint}") from None
 
     @app_commands.command(name="runs", description="Active and recent runs.")
     @require("discord_generate_role_ids")
@@ -152,8 +180,17 @@ class GenerateCog(commands.Cog):
     @app_commands.describe(run_id="the run's id, as on its card")
     @require("discord_generate_role_ids")
     async def retry(self, interaction: Interaction, run_id: str) -> None:
-        await interaction.response.defer(thinking=True)
+        # refusals before the public defer, so they stay private (see /generate)
         run = await self._own_run(interaction, run_id)
+        if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
+            raise RunError(f"run {run.id} is {run.state.value}; there is nothing to retry")
+        refuse_if_pruned(run)
+        character = await self._character(run.character)
+        character.refuse_unrunnable_resume(run)
+        held = await self.services.runner.held_elsewhere(run.id)
+        if held is not None:
+            raise RunLeased(held)
+        await interaction.response.defer(thinking=True)
         card = self.services.run_card(
             InteractionCard(interaction),
             character=run.character,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
+import pytest
 
 from pipeline.models import RunState
 from tests.bot.conftest import StartBot
@@ -34,13 +37,13 @@ async def test_character_autocomplete_offers_the_character_files(
     assert "example" not in [c["value"] for c in everything]
 
 
-async def test_the_type_option_offers_the_strategies(
+async def test_the_type_and_character_options_autocomplete(
     start_bot: StartBot, fake: fd.FakeDiscord
 ) -> None:
-    """The type option is a fixed choice of the pipeline's strategies."""
+    """Both options are offered as the member types (the types follow the character)."""
     await start_bot()
     options = {o["name"]: o for o in fake.command("generate")["options"]}
-    assert [c["value"] for c in options["type"]["choices"]][:2] == ["text2img", "image2image"]
+    assert options["type"]["autocomplete"] is True
     assert options["character"]["autocomplete"] is True
 
 
@@ -177,18 +180,61 @@ async def test_someone_elses_run_cannot_be_cancelled(
     await fake.until(lambda: any("is cancelled" in t for t in done.texts()), what="the reply")
 
 
-async def test_an_unknown_character_gets_a_plain_sentence(
+async def test_an_unknown_character_gets_a_short_private_sentence(
     start_bot: StartBot, fake: fd.FakeDiscord
 ) -> None:
-    """/generate for a missing character says so and lists the real ones; no traceback."""
+    """/generate for a missing character answers only the asker, with the close names and not
+    the whole list; nothing is said in the channel and no run starts."""
     under_test = await start_bot()
-    interaction = await fake.slash("generate", character="nobody")
-    await fake.until(lambda: interaction.followups, what="the error reply")
-    text = interaction.followups[0].content
-    assert "no character named 'nobody'" in text
-    assert "mascot" in text
-    assert "Traceback" not in text
+    interaction = await fake.slash("generate", character="mascott")
+    assert interaction.response is not None
+    assert interaction.response["type"] == 4  # answered at once, not deferred
+    reply = interaction.reply
+    assert reply is not None
+    assert reply.ephemeral
+    assert reply.content == "no character named 'mascott'; did you mean mascot?"
+    assert interaction.followups == []
     assert under_test.execute.started == []
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"character": "mascot", "type": "text2video"},
+         "mascot cannot make text2video: it names no workflow for text2video; it can make "
+         "text2img, text2image2image"),
+        ({"character": "mascot", "prompt": "a fox\x07"},
+         "The prompt holds a control character (U+0007); write plain text."),
+        ({"character": "nobody"}, "no character named 'nobody'; pick one offered as you type."),
+    ],
+    ids=["type-it-cannot-make", "bad-prompt", "no-such-character"],
+)  # fmt: skip
+async def test_every_generate_refusal_is_seen_only_by_the_asker(
+    start_bot: StartBot, fake: fd.FakeDiscord, options: dict[str, Any], said: str
+) -> None:
+    """A refused /generate is answered with one private sentence before anything public is
+    posted (a public "thinking" message would turn the refusal public), and no run is made."""
+    under_test = await start_bot()
+    interaction = await fake.slash("generate", **options)
+    assert interaction.response is not None
+    assert interaction.response["type"] == 4
+    reply = interaction.reply
+    assert reply is not None
+    assert (reply.ephemeral, reply.content) == (True, said)
+    assert [m for m in fake.messages.values() if not m.ephemeral] == []
+    assert await under_test.services.store.list_runs() == []
+
+
+async def test_the_type_option_offers_what_the_chosen_character_can_make(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """With mascot chosen, `type` offers only mascot's types; before a character is chosen,
+    every type."""
+    await start_bot()
+    offered = await fake.autocomplete("generate", "type", character="mascot", type="")
+    assert [c["value"] for c in offered] == ["text2img", "text2image2image"]
+    offered = await fake.autocomplete("generate", "type", type="video")
+    assert [c["value"] for c in offered] == ["text2video", "text2image2video"]
 
 
 async def test_a_failed_run_says_where_and_why_and_retry_resumes_it(
@@ -241,8 +287,10 @@ async def test_reload_reports_the_characters(start_bot: StartBot, fake: fd.FakeD
     """An admin's /reload lists the characters it found."""
     await start_bot()
     reply = await fake.slash("reload", user=fd.CAROL)
-    await fake.until(lambda: reply.followups, what="the reload reply")
-    assert "mascot" in reply.followups[0].content
+    await fake.until(lambda: reply.reply, what="the reload reply")
+    assert reply.reply is not None
+    assert reply.reply.ephemeral
+    assert "mascot" in reply.reply.content
 
 
 async def test_commands_are_synced_only_when_they_changed(
@@ -253,3 +301,26 @@ async def test_commands_are_synced_only_when_they_changed(
     await first.stop()
     await start_bot()
     assert fake.command_syncs == [fd.GUILD_ID]
+
+
+async def test_retry_of_a_run_its_character_can_no_longer_make_is_refused_privately(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """/retry of a run whose type has no workflow now answers one private sentence; nothing
+    public is posted and the run does not start (it would only fail again)."""
+    from pipeline.models import Job, Run, RunFailure
+
+    under_test = await start_bot()
+    failed = Run.new(
+        Job("mascot", requested_by=f"discord:{fd.ALICE.id}", generation_type="text2video")
+    ).advance(RunState.FAILED, failure=RunFailure(step="created", message="an unexpected error"))
+    await under_test.services.store.save_run(failed)
+    retry = await fake.slash("retry", run_id=failed.id)
+    reply = retry.reply
+    assert reply is not None
+    assert (reply.ephemeral, reply.content) == (
+        True,
+        "mascot cannot make text2video: it names no workflow for text2video; it can make "
+        "text2img, text2image2image",
+    )
+    assert under_test.execute.started == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.render import APPROVE
+from pipeline.models import RunFailure
 from tests.bot.conftest import StartBot
 from tests.doubles import Script
 from tests.fakes import discord as fd
@@ -46,3 +47,34 @@ async def test_a_failure_notice_names_the_step_and_a_safe_reason_through_the_web
     assert notice.webhook_id == fd.WEBHOOK_ID
     assert "failed at generate: ComfyUI did not answer." in notice.content
     assert fd.WEBHOOK_TOKEN not in notice.content
+
+
+async def test_a_failed_run_shows_its_cause_on_the_card_and_in_the_notice(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """A workflow ComfyUI refused: the card and the notice both say the step worked on
+    (generate, not the state "described"), ComfyUI's node and message, and that a retry will
+    not help until it is fixed."""
+    failure = RunFailure(
+        step="described",
+        message="ComfyUI refused the workflow",
+        cause="node CheckpointLoaderSimple (4) input ckpt_name: value not in list",
+        retryable=False,
+        bad_input=True,
+    )
+    await start_bot(script=Script(fail_as=failure))
+    interaction = await fake.slash("generate", character="mascot")
+    card = interaction.original
+    assert card is not None
+    shown = (
+        "failed at generate: ComfyUI refused the workflow: node CheckpointLoaderSimple (4) "
+        "input ckpt_name: value not in list. Retrying will not help until that is fixed."
+    )
+    await fake.until(lambda: shown in card.content, what="the card's failure")
+
+    def failed() -> list[fd.FakeMessage]:
+        return [m for m in fake.channel_messages(fd.NOTIFY_CHANNEL) if "failed" in m.content]
+
+    [notice] = await fake.until(failed, what="the failure notice")
+    assert shown in notice.content
+    assert "described" not in card.content + notice.content

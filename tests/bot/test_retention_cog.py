@@ -131,9 +131,11 @@ async def test_retry_of_a_pruned_run_says_its_media_are_gone(
     under_test = await start_bot(characters_dir=characters_dir)
     await fake.until(lambda: not folder.exists(), what="the prune at start")
     retry = await fake.slash("retry", run_id=folder.name)
-    await fake.until(lambda: retry.followups, what="the refusal")
+    await fake.until(lambda: retry.reply, what="the refusal")
     today = utcnow().strftime("%Y-%m-%d")
-    assert retry.followups[0].content == (
+    assert retry.reply is not None
+    assert retry.reply.ephemeral
+    assert retry.reply.content == (
         f"run {folder.name}'s media were removed on {today} after 30 days; start a new run"
     )
     assert under_test.execute.started == []

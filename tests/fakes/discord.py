@@ -200,6 +200,16 @@ class FakeInteraction:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     original: FakeMessage | None = None
     followups: list[FakeMessage] = field(default_factory=list)
+    #: deferred (type 5) and the "thinking" message not yet replaced
+    loading: bool = False
+
+    @property
+    def reply(self) -> FakeMessage | None:
+        """The message that answers the command: the original response once it has text (a
+        deferred one gets it from an edit or from the first follow-up), else a follow-up."""
+        if self.original is not None and not self.loading:
+            return self.original
+        return self.followups[0] if self.followups else None
 
     @property
     def choices(self) -> list[JSON]:
@@ -314,6 +324,10 @@ class FakeDiscord:
         self.posts_left: int | None = None
         self.posts_released = asyncio.Event()
         self.posts_held = 0
+        #: test side: how many more logins (GET /users/@me) have their connection dropped
+        #: unanswered, as a network outage does
+        self.drop_logins = 0
+        self.logins = 0
         self._ids = _snowflakes()
         self._seq = 0
         self._events: list[JSON] = []
@@ -505,6 +519,12 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ login and gateway
     async def _me(self, request: web.Request) -> web.Response:
+        self.logins += 1
+        if self.drop_logins > 0:
+            self.drop_logins -= 1
+            assert request.transport is not None
+            request.transport.abort()  # the client sees the connection dropped unanswered
+            raise web.HTTPServiceUnavailable
         if request.headers.get("Authorization", "") != f"Bot {self.token}":
             raise DiscordError(401, 0, "401: Unauthorized")
         return _json(BOT.payload())
@@ -714,6 +734,7 @@ class FakeDiscord:
         if kind in (4, 5):
             message = self._new_message(interaction.channel_id, data, files, webhook_id=APP_ID)
             interaction.original = message
+            interaction.loading = kind == 5
         elif kind == 7 and interaction.original is not None:
             self._edit(interaction.original, data, files)
             message = interaction.original
@@ -743,6 +764,8 @@ class FakeDiscord:
         interaction = self._interaction_of(request.match_info["token"])
         message = self._webhook_message(interaction, request.match_info["mid"])
         self._edit(message, body, files)
+        if message is interaction.original:
+            interaction.loading = False
         return _json(message.payload())
 
     def _webhook_message(self, interaction: FakeInteraction, mid: str) -> FakeMessage:
@@ -764,8 +787,17 @@ class FakeDiscord:
             interaction = self._interaction_of(token)
             if interaction.response is None:
                 raise DiscordError(400, 40060, "Interaction has not been acknowledged.")
-            message = self._new_message(interaction.channel_id, body, files, webhook_id=APP_ID)
-            interaction.followups.append(message)
+            if interaction.loading and interaction.original is not None:
+                # Discord: the first follow-up of a deferred interaction replaces its
+                # "thinking" message and keeps that message's flags, so after a public defer
+                # it is public whatever its own `ephemeral` flag says
+                interaction.loading = False
+                body = {k: v for k, v in body.items() if k != "flags"}
+                self._edit(interaction.original, body, files)
+                message = interaction.original
+            else:
+                message = self._new_message(interaction.channel_id, body, files, webhook_id=APP_ID)
+                interaction.followups.append(message)
         if request.query.get("wait") in ("true", "1", "True"):
             return _json(message.payload())
         return web.Response(status=204)

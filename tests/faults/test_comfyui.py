@@ -199,3 +199,58 @@ async def test_a_full_disk_while_downloading_fails_the_run_naming_the_folder(
     done = await world.pipeline.execute(stored)
     assert done.state is RunState.PUBLISHED, done.failure
     assert len(done.media) == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        (None, "node CheckpointLoaderSimple (4) input ckpt_name: value not in list"),
+        (
+            {
+                "error": {
+                    "type": "invalid_prompt",
+                    "message": "Cannot execute because node NoSuchNode does not exist.",
+                    "details": "Node ID '#4'",
+                    "extra_info": {},
+                },
+                "node_errors": {},
+            },
+            "Cannot execute because node NoSuchNode does not exist. (Node ID '#4')",
+        ),
+    ],
+    ids=["missing-model", "unknown-node"],
+)
+async def test_a_workflow_comfyui_refuses_says_why_and_that_retrying_cannot_help(
+    world: World, comfy: Comfy, body: dict[str, object] | None, shown: str
+) -> None:
+    """A workflow ComfyUI refuses (an input it lacks, a node it does not know) fails the run
+    at generate with ComfyUI's own reason and says a retry will not help."""
+    fake, _ = comfy
+    fake.reject_next(body)
+    run = await world.run(Job("testy", seed=7))
+    stored = await assert_failed_and_kept(world, run)
+    assert stored.failure is not None
+    assert stored.failure.retryable is False
+    assert stored.failure.bad_input is True
+    text = stored.failure.describe()
+    assert text.startswith("failed at generate: ComfyUI refused the workflow: ")
+    assert shown in text
+    assert "Retrying will not help" in text
+    assert "127.0.0.1" not in text
+
+
+async def test_a_failed_node_is_named_with_its_class_in_the_runs_failure(
+    world: World, comfy: Comfy
+) -> None:
+    """A node that raises is named (class and id) in the stored failure, at the generate
+    step; its server paths stay out of it."""
+    fake, _ = comfy
+    fake.faults.fail_class = "VAEDecode"
+    run = await world.run(Job("testy", seed=8))
+    stored = await assert_failed_and_kept(world, run)
+    assert stored.failure is not None
+    text = stored.failure.describe()
+    assert text.startswith("failed at generate: A ComfyUI node failed: node VAEDecode (")
+    assert "raised Exception" in text
+    assert "/srv/comfyui" not in text
+    assert "Retrying will not help" in text

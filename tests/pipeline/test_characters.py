@@ -312,3 +312,19 @@ def test_users_add_templates_and_styles_without_code(project: Path, tmp_path: Pa
     mascot = Characters(project / "characters", library).load("mascot")
     assert mascot.generation.style_weights["ukiyo_e"] == 1
     assert library.template("haiku_prompt") == "Write a haiku-like scene."
+
+
+def test_a_character_runs_only_the_types_it_has_workflows_for(characters: Characters) -> None:
+    """mascot names workflows for text2img and text2image2image only: those are what it can
+    make, and asking it for a video is refused in one sentence that says what it can make."""
+    from pipeline.errors import RunError
+
+    mascot = characters.load("mascot")
+    assert mascot.runnable_types() == ("text2img", "text2image2image")
+    with pytest.raises(RunError) as refused:
+        mascot.refuse_unrunnable("text2video")
+    assert refused.value.user_message == (
+        "mascot cannot make text2video: it names no workflow for text2video; "
+        "it can make text2img, text2image2image"
+    )
+    mascot.refuse_unrunnable("text2img")

@@ -14,7 +14,8 @@ import pytest
 
 from comfy import ComfyPool
 from pipeline.characters import Character
-from pipeline.models import Decision, Job, Platform, PostState, RunState, utcnow
+from pipeline.errors import ReviewUnavailable
+from pipeline.models import Decision, Job, Platform, PostState, Run, RunState, utcnow
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.run import Idea
 from pipeline.runner import Runner
@@ -127,6 +128,30 @@ async def test_an_expired_review_can_be_retried(world: World) -> None:
     again = await world.pipeline.execute(run)
     assert again.state is RunState.PUBLISHED
     assert len(world.reviewer.requests) == 2
+
+
+async def test_a_reviewer_that_cannot_answer_leaves_the_run_awaiting_review(
+    world: World,
+) -> None:
+    """No one can answer (the terminal's input ended): the run is not failed but stays
+    awaiting review with its ticket, its media kept; a later resume waits on the same
+    review and publishes on approval, making nothing again."""
+
+    def cannot_answer(run: Run) -> Decision | None:
+        raise ReviewUnavailable("standard input ended before the review was answered")
+
+    world.reviewer.decide = cannot_answer
+    run = await world.run(Job("testy", seed=12))
+    assert (run.state, run.failure) == (RunState.AWAITING_REVIEW, None)
+    stored = await world.store.load_run(run.id)
+    assert stored is not None
+    assert stored.state is RunState.AWAITING_REVIEW
+    assert stored.ticket is not None
+    assert list(world.folder(run).rglob("*.png"))
+    world.reviewer.decide = lambda run: Decision(approved=True, selected=(), by="b", at=utcnow())
+    done = await world.pipeline.execute(stored)
+    assert done.state is RunState.PUBLISHED
+    assert len(world.reviewer.requests) == 1
 
 
 async def test_a_run_is_never_published_twice(world: World) -> None:

@@ -23,9 +23,10 @@ from tests.fakes import discord as fd
 
 
 async def error_reply(interaction: fd.FakeInteraction, fake: fd.FakeDiscord) -> str:
-    """The sentence the bot answered a deferred command with."""
-    await fake.until(lambda: interaction.followups, what="the reply")
-    return interaction.followups[0].content
+    """The sentence the bot refused a command with, seen only by the member who asked."""
+    reply: fd.FakeMessage = await fake.until(lambda: interaction.reply, what="the reply")
+    assert reply.ephemeral
+    return reply.content
 
 
 def message_versions(fake: fd.FakeDiscord) -> list[tuple[str, object]]:
@@ -51,14 +52,14 @@ def message_versions(fake: fd.FakeDiscord) -> list[tuple[str, object]]:
 async def test_a_character_name_that_is_not_one_of_our_files_is_refused(
     start_bot: StartBot, fake: fd.FakeDiscord, name: str
 ) -> None:
-    """/generate with a path for a character says no such character, lists the real ones,
-    starts nothing, and Discord accepts the reply."""
+    """/generate with a path for a character says, privately and briefly, no such character
+    (never the whole list of characters), starts nothing, and Discord accepts the reply."""
     under_test = await start_bot()
     interaction = await fake.slash("generate", character=name)
     text = await error_reply(interaction, fake)
     assert text.startswith("no character named ")
-    assert "mascot, moonlit_tales" in text
-    assert len(text) < 300
+    assert "moonlit_tales" not in text
+    assert len(text) < 120
     assert under_test.execute.started == []
     assert fake.refused == []
 
