@@ -68,6 +68,13 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.publish import check_credentials
 
     characters = Characters(settings.characters_dir, _library(settings))
+    if not any(characters.folder.glob("*.y*ml")):
+        folder = characters.folder.resolve()
+        print(
+            f"FAILED: no character files in {folder}: run check in the project folder (the one "
+            "holding characters/), or set CHARACTERS_DIR"
+        )
+        return EXIT_BAD_INPUT
     loaded, problems = characters.load_all()
     for character in loaded:
         problems.extend(check_credentials(character, settings))
