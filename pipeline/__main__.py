@@ -139,6 +139,53 @@ async def _preflight(
     return problems, notes, checked
 
 
+# ---------------------------------------------------------------------------- new-character
+
+
+def cmd_new_character(settings: Settings, args: argparse.Namespace) -> int:
+    """Write characters/NAME.yaml from the commented example; it passes `check` as written."""
+    from pipeline.characters import NAME_PATTERN, new_character_text
+
+    name: str = args.name
+    folder = settings.characters_dir
+    if not NAME_PATTERN.match(name) or name == "example":
+        print(
+            f"{name[:64]!r} is not a usable character name: use letters, digits, '_' and '-' "
+            "(up to 64, starting with a letter or digit), and not 'example'",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    example = folder / "example.yaml"
+    try:
+        text = example.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(
+            f"cannot read the example {example} ({type(exc).__name__}): run this in the project "
+            "folder (the one holding characters/), or set CHARACTERS_DIR",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    target = folder / f"{name}.yaml"
+    characters = Characters(folder, _library(settings))
+    written = new_character_text(text, name)
+    characters.parse(written, path=target)  # a CharacterError is printed, exit 1
+    existing = [p for p in (target, folder / f"{name}.yml") if p.exists()]
+    try:
+        if existing:
+            raise FileExistsError
+        with target.open("x", encoding="utf-8") as out:
+            out.write(written)
+    except FileExistsError:
+        shown = _shown(existing[0] if existing else target, characters.root)
+        print(f"{shown} already exists: choose another name or edit that file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"wrote {_shown(target, characters.root)} from the example: edit it, then run "
+        "`python -m pipeline check`"
+    )
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- db
 
 
@@ -565,6 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate characters, credentials, workflows and ComfyUI nodes")
+    new_character = sub.add_parser(
+        "new-character", help="write characters/NAME.yaml from the commented example"
+    )
+    new_character.add_argument("name", help="the character's key: letters, digits, '_' and '-'")
 
     db = sub.add_parser("db", help="the database: init, characters, news")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -625,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "check":
             return cmd_check(settings, args)
+        if args.command == "new-character":
+            return cmd_new_character(settings, args)
         if args.command == "db":
             return asyncio.run(cmd_db(settings, args))
         if args.command in {"run", "resume"}:

@@ -740,3 +740,26 @@ def _check_names(
                 ("generation", "video_system_prompt_weights"),
                 f"{strategy} needs a video template",
             )
+
+
+# ---------------------------------------------------------------------------- new characters
+
+
+def new_character_text(example: str, key: str) -> str:
+    """A character file for `key` from the commented example: its name, output folder, input
+    folder, hashtag and credentials names made its own; every comment kept."""
+    header = (
+        f"# The character {key!r}, written by `python -m pipeline new-character {key}` from\n"
+        "# characters/example.yaml. Edit it, then run `python -m pipeline check`.\n"
+    )
+    body = re.sub(r"\A(?:#[^\n]*\n)+", header, example, count=1)
+    body = re.sub(r"(?m)^(  name: )Example Fox\b", lambda m: m.group(1) + key, body, count=1)
+    tag = re.sub(r"[^A-Za-z0-9_]", "", key).lower() or "character"
+    for old, new in (
+        ("output/example", f"output/{key}"),
+        ("characters/inputs/example", f"characters/inputs/{key}"),
+        ('"#examplefox"', f'"#{tag}"'),
+        ("credentials: example_", f"credentials: {key}_"),
+    ):
+        body = body.replace(old, new)
+    return body

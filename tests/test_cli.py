@@ -154,3 +154,41 @@ def test_an_unreachable_database_is_a_service_failure_without_the_password(proje
         result.stderr.strip()
         == "cannot open the database at 127.0.0.1:9/mo: no server answers there"
     )
+
+
+def test_new_character_writes_a_commented_file_that_passes_check(project: Path) -> None:
+    """`new-character luna` makes characters/luna.yaml from the example, ready for check."""
+    result = run(["-m", "pipeline", "new-character", "luna"], project)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "wrote characters/luna.yaml from the example: edit it, then run `python -m pipeline check`"
+    )
+    text = (project / "characters" / "luna.yaml").read_text()
+    assert "  name: luna" in text
+    assert "output_dir: output/luna" in text
+    assert text.count("#") > 40  # the example's comments came along
+    checked = run(["-m", "pipeline", "check"], project, COMFYUI_SERVERS="http://127.0.0.1:9")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[-1].startswith("ok: 4 character file(s) valid")
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        pytest.param("mascot", "characters/mascot.yaml already exists", id="existing-name"),
+        pytest.param("../evil", "'../evil' is not a usable character name", id="path-in-name"),
+        pytest.param("example", "'example' is not a usable character name", id="the-example"),
+        pytest.param("two words", "'two words' is not a usable character name", id="space"),
+    ],
+)
+def test_new_character_refuses_a_taken_or_bad_name(project: Path, name: str, said: str) -> None:
+    """A name already in use or not usable as a file name is refused in one sentence, exit 1."""
+    before = sorted(p.name for p in (project / "characters").iterdir())
+
+    result = run(["-m", "pipeline", "new-character", name], project)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(said)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (project / "characters").iterdir()) == before
