@@ -308,12 +308,16 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
         )
     if run.prompt:
         print(f"  prompt: {run.prompt}")
-    if folder is not None and run.media:
+    if folder is None and run.media:
+        print("  media (its character file is gone, so its folder is unknown):")
+    elif folder is not None and run.media:
         print(f"  media in {folder}:")
-        for number, item in enumerate(run.media, start=1):
-            score = f"{item.score:.2f}" if item.score is not None else "  - "
-            mark = "kept" if item.kept else "dropped"
-            print(f"    {number:>2}. {score} {mark:<7} {item.path}  {item.reason or ''}".rstrip())
+    elif folder is not None:
+        print(f"  folder: {folder} (no media yet)")
+    for number, item in enumerate(run.media, start=1):
+        score = f"{item.score:.2f}" if item.score is not None else "  - "
+        mark = "kept" if item.kept else "dropped"
+        print(f"    {number:>2}. {score} {mark:<7} {item.path}  {item.reason or ''}".rstrip())
     for platform, caption in run.captions.items():
         indented = "\n      ".join(line for line in caption.splitlines() if line.strip())
         print(f"  caption [{platform}]: {indented}")
@@ -440,8 +444,19 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
                 return EXIT_BAD_INPUT
             return await _cancel(settings, store, run)
         posts = await store.posts_for_run(run.id)
-        _print_summary(run, None, posts)
+        _print_summary(run, await _folder_of(settings, run), posts)
         return EXIT_OK
+
+
+async def _folder_of(settings: Settings, run: Run) -> Path | None:
+    """A run's media folder (relative to the project when inside it), None when its character
+    file is gone or broken."""
+    characters = Characters(settings.characters_dir, _library(settings))
+    try:
+        character = await asyncio.to_thread(characters.load, run.job.character)
+    except (CharacterError, CharacterNotFound):
+        return None
+    return Path(_shown(run_folder(character, run.id), characters.root))
 
 
 async def _cancel(settings: Settings, store: Store, run: Run) -> int:

@@ -192,3 +192,61 @@ def test_new_character_refuses_a_taken_or_bad_name(project: Path, name: str, sai
     assert result.stderr.startswith(said)
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in (project / "characters").iterdir()) == before
+
+
+def test_show_lists_the_folder_each_file_with_its_score_the_captions_and_the_posts(
+    project: Path,
+) -> None:
+    """`show RUN_ID` says where the media are, each file with its score, and what was posted."""
+    import asyncio
+    from dataclasses import replace
+
+    from pipeline.models import (
+        Job,
+        MediaItem,
+        MediaKind,
+        Platform,
+        PostRecord,
+        PostState,
+        Run,
+        RunState,
+    )
+    from pipeline.store import connect
+
+    media = (
+        MediaItem("image_1.png", MediaKind.IMAGE, 0, score=0.81, reason="on model"),
+        MediaItem("image_2.png", MediaKind.IMAGE, 0, score=0.32, reason="blurry", kept=False),
+    )
+    made = replace(
+        Run.new(Job("mascot")),
+        state=RunState.PUBLISHED,
+        media=media,
+        captions={"twitter": "Pixel waves hello\n#pixelbot"},
+    )
+    post = PostRecord(
+        made.id, Platform.TWITTER, "mascot_twitter", PostState.POSTED, "42", "https://x.com/p/42"
+    )
+
+    async def save() -> None:
+        path = project / "data" / "mediaoverload.db"
+        path.parent.mkdir(exist_ok=True)
+        store = await connect(f"sqlite:///{path}", sqlite_path=path)
+        try:
+            await store.save_run(made)
+            await store.record_post(post)
+        finally:
+            await store.close()
+
+    asyncio.run(save())
+
+    result = run(["-m", "pipeline", "show", made.id], project)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index(f"  media in output/mascot/{made.id}:")
+    assert lines[start + 1 : start + 3] == [
+        "     1. 0.81 kept    image_1.png  on model",
+        "     2. 0.32 dropped image_2.png  blurry",
+    ]
+    assert "  caption [twitter]: Pixel waves hello" in lines
+    assert "  twitter: posted https://x.com/p/42" in lines
