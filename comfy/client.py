@@ -569,11 +569,10 @@ class ComfyClient:
         if missing:
             problems.append(f"node classes not installed: {', '.join(missing)}")
         for found in validate(workflow.to_dict(), info):
-            where = (
-                "the workflow"
-                if found.node_id is None
-                else f"node {workflow.describe(found.node_id)}"
-            )
+            if found.node_id is None:
+                problems.append(f"the workflow {found.message}")
+                continue
+            where = f"node {workflow.describe(found.node_id)}"
             if found.input_name is not None:
                 where += f" input {found.input_name}"
             problems.append(f"{where}: {found.message}")

@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 
 from comfy import Cached, ComfyClient, Event, PromptRejected, Workflow
-from comfy.validation import validate
 from tests.fakes.comfyui import FakeComfyUI
 
 Change = Callable[[dict[str, dict[str, object]]], None]
@@ -195,15 +194,6 @@ async def test_a_bad_second_output_is_dropped_and_named(
     assert list(fake.history[prompt_id]["outputs"]) == ["9"]
 
 
-def test_a_workflow_without_an_output_node_is_one_problem() -> None:
-    """A workflow that saves nothing is reported as such, not node by node."""
-    info: dict[str, object] = {
-        "EmptyImage": {"input": {"required": {}}, "output": ["IMAGE"], "output_node": False}
-    }
-    [problem] = validate({"1": {"class_type": "EmptyImage", "inputs": {}}}, info)
-    assert (problem.node_id, problem.kind) == (None, "prompt_no_outputs")
-
-
 async def test_only_changed_nodes_run_again(
     client: ComfyClient, fake: FakeComfyUI, text2img: Workflow, tmp_path: object
 ) -> None:
@@ -238,3 +228,33 @@ async def test_two_status_messages_follow_a_post(fake: FakeComfyUI, text2img: Wo
             seen.append(await asyncio.wait_for(ws.receive_json(), 5))
     assert [m["type"] for m in seen] == ["status", "status", "execution_start"]
     assert [m["data"] for m in seen[:2]] == [{"status": {"exec_info": {"queue_remaining": 1}}}] * 2
+
+
+async def test_a_refusal_has_the_real_servers_shape(fake: FakeComfyUI, text2img: Workflow) -> None:
+    """The 400 body names the node, its class, the outputs it blocks and the server's reason."""
+    prompt = text2img.set_input("9", "images", ["42", 0]).to_dict()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake.url}/prompt", json={"prompt": prompt}) as answer,
+    ):
+        body = await answer.json()
+    assert answer.status == 400
+    assert body["error"]["type"] == "prompt_outputs_failed_validation"
+    [(node, entry)] = body["node_errors"].items()
+    assert (node, entry["class_type"], entry["dependent_outputs"]) == ("9", "SaveImage", ["9"])
+    [error] = entry["errors"]
+    assert (error["type"], error["details"]) == ("exception_during_validation", "'42'")
+    assert error["extra_info"]["exception_type"] == "KeyError"
+    assert error["extra_info"]["traceback"]
+
+
+async def test_a_workflow_with_no_output_node_is_named(client: ComfyClient) -> None:
+    """A workflow that saves nothing is one line of preflight, as the server refuses it whole."""
+    workflow = Workflow({"1": {"class_type": "EmptyImage", "inputs": {}}})
+
+    assert await client.problems(workflow) == [
+        "the workflow has no output node (such as SaveImage), so ComfyUI would run nothing"
+    ]
+    with pytest.raises(PromptRejected) as caught:
+        await client.submit(workflow)
+    assert caught.value.error_type == "prompt_no_outputs"
