@@ -61,7 +61,7 @@ def _types_match(received: object, wanted: object) -> bool:
     if received == wanted:
         return True
     if not isinstance(received, str) or not isinstance(wanted, str):
-        return True  # choice lists passed between nodes: the server compares them at run time
+        return False  # unequal choice lists
     got = {t.strip() for t in received.split(",")}
     want = {t.strip() for t in wanted.split(",")}
     return "*" in got or "*" in want or bool(got & want)
@@ -102,15 +102,23 @@ class _Validator:
         self.info = info
         self.problems: list[NodeProblem] = []
         self.seen: set[str] = set()
+        #: nodes reached through valid links, still to check (a stack: no recursion limit)
+        self.todo: list[str] = []
 
     def add(self, node_id: str | None, name: str | None, kind: str, message: str) -> None:
         self.problems.append(NodeProblem(node_id, name, kind, message))
 
+    def reach(self, node_id: str) -> None:
+        """Check `node_id` and everything its links reach, each node once."""
+        self.todo.append(node_id)
+        while self.todo:
+            found = self.todo.pop()
+            if found not in self.seen:
+                self.seen.add(found)
+                self.node(found)
+
     def node(self, node_id: str) -> None:
-        """Every problem of one node, then of the nodes its links reach (each node once)."""
-        if node_id in self.seen:
-            return
-        self.seen.add(node_id)
+        """Every problem of one node; the nodes its valid links reach go on `todo`."""
         node = self.prompt[node_id]
         class_type = str(node.get("class_type"))
         if class_type not in self.info:
@@ -165,7 +173,7 @@ class _Validator:
                     f"(output {slot} of node {target}, {target_class})",
                 )
                 return
-        self.node(target)
+        self.todo.append(target)
 
     def literal(self, node_id: str, name: str, spec: list[object], value: object) -> None:
         type_name = spec[0]
@@ -230,5 +238,5 @@ def validate(
             )
         return validator.problems
     for node_id in outputs:
-        validator.node(node_id)
+        validator.reach(node_id)
     return validator.problems

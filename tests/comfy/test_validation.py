@@ -258,3 +258,20 @@ async def test_a_workflow_with_no_output_node_is_named(client: ComfyClient) -> N
     with pytest.raises(PromptRejected) as caught:
         await client.submit(workflow)
     assert caught.value.error_type == "prompt_no_outputs"
+
+
+async def test_a_very_long_chain_of_nodes_is_checked_without_a_crash(client: ComfyClient) -> None:
+    """Preflight walks thousands of linked nodes (deeper than Python's recursion limit)."""
+    nodes: dict[str, object] = {
+        "0": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1}}
+    }
+    for n in range(1, 3000):
+        nodes[str(n)] = {"class_type": "ImageInvert", "inputs": {"image": [str(n - 1), 0]}}
+    nodes["out"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["2999", 0], "filename_prefix": "long"},
+    }
+
+    assert await client.problems(Workflow(nodes)) == [
+        "node EmptyImage (0) input color: is required but missing"
+    ]
