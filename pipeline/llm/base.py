@@ -164,7 +164,9 @@ WARM_UP_REQUEST = ModelRequest(
 
 
 def _not_the_warm_up(record: logging.LogRecord) -> bool:
-    return "warm-up.invalid" not in record.getMessage()
+    """Drops the warm-up's request line, unless that library logs at DEBUG."""
+    debugging = logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+    return debugging or "warm-up.invalid" not in record.getMessage()
 
 
 def warm_up(library: str, build: Callable[[], Provider]) -> None:

