@@ -10,6 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -195,15 +196,14 @@ async def test_a_bad_second_output_is_dropped_and_named(
 
 
 async def test_only_changed_nodes_run_again(
-    client: ComfyClient, fake: FakeComfyUI, text2img: Workflow, tmp_path: object
+    client: ComfyClient, fake: FakeComfyUI, text2img: Workflow, tmp_path: Path
 ) -> None:
     """A new seed re-runs the sampler and what follows; loaders and prompts come from the cache."""
-    from pathlib import Path
-
-    out = Path(str(tmp_path))
-    first = await client.run(text2img.set_input("3", "seed", 1), out / "a")
+    first = await client.run(text2img.set_input("3", "seed", 1), tmp_path / "a")
     events: list[Event] = []
-    second = await client.run(text2img.set_input("3", "seed", 2), out / "b", on_event=events.append)
+    second = await client.run(
+        text2img.set_input("3", "seed", 2), tmp_path / "b", on_event=events.append
+    )
 
     cached = [e.nodes for e in events if isinstance(e, Cached)]
     assert [set(nodes) for nodes in cached] == [{"4", "5", "6", "7"}]
