@@ -563,19 +563,26 @@ class ComfyClient:
         """What stops this server running `workflow`, one line each: node classes it lacks,
         then what its own validation would refuse (links, types, ranges, choices; see
         comfy.validation)."""
+        return [text for _, text in await self.problems_at(workflow, refresh=refresh)]
+
+    async def problems_at(
+        self, workflow: Workflow, *, refresh: bool = False
+    ) -> list[tuple[str | None, str]]:
+        """`problems`, each with the id of the node it is at (None: the whole workflow)."""
         info = await self.object_info(refresh=refresh)
-        problems = []
+        problems: list[tuple[str | None, str]] = []
         missing = sorted(workflow.class_types() - set(info))
         if missing:
-            problems.append(f"node classes not installed: {', '.join(missing)}")
+            first = next(n for n in workflow if workflow.class_type(n) in missing)
+            problems.append((first, f"node classes not installed: {', '.join(missing)}"))
         for found in validate(workflow.to_dict(), info):
             if found.node_id is None:
-                problems.append(f"the workflow {found.message}")
+                problems.append((None, f"the workflow {found.message}"))
                 continue
             where = f"node {workflow.describe(found.node_id)}"
             if found.input_name is not None:
                 where += f" input {found.input_name}"
-            problems.append(f"{where}: {found.message}")
+            problems.append((found.node_id, f"{where}: {found.message}"))
         return problems
 
     async def preflight(self, workflow: Workflow) -> None:

@@ -47,7 +47,7 @@ from pipeline.retention import human_size, prune_media
 from pipeline.run import run_folder
 from pipeline.settings import Settings, load_settings
 from pipeline.store import open_store
-from pipeline.workflows import check_workflow
+from pipeline.workflows import check_workflow, node_line
 from strategies import STRATEGY_NAMES
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2
@@ -80,13 +80,15 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         problems.extend(check_credentials(character, settings))
     workflows = sorted(settings.workflows_dir.glob("*.json"))
     usable: dict[str, Workflow] = {}
+    texts: dict[str, str] = {}
     for path in workflows:
         found = check_workflow(path, root=characters.root)
         problems.extend(found)
         if not found:
             shown = _shown(path, characters.root)
-            usable[shown] = Workflow.from_json(path.read_text(encoding="utf-8"), source=shown)
-    server_problems, notes, checked = asyncio.run(_preflight(settings, usable))
+            texts[shown] = path.read_text(encoding="utf-8")
+            usable[shown] = Workflow.from_json(texts[shown], source=shown)
+    server_problems, notes, checked = asyncio.run(_preflight(settings, usable, texts))
     problems.extend(server_problems)
     for problem in problems:
         print(problem)
@@ -109,10 +111,11 @@ def _shown(path: Path, root: Path) -> str:
 
 
 async def _preflight(
-    settings: Settings, workflows: dict[str, Workflow]
+    settings: Settings, workflows: dict[str, Workflow], texts: dict[str, str]
 ) -> tuple[list[Problem], list[str], int]:
-    """What each answering ComfyUI server lacks for each workflow (problems), which servers
-    did not answer (notes: not a failure), and how many servers were checked."""
+    """What each answering ComfyUI server lacks for each workflow (problems, at the line of
+    their node in `texts`), which servers did not answer (notes: not a failure), and how many
+    servers were checked."""
     from comfy import ServerSpec, preflight_servers
 
     problems: list[Problem] = []
@@ -135,7 +138,16 @@ async def _preflight(
             continue
         checked += 1
         for name, found in report.problems.items():
-            problems.extend(Problem(name, None, "", f"ComfyUI at {report.url}: {p}") for p in found)
+            nodes = report.nodes.get(name) or [None] * len(found)
+            problems.extend(
+                Problem(
+                    name,
+                    node_line(texts.get(name, ""), node) if node is not None else None,
+                    "",
+                    f"ComfyUI at {report.url}: {text}",
+                )
+                for node, text in zip(nodes, found, strict=True)
+            )
     return problems, notes, checked
 
 

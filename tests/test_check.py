@@ -242,17 +242,19 @@ REFUSED = [
 async def test_a_workflow_comfyui_would_refuse_fails_check(
     project: Path, comfyui: FakeComfyUI, node: str, name: str, value: object, said: str
 ) -> None:
-    """What the server's own validation refuses is named by workflow file and node."""
+    """What the server's own validation refuses is named by workflow file, line and node."""
     path = project / "workflows" / "text2img.json"
     workflow = json.loads(path.read_text())
     if value is None:
         del workflow[node]["inputs"][name]
     else:
         workflow[node]["inputs"][name] = value
-    path.write_text(json.dumps(workflow, indent=2))
+    text = json.dumps(workflow, indent=2)
+    path.write_text(text)
+    line = text.splitlines().index(f'  "{node}": {{') + 1
 
     code, out, _ = await check(project, COMFYUI_SERVERS=comfyui.url)
 
     assert code == 1
-    assert out[:-1] == [f"workflows/text2img.json: ComfyUI at {comfyui.url}: node {said}"]
+    assert out[:-1] == [f"workflows/text2img.json:{line}: ComfyUI at {comfyui.url}: node {said}"]
     assert out[-1].endswith("1 problem(s)")
