@@ -1,5 +1,6 @@
-# MediaOverload: the Discord bot with its pipeline. Build: docker build -t mediaoverload .
-# Run:  docker run --env-file .env -v mo-data:/app/data -v mo-output:/app/output mediaoverload
+# MediaOverload: the Discord bot with its pipeline. With MariaDB: docker compose up -d
+# (compose.yaml). Alone: docker build -t mediaoverload . && docker run --env-file .env \
+#   -v mo-data:/app/data -v mo-output:/app/output -v ./credentials:/app/credentials:ro mediaoverload
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -21,10 +22,11 @@ RUN pip install .
 
 COPY characters ./characters
 COPY workflows ./workflows
-RUN mkdir -p data output && chown -R mediaoverload:mediaoverload /app
+RUN mkdir -p data output credentials && chown -R mediaoverload:mediaoverload /app
 
 USER mediaoverload
-VOLUME ["/app/data", "/app/output"]
+# credentials/: the platforms' NAME.json files (see docs/publishing.md), never baked in
+VOLUME ["/app/data", "/app/output", "/app/credentials"]
 # SIGTERM lets running steps save and the bot close cleanly
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "bot"]

@@ -112,6 +112,8 @@ class MediaBot(commands.Bot):
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_reactions = True
+        # the bot has no voice: discord.py's warnings that its voice libraries are missing are noise
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,

@@ -19,7 +19,7 @@ from typing import Protocol
 import discord
 
 from bot import render
-from pipeline.models import PostRecord, Run, RunState
+from pipeline.models import PostRecord, Run, RunState, utcnow
 from pipeline.ports import REVIEW_STEP, Progress
 from pipeline.runner import Runner
 
@@ -174,8 +174,9 @@ class RunCard:
         self._changed.set()
 
     async def follow(self, run: Run) -> Run:
-        """Keep the card current until the run ends, then show the outcome."""
-        started = time.monotonic()
+        """Keep the card current until the run ends, then show the outcome. Time and, until the
+        first update, the step come from the run record, so they go on after a restart."""
+        recorded = recorded_step(run)
         ended = asyncio.ensure_future(self._runner.wait(run.id))
         shown: str | None = None
         try:
@@ -187,8 +188,8 @@ class RunCard:
                         character=self._character,
                         generation_type=self._generation_type,
                         position=self._runner.position(run.id),
-                        progress=self._latest,
-                        elapsed=time.monotonic() - started,
+                        progress=self._latest or recorded,
+                        elapsed=(utcnow() - run.created_at).total_seconds(),
                         review_channel_id=self._review_channel_id,
                     )
                 )
@@ -199,7 +200,8 @@ class RunCard:
                 await asyncio.wait({ended}, timeout=self.interval)
                 if ended.done():
                     break
-                waiting = self._latest is not None and self._latest.step in _SLOW_STEPS
+                latest = self._latest or recorded
+                waiting = latest is not None and latest.step in _SLOW_STEPS
                 changed = asyncio.ensure_future(self._changed.wait())
                 await asyncio.wait(
                     {ended, changed},
@@ -212,7 +214,8 @@ class RunCard:
             if not ended.done():
                 ended.cancel()
         posts = await self._posts(final.id) if final.state is RunState.PUBLISHED else []
-        await self._show(render.outcome(final, posts, elapsed=time.monotonic() - started))
+        took = (final.updated_at - final.created_at).total_seconds()
+        await self._show(render.outcome(final, posts, elapsed=took))
         if self._book is not None and final.state.finished:
             await self._book.forget(final.id)
         return final
@@ -233,3 +236,21 @@ class RunCard:
 
 
 _SLOW_STEPS = frozenset({REVIEW_STEP})
+
+#: the step a run in this saved state is in (the pipeline's step names; see pipeline/run.py)
+_STEP_OF_STATE = {
+    RunState.PROMPTED: "describe",
+    RunState.DESCRIBED: "generate",
+    RunState.GENERATED: "score",
+    RunState.SCORED: "caption",
+    RunState.CAPTIONED: REVIEW_STEP,
+    RunState.AWAITING_REVIEW: REVIEW_STEP,
+    RunState.APPROVED: "publish",
+    RunState.PUBLISHING: "publish",
+}
+
+
+def recorded_step(run: Run) -> Progress | None:
+    """The step a run is at by its record (None for a new run: "starting")."""
+    step = _STEP_OF_STATE.get(run.state)
+    return Progress(step=step, detail="resumed") if step is not None else None

@@ -47,7 +47,8 @@ from comfy.errors import (
     ProtocolError,
 )
 from comfy.events import Cached, Done, Event, EventHandler, NodeRunning, Queued, Started, Step
-from comfy.workflow import Workflow, is_link
+from comfy.validation import validate
+from comfy.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -272,21 +273,6 @@ def _succeeded(entry: HistoryEntry) -> bool:
     raw = entry.get("status")
     status: Mapping[str, object] = raw if isinstance(raw, dict) else {}
     return status.get("status_str") == "success" or status.get("completed") is True
-
-
-def input_options(spec: object) -> tuple[list[object], dict[str, object]] | None:
-    """The allowed values of a list-valued input spec from /object_info, with its options.
-
-    Old-style nodes send `[[values...], {...}]`; schema-v3 nodes `["COMBO", {"options": [...]}]`.
-    """
-    if not isinstance(spec, list) or not spec:
-        return None
-    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    if isinstance(spec[0], list):
-        return spec[0], opts
-    if spec[0] == "COMBO" and isinstance(opts.get("options"), list):
-        return opts["options"], opts
-    return None
 
 
 # ---------------------------------------------------------------- per-prompt state
@@ -671,34 +657,29 @@ class ComfyClient:
             return self._object_info
 
     async def problems(self, workflow: Workflow, *, refresh: bool = False) -> list[str]:
-        """What stops this server running `workflow`: missing node classes, values not installed."""
+        """What stops this server running `workflow`, one line each: node classes it lacks,
+        then what its own validation would refuse (links, types, ranges, choices; see
+        comfy.validation)."""
+        return [text for _, text in await self.problems_at(workflow, refresh=refresh)]
+
+    async def problems_at(
+        self, workflow: Workflow, *, refresh: bool = False
+    ) -> list[tuple[str | None, str]]:
+        """`problems`, each with the id of the node it is at (None: the whole workflow)."""
         info = await self.object_info(refresh=refresh)
-        problems = []
+        problems: list[tuple[str | None, str]] = []
         missing = sorted(workflow.class_types() - set(info))
         if missing:
-            problems.append(f"node classes not installed: {', '.join(missing)}")
-        for node_id in workflow:
-            node_info = info.get(workflow.class_type(node_id))
-            if not isinstance(node_info, dict):
+            first = next(n for n in workflow if workflow.class_type(n) in missing)
+            problems.append((first, f"node classes not installed: {', '.join(missing)}"))
+        for found in validate(workflow.to_dict(), info):
+            if found.node_id is None:
+                problems.append((None, f"the workflow {found.message}"))
                 continue
-            specs: dict[str, object] = {}
-            declared = node_info.get("input")
-            if isinstance(declared, dict):
-                for group in ("required", "optional"):
-                    if isinstance(declared.get(group), dict):
-                        specs.update(declared[group])
-            for name, value in workflow.inputs(node_id).items():
-                found = input_options(specs.get(name))
-                if found is None or is_link(value) or not isinstance(value, str):
-                    continue
-                allowed, opts = found
-                if any(k.endswith("upload") for k in opts):
-                    continue  # uploads land after /object_info was read (LoadImage's image)
-                if value not in allowed:
-                    problems.append(
-                        f"node {workflow.describe(node_id)} input {name}: "
-                        f"{value!r} is not installed on the server"
-                    )
+            where = f"node {workflow.describe(found.node_id)}"
+            if found.input_name is not None:
+                where += f" input {found.input_name}"
+            problems.append((found.node_id, f"{where}: {found.message}"))
         return problems
 
     async def preflight(self, workflow: Workflow) -> None:
@@ -1334,7 +1315,6 @@ __all__ = [
     "QueueState",
     "RemoteFile",
     "SystemStats",
-    "input_options",
     "new_prompt_id",
     "remote_files",
     "safe_name",

@@ -24,6 +24,8 @@ class ServerPreflight:
     unreachable: str | None = None
     #: workflow name -> what stops this server running it (missing node classes first)
     problems: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: workflow name -> the node each of its problems is at, in order (None: the whole workflow)
+    nodes: Mapping[str, Sequence[str | None]] = field(default_factory=dict)
 
 
 async def _one(
@@ -42,12 +44,16 @@ async def _one(
     ) as client:
         try:
             await client.object_info()
-            found = {name: await client.problems(wf) for name, wf in workflows.items()}
+            found = {name: await client.problems_at(wf) for name, wf in workflows.items()}
         except ComfyOffline as exc:
             return ServerPreflight(client.url, unreachable=exc.reason or "no answer")
         except ProtocolError as exc:
             return ServerPreflight(client.url, unreachable=str(exc))
-    return ServerPreflight(client.url, problems={k: v for k, v in found.items() if v})
+    return ServerPreflight(
+        client.url,
+        problems={k: [text for _, text in v] for k, v in found.items() if v},
+        nodes={k: [node for node, _ in v] for k, v in found.items() if v},
+    )
 
 
 async def preflight_servers(

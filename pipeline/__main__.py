@@ -49,7 +49,7 @@ from pipeline.retention import human_size, prune_media
 from pipeline.run import run_folder
 from pipeline.settings import Settings, load_settings
 from pipeline.store import open_store
-from pipeline.workflows import check_workflow
+from pipeline.workflows import check_workflow, node_line
 from strategies import STRATEGY_NAMES
 
 #: `run` / `resume` stopped by SIGTERM; the run is left for `resume` (128 + SIGTERM, as a shell)
@@ -69,18 +69,27 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.publish import check_credentials
 
     characters = Characters(settings.characters_dir, _library(settings))
+    if not any(characters.folder.glob("*.y*ml")):
+        folder = characters.folder.resolve()
+        print(
+            f"FAILED: no character files in {folder}: run check in the project folder (the one "
+            "holding characters/), or set CHARACTERS_DIR"
+        )
+        return EXIT_BAD_INPUT
     loaded, problems = characters.load_all()
     for character in loaded:
         problems.extend(check_credentials(character, settings))
     workflows = sorted(settings.workflows_dir.glob("*.json"))
     usable: dict[str, Workflow] = {}
+    texts: dict[str, str] = {}
     for path in workflows:
         found = check_workflow(path, root=characters.root)
         problems.extend(found)
         if not found:
             shown = _shown(path, characters.root)
-            usable[shown] = Workflow.from_json(path.read_text(encoding="utf-8"), source=shown)
-    server_problems, notes, checked = asyncio.run(_preflight(settings, usable))
+            texts[shown] = path.read_text(encoding="utf-8")
+            usable[shown] = Workflow.from_json(texts[shown], source=shown)
+    server_problems, notes, checked = asyncio.run(_preflight(settings, usable, texts))
     problems.extend(server_problems)
     for problem in problems:
         print(problem)
@@ -103,10 +112,11 @@ def _shown(path: Path, root: Path) -> str:
 
 
 async def _preflight(
-    settings: Settings, workflows: dict[str, Workflow]
+    settings: Settings, workflows: dict[str, Workflow], texts: dict[str, str]
 ) -> tuple[list[Problem], list[str], int]:
-    """What each answering ComfyUI server lacks for each workflow (problems), which servers
-    did not answer (notes: not a failure), and how many servers were checked."""
+    """What each answering ComfyUI server lacks for each workflow (problems, at the line of
+    their node in `texts`), which servers did not answer (notes: not a failure), and how many
+    servers were checked."""
     from comfy import ServerSpec, preflight_servers
 
     problems: list[Problem] = []
@@ -134,8 +144,64 @@ async def _preflight(
             continue
         checked += 1
         for name, found in report.problems.items():
-            problems.extend(Problem(name, None, "", f"ComfyUI at {report.url}: {p}") for p in found)
+            nodes = report.nodes.get(name) or [None] * len(found)
+            problems.extend(
+                Problem(
+                    name,
+                    node_line(texts.get(name, ""), node) if node is not None else None,
+                    "",
+                    f"ComfyUI at {report.url}: {text}",
+                )
+                for node, text in zip(nodes, found, strict=True)
+            )
     return problems, notes, checked
+
+
+# ---------------------------------------------------------------------------- new-character
+
+
+def cmd_new_character(settings: Settings, args: argparse.Namespace) -> int:
+    """Write characters/NAME.yaml from the commented example; it passes `check` as written."""
+    from pipeline.characters import NAME_PATTERN, new_character_text
+
+    name: str = args.name
+    folder = settings.characters_dir
+    if not NAME_PATTERN.match(name) or name == "example":
+        print(
+            f"{name[:64]!r} is not a usable character name: use letters, digits, '_' and '-' "
+            "(up to 64, starting with a letter or digit), and not 'example'",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    example = folder / "example.yaml"
+    try:
+        text = example.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(
+            f"cannot read the example {example} ({type(exc).__name__}): run this in the project "
+            "folder (the one holding characters/), or set CHARACTERS_DIR",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    target = folder / f"{name}.yaml"
+    characters = Characters(folder, _library(settings))
+    written = new_character_text(text, name)
+    characters.parse(written, path=target)  # a CharacterError is printed, exit 1
+    existing = [p for p in (target, folder / f"{name}.yml") if p.exists()]
+    try:
+        if existing:
+            raise FileExistsError
+        with target.open("x", encoding="utf-8") as out:
+            out.write(written)
+    except FileExistsError:
+        shown = _shown(existing[0] if existing else target, characters.root)
+        print(f"{shown} already exists: choose another name or edit that file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"wrote {_shown(target, characters.root)} from the example: edit it, then run "
+        "`python -m pipeline check`"
+    )
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- db
@@ -196,12 +262,16 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
         )
     if run.prompt:
         print(f"  prompt: {run.prompt}")
-    if folder is not None and run.media:
+    if folder is None and run.media:
+        print("  media (its character file is gone, so its folder is unknown):")
+    elif folder is not None and run.media:
         print(f"  media in {folder}:")
-        for number, item in enumerate(run.media, start=1):
-            score = f"{item.score:.2f}" if item.score is not None else "  - "
-            mark = "kept" if item.kept else "dropped"
-            print(f"    {number:>2}. {score} {mark:<7} {item.path}  {item.reason or ''}".rstrip())
+    elif folder is not None:
+        print(f"  folder: {folder} (no media yet)")
+    for number, item in enumerate(run.media, start=1):
+        score = f"{item.score:.2f}" if item.score is not None else "  - "
+        mark = "kept" if item.kept else "dropped"
+        print(f"    {number:>2}. {score} {mark:<7} {item.path}  {item.reason or ''}".rstrip())
     for platform, caption in run.captions.items():
         indented = "\n      ".join(line for line in caption.splitlines() if line.strip())
         print(f"  caption [{platform}]: {indented}")
@@ -342,8 +412,19 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
                 return EXIT_BAD_INPUT
             return await _cancel(settings, store, run)
         posts = await store.posts_for_run(run.id)
-        _print_summary(run, None, posts)
+        _print_summary(run, await _folder_of(settings, run), posts)
         return EXIT_OK
+
+
+async def _folder_of(settings: Settings, run: Run) -> Path | None:
+    """A run's media folder (relative to the project when inside it), None when its character
+    file is gone or broken."""
+    characters = Characters(settings.characters_dir, _library(settings))
+    try:
+        character = await asyncio.to_thread(characters.load, run.job.character)
+    except (CharacterError, CharacterNotFound):
+        return None
+    return Path(_shown(run_folder(character, run.id), characters.root))
 
 
 async def _cancel(settings: Settings, store: Store, run: Run) -> int:
@@ -522,6 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate characters, credentials, workflows and ComfyUI nodes")
+    new_character = sub.add_parser(
+        "new-character", help="write characters/NAME.yaml from the commented example"
+    )
+    new_character.add_argument("name", help="the character's key: letters, digits, '_' and '-'")
 
     db = sub.add_parser("db", help="the database: init, characters, news")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -608,6 +693,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "check":
         return cmd_check(settings, args)
+    if args.command == "new-character":
+        return cmd_new_character(settings, args)
     if args.command == "db":
         return asyncio.run(cmd_db(settings, args))
     if args.command in {"run", "resume"}:

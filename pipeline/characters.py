@@ -7,6 +7,7 @@ types are checked by pydantic; names (strategies, templates, styles, workflow fi
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -579,9 +580,16 @@ class Characters:
         try:
             spec = CharacterFile.model_validate(data)
         except ValidationError as exc:
+            errors = exc.errors()
             problems += [
                 Problem(shown, _line_for(lines, e["loc"]), _key(e["loc"]), _message(e))
-                for e in exc.errors()
+                for e in errors
+            ]
+            # the names are checked too, on the file without its wrong values, so a wrong
+            # threshold does not hide a misspelt strategy in the same block
+            problems += [
+                Problem(shown, _line_for(lines, loc), _key(loc), message)
+                for loc, message in _names_without(data, errors, self.library, self.root)
             ]
             raise CharacterError(problems) from None
         problems += [
@@ -591,6 +599,64 @@ class Characters:
         if problems:
             raise CharacterError(problems)
         return Character(key=path.stem, path=path, root=self.root, spec=spec)
+
+
+_DROPPED = object()
+
+
+def _drop(data: object, loc: tuple[str | int, ...]) -> bool:
+    """Remove the value at `loc` (a list item becomes _DROPPED); False when nothing is there."""
+    *parents, last = loc
+    for part in parents:
+        inside_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (isinstance(data, dict) and part in data) and not inside_list:
+            return False
+        data = data[part]  # type: ignore[index]  # a dict or a list, checked just above
+    if isinstance(data, dict) and last in data:
+        del data[last]
+        return True
+    if isinstance(data, list) and isinstance(last, int) and 0 <= last < len(data):
+        data[last] = _DROPPED
+        return True
+    return False
+
+
+def _without_dropped(data: object) -> object:
+    if isinstance(data, dict):
+        return {k: _without_dropped(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_without_dropped(v) for v in data if v is not _DROPPED]
+    return data
+
+
+def _names_without(
+    data: dict[str, Any],
+    errors: Sequence[ErrorDetails],
+    library: TemplateLibrary,
+    root: Path,
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """`_check_names` on the file with the values pydantic refused taken out (their defaults
+    stand in), leaving out what those values' absence alone would cause; nothing when a
+    required value is wrong or missing."""
+    pruned: object = copy.deepcopy(data)
+    dropped: list[tuple[str | int, ...]] = []
+    for _ in range(3):  # a dropped value can uncover a model check of its parent
+        for error in errors:
+            loc = _clean(error["loc"])
+            if not loc or not _drop(pruned, loc):
+                return []
+            dropped.append(loc)
+        try:
+            spec = CharacterFile.model_validate(_without_dropped(pruned))
+        except ValidationError as exc:
+            errors = exc.errors()
+            continue
+        return [
+            (loc, message)
+            for loc, message in _check_names(spec, library, root)
+            if not any(loc[: len(gone)] == gone or gone[: len(loc)] == loc for gone in dropped)
+        ]
+    return []
 
 
 def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
@@ -726,3 +792,26 @@ def _check_names(
                 ("generation", "video_system_prompt_weights"),
                 f"{strategy} needs a video template",
             )
+
+
+# ---------------------------------------------------------------------------- new characters
+
+
+def new_character_text(example: str, key: str) -> str:
+    """A character file for `key` from the commented example: its name, output folder, input
+    folder, hashtag and credentials names made its own; every comment kept."""
+    header = (
+        f"# The character {key!r}, written by `python -m pipeline new-character {key}` from\n"
+        "# characters/example.yaml. Edit it, then run `python -m pipeline check`.\n"
+    )
+    body = re.sub(r"\A(?:#[^\n]*\n)+", header, example, count=1)
+    body = re.sub(r"(?m)^(  name: )Example Fox\b", lambda m: m.group(1) + key, body, count=1)
+    tag = re.sub(r"[^A-Za-z0-9_]", "", key).lower() or "character"
+    for old, new in (
+        ("output/example", f"output/{key}"),
+        ("characters/inputs/example", f"characters/inputs/{key}"),
+        ('"#examplefox"', f'"#{tag}"'),
+        ("credentials: example_", f"credentials: {key}_"),
+    ):
+        body = body.replace(old, new)
+    return body

@@ -6,10 +6,18 @@ Reports problems as `file:line: message` like the character checks. Imports comf
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from comfy import Workflow, WorkflowError
 from pipeline.errors import Problem
+
+
+def node_line(text: str, node_id: str) -> int | None:
+    """The line of a node's key in an API-format workflow file (None when it cannot be told)."""
+    key = re.escape(json.dumps(node_id))
+    found = re.search(rf"^[ \t]*{key}[ \t]*:\s*\{{", text, flags=re.MULTILINE)
+    return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def check_workflow(path: Path, *, root: Path) -> list[Problem]:

@@ -34,6 +34,14 @@ async def comfyui() -> AsyncIterator[FakeComfyUI]:
         yield fake
 
 
+def turn_on(character: Path, platform: str) -> None:
+    """Enable a platform in a character file, as its comment tells a user to."""
+    text = character.read_text()
+    old = f"    {platform}: {{enabled: false,"
+    assert old in text
+    character.write_text(text.replace(old, f"    {platform}: {{enabled: true,"))
+
+
 def closed_port_url() -> str:
     """A localhost URL nothing listens on."""
     with socket.socket() as probe:
@@ -44,8 +52,14 @@ def closed_port_url() -> str:
 
 async def check(project: Path, **env: str) -> tuple[int, list[str], str]:
     """Run `python -m pipeline check` in `project`: exit code, stdout lines, stderr."""
-    clean = {k: v for k, v in os.environ.items() if k not in {"DISCORD_TOKEN", "DATABASE_URL"}}
-    clean |= {"PYTHONPATH": str(ROOT), **SHIPPED_CREDENTIALS, **env}
+    return await check_with(project, {**SHIPPED_CREDENTIALS, **env})
+
+
+async def check_with(project: Path, env: dict[str, str]) -> tuple[int, list[str], str]:
+    """`check` with exactly these settings (no shipped credentials unless given)."""
+    unset = {"DISCORD_TOKEN", "DATABASE_URL", *SHIPPED_CREDENTIALS}
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
+    clean |= {"PYTHONPATH": str(ROOT), **env}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pipeline", "check",
         cwd=project, env=clean, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -107,6 +121,7 @@ async def test_missing_credentials_are_named_by_file_line_and_key_without_values
     project: Path,
 ) -> None:
     """An enabled platform without credentials is a problem at its line; no value is shown."""
+    turn_on(project / "characters" / "mascot.yaml", "twitter")
     env = {k: "" for k in SHIPPED_CREDENTIALS if k.startswith("MASCOT_TWITTER_")}
     env["MASCOT_TWITTER_API_KEY"] = "ck-visible-SECRET"
     env["MASCOT_TWITTER_ACCESS_SECRET"] = "as-hidden-SECRET"
@@ -127,6 +142,7 @@ async def test_missing_credentials_are_named_by_file_line_and_key_without_values
 
 async def test_an_unreadable_session_file_is_a_problem(project: Path) -> None:
     """An Instagram session file that cannot be read is reported at the credentials key."""
+    turn_on(project / "characters" / "moonlit_tales.yaml", "instagram")
     session = project / "data" / "sessions" / "instagram-moonlit_instagram.json"
     session.parent.mkdir(parents=True)
     session.write_text("{cut off")
@@ -140,3 +156,105 @@ async def test_an_unreadable_session_file_is_a_problem(project: Path) -> None:
         "session file data/sessions/instagram-moonlit_instagram.json is not readable: delete "
         "it to log in afresh"
     )
+
+
+async def test_the_shipped_characters_pass_on_a_fresh_clone(project: Path) -> None:
+    """With no credentials set at all, the shipped files pass: their platforms are off."""
+    code, out, err = await check_with(project, {"COMFYUI_SERVERS": closed_port_url()})
+
+    assert code == 0, "\n".join(out) + err
+    assert out[-1].startswith("ok: 3 character file(s) valid")
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param("none", id="no-characters-folder"),
+        pytest.param("empty", id="empty-characters-folder"),
+    ],
+)
+async def test_no_character_files_is_a_failure(tmp_path: Path, layout: str) -> None:
+    """Check run from the wrong folder says there is nothing to check, and fails."""
+    if layout == "empty":
+        (tmp_path / "characters").mkdir()
+
+    code, out, _ = await check(tmp_path, COMFYUI_SERVERS=closed_port_url())
+
+    assert code == 1
+    assert out == [
+        f"FAILED: no character files in {(tmp_path / 'characters').resolve()}: run check in "
+        "the project folder (the one holding characters/), or set CHARACTERS_DIR"
+    ]
+
+
+async def test_every_problem_of_a_block_is_listed(project: Path) -> None:
+    """A wrong threshold and a misspelt strategy in the same block are both listed."""
+    mascot = project / "characters" / "mascot.yaml"
+    text = mascot.read_text().replace("similarity_threshold: 0.6", "similarity_threshold: 2")
+    mascot.write_text(text.replace("    text2img: 4", "    txt2img: 4"))
+
+    code, out, _ = await check(project, COMFYUI_SERVERS=closed_port_url())
+
+    assert code == 1
+    assert out[:2] == [
+        "characters/mascot.yaml:14: generation.similarity_threshold: must be between 0 and 1",
+        "characters/mascot.yaml:9: generation.generation_type_weights.txt2img: unknown strategy "
+        "'txt2img' (known: text2img, image2image, text2image2image, text2video, "
+        "text2image2video)",
+    ]
+    assert out[-1].endswith("2 problem(s)")
+
+
+# (node, input, value or None to remove it, what check says after "node ...")
+REFUSED = [
+    pytest.param(
+        "8", "samples", ["99", 0], '"VAE Decode" VAEDecode (8) input samples: links to node 99, '
+        "which is not in the workflow",
+        id="link-to-a-missing-node",
+    ),
+    pytest.param(
+        "3", "steps", 10001, "KSampler (3) input steps: 10001 is above the maximum 10000",
+        id="above-max",
+    ),
+    pytest.param(
+        "3", "denoise", -0.5, "KSampler (3) input denoise: -0.5 is below the minimum 0.0",
+        id="below-min",
+    ),
+    pytest.param(
+        "5", "width", "wide", '"Empty Latent Image" EmptyLatentImage (5) input width: '
+        "'wide' is not a whole number (INT)",
+        id="string-for-an-int",
+    ),
+    pytest.param(
+        "3", "sampler_name", "euler_fast", "KSampler (3) input sampler_name: 'euler_fast' is not "
+        "one of the server's choices (euler, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, uni_pc, "
+        "lcm)",
+        id="not-a-choice",
+    ),
+    pytest.param(
+        "3", "cfg", None, "KSampler (3) input cfg: is required but missing",
+        id="missing-required-input",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("node", "name", "value", "said"), REFUSED)
+async def test_a_workflow_comfyui_would_refuse_fails_check(
+    project: Path, comfyui: FakeComfyUI, node: str, name: str, value: object, said: str
+) -> None:
+    """What the server's own validation refuses is named by workflow file, line and node."""
+    path = project / "workflows" / "text2img.json"
+    workflow = json.loads(path.read_text())
+    if value is None:
+        del workflow[node]["inputs"][name]
+    else:
+        workflow[node]["inputs"][name] = value
+    text = json.dumps(workflow, indent=2)
+    path.write_text(text)
+    line = text.splitlines().index(f'  "{node}": {{') + 1
+
+    code, out, _ = await check(project, COMFYUI_SERVERS=comfyui.url)
+
+    assert code == 1
+    assert out[:-1] == [f"workflows/text2img.json:{line}: ComfyUI at {comfyui.url}: node {said}"]
+    assert out[-1].endswith("1 problem(s)")

@@ -249,3 +249,99 @@ def test_resuming_a_run_whose_type_the_character_cannot_make_is_refused(project:
     )
     shown = run(["-m", "pipeline", "show", failed.id], project)
     assert "failed at prompt: an unexpected error" in shown.stdout
+
+
+def test_new_character_writes_a_commented_file_that_passes_check(project: Path) -> None:
+    """`new-character luna` makes characters/luna.yaml from the example, ready for check."""
+    result = run(["-m", "pipeline", "new-character", "luna"], project)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "wrote characters/luna.yaml from the example: edit it, then run `python -m pipeline check`"
+    )
+    text = (project / "characters" / "luna.yaml").read_text()
+    assert "  name: luna" in text
+    assert "output_dir: output/luna" in text
+    assert text.count("#") > 40  # the example's comments came along
+    checked = run(["-m", "pipeline", "check"], project, COMFYUI_SERVERS="http://127.0.0.1:9")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[-1].startswith("ok: 4 character file(s) valid")
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        pytest.param("mascot", "characters/mascot.yaml already exists", id="existing-name"),
+        pytest.param("../evil", "'../evil' is not a usable character name", id="path-in-name"),
+        pytest.param("example", "'example' is not a usable character name", id="the-example"),
+        pytest.param("two words", "'two words' is not a usable character name", id="space"),
+    ],
+)
+def test_new_character_refuses_a_taken_or_bad_name(project: Path, name: str, said: str) -> None:
+    """A name already in use or not usable as a file name is refused in one sentence, exit 1."""
+    before = sorted(p.name for p in (project / "characters").iterdir())
+
+    result = run(["-m", "pipeline", "new-character", name], project)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(said)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (project / "characters").iterdir()) == before
+
+
+def test_show_lists_the_folder_each_file_with_its_score_the_captions_and_the_posts(
+    project: Path,
+) -> None:
+    """`show RUN_ID` says where the media are, each file with its score, and what was posted."""
+    import asyncio
+    from dataclasses import replace
+
+    from pipeline.models import (
+        Job,
+        MediaItem,
+        MediaKind,
+        Platform,
+        PostRecord,
+        PostState,
+        Run,
+        RunState,
+    )
+    from pipeline.store import connect
+
+    media = (
+        MediaItem("image_1.png", MediaKind.IMAGE, 0, score=0.81, reason="on model"),
+        MediaItem("image_2.png", MediaKind.IMAGE, 0, score=0.32, reason="blurry", kept=False),
+    )
+    made = replace(
+        Run.new(Job("mascot")),
+        state=RunState.PUBLISHED,
+        media=media,
+        captions={"twitter": "Pixel waves hello\n#pixelbot"},
+    )
+    post = PostRecord(
+        made.id, Platform.TWITTER, "mascot_twitter", PostState.POSTED, "42", "https://x.com/p/42"
+    )
+
+    async def save() -> None:
+        path = project / "data" / "mediaoverload.db"
+        path.parent.mkdir(exist_ok=True)
+        store = await connect(f"sqlite:///{path}", sqlite_path=path)
+        try:
+            await store.save_run(made)
+            await store.record_post(post)
+        finally:
+            await store.close()
+
+    asyncio.run(save())
+
+    result = run(["-m", "pipeline", "show", made.id], project)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index(f"  media in output/mascot/{made.id}:")
+    assert lines[start + 1 : start + 3] == [
+        "     1. 0.81 kept    image_1.png  on model",
+        "     2. 0.32 dropped image_2.png  blurry",
+    ]
+    assert "  caption [twitter]: Pixel waves hello" in lines
+    assert "  twitter: posted https://x.com/p/42" in lines

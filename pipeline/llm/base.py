@@ -163,6 +163,12 @@ WARM_UP_REQUEST = ModelRequest(
 )
 
 
+def _not_the_warm_up(record: logging.LogRecord) -> bool:
+    """Drops the warm-up's request line, unless that library logs at DEBUG."""
+    debugging = logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+    return debugging or "warm-up.invalid" not in record.getMessage()
+
+
 def warm_up(library: str, build: Callable[[], Provider]) -> None:
     """`WARM_UP_REQUEST` through the provider `build` makes (on an in-memory transport), in an
     event loop of its own: blocking, so call it in a thread, once per process.
@@ -183,6 +189,8 @@ def warm_up(library: str, build: Callable[[], Provider]) -> None:
         finally:
             await provider.aclose()
 
+    for name in ("httpx", "httpx2"):  # their INFO line about the warm-up is noise at start
+        logging.getLogger(name).addFilter(_not_the_warm_up)
     try:
         asyncio.run(once())
     except Exception:  # an optimisation: the real call works without it

@@ -64,7 +64,7 @@ async def test_rejected_prompt_prints_each_node_error_and_exits_1(
     lines = err.splitlines()
     # our preflight finds both before the server is even asked
     assert any("ckpt_name: 'nope.safetensors' is not installed" in line for line in lines)
-    assert any("sampler_name: 'fast' is not installed" in line for line in lines)
+    assert any("sampler_name: 'fast' is not one of the server's choices" in line for line in lines)
     assert fake.prompts == []
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -339,6 +340,305 @@ def _store_upload(folder: Path, filename: str, data: bytes, overwrite: bool) -> 
     return name
 
 
+# ---------------------------------------------------------------- validation and caching, as
+# ComfyUI's execution.py does them (validate_prompt / validate_inputs, per-node signatures)
+
+
+def _validation_error(kind: str, message: str, details: str, **extra: Any) -> JSON:
+    return {"type": kind, "message": message, "details": details, "extra_info": extra}
+
+
+def _traceback_of(exc: BaseException) -> list[str]:
+    import traceback
+
+    return traceback.format_tb(exc.__traceback__)
+
+
+def _types_match(received: object, wanted: object) -> bool:
+    """comfy_execution.validation.validate_node_input: equal, `*`, or unions that meet."""
+    if received == wanted:
+        return True
+    if not isinstance(received, str) or not isinstance(wanted, str):
+        return False
+    got = {t.strip() for t in received.split(",")}
+    want = {t.strip() for t in wanted.split(",")}
+    return "*" in got or "*" in want or bool(got & want)
+
+
+def _declared_inputs(spec: JSON) -> dict[str, tuple[list[Any], str]]:
+    return {
+        name: (declared, group)
+        for group in ("required", "optional")
+        for name, declared in (spec.get(group) or {}).items()
+    }
+
+
+def _validate_inputs(
+    prompt: JSON,
+    info: dict[str, JSON],
+    unique_id: str,
+    validated: dict[str, tuple[bool, list[JSON], str]],
+    input_folder: Path,
+) -> tuple[bool, list[JSON], str]:
+    """execution.validate_inputs: one node's errors, after the nodes it links to (recursively).
+
+    A link to a node id that is not in the prompt raises KeyError here, as on the server, where
+    the caller turns it into `exception_during_(inner_)validation`.
+    """
+    if unique_id in validated:
+        return validated[unique_id]
+    inputs = prompt[unique_id]["inputs"]
+    class_type = prompt[unique_id]["class_type"]
+    errors: list[JSON] = []
+    valid = True
+    for name, (declared, group) in _declared_inputs(info[class_type]["input"]).items():
+        if name not in inputs:
+            if group == "required":
+                errors.append(
+                    _validation_error(
+                        "required_input_missing", "Required input is missing", name, input_name=name
+                    )
+                )
+            continue
+        value = inputs[name]
+        input_type = declared[0]
+        extra = declared[1] if len(declared) > 1 else {}
+        if isinstance(value, list):
+            if len(value) != 2:
+                errors.append(
+                    _validation_error(
+                        "bad_linked_input",
+                        "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                        name,
+                        input_name=name,
+                        input_config=declared,
+                        received_value=value,
+                    )
+                )
+                continue
+            linked_id = value[0]
+            received = info[prompt[linked_id]["class_type"]]["output"][value[1]]
+            if not _types_match(received, input_type):
+                errors.append(
+                    _validation_error(
+                        "return_type_mismatch",
+                        "Return type mismatch between linked nodes",
+                        f"{name}, received_type({received}) mismatch input_type({input_type})",
+                        input_name=name,
+                        input_config=declared,
+                        received_type=received,
+                        linked_node=value,
+                    )
+                )
+                continue
+            try:
+                if not _validate_inputs(prompt, info, linked_id, validated, input_folder)[0]:
+                    valid = False
+            except Exception as exc:  # noqa: BLE001  # as execution.py: any failure is a validation error
+                valid = False
+                validated[linked_id] = (
+                    False,
+                    [
+                        _validation_error(
+                            "exception_during_inner_validation",
+                            "Exception when validating inner node",
+                            str(exc),
+                            input_name=name,
+                            input_config=declared,
+                            exception_message=str(exc),
+                            exception_type=type(exc).__name__,
+                            traceback=_traceback_of(exc),
+                            linked_node=value,
+                        )
+                    ],
+                    linked_id,
+                )
+            continue
+        try:
+            if input_type == "INT":
+                value = int(value)
+            elif input_type == "FLOAT":
+                value = float(value)
+            elif input_type == "STRING":
+                value = str(value)
+            elif input_type == "BOOLEAN":
+                value = bool(value)
+        except Exception as exc:  # noqa: BLE001  # as execution.py: any failure is a validation error
+            errors.append(
+                _validation_error(
+                    "invalid_input_type",
+                    f"Failed to convert an input value to a {input_type} value",
+                    f"{name}, {value}, {exc}",
+                    input_name=name,
+                    input_config=declared,
+                    received_value=value,
+                    exception_message=str(exc),
+                )
+            )
+            continue
+        if class_type == "LoadImage" and name == "image":  # its VALIDATE_INPUTS replaces the rest
+            if not (input_folder / str(value)).is_file():
+                errors.append(
+                    _validation_error(
+                        "custom_validation_failed",
+                        "Custom validation failed for node",
+                        f"image - Invalid image file: {value}",
+                        input_name="image",
+                    )
+                )
+            continue
+        if "min" in extra and value < extra["min"]:
+            errors.append(
+                _validation_error(
+                    "value_smaller_than_min",
+                    f"Value {value} smaller than min of {extra['min']}",
+                    name,
+                    input_name=name,
+                    input_config=declared,
+                    received_value=value,
+                )
+            )
+            continue
+        if "max" in extra and value > extra["max"]:
+            errors.append(
+                _validation_error(
+                    "value_bigger_than_max",
+                    f"Value {value} bigger than max of {extra['max']}",
+                    name,
+                    input_name=name,
+                    input_config=declared,
+                    received_value=value,
+                )
+            )
+            continue
+        choices = extra.get("options", []) if input_type == "COMBO" else input_type
+        if isinstance(choices, list) and value not in choices:
+            shown = f"(list of length {len(choices)})" if len(choices) > 20 else str(choices)
+            errors.append(
+                _validation_error(
+                    "value_not_in_list",
+                    "Value not in list",
+                    f"{name}: '{value}' not in {shown}",
+                    input_name=name,
+                    input_config=declared if len(choices) <= 20 else None,
+                    received_value=value,
+                )
+            )
+    result = (not errors and valid, errors, unique_id)
+    validated[unique_id] = result
+    return result
+
+
+def validate_prompt(
+    prompt: JSON, info: dict[str, JSON], input_folder: Path
+) -> tuple[JSON | None, list[str], JSON]:
+    """execution.validate_prompt: (400 body or None, the outputs that will run, node_errors).
+
+    Only what an output node needs is validated; the prompt is refused when no output is valid,
+    and accepted with `node_errors` (the bad outputs dropped) when some are.
+    """
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type") if isinstance(node, dict) else None
+        if class_type is None:
+            message = "Cannot execute because a node is missing the class_type property."
+        elif class_type not in info:
+            message = f"Cannot execute because node {class_type} does not exist."
+        else:
+            continue
+        error = _validation_error("invalid_prompt", message, f"Node ID '#{node_id}'")
+        return {"error": error, "node_errors": {}}, [], {}
+    outputs = [nid for nid, node in prompt.items() if info[node["class_type"]]["output_node"]]
+    if not outputs:
+        error = _validation_error("prompt_no_outputs", "Prompt has no outputs", "")
+        return {"error": error, "node_errors": {}}, [], {}
+    good: list[str] = []
+    failed: list[tuple[str, list[JSON]]] = []
+    node_errors: JSON = {}
+    validated: dict[str, tuple[bool, list[JSON], str]] = {}
+    for output in outputs:
+        try:
+            valid, reasons, _ = _validate_inputs(prompt, info, output, validated, input_folder)
+        except Exception as exc:  # noqa: BLE001  # as execution.py: any failure is a validation error
+            valid = False
+            reasons = [
+                _validation_error(
+                    "exception_during_validation",
+                    "Exception when validating node",
+                    str(exc),
+                    exception_type=type(exc).__name__,
+                    traceback=_traceback_of(exc),
+                )
+            ]
+            validated[output] = (False, reasons, output)
+        if valid:
+            good.append(output)
+            continue
+        failed.append((output, reasons))
+        for node_id, (ok, found, _) in validated.items():
+            if not ok and found:
+                entry = node_errors.setdefault(
+                    node_id,
+                    {
+                        "errors": found,
+                        "dependent_outputs": [],
+                        "class_type": prompt[node_id]["class_type"],
+                    },
+                )
+                entry["dependent_outputs"].append(output)
+    if not good:
+        details = "\n".join(f"{e['message']}: {e['details']}" for _, errs in failed for e in errs)
+        error = _validation_error(
+            "prompt_outputs_failed_validation", "Prompt outputs failed validation", details
+        )
+        return {"error": error, "node_errors": node_errors}, [], node_errors
+    return None, good, node_errors
+
+
+def needed_nodes(prompt: JSON, outputs: Sequence[str]) -> set[str]:
+    """The output nodes and every node they reach through links (what the server runs)."""
+    needed: set[str] = set()
+    todo = list(outputs)
+    while todo:
+        node_id = todo.pop()
+        if node_id in needed or node_id not in prompt:
+            continue
+        needed.add(node_id)
+        for value in (prompt[node_id].get("inputs") or {}).values():
+            if isinstance(value, list) and len(value) == 2:
+                todo.append(str(value[0]))
+    return needed
+
+
+def node_signatures(prompt: JSON, input_folder: Path) -> dict[str, str]:
+    """Per node, a digest of its class, its values and (recursively) what its links reach: the
+    cache key, as CacheKeySetInputSignature. A LoadImage's key includes its file's bytes, as its
+    IS_CHANGED does."""
+    done: dict[str, str] = {}
+
+    def signature(node_id: str, path: frozenset[str]) -> str:
+        if node_id in done:
+            return done[node_id]
+        node = prompt[node_id]
+        parts: dict[str, Any] = {"class_type": node["class_type"]}
+        for name, value in sorted((node.get("inputs") or {}).items()):
+            linked = str(value[0]) if isinstance(value, list) and len(value) == 2 else None
+            if linked is not None and linked in prompt and linked not in path:
+                parts[name] = ["link", signature(linked, path | {node_id}), value[1]]
+            else:
+                parts[name] = value
+        if node["class_type"] == "LoadImage":
+            image = input_folder / str(parts.get("image", ""))
+            parts["is_changed"] = (
+                hashlib.sha256(image.read_bytes()).hexdigest() if image.is_file() else ""
+            )
+        done[node_id] = hashlib.sha256(
+            json.dumps(parts, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        return done[node_id]
+
+    return {node_id: signature(node_id, frozenset()) for node_id in prompt}
+
+
 # ---------------------------------------------------------------- records
 
 
@@ -449,8 +749,8 @@ class FakeComfyUI:
         self._number = 0
         self._counters: dict[tuple[str, str], int] = {}
         self._ws_refuse_until = 0.0
-        self._cache_key: str | None = None
-        self._cache_outputs: dict[str, JSON] = {}
+        #: per-node cache, as the server's: node signature -> its `executed` output (or None)
+        self._node_cache: dict[str, JSON | None] = {}
         self._aliases: dict[tuple[str, str], Path] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -646,95 +946,9 @@ class FakeComfyUI:
             }
         return out
 
-    def _validate(self, prompt: JSON) -> tuple[JSON | None, list[str]]:
-        """(400 body or None, output node ids), as execution.validate_prompt does."""
-        info = self._object_info_dict()
-        for node_id, node in prompt.items():
-            class_type = node.get("class_type") if isinstance(node, dict) else None
-            if class_type not in info:
-                return {
-                    "error": {
-                        "type": "invalid_prompt",
-                        "message": f"Cannot execute because node {class_type} does not exist.",
-                        "details": f"Node ID '#{node_id}'",
-                        "extra_info": {},
-                    },
-                    "node_errors": {},
-                }, []
-        outputs = [nid for nid, n in prompt.items() if info[n["class_type"]]["output_node"]]
-        if not outputs:
-            return {
-                "error": {
-                    "type": "prompt_no_outputs",
-                    "message": "Prompt has no outputs",
-                    "details": "",
-                    "extra_info": {},
-                },
-                "node_errors": {},
-            }, []
-        node_errors: JSON = {}
-        for node_id, node in prompt.items():
-            errors = []
-            spec = info[node["class_type"]]["input"]
-            inputs = node.get("inputs") or {}
-            for name in spec["required"]:
-                if name not in inputs:
-                    errors.append(
-                        {
-                            "type": "required_input_missing",
-                            "message": "Required input is missing",
-                            "details": name,
-                            "extra_info": {"input_name": name},
-                        }
-                    )
-            for name, value in inputs.items():
-                declared = spec["required"].get(name) or spec.get("optional", {}).get(name)
-                if declared is None or isinstance(value, list):
-                    continue
-                allowed = declared[0] if isinstance(declared[0], list) else None
-                if declared[0] == "COMBO":
-                    allowed = declared[1]["options"]
-                if allowed is None or value in allowed:
-                    continue
-                if node["class_type"] == "LoadImage":
-                    errors.append(
-                        {
-                            "type": "custom_validation_failed",
-                            "message": "Custom validation failed for node",
-                            "details": f"image - Invalid image file: {value}",
-                            "extra_info": {"input_name": "image"},
-                        }
-                    )
-                else:
-                    errors.append(
-                        {
-                            "type": "value_not_in_list",
-                            "message": "Value not in list",
-                            "details": f"{name}: '{value}' not in {allowed}",
-                            "extra_info": {
-                                "input_name": name,
-                                "input_config": declared,
-                                "received_value": value,
-                            },
-                        }
-                    )
-            if errors:
-                node_errors[node_id] = {
-                    "errors": errors,
-                    "dependent_outputs": outputs,
-                    "class_type": node["class_type"],
-                }
-        if node_errors:
-            return {
-                "error": {
-                    "type": "prompt_outputs_failed_validation",
-                    "message": "Prompt outputs failed validation",
-                    "details": "",
-                    "extra_info": {},
-                },
-                "node_errors": node_errors,
-            }, outputs
-        return None, outputs
+    def _validate(self, prompt: JSON) -> tuple[JSON | None, list[str], JSON]:
+        """(400 body or None, the outputs to run, node_errors), as execution.validate_prompt."""
+        return validate_prompt(prompt, self._object_info_dict(), self.folder("input"))
 
     async def _post_prompt(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -744,7 +958,7 @@ class FakeComfyUI:
         if not isinstance(prompt, dict):
             error = {"type": "no_prompt", "message": "No prompt provided", "details": ""}
             return web.json_response({"error": error, "node_errors": {}}, status=400)
-        rejection, outputs = await asyncio.to_thread(self._validate, prompt)
+        rejection, outputs, node_errors = await asyncio.to_thread(self._validate, prompt)
         if rejection is not None:
             return web.json_response(rejection, status=400)
         prompt_id = str(body.get("prompt_id") or uuid.uuid4())
@@ -757,7 +971,9 @@ class FakeComfyUI:
         self._idle.clear()
         self._work.set()
         await self._broadcast_status()
-        return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
+        return web.json_response(
+            {"prompt_id": prompt_id, "number": number, "node_errors": node_errors}
+        )
 
     async def _get_prompt(self, request: web.Request) -> web.Response:
         return web.json_response(self._exec_info())
@@ -958,6 +1174,7 @@ class FakeComfyUI:
                 continue
             item = self._pending.pop(0)
             self._running = item
+            await self._broadcast_status()  # taken off the queue: the 2nd status after a POST
             self._interrupt.clear()
             try:
                 await self._execute(item)
@@ -1006,26 +1223,23 @@ class FakeComfyUI:
             return int(time.time() * 1000)
 
         await send("execution_start", {"prompt_id": pid, "timestamp": stamp()}, keep=True)
-        key = json.dumps(prompt, sort_keys=True)
-        if key == self._cache_key:
-            await send(
-                "execution_cached",
-                {"nodes": list(prompt), "prompt_id": pid, "timestamp": stamp()},
-                True,
-            )
-            for node_id in item.outputs:
-                output = self._cache_outputs.get(node_id)
+        signatures = await asyncio.to_thread(node_signatures, prompt, self.folder("input"))
+        cached = [n for n in prompt if signatures[n] in self._node_cache]
+        await send(
+            "execution_cached", {"nodes": cached, "prompt_id": pid, "timestamp": stamp()}, True
+        )
+        outputs: dict[str, JSON] = {}
+        for node_id in item.outputs:  # a cached output depends on nothing left to run: first
+            if node_id in cached:
+                outputs[node_id] = self._node_cache[signatures[node_id]] or {}
                 await send(
                     "executed",
-                    {"node": node_id, "display_node": node_id, "output": output, "prompt_id": pid},
+                    {"node": node_id, "display_node": node_id, "output": outputs[node_id]}
+                    | {"prompt_id": pid},
                 )
-            if self.faults.send_success:
-                await send("execution_success", {"prompt_id": pid, "timestamp": stamp()}, keep=True)
-            self._finish(item, record, "cached", dict(self._cache_outputs), messages, True)
-            return
-        await send("execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": stamp()}, True)
-
-        order = self._order(prompt)
+        needed = needed_nodes(prompt, item.outputs)
+        order = [n for n in self._order(prompt) if n in needed and n not in cached]
+        fresh = dataclasses.replace(item, outputs=[n for n in item.outputs if n not in cached])
         samplers = [n for n in order if prompt[n]["class_type"] in SAMPLERS]
         total_ticks = max(1, len(samplers) * self.steps)
         duration = self.job_seconds
@@ -1033,8 +1247,7 @@ class FakeComfyUI:
         tick = 0
         stall, self.faults.stall_next = self.faults.stall_next, False
         drop, self.faults.drop_ws_mid_job = self.faults.drop_ws_mid_job, False
-        files = asyncio.create_task(asyncio.to_thread(self._render, item))
-        outputs: dict[str, JSON] = {}
+        files = asyncio.create_task(asyncio.to_thread(self._render, fresh))
         executed: list[str] = []
         try:
             for node_id in order:
@@ -1112,10 +1325,17 @@ class FakeComfyUI:
                 files.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await files
+            self._remember(signatures, cached + executed, outputs)
         if self.faults.send_success:
             await send("execution_success", {"prompt_id": pid, "timestamp": stamp()}, keep=True)
-        self._cache_key, self._cache_outputs = key, outputs
-        self._finish(item, record, "success", outputs, messages, True)
+        self._finish(item, record, "success" if order else "cached", outputs, messages, True)
+
+    def _remember(
+        self, signatures: dict[str, str], done: list[str], outputs: dict[str, JSON]
+    ) -> None:
+        """Keep what this prompt's nodes made; forget nodes of earlier prompts (a classic cache)."""
+        cache = {signatures[n]: outputs.get(n) for n in done}
+        self._node_cache = cache
 
     async def _sleep_until(self, when: float) -> bool:
         """Sleep until loop time `when`; True if interrupted meanwhile."""

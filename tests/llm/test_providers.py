@@ -296,6 +296,8 @@ def test_opening_the_models_warms_up_each_client_without_a_request(provider: str
         "from pipeline.llm.factory import open_models\n"
         "from pipeline.settings import load_settings\n"
         "logging.basicConfig(level=logging.INFO)\n"
+        "logging.getLogger('httpx').setLevel(logging.DEBUG)  # the warm-up's line shows\n"
+        "logging.getLogger('httpx2').setLevel(logging.DEBUG)\n"
         f"DEAD = {dead!r}\n"
         f"settings = load_settings(None, {chosen})\n"
         "async def main():\n"
@@ -318,3 +320,24 @@ def test_opening_the_models_warms_up_each_client_without_a_request(provider: str
     assert f'POST http://warm-up.invalid{path} "HTTP/1.1 200 OK"' in done.stderr
     assert dead not in done.stderr
     assert "warm-up failed" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param("ollama", id="ollama"),
+        pytest.param("openai_compat", id="openai-compatible"),
+        pytest.param("gemini", id="gemini"),
+    ],
+)
+def test_the_warm_up_leaves_no_line_in_the_log(
+    module: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starting the bot or a run prints no INFO line about a request to warm-up.invalid."""
+    import importlib
+    import logging
+
+    warm_up = importlib.import_module(f"pipeline.llm.{module}").warm_up
+    with caplog.at_level(logging.INFO):
+        warm_up()
+    assert [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()] == []

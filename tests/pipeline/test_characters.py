@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.characters import Characters, pick
 from pipeline.errors import CharacterError, CharacterNotFound
+from pipeline.models import Platform
 from pipeline.prompts.library import TemplateLibrary
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,9 @@ def test_schedule_and_platforms_are_read(characters: Characters) -> None:
     assert moon.schedule.chance is not None
     assert moon.schedule.chance.at(5) == pytest.approx(0.8)
     assert moon.schedule.chance.at(50) == 1.0
-    assert [p.value for p in moon.enabled_platforms()] == ["instagram"]
+    instagram = moon.spec.social_media.platforms[Platform.INSTAGRAM]
+    assert (instagram.credentials, instagram.fit) == ("moonlit_instagram", "crop")
+    assert moon.enabled_platforms() == {}  # shipped off: a fresh clone has no credentials
 
 
 MASCOT = (PROJECT / "characters" / "mascot.yaml").read_text()
@@ -196,14 +199,14 @@ BROKEN = [
     (
         "unknown-platform",
         (
-            "    twitter: {enabled: true, credentials: mascot_twitter}",
+            "    twitter: {enabled: false, credentials: mascot_twitter}",
             "    myspace: {enabled: false}",
         ),
         "31: social_media.platforms.myspace: must be one of instagram or twitter",
     ),
     (
         "enabled-platform-without-credentials",
-        ("{enabled: true, credentials: mascot_twitter}", "{enabled: true}"),
+        ("{enabled: false, credentials: mascot_twitter}", "{enabled: true}"),
         "31: social_media.platforms.twitter: an enabled platform needs `credentials`",
     ),
     (
@@ -328,3 +331,49 @@ def test_a_character_runs_only_the_types_it_has_workflows_for(characters: Charac
         "it can make text2img, text2image2image"
     )
     mascot.refuse_unrunnable("text2img")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param(
+            [
+                ("similarity_threshold: 0.6", "similarity_threshold: 1.6"),
+                ("text2img: 4", "txt2img: 4"),
+            ],
+            {"generation.similarity_threshold", "generation.generation_type_weights.txt2img"},
+            id="threshold-and-misspelt-strategy",
+        ),
+        pytest.param(
+            [
+                ("images_per_description: 2", "images_per_description: two"),
+                ("pixel_art: 1", "pixel_artt: 1"),
+            ],
+            {
+                "additional_params.general.images_per_description",
+                "generation.style_weights.pixel_artt",
+            },
+            id="wrong-type-and-unknown-style",
+        ),
+        pytest.param(
+            [
+                ("Europe/Berlin", "Mars/Olympus"),
+                ("text2img: workflows/text2img.json", "text2img: workflows/nope.json"),
+            ],
+            {"schedule.timezone", "generation.workflows.text2img"},
+            id="time-zone-and-missing-workflow",
+        ),
+    ],
+)
+def test_a_wrong_value_does_not_hide_a_wrong_name(
+    project: Path, changes: list[tuple[str, str]], expected: set[str]
+) -> None:
+    """A value out of range and a misspelt name in the same file are both reported at once."""
+    text = MASCOT
+    for old, new in changes:
+        assert old in text, f"test case does not apply: {old!r}"
+        text = text.replace(old, new, 1)
+    (project / "characters" / "mascot.yaml").write_text(text)
+    with pytest.raises(CharacterError) as caught:
+        Characters(project / "characters", TemplateLibrary.load()).load("mascot")
+    assert {p.key for p in caught.value.problems} == expected
