@@ -178,7 +178,8 @@ def test_x_any_text_fits(words: list[str]) -> None:
     assert weighted_length(caption) <= 280
     body, _ = body_and_tags(caption)
     for token in body.removesuffix(ELLIPSIS).split():
-        assert token in words or "東京の夜".startswith(token)  # only CJK may be cut inside
+        # only CJK may be cut inside; a text of hashtags only becomes the hashtag line
+        assert token in [*words, "#fox"] or "東京の夜".startswith(token)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -220,9 +221,10 @@ async def test_captions_for_each_enabled_platform(fox: Character) -> None:
     }
 
 
-async def test_caption_without_json_still_works(fox: Character) -> None:
-    """A model that ignores the JSON still gives a caption, its trailing hashtags kept."""
-    model = ScriptedModel.of(default="Stars over the river tonight. #Stars #fox")
+async def test_hashtags_ending_the_text_join_the_hashtag_line(fox: Character) -> None:
+    """Hashtags the model put at the end of its text go to the hashtag line, deduplicated."""
+    answer = json.dumps({"text": "Stars over the river tonight. #Stars #fox", "hashtags": []})
+    model = ScriptedModel.of(default=answer)
     captions = await write_captions(
         character=fox, prompt="p", descriptions=[], model=model, platforms=[X]
     )

@@ -224,7 +224,7 @@ def _read(text: str, shape: Shape | None) -> object | None:
     for span, commas in _outermost(text):
         attempts = [span]
         if commas:
-            kept = [span[a + 1 : b] for a, b in zip([-1, *commas], [*commas, len(span)])]
+            kept = [span[a + 1 : b] for a, b in zip([-1, *commas], [*commas, len(span)], strict=True)]
             attempts.append("".join(kept))
         attempts += [_ESCAPE.sub(_repair_escape, attempt) for attempt in list(attempts)]
         for attempt in attempts:
