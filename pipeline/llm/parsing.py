@@ -214,6 +214,7 @@ def _read(text: str, shape: Shape | None) -> object | None:
     first = _OPENERS.search(text)
     if first is None:
         return None
+    value: object
     try:  # the common case, a whole valid answer: one pass of json's C decoder
         value, _ = _DECODER.raw_decode(text, first.start())
     except (ValueError, RecursionError):
@@ -224,8 +225,8 @@ def _read(text: str, shape: Shape | None) -> object | None:
     for span, commas in _outermost(text):
         attempts = [span]
         if commas:
-            kept = [span[a + 1 : b] for a, b in zip([-1, *commas], [*commas, len(span)], strict=True)]
-            attempts.append("".join(kept))
+            ends = zip([-1, *commas], [*commas, len(span)], strict=True)
+            attempts.append("".join(span[a + 1 : b] for a, b in ends))
         attempts += [_ESCAPE.sub(_repair_escape, attempt) for attempt in list(attempts)]
         for attempt in attempts:
             try:
