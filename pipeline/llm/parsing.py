@@ -223,11 +223,14 @@ def _read(text: str, shape: Shape | None) -> object | None:
         if _is(value, shape):
             return value
     for span, commas in _outermost(text):
+        if (shape == "object" and span[0] != "{") or (shape == "array" and span[0] != "["):
+            continue  # not the shape asked for, whatever it holds
         attempts = [span]
         if commas:
             ends = zip([-1, *commas], [*commas, len(span)], strict=True)
             attempts.append("".join(span[a + 1 : b] for a, b in ends))
-        attempts += [_ESCAPE.sub(_repair_escape, attempt) for attempt in list(attempts)]
+        if "\\" in span:
+            attempts += [_ESCAPE.sub(_repair_escape, attempt) for attempt in list(attempts)]
         for attempt in attempts:
             try:
                 value = _decode(attempt)
