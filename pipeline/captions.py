@@ -330,6 +330,11 @@ def fit_caption(text: str, hashtags: Sequence[str], *, platform: Platform, prefi
 # ---------------------------------------------------------------------------- writing
 
 
+#: how much of the model's text is read: ten times what any platform shows, so that cleaning
+#: (which only shrinks it) and fitting never work on more
+_DRAFT_CHARS = 22_000
+
+
 @dataclass(frozen=True)
 class Draft:
     """What the model wrote for one platform, before fitting: clean text, raw hashtags."""
@@ -355,7 +360,7 @@ def parse_draft(answer: str) -> Draft:
         (v for v in (value.get(k) for k in ("text", "caption", "article")) if isinstance(v, str)),
         "",
     )
-    text = clean_model_text(raw_text, multiline=True)
+    text = clean_model_text(raw_text[:_DRAFT_CHARS], multiline=True)
     if not text:
         raise AnswerError("the caption answer has no text")
     if text[0] in "{[" and _is_json(text):

@@ -104,7 +104,9 @@ def parse_descriptions(answer: str, count: int) -> tuple[str, ...]:
             text = next((item[k] for k in _ITEM_KEYS if isinstance(item.get(k), str)), None)
         if text is None:
             continue
-        text = clip(_NUMBERING.sub("", clean_model_text(text)), MAX_DESCRIPTION_CHARS)
+        # cleaning only shrinks a text: a few times the limit is all it needs to read
+        text = clean_model_text(text[: 4 * MAX_DESCRIPTION_CHARS])
+        text = clip(_NUMBERING.sub("", text), MAX_DESCRIPTION_CHARS)
         if text and text.lower() not in seen:
             seen.add(text.lower())
             found.append(text)

@@ -15,7 +15,7 @@ from random import Random
 
 from pipeline.characters import Character
 from pipeline.errors import ModelError, RunError
-from pipeline.llm.parsing import clean_text, clip, read_off_loop
+from pipeline.llm.parsing import clean_text, read_off_loop
 from pipeline.ports import CatalogStore, NewsItem, TextModel
 from pipeline.prompts.library import PROMPT_METHODS
 
@@ -74,7 +74,7 @@ def _about(character: Character, subject: str) -> str:
 async def _ask(model: TextModel, system: str, prompt: str, *, attempts: int = 2) -> str:
     for attempt in range(1, attempts + 1):
         answer = await model.complete(system=system, prompt=prompt)
-        text = clip(await read_off_loop(clean_text, answer), MAX_IDEA_CHARS)
+        text = await read_off_loop(lambda text: clean_text(text, limit=MAX_IDEA_CHARS), answer)
         if text:
             return text
         log.warning("the prompt answer %d of %d was empty", attempt, attempts)
