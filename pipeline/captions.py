@@ -15,7 +15,6 @@ concrete provider.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 
 from pipeline.characters import Character
 from pipeline.errors import ModelError
-from pipeline.llm.parsing import AnswerError, clean_model_text, excerpt, extract_json
+from pipeline.llm.parsing import AnswerError, clean_model_text, excerpt, extract_json, off_loop
 from pipeline.models import Platform
 from pipeline.ports import JsonSchema, TextModel
 from pipeline.tasks import gather_all
@@ -410,7 +409,7 @@ async def write_caption(
         answer = await model.complete(system=system, prompt=request, schema=CAPTION_SCHEMA)
         try:
             # X's counter is pure Python: tens of ms on a long text, so never on the loop
-            return await asyncio.to_thread(caption_from, answer)
+            return await off_loop(caption_from, answer)
         except AnswerError as exc:
             log.warning(
                 "%s caption answer %d of %d unreadable: %s", platform, attempt, attempts, exc

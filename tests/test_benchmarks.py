@@ -61,7 +61,13 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
         "model_output",
         model_output.main,
         ["--size-kb", "32", "--repeats", "1"],
-        ["loop_lag_p99_ms", "loop_lag_max_ms", "loop_busy_max_ms", "worst_step_s"],
+        [
+            "loop_lag_p99_ms",
+            "loop_lag_max_ms",
+            "loop_busy_max_ms",
+            "idle_lag_p99_ms",
+            "worst_step_s",
+        ],
     ),
 ]
 

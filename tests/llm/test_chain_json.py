@@ -20,7 +20,10 @@ MODELS = {task: f"{task.value}-model" for task in Task}
 @pytest.fixture
 async def two() -> AsyncIterator[tuple[FakeOllama, FakeOllama, FallbackChain]]:
     async with FakeOllama() as first, FakeOllama() as second:
-        providers = [OllamaProvider(first.url, timeout_s=5), OllamaProvider(second.url, timeout_s=5)]
+        providers = [
+            OllamaProvider(first.url, timeout_s=5),
+            OllamaProvider(second.url, timeout_s=5),
+        ]
         chain = FallbackChain(
             Task.CAPTION,
             [Lane(provider, MODELS) for provider in providers],
