@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import ModelError
+from pipeline.llm.parsing import AnswerError, clean_model_text
 from pipeline.prompts.descriptions import (
     DESCRIPTIONS_SCHEMA,
     MAX_DESCRIPTION_CHARS,
@@ -183,3 +186,21 @@ async def test_a_hostile_answer_fails_the_step_cleanly(answer: str) -> None:
         )
     assert "could not be read after 2 tries" in caught.value.user_message
     assert len(str(caught.value)) < 300
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=8), st.integers(min_value=1, max_value=4))
+def test_any_list_gives_clean_distinct_descriptions(items: list[str], count: int) -> None:
+    """Whatever strings the model lists, the descriptions are at most the count asked for,
+    distinct, non-empty, on one line and free of control characters (or the answer is
+    unreadable, a clean error)."""
+    try:
+        found = parse_descriptions(json.dumps({"descriptions": items}), count)
+    except AnswerError:
+        return  # nothing but blanks, control characters or bare numbering
+    assert 1 <= len(found) <= count
+    assert len({text.lower() for text in found}) == len(found)
+    for text in found:
+        assert text
+        assert text == clean_model_text(text)
+        assert len(text) <= MAX_DESCRIPTION_CHARS
