@@ -103,9 +103,15 @@ _SYSTEM = (
 # ---------------------------------------------------------------------------- hashtags
 
 
+#: a longer "hashtag" is no tag a person would type or read (and is not worth normalizing)
+MAX_HASHTAG_CHARS = 100
+
+
 def normalize_hashtag(tag: str) -> str | None:
     """`#word` from a tag written any way ('word', '#Word!', fullwidth '#'); None if it is
-    not a hashtag (empty, or only digits)."""
+    not a hashtag (empty, only digits, or longer than MAX_HASHTAG_CHARS)."""
+    if len(tag) > MAX_HASHTAG_CHARS:
+        return None
     text = unicodedata.normalize("NFKC", tag).strip().lstrip("#")
     text = re.sub(r"[^\w]", "", text)
     if not text or text.isdigit():

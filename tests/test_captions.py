@@ -65,8 +65,8 @@ def test_hashtags_already_in_text_are_not_repeated() -> None:
 @pytest.mark.parametrize(
     ("raw", "tag"),
     [("fox", "#fox"), ("#Fox!", "#Fox"), ("##snow day", "#snowday"), ("東京", "#東京"),
-     ("\uff03東京", "#東京"), ("#2025", None), ("  ", None)],
-    ids=["bare", "punctuation", "spaces", "cjk", "fullwidth-hash", "digits", "blank"],
+     ("\uff03東京", "#東京"), ("#2025", None), ("  ", None), ("#" + "snow" * 100, None)],
+    ids=["bare", "punctuation", "spaces", "cjk", "fullwidth-hash", "digits", "blank", "endless"],
 )  # fmt: skip
 def test_hashtags_are_normalised(raw: str, tag: str | None) -> None:
     """Hashtags written any way become one clean #word, or are dropped when not a hashtag."""
