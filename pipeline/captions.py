@@ -1,15 +1,21 @@
 """Captions per platform: the model writes a text and hashtags; we merge them with the
 character's default hashtags (deduplicated, ignoring case), put the platform prefix first, and
 fit the whole to the platform: Instagram 2,200 characters and 30 hashtags, X 280 weighted
-characters as twitter-text counts them. Text is shortened at sentence or word boundaries (CJK
-at character boundaries), never inside a word, URL or hashtag; hashtags go from the end.
+characters as twitter-text counts them, in both cases over the whole caption (hashtags written
+in the text count too). Text is shortened at sentence or word boundaries (CJK at character
+boundaries), never inside a word, URL or hashtag; hashtags go from the end.
 
-Imports characters, models, ports, `pipeline.tasks` and `pipeline.llm.parsing`; never a concrete
-provider.
+An answer that cannot be read is asked for again, then fails as ModelError: a caption is never
+the raw answer. Fitting is linear in the answer's size (the text is first cut to what could
+ever fit) and runs in a thread, since X's counter is pure Python.
+
+Imports characters, errors, models, ports, `pipeline.tasks` and `pipeline.llm.parsing`; never a
+concrete provider.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import unicodedata
@@ -17,7 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.characters import Character
-from pipeline.llm.parsing import AnswerError, clean_text, extract_json
+from pipeline.errors import ModelError
+from pipeline.llm.parsing import AnswerError, clean_model_text, excerpt, extract_json, off_loop
 from pipeline.models import Platform
 from pipeline.ports import JsonSchema, TextModel
 from pipeline.tasks import gather_all
@@ -28,9 +35,11 @@ ELLIPSIS = "…"
 
 
 def load_counter() -> None:
-    """Import twitter-text, X's length counter (0.5 s; blocking: call it in a thread before the
-    first caption, or that caption's step holds the event loop for it)."""
-    import twitter_text  # noqa: F401
+    """Import twitter-text, X's length counter, and count a bare domain once, which imports the
+    IDNA codec it uses (0.5 s; blocking: call it in a thread before the first caption)."""
+    from twitter_text import parse_tweet
+
+    parse_tweet("example.com")
 
 
 def weighted_length(text: str) -> int:
@@ -49,13 +58,17 @@ class PlatformLimits:
     count: Callable[[str], int]
     #: hashtags are dropped before the text is cut below this length
     min_text: int
+    #: the most characters of text that could ever fit: a longer text is cut to this first
+    text_scan: int
 
 
 LIMITS: dict[Platform, PlatformLimits] = {
     # Instagram: 2,200 characters and at most 30 hashtags per caption (Instagram Help Center).
-    Platform.INSTAGRAM: PlatformLimits(2200, 30, len, 300),
-    # X: 280 weighted characters (developer.x.com, "Counting characters"); no hashtag cap.
-    Platform.TWITTER: PlatformLimits(280, 280, weighted_length, 80),
+    Platform.INSTAGRAM: PlatformLimits(2200, 30, len, 300, 2200),
+    # X: 280 weighted characters (developer.x.com, "Counting characters"); no hashtag cap. Most
+    # characters weigh 1 or 2, a URL 23 and an emoji sequence 2 however many code points it
+    # takes (a family emoji is 7): four characters a unit leaves room for any real caption.
+    Platform.TWITTER: PlatformLimits(280, 280, weighted_length, 80, 4 * 280),
 }
 
 CAPTION_SCHEMA: JsonSchema = {
@@ -90,9 +103,15 @@ _SYSTEM = (
 # ---------------------------------------------------------------------------- hashtags
 
 
+#: a longer "hashtag" is no tag a person would type or read (and is not worth normalizing)
+MAX_HASHTAG_CHARS = 100
+
+
 def normalize_hashtag(tag: str) -> str | None:
     """`#word` from a tag written any way ('word', '#Word!', fullwidth '#'); None if it is
-    not a hashtag (empty, or only digits)."""
+    not a hashtag (empty, only digits, or longer than MAX_HASHTAG_CHARS)."""
+    if len(tag) > MAX_HASHTAG_CHARS:
+        return None
     text = unicodedata.normalize("NFKC", tag).strip().lstrip("#")
     text = re.sub(r"[^\w]", "", text)
     if not text or text.isdigit():
@@ -100,17 +119,77 @@ def normalize_hashtag(tag: str) -> str | None:
     return "#" + text
 
 
-def merge_hashtags(*groups: Iterable[str], text: str = "") -> list[str]:
-    """Hashtags in order, each once ignoring case, without those already in `text`."""
-    seen = {tag.casefold() for tag in re.findall(r"#\w+", text)}
+def merge_hashtags(*groups: Iterable[str], text: str = "", limit: int | None = None) -> list[str]:
+    """Hashtags in order, each once ignoring case, without those already in `text`; at most
+    `limit` of them (the groups are read no further than needed)."""
+    seen = {"#" + tag.lstrip("#\uff03").casefold() for tag in _HASHTAG.findall(text)}
     merged: list[str] = []
+    if limit is not None and limit <= 0:
+        return merged
     for group in groups:
         for raw in group:
             tag = normalize_hashtag(raw)
             if tag is not None and tag.casefold() not in seen:
                 seen.add(tag.casefold())
                 merged.append(tag)
+                if limit is not None and len(merged) >= limit:
+                    return merged
     return merged
+
+
+#: a hashtag as a platform may link it: '#' (or fullwidth) marks and word characters. Counted
+#: generously (a tag of digits counts too), so a caption never holds more than the limit.
+_HASHTAG = re.compile(r"[#\uff03]+\w+")
+_WORD = re.compile(r"\S+")
+_WHITESPACE = re.compile(r"\s")
+
+
+def count_hashtags(text: str) -> int:
+    """How many hashtags `text` holds, wherever they are."""
+    return sum(1 for _ in _HASHTAG.finditer(text))
+
+
+def _unmark_beyond(text: str, keep: int) -> str:
+    """`text` with every hashtag after the first `keep` turned into its plain word."""
+    seen = 0
+
+    def unmark(match: re.Match[str]) -> str:
+        nonlocal seen
+        seen += 1
+        return match.group() if seen <= keep else match.group().lstrip("#\uff03")
+
+    return _HASHTAG.sub(unmark, text)
+
+
+def _split_trailing_hashtags(text: str) -> tuple[str, list[str]]:
+    """`text` without the run of hashtags that ends it, and those hashtags: models that ignore
+    "no hashtags in the text" put them there, where they belong in the hashtag line."""
+    words = list(_WORD.finditer(text))
+    first = len(words)
+    while first > 0 and _HASHTAG.fullmatch(words[first - 1].group()):
+        first -= 1
+    if first == len(words):
+        return text, []
+    cut = words[first].start()
+    return text[:cut].rstrip(), [word.group() for word in words[first:]]
+
+
+def _bounded(text: str, limit: int) -> str:
+    """The start of `text` that could ever fit `limit` characters: cut at the first space after
+    the limit (so the last word, URL or hashtag stays whole); with no space there, hard at twice
+    the limit between CJK characters, else before the word that runs past it (a URL cut short
+    would still count as a whole one)."""
+    if len(text) <= limit:
+        return text
+    space = _WHITESPACE.search(text, limit, 2 * limit)
+    if space is not None:
+        return text[: space.start()]
+    cut = 2 * limit
+    if len(text) <= cut:
+        return text  # its last word ends the text: it is whole
+    if _wide(text[cut - 1]) or _wide(text[cut]):
+        return text[:cut]
+    return text[: max(0, text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))]
 
 
 # ---------------------------------------------------------------------------- shortening
@@ -179,6 +258,29 @@ def shorten(text: str, fits: Callable[[str], bool]) -> str:
     return ""
 
 
+def _fits_at_all(text: str, cuts: tuple[list[int], list[int]], fits: Callable[[str], bool]) -> bool:
+    """Whether `shorten(text, fits)` keeps anything: its shortest cut fits (or the text, when it
+    is one word). Short strings only: X's counter takes 8 ms on a whole 1,000-character text."""
+    sentences, words = cuts
+    return (
+        (bool(sentences) and fits(text[: sentences[0]].rstrip()))
+        or (bool(words) and fits(text[: words[0]].rstrip(_TRIM) + ELLIPSIS))
+        or (len(words) <= 1 and fits(text))
+    )
+
+
+def _most(count: int, ok: Callable[[int], bool]) -> int:
+    """The largest k in 0..count with ok(k), by binary search (ok holds up to some k)."""
+    low, high = 0, count
+    while low < high:
+        middle = (low + high + 1) // 2
+        if ok(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def compose(text: str, hashtags: Sequence[str], *, prefix: str = "") -> str:
     """Prefix, text and a hashtag line, as posted."""
     head = text.strip()
@@ -191,23 +293,42 @@ def compose(text: str, hashtags: Sequence[str], *, prefix: str = "") -> str:
 
 
 def fit_caption(text: str, hashtags: Sequence[str], *, platform: Platform, prefix: str = "") -> str:
-    """The caption for `platform`: within its length and hashtag limits, text cut cleanly."""
+    """The caption for `platform`: within its length and hashtag limits (hashtags in the text
+    and prefix count too), text cut cleanly, `hashtags` merged after a run of hashtags that ends
+    the text. Linear in the text's size: it is first cut to what could ever fit."""
     limits = LIMITS[platform]
 
     def fits(candidate: str) -> bool:
         return limits.count(candidate) <= limits.max_length
 
-    tags = list(hashtags[: limits.max_hashtags])
-    if fits(compose(text, tags, prefix=prefix)):
-        return compose(text, tags, prefix=prefix)
-    wanted = min(limits.min_text, limits.count(text.strip()))
-    while tags and limits.count(compose("", tags, prefix=prefix)) + wanted + 3 > limits.max_length:
-        tags.pop()  # the text matters more than the last hashtags
-    while True:
-        body = shorten(text, lambda b: fits(compose(b, tags, prefix=prefix)))
-        if body or not tags:
-            break
-        tags.pop()
+    text, trailing = _split_trailing_hashtags(_bounded(text.strip(), limits.text_scan))
+    room = max(0, limits.max_hashtags - count_hashtags(prefix))
+    text = _unmark_beyond(text, room)  # a text with more hashtags than allowed keeps the words
+    room -= count_hashtags(text)
+    # each hashtag weighs at least 2 and a space: no more than a third of the length can fit
+    most = min(room, (limits.max_length + 1) // 3)
+    tags = merge_hashtags(hashtags, trailing, text=text, limit=most)
+    caption = compose(text, tags, prefix=prefix)
+    if fits(caption):
+        return caption
+    wanted = min(limits.min_text, limits.count(text))
+    # the text matters more than the last hashtags: keep room for some of it
+    tags = tags[
+        : _most(
+            len(tags),
+            lambda k: (
+                limits.count(compose("", tags[:k], prefix=prefix)) + wanted + 3 <= limits.max_length
+            ),
+        )
+    ]
+    cuts = _cuts(text)
+    tags = tags[
+        : _most(
+            len(tags),
+            lambda k: _fits_at_all(text, cuts, lambda b: fits(compose(b, tags[:k], prefix=prefix))),
+        )
+    ]
+    body = shorten(text, lambda b: fits(compose(b, tags, prefix=prefix)))
     caption = compose(body, tags, prefix=prefix)
     if not fits(caption):  # only a prefix longer than the platform allows gets here
         caption = shorten(caption, fits)
@@ -217,33 +338,49 @@ def fit_caption(text: str, hashtags: Sequence[str], *, platform: Platform, prefi
 # ---------------------------------------------------------------------------- writing
 
 
+#: how much of the model's text is read: ten times what any platform shows, so that cleaning
+#: (which only shrinks it) and fitting never work on more
+_DRAFT_CHARS = 22_000
+
+
 @dataclass(frozen=True)
 class Draft:
-    """What the model wrote for one platform, before fitting."""
+    """What the model wrote for one platform, before fitting: clean text, raw hashtags."""
 
     text: str
     hashtags: tuple[str, ...]
 
 
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text, strict=False)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def parse_draft(answer: str) -> Draft:
-    """A Draft from a JSON answer; raises AnswerError when there is no usable text."""
-    value = extract_json(answer)
-    if not isinstance(value, dict):
-        raise AnswerError("the caption answer is not a JSON object")
-    text = value.get("text") or value.get("caption") or value.get("article")
-    if not isinstance(text, str) or not text.strip():
+    """A Draft from a JSON answer, its text cleaned of control characters; raises AnswerError
+    when there is no usable text (none, or JSON text in place of a caption)."""
+    value = extract_json(answer, "object")
+    assert isinstance(value, dict)
+    raw_text = next(
+        (v for v in (value.get(k) for k in ("text", "caption", "article")) if isinstance(v, str)),
+        "",
+    )
+    text = clean_model_text(raw_text[:_DRAFT_CHARS], multiline=True)
+    if not text:
         raise AnswerError("the caption answer has no text")
-    raw = value.get("hashtags", [])
-    tags = raw.split() if isinstance(raw, str) else [t for t in raw if isinstance(t, str)]
-    return Draft(text=text.strip(), hashtags=tuple(tags))
-
-
-def _plain_draft(answer: str) -> Draft:
-    """A last resort for a model that ignored the JSON: its text, with trailing hashtags."""
-    text = clean_text(answer)
-    tail = re.search(r"(?:\s*#\w+)+\s*$", text)
-    tags = tuple(re.findall(r"#\w+", tail.group())) if tail else ()
-    return Draft(text=text[: tail.start()].strip() if tail else text, hashtags=tags)
+    if text[0] in "{[" and _is_json(text):
+        raise AnswerError(f"the caption's text is JSON, not a caption: {excerpt(text)!r}")
+    raw = value.get("hashtags")
+    if isinstance(raw, str):
+        tags = raw.split()
+    elif isinstance(raw, list):
+        tags = [tag for tag in raw if isinstance(tag, str)]
+    else:
+        tags = []
+    return Draft(text=text, hashtags=tuple(tags))
 
 
 async def write_caption(
@@ -256,7 +393,8 @@ async def write_caption(
     language: str = "English",
     attempts: int = 2,
 ) -> str:
-    """One platform's caption, fitted; raises ModelError when no model answers."""
+    """One platform's caption, fitted; raises ModelError when no model answers, or when the
+    answer cannot be read `attempts` times (the raw answer is never used as a caption)."""
     system = _SYSTEM.format(guide=_GUIDE[platform], language=language)
     about = character.spec.character.description
     request = "\n".join(
@@ -266,24 +404,32 @@ async def write_caption(
             *(f"Picture {i + 1}: {d}" for i, d in enumerate(descriptions[:4])),
         ]
     )
-    draft: Draft | None = None
-    answer = ""
+    social = character.spec.social_media
+    config = social.platforms.get(platform)
+    prefix = config.prefix if config else ""
+
+    def caption_from(answer: str) -> str:
+        draft = parse_draft(answer)
+        hashtags = [*social.default_hashtags, *draft.hashtags]
+        return fit_caption(draft.text, hashtags, platform=platform, prefix=prefix)
+
+    last: AnswerError | None = None
     for attempt in range(1, attempts + 1):
         answer = await model.complete(system=system, prompt=request, schema=CAPTION_SCHEMA)
         try:
-            draft = parse_draft(answer)
-            break
+            # X's counter is pure Python: tens of ms on a long text, so never on the loop
+            return await off_loop(caption_from, answer)
         except AnswerError as exc:
             log.warning(
                 "%s caption answer %d of %d unreadable: %s", platform, attempt, attempts, exc
             )
-    if draft is None:
-        draft = _plain_draft(answer)
-    social = character.spec.social_media
-    config = social.platforms.get(platform)
-    hashtags = merge_hashtags(social.default_hashtags, draft.hashtags, text=draft.text)
-    return fit_caption(
-        draft.text, hashtags, platform=platform, prefix=config.prefix if config else ""
+            last = exc
+    raise ModelError(
+        f"the {platform} caption answer could not be read after {attempts} tries: {last}",
+        user_message=(
+            f"The language model's {platform} caption could not be read after {attempts} "
+            "tries. The run is kept and can be retried."
+        ),
     )
 
 

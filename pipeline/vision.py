@@ -20,7 +20,14 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from pipeline.errors import MediaOverloadError, ModelError, RunError
-from pipeline.llm.parsing import AnswerError, extract_json
+from pipeline.llm.parsing import (
+    AnswerError,
+    clean_model_text,
+    clip,
+    excerpt,
+    extract_json,
+    read_off_loop,
+)
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema, VisionModel
 from pipeline.publish.media import ffmpeg_binary
@@ -71,7 +78,8 @@ class ScoringOutcome:
 
 
 def parse_verdict(answer: str) -> Verdict:
-    """A Verdict from a model answer; scores on 0-10 or 0-100 scales are brought to 0-1."""
+    """A Verdict from a model answer; scores on 0-10 or 0-100 scales are brought to 0-1; the
+    reason is its first line, clean of control characters, at most 160 characters."""
     value = extract_json(answer)
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
@@ -83,15 +91,16 @@ def parse_verdict(answer: str) -> Verdict:
     except ValueError:
         score = float("nan")
     if score != score:  # NaN: missing or not a number
-        raise AnswerError(f"the verdict has no numeric score (got {raw!r})")
+        raise AnswerError(f"the verdict has no numeric score (got {excerpt(repr(raw), 40)})")
     if 1 < score <= 10:
         score /= 10
     elif 10 < score <= 100:
         score /= 100
     score = min(1.0, max(0.0, score))
-    reason = str(value.get("reason") or "").strip().splitlines()
-    line = " ".join(reason[0].split()) if reason else ""
-    return Verdict(score=round(score, 3), reason=line[:160] or "no reason given")
+    reason = value.get("reason")  # model text: shown in the run's summary
+    lines = reason.lstrip()[:2000].splitlines() if isinstance(reason, str) else []
+    line = clip(clean_model_text(lines[0]), 160) if lines else ""
+    return Verdict(score=round(score, 3), reason=line or "no reason given")
 
 
 def encode_image(data: bytes | Path, *, max_side: int = 1024, quality: int = 85) -> ImageData:
@@ -244,7 +253,7 @@ class VisionScorer:
                         user_message="The vision model failed; the run can be retried.",
                     ) from exc
                 try:
-                    return parse_verdict(answer)
+                    return await read_off_loop(parse_verdict, answer)
                 except AnswerError as exc:
                     log.warning("unreadable verdict for %s: %s", path.name, exc)
                     last = exc

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from benchmarks import comfy_pipelining, first_call, pipeline_overhead, vision_scoring
+from benchmarks import comfy_pipelining, first_call, model_output, pipeline_overhead, vision_scoring
 
 Main = Callable[[Sequence[str] | None], object]
 
@@ -56,6 +56,18 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
         vision_scoring.main,
         ["--images", "2", "--latency", "0.01", "--limit", "2"],
         ["scoring_s", "sequential_s", "speedup"],
+    ),
+    (
+        "model_output",
+        model_output.main,
+        ["--size-kb", "32", "--repeats", "1"],
+        [
+            "loop_lag_p99_ms",
+            "loop_lag_max_ms",
+            "loop_busy_max_ms",
+            "idle_lag_p99_ms",
+            "worst_step_s",
+        ],
     ),
 ]
 

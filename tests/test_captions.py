@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.captions import (
     ELLIPSIS,
+    count_hashtags,
     fit_caption,
     merge_hashtags,
     normalize_hashtag,
@@ -64,8 +65,8 @@ def test_hashtags_already_in_text_are_not_repeated() -> None:
 @pytest.mark.parametrize(
     ("raw", "tag"),
     [("fox", "#fox"), ("#Fox!", "#Fox"), ("##snow day", "#snowday"), ("東京", "#東京"),
-     ("\uff03東京", "#東京"), ("#2025", None), ("  ", None)],
-    ids=["bare", "punctuation", "spaces", "cjk", "fullwidth-hash", "digits", "blank"],
+     ("\uff03東京", "#東京"), ("#2025", None), ("  ", None), ("#" + "snow" * 100, None)],
+    ids=["bare", "punctuation", "spaces", "cjk", "fullwidth-hash", "digits", "blank", "endless"],
 )  # fmt: skip
 def test_hashtags_are_normalised(raw: str, tag: str | None) -> None:
     """Hashtags written any way become one clean #word, or are dropped when not a hashtag."""
@@ -178,7 +179,8 @@ def test_x_any_text_fits(words: list[str]) -> None:
     assert weighted_length(caption) <= 280
     body, _ = body_and_tags(caption)
     for token in body.removesuffix(ELLIPSIS).split():
-        assert token in words or "東京の夜".startswith(token)  # only CJK may be cut inside
+        # only CJK may be cut inside; a text of hashtags only becomes the hashtag line
+        assert token in [*words, "#fox"] or "東京の夜".startswith(token)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -220,9 +222,10 @@ async def test_captions_for_each_enabled_platform(fox: Character) -> None:
     }
 
 
-async def test_caption_without_json_still_works(fox: Character) -> None:
-    """A model that ignores the JSON still gives a caption, its trailing hashtags kept."""
-    model = ScriptedModel.of(default="Stars over the river tonight. #Stars #fox")
+async def test_hashtags_ending_the_text_join_the_hashtag_line(fox: Character) -> None:
+    """Hashtags the model put at the end of its text go to the hashtag line, deduplicated."""
+    answer = json.dumps({"text": "Stars over the river tonight. #Stars #fox", "hashtags": []})
+    model = ScriptedModel.of(default=answer)
     captions = await write_captions(
         character=fox, prompt="p", descriptions=[], model=model, platforms=[X]
     )
@@ -252,3 +255,148 @@ async def test_a_caption_no_model_answers_fails_with_the_models_message(fox: Cha
     with pytest.raises(ModelError) as raised:
         await write_captions(character=fox, prompt="p", descriptions=[], model=model)
     assert raised.value.user_message == "No language model answered."
+
+
+# ---------------------------------------------------------------------------- the whole caption
+
+INLINE = " ".join(f"word{i} #inline{i}" for i in range(40)) + " and more."
+
+
+@pytest.mark.parametrize(
+    ("text", "tags", "prefix", "inline", "appended"),
+    [
+        (INLINE, TAGS, "", 30, []),
+        (" ".join(f"#inline{i} fox" for i in range(25)), TAGS, "", 25, TAGS),
+        ("A #one and a #two.", [f"#tag{i}" for i in range(40)], "#fox #daily", 2, None),
+        ("A fox in the snow. " + " ".join(f"#t{i}" for i in range(275)), [], "", 0, None),
+    ],
+    ids=["forty-in-text", "twenty-five-in-text", "prefix-tags", "trailing-275"],
+)
+def test_instagram_counts_every_hashtag_in_the_caption(
+    text: str, tags: list[str], prefix: str, inline: int, appended: list[str] | None
+) -> None:
+    """Instagram's 30 hashtags count those in the text and prefix too: a caption never holds
+    more, the text keeps its words, and the hashtag line takes what is left."""
+    caption = fit_caption(text, tags, platform=IG, prefix=prefix)
+    assert count_hashtags(caption) == 30
+    assert len(caption) <= 2200
+    body, line = body_and_tags(caption)
+    assert count_hashtags(body) - count_hashtags(prefix) == inline
+    if appended is not None:
+        assert line[: len(appended)] == appended
+
+
+def test_hashtags_past_the_limit_in_the_text_keep_their_words() -> None:
+    """Hashtags past the thirtieth in the text lose only their '#': the sentence still reads."""
+    caption = fit_caption(INLINE, [], platform=IG)
+    assert caption.startswith("word0 #inline0 word1 #inline1")
+    assert caption.endswith("word39 inline39 and more.")
+
+
+def test_x_counts_hashtags_in_the_text() -> None:
+    """X's weighted length counts the whole caption, hashtags written in the text included."""
+    text = " ".join(f"#averyveryverylonghashtag{i}" for i in range(30)) + " and a fox."
+    caption = fit_caption("A fox. " + text, TAGS, platform=X)
+    assert weighted_length(caption) <= 280
+
+
+MB_PROSE = SENTENCE * (1_000_000 // len(SENTENCE))
+HOSTILE_CAPTIONS = [
+    (MB_PROSE, TAGS),
+    (
+        " ".join(f"fox{i} #tag{i}" for i in range(500)) + " " + MB_PROSE,
+        [f"#t{i}" for i in range(500)],
+    ),
+    ("Hi. " + " ".join(f"#tag{i}" for i in range(100_000)), []),
+    ("狐" * 1_000_000, TAGS),
+    ("a" * 1_000_000, TAGS),
+    ("https://example.com/" + "a" * 1_000_000, TAGS),
+    ("A fox. ", [f"#tag{i}" for i in range(100_000)]),
+]
+HOSTILE_IDS = ["prose", "500-hashtags", "100k-trailing", "cjk", "one-word", "long-url", "100k-list"]
+
+
+@pytest.mark.parametrize("platform", [IG, X], ids=["instagram", "x"])
+@pytest.mark.parametrize(("text", "tags"), HOSTILE_CAPTIONS, ids=HOSTILE_IDS)
+def test_a_megabyte_caption_is_fitted(text: str, tags: list[str], platform: Platform) -> None:
+    """A 1 MB answer becomes a caption within the platform's limits, cut at a word, without
+    holding the run (the issue saw 386 s)."""
+    caption = fit_caption(text, tags, platform=platform, prefix="🦊")
+    if platform is IG:
+        assert len(caption) <= 2200
+        assert count_hashtags(caption) <= 30
+    else:
+        assert weighted_length(caption) <= 280
+    assert caption.startswith("🦊")
+    assert "a" * 3000 not in caption  # a word longer than the platform allows is never cut in
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["fox", "#fox", "#Snow", "##deep", "\uff03wide", "ok.", "#1", "雪", "\n"]),
+        max_size=200,
+    ),
+    st.lists(st.sampled_from(["#a", "b", "#c", "#fox", "#d1"]), max_size=40),
+)
+def test_instagram_any_caption_keeps_the_limits(words: list[str], tags: list[str]) -> None:
+    """Whatever mix of hashtags the text and list hold, the caption has at most 30 hashtags
+    and 2,200 characters."""
+    caption = fit_caption(" ".join(words), tags, platform=IG, prefix="#fox")
+    assert count_hashtags(caption) <= 30
+    assert len(caption) <= 2200
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Stars over the river tonight. #Stars #fox",
+        '{"text": "Stars" "oops", "hashtags": ["#stars", "#fox"]}',
+        '["#stars", "#fox"]',
+        json.dumps({"text": json.dumps({"text": "Stars", "hashtags": ["#stars"]})}),
+        json.dumps({"text": "\x00\x1b ", "hashtags": ["#stars"]}),
+        "[" * 100_000,
+    ],
+    ids=["prose", "list-after-bad-string", "list", "json-in-text", "only-control", "deep"],
+)
+async def test_an_unreadable_caption_is_never_published(fox: Character, answer: str) -> None:
+    """An answer asked for as JSON that cannot be read fails the step (the run can be retried):
+    neither the raw answer nor JSON text ever becomes the caption."""
+    model = ScriptedModel.of(default=answer)
+    with pytest.raises(ModelError) as raised:
+        await write_captions(character=fox, prompt="p", descriptions=[], model=model, platforms=[X])
+    assert "could not be read after 2 tries" in raised.value.user_message
+    assert "{" not in raised.value.user_message
+    assert len(model.calls) == 2
+
+
+async def test_caption_text_is_cleaned_of_control_characters(fox: Character) -> None:
+    """NUL, ESC colour codes and stray tabs in the model's text never reach the post; its
+    paragraphs stay."""
+    text = "\x1b[31mA fox\x00 by\tthe river.\x1b[0m\r\n\r\n\r\nStars\u202e tonight."
+    answer = json.dumps({"text": text, "hashtags": ["#sn\x00ow", 5, None]})
+    model = ScriptedModel.of(default=answer)
+    captions = await write_captions(
+        character=fox, prompt="p", descriptions=[], model=model, platforms=[IG]
+    )
+    assert captions[IG] == "🦊 A fox by the river.\n\nStars tonight.\n\n#fox #aiart #snow"
+
+
+async def test_hashtags_of_any_type_do_not_break_the_caption(fox: Character) -> None:
+    """A model that sends hashtags as a number or an object still gets a caption."""
+    model = ScriptedModel.of(default=json.dumps({"text": "Stars tonight!", "hashtags": 5}))
+    captions = await write_captions(
+        character=fox, prompt="p", descriptions=[], model=model, platforms=[X]
+    )
+    assert captions[X] == "Stars tonight!\n\n#fox #aiart"
+
+
+async def test_a_megabyte_answer_is_captioned(fox: Character) -> None:
+    """A 1 MB caption answer with 500 hashtags becomes a caption within both platforms' limits."""
+    text = " ".join(f"fox{i} #tag{i}" for i in range(500)) + " " + MB_PROSE
+    answer = json.dumps({"text": text, "hashtags": [f"#t{i}" for i in range(500)]})
+    model = ScriptedModel.of(default=answer)
+    captions = await write_captions(character=fox, prompt="p", descriptions=[], model=model)
+    assert count_hashtags(captions[IG]) <= 30
+    assert len(captions[IG]) <= 2200
+    assert weighted_length(captions[X]) <= 280

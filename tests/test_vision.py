@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import ModelError, RunError
-from pipeline.llm import FallbackChain, Lane, Task
+from pipeline.llm import AnswerError, FallbackChain, Lane, Task
 from pipeline.llm.ollama import OllamaProvider
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema
@@ -159,6 +159,36 @@ async def test_unreadable_verdict_is_asked_again(folder: Path) -> None:
 def test_scores_are_brought_to_unit_range(answer: str, score: float) -> None:
     """Scores on 0-10 or 0-100 scales, or as text, end up in [0, 1]."""
     assert parse_verdict(answer).score == score
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        ("red fox\x00, \x1b[31msnow\x1b[0m", "red fox, snow"),
+        ("red fox\nthe rest is rambling", "red fox"),
+        ("\u202ered\u202c fox\tin snow", "red fox in snow"),
+        ("fox " * 250_000, ("fox " * 40).strip()),
+        (None, "no reason given"),
+    ],
+    ids=["control", "first-line", "bidi-tab", "megabyte", "missing"],
+)
+def test_the_reason_is_one_clean_short_line(reason: object, shown: str) -> None:
+    """The reason shown in the run's summary is the model's first line, clean of control
+    characters, at most 160 characters."""
+    answer = json.dumps({"score": 0.8, "reason": reason})
+    assert parse_verdict(answer).reason == shown
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["[" * 1_000_000, '{"score": ' + "9" * 1_000_000 + "}", '{"score": "' + "x" * 1_000_000 + '"}'],
+    ids=["deep-nesting", "huge-number", "huge-string-score"],
+)
+def test_a_hostile_verdict_is_unreadable_in_one_sentence(answer: str) -> None:
+    """A megabyte verdict with no usable score is an unreadable answer of one short line."""
+    with pytest.raises(AnswerError) as raised:
+        parse_verdict(answer)
+    assert len(str(raised.value)) < 200
 
 
 @pytest.fixture(scope="module")

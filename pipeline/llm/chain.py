@@ -2,9 +2,9 @@
 cool-down; it implements TextModel and VisionModel.
 
 Timeouts, 429 (after its Retry-After) and 5xx are retried with backoff; 400/401/403/404, an
-unreachable server, an empty answer or (when a schema asked for JSON) an answer holding no JSON
-move on to the next provider at once. When every provider fails, one ModelError says what each
-did. Imports `pipeline.llm.*`, `pipeline.ports`, errors.
+unreachable server, an empty answer or (when a schema asked for JSON) an answer holding no
+readable JSON of the schema's type move on to the next provider at once. When every provider
+fails, one ModelError says what each did. Imports `pipeline.llm.*`, `pipeline.ports`, errors.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from random import Random
 from pipeline.errors import ModelError
 from pipeline.llm.base import FailureKind, ModelRequest, Provider, ProviderFailure, Task
 from pipeline.llm.limits import Health, RateLimiter, RetryPolicy, Sleep
-from pipeline.llm.parsing import AnswerError, extract_json
+from pipeline.llm.parsing import AnswerError, Shape, extract_json, read_off_loop
 from pipeline.ports import ImageData, JsonSchema
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class FallbackChain:
                 async with asyncio.timeout(self.timeout_s):
                     text = await lane.provider.generate(request)
                 if request.schema is not None:
-                    _holds_json(text)
+                    await _holds_json(text, request.schema)
                 return text
             except TimeoutError:
                 failure = ProviderFailure(
@@ -168,11 +168,18 @@ class FallbackChain:
             await self._sleep(delay)
 
 
-def _holds_json(text: str) -> None:
-    """ProviderFailure(GARBLED) when an answer to a JSON request holds no JSON at all: the next
-    provider is asked, since asking the same one again mostly gets the same prose. An answer
-    with JSON of the wrong shape is the caller's to judge."""
+async def _holds_json(text: str, schema: JsonSchema) -> None:
+    """ProviderFailure(GARBLED) when an answer to a JSON request holds no readable JSON of the
+    schema's type (an object, a list) as its outermost value: the next provider is asked, since
+    asking the same one again mostly gets the same prose. The rest of the shape is the caller's
+    to judge. A long answer is read in a thread."""
+    kind = schema.get("type")
+    shape: Shape | None = "object" if kind == "object" else "array" if kind == "array" else None
+
+    def read(answer: str) -> object:
+        return extract_json(answer, shape)
+
     try:
-        extract_json(text)
+        await read_off_loop(read, text)
     except AnswerError as exc:
         raise ProviderFailure(FailureKind.GARBLED, str(exc)) from None

@@ -1,8 +1,10 @@
 """The prompt becomes N image or video descriptions: a template (plus our JSON contract) as the
 system prompt, structured output where the provider has it, tolerant parsing, the style applied.
 
-An answer that cannot be read is asked for again, then fails as ModelError. Imports the
-template library, `pipeline.llm.parsing` and the ports; never a concrete provider.
+An answer that cannot be read is asked for again, then fails as ModelError. Each description is
+cleaned of control characters, put on one line and cut to MAX_DESCRIPTION_CHARS before it is
+stored or sent to ComfyUI; a long answer is read in a thread. Imports the template library,
+`pipeline.llm.parsing` and the ports; never a concrete provider.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ import logging
 import re
 
 from pipeline.errors import ModelError
-from pipeline.llm.parsing import AnswerError, extract_json
+from pipeline.llm.parsing import (
+    AnswerError,
+    clean_model_text,
+    clip,
+    excerpt,
+    extract_json,
+    read_off_loop,
+)
 from pipeline.ports import JsonSchema, TextModel
 from pipeline.prompts.library import TemplateLibrary
 
@@ -26,6 +35,10 @@ DESCRIPTIONS_SCHEMA: JsonSchema = {
     "required": ["descriptions"],
     "additionalProperties": False,
 }
+
+#: a description longer than this is cut (at a word): text encoders read far less (CLIP 77
+#: tokens, T5 512, about 2,000 characters), and the run record shows it whole
+MAX_DESCRIPTION_CHARS = 3000
 
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d{1,2}[.):])\s*")
 _ITEM_KEYS = ("description", "prompt", "text", "scene")
@@ -66,7 +79,8 @@ def apply_style(description: str, style: str) -> str:
 
 def parse_descriptions(answer: str, count: int) -> tuple[str, ...]:
     """Up to `count` distinct descriptions from an answer: an object with a list, or a bare list
-    of strings or of objects with a `description`; raises AnswerError when there are none."""
+    of strings or of objects with a `description`; each clean, on one line and at most
+    MAX_DESCRIPTION_CHARS long. Raises AnswerError when there are none."""
     value = extract_json(answer)
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
@@ -77,23 +91,30 @@ def parse_descriptions(answer: str, count: int) -> tuple[str, ...]:
         elif any(isinstance(value.get(k), str) for k in _ITEM_KEYS):
             items = [value]
         else:
-            raise AnswerError(f"no list of descriptions in the answer (keys: {sorted(value)})")
+            keys = ", ".join(excerpt(str(key), 20) for key in list(value)[:8])
+            raise AnswerError(f"no list of descriptions in the answer (keys: {keys})")
     else:
         assert isinstance(value, list)
         items = value
     found: list[str] = []
+    seen: set[str] = set()
     for item in items:
         text = item if isinstance(item, str) else None
         if isinstance(item, dict):
             text = next((item[k] for k in _ITEM_KEYS if isinstance(item.get(k), str)), None)
         if text is None:
             continue
-        text = _NUMBERING.sub("", " ".join(text.split()))
-        if text and text.lower() not in (f.lower() for f in found):
+        # cleaning only shrinks a text: a few times the limit is all it needs to read
+        text = clean_model_text(text[: 4 * MAX_DESCRIPTION_CHARS])
+        text = clip(_NUMBERING.sub("", text), MAX_DESCRIPTION_CHARS)
+        if text and text.lower() not in seen:
+            seen.add(text.lower())
             found.append(text)
+            if len(found) == count:
+                break
     if not found:
         raise AnswerError("the answer's list held no descriptions")
-    return tuple(found[:count])
+    return tuple(found)
 
 
 async def write_descriptions(
@@ -125,7 +146,7 @@ async def write_descriptions(
             asked += "\n\nYour last answer could not be read. Answer with the JSON object only."
         answer = await model.complete(system=system, prompt=asked, schema=DESCRIPTIONS_SCHEMA)
         try:
-            found = parse_descriptions(answer, count)
+            found = await read_off_loop(lambda text: parse_descriptions(text, count), answer)
         except AnswerError as exc:
             log.warning("description answer %d of %d unreadable: %s", attempt, attempts, exc)
             last = exc

@@ -2,8 +2,9 @@
 `news` (an unused news row turned into a scene; marked used once written) and `two_character`
 (another member of the character's group; a scene of the two).
 
-Chosen by the character's weights unless the job names one. Imports characters, the ports
-and `pipeline.llm.parsing`; never a concrete provider or store.
+Chosen by the character's weights unless the job names one. The idea is model text: cleaned of
+control characters, put on one line and cut to MAX_IDEA_CHARS before it is stored or used. Imports
+characters, the ports and `pipeline.llm.parsing`; never a concrete provider or store.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from random import Random
 
 from pipeline.characters import Character
 from pipeline.errors import ModelError, RunError
-from pipeline.llm.parsing import clean_text
+from pipeline.llm.parsing import clean_text, read_off_loop
 from pipeline.ports import CatalogStore, NewsItem, TextModel
 from pipeline.prompts.library import PROMPT_METHODS
 
@@ -44,6 +45,10 @@ TWO_CHARACTER_SYSTEM = (
     "the picture tells a small story between the two. " + _COMMON
 )
 
+#: an idea longer than this is cut at a word: we ask for under 60 words, and the idea is sent
+#: again with every later request of the run
+MAX_IDEA_CHARS = 1000
+
 #: how many of the newest unused news rows the `news` method chooses from
 NEWS_WINDOW = 5
 
@@ -68,7 +73,8 @@ def _about(character: Character, subject: str) -> str:
 
 async def _ask(model: TextModel, system: str, prompt: str, *, attempts: int = 2) -> str:
     for attempt in range(1, attempts + 1):
-        text = clean_text(await model.complete(system=system, prompt=prompt))
+        answer = await model.complete(system=system, prompt=prompt)
+        text = await read_off_loop(lambda text: clean_text(text, limit=MAX_IDEA_CHARS), answer)
         if text:
             return text
         log.warning("the prompt answer %d of %d was empty", attempt, attempts)

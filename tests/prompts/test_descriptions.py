@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import ModelError
+from pipeline.llm.parsing import AnswerError, clean_model_text
 from pipeline.prompts.descriptions import (
     DESCRIPTIONS_SCHEMA,
+    MAX_DESCRIPTION_CHARS,
     parse_descriptions,
     render_system,
     write_descriptions,
@@ -138,3 +142,65 @@ async def test_answer_broken_twice_fails_clearly() -> None:
 def test_answer_shapes(answer: str, expected: tuple[str, ...]) -> None:
     """Common shapes models answer in all give clean, distinct descriptions."""
     assert parse_descriptions(answer, 2) == expected
+
+
+def test_descriptions_are_clean_single_lines() -> None:
+    """Descriptions sent to ComfyUI hold no control characters or line breaks."""
+    answer = json.dumps(
+        {"descriptions": ["Fox\x00 on a\nhill,\tdawn\x1b[0m", "Fox by a lake\u202e"]}
+    )
+    assert parse_descriptions(answer, 2) == ("Fox on a hill, dawn", "Fox by a lake")
+
+
+def test_a_long_description_is_cut_at_a_word() -> None:
+    """A description longer than any text encoder reads is cut, at a word."""
+    long = "fox on a hill at dawn, " * 1000
+    (found,) = parse_descriptions(json.dumps({"descriptions": [long]}), 1)
+    assert len(found) <= MAX_DESCRIPTION_CHARS
+    assert long.startswith(found)
+
+
+def test_a_megabyte_list_gives_the_count_asked_for() -> None:
+    """An answer listing 100,000 distinct descriptions gives the two asked for, at once."""
+    answer = json.dumps({"descriptions": [f"fox number {i}" for i in range(100_000)]})
+    assert parse_descriptions(answer, 2) == ("fox number 0", "fox number 1")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "[" * 1_000_000,
+        '{"descriptions": ["' + "fox [on] {a} hill " * 55_000,
+        '{"a": [1, {"b": "x[y]"}, ' * 40_000,
+        "The fox runs. " * 70_000,
+    ],
+    ids=["deep-nesting", "truncated", "broken-nested", "prose"],
+)
+async def test_a_hostile_answer_fails_the_step_cleanly(answer: str) -> None:
+    """A megabyte answer that holds no descriptions fails the step with the usual safe sentence
+    after two tries, soon, and never with a traceback's text."""
+    model = ScriptedModel.of(default=answer)
+    with pytest.raises(ModelError) as caught:
+        await write_descriptions(
+            "Fox", model=model, library=LIBRARY, template="stable_diffusion_prompt", character="Fox"
+        )
+    assert "could not be read after 2 tries" in caught.value.user_message
+    assert len(str(caught.value)) < 300
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=8), st.integers(min_value=1, max_value=4))
+def test_any_list_gives_clean_distinct_descriptions(items: list[str], count: int) -> None:
+    """Whatever strings the model lists, the descriptions are at most the count asked for,
+    distinct, non-empty, on one line and free of control characters (or the answer is
+    unreadable, a clean error)."""
+    try:
+        found = parse_descriptions(json.dumps({"descriptions": items}), count)
+    except AnswerError:
+        return  # nothing but blanks, control characters or bare numbering
+    assert 1 <= len(found) <= count
+    assert len({text.lower() for text in found}) == len(found)
+    for text in found:
+        assert text
+        assert text == clean_model_text(text)
+        assert len(text) <= MAX_DESCRIPTION_CHARS

@@ -122,3 +122,40 @@ async def test_unknown_method_is_refused(fox: Character, store: SqlStore) -> Non
     """A job naming a method that does not exist is refused with the known names."""
     with pytest.raises(RunError, match="arbitrary, news, two_character"):
         await write_prompt(fox, model=ScriptedModel(), store=store, rng=Random(1), method="poem")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Fox\x00 flies a \x1b[31mkite\x1b[0m.", "Fox flies a kite."),
+        ("Fox flies\na kite\r\nover\tthe hill.", "Fox flies a kite over the hill."),
+        ("Fox \u202eflies\u202c a kite\ufeff.", "Fox flies a kite."),
+    ],
+    ids=["nul-and-colours", "line-breaks", "bidi-and-bom"],
+)
+async def test_the_idea_is_clean_text_on_one_line(
+    fox: Character, store: SqlStore, answer: str, expected: str
+) -> None:
+    """The idea stored on the run, shown in its summary and sent on holds no control
+    characters and no line breaks."""
+    written = await write_prompt(
+        fox, model=ScriptedModel.of(answer), store=store, rng=Random(1), method="arbitrary"
+    )
+    assert written.text == expected
+
+
+async def test_a_megabyte_idea_is_cut_at_a_word(fox: Character, store: SqlStore) -> None:
+    """A model that rambles for a megabyte gives an idea of at most 1,000 characters, whole words."""
+    answer = "Fox flies a paper kite over a windy hill. " * 25_000
+    written = await write_prompt(
+        fox, model=ScriptedModel.of(answer), store=store, rng=Random(1), method="arbitrary"
+    )
+    assert 900 <= len(written.text) <= 1000
+    assert answer.startswith(written.text + " ")
+
+
+async def test_endless_reasoning_is_no_idea(fox: Character, store: SqlStore) -> None:
+    """A megabyte of unfinished reasoning tags is an empty idea: the step fails, retryable."""
+    model = ScriptedModel.of(default="<think>" * 150_000)
+    with pytest.raises(ModelError):
+        await write_prompt(fox, model=model, store=store, rng=Random(1), method="arbitrary")
