@@ -31,6 +31,7 @@ async def open_bot(settings: Settings, **options: Any) -> AsyncIterator[MediaBot
     not yet logged in; they close after it. `options` go to MediaBot."""
     from bot.app import MediaBot
     from bot.services import Services, build_services
+    from pipeline.llm.doctor import warn_about_models
     from pipeline.store import open_store
     from pipeline.wiring import STRATEGY_NAMES, characters_from, open_engine
 
@@ -54,7 +55,13 @@ async def open_bot(settings: Settings, **options: Any) -> AsyncIterator[MediaBot
                 detach=engine.pool.detach,
             )
 
-        yield MediaBot(settings=settings, services_factory=services, **options)
+        # each model problem one warning line, while the bot starts; never stops it
+        doctor = asyncio.create_task(warn_about_models(settings, engine.models), name="doctor")
+        try:
+            yield MediaBot(settings=settings, services_factory=services, **options)
+        finally:
+            doctor.cancel()
+            await asyncio.gather(doctor, return_exceptions=True)
 
 
 async def serve(settings: Settings) -> None:

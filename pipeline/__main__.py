@@ -15,7 +15,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from comfy import Workflow
 from pipeline.characters import Character, Characters
@@ -50,6 +50,9 @@ from pipeline.store import open_store
 from pipeline.workflows import check_workflow
 from strategies import STRATEGY_NAMES
 
+if TYPE_CHECKING:
+    from pipeline.llm.doctor import ModelReport
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2
 #: `run` / `resume` stopped by SIGTERM; the run is left for `resume` (128 + SIGTERM, as a shell)
 EXIT_STOPPED = 128 + signal.SIGTERM
@@ -81,6 +84,9 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             usable[shown] = Workflow.from_json(path.read_text(encoding="utf-8"), source=shown)
     server_problems, notes, checked = asyncio.run(_preflight(settings, usable))
     problems.extend(server_problems)
+    models = asyncio.run(_check_models(settings))
+    problems.extend(Problem("settings", None, "", text) for text in models.problems)
+    notes.extend(models.notes)
     for problem in problems:
         print(problem)
     for note in notes:
@@ -130,6 +136,13 @@ async def _preflight(
         for name, found in report.problems.items():
             problems.extend(Problem(name, None, "", f"ComfyUI at {report.url}: {p}") for p in found)
     return problems, notes, checked
+
+
+async def _check_models(settings: Settings) -> ModelReport:
+    """The model chain: names, keys, pulled models, and each provider asked (pipeline.llm)."""
+    from pipeline.llm.doctor import check_models
+
+    return await check_models(settings)
 
 
 # ---------------------------------------------------------------------------- db
@@ -281,7 +294,8 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """`run` / `resume`: one run with a live progress line, then its summary.
 
     Everything that can be checked before work starts is checked first, each failure one line:
-    the character (name, file, workflows: exit 1) and a ComfyUI that answers (exit 2).
+    the character (name, file, workflows: exit 1), a ComfyUI that answers and a language model
+    for every step that answers (exit 2).
     """
     if args.command == "run":  # a bad name or file stops here, before any service is opened
         characters = Characters(settings.characters_dir, _library(settings))
@@ -293,7 +307,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     async with open_pipeline(settings, reviewer=reviewer, notifier=LogNotifier()) as services:
         sink = TerminalProgress()
         if args.command == "run":
-            needs_comfyui = True
+            needs_comfyui = needs_models = True
         else:
             stored = await services.store.load_run(args.run_id)
             if stored is None:
@@ -307,6 +321,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             needs_comfyui = stored.state in _BEFORE_MEDIA or (
                 stored.state is RunState.FAILED and failed_at in {s.value for s in _BEFORE_MEDIA}
             )
+            needs_models = _before(stored, _BEFORE_REVIEW)
         if needs_comfyui and not await services.pool.answering():
             servers = ", ".join(str(s) for s in services.pool.servers)
             raise ServiceError(
@@ -314,6 +329,10 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 user_message=f"no ComfyUI server answers at {servers}: start ComfyUI or set "
                 "COMFYUI_SERVERS; nothing was started",
             )
+        if needs_models and services.models is not None:  # as ComfyUI: never with no model
+            from pipeline.llm.doctor import require_reachable
+
+            await require_reachable(services.models)
         if args.command == "run":
             job = Job(
                 character=args.character,
@@ -362,6 +381,16 @@ async def _wait_unless_sigterm(waiting: Coroutine[Any, Any, Run]) -> Run | None:
 
 #: states of a run whose media are not all made yet (resuming it needs ComfyUI)
 _BEFORE_MEDIA = frozenset({RunState.CREATED, RunState.PROMPTED, RunState.DESCRIBED})
+#: states of a run with a model step still ahead (resuming it needs a language model)
+_BEFORE_REVIEW = _BEFORE_MEDIA | {RunState.GENERATED, RunState.SCORED, RunState.CAPTIONED}
+
+
+def _before(run: Run, states: frozenset[RunState]) -> bool:
+    """`run` is in one of `states`, or failed at one of them."""
+    failed_at = run.failure.step if run.failure is not None else ""
+    return run.state in states or (
+        run.state is RunState.FAILED and failed_at in {s.value for s in states}
+    )
 
 
 async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:

@@ -148,9 +148,9 @@ class LlmFake:
         self._script.steps.extend([step] * times)
         return self
 
-    def always(self, text: str, *, delay: float = 0.0) -> Self:
+    def always(self, text: str, *, delay: float = 0.0, finish: str = "stop") -> Self:
         """What to answer once the script is used up."""
-        self._script.default = Step(text=text, delay=delay)
+        self._script.default = Step(text=text, delay=delay, finish=finish)
         return self
 
     def always_fail(self, status: int, *, retry_after: float | None = None) -> Self:
