@@ -1,19 +1,22 @@
 """A size cap on every model answer, at the transport: the client libraries read whole bodies.
 
 openai (on httpx2), ollama and google-genai (on httpx) each read a non-streamed answer whole
-before they parse it, and none takes a size limit. Each accepts an httpx transport, so ours
-wraps the real one: it asks for an uncompressed answer, refuses one whose Content-Length is over
-the cap, and stops reading at the cap (a gzip or deflate body the server sends anyway is
-inflated here, bounded, so no small body grows past the cap). Reading past the cap raises
-`AnswerTooLarge`, which the libraries let through and the providers turn into TOO_LARGE. The
-time a slow (trickling) body takes is bounded by the chain's deadline, not here.
+before they parse it (`response.aread()` inside `AsyncClient.send`), and none takes a size
+limit. Each takes an httpx client or its keyword arguments, so ours carry two event hooks: the
+request asks for an uncompressed answer, and the response hook (which httpx runs before it reads
+the body) refuses a Content-Length over the cap and wraps the body so that reading stops at the
+cap (a gzip or deflate body the server sends anyway is inflated here, bounded, so no small body
+grows past the cap). Hooks rather than a transport: a client given its own transport ignores
+the HTTP(S)_PROXY settings. Reading past the cap raises `AnswerTooLarge`, which the libraries
+let through and the providers turn into TOO_LARGE. The time a slow (trickling) body takes is
+bounded by the chain's deadline, not here.
 Imports httpx and httpx2 only.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 import httpx
 import httpx2
@@ -78,39 +81,20 @@ def _declared(headers: httpx.Headers | httpx2.Headers) -> int | None:
         return None
 
 
-def _encoding(headers: httpx.Headers | httpx2.Headers) -> str:
-    return str(headers.get("content-encoding", "")).strip().lower()
-
-
 _INFLATABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 
 
-class CappedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport (ollama, google-genai) whose answers are at most `limit` bytes."""
-
-    def __init__(self, limit: int, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.limit = limit
-        self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.headers["accept-encoding"] = "identity"
-        response = await self._inner.handle_async_request(request)
-        declared, encoding = _declared(response.headers), _encoding(response.headers)
-        if encoding not in _INFLATABLE:
-            await response.aclose()
-            raise AnswerTooLarge(self.limit, encoding=encoding)
-        if declared is not None and declared > self.limit and encoding in ("", "identity"):
-            await response.aclose()
-            raise AnswerTooLarge(self.limit, declared)
-        if encoding:
-            del response.headers["content-encoding"]
-        stream = response.stream
-        assert isinstance(stream, AsyncIterable)
-        response.stream = _AsyncStream(_CappedBody(stream, self.limit, encoding))
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+def _check(response: httpx.Response | httpx2.Response, limit: int) -> str:
+    """The body's content encoding, once the headers allow reading it within `limit`."""
+    encoding = str(response.headers.get("content-encoding", "")).strip().lower()
+    if encoding not in _INFLATABLE:
+        raise AnswerTooLarge(limit, encoding=encoding)
+    declared = _declared(response.headers)
+    if declared is not None and declared > limit and encoding in ("", "identity"):
+        raise AnswerTooLarge(limit, declared)
+    if encoding:  # inflated here, so the client must not inflate it again
+        del response.headers["content-encoding"]
+    return encoding
 
 
 class _AsyncStream(httpx.AsyncByteStream):
@@ -125,34 +109,6 @@ class _AsyncStream(httpx.AsyncByteStream):
         await self._body.aclose()
 
 
-class CappedTransport2(httpx2.AsyncBaseTransport):
-    """The same for httpx2 (the openai client's HTTP library)."""
-
-    def __init__(self, limit: int, inner: httpx2.AsyncBaseTransport | None = None) -> None:
-        self.limit = limit
-        self._inner = inner if inner is not None else httpx2.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        request.headers["accept-encoding"] = "identity"
-        response = await self._inner.handle_async_request(request)
-        declared, encoding = _declared(response.headers), _encoding(response.headers)
-        if encoding not in _INFLATABLE:
-            await response.aclose()
-            raise AnswerTooLarge(self.limit, encoding=encoding)
-        if declared is not None and declared > self.limit and encoding in ("", "identity"):
-            await response.aclose()
-            raise AnswerTooLarge(self.limit, declared)
-        if encoding:
-            del response.headers["content-encoding"]
-        stream = response.stream
-        assert isinstance(stream, AsyncIterable)
-        response.stream = _AsyncStream2(_CappedBody(stream, self.limit, encoding))
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
 class _AsyncStream2(httpx2.AsyncByteStream):
     def __init__(self, body: _CappedBody) -> None:
         self._body = body
@@ -163,3 +119,49 @@ class _AsyncStream2(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._body.aclose()
+
+
+RequestHook = Callable[[httpx.Request], Awaitable[None]]
+ResponseHook = Callable[[httpx.Response], Awaitable[None]]
+RequestHook2 = Callable[[httpx2.Request], Awaitable[None]]
+ResponseHook2 = Callable[[httpx2.Response], Awaitable[None]]
+
+
+def capped_hooks(limit: int) -> tuple[RequestHook, ResponseHook]:
+    """Event hooks for an `httpx.AsyncClient` (ollama, google-genai): the request asks for an
+    uncompressed answer; the response's body is read at most `limit` bytes far. The response
+    hook must come first (a later hook may read the body)."""
+
+    async def identity(request: httpx.Request) -> None:
+        request.headers["accept-encoding"] = "identity"
+
+    async def cap(response: httpx.Response) -> None:
+        try:
+            encoding = _check(response, limit)
+        except AnswerTooLarge:
+            await response.aclose()
+            raise
+        stream = response.stream
+        assert isinstance(stream, AsyncIterable)
+        response.stream = _AsyncStream(_CappedBody(stream, limit, encoding))
+
+    return identity, cap
+
+
+def capped_hooks2(limit: int) -> tuple[RequestHook2, ResponseHook2]:
+    """The same for an `httpx2.AsyncClient` (the openai client's)."""
+
+    async def identity(request: httpx2.Request) -> None:
+        request.headers["accept-encoding"] = "identity"
+
+    async def cap(response: httpx2.Response) -> None:
+        try:
+            encoding = _check(response, limit)
+        except AnswerTooLarge:
+            await response.aclose()
+            raise
+        stream = response.stream
+        assert isinstance(stream, AsyncIterable)
+        response.stream = _AsyncStream2(_CappedBody(stream, limit, encoding))
+
+    return identity, cap

@@ -5,7 +5,7 @@ Structured output follows the JSON mode: `response_mime_type="application/json"`
 JSON mime type with the schema in the prompt (object), or the schema in the prompt only (off).
 Images go as inline bytes; every call sends `max_output_tokens` (a thinking model's thoughts
 count against it), and finish reason MAX_TOKENS is a TRUNCATED failure. We hand the library our
-own httpx client on a size-capped transport (so it neither retries, nor opens sessions we cannot
+own httpx client with the size cap's hooks (so it neither retries, nor opens sessions we cannot
 close, nor reads an answer of any size) and set `attempts=1`. `warm_up()` (blocking, in a
 thread) makes the library build its types before the first real call. Imports
 `pipeline.llm.base` and `pipeline.llm.capped` only.
@@ -31,7 +31,7 @@ from pipeline.llm.base import (
     redact,
     schema_instruction,
 )
-from pipeline.llm.capped import AnswerTooLarge, CappedTransport
+from pipeline.llm.capped import AnswerTooLarge, capped_hooks
 
 #: the JSON modes Gemini takes; `auto` is the first (no probe: the API always takes a schema)
 MODES = (JsonMode.SCHEMA,)
@@ -66,17 +66,18 @@ class GeminiProvider:
         max_answer_bytes: int = 256 * 1024,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """`transport` replaces the network (the warm-up answers in memory); the size cap
-        wraps it either way."""
+        """`transport` replaces the network (the warm-up answers in memory)."""
         self.name = name
         self.base_url = base_url or "https://generativelanguage.googleapis.com"
         self._secrets = (api_key,)
         # `auto` has one candidate here; a mode set by hand may be any of ALL_MODES
         ModeFinder(json_mode, ALL_MODES, name=name)  # refuses an unknown mode
         self._mode = JsonMode.SCHEMA if json_mode is JsonMode.AUTO else json_mode
+        ask_identity, cap = capped_hooks(max_answer_bytes)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            transport=CappedTransport(max_answer_bytes, transport),
+            transport=transport,
+            event_hooks={"request": [ask_identity], "response": [cap]},
         )
         self._client = genai.Client(
             api_key=api_key,

@@ -3,10 +3,11 @@
 Structured output follows the JSON mode: `format=<JSON schema>` (schema), `format="json"` with
 the schema in the prompt (object), or the schema in the prompt only (off); `auto` finds the first
 the server takes. Images go as base64 in the message; every call sends `num_predict`, and
-`done_reason: length` is a TRUNCATED failure. Answers are read through a size-capped transport.
-The httpx client underneath has no retries of its own. `pulled()` lists the models the server
-has (`/api/tags`). `warm_up()` (blocking, in a thread) makes the library build its types before
-the first real call. Imports `pipeline.llm.base` and `pipeline.llm.capped` only.
+`done_reason: length` is a TRUNCATED failure. Answers are read with a size cap
+(`pipeline.llm.capped`). The httpx client underneath has no retries of its own. `pulled()` lists
+the models the server has (`/api/tags`). `warm_up()` (blocking, in a thread) makes the library
+build its types before the first real call. Imports `pipeline.llm.base` and `pipeline.llm.capped`
+only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pipeline.llm.base import (
     redact,
     schema_instruction,
 )
-from pipeline.llm.capped import AnswerTooLarge, CappedTransport
+from pipeline.llm.capped import AnswerTooLarge, capped_hooks
 
 #: the JSON modes Ollama takes, in the order `auto` tries them (`format` with a schema needs
 #: Ollama 0.5; older servers take only "json")
@@ -94,8 +95,7 @@ class OllamaProvider:
         max_answer_bytes: int = 256 * 1024,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """`transport` replaces the network (the warm-up answers in memory); the size cap
-        wraps it either way."""
+        """`transport` replaces the network (the warm-up answers in memory)."""
         self.name = name
         self.host = host
         self._api = api
@@ -103,12 +103,14 @@ class OllamaProvider:
         self._modes = ModeFinder(json_mode, MODES, name=name)
         self._secrets = (api_key,) if api_key else ()
         headers = {"authorization": f"Bearer {api_key}"} if api_key else None
+        ask_identity, cap = capped_hooks(max_answer_bytes)
         self._client = ollama.AsyncClient(
             host=host,
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
             headers=headers,
-            event_hooks={"response": [_raise_for_status]},
-            transport=CappedTransport(max_answer_bytes, transport),
+            # the cap first: our status hook reads error bodies
+            event_hooks={"request": [ask_identity], "response": [cap, _raise_for_status]},
+            transport=transport,
         )
 
     @property

@@ -3,8 +3,8 @@
 Structured output follows the JSON mode (`pipeline.llm.base.JsonMode`): `json_schema`,
 `json_object` with a `schema` (llama-cpp-python), `json_object` with the schema in the prompt,
 or nothing; `auto` finds the first the server takes. Images go as base64 data URLs; every call
-sends `max_tokens`, and `finish_reason: length` is a TRUNCATED failure. Answers are read through
-a size-capped transport (`pipeline.llm.capped`). The library's own retries are off
+sends `max_tokens`, and `finish_reason: length` is a TRUNCATED failure. Answers are read
+with a size cap (`pipeline.llm.capped`). The library's own retries are off
 (`max_retries=0`): the fallback chain is the only one retrying. `warm_up()` (blocking, in a
 thread) makes the SDK build its types before the first real call. Imports `pipeline.llm.base`,
 `pipeline.llm.capped` and `pipeline.ports` only.
@@ -35,7 +35,7 @@ from pipeline.llm.base import (
     redact,
     schema_instruction,
 )
-from pipeline.llm.capped import AnswerTooLarge, CappedTransport2
+from pipeline.llm.capped import AnswerTooLarge, capped_hooks2
 
 #: the JSON modes an OpenAI-compatible server may take, in the order `auto` tries them
 MODES = (JsonMode.SCHEMA, JsonMode.OBJECT_SCHEMA, JsonMode.OBJECT, JsonMode.OFF)
@@ -76,12 +76,12 @@ class OpenAICompatProvider:
         headers: dict[str, str] | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        """`transport` replaces the network (the warm-up answers in memory); the size cap
-        wraps it either way."""
+        """`transport` replaces the network (the warm-up answers in memory)."""
         self.name = name
         self.base_url = base_url
         self._modes = ModeFinder(json_mode, MODES, name=name)
         self._secrets = (api_key,)
+        ask_identity, cap = capped_hooks2(max_answer_bytes)
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -89,7 +89,8 @@ class OpenAICompatProvider:
             max_retries=0,
             default_headers=headers,
             http_client=openai.DefaultAsyncHttpxClient(
-                transport=CappedTransport2(max_answer_bytes, transport)
+                transport=transport,
+                event_hooks={"request": [ask_identity], "response": [cap]},
             ),
         )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import subprocess
@@ -14,10 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from pipeline.llm import FailureKind, ModelRequest, Provider, ProviderFailure
 from pipeline.llm.base import JsonMode
-from pipeline.llm.capped import AnswerTooLarge, CappedTransport
+from pipeline.llm.capped import AnswerTooLarge, capped_hooks
 from pipeline.llm.gemini import GeminiProvider
 from pipeline.llm.ollama import OllamaProvider
 from pipeline.llm.openai_compat import OpenAICompatProvider
@@ -26,6 +26,7 @@ from tests.fakes.gemini import FakeGemini
 from tests.fakes.llm_server import LlmFake, as_mapping, dead_url
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.serving import serve
 
 KEY = "sk-fake-secret-key-1234567890wxyz"
 SCHEMA: dict[str, object] = {
@@ -391,32 +392,31 @@ async def test_an_answer_under_the_cap_sent_chunked_is_whole(opener: Opener) -> 
     assert text == "y" * 100_000
 
 
-def test_a_compressed_bomb_is_stopped_at_the_cap() -> None:
-    """A gzip body that inflates past the cap is stopped there, however small it was sent."""
+async def test_a_compressed_bomb_is_stopped_at_the_cap() -> None:
+    """A gzip body that inflates past the cap is stopped there, however small it was sent (a
+    server may compress though the request asked it not to); a small one reads whole."""
     bomb = gzip.compress(b" " * (8 * 1024 * 1024))
-    inner = httpx.MockTransport(
-        lambda _: httpx.Response(200, content=bomb, headers={"content-encoding": "gzip"})
-    )
-    client = httpx.Client(transport=_SyncCapped(CappedTransport(64 * 1024, inner)))
-    with pytest.raises(AnswerTooLarge):
-        client.get("http://bomb.invalid/")
+    asked: list[str] = []
 
+    async def answer(request: web.Request) -> web.Response:
+        asked.append(request.headers["accept-encoding"])
+        body = bomb if request.path == "/bomb" else gzip.compress(b"fine")
+        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
 
-class _SyncCapped(httpx.BaseTransport):
-    """Runs the async capped transport in a loop of its own (the test is synchronous)."""
-
-    def __init__(self, inner: CappedTransport) -> None:
-        self._inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def read() -> httpx.Response:
-            response = await self._inner.handle_async_request(request)
-            stream = response.stream
-            assert isinstance(stream, httpx.AsyncByteStream)
-            content = b"".join([chunk async for chunk in stream])
-            return httpx.Response(response.status_code, headers=response.headers, content=content)
-
-        return asyncio.run(read())
+    app = web.Application()
+    app.router.add_get("/{name}", answer)
+    runner, port = await serve(app)
+    ask_identity, cap = capped_hooks(64 * 1024)
+    try:
+        async with httpx.AsyncClient(
+            event_hooks={"request": [ask_identity], "response": [cap]}
+        ) as client:
+            with pytest.raises(AnswerTooLarge):
+                await client.get(f"http://127.0.0.1:{port}/bomb")
+            assert (await client.get(f"http://127.0.0.1:{port}/small")).text == "fine"
+    finally:
+        await runner.cleanup()
+    assert asked == ["identity", "identity"]
 
 
 @providers
@@ -512,7 +512,6 @@ async def test_gemini_retry_info_in_body_is_honoured() -> None:
 
 async def test_openai_retry_after_ms_is_read() -> None:
     """OpenAI's retry-after-ms header is read in milliseconds."""
-    from aiohttp import web
 
     class Precise(FakeOpenAI):
         def error(
