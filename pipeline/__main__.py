@@ -85,7 +85,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     server_problems, notes, checked = asyncio.run(_preflight(settings, usable))
     problems.extend(server_problems)
     models = asyncio.run(_check_models(settings))
-    problems.extend(Problem("settings", None, "", text) for text in models.problems)
+    problems.extend(Problem("models", None, "", text) for text in models.problems)
     notes.extend(models.notes)
     for problem in problems:
         print(problem)

@@ -162,7 +162,7 @@ async def test_a_misspelt_provider_is_named_with_the_known_ones(
 
     assert code == 1
     assert out[0] == (
-        "settings: LLM_CHAIN: unknown provider 'ollam' (known: ollama, openrouter, gemini)"
+        "models: LLM_CHAIN: unknown provider 'ollam' (known: ollama, openrouter, gemini)"
     )
 
 
@@ -178,8 +178,7 @@ async def test_a_vision_model_that_cannot_see_fails_check(
 
     assert code == 1
     assert out[0].startswith(
-        f"settings: OLLAMA_VISION_MODEL qwen3:4b on ollama at {language_model.url}: "
-        "cannot see images"
+        f"models: OLLAMA_VISION_MODEL qwen3:4b on ollama at {language_model.url}: cannot see images"
     )
 
 

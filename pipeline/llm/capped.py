@@ -1,15 +1,15 @@
-"""A size cap on every model answer, at the transport: the client libraries read whole bodies.
+"""A size cap on every model answer, in the HTTP client: the client libraries read whole bodies.
 
 openai (on httpx2), ollama and google-genai (on httpx) each read a non-streamed answer whole
 before they parse it (`response.aread()` inside `AsyncClient.send`), and none takes a size
 limit. Each takes an httpx client or its keyword arguments, so ours carry two event hooks: the
-request asks for an uncompressed answer, and the response hook (which httpx runs before it reads
-the body) refuses a Content-Length over the cap and wraps the body so that reading stops at the
-cap (a gzip or deflate body the server sends anyway is inflated here, bounded, so no small body
-grows past the cap). Hooks rather than a transport: a client given its own transport ignores
-the HTTP(S)_PROXY settings. Reading past the cap raises `AnswerTooLarge`, which the libraries
-let through and the providers turn into TOO_LARGE. The time a slow (trickling) body takes is
-bounded by the chain's deadline, not here.
+request asks for an uncompressed answer, and the response hook, which httpx runs before it reads
+the body (https://www.python-httpx.org/advanced/event-hooks), refuses a Content-Length over the
+cap and wraps the body so that reading stops at the cap (a gzip or deflate body the server sends
+anyway is inflated here, bounded, so no small body grows past the cap). Hooks rather than a
+transport: a client given its own transport ignores the HTTP(S)_PROXY settings. Reading past the
+cap raises `AnswerTooLarge`, which the libraries let through and the providers turn into
+TOO_LARGE. The time a slow (trickling) body takes is bounded by the chain's deadline, not here.
 Imports httpx and httpx2 only.
 """
 

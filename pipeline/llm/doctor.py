@@ -152,7 +152,7 @@ async def _examine_one(settings: Settings, asked: _Asked) -> ModelReport:
             return report
         report.problems.append(f"{setting} {model} on {where}: {text}")
     if provider.json_mode not in (JsonMode.SCHEMA, JsonMode.AUTO):
-        report.notes.append(f"{where} takes JSON mode {provider.json_mode.value}")
+        report.notes.append(f"{where} is asked for JSON in mode {provider.json_mode.value}")
     for model, setting in asked.vision.items():
         said = await _ask_vision(settings, provider, model)
         if said is None:

@@ -152,7 +152,9 @@ async def test_llama_cpp_passes_with_the_json_mode_it_takes_noted(
     report = await check_models(only_openai(openai_server))
 
     assert report.problems == []
-    assert report.notes == [f"openrouter at {openai_server.url} takes JSON mode object-schema"]
+    assert report.notes == [
+        f"openrouter at {openai_server.url} is asked for JSON in mode object-schema"
+    ]
 
 
 async def test_a_cut_answer_is_a_problem(ollama: FakeOllama) -> None:
