@@ -203,9 +203,9 @@ class Provider(Protocol):
         cannot be reached or is silent. Sends no model call."""
         ...
 
-    @property
-    def json_mode(self) -> JsonMode:
-        """The mode JSON requests use: the setting, or what `auto` found (AUTO: not yet)."""
+    def json_mode(self, model: str) -> JsonMode:
+        """The mode JSON requests to `model` use: the setting, or what `auto` found for it
+        (AUTO: not yet)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -227,8 +227,9 @@ PROBE_SCHEMA: JsonSchema = {
 
 
 class ModeFinder:
-    """A provider's JSON mode: the configured one, or for `auto` the first of `candidates` its
-    server accepts, found with one small request per mode tried and remembered for the process.
+    """A provider's JSON mode per model: the configured one, or for `auto` the first of
+    `candidates` the server accepts for that model, found with one small request per mode tried
+    and remembered for the process (one server may route models to different backends).
 
     A mode counts as refused when the probe fails as REFUSED (a 4xx such as 400/422, or a 5xx
     whose message says the request is invalid); any answer, even a cut or garbled one, means the
@@ -242,19 +243,26 @@ class ModeFinder:
             known = ", ".join(m.value for m in (JsonMode.AUTO, *candidates))
             raise ValueError(f"{name} has no JSON mode {setting.value!r} (known: {known})")
         self.name = name
+        self.setting = setting
         self._candidates = tuple(candidates)
-        self.mode = setting
+        self._found: dict[str, JsonMode] = {}
         self._lock = asyncio.Lock()
 
-    def _settled(self) -> bool:
-        return self.mode is not JsonMode.AUTO
+    def mode(self, model: str) -> JsonMode:
+        """The mode JSON requests to `model` use (AUTO: not found yet)."""
+        if self.setting is not JsonMode.AUTO:
+            return self.setting
+        if len(self._candidates) == 1:
+            return self._candidates[0]
+        return self._found.get(model, JsonMode.AUTO)
 
-    async def resolve(self, probe: Callable[[JsonMode], Awaitable[object]]) -> JsonMode:
-        if self._settled():
-            return self.mode
+    async def resolve(self, model: str, probe: Callable[[JsonMode], Awaitable[object]]) -> JsonMode:
+        if (known := self.mode(model)) is not JsonMode.AUTO:
+            return known
         async with self._lock:
-            if self._settled():  # found while this call waited
-                return self.mode
+            if (known := self.mode(model)) is not JsonMode.AUTO:  # found while this call waited
+                return known
+            found = self._candidates[-1]
             for candidate in self._candidates[:-1]:
                 try:
                     await probe(candidate)
@@ -264,12 +272,11 @@ class ModeFinder:
                         continue
                     if failure.kind not in _ANSWERED:
                         raise
-                self.mode = candidate
+                found = candidate
                 break
-            else:
-                self.mode = self._candidates[-1]
-            log.info("%s: JSON mode %s (found by auto)", self.name, self.mode.value)
-            return self.mode
+            self._found[model] = found
+            log.info("%s: JSON mode %s for %s (found by auto)", self.name, found.value, model)
+            return found
 
 
 #: what a warm-up asks: a vision call with a JSON schema builds every type the real calls use

@@ -151,8 +151,10 @@ async def _examine_one(settings: Settings, asked: _Asked) -> ModelReport:
             report.notes.append(f"{where} did not answer ({text}); not asked further")
             return report
         report.problems.append(f"{setting} {model} on {where}: {text}")
-    if provider.json_mode not in (JsonMode.SCHEMA, JsonMode.AUTO):
-        report.notes.append(f"{where} is asked for JSON in mode {provider.json_mode.value}")
+    for model in asked.text:
+        mode = provider.json_mode(model)
+        if mode not in (JsonMode.SCHEMA, JsonMode.AUTO):
+            report.notes.append(f"{where} is asked for JSON in mode {mode.value} for {model}")
     for model, setting in asked.vision.items():
         said = await _ask_vision(settings, provider, model)
         if said is None:
@@ -192,7 +194,7 @@ async def _ask_text(settings: Settings, provider: Provider, model: str) -> tuple
     except ProviderFailure as failure:
         return failure.kind in _SILENT, failure.log_text
     if _json_object(answer) is None:
-        mode = provider.json_mode.value
+        mode = provider.json_mode(model).value
         return False, f"answered without the JSON asked for (JSON mode {mode})"
     return None
 

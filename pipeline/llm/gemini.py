@@ -90,8 +90,7 @@ class GeminiProvider:
             ),
         )
 
-    @property
-    def json_mode(self) -> JsonMode:
+    def json_mode(self, model: str) -> JsonMode:
         return self._mode
 
     async def generate(self, request: ModelRequest) -> str:

@@ -113,14 +113,15 @@ class OllamaProvider:
             transport=transport,
         )
 
-    @property
-    def json_mode(self) -> JsonMode:
-        return self._modes.mode
+    def json_mode(self, model: str) -> JsonMode:
+        return self._modes.mode(model)
 
     async def generate(self, request: ModelRequest) -> str:
         if request.schema is None:
             return await self._send(request, JsonMode.OFF)
-        mode = await self._modes.resolve(lambda tried: self._probe(tried, request.model))
+        mode = await self._modes.resolve(
+            request.model, lambda tried: self._probe(tried, request.model)
+        )
         return await self._send(request, mode)
 
     async def _probe(self, mode: JsonMode, model: str) -> None:

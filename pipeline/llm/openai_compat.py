@@ -94,9 +94,8 @@ class OpenAICompatProvider:
             ),
         )
 
-    @property
-    def json_mode(self) -> JsonMode:
-        return self._modes.mode
+    def json_mode(self, model: str) -> JsonMode:
+        return self._modes.mode(model)
 
     def _messages(self, request: ModelRequest, system: str) -> list[ChatCompletionMessageParam]:
         if not request.images:
@@ -121,7 +120,9 @@ class OpenAICompatProvider:
     async def generate(self, request: ModelRequest) -> str:
         if request.schema is None:
             return await self._send(request, JsonMode.OFF)
-        mode = await self._modes.resolve(lambda tried: self._probe(tried, request.model))
+        mode = await self._modes.resolve(
+            request.model, lambda tried: self._probe(tried, request.model)
+        )
         return await self._send(request, mode)
 
     async def _probe(self, mode: JsonMode, model: str) -> None:

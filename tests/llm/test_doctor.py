@@ -153,7 +153,7 @@ async def test_llama_cpp_passes_with_the_json_mode_it_takes_noted(
 
     assert report.problems == []
     assert report.notes == [
-        f"openrouter at {openai_server.url} is asked for JSON in mode object-schema"
+        f"openrouter at {openai_server.url} is asked for JSON in mode object-schema for openai/gpt-4o-mini"
     ]
 
 

@@ -296,7 +296,7 @@ async def test_auto_finds_json_object_with_schema_on_llama_cpp_and_remembers_it(
         for _ in range(2):
             await provider.generate(ModelRequest(model="m", system="s", prompt="p", schema=SCHEMA))
         await provider.aclose()
-    assert provider.json_mode is JsonMode.OBJECT_SCHEMA
+    assert provider.json_mode("m") is JsonMode.OBJECT_SCHEMA
     kinds = [as_mapping(p.body.get("response_format")).get("type") for p in fake.probes]
     assert kinds == ["json_schema", "json_object"]
     sent = [r.body.get("response_format") for r in fake.requests]
@@ -312,9 +312,21 @@ async def test_auto_keeps_json_schema_where_the_server_takes_it() -> None:
         assert fake.probes == []
         await provider.generate(ModelRequest(model="m", system="s", prompt="p", schema=SCHEMA))
         await provider.aclose()
-    assert provider.json_mode is JsonMode.SCHEMA
+    assert provider.json_mode("m") is JsonMode.SCHEMA
     assert len(fake.probes) == 1
     assert as_mapping(fake.requests[1].body.get("response_format")).get("type") == "json_schema"
+
+
+async def test_auto_finds_the_mode_per_model() -> None:
+    """One server may route each model to another backend: `auto` probes once per model."""
+    async with FakeOpenAI() as fake:
+        provider = OpenAICompatProvider(fake.url, KEY, timeout_s=5)
+        for model in ("text", "eyes", "text"):
+            await provider.generate(
+                ModelRequest(model=model, system="s", prompt="p", schema=SCHEMA)
+            )
+        await provider.aclose()
+    assert [p.model for p in fake.probes] == ["text", "eyes"]
 
 
 async def test_a_json_schema_refusal_with_500_is_final() -> None:
