@@ -15,7 +15,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from comfy import Workflow
 from pipeline.characters import Character, Characters
@@ -50,9 +50,6 @@ from pipeline.store import open_store
 from pipeline.workflows import check_workflow
 from strategies import STRATEGY_NAMES
 
-if TYPE_CHECKING:
-    from pipeline.llm.doctor import ModelReport
-
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2
 #: `run` / `resume` stopped by SIGTERM; the run is left for `resume` (128 + SIGTERM, as a shell)
 EXIT_STOPPED = 128 + signal.SIGTERM
@@ -66,8 +63,9 @@ def _library(settings: Settings) -> TemplateLibrary:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    """Validate every character file, its credentials and every workflow file, and preflight
-    the workflows on the ComfyUI servers that answer; print each problem as file:line."""
+    """Validate every character file, its credentials and every workflow file, preflight the
+    workflows on the ComfyUI servers that answer, and ask the language models; print each
+    problem as file:line."""
     from pipeline.publish import check_credentials
 
     characters = Characters(settings.characters_dir, _library(settings))
@@ -84,7 +82,9 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             usable[shown] = Workflow.from_json(path.read_text(encoding="utf-8"), source=shown)
     server_problems, notes, checked = asyncio.run(_preflight(settings, usable))
     problems.extend(server_problems)
-    models = asyncio.run(_check_models(settings))
+    from pipeline.llm.doctor import check_models  # names, keys, pulled models, answers
+
+    models = asyncio.run(check_models(settings))
     problems.extend(Problem("models", None, "", text) for text in models.problems)
     notes.extend(models.notes)
     for problem in problems:
@@ -136,13 +136,6 @@ async def _preflight(
         for name, found in report.problems.items():
             problems.extend(Problem(name, None, "", f"ComfyUI at {report.url}: {p}") for p in found)
     return problems, notes, checked
-
-
-async def _check_models(settings: Settings) -> ModelReport:
-    """The model chain: names, keys, pulled models, and each provider asked (pipeline.llm)."""
-    from pipeline.llm.doctor import check_models
-
-    return await check_models(settings)
 
 
 # ---------------------------------------------------------------------------- db
