@@ -3,7 +3,8 @@
 Structured output follows the JSON mode (`pipeline.llm.base.JsonMode`): `json_schema`,
 `json_object` with a `schema` (llama-cpp-python), `json_object` with the schema in the prompt,
 or nothing; `auto` finds the first the server takes. Images go as base64 data URLs; every call
-sends `max_tokens`, and `finish_reason: length` is a TRUNCATED failure. Answers are read
+sends `max_tokens` (`max_completion_tokens` to a model that refuses the older name), and
+`finish_reason: length` is a TRUNCATED failure. Answers are read
 with a size cap (`pipeline.llm.capped`). The library's own retries are off
 (`max_retries=0`): the fallback chain is the only one retrying. `warm_up()` (blocking, in a
 thread) makes the SDK build its types before the first real call. Imports `pipeline.llm.base`,
@@ -80,6 +81,8 @@ class OpenAICompatProvider:
         self.name = name
         self.base_url = base_url
         self._modes = ModeFinder(json_mode, MODES, name=name)
+        #: models that refused `max_tokens` for `max_completion_tokens` (OpenAI's newer ones)
+        self._completion_tokens: set[str] = set()
         self._secrets = (api_key,)
         ask_identity, cap = capped_hooks2(max_answer_bytes)
         self._client = openai.AsyncOpenAI(
@@ -153,23 +156,23 @@ class OpenAICompatProvider:
                 if mode is JsonMode.OBJECT:
                     response_format = {"type": "json_object"}
         messages = self._messages(request, system)
+        tokens = _omit(request.max_tokens)
+        newer = request.model in self._completion_tokens
         try:
-            if response_format is not None:
-                completion = await self._client.chat.completions.create(
-                    model=request.model,
-                    messages=messages,
-                    response_format=response_format,
-                    max_tokens=_omit(request.max_tokens),
-                )
-            else:
-                completion = await self._client.chat.completions.create(
-                    model=request.model,
-                    messages=messages,
-                    max_tokens=_omit(request.max_tokens),
-                    extra_body=extra_body,
-                )
+            completion = await self._client.chat.completions.create(
+                model=request.model,
+                messages=messages,
+                response_format=response_format if response_format is not None else openai.omit,
+                max_tokens=openai.omit if newer else tokens,
+                max_completion_tokens=tokens if newer else openai.omit,
+                extra_body=extra_body,
+            )
         except openai.APIStatusError as exc:
             message = _server_message(exc.body)
+            if exc.status_code == 400 and "max_completion_tokens" in message and not newer:
+                # OpenAI's reasoning models (o-series, gpt-5) take only the newer name
+                self._completion_tokens.add(request.model)
+                return await self._send(request, mode)
             raise ProviderFailure(
                 classify_status(exc.status_code, message),
                 redact(message, self._secrets),

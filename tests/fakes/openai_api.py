@@ -18,6 +18,12 @@ from aiohttp import web
 
 from tests.fakes.llm_server import LlmFake, Recorded, Step, as_list, as_mapping
 
+#: OpenAI's answer to `max_tokens` for its reasoning models (o-series, gpt-5)
+_NEWER_TOKENS = (
+    "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+    "'max_completion_tokens' instead."
+)
+
 #: llama-cpp-python 0.3.36's answer to a `json_schema` response_format (HTTP 500)
 LLAMA_CPP_REFUSAL = (
     "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
@@ -68,7 +74,12 @@ class FakeOpenAI(LlmFake):
             {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "me"}]}
         )
 
+    #: OpenAI's reasoning models: `max_tokens` refused (400) for `max_completion_tokens`
+    completion_tokens_only = False
+
     def refuse(self, recorded: Recorded) -> web.Response | None:
+        if self.completion_tokens_only and "max_tokens" in recorded.body:
+            return self.error(400, _NEWER_TOKENS, None)
         kind = as_mapping(recorded.body.get("response_format")).get("type")
         if kind is None or kind in self.formats:
             return None

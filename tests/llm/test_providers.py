@@ -367,6 +367,19 @@ async def test_max_tokens_reaches_the_server(opener: Opener) -> None:
     assert sent == 321
 
 
+async def test_a_model_that_takes_only_max_completion_tokens_gets_it() -> None:
+    """OpenAI's reasoning models refuse `max_tokens` (400): the call is sent again with
+    `max_completion_tokens`, and that model is sent the newer name from then on."""
+    async with FakeOpenAI() as fake:
+        fake.completion_tokens_only = True
+        provider = OpenAICompatProvider(fake.url, KEY, timeout_s=5)
+        for _ in range(2):
+            await provider.generate(ModelRequest(model="o", system="s", prompt="p", max_tokens=99))
+        await provider.aclose()
+    sent = [(r.body.get("max_tokens"), r.body.get("max_completion_tokens")) for r in fake.requests]
+    assert sent == [(99, None), (None, 99), (None, 99)]
+
+
 @providers
 async def test_an_answer_cut_by_the_token_limit_is_a_failure(opener: Opener) -> None:
     """`finish_reason: length` (Ollama's done_reason, Gemini's MAX_TOKENS) fails the call,
