@@ -155,8 +155,8 @@ class GeminiProvider:
             await self._client.aio.models.list(config={"page_size": 1})
         except _CLIENT_ERRORS as exc:
             failure = self._failure(exc)
-            if failure.status is None and failure.kind is not FailureKind.TOO_LARGE:
-                raise failure from None
+            if failure.kind in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT):
+                raise failure from None  # anything else was an answer
 
     async def aclose(self) -> None:
         await self._client.aio.aclose()

@@ -211,8 +211,8 @@ class OllamaProvider:
         try:
             await self.pulled()
         except ProviderFailure as failure:
-            if failure.status is None:
-                raise
+            if failure.kind in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT):
+                raise  # anything else was an answer
 
     async def aclose(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
