@@ -5,9 +5,10 @@ answer cut by its token limit, a body sent chunked, trickling or without end), t
 default; it records every request as a `Recorded` (model, system, prompt, images, schema). The
 JSON-mode probe of `auto` (`pipeline.llm.base.ModeFinder`) is answered as a well-behaved model
 does, apart from the script, and kept in `probes`; the model doctor's questions are kept in
-`checks` and answered by the default, so neither shifts a test's script or request counts. Switches give the real servers' behaviours
-(`blind`: a text-only model that ignores images). Subclasses supply the routes and the
-provider's real body shapes.
+`checks` and answered by the default, so neither shifts a test's script or request counts.
+Switches give the real servers' behaviours (`blind`: a text-only model that ignores images;
+`raw_controls`: control characters raw inside JSON strings). Subclasses supply the routes and
+the provider's real body shapes.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class LlmFake:
         self.checks: list[Recorded] = []
         #: a text-only model: images reach the server and are ignored (a 200 all the same)
         self.blind = False
+        #: every answer's JSON strings carry their control characters raw (tab, newline, NUL,
+        #: ESC), as grammar-constrained models write them
+        self.raw_controls = False
         #: 0 picks a free port; a known one brings a stopped fake back at the same URL
         self.port = port
 
@@ -128,10 +132,9 @@ class LlmFake:
         """Answer with `value` as JSON text; `raw_controls`: control characters inside its
         strings written raw (tab, newline, NUL, ESC), as grammar-constrained models write them."""
         text = json.dumps(value, ensure_ascii=False)
-        if raw_controls:
-            text = _RAW_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-            text = text.replace("\\t", "\t").replace("\\n", "\n")
-        return self.reply(text, delay=delay, times=times, finish=finish)
+        return self.reply(
+            raw_controls_in(text) if raw_controls else text, delay=delay, times=times, finish=finish
+        )
 
     def fail(
         self,
@@ -238,6 +241,8 @@ class LlmFake:
         text = step.text
         if script.responder is not None and not step.text:
             text = script.responder(recorded)
+        if self.raw_controls:
+            text = raw_controls_in(text)
         return await self.success(request, recorded, text, step)
 
     def error(
@@ -324,6 +329,12 @@ class HealthyModel:
         if "hashtags" in properties:
             return json.dumps({"text": self.caption, "hashtags": list(self.hashtags)})
         return self.idea
+
+
+def raw_controls_in(text: str) -> str:
+    """JSON text whose escaped control characters (\\t, \\n, \\u0000 ...) are written raw."""
+    text = _RAW_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text.replace("\\t", "\t").replace("\\n", "\n")
 
 
 def doctor_question(recorded: Recorded) -> str | None:

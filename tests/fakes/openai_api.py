@@ -5,7 +5,8 @@ quotes part of the key, as OpenAI's does). `fake.url` ends in `/v1`: the client'
 `FakeOpenAI.llama_cpp()` switches on what llama.cpp's server (through llama-cpp-python) does, as
 ../shared/llm-servers-notes.md records: `json_schema` refused with a 500 and a validation
 message, `json_object` with an optional `schema` taken, no `refusal` field, `chatcmpl-<uuid>`
-ids; `blind` and `reply(..., finish="length")` give a text-only model and a cut answer.
+ids; `blind`, `raw_controls` and `reply(..., finish="length")` give a text-only model, raw
+control characters inside JSON strings and a cut answer.
 """
 
 from __future__ import annotations

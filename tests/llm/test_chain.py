@@ -458,7 +458,8 @@ async def test_control_characters_inside_json_strings_are_an_answer(
     # (Until the tolerant JSON reader of the llmtext branch lands, the chain's JSON check passes
     # this only through the inner hashtag list; with it, through the whole object.)
     llama = await stack.enter_async_context(FakeOpenAI())
-    llama.llama_cpp().reply_json(CAPTION, raw_controls=True)
+    llama.llama_cpp().reply_json(CAPTION)
+    llama.raw_controls = True
     provider = OpenAICompatProvider(llama.url, KEY, timeout_s=2)
     stack.push_async_callback(provider.aclose)
 
