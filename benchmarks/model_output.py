@@ -35,6 +35,7 @@ from pipeline.captions import load_counter, write_captions  # noqa: E402
 from pipeline.characters import Character, Characters  # noqa: E402
 from pipeline.errors import MediaOverloadError  # noqa: E402
 from pipeline.llm import FallbackChain, Lane, ModelRequest, RetryPolicy, Task  # noqa: E402
+from pipeline.llm.base import JsonMode  # noqa: E402
 from pipeline.prompts.descriptions import write_descriptions  # noqa: E402
 from pipeline.prompts.library import TemplateLibrary  # noqa: E402
 from pipeline.prompts.methods import write_prompt  # noqa: E402
@@ -82,6 +83,12 @@ class ScriptedProvider:
 
     async def generate(self, request: ModelRequest) -> str:
         return self.text
+
+    async def ping(self) -> None:
+        return None
+
+    def json_mode(self, model: str) -> JsonMode:
+        return JsonMode.SCHEMA
 
     async def aclose(self) -> None:
         return None

@@ -35,6 +35,7 @@ async def bot_factory(settings: Settings, **options: Any) -> AsyncIterator[Calla
     `options` go to MediaBot."""
     from bot.app import MediaBot
     from bot.services import Services, build_services
+    from pipeline.llm.doctor import warn_about_models
     from pipeline.store import open_store
     from pipeline.wiring import STRATEGY_NAMES, characters_from, open_engine
 
@@ -58,7 +59,13 @@ async def bot_factory(settings: Settings, **options: Any) -> AsyncIterator[Calla
                 detach=engine.pool.detach,
             )
 
-        yield lambda: MediaBot(settings=settings, services_factory=services, **options)
+        # each model problem one warning line, while the bot starts; never stops it
+        doctor = asyncio.create_task(warn_about_models(settings, engine.models), name="doctor")
+        try:
+            yield lambda: MediaBot(settings=settings, services_factory=services, **options)
+        finally:
+            doctor.cancel()
+            await asyncio.gather(doctor, return_exceptions=True)
 
 
 @asynccontextmanager

@@ -64,8 +64,9 @@ def _library(settings: Settings) -> TemplateLibrary:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    """Validate every character file, its credentials and every workflow file, and preflight
-    the workflows on the ComfyUI servers that answer; print each problem as file:line."""
+    """Validate every character file, its credentials and every workflow file, preflight the
+    workflows on the ComfyUI servers that answer, and ask the language models; print each
+    problem as file:line."""
     from pipeline.publish import check_credentials
 
     characters = Characters(settings.characters_dir, _library(settings))
@@ -91,6 +92,11 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             usable[shown] = Workflow.from_json(texts[shown], source=shown)
     server_problems, notes, checked = asyncio.run(_preflight(settings, usable, texts))
     problems.extend(server_problems)
+    from pipeline.llm.doctor import check_models  # names, keys, pulled models, answers
+
+    models = asyncio.run(check_models(settings))
+    problems.extend(Problem("models", None, "", text) for text in models.problems)
+    notes.extend(models.notes)
     for problem in problems:
         print(problem)
     for note in notes:
@@ -297,7 +303,8 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """`run` / `resume`: one run with a live progress line, then its summary.
 
     Everything that can be checked before work starts is checked first, each failure one line:
-    the character (name, file, workflows: exit 1) and a ComfyUI that answers (exit 2).
+    the character (name, file, workflows: exit 1), a ComfyUI that answers and a language model
+    for every step that answers (exit 2).
     """
     if args.command == "run":  # a bad name or file stops here, before any service is opened
         characters = Characters(settings.characters_dir, _library(settings))
@@ -311,7 +318,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     async with open_pipeline(settings, reviewer=reviewer, notifier=LogNotifier()) as services:
         sink = TerminalProgress()
         if args.command == "run":
-            needs_comfyui = True
+            needs_comfyui = needs_models = True
         else:
             stored = await services.store.load_run(args.run_id)
             if stored is None:
@@ -326,6 +333,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 stored.state is RunState.FAILED and failed_at in {s.value for s in _BEFORE_MEDIA}
             )
             character.refuse_unrunnable_resume(stored)  # it would only fail the same way
+            needs_models = _before(stored, _BEFORE_REVIEW)
         if needs_comfyui and not await services.pool.answering():
             servers = ", ".join(str(s) for s in services.pool.servers)
             raise ServiceError(
@@ -333,6 +341,10 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 user_message=f"no ComfyUI server answers at {servers}: start ComfyUI or set "
                 "COMFYUI_SERVERS; nothing was started",
             )
+        if needs_models and services.models is not None:  # as ComfyUI: never with no model
+            from pipeline.llm.doctor import require_reachable
+
+            await require_reachable(services.models)
         if args.command == "run":
             job = Job(
                 character=args.character,
@@ -388,6 +400,16 @@ async def _wait_unless_sigterm(waiting: Coroutine[Any, Any, Run]) -> Run | None:
 
 #: states of a run whose media are not all made yet (resuming it needs ComfyUI)
 _BEFORE_MEDIA = frozenset({RunState.CREATED, RunState.PROMPTED, RunState.DESCRIBED})
+#: states of a run with a model step still ahead (resuming it needs a language model)
+_BEFORE_REVIEW = _BEFORE_MEDIA | {RunState.GENERATED, RunState.SCORED, RunState.CAPTIONED}
+
+
+def _before(run: Run, states: frozenset[RunState]) -> bool:
+    """`run` is in one of `states`, or failed at one of them."""
+    failed_at = run.failure.step if run.failure is not None else ""
+    return run.state in states or (
+        run.state is RunState.FAILED and failed_at in {s.value for s in states}
+    )
 
 
 async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:

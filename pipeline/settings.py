@@ -7,7 +7,7 @@ print as '**********'. A missing or wrong setting becomes one ConfigError naming
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     llm_retry_after_max_s: float = Field(default=60.0, ge=0)
     llm_failures_before_cooldown: int = Field(default=3, ge=1)
     llm_cooldown_s: float = Field(default=300.0, ge=0)
+    # -- the most tokens an answer may take, per task (a cut answer fails that provider): room
+    #    for the answer and for a reasoning model's thinking, which counts against it
+    llm_max_tokens_prompt: int = Field(default=2048, ge=16)
+    llm_max_tokens_description: int = Field(default=4096, ge=16)
+    llm_max_tokens_vision: int = Field(default=1024, ge=16)
+    llm_max_tokens_caption: int = Field(default=2048, ge=16)
+    #: a model's answer larger than this (the whole HTTP body) fails that provider unread
+    llm_max_answer_kb: int = Field(default=256, ge=4, le=64 * 1024)
     # -- Ollama
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_api_key: SecretStr | None = None
@@ -154,6 +162,7 @@ class Settings(BaseSettings):
     ollama_description_model: str = ""
     ollama_caption_model: str = ""
     ollama_rpm: float = Field(default=0.0, ge=0)
+    ollama_json_mode: Literal["auto", "schema", "object", "off"] = "auto"
     # -- OpenRouter, or any OpenAI-compatible server
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     openrouter_api_key: SecretStr | None = None
@@ -163,7 +172,11 @@ class Settings(BaseSettings):
     openrouter_description_model: str = ""
     openrouter_caption_model: str = ""
     openrouter_rpm: float = Field(default=20.0, ge=0)
-    openrouter_json_schema: bool = True
+    #: the old switch: false still means OPENROUTER_JSON_MODE=off when that is left at auto
+    openrouter_json_schema: bool | None = None
+    openrouter_json_mode: Literal["auto", "schema", "object-schema", "object", "off"] = Field(
+        default="auto", validate_default=True
+    )
     # -- Google Gemini
     gemini_api_key: SecretStr | None = None
     gemini_base_url: str = ""
@@ -173,6 +186,7 @@ class Settings(BaseSettings):
     gemini_description_model: str = ""
     gemini_caption_model: str = ""
     gemini_rpm: float = Field(default=10.0, ge=0)
+    gemini_json_mode: Literal["auto", "schema", "object", "off"] = "auto"
     # -- vision scoring
     vision_concurrency: int = Field(default=4, ge=1, le=64)
     vision_max_side: int = Field(default=1024, ge=64, le=4096)
@@ -214,6 +228,13 @@ class Settings(BaseSettings):
         for text in servers:
             ServerSpec.parse(text)  # its ValueError names the URL that is wrong
         return servers
+
+    @field_validator("openrouter_json_mode")
+    @classmethod
+    def _old_json_switch(cls, value: str, info: ValidationInfo) -> str:
+        if value == "auto" and info.data.get("openrouter_json_schema") is False:
+            return "off"
+        return value
 
     @field_validator("comfyui_job_timeout_seconds")
     @classmethod

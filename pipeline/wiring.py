@@ -139,6 +139,8 @@ class Services:
     pipeline: Pipeline
     runner: Runner
     pool: ComfyPool
+    #: the language models (the command line asks them before a run)
+    models: LanguageModels | None = None
 
 
 def characters_from(settings: Settings) -> Characters:
@@ -250,7 +252,9 @@ async def open_pipeline(
             lease_ttl=settings.run_lease_seconds,
         )
         try:
-            yield Services(settings, store, engine.characters, pipeline, runner, engine.pool)
+            yield Services(
+                settings, store, engine.characters, pipeline, runner, engine.pool, engine.models
+            )
         finally:
             await runner.shutdown()
 

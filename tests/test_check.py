@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.comfyui import FakeComfyUI
+from tests.fakes.llm_server import HealthyModel
+from tests.fakes.ollama import FakeOllama
 from tests.test_cli import ROOT, SHIPPED_CREDENTIALS
 
 
@@ -40,6 +42,16 @@ def turn_on(character: Path, platform: str) -> None:
     old = f"    {platform}: {{enabled: false,"
     assert old in text
     character.write_text(text.replace(old, f"    {platform}: {{enabled: true,"))
+
+
+@pytest.fixture(autouse=True)
+async def language_model(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeOllama]:
+    """Every check here asks a healthy model (the model doctor, pipeline/llm/doctor.py)."""
+    async with FakeOllama() as fake:
+        fake.respond_with(HealthyModel())
+        monkeypatch.setenv("LLM_CHAIN", "ollama")
+        monkeypatch.setenv("OLLAMA_HOST", fake.url)
+        yield fake
 
 
 def closed_port_url() -> str:
@@ -258,3 +270,43 @@ async def test_a_workflow_comfyui_would_refuse_fails_check(
     assert code == 1
     assert out[:-1] == [f"workflows/text2img.json:{line}: ComfyUI at {comfyui.url}: node {said}"]
     assert out[-1].endswith("1 problem(s)")
+
+
+async def test_a_misspelt_provider_is_named_with_the_known_ones(
+    project: Path, comfyui: FakeComfyUI
+) -> None:
+    """`LLM_CHAIN=ollam` fails check with one line naming the variable and the known names."""
+    code, out, _ = await check(project, COMFYUI_SERVERS=comfyui.url, LLM_CHAIN="ollam")
+
+    assert code == 1
+    assert out[0] == (
+        "models: LLM_CHAIN: unknown provider 'ollam' (known: ollama, openrouter, gemini)"
+    )
+
+
+async def test_a_vision_model_that_cannot_see_fails_check(
+    project: Path, comfyui: FakeComfyUI, language_model: FakeOllama
+) -> None:
+    """A text-only model set as the vision model is caught: it was shown an image and did not
+    see it."""
+    language_model.blind = True
+    language_model.pulled = ["qwen3:8b", "qwen3:4b"]
+
+    code, out, _ = await check(project, COMFYUI_SERVERS=comfyui.url, OLLAMA_VISION_MODEL="qwen3:4b")
+
+    assert code == 1
+    assert out[0].startswith(
+        f"models: OLLAMA_VISION_MODEL qwen3:4b on ollama at {language_model.url}: cannot see images"
+    )
+
+
+async def test_a_model_server_that_does_not_answer_is_a_note(
+    project: Path, comfyui: FakeComfyUI
+) -> None:
+    """No model server at OLLAMA_HOST: a note, and check still passes."""
+    down = closed_port_url()
+
+    code, out, _ = await check(project, COMFYUI_SERVERS=comfyui.url, OLLAMA_HOST=down)
+
+    assert code == 0
+    assert out[0] == f"note: ollama at {down} did not answer (could not be reached); not asked"

@@ -268,6 +268,26 @@ async def test_a_comfyui_that_does_not_answer_is_one_line_and_exit_2(
     assert llm[0].requests == []
 
 
+async def test_a_model_that_does_not_answer_is_one_line_and_exit_2(
+    tmp_path: Path, comfy: FakeComfyUI
+) -> None:
+    """No language model at the configured URL: one line naming it, exit 2 (a service
+    failed), and no run is created."""
+    down = dead_url()
+    project = write_project(tmp_path / "project")
+    cli = Cli(project, child_env(COMFYUI_SERVERS=comfy.url, LLM_CHAIN="ollama", OLLAMA_HOST=down))
+    code, _, err = await cli.run("run", "--character", "testy", "--review", "auto")
+    assert code == 2
+    assert one_line(err) == (
+        "no language model answers for the prompt, description, vision, caption step(s) "
+        f"(ollama at {down} could not be reached): start the model server or set LLM_CHAIN; "
+        "nothing was started"
+    )
+    assert comfy.prompts == []
+    code, out, _ = await cli.run("runs")
+    assert (code, out.strip()) == (0, "0 run(s)")
+
+
 # ---------------------------------------------------------------------------- kill and resume
 
 

@@ -10,9 +10,10 @@ call pays the library's first-call cost. Imports only the standard library and `
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -40,6 +41,34 @@ class ModelRequest:
     prompt: str
     images: Sequence[ImageData] = ()
     schema: JsonSchema | None = None
+    #: the most tokens the answer may take (the task's LLM_MAX_TOKENS_*); None: the server's own
+    max_tokens: int | None = None
+
+
+class JsonMode(StrEnum):
+    """How a provider asks for JSON when a request has a schema (docs/settings-llm.md).
+
+    `schema`: the server enforces the schema (OpenAI `json_schema`, Ollama `format`, Gemini
+    `response_json_schema`); `object-schema`: `json_object` with a `schema` beside it, as
+    llama-cpp-python takes; `object`: any JSON (`json_object`, Ollama `format="json"`, Gemini's
+    JSON mime type), the schema written into the system prompt; `off`: nothing asked of the
+    server, the schema in the prompt; `auto`: the first of the provider's modes its server takes.
+    """
+
+    AUTO = "auto"
+    SCHEMA = "schema"
+    OBJECT_SCHEMA = "object-schema"
+    OBJECT = "object"
+    OFF = "off"
+
+
+def schema_instruction(schema: JsonSchema) -> str:
+    """The words added to the system prompt when the server does not hold the answer to the
+    schema itself (modes `object` and `off`)."""
+    return (
+        "Answer with one JSON value only, no prose and no code fence, matching this JSON "
+        f"schema: {json.dumps(dict(schema), ensure_ascii=False, separators=(',', ':'))}"
+    )
 
 
 class FailureKind(StrEnum):
@@ -53,6 +82,11 @@ class FailureKind(StrEnum):
     EMPTY = "empty"
     #: JSON was asked for (a schema) and the answer holds none
     GARBLED = "garbled"
+    #: the answer was cut by its token limit (`finish_reason: length`, `done_reason: length`,
+    #: Gemini's MAX_TOKENS): never used as if it were whole
+    TRUNCATED = "truncated"
+    #: the answer was larger than LLM_MAX_ANSWER_KB; reading stopped at the cap
+    TOO_LARGE = "too_large"
 
 
 #: the kinds worth trying again on the same provider (after a backoff)
@@ -69,6 +103,8 @@ _PHRASES = {
     FailureKind.NOT_FOUND: "does not know the model",
     FailureKind.EMPTY: "answered with nothing",
     FailureKind.GARBLED: "answered without the JSON asked for",
+    FailureKind.TRUNCATED: "stopped at its token limit",
+    FailureKind.TOO_LARGE: "answered more than the size limit",
 }
 
 
@@ -104,8 +140,19 @@ class ProviderFailure(Exception):
         return f"{self.phrase}: {self.detail}" if self.detail else self.phrase
 
 
-def classify_status(status: int) -> FailureKind:
-    """The failure kind of an HTTP error status."""
+#: a 5xx whose message says the request itself is wrong will be refused again (llama.cpp's
+#: server answers a `json_schema` it does not take with 500 "1 validation error: ...")
+_INVALID_REQUEST = re.compile(
+    r"validation (?:error|failed)|invalid (?:request|argument|parameter|value)|input should be",
+    re.IGNORECASE,
+)
+
+
+def classify_status(status: int, message: str = "") -> FailureKind:
+    """The failure kind of an HTTP error status (and the server's message, for 5xx that say the
+    request is invalid: those are refusals, not retried)."""
+    if status >= 500 and _INVALID_REQUEST.search(message):
+        return FailureKind.REFUSED
     if status == 429:
         return FailureKind.RATE_LIMITED
     if status == 408:
@@ -144,13 +191,92 @@ def redact(text: str, secrets: Iterable[str] = (), *, limit: int = 300) -> str:
 
 
 class Provider(Protocol):
-    """One model service behind its client library; `generate` raises only ProviderFailure."""
+    """One model service behind its client library; `generate` and `ping` raise only
+    ProviderFailure."""
 
     name: str
 
     async def generate(self, request: ModelRequest) -> str: ...
 
+    async def ping(self) -> None:
+        """Return when the server answers HTTP at all (any status); ProviderFailure when it
+        cannot be reached or is silent. Sends no model call."""
+        ...
+
+    def json_mode(self, model: str) -> JsonMode:
+        """The mode JSON requests to `model` use: the setting, or what `auto` found for it
+        (AUTO: not yet)."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+#: failures that are answers (HTTP 200): the server took the request as it was sent
+_ANSWERED = frozenset(
+    {FailureKind.EMPTY, FailureKind.GARBLED, FailureKind.TRUNCATED, FailureKind.TOO_LARGE}
+)
+
+#: what `auto` asks in each mode it tries: the smallest JSON request
+PROBE_PROMPT = 'Answer {"ok": true}'
+PROBE_SCHEMA: JsonSchema = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+    "additionalProperties": False,
+}
+
+
+class ModeFinder:
+    """A provider's JSON mode per model: the configured one, or for `auto` the first of
+    `candidates` the server accepts for that model, found with one small request per mode tried
+    and remembered for the process (one server may route models to different backends).
+
+    A mode counts as refused when the probe fails as REFUSED (a 4xx such as 400/422, or a 5xx
+    whose message says the request is invalid); any answer, even a cut or garbled one, means the
+    server took it. A probe that fails otherwise (unreachable, 401, a timeout) decides nothing:
+    its failure is the caller's, and the next JSON request probes again. The last candidate is
+    taken without a probe.
+    """
+
+    def __init__(self, setting: JsonMode, candidates: Sequence[JsonMode], *, name: str) -> None:
+        if setting is not JsonMode.AUTO and setting not in candidates:
+            known = ", ".join(m.value for m in (JsonMode.AUTO, *candidates))
+            raise ValueError(f"{name} has no JSON mode {setting.value!r} (known: {known})")
+        self.name = name
+        self.setting = setting
+        self._candidates = tuple(candidates)
+        self._found: dict[str, JsonMode] = {}
+        self._lock = asyncio.Lock()
+
+    def mode(self, model: str) -> JsonMode:
+        """The mode JSON requests to `model` use (AUTO: not found yet)."""
+        if self.setting is not JsonMode.AUTO:
+            return self.setting
+        if len(self._candidates) == 1:
+            return self._candidates[0]
+        return self._found.get(model, JsonMode.AUTO)
+
+    async def resolve(self, model: str, probe: Callable[[JsonMode], Awaitable[object]]) -> JsonMode:
+        if (known := self.mode(model)) is not JsonMode.AUTO:
+            return known
+        async with self._lock:
+            if (known := self.mode(model)) is not JsonMode.AUTO:  # found while this call waited
+                return known
+            found = self._candidates[-1]
+            for candidate in self._candidates[:-1]:
+                try:
+                    await probe(candidate)
+                except ProviderFailure as failure:
+                    if failure.kind is FailureKind.REFUSED:
+                        log.info("%s refused JSON mode %s: %s", self.name, candidate, failure)
+                        continue
+                    if failure.kind not in _ANSWERED:
+                        raise
+                found = candidate
+                break
+            self._found[model] = found
+            log.info("%s: JSON mode %s for %s (found by auto)", self.name, found.value, model)
+            return found
 
 
 #: what a warm-up asks: a vision call with a JSON schema builds every type the real calls use

@@ -1,10 +1,13 @@
 """The fallback chain: one task's providers in order, each with retries, a rate limiter and a
 cool-down; it implements TextModel and VisionModel.
 
-Timeouts, 429 (after its Retry-After) and 5xx are retried with backoff; 400/401/403/404, an
-unreachable server, an empty answer or (when a schema asked for JSON) an answer holding no
-readable JSON of the schema's type move on to the next provider at once. When every provider
-fails, one ModelError says what each did. Imports `pipeline.llm.*`, `pipeline.ports`, errors.
+Every request carries the task's `max_tokens`. Timeouts (the chain's deadline covers the whole
+call, so a server that trickles its answer hits it too), 429 (after its Retry-After) and 5xx
+are retried with backoff; a refusal that will repeat (any other 4xx, or a 5xx saying the
+request is invalid), an unreachable server, an empty answer, an answer cut by its token limit,
+one over the size cap, or (when a schema asked for JSON) one holding no readable JSON of the
+schema's type move on to the next provider at once. When every provider fails, one ModelError
+says what each did. Imports `pipeline.llm.*`, `pipeline.ports`, errors.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class FallbackChain:
         lanes: Sequence[Lane],
         *,
         timeout_s: float = 60.0,
+        max_tokens: int | None = None,
         policy: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Random | None = None,
@@ -56,6 +60,7 @@ class FallbackChain:
         self.task = task
         self.lanes = tuple(lanes)
         self.timeout_s = timeout_s
+        self.max_tokens = max_tokens
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or Random()
@@ -98,6 +103,7 @@ class FallbackChain:
                 prompt=prompt,
                 images=tuple(images),
                 schema=schema,
+                max_tokens=self.max_tokens,
             )
             try:
                 text = await self._try_lane(lane, request)

@@ -17,7 +17,7 @@ from random import Random
 
 from pipeline.errors import ConfigError
 from pipeline.llm import ollama
-from pipeline.llm.base import Provider, Task
+from pipeline.llm.base import JsonMode, Provider, Task
 from pipeline.llm.chain import FallbackChain, Lane
 from pipeline.llm.limits import Clock, Health, RateLimiter, RetryPolicy, Sleep
 from pipeline.llm.ollama import OllamaProvider
@@ -70,9 +70,14 @@ def _secret(settings: Settings, name: str) -> str:
 def build_providers(settings: Settings) -> dict[str, Provider]:
     """Every provider the settings make usable, by name."""
     providers: dict[str, Provider] = {}
+    cap = settings.llm_max_answer_kb * 1024
     ollama_key = _secret(settings, "ollama_api_key")
     providers["ollama"] = OllamaProvider(
-        settings.ollama_host, api_key=ollama_key or None, timeout_s=settings.llm_vision_timeout_s
+        settings.ollama_host,
+        api_key=ollama_key or None,
+        timeout_s=settings.llm_vision_timeout_s,
+        json_mode=JsonMode(settings.ollama_json_mode),
+        max_answer_bytes=cap,
     )
     if openrouter_key := _secret(settings, "openrouter_api_key"):
         from pipeline.llm.openai_compat import OpenAICompatProvider
@@ -81,7 +86,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             settings.openrouter_base_url,
             openrouter_key,
             timeout_s=settings.llm_vision_timeout_s,
-            json_schema=settings.openrouter_json_schema,
+            json_mode=JsonMode(settings.openrouter_json_mode),
+            max_answer_bytes=cap,
         )
     else:
         log.info("OPENROUTER_API_KEY is not set: openrouter is left out of the model chains")
@@ -92,6 +98,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             gemini_key,
             base_url=settings.gemini_base_url or None,
             timeout_s=settings.llm_vision_timeout_s,
+            json_mode=JsonMode(settings.gemini_json_mode),
+            max_answer_bytes=cap,
         )
     else:
         log.info("GEMINI_API_KEY is not set: gemini is left out of the model chains")
@@ -108,20 +116,9 @@ def build_models(
     burst: int = 1,
 ) -> LanguageModels:
     """The four task chains from settings (providers may be given, e.g. by tests)."""
-    for task in Task:
-        for name in _chain_names(settings, task):
-            if name not in PROVIDER_NAMES:
-                raise ConfigError(
-                    f"{_chain_variable(settings, task)}: unknown provider {name!r} "
-                    f"(known: {', '.join(PROVIDER_NAMES)})"
-                )
-    usable = set(providers) if providers is not None else _configured(settings)
-    for task in Task:
-        if not any(name in usable for name in _chain_names(settings, task)):
-            raise ConfigError(
-                f"{_chain_variable(settings, task)}: none of its providers is usable "
-                "(set OPENROUTER_API_KEY or GEMINI_API_KEY, or put ollama in the chain)"
-            )
+    problems = chain_problems(settings, set(providers) if providers is not None else None)
+    if problems:
+        raise ConfigError("; ".join(problems))
     providers = providers if providers is not None else build_providers(settings)
     # The rate limit is the provider's (shared by its tasks); the failure count is per task,
     # so a vision model that is missing does not cool down the same server's text models.
@@ -153,7 +150,15 @@ def build_models(
             for name in names
         ]
         timeout = settings.llm_vision_timeout_s if task is Task.VISION else settings.llm_timeout_s
-        return FallbackChain(task, lanes, timeout_s=timeout, policy=policy, sleep=sleep, rng=rng)
+        return FallbackChain(
+            task,
+            lanes,
+            timeout_s=timeout,
+            max_tokens=getattr(settings, f"llm_max_tokens_{task.value}"),
+            policy=policy,
+            sleep=sleep,
+            rng=rng,
+        )
 
     return LanguageModels(
         prompt=chain(Task.PROMPT),
@@ -162,6 +167,44 @@ def build_models(
         caption=chain(Task.CAPTION),
         providers=dict(providers),
     )
+
+
+def chain_problems(settings: Settings, usable: set[str] | None = None) -> list[str]:
+    """What is wrong with the chain settings, one sentence each naming its variable: unknown
+    provider names, and chains none of whose providers is usable (`usable`: those with a key)."""
+    problems: list[str] = []
+    variables = {_chain_variable(settings, task): _chain_names(settings, task) for task in Task}
+    for variable, names in variables.items():
+        unknown = [name for name in names if name not in PROVIDER_NAMES]
+        for name in unknown:
+            problems.append(
+                f"{variable}: unknown provider {name!r} (known: {', '.join(PROVIDER_NAMES)})"
+            )
+    if problems:
+        return problems
+    usable = usable if usable is not None else _configured(settings)
+    for variable, names in variables.items():
+        if not any(name in usable for name in names):
+            problems.append(
+                f"{variable}: none of its providers is usable "
+                "(set OPENROUTER_API_KEY or GEMINI_API_KEY, or put ollama in the chain)"
+            )
+    return problems
+
+
+def unused_keys(settings: Settings) -> list[str]:
+    """Providers named in a chain whose API key is not set (left out, as a log line says)."""
+    named = {name for task in Task for name in _chain_names(settings, task)}
+    return [
+        f"{name} is in the model chain but {name.upper()}_API_KEY is not set: it is left out"
+        for name in ("openrouter", "gemini")
+        if name in named and name not in _configured(settings)
+    ]
+
+
+def chain_names(settings: Settings, task: Task) -> list[str]:
+    """The providers of `task`'s chain, in order, as the settings name them."""
+    return _chain_names(settings, task)
 
 
 def _configured(settings: Settings) -> set[str]:

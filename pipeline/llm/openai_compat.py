@@ -1,10 +1,14 @@
 """OpenRouter, or any OpenAI-compatible server, through `openai.AsyncOpenAI` and a base URL.
 
-Structured output is `response_format={"type": "json_schema", ...}` (switchable off for servers
-that do not support it); images go as base64 data URLs. The library's own retries are off
+Structured output follows the JSON mode (`pipeline.llm.base.JsonMode`): `json_schema`,
+`json_object` with a `schema` (llama-cpp-python), `json_object` with the schema in the prompt,
+or nothing; `auto` finds the first the server takes. Images go as base64 data URLs; every call
+sends `max_tokens` (`max_completion_tokens` to a model that refuses the older name), and
+`finish_reason: length` is a TRUNCATED failure. Answers are read
+with a size cap (`pipeline.llm.capped`). The library's own retries are off
 (`max_retries=0`): the fallback chain is the only one retrying. `warm_up()` (blocking, in a
-thread) makes the SDK build its types before the first real call. Imports `pipeline.llm.base`
-and `pipeline.ports` only.
+thread) makes the SDK build its types before the first real call. Imports `pipeline.llm.base`,
+`pipeline.llm.capped` and `pipeline.ports` only.
 """
 
 from __future__ import annotations
@@ -16,17 +20,26 @@ from collections.abc import Mapping
 import httpx2
 import openai
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
-from openai.types.shared_params import ResponseFormatJSONSchema
+from openai.types.shared_params import ResponseFormatJSONObject, ResponseFormatJSONSchema
 
 from pipeline.llm import base
 from pipeline.llm.base import (
+    PROBE_PROMPT,
+    PROBE_SCHEMA,
     FailureKind,
+    JsonMode,
+    ModeFinder,
     ModelRequest,
     ProviderFailure,
     classify_status,
     parse_retry_after,
     redact,
+    schema_instruction,
 )
+from pipeline.llm.capped import AnswerTooLarge, capped_hooks2
+
+#: the JSON modes an OpenAI-compatible server may take, in the order `auto` tries them
+MODES = (JsonMode.SCHEMA, JsonMode.OBJECT_SCHEMA, JsonMode.OBJECT, JsonMode.OFF)
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +72,38 @@ class OpenAICompatProvider:
         *,
         name: str = "openrouter",
         timeout_s: float = 120.0,
-        json_schema: bool = True,
+        json_mode: JsonMode = JsonMode.AUTO,
+        max_answer_bytes: int = 256 * 1024,
         headers: dict[str, str] | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the network (the warm-up answers in memory)."""
         self.name = name
-        self._json_schema = json_schema
+        self.base_url = base_url
+        self._modes = ModeFinder(json_mode, MODES, name=name)
+        #: models that refused `max_tokens` for `max_completion_tokens` (OpenAI's newer ones)
+        self._completion_tokens: set[str] = set()
         self._secrets = (api_key,)
+        ask_identity, cap = capped_hooks2(max_answer_bytes)
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             timeout=timeout_s,
             max_retries=0,
             default_headers=headers,
-            http_client=(
-                openai.DefaultAsyncHttpxClient(transport=transport)
-                if transport is not None
-                else None
+            http_client=openai.DefaultAsyncHttpxClient(
+                transport=transport,
+                event_hooks={"request": [ask_identity], "response": [cap]},
             ),
         )
 
-    def _messages(self, request: ModelRequest) -> list[ChatCompletionMessageParam]:
+    def json_mode(self, model: str) -> JsonMode:
+        return self._modes.mode(model)
+
+    def _messages(self, request: ModelRequest, system: str) -> list[ChatCompletionMessageParam]:
         if not request.images:
             return [
-                {"role": "system", "content": request.system},
+                {"role": "system", "content": system},
                 {"role": "user", "content": request.prompt},
             ]
         parts: list[ChatCompletionContentPartParam] = [{"type": "text", "text": request.prompt}]
@@ -95,36 +116,71 @@ class OpenAICompatProvider:
                 }
             )
         return [
-            {"role": "system", "content": request.system},
+            {"role": "system", "content": system},
             {"role": "user", "content": parts},
         ]
 
     async def generate(self, request: ModelRequest) -> str:
-        messages = self._messages(request)
-        try:
-            if request.schema is not None and self._json_schema:
-                response_format: ResponseFormatJSONSchema = {
+        if request.schema is None:
+            return await self._send(request, JsonMode.OFF)
+        mode = await self._modes.resolve(
+            request.model, lambda tried: self._probe(tried, request.model)
+        )
+        return await self._send(request, mode)
+
+    async def _probe(self, mode: JsonMode, model: str) -> None:
+        probe = ModelRequest(
+            model=model,
+            system="Answer in JSON.",
+            prompt=PROBE_PROMPT,
+            schema=PROBE_SCHEMA,
+            max_tokens=16,
+        )
+        await self._send(probe, mode)
+
+    async def _send(self, request: ModelRequest, mode: JsonMode) -> str:
+        system = request.system
+        extra_body: dict[str, object] | None = None
+        response_format: ResponseFormatJSONSchema | ResponseFormatJSONObject | None = None
+        schema = dict(request.schema) if request.schema is not None else None
+        if schema is not None:
+            if mode is JsonMode.SCHEMA:
+                response_format = {
                     "type": "json_schema",
-                    "json_schema": {
-                        "name": "answer",
-                        "schema": dict(request.schema),
-                        "strict": True,
-                    },
+                    "json_schema": {"name": "answer", "schema": schema, "strict": True},
                 }
-                completion = await self._client.chat.completions.create(
-                    model=request.model, messages=messages, response_format=response_format
-                )
+            elif mode is JsonMode.OBJECT_SCHEMA:  # not in the SDK's types: sent as it is
+                extra_body = {"response_format": {"type": "json_object", "schema": schema}}
             else:
-                completion = await self._client.chat.completions.create(
-                    model=request.model, messages=messages
-                )
+                system = f"{system}\n\n{schema_instruction(schema)}".strip()
+                if mode is JsonMode.OBJECT:
+                    response_format = {"type": "json_object"}
+        messages = self._messages(request, system)
+        tokens = _omit(request.max_tokens)
+        newer = request.model in self._completion_tokens
+        try:
+            completion = await self._client.chat.completions.create(
+                model=request.model,
+                messages=messages,
+                response_format=response_format if response_format is not None else openai.omit,
+                max_tokens=openai.omit if newer else tokens,
+                max_completion_tokens=tokens if newer else openai.omit,
+                extra_body=extra_body,
+            )
         except openai.APIStatusError as exc:
+            message = _server_message(exc.body)
+            if exc.status_code == 400 and "max_completion_tokens" in message and not newer:
+                # OpenAI's reasoning models (o-series, gpt-5) take only the newer name
+                self._completion_tokens.add(request.model)
+                return await self._send(request, mode)
             raise ProviderFailure(
-                classify_status(exc.status_code),
-                redact(_server_message(exc.body), self._secrets),
+                classify_status(exc.status_code, message),
+                redact(message, self._secrets),
                 status=exc.status_code,
                 retry_after=_retry_after(exc.response.headers),
             ) from None
+        except AnswerTooLarge as exc:
+            raise ProviderFailure(FailureKind.TOO_LARGE, str(exc)) from None
         except openai.APITimeoutError:
             raise ProviderFailure(FailureKind.TIMEOUT, "no answer in time") from None
         except openai.APIConnectionError:
@@ -133,15 +189,37 @@ class OpenAICompatProvider:
             raise ProviderFailure(FailureKind.SERVER_ERROR, type(exc).__name__) from None
         if not completion.choices:
             raise ProviderFailure(FailureKind.EMPTY, "no choices in the answer")
-        message = completion.choices[0].message
-        text = message.content
+        choice = completion.choices[0]
+        if choice.finish_reason == "length":
+            limit = f"max_tokens {request.max_tokens}" if request.max_tokens else "its limit"
+            raise ProviderFailure(FailureKind.TRUNCATED, f"finish_reason length ({limit})")
+        text = choice.message.content
         if not text or not text.strip():
-            detail = "the model refused" if message.refusal else "the answer had no text"
+            refused = getattr(choice.message, "refusal", None)
+            detail = "the model refused" if refused else "the answer had no text"
             raise ProviderFailure(FailureKind.EMPTY, detail)
         return text
 
+    async def ping(self) -> None:
+        try:
+            await self._client.models.list()
+        except openai.APIStatusError:
+            return  # it answered
+        except AnswerTooLarge:
+            return
+        except openai.APITimeoutError:
+            raise ProviderFailure(FailureKind.TIMEOUT, "no answer in time") from None
+        except openai.APIConnectionError:
+            raise ProviderFailure(FailureKind.UNREACHABLE, "connection failed") from None
+        except openai.APIError:
+            return  # an answer, if not a model list
+
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _omit(value: int | None) -> int | openai.Omit:
+    return value if value is not None else openai.omit
 
 
 #: what the warm-up's in-memory server answers: the smallest chat completion
@@ -166,6 +244,10 @@ def warm_up() -> None:
     base.warm_up(
         "OpenAI",
         lambda: OpenAICompatProvider(
-            "http://warm-up.invalid/v1", "warm-up", name="warm-up", transport=answer
+            "http://warm-up.invalid/v1",
+            "warm-up",
+            name="warm-up",
+            json_mode=JsonMode.SCHEMA,
+            transport=answer,
         ),
     )

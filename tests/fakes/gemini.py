@@ -11,7 +11,7 @@ import base64
 
 from aiohttp import web
 
-from tests.fakes.llm_server import LlmFake, Recorded, as_list, as_mapping
+from tests.fakes.llm_server import LlmFake, Recorded, Step, as_list, as_mapping
 
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"),
@@ -92,14 +92,15 @@ class FakeGemini(LlmFake):
         return {"error": error}
 
     async def success(
-        self, request: web.Request, recorded: Recorded, text: str
+        self, request: web.Request, recorded: Recorded, text: str, step: Step
     ) -> web.StreamResponse:
-        return web.json_response(
+        return await self.send(
+            request,
             {
                 "candidates": [
                     {
                         "content": {"parts": [{"text": text}], "role": "model"},
-                        "finishReason": "STOP",
+                        "finishReason": "MAX_TOKENS" if step.finish == "length" else "STOP",
                         "index": 0,
                     }
                 ],
@@ -110,5 +111,6 @@ class FakeGemini(LlmFake):
                 },
                 "modelVersion": recorded.model,
                 "responseId": f"fake-{len(self.requests)}",
-            }
+            },
+            step,
         )

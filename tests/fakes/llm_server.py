@@ -1,23 +1,32 @@
 """What the three language-model fakes share: a scripted aiohttp server on 127.0.0.1.
 
-Each fake answers from a script (text, JSON, slow answers, error statuses with Retry-After),
-then from its default; it records every request as a `Recorded` (model, system, prompt, images,
-schema). Subclasses supply the routes and the provider's real body shapes.
+Each fake answers from a script (text, JSON, slow answers, error statuses with Retry-After, an
+answer cut by its token limit, a body sent chunked, trickling or without end), then from its
+default; it records every request as a `Recorded` (model, system, prompt, images, schema). The
+JSON-mode probe of `auto` (`pipeline.llm.base.ModeFinder`) is answered as a well-behaved model
+does, apart from the script, and kept in `probes`; the model doctor's questions are kept in
+`checks` and answered by the default, so neither shifts a test's script or request counts.
+Switches give the real servers' behaviours (`blind`: a text-only model that ignores images;
+`raw_controls`: control characters raw inside JSON strings). Subclasses supply the routes and
+the provider's real body shapes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import re
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
 
+from pipeline.llm.base import PROBE_PROMPT
 from tests.fakes.serving import serve
 
 
@@ -32,6 +41,12 @@ class Step:
     message: str | None = None
     #: False: Retry-After only where the provider also puts it in the body (Gemini's RetryInfo)
     header: bool = True
+    #: why the answer ended: "stop", or "length" (cut by the token limit, as the provider says it)
+    finish: str = "stop"
+    #: how the body is sent: "whole" (with Content-Length), "chunked" (none), "trickle" (a byte
+    #: every `trickle_s`), "endless" (chunks without end, after the answer's first bytes)
+    body: str = "whole"
+    trickle_s: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,9 @@ class Recorded:
 
 
 Responder = Callable[[Recorded], str]
+
+#: a \\uXXXX escape of a control character in json.dumps' output
+_RAW_ESCAPE = re.compile(r"\\u(00[01][0-9a-fA-F])")
 
 
 @dataclass
@@ -73,18 +91,50 @@ class LlmFake:
         self._holding: Callable[[Recorded], bool] | None = None
         self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        #: the JSON-mode probes `auto` sent (answered apart from the script)
+        self.probes: list[Recorded] = []
+        #: the model doctor's questions (pipeline/llm/doctor.py): answered by the default (the
+        #: responder, `always`, `always_fail`), never from the scripted steps
+        self.checks: list[Recorded] = []
+        #: a text-only model: images reach the server and are ignored (a 200 all the same)
+        self.blind = False
+        #: every answer's JSON strings carry their control characters raw (tab, newline, NUL,
+        #: ESC), as grammar-constrained models write them
+        self.raw_controls = False
         #: 0 picks a free port; a known one brings a stopped fake back at the same URL
         self.port = port
 
     # ------------------------------------------------------------------ scripting
-    def reply(self, text: str, *, delay: float = 0.0, times: int = 1) -> Self:
+    def reply(
+        self,
+        text: str,
+        *,
+        delay: float = 0.0,
+        times: int = 1,
+        finish: str = "stop",
+        body: str = "whole",
+        trickle_s: float = 0.05,
+    ) -> Self:
         """Answer the next `times` requests with `text` (after `delay` seconds)."""
-        for _ in range(times):
-            self._script.steps.append(Step(text=text, delay=delay))
+        step = Step(text=text, delay=delay, finish=finish, body=body, trickle_s=trickle_s)
+        self._script.steps.extend([step] * times)
         return self
 
-    def reply_json(self, value: object, *, delay: float = 0.0, times: int = 1) -> Self:
-        return self.reply(json.dumps(value, ensure_ascii=False), delay=delay, times=times)
+    def reply_json(
+        self,
+        value: object,
+        *,
+        delay: float = 0.0,
+        times: int = 1,
+        raw_controls: bool = False,
+        finish: str = "stop",
+    ) -> Self:
+        """Answer with `value` as JSON text; `raw_controls`: control characters inside its
+        strings written raw (tab, newline, NUL, ESC), as grammar-constrained models write them."""
+        text = json.dumps(value, ensure_ascii=False)
+        return self.reply(
+            raw_controls_in(text) if raw_controls else text, delay=delay, times=times, finish=finish
+        )
 
     def fail(
         self,
@@ -101,9 +151,9 @@ class LlmFake:
         self._script.steps.extend([step] * times)
         return self
 
-    def always(self, text: str, *, delay: float = 0.0) -> Self:
+    def always(self, text: str, *, delay: float = 0.0, finish: str = "stop") -> Self:
         """What to answer once the script is used up."""
-        self._script.default = Step(text=text, delay=delay)
+        self._script.default = Step(text=text, delay=delay, finish=finish)
         return self
 
     def always_fail(self, status: int, *, retry_after: float | None = None) -> Self:
@@ -156,14 +206,34 @@ class LlmFake:
 
     async def _answer(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         """Record the request, then play the next step of the script."""
-        self.requests.append(recorded)
         if self.api_key is not None and not self.key_matches(request):
+            self.requests.append(recorded)
             return self.error(401, None, None)
+        probe = recorded.prompt == PROBE_PROMPT
+        refusal = self.refuse(recorded)
+        if refusal is not None:
+            (self.probes if probe else self.requests).append(recorded)
+            return refusal
+        if probe:
+            self.probes.append(recorded)
+            return await self.success(request, recorded, '{"ok": true}', Step())
+        if self.blind:
+            recorded = replace(recorded, images=())
+        if doctor_question(recorded) is not None:
+            self.checks.append(recorded)
+            return await self._play(request, recorded, self._script.default)
+        self.requests.append(recorded)
         if self._holding is not None and self._holding(recorded):
             self.held.append(recorded)
             await self._released.wait()
         script = self._script
         step = script.steps.popleft() if script.steps else script.default
+        return await self._play(request, recorded, step)
+
+    async def _play(
+        self, request: web.Request, recorded: Recorded, step: Step
+    ) -> web.StreamResponse:
+        script = self._script
         if step.delay:
             await asyncio.sleep(step.delay)
         if step.status != 200:
@@ -171,7 +241,9 @@ class LlmFake:
         text = step.text
         if script.responder is not None and not step.text:
             text = script.responder(recorded)
-        return await self.success(request, recorded, text)
+        if self.raw_controls:
+            text = raw_controls_in(text)
+        return await self.success(request, recorded, text, step)
 
     def error(
         self, status: int, message: str | None, retry_after: str | None, *, header: bool = True
@@ -180,9 +252,38 @@ class LlmFake:
         body = self.error_body(status, message, retry_after)
         return web.json_response(body, status=status, headers=headers)
 
+    async def send(
+        self, request: web.Request, payload: Mapping[str, object], step: Step
+    ) -> web.StreamResponse:
+        """`payload` as the JSON body, sent as `step.body` says."""
+        data = json.dumps(payload).encode()
+        if step.body == "whole":
+            return web.json_response(payload)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if step.body == "chunked":
+            for start in range(0, len(data), 16 * 1024):
+                await response.write(data[start : start + 16 * 1024])
+        elif step.body == "trickle":
+            for index in range(len(data)):
+                await response.write(data[index : index + 1])
+                await asyncio.sleep(step.trickle_s)
+        else:  # endless: the start of an answer, then filler for as long as the client reads
+            await response.write(data[: len(data) // 2])
+            filler = b" " * (64 * 1024)
+            while True:
+                await response.write(filler)
+        await response.write_eof()
+        return response
+
     # ------------------------------------------------------------------ provider specifics
     def add_routes(self, app: web.Application) -> None:
         raise NotImplementedError
+
+    def refuse(self, recorded: Recorded) -> web.Response | None:
+        """An answer the server gives before any model runs (a format it does not take)."""
+        return None
 
     def key_matches(self, request: web.Request) -> bool:
         return request.headers.get("Authorization", "") == f"Bearer {self.api_key}"
@@ -193,7 +294,7 @@ class LlmFake:
         raise NotImplementedError
 
     async def success(
-        self, request: web.Request, recorded: Recorded, text: str
+        self, request: web.Request, recorded: Recorded, text: str, step: Step
     ) -> web.StreamResponse:
         raise NotImplementedError
 
@@ -202,7 +303,8 @@ class LlmFake:
 class HealthyModel:
     """A responder (`fake.respond_with(HealthyModel())`) that answers each of the pipeline's
     questions as a well-behaved model does: a verdict for images, descriptions or a caption as
-    JSON where the schema asks for them, else the idea."""
+    JSON where the schema asks for them, else the idea; and the model doctor's questions (the
+    colours of the halves it sees, or a guess when the fake is `blind`)."""
 
     idea: str = "Testy chases snowflakes in a quiet forest"
     descriptions: tuple[str, ...] = ("a fox in the snow", "a fox at dusk")
@@ -212,14 +314,59 @@ class HealthyModel:
     reason: str = "the fox is there"
 
     def __call__(self, recorded: Recorded) -> str:
+        question = doctor_question(recorded)
+        if question == "text":
+            return json.dumps({"answering": True})
+        if question == "vision":  # the colour of each half, or a blind guess
+            if not recorded.images:
+                return json.dumps({"left": "red", "right": "red"})
+            return json.dumps(halves(recorded.images[0]))
+        properties = as_mapping(as_mapping(recorded.schema).get("properties"))
         if recorded.images:
             return json.dumps({"score": self.score, "reason": self.reason})
-        properties = as_mapping(as_mapping(recorded.schema).get("properties"))
         if "descriptions" in properties:
             return json.dumps({"descriptions": list(self.descriptions)})
         if "hashtags" in properties:
             return json.dumps({"text": self.caption, "hashtags": list(self.hashtags)})
         return self.idea
+
+
+def raw_controls_in(text: str) -> str:
+    """JSON text whose escaped control characters (\\t, \\n, \\u0000 ...) are written raw."""
+    text = _RAW_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text.replace("\\t", "\t").replace("\\n", "\n")
+
+
+def doctor_question(recorded: Recorded) -> str | None:
+    """ "text" or "vision" for the model doctor's two questions (pipeline/llm/doctor.py)."""
+    if '{"answering": true}' in recorded.prompt:
+        return "text"
+    if "left half and a right half" in recorded.prompt:
+        return "vision"
+    return None
+
+
+_COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+
+
+def halves(image: bytes) -> dict[str, str]:
+    """The colour names of an image's left and right halves, as a model that sees says them."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image)) as opened:
+        picture = opened.convert("RGB")
+        width, height = picture.size
+        said = {}
+        for side, x in (("left", width // 4), ("right", 3 * width // 4)):
+            pixel = picture.getpixel((x, height // 2))
+            assert isinstance(pixel, tuple)
+            said[side] = min(
+                _COLOURS,
+                key=lambda name: sum(
+                    (a - b) ** 2 for a, b in zip(_COLOURS[name], pixel, strict=False)
+                ),
+            )
+    return said
 
 
 def dead_url() -> str:

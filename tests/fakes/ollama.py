@@ -1,6 +1,7 @@
 """A fake Ollama server: `POST /api/chat` and `POST /api/generate`, streamed (NDJSON) or not.
 
 Errors are Ollama's `{"error": "..."}` bodies. `fake.url` is the host to give `ollama.AsyncClient`.
+`GET /api/tags` lists `fake.pulled` (by default the settings' default models).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 
 from aiohttp import web
 
-from tests.fakes.llm_server import LlmFake, Recorded, as_list, as_mapping
+from tests.fakes.llm_server import LlmFake, Recorded, Step, as_list, as_mapping
 
 _CREATED = "2025-01-01T00:00:00.000000Z"
 
@@ -28,10 +29,33 @@ _ERRORS = {
 class FakeOllama(LlmFake):
     """Ollama's chat and generate endpoints, scripted per test."""
 
+    #: the models `/api/tags` lists; None: the settings' defaults (OLLAMA_MODEL and
+    #: OLLAMA_VISION_MODEL)
+    pulled: list[str] | None = None
+
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/chat", self._chat)
         app.router.add_post("/api/generate", self._generate)
         app.router.add_get("/api/version", self._version)
+        app.router.add_get("/api/tags", self._tags)
+
+    async def _tags(self, request: web.Request) -> web.Response:
+        names = self.pulled if self.pulled is not None else ["qwen3:8b", "qwen2.5vl:7b"]
+        return web.json_response(
+            {
+                "models": [
+                    {
+                        "name": name,
+                        "model": name,
+                        "modified_at": _CREATED,
+                        "size": 5_000_000_000,
+                        "digest": "0" * 64,
+                        "details": {"format": "gguf", "family": "qwen3"},
+                    }
+                    for name in names
+                ]
+            }
+        )
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "0.6.0"})
@@ -74,7 +98,7 @@ class FakeOllama(LlmFake):
         return {"error": message or _ERRORS.get(status, "error")}
 
     async def success(
-        self, request: web.Request, recorded: Recorded, text: str
+        self, request: web.Request, recorded: Recorded, text: str, step: Step
     ) -> web.StreamResponse:
         chat = recorded.path == "/api/chat"
         stream = recorded.body.get("stream", True) is not False  # Ollama streams by default
@@ -91,7 +115,7 @@ class FakeOllama(LlmFake):
                 payload["response"] = fragment
             if done:
                 payload |= {
-                    "done_reason": "stop",
+                    "done_reason": step.finish,
                     "total_duration": 1_000_000,
                     "load_duration": 1_000,
                     "prompt_eval_count": len(recorded.prompt.split()),
@@ -101,7 +125,7 @@ class FakeOllama(LlmFake):
             return payload
 
         if not stream:
-            return web.json_response(part(text, True))
+            return await self.send(request, part(text, True), step)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         middle = len(text) // 2

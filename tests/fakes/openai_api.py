@@ -2,15 +2,37 @@
 
 Errors have OpenAI's `{"error": {"message", "type", "param", "code"}}` shape (the 401 message
 quotes part of the key, as OpenAI's does). `fake.url` ends in `/v1`: the client's base URL.
+`FakeOpenAI.llama_cpp()` switches on what llama.cpp's server (through llama-cpp-python) does, as
+../shared/llm-servers-notes.md records: `json_schema` refused with a 500 and a validation
+message, `json_object` with an optional `schema` taken, no `refusal` field, `chatcmpl-<uuid>`
+ids; `blind`, `raw_controls` and `reply(..., finish="length")` give a text-only model, raw
+control characters inside JSON strings and a cut answer.
 """
 
 from __future__ import annotations
 
 import base64
+import uuid
+from typing import Self
 
 from aiohttp import web
 
-from tests.fakes.llm_server import LlmFake, Recorded, as_list, as_mapping
+from tests.fakes.llm_server import LlmFake, Recorded, Step, as_list, as_mapping
+
+#: OpenAI's answer to `max_tokens` for its reasoning models (o-series, gpt-5)
+_NEWER_TOKENS = (
+    "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+    "'max_completion_tokens' instead."
+)
+
+#: llama-cpp-python 0.3.36's answer to a `json_schema` response_format (HTTP 500)
+LLAMA_CPP_REFUSAL = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+    "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"/srv/llama_cpp/server/"
+    'errors.py", line 171, in custom_route_handler\n    response = await original_route_handler('
+    "request)\n"
+)
 
 _ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("Invalid request: 'messages' is malformed.", "invalid_request_error", None),
@@ -33,8 +55,46 @@ class FakeOpenAI(LlmFake):
 
     base_path = "/v1"
 
+    #: response_format types the server takes (OpenAI, OpenRouter, vLLM: all three)
+    formats: frozenset[str] = frozenset({"text", "json_object", "json_schema"})
+    #: the answer's message carries `refusal` (OpenAI's) and the choice `logprobs`
+    refusal_field = True
+
+    def llama_cpp(self) -> Self:
+        """Behave as llama.cpp's server does (see the module docstring)."""
+        self.formats = frozenset({"text", "json_object"})
+        self.refusal_field = False
+        return self
+
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "me"}]}
+        )
+
+    #: OpenAI's reasoning models: `max_tokens` refused (400) for `max_completion_tokens`
+    completion_tokens_only = False
+
+    def refuse(self, recorded: Recorded) -> web.Response | None:
+        if self.completion_tokens_only and "max_tokens" in recorded.body:
+            return self.error(400, _NEWER_TOKENS, None)
+        kind = as_mapping(recorded.body.get("response_format")).get("type")
+        if kind is None or kind in self.formats:
+            return None
+        return web.json_response(
+            {
+                "error": {
+                    "message": LLAMA_CPP_REFUSAL,
+                    "type": "internal_server_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+            status=500,
+        )
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = as_mapping(await request.json())
@@ -55,7 +115,9 @@ class FakeOpenAI(LlmFake):
                 if url.startswith("data:") and ";base64," in url:
                     images.append(base64.b64decode(url.split(";base64,", 1)[1]))
         response_format = as_mapping(body.get("response_format"))
-        schema = as_mapping(response_format.get("json_schema")).get("schema")
+        schema = as_mapping(response_format.get("json_schema")).get("schema") or (
+            response_format.get("schema")  # json_object with a schema (llama-cpp-python)
+        )
         recorded = Recorded(
             path=request.path,
             headers=dict(request.headers),
@@ -75,26 +137,31 @@ class FakeOpenAI(LlmFake):
         return {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
 
     async def success(
-        self, request: web.Request, recorded: Recorded, text: str
+        self, request: web.Request, recorded: Recorded, text: str, step: Step
     ) -> web.StreamResponse:
-        return web.json_response(
+        message: dict[str, object] = {"role": "assistant", "content": text}
+        choice: dict[str, object] = {"index": 0, "message": message, "finish_reason": step.finish}
+        if self.refusal_field:
+            message["refusal"] = None
+            choice["logprobs"] = None
+        ident = (
+            f"chatcmpl-fake{len(self.requests)}"
+            if self.refusal_field
+            else f"chatcmpl-{uuid.uuid4()}"  # llama.cpp's
+        )
+        return await self.send(
+            request,
             {
-                "id": f"chatcmpl-fake{len(self.requests)}",
+                "id": ident,
                 "object": "chat.completion",
                 "created": 1_735_689_600,
                 "model": recorded.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text, "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
+                "choices": [choice],
                 "usage": {
                     "prompt_tokens": len(recorded.prompt.split()),
                     "completion_tokens": len(text.split()),
                     "total_tokens": len(recorded.prompt.split()) + len(text.split()),
                 },
-            }
+            },
+            step,
         )
