@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     """Every setting, its default, and which are secrets; the README lists the same."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        # `DISCORD_GUILD_ID=` with no value, as .env.example writes an optional id, means unset
+        env_ignore_empty=True,
     )
 
     # -- files and folders

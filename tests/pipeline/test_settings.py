@@ -38,6 +38,17 @@ def test_the_env_file_is_read_and_the_environment_wins(
     assert settings.log_level == "DEBUG"
 
 
+def test_a_setting_left_empty_in_the_env_file_takes_its_default(tmp_path: Path) -> None:
+    """`DISCORD_GUILD_ID=` with nothing after it, as a user leaves an optional id, is unset
+    rather than a refused number, so every command still starts."""
+    env = tmp_path / ".env"
+    env.write_text("DISCORD_GUILD_ID=\nDISCORD_NOTIFY_CHANNEL_ID=\nMAX_RUNS=\n")
+    settings = load_settings(env_file=env)
+    assert settings.discord_guild_id is None
+    assert settings.discord_notify_channel_id is None
+    assert settings.max_runs == 3
+
+
 def test_secrets_never_show_in_printed_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Printing or logging the settings does not reveal a token or a database password."""
     monkeypatch.setenv("DISCORD_TOKEN", "super-secret-token")
