@@ -518,14 +518,16 @@ async def test_a_type_the_character_cannot_make_starts_nothing(
     assert (comfy.prompts, llm[0].requests) == ([], [])
 
 
-async def test_a_model_that_does_not_answer_is_a_service_failure_exit_2(
+async def test_a_model_that_fails_mid_run_is_a_service_failure_exit_2(
     tmp_path: Path, comfy: FakeComfyUI
 ) -> None:
-    """Every language model away: the run fails at its prompt step, a service failure: exit 2
-    (not 1, which is for bad input), no traceback."""
-    env = child_env(COMFYUI_SERVERS=comfy.url, LLM_CHAIN="ollama", OLLAMA_HOST=dead_url())
-    cli = Cli(write_project(tmp_path / "project"), env | {"LLM_ATTEMPTS": "1"})
-    code, out, err = await cli.run("run", "--character", "testy", "--review", "auto")
+    """The model server answers the check before the run, then fails every call: the run fails
+    at its prompt step, a service failure: exit 2 (not 1, which is for bad input), no traceback."""
+    async with FakeOllama() as ollama:
+        ollama.always_fail(503)
+        env = child_env(COMFYUI_SERVERS=comfy.url, LLM_CHAIN="ollama", OLLAMA_HOST=ollama.url)
+        cli = Cli(write_project(tmp_path / "project"), env | {"LLM_ATTEMPTS": "1"})
+        code, out, err = await cli.run("run", "--character", "testy", "--review", "auto")
     assert code == 2, out + err
     assert "failed at prompt: " in out
     assert "Traceback" not in err

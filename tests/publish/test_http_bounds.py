@@ -47,12 +47,14 @@ async def server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
     """Start a raw server answering with a handler; its URL. Hung handlers end with it."""
     servers: list[asyncio.Server] = []
     tasks: set[asyncio.Task[None]] = set()
+    writers: list[asyncio.StreamWriter] = []
 
     async def start(handler: Handler) -> str:
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             tasks.add(task)
+            writers.append(writer)
             try:
                 await handler(reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError):
@@ -70,6 +72,8 @@ async def server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    # each handler closed its writer; let the transports finish closing on this loop
+    await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
 
 
 async def test_an_answer_whose_head_trickles_ends_at_the_deadline(
