@@ -256,6 +256,23 @@ class ModeFinder:
             return self._candidates[0]
         return self._found.get(model, JsonMode.AUTO)
 
+    async def send(
+        self, request: ModelRequest, send: Callable[[ModelRequest, JsonMode], Awaitable[str]]
+    ) -> str:
+        """`request` sent by `send` in the mode its model takes: plain text when it asks for no
+        JSON, else the configured mode or, for `auto`, the one found by probing with `send`."""
+        if request.schema is None:
+            return await send(request, JsonMode.OFF)
+        probe = ModelRequest(
+            model=request.model,
+            system="Answer in JSON.",
+            prompt=PROBE_PROMPT,
+            schema=PROBE_SCHEMA,
+            max_tokens=16,
+        )
+        mode = await self.resolve(request.model, lambda tried: send(probe, tried))
+        return await send(request, mode)
+
     async def resolve(self, model: str, probe: Callable[[JsonMode], Awaitable[object]]) -> JsonMode:
         if (known := self.mode(model)) is not JsonMode.AUTO:
             return known

@@ -24,8 +24,6 @@ from openai.types.shared_params import ResponseFormatJSONObject, ResponseFormatJ
 
 from pipeline.llm import base
 from pipeline.llm.base import (
-    PROBE_PROMPT,
-    PROBE_SCHEMA,
     FailureKind,
     JsonMode,
     ModeFinder,
@@ -121,22 +119,7 @@ class OpenAICompatProvider:
         ]
 
     async def generate(self, request: ModelRequest) -> str:
-        if request.schema is None:
-            return await self._send(request, JsonMode.OFF)
-        mode = await self._modes.resolve(
-            request.model, lambda tried: self._probe(tried, request.model)
-        )
-        return await self._send(request, mode)
-
-    async def _probe(self, mode: JsonMode, model: str) -> None:
-        probe = ModelRequest(
-            model=model,
-            system="Answer in JSON.",
-            prompt=PROBE_PROMPT,
-            schema=PROBE_SCHEMA,
-            max_tokens=16,
-        )
-        await self._send(probe, mode)
+        return await self._modes.send(request, self._send)
 
     async def _send(self, request: ModelRequest, mode: JsonMode) -> str:
         system = request.system
