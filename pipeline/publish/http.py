@@ -118,15 +118,9 @@ class _WatchedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _watch_socket(sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch_socket(self.sock)
-        super().request(*args, **kwargs)
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    """The same over TLS: urllib3's HTTPSConnection is an HTTPConnection, so the watch's two
+    methods come first in the order and call on into TLS's."""
 
 
 class _HTTPPool(HTTPConnectionPool):
