@@ -178,12 +178,14 @@ class ScriptedModel:
     """A TextModel and VisionModel answering from a script, then from `default`.
 
     An answer may be text, a ModelError to raise, or a function of the request. `delay` makes
-    every call take that long (on the real event loop), for concurrency tests.
+    every call take that long (on the real event loop); a `gate` holds every call until it is
+    set, for concurrency tests that must not depend on timing.
     """
 
     answers: deque[Answer] = field(default_factory=deque)
     default: Answer = "ok"
     delay: float = 0.0
+    gate: asyncio.Event | None = None
     calls: list[Asked] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
@@ -212,6 +214,8 @@ class ScriptedModel:
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self.gate is not None:
+                await self.gate.wait()
             answer = self.answers.popleft() if self.answers else self.default
             if isinstance(answer, ModelError):
                 raise answer

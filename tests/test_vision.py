@@ -22,6 +22,7 @@ from pipeline.wiring import ModelScorer
 from tests.doubles import Asked, ScriptedModel
 from tests.fakes.llm_server import Recorded
 from tests.fakes.ollama import FakeOllama
+from tests.faults.support import until
 
 DESCRIPTIONS = ("a red fox in snow", "a blue bird on a branch")
 
@@ -92,11 +93,17 @@ async def test_none_pass_and_keep_none_fails(folder: Path) -> None:
 
 async def test_scoring_is_concurrent_under_the_limit(folder: Path) -> None:
     """Six images with a limit of three are scored three at a time."""
-    model = ScriptedModel.of(default=verdict(0.9), delay=0.05)
-    await VisionScorer(model, concurrency=3).score_items(
-        folder, items(6), DESCRIPTIONS, threshold=0.5
+    model = ScriptedModel.of(default=verdict(0.9))
+    model.gate = asyncio.Event()  # every call waits here until three are in flight
+    scoring = asyncio.create_task(
+        VisionScorer(model, concurrency=3).score_items(
+            folder, items(6), DESCRIPTIONS, threshold=0.5
+        )
     )
-    assert model.most_in_flight == 3
+    await until(lambda: model.in_flight == 3)
+    model.gate.set()
+    await scoring
+    assert model.most_in_flight == 3  # never more, over the whole scoring
     assert len(model.calls) == 6
 
 
