@@ -1212,6 +1212,10 @@ class FakeComfyUI:
         pid, prompt, cid = item.prompt_id, item.prompt, item.client_id
         record = JobRecord(pid, time.perf_counter())
         self.jobs.append(record)
+        # the faults meant for "the next job" are this job's from the moment it is listed in
+        # `jobs`: a test that waits for a job to start and then arms one means the one after
+        stall, self.faults.stall_next = self.faults.stall_next, False
+        drop, self.faults.drop_ws_mid_job = self.faults.drop_ws_mid_job, False
         messages: list[list[Any]] = []
 
         async def send(kind: str, data: JSON, keep: bool = False) -> None:
@@ -1245,8 +1249,6 @@ class FakeComfyUI:
         duration = self.job_seconds
         start = loop.time()
         tick = 0
-        stall, self.faults.stall_next = self.faults.stall_next, False
-        drop, self.faults.drop_ws_mid_job = self.faults.drop_ws_mid_job, False
         files = asyncio.create_task(asyncio.to_thread(self._render, fresh))
         executed: list[str] = []
         try:
