@@ -350,6 +350,16 @@ def caption_embeds(captions: Mapping[str, str]) -> list[discord.Embed]:
     ]
 
 
+def caption_refusal(problems: Sequence[str]) -> str:
+    """The private answer to a caption edit over a platform's limits: what is over, that
+    nothing was saved, and that the next form keeps the text."""
+    return clip(
+        f"Not saved: {'; '.join(problems)}. Shorten it and press Edit caption again: the form "
+        "opens with your text.",
+        CONTENT_LIMIT,
+    )
+
+
 def decision_line(approved: bool, by: str, numbers: Sequence[int]) -> str:
     if not approved:
         return f"{REJECT} Rejected by {by}."
