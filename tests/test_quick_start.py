@@ -169,7 +169,9 @@ async def test_the_quick_start_works_as_written(
     check = next(line for line in lines if line.endswith(" -m pipeline check"))
     code, out, err = await shell.run(check)
     assert code == 0, out + err
-    assert out.strip().splitlines()[-1].startswith("ok:"), out + err
+    verdict = out.strip().splitlines()[-1]
+    assert verdict.startswith("ok:"), out + err
+    assert "1 of 1 ComfyUI server(s) checked" in verdict  # asked, not a note
     assert "Traceback" not in err
 
     # 6. First run, reviewed on the console: every kept image approved with `y`
@@ -197,10 +199,12 @@ async def test_the_quick_start_works_as_written(
     name = shlex.split(new)[-1]
     code, out, err = await shell.run(new)
     assert code == 0, out + err
+    assert f"characters/{name}.yaml" in out
     assert (clone / "characters" / f"{name}.yaml").is_file()
     code, out, err = await shell.run(check)
     assert code == 0, out + err
-    assert out.strip().splitlines()[-1].startswith("ok:"), out + err
+    files = int(verdict.split()[1])
+    assert out.strip().splitlines()[-1].startswith(f"ok: {files + 1} character file(s) valid")
     own = the_command(lines, rf" -m pipeline run --character {re.escape(name)} ")
     code, out, err = await shell.run(own, answer="y")
     assert code == 0, out + err
