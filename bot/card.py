@@ -213,7 +213,8 @@ class RunCard:
         finally:
             if not ended.done():
                 ended.cancel()
-        posts = await self._posts(final.id) if final.state is RunState.PUBLISHED else []
+        shows_posts = final.state in (RunState.PUBLISHED, RunState.FAILED)
+        posts = await self._posts(final.id) if shows_posts else []
         took = (final.updated_at - final.created_at).total_seconds()
         await self._show(render.outcome(final, posts, elapsed=took))
         if self._book is not None and final.state.finished:

@@ -136,7 +136,8 @@ def outcome(run: Run, posts: Sequence[PostRecord] = (), *, elapsed: float | None
     elif state is RunState.EXPIRED:
         lines = [f"{head} \N{EM DASH} the review expired; `/retry {run.id}` posts it again."]
     elif state is RunState.FAILED:
-        lines = [f"{head} \N{EM DASH} {failure_text(run)}", f"`/retry {run.id}` resumes it."]
+        cause, *after = failure_lines(run, posts)
+        lines = [f"{head} \N{EM DASH} {cause}", *after]
     elif state is RunState.CANCELLED:
         lines = [f"{head} \N{EM DASH} cancelled."]
     else:
@@ -155,6 +156,88 @@ def failure_text(run: Run) -> str:
     if run.failure is None:
         return "failed at an unknown step: an unexpected error"
     return run.failure.describe()
+
+
+def failure_lines(run: Run, posts: Sequence[PostRecord] = ()) -> list[str]:
+    """A failed run's cause, then what will actually happen next. A run that failed at
+    publishing lists each post that is not online with its reason, and what `/retry` does to
+    it: a failed post is tried again, an uncertain one never (it waits for a person)."""
+    lines = [failure_text(run)]
+    failure = run.failure
+    unposted = [post for post in posts if post.state is not PostState.POSTED]
+    if failure is not None and failure.doing == "publish" and unposted:
+        return [*lines, *problem_lines(unposted), publish_next(run.id, unposted)]
+    if failure is not None and not failure.retryable:
+        return [*lines, f"Once that is fixed, `/retry {run.id}` resumes it."]
+    return [*lines, f"`/retry {run.id}` resumes it."]
+
+
+def retry_acts_on(posts: Sequence[PostRecord]) -> bool:
+    """Whether a retry of a run failed at publishing would try any of these posts: a failed
+    one is posted again, one left `posting` by a crash is looked for on the account."""
+    return any(post.state in (PostState.FAILED, PostState.POSTING) for post in posts)
+
+
+def problem_lines(posts: Sequence[PostRecord]) -> list[str]:
+    """`• twitter: failed · <its reason>` for each post that is not online."""
+    return [
+        clip(
+            f"\N{BULLET} {post.platform.value}: {post.state.value} \N{MIDDLE DOT} {post.error}", 400
+        )
+        if post.error
+        else f"\N{BULLET} {post.platform.value}: {post.state.value}"
+        for post in posts
+        if post.state is not PostState.POSTED
+    ]
+
+
+def _names(posts: Sequence[PostRecord]) -> str:
+    return ", ".join(post.platform.value for post in posts)
+
+
+def publish_next(run_id: str, posts: Sequence[PostRecord]) -> str:
+    """What `/retry` of a run failed at publishing does to its posts, and what a person does
+    for an uncertain one (see the README's "Paused accounts and uncertain posts")."""
+    failed = [post for post in posts if post.state is PostState.FAILED]
+    posting = [post for post in posts if post.state is PostState.POSTING]
+    uncertain = [post for post in posts if post.state is PostState.UNCERTAIN]
+    said: list[str] = []
+    if failed:
+        said.append(
+            f"`/retry {run_id}` tries {_names(failed)} again (first do what its reason above "
+            "asks, if anything); nothing already online is posted twice."
+        )
+    if posting:
+        said.append(
+            f"`/retry {run_id}` looks for the {_names(posting)} post on the account before "
+            "anything else; it is never posted blind."
+        )
+    if uncertain:
+        if failed or posting:
+            said.append(f"A retry leaves {_names(uncertain)} alone: it may be online already.")
+        else:
+            said.append(
+                f"`/retry {run_id}` changes nothing: the {_names(uncertain)} post may be online "
+                "already, so it is never posted again by itself."
+            )
+        said.append(
+            "A person looks at the account and sets the post's record to posted if it is "
+            'there, else to failed (README, "Paused accounts and uncertain posts"); then '
+            f"`/retry {run_id}` finishes the run."
+        )
+    return " ".join(said)
+
+
+def nothing_to_retry(run: Run, posts: Sequence[PostRecord]) -> str | None:
+    """Why `/retry` of this run would change nothing (its posts that are not online are all
+    uncertain: none is ever posted again by itself), or None when a retry does something."""
+    failure = run.failure
+    if run.state is not RunState.FAILED or failure is None or failure.doing != "publish":
+        return None
+    uncertain = [post for post in posts if post.state is PostState.UNCERTAIN]
+    if not uncertain or retry_acts_on(posts):
+        return None
+    return f"Run {run.id} failed at publishing. {publish_next(run.id, posts)}"
 
 
 def post_lines(posts: Sequence[PostRecord]) -> list[str]:
@@ -267,6 +350,16 @@ def caption_embeds(captions: Mapping[str, str]) -> list[discord.Embed]:
     ]
 
 
+def caption_refusal(problems: Sequence[str]) -> str:
+    """The private answer to a caption edit over a platform's limits: what is over, that
+    nothing was saved, and that the next form keeps the text."""
+    return clip(
+        f"Not saved: {'; '.join(problems)}. Shorten it and press Edit caption again: the form "
+        "opens with your text.",
+        CONTENT_LIMIT,
+    )
+
+
 def decision_line(approved: bool, by: str, numbers: Sequence[int]) -> str:
     if not approved:
         return f"{REJECT} Rejected by {by}."
@@ -307,7 +400,8 @@ def notice(run: Run, posts: Sequence[PostRecord] = ()) -> str | None:
     if state is RunState.PUBLISHED:
         return clip("\n".join([f"\N{PARTY POPPER} {head} published.", *post_lines(posts)]), 2000)
     if state is RunState.FAILED:
-        return clip(f"\N{WARNING SIGN} {head} {failure_text(run)}", CONTENT_LIMIT)
+        cause, *after = failure_lines(run, posts)
+        return clip("\n".join([f"\N{WARNING SIGN} {head} {cause}", *after]), CONTENT_LIMIT)
     if state is RunState.EXPIRED:
         return clip(f"\N{HOURGLASS} {head}: the review expired; /retry posts it again.", 2000)
     if state is RunState.REJECTED:

@@ -65,6 +65,9 @@ class _Pending:
     decided: asyncio.Future[Decision]
     marks: dict[int, set[int]] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
+    #: a reviewer's caption text refused as over a platform's limits: the next form opens with
+    #: it, so nothing typed is lost (never part of the decision)
+    drafts: dict[str, str] = field(default_factory=dict)
     reminded: bool = False
     #: held while the notes are written, so a decision never overtakes (and is never
     #: overwritten by) a save of the still-open review
@@ -310,7 +313,18 @@ class DiscordReviewer:
         pending = self._pending.get(run_id)
         if pending is None or pending.decided.done():
             return None
-        return pending.run.captions | pending.captions
+        return pending.run.captions | pending.captions | pending.drafts
+
+    def character_of(self, run_id: str) -> str | None:
+        """The character of the run in review here, or None when its review is closed."""
+        pending = self._pending.get(run_id)
+        return None if pending is None or pending.decided.done() else pending.run.character
+
+    def keep_draft(self, run_id: str, captions: Mapping[str, str]) -> None:
+        """Remember refused caption text for the next form (memory only; a restart drops it)."""
+        pending = self._pending.get(run_id)
+        if pending is not None and not pending.decided.done():
+            pending.drafts.update(captions)
 
     async def edit_captions(self, run_id: str, captions: Mapping[str, str]) -> bool:
         """Change captions before approval; shown on the review at once. False when closed."""
@@ -318,6 +332,7 @@ class DiscordReviewer:
         if pending is None or pending.decided.done():
             return False
         pending.captions.update(captions)
+        pending.drafts.clear()
         await self._save_notes(pending)
         last = self._message(pending, pending.ticket.message_ids[-1])
         try:
@@ -617,7 +632,19 @@ class CaptionModal(discord.ui.Modal):
         return False
 
     async def on_submit(self, interaction: discord.Interaction[discord.Client]) -> None:
+        from bot.services import services_of
+
         changes = {platform: box.value for platform, box in self._inputs.items()}
+        character = self._reviewer.character_of(self._run_id)
+        if character is not None:
+            # a person's words are refused when over a limit, never cut at publishing
+            problems = await services_of(interaction.client).caption_problems(character, changes)
+            if problems:
+                self._reviewer.keep_draft(self._run_id, changes)
+                await interaction.response.send_message(
+                    render.caption_refusal(problems), ephemeral=True
+                )
+                return
         if await self._reviewer.edit_captions(self._run_id, changes):
             await interaction.response.send_message("Caption updated.", ephemeral=True)
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -19,8 +19,9 @@ from bot.background import Background
 from bot.card import CardBook, CardMessage, RunCard
 from bot.notify import DiscordNotifier
 from bot.review import DiscordReviewer, ReviewConfig
-from pipeline.characters import Characters
-from pipeline.errors import ConfigError, Problem
+from pipeline.captions import edited_caption_problems
+from pipeline.characters import Character, Characters
+from pipeline.errors import ConfigError, MediaOverloadError, Problem
 from pipeline.lease import Owner
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.runner import Execute, Runner
@@ -62,6 +63,19 @@ class Services:
         self.character_names = names
         self.runnable_types = {c.key: c.runnable_types() for c in loaded}
         return problems
+
+    async def caption_problems(self, character: str, captions: Mapping[str, str]) -> list[str]:
+        """What is over its platform's limits in captions a reviewer wrote, as each would be
+        posted (pipeline.captions.edited_caption_problems), worked out off the event loop."""
+
+        def check() -> list[str]:
+            try:
+                loaded: Character | None = self.characters.load(character)
+            except MediaOverloadError:  # its file went away or broke: checked without a prefix
+                loaded = None
+            return edited_caption_problems(loaded, captions)
+
+        return await asyncio.to_thread(check)
 
     def run_card(
         self, message: CardMessage, *, character: str, generation_type: str | None

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.characters import Character
@@ -333,6 +333,59 @@ def fit_caption(text: str, hashtags: Sequence[str], *, platform: Platform, prefi
     if not fits(caption):  # only a prefix longer than the platform allows gets here
         caption = shorten(caption, fits)
     return caption
+
+
+# ---------------------------------------------------------------------------- checking
+
+#: the platforms as people name them
+_PLATFORM_NAMES = {Platform.INSTAGRAM: "Instagram", Platform.TWITTER: "X"}
+
+
+def compose_caption(prefix: str, caption: str) -> str:
+    """The character's prefix, then the caption (a space between unless the prefix ends in one),
+    as it is posted; a caption that already starts with the prefix is left as it is."""
+    caption = caption.strip()
+    if not prefix:
+        return caption
+    if caption.startswith(prefix.strip()):
+        return caption
+    joiner = "" if prefix[-1].isspace() else " "
+    return f"{prefix}{joiner}{caption}".strip()
+
+
+def caption_problems(platform: Platform, caption: str) -> list[str]:
+    """What puts `caption`, exactly as posted (prefix included), over `platform`'s limits:
+    Instagram's 2,200 characters and 30 hashtags, X's 280 weighted characters, each counted over
+    the whole caption (hashtags in the text too); [] when it fits. For a text a person wrote,
+    which `fit_caption` never shortened. X's counter is pure Python: call it in a thread."""
+    limits = LIMITS[platform]
+    name = _PLATFORM_NAMES[platform]
+    problems = []
+    length = limits.count(caption)
+    if length > limits.max_length:
+        what = "post" if platform is Platform.TWITTER else "caption"
+        problems.append(f"the {what} is {length} of {name}'s {limits.max_length} characters")
+    tags = count_hashtags(caption)
+    if tags > limits.max_hashtags:
+        problems.append(f"the caption has {tags} hashtags, and {name} takes {limits.max_hashtags}")
+    return problems
+
+
+def edited_caption_problems(character: Character | None, captions: Mapping[str, str]) -> list[str]:
+    """`platform: problem` for each caption a person wrote that would be over its platform's
+    limits as posted (the character's prefix first; no prefix when the character is gone). A
+    person's words are refused, never cut: `fit_caption` is for the model's. Blocking (X's
+    counter): call it in a thread."""
+    found = []
+    for key, text in captions.items():
+        try:
+            platform = Platform(key)
+        except ValueError:
+            continue  # no platform of ours: never posted
+        config = character.spec.social_media.platforms.get(platform) if character else None
+        posted = compose_caption(config.prefix if config else "", text)
+        found += [f"{key}: {problem}" for problem in caption_problems(platform, posted)]
+    return found
 
 
 # ---------------------------------------------------------------------------- writing

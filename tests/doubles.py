@@ -248,6 +248,9 @@ class Script:
     captions: dict[str, str] = field(
         default_factory=lambda: {"instagram": "A robot waves #pixelbot", "twitter": "Hi!"}
     )
+    #: when set, publishing records these posts (platform, state, error) in place of one
+    #: posted to Instagram, and a post not online fails the run at publishing as the pipeline does
+    posts: tuple[tuple[Platform, PostState, str | None], ...] | None = None
 
 
 def write_png(path: Path, size: tuple[int, int], *, seed: int, noisy: bool) -> None:
@@ -347,6 +350,16 @@ class ScriptedExecute:
             run = await self._save(
                 run.advance(RunState.APPROVED, decision=decision, captions=captions)
             )
+            if script.posts is not None:
+                for platform, state, error in script.posts:
+                    await self.store.record_post(
+                        PostRecord(run.id, platform, "test", state, error=error)
+                    )
+                names = [f"{p.value} ({s.value})" for p, s, _ in script.posts if s != "posted"]
+                if names:
+                    failure = RunFailure("publishing", f"not posted: {', '.join(names)}")
+                    return await self._save(run.advance(RunState.FAILED, failure=failure))
+                return await self._save(run.advance(RunState.PUBLISHED))
             await self.store.record_post(
                 PostRecord(
                     run_id=run.id,

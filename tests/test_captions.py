@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pipeline.captions import (
     ELLIPSIS,
     count_hashtags,
+    edited_caption_problems,
     fit_caption,
     merge_hashtags,
     normalize_hashtag,
@@ -400,3 +401,47 @@ async def test_a_megabyte_answer_is_captioned(fox: Character) -> None:
     assert count_hashtags(captions[IG]) <= 30
     assert len(captions[IG]) <= 2200
     assert weighted_length(captions[X]) <= 280
+
+
+# ---------------------------------------------------------------------------- a person's edit
+
+
+@pytest.mark.parametrize(
+    ("captions", "problems"),
+    [
+        ({"instagram": "A walk. #fox", "twitter": "Hi #fox"}, []),
+        (
+            {"instagram": "a" * 2199},
+            ["instagram: the caption is 2201 of Instagram's 2200 characters"],
+        ),
+        (
+            {"instagram": " ".join(f"#tag{i}" for i in range(31))},
+            ["instagram: the caption has 31 hashtags, and Instagram takes 30"],
+        ),
+        ({"twitter": "狐" * 141}, ["twitter: the post is 282 of X's 280 characters"]),
+        (
+            {"twitter": "a" * 250 + " #fox #aiart #winter #stars #river #snow"},
+            ["twitter: the post is 290 of X's 280 characters"],
+        ),
+        ({"tiktok": "a" * 5000}, []),
+    ],
+    ids=[
+        "fits",
+        "prefix-counts",
+        "hashtags-in-text",
+        "x-weighted",
+        "x-hashtags-count",
+        "no-platform",
+    ],
+)
+def test_an_edited_caption_is_checked_whole_as_posted(
+    fox: Character, captions: dict[str, str], problems: list[str]
+) -> None:
+    """A person's caption is measured as it would be posted: the prefix and every hashtag in
+    the text count, X by weight; each problem names the platform."""
+    assert edited_caption_problems(fox, captions) == problems
+
+
+def test_an_edited_caption_of_a_character_that_is_gone_is_checked_without_prefix() -> None:
+    """With the character file gone, the caption alone is measured."""
+    assert edited_caption_problems(None, {"instagram": "a" * 2199}) == []

@@ -549,3 +549,29 @@ async def test_a_node_that_fails_shows_its_cause_in_the_summary_and_in_show(
         assert "failed at generate: A ComfyUI node failed: node VAEDecode (" in text
         assert "Retrying will not help" in text
         assert "/srv/comfyui" not in text
+
+
+async def test_a_model_comfyui_lacks_shows_its_cause_in_the_summary_and_in_show(
+    cli: Cli, comfy: FakeComfyUI
+) -> None:
+    """ComfyUI lacks the workflow's checkpoint, found before anything is queued: the summary
+    and `show` both say the run failed at generate, which node wants which file, and that a
+    retry will not help; exit 1 (a setup to fix), nothing queued, never the server's URL."""
+    comfy.models["checkpoints"] = ["v1-5-pruned-emaonly.safetensors"]
+    code, out, err = await cli.run("run", "--character", "testy", "--review", "auto")
+    assert code == 1, out + err
+    assert comfy.prompts == []
+    run_id = out.split("run ", 1)[1].split(":", 1)[0]
+    cause = (
+        "failed at generate: ComfyUI cannot run the workflow: "
+        'node "Load Checkpoint" CheckpointLoaderSimple (4) input ckpt_name: '
+        "'sd_xl_base_1.0.safetensors' is not installed on the server"
+    )
+    assert f"run {run_id} (testy): {cause}" in err
+    code, shown, _ = await cli.run("show", run_id)
+    assert code == 0
+    for text in (out, shown):
+        assert cause in text
+        assert "Retrying will not help" in text
+        assert comfy.url not in text
+    assert "Traceback" not in err

@@ -187,6 +187,10 @@ class GenerateCog(commands.Cog):
         refuse_if_pruned(run)
         character = await self._character(run.character)
         character.refuse_unrunnable_resume(run)
+        if run.state is RunState.FAILED:  # only uncertain posts left: a retry would do nothing
+            idle = render.nothing_to_retry(run, await self.services.store.posts_for_run(run.id))
+            if idle is not None:
+                raise RunError(idle)
         held = await self.services.runner.held_elsewhere(run.id)
         if held is not None:
             raise RunLeased(held)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
+from pipeline.captions import caption_problems, compose_caption
 from pipeline.characters import Character
 from pipeline.errors import ConfigError, PublishError, RunError
 from pipeline.models import (
@@ -43,20 +44,6 @@ log = logging.getLogger(__name__)
 
 #: the platforms as people name them
 _NAMES = {Platform.TWITTER: "X", Platform.INSTAGRAM: "Instagram"}
-#: X counts characters by weight (twitter-text); 280 is the limit of a standard account
-X_WEIGHTED_LIMIT = 280
-INSTAGRAM_CAPTION_LIMIT = 2200
-
-
-def compose_caption(prefix: str, caption: str) -> str:
-    """The character's prefix, then the caption (a space between unless the prefix ends in one)."""
-    caption = caption.strip()
-    if not prefix:
-        return caption
-    if caption.startswith(prefix.strip()):
-        return caption
-    joiner = "" if prefix[-1].isspace() else " "
-    return f"{prefix}{joiner}{caption}".strip()
 
 
 def caption_for(run: Run, character: Character, platform: Platform) -> str:
@@ -68,16 +55,10 @@ def caption_for(run: Run, character: Character, platform: Platform) -> str:
 
 
 def caption_problem(platform: Platform, caption: str) -> str | None:
-    """Why a caption would be refused, checked before anything is sent; None when fine."""
-    if platform is Platform.TWITTER:
-        import twitter_text
-
-        parsed = twitter_text.parse_tweet(caption)
-        if parsed.weightedLength > X_WEIGHTED_LIMIT:
-            return f"the post is {parsed.weightedLength} of X's {X_WEIGHTED_LIMIT} characters"
-    elif len(caption) > INSTAGRAM_CAPTION_LIMIT:
-        return f"the caption is {len(caption)} of Instagram's {INSTAGRAM_CAPTION_LIMIT} characters"
-    return None
+    """Why a caption would be refused (length, Instagram's hashtags), checked before anything
+    is sent; None when fine. A reviewer's edit is refused in Discord already (bot/review.py);
+    this catches the rest (a caption set by hand in the store)."""
+    return "; ".join(caption_problems(platform, caption)) or None
 
 
 def outgoing(fitted: FittedMedia, alt_text: str = "") -> OutgoingMedia:
@@ -325,7 +306,7 @@ class PublishService:
                     f"the daily budget of {budget} {platform.value} posts is used up;"
                     f" `python -m pipeline publish {run_id}` posts it on a later day"
                 )
-        return caption_problem(platform, caption)
+        return await asyncio.to_thread(caption_problem, platform, caption)  # X's counter: CPU
 
     async def _media(
         self, run: Run, character: Character, run_dir: Path, platform: Platform

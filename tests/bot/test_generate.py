@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.models import RunState
+from pipeline.models import Platform, PostState, RunState
 from tests.bot.conftest import StartBot
 from tests.doubles import Script
 from tests.fakes import discord as fd
@@ -323,4 +323,96 @@ async def test_retry_of_a_run_its_character_can_no_longer_make_is_refused_privat
         "mascot cannot make text2video: it names no workflow for text2video; it can make "
         "text2img, text2image2image",
     )
+    assert under_test.execute.started == []
+
+
+_UNCERTAIN = (
+    Platform.TWITTER,
+    PostState.UNCERTAIN,
+    "may or may not be online: look at the test account on X; it is not posted again by itself",
+)
+_GAVE_UP = (
+    Platform.INSTAGRAM,
+    PostState.FAILED,
+    "Instagram is busy. Gave up after 4 tries; nothing retries it by itself",
+)
+
+
+@pytest.mark.parametrize(
+    ("posts", "says", "never"),
+    [
+        pytest.param(
+            (_UNCERTAIN,),
+            ["twitter: uncertain · may or may not be online", "`/retry RUN` changes nothing"],
+            ["resumes it", "tries twitter again"],
+            id="uncertain",
+        ),
+        pytest.param(
+            (_GAVE_UP,),
+            ["instagram: failed · Instagram is busy", "`/retry RUN` tries instagram again"],
+            ["resumes it", "changes nothing"],
+            id="failed",
+        ),
+        pytest.param(
+            (_GAVE_UP, _UNCERTAIN),
+            ["`/retry RUN` tries instagram again", "A retry leaves twitter alone:"],
+            ["resumes it", "changes nothing"],
+            id="failed-and-uncertain",
+        ),
+    ],
+)
+async def test_a_run_failed_at_publishing_says_what_a_retry_does_to_each_post(
+    start_bot: StartBot,
+    fake: fd.FakeDiscord,
+    posts: tuple[tuple[Platform, PostState, str], ...],
+    says: list[str],
+    never: list[str],
+) -> None:
+    """Approved, a post ends failed or uncertain: the card and the notice name each post with
+    its reason and say what `/retry` will do to it (try a failed one again; an uncertain one
+    never, it waits for a person)."""
+    under_test = await start_bot(script=Script(posts=posts))
+    card = (await fake.slash("generate", character="mascot")).original
+    assert card is not None
+    [review] = await review_posted(fake)
+    await fake.react(review, "\N{WHITE HEAVY CHECK MARK}", fd.ALICE)
+    await fake.until(lambda: "failed at publish" in card.content, what="the card's outcome")
+    run_id = under_test.execute.started[0]
+
+    def failed_notice() -> str | None:
+        texts = [m.content for m in fake.channel_messages(fd.NOTIFY_CHANNEL)]
+        return next((text for text in texts if "failed at publish" in text), None)
+
+    notice = await fake.until(failed_notice, what="the failure notice")
+    for text in (card.content, notice):
+        for expected in says:
+            assert expected.replace("RUN", run_id) in text
+        for wrong in never:
+            assert wrong not in text
+
+
+async def test_retry_of_a_run_whose_only_unposted_post_is_uncertain_is_refused_privately(
+    start_bot: StartBot, fake: fd.FakeDiscord
+) -> None:
+    """/retry of a run that failed at publishing with only an uncertain post left answers
+    privately that a retry changes nothing and what a person does instead; nothing starts."""
+    from pipeline.models import Job, PostRecord, Run, RunFailure
+
+    under_test = await start_bot()
+    failed = Run.new(Job("mascot", requested_by=f"discord:{fd.ALICE.id}")).advance(
+        RunState.FAILED,
+        failure=RunFailure(step="publishing", message="not posted: twitter (uncertain)"),
+    )
+    store = under_test.services.store
+    await store.save_run(failed)
+    await store.record_post(PostRecord(failed.id, Platform.TWITTER, "test", PostState.UNCERTAIN))
+    retry = await fake.slash("retry", run_id=failed.id)
+    reply = retry.reply
+    assert reply is not None
+    assert reply.ephemeral
+    assert reply.content.startswith(
+        f"Run {failed.id} failed at publishing. `/retry {failed.id}` changes nothing: the "
+        "twitter post may be online already, so it is never posted again by itself."
+    )
+    assert "sets the post's record to posted if it is there, else to failed" in reply.content
     assert under_test.execute.started == []

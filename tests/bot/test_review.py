@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from bot.render import APPROVE, NUMBERS, REJECT
 from pipeline.models import (
@@ -449,3 +452,65 @@ async def test_a_dropped_gateway_resumes_and_reactions_still_arrive(
     assert decision.approved
     assert fake.resumes == 1
     assert fake.identifies == 1
+
+
+@pytest.mark.parametrize(
+    ("platform", "text", "over"),
+    [
+        pytest.param(
+            "instagram",
+            "Hello " + " ".join(f"#tag{i}" for i in range(31)),
+            "instagram: the caption has 31 hashtags, and Instagram takes 30",
+            id="instagram-hashtags-in-text",
+        ),
+        pytest.param(
+            "instagram",
+            "a" * 2201,
+            "instagram: the caption is 2201 of Instagram's 2200 characters",
+            id="instagram-length",
+        ),
+        pytest.param(
+            "twitter",
+            "狐" * 141,
+            "twitter: the post is 282 of X's 280 characters",
+            id="x-weighted-length",
+        ),
+    ],
+)
+async def test_a_caption_edit_over_a_platforms_limits_is_refused_privately_and_kept_for_the_form(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path, platform: str, text: str, over: str
+) -> None:
+    """Alice's caption is over a limit: a private sentence says what is over and nothing is
+    saved (the review shows the old caption, the approval carries it); the next form opens with
+    her text, and a shorter one is taken."""
+    under_test = await start_bot()
+    run = replace(
+        candidates(tmp_path / "r", 1),
+        captions={"instagram": "Hello #pixelbot", "twitter": "Hi #pixelbot"},
+    )
+    waiting, [message] = await post_review(under_test, run, tmp_path / "r")
+    button = message.custom_ids()[0]
+    opened = await fake.click(message, button)
+    refused = await fake.submit(opened, {f"caption:{platform}": text})
+    assert refused.original is not None
+    assert refused.original.ephemeral
+    assert refused.original.content == (
+        f"Not saved: {over}. Shorten it and press Edit caption again: the form opens with "
+        "your text."
+    )
+    shown = {embed["title"]: embed["description"] for embed in message.embeds}
+    assert shown[f"Caption \N{MIDDLE DOT} {platform}"] == run.captions[platform]
+
+    reopened = await fake.click(message, button)
+    values = {
+        row["components"][0]["custom_id"]: row["components"][0]["value"]
+        for row in reopened.modal["components"]
+    }
+    assert values[f"caption:{platform}"] == text[:4000]
+    submitted = await fake.submit(reopened, {f"caption:{platform}": "Shorter #pixelbot"})
+    assert submitted.original is not None
+    assert "Caption updated" in submitted.original.content
+    await fake.react(message, APPROVE, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 5)
+    assert decision is not None
+    assert decision.captions[platform] == "Shorter #pixelbot"

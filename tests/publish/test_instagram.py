@@ -285,3 +285,23 @@ async def test_crash_when_instagram_cannot_tell_is_uncertain(
     [reported] = notifier.uncertain
     assert reported.state is PostState.UNCERTAIN
     assert len(fake_ig.configures) == 1
+
+
+async def test_a_caption_over_30_hashtags_fails_before_anything_is_sent(
+    fake_ig: FakeInstagram,
+    service: Callable[[], PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+) -> None:
+    """A caption set by hand with 31 hashtags in its text fails the post at once, saying so;
+    nothing is uploaded (Instagram takes 30)."""
+    comfy_png(run_dir / "a.png", (1080, 1080), (200, 10, 10))
+    tags = " ".join(f"#tag{i}" for i in range(31))
+    run = approved_run(run_dir, ["a.png"], captions={"instagram": f"Autumn walk {tags}"})
+
+    [record] = await service().publish_run(run, make_character(instagram=True), run_dir)
+
+    assert record.state is PostState.FAILED
+    assert record.error == "the caption has 31 hashtags, and Instagram takes 30"
+    assert fake_ig.photo_uploads == []
+    assert fake_ig.configures == []
