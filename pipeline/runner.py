@@ -380,7 +380,7 @@ class Runner:
                 return latest
             failed = latest.advance(
                 RunState.FAILED,
-                failure=RunFailure(step=latest.state.value, message="an unexpected error"),
+                failure=RunFailure(state=latest.state, message="an unexpected error"),
             )
             await self._store.save_run(failed)
             return failed

@@ -55,12 +55,13 @@ class ModelPrompts:
             subject=subject,
             video=video,
         )
-        extra = {}
-        if written.partner:
-            extra["partner"] = written.partner
-        if written.news_id is not None:
-            extra["news_id"] = str(written.news_id)
-        return Idea(prompt=written.text, method=written.method, subject=subject, extra=extra)
+        return Idea(
+            prompt=written.text,
+            method=written.method,
+            subject=subject,
+            partner=written.partner or None,
+            news_id=written.news_id,
+        )
 
 
 @dataclass
@@ -86,7 +87,7 @@ class ModelDescriber:
                 template=template,
                 character=idea.subject,
                 about=character.spec.character.description,
-                partner=idea.extra.get("partner"),
+                partner=idea.partner,
                 style=style,
                 count=count,
                 video=video,
