@@ -305,36 +305,46 @@ def upgrade_run_data(data: dict[str, Any]) -> bool:
             ("scoring", "scoring_note"),
         ):
             if isinstance(extra.get(old), str):
-                data.setdefault(new, extra[old])
+                _fill(data, new, extra[old])
         news_id = extra.get("news_id")
         if isinstance(news_id, int | str) and str(news_id).isdigit():
-            data.setdefault("news_id", int(news_id))
-        notes = extra.get("review_notes")
-        if isinstance(notes, dict) and isinstance(notes.get("message_id"), int):
-            captions = notes.get("captions")
-            data.setdefault(
-                "review_notes",
-                {
-                    "message_id": notes["message_id"],
-                    "captions": {
-                        str(k): v for k, v in captions.items() if isinstance(v, str)
-                    } if isinstance(captions, dict) else {},
-                    "reminded": notes.get("reminded") is True,
-                },
-            )  # fmt: skip
+            _fill(data, "news_id", int(news_id))
+        notes = _old_notes(extra.get("review_notes"))
+        if notes is not None:
+            _fill(data, "review_notes", notes)
         pruned = _old_pruned(extra.get("media_pruned"))
         if pruned is not None:
-            data.setdefault("pruned", pruned)
+            _fill(data, "pruned", pruned)
         images = extra.get("input_images")
         job = data.get("job")
         if isinstance(images, list) and images and isinstance(job, dict):
-            job.setdefault("input_images", [str(p) for p in images])
+            _fill(job, "input_images", [str(p) for p in images])
     failure = data.get("failure")
     if isinstance(failure, dict) and "step" in failure:
         step = failure.pop("step")
-        failure.setdefault("state", step)
+        _fill(failure, "state", step)
         changed = True
     return changed
+
+
+def _fill(data: dict[str, Any], key: str, value: object) -> None:
+    """Set `key` unless it already holds a value (a field the new form wrote wins)."""
+    if data.get(key) is None:
+        data[key] = value
+
+
+def _old_notes(raw: object) -> dict[str, Any] | None:
+    """`extra["review_notes"]` as the `review_notes` field, or None when it is not readable."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("message_id"), int):
+        return None
+    captions = raw.get("captions")
+    return {
+        "message_id": raw["message_id"],
+        "captions": {str(k): v for k, v in captions.items() if isinstance(v, str)}
+        if isinstance(captions, dict)
+        else {},
+        "reminded": raw.get("reminded") is True,
+    }
 
 
 def _old_pruned(raw: object) -> dict[str, Any] | None:

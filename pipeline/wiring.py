@@ -34,6 +34,7 @@ from pipeline.store import SqlStore, open_store
 from pipeline.tasks import gather_all
 from pipeline.vision import VisionScorer
 from strategies.base import Score, unfinished_prompts
+from strategies.media import media_kind
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,11 @@ class ModelScorer:
     vision: VisionScorer
 
     async def score(self, items: Sequence[tuple[Path, str]]) -> list[Score]:
+        kinds = await asyncio.to_thread(lambda: [media_kind(path) for path, _ in items])
         # one failure cancels and awaits the other calls and reaches the strategy as itself
         verdicts = await gather_all(
-            self.vision.score(
-                path,
-                text,
-                kind=MediaKind.VIDEO if path.suffix in {".mp4", ".webm"} else MediaKind.IMAGE,
-            )
-            for path, text in items
+            self.vision.score(path, text, kind=kind or MediaKind.IMAGE)
+            for (path, text), kind in zip(items, kinds, strict=True)
         )
         return [Score(v.score, v.reason) for v in verdicts]
 
