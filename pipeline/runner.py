@@ -45,7 +45,7 @@ class _Entry:
         return self.run.job.requested_by
 
 
-class _Watch:
+class _ParkingSink:
     """The sink the Runner hands to a run: it notes when the run parks in review (and when it
     moves on) and passes every update to the caller's sink."""
 
@@ -355,7 +355,7 @@ class Runner:
 
     async def _execute_once(self, entry: _Entry) -> Run:
         try:
-            return await self._execute(entry.run, _Watch(self, entry))
+            return await self._execute(entry.run, _ParkingSink(self, entry))
         except asyncio.CancelledError:
             if entry.lost:
                 return entry.run  # nothing saved: the run is the new holder's
