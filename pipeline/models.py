@@ -322,7 +322,9 @@ def upgrade_run_data(data: dict[str, Any]) -> bool:
     failure = data.get("failure")
     if isinstance(failure, dict) and "step" in failure:
         step = failure.pop("step")
-        _fill(failure, "state", step)
+        # a state no version knows (hand-edited, say) reads as failed: shown, never resumed
+        known = step in {state.value for state in RunState}
+        _fill(failure, "state", step if known else RunState.FAILED.value)
         changed = True
     return changed
 

@@ -424,6 +424,8 @@ _FINAL = frozenset(
 def _reopen(run: Run) -> Run:
     """A failed run goes back to the step that failed; an expired one back to review."""
     if run.state is RunState.FAILED and run.failure is not None:
+        if run.failure.state.finished:  # no step to go back to
+            return run
         return replace(run, state=run.failure.state, failure=None)
     if run.state is RunState.EXPIRED:
         return replace(run, state=RunState.CAPTIONED, ticket=None)

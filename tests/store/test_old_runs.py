@@ -136,3 +136,13 @@ def test_a_malformed_old_fact_is_dropped_and_the_run_still_loads(
     data = json.loads(Run.new(Job("mascot")).to_json())
     data["extra"] = extra
     assert getattr(Run.from_json(json.dumps(data)), field) == expected
+
+
+def test_a_failure_in_a_state_no_version_knows_reads_as_failed_and_is_not_resumed() -> None:
+    """A hand-edited failure still opens: it reads as failed and `resume` leaves it there."""
+    data = json.loads(OLD_ROW)
+    data["failure"]["step"] = "generate"
+    run = Run.from_json(json.dumps(data))
+    assert run.failure is not None
+    assert run.failure.state is RunState.FAILED
+    assert _reopen(run) == run
