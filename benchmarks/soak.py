@@ -869,7 +869,7 @@ def _reason(run: Run) -> str:
     message = run.failure.message
     if not message.startswith("not posted"):
         message = message.split(" (", 1)[0].rstrip(".")
-    return f"{run.failure.step}: {message}"[:150]
+    return f"{run.failure.state}: {message}"[:150]
 
 
 async def _audit(world: World, process: Process, figures: Figures) -> None:

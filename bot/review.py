@@ -25,17 +25,22 @@ from PIL import Image, ImageOps
 from bot import render
 from bot.access import has_any_role
 from pipeline.errors import StoreError
-from pipeline.models import Decision, MediaItem, MediaKind, ReviewTicket, Run, RunState, utcnow
+from pipeline.models import (
+    Decision,
+    MediaItem,
+    MediaKind,
+    ReviewNotes,
+    ReviewTicket,
+    Run,
+    RunState,
+    utcnow,
+)
 from pipeline.ports import RunStore
 
 log = logging.getLogger(__name__)
 
 #: a button's custom_id carries the run id, so it works after a restart (DynamicItem)
 CAPTION_BUTTON_PATTERN = r"mo:caption:(?P<run_id>[0-9a-f]{6,32})"
-
-#: `Run.extra` key of what a review has gathered so far: caption edits, whether the reminder
-#: went out; kept per ticket (a review posted again after expiry starts afresh)
-REVIEW_NOTES = "review_notes"
 
 #: a review of the run posted before a restart is looked for among the review channel's
 #: messages from this long before the run's last save on: the review was posted after that save,
@@ -92,16 +97,10 @@ class _Pending:
 
 def review_notes(run: Run, ticket: ReviewTicket) -> tuple[dict[str, str], bool]:
     """The caption edits and the reminder flag saved on `run` for this ticket."""
-    notes = run.extra.get(REVIEW_NOTES)
-    if not isinstance(notes, dict) or notes.get("message_id") not in ticket.message_ids[:1]:
+    notes = run.review_notes
+    if notes is None or notes.message_id not in ticket.message_ids[:1]:
         return {}, False
-    raw = notes.get("captions")
-    captions = (
-        {str(k): str(v) for k, v in raw.items() if isinstance(v, str)}
-        if isinstance(raw, dict)
-        else {}
-    )
-    return captions, notes.get("reminded") is True
+    return dict(notes.captions), notes.reminded
 
 
 def kept_media(run: Run) -> tuple[int, ...]:
@@ -391,14 +390,12 @@ class DiscordReviewer:
                     or latest.ticket != pending.ticket
                 ):
                     return  # not saved as in review yet (or no longer): memory holds it
-                notes = {
-                    "message_id": pending.ticket.message_ids[0],
-                    "captions": dict(pending.captions),
-                    "reminded": pending.reminded,
-                }
-                await self._store.save_run(
-                    replace(latest, extra={**latest.extra, REVIEW_NOTES: notes})
+                notes = ReviewNotes(
+                    message_id=pending.ticket.message_ids[0],
+                    captions=dict(pending.captions),
+                    reminded=pending.reminded,
                 )
+                await self._store.save_run(replace(latest, review_notes=notes))
             except StoreError as exc:
                 log.warning("run %s: review notes not saved: %s", pending.run.id, exc)
 

@@ -328,9 +328,9 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 raise RunLeased(held)
             refuse_if_pruned(stored)  # before ComfyUI is asked: nothing is left to resume
             character = await asyncio.to_thread(services.characters.load, stored.job.character)
-            failed_at = stored.failure.step if stored.failure is not None else ""
+            failed_at = stored.failure.state if stored.failure is not None else None
             needs_comfyui = stored.state in _BEFORE_MEDIA or (
-                stored.state is RunState.FAILED and failed_at in {s.value for s in _BEFORE_MEDIA}
+                stored.state is RunState.FAILED and failed_at in _BEFORE_MEDIA
             )
             character.refuse_unrunnable_resume(stored)  # it would only fail the same way
             needs_models = _before(stored, _BEFORE_REVIEW)
@@ -406,10 +406,8 @@ _BEFORE_REVIEW = _BEFORE_MEDIA | {RunState.GENERATED, RunState.SCORED, RunState.
 
 def _before(run: Run, states: frozenset[RunState]) -> bool:
     """`run` is in one of `states`, or failed at one of them."""
-    failed_at = run.failure.step if run.failure is not None else ""
-    return run.state in states or (
-        run.state is RunState.FAILED and failed_at in {s.value for s in states}
-    )
+    failed_at = run.failure.state if run.failure is not None else None
+    return run.state in states or (run.state is RunState.FAILED and failed_at in states)
 
 
 async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
@@ -489,7 +487,9 @@ def _run_after_publishing(run: Run, character: Character, posts: Sequence[PostRe
     if not missing:
         return run.advance(RunState.PUBLISHED, failure=None)
     message = "not posted: " + ", ".join(missing)
-    return run.advance(RunState.FAILED, failure=RunFailure(step="publishing", message=message))
+    return run.advance(
+        RunState.FAILED, failure=RunFailure(state=RunState.PUBLISHING, message=message)
+    )
 
 
 async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 Every problem in a file is reported at once, each as `file:line: key.path: message`. Shape and
 types are checked by pydantic; names (strategies, templates, styles, workflow files) by
-`_check_names`. Imports domain modules and `strategies` names only.
+`_check_names`. Imports domain modules and what `strategies` declare (names, needs).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+import strategies
 from pipeline.errors import CharacterError, CharacterNotFound, Problem, RunError
 from pipeline.models import Platform, Run, RunState
 from pipeline.prompts.library import PROMPT_METHODS, TemplateLibrary
-from strategies import STRATEGY_NAMES, VIDEO_STRATEGIES, stages
+from strategies import STRATEGY_NAMES
+from strategies.base import MAIN
 
 #: libyaml's loader when PyYAML has it: 20x faster than the pure-Python one, which holds the GIL
 #: (and so slows the event loop) for ~45 ms per file at every run's start; same nodes and marks
@@ -138,6 +140,8 @@ class NodeUpdate(_Model):
 
 
 class StageParams(_Model):
+    """One stage's settings in `additional_params` (the strategy's own stage, or a section)."""
+
     workflow: str | None = None
     images_per_description: int | None = Field(default=None, ge=1, le=16)
     images_per_input: int | None = Field(default=None, ge=1, le=16)
@@ -152,6 +156,11 @@ class StrategyParams(StageParams):
     keep_top: int | None = Field(default=None, ge=1, le=16)
     first_stage: StageParams | None = None
     second_stage: StageParams | None = None
+
+    def section(self, stage: str) -> StageParams | None:
+        """The settings section of a strategy's stage (`first_stage`...), None for `main`."""
+        value = getattr(self, stage, None) if stage != MAIN else None
+        return value if isinstance(value, StageParams) else None
 
 
 class AdditionalParams(_Model):
@@ -289,21 +298,23 @@ class Character:
         merged = general.model_dump(exclude_unset=True) | specific.model_dump(exclude_unset=True)
         return StrategyParams.model_validate(merged)
 
-    def workflow_path(self, strategy: str, stage: str | None = None) -> Path:
-        """The workflow file for a strategy, and stage for the two-stage ones.
+    def workflow_path(self, strategy: str, stage: str = MAIN) -> Path:
+        """The workflow file for a strategy's stage (`main` for a one-stage strategy).
 
-        A stage's own `workflow` wins; else the first stage falls back to
-        `generation.workflows.text2img` and the second (like a one-stage strategy) to the
-        strategy's `workflow`, then `generation.workflows.<strategy>`.
+        A stage's own `workflow` wins; else a stage that borrows another strategy's workflow
+        (the first stage borrows text2img's) falls back to `generation.workflows.<that one>`,
+        and any other (like a one-stage strategy) to the strategy's `workflow`, then
+        `generation.workflows.<strategy>`.
         """
         params = self.params_for(strategy)
-        stage_params = getattr(params, stage) if stage else None
+        section = params.section(stage)
+        borrows = strategies.needs(strategy).stage(stage).borrows
         workflows = self.generation.workflows
-        if stage == "first_stage":
-            fallback = workflows.get("text2img")
+        if borrows is not None:
+            fallback = workflows.get(borrows)
         else:
             fallback = params.workflow or workflows.get(strategy)
-        name = (stage_params.workflow if stage_params else None) or fallback
+        name = (section.workflow if section else None) or fallback
         if name is None:
             raise KeyError(f"character {self.key!r} names no workflow for {strategy}")
         return self.root / name
@@ -313,16 +324,16 @@ class Character:
         template, no input images folder), or None when it can."""
         if strategy not in STRATEGY_NAMES:
             return f"{strategy[:32]!r} is not a generation type"
-        for stage in stages(strategy):
+        needs = strategies.needs(strategy)
+        for stage in needs.stages:
             try:
-                self.workflow_path(strategy, stage)
+                self.workflow_path(strategy, stage.name)
             except KeyError:
-                where = f" ({stage.replace('_', ' ')})" if stage else ""
-                return f"it names no workflow for {strategy}{where}"
-        if strategy in VIDEO_STRATEGIES and not self.generation.video_system_prompt_weights:
+                return f"it names no workflow for {strategy}{_where(stage.name)}"
+        if needs.video and not self.generation.video_system_prompt_weights:
             return f"{strategy} needs video_system_prompt_weights"
-        if strategy == "image2image" and not self.params_for(strategy).input_dir:
-            return "image2image needs additional_params input_dir (the input images)"
+        if needs.input_images and not self.params_for(strategy).input_dir:
+            return f"{strategy} needs additional_params input_dir (the input images)"
         return None
 
     def runnable_types(self) -> tuple[str, ...]:
@@ -777,21 +788,26 @@ def _check_names(
     for strategy, weight in gen.generation_type_weights.items():
         if weight <= 0 or strategy not in STRATEGY_NAMES:
             continue
-        for stage in stages(strategy):
+        needs = strategies.needs(strategy)
+        for stage in needs.stages:
             try:
-                character.workflow_path(strategy, stage)
+                character.workflow_path(strategy, stage.name)
             except KeyError:
-                where = f" ({stage.replace('_', ' ')})" if stage else ""
                 yield (
                     ("generation", "workflows"),
-                    f"{strategy} has weight {weight:g} but no workflow{where}: add "
+                    f"{strategy} has weight {weight:g} but no workflow{_where(stage.name)}: add "
                     f"generation.workflows.{strategy}",
                 )
-        if strategy in VIDEO_STRATEGIES and not gen.video_system_prompt_weights:
+        if needs.video and not gen.video_system_prompt_weights:
             yield (
                 ("generation", "video_system_prompt_weights"),
                 f"{strategy} needs a video template",
             )
+
+
+def _where(stage: str) -> str:
+    """` (first stage)` for a stage of a two-stage strategy, nothing for `main`."""
+    return f" ({stage.replace('_', ' ')})" if stage != MAIN else ""
 
 
 # ---------------------------------------------------------------------------- new characters

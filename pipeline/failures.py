@@ -28,7 +28,7 @@ from pipeline.errors import (
     RunError,
     StoreFileError,
 )
-from pipeline.models import RunFailure
+from pipeline.models import RunFailure, RunState
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2
 
@@ -60,22 +60,22 @@ def user_sentence(exc: BaseException) -> str:
     """The sentence a person is told for an error that ended a command (never its log text)."""
     if isinstance(exc, MediaOverloadError):
         return exc.user_message
-    failure = failure_of(exc, "")
+    failure = failure_of(exc, RunState.CREATED)  # no run: only the message and cause count
     return f"{failure.message.rstrip('.')}: {failure.cause}" if failure.cause else failure.message
 
 
-def failure_of(exc: BaseException, step: str) -> RunFailure:
-    """The RunFailure a run stores when `exc` stopped it in state `step`."""
+def failure_of(exc: BaseException, state: RunState) -> RunFailure:
+    """The RunFailure a run stores when `exc` stopped it in `state`."""
     if isinstance(exc, MediaOverloadError):
         return RunFailure(
-            step=step,
+            state=state,
             message=exc.user_message,
             retryable=not isinstance(exc, BAD_INPUT),
             bad_input=isinstance(exc, BAD_INPUT),
         )
     if isinstance(exc, PromptRejected):
         return RunFailure(
-            step=step,
+            state=state,
             message="ComfyUI refused the workflow",
             cause=_safe("; ".join(exc.lines())),
             retryable=False,
@@ -83,7 +83,7 @@ def failure_of(exc: BaseException, step: str) -> RunFailure:
         )
     if isinstance(exc, PreflightFailed):  # str() names the server's URL: the problems do not
         return RunFailure(
-            step=step,
+            state=state,
             message="ComfyUI cannot run the workflow",
             cause=_safe("; ".join(exc.problems)),
             retryable=False,
@@ -91,7 +91,7 @@ def failure_of(exc: BaseException, step: str) -> RunFailure:
         )
     if isinstance(exc, WorkflowError):
         return RunFailure(
-            step=step,
+            state=state,
             message="The workflow cannot be used",
             cause=_safe(str(exc)),
             retryable=False,
@@ -104,36 +104,36 @@ def failure_of(exc: BaseException, step: str) -> RunFailure:
         memory = "memory" in f"{exc.exception_type} {exc.exception_message}".lower()
         raised = f" and raised {exc.exception_type}" if exc.exception_type else ""
         return RunFailure(
-            step=step,
+            state=state,
             message="A ComfyUI node failed",
             cause=_safe(f"{exc}{raised}"),
             retryable=memory,
         )
     if isinstance(exc, ComfyOffline):  # its text names the server's URL
         return RunFailure(
-            step=step,
+            state=state,
             message="No ComfyUI server answered; the run is kept and can be retried.",
         )
     if isinstance(exc, ComfyTimeout):
         return RunFailure(
-            step=step,
+            state=state,
             message="ComfyUI took too long; the run is kept and can be retried.",
             cause=_safe(exc.reason),
         )
     if isinstance(exc, DownloadFailed):  # its text names the server's URL: the reason does not
         return RunFailure(
-            step=step,
+            state=state,
             message="ComfyUI's media could not be downloaded; the run is kept and can be retried.",
             cause=_safe(exc.reason),
         )
     if isinstance(exc, Cancelled):
         return RunFailure(
-            step=step,
+            state=state,
             message="ComfyUI dropped the job; the run is kept and can be retried.",
             cause=_safe(exc.reason),
         )
     return RunFailure(
-        step=step, message="ComfyUI could not make the media; the run is kept and can be retried."
+        state=state, message="ComfyUI could not make the media; the run is kept and can be retried."
     )
 
 

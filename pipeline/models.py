@@ -1,11 +1,14 @@
 """Domain records: Job, Run and what a run collects (frozen dataclasses).
 
-A Run is saved after every step; `to_json` / `from_json` are its storage form. Imports nothing
-from the project but the error tree.
+A Run is saved after every step; `to_json` / `from_json` are its storage form, and
+`upgrade_run_data` reads the forms older versions wrote. Imports nothing from the project but
+the error tree and the one definition of media kinds (`strategies.media`).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -15,6 +18,7 @@ from typing import Any, Self
 from pydantic import TypeAdapter
 
 from pipeline.errors import RunError
+from strategies.media import MediaKind as MediaKind
 
 
 def utcnow() -> datetime:
@@ -30,11 +34,6 @@ def new_run_id() -> str:
 class Platform(StrEnum):
     INSTAGRAM = "instagram"
     TWITTER = "twitter"
-
-
-class MediaKind(StrEnum):
-    IMAGE = "image"
-    VIDEO = "video"
 
 
 class RunState(StrEnum):
@@ -87,6 +86,8 @@ class Job:
     seed: int | None = None
     quick: bool = False
     publish: bool = True
+    #: input images given with the job (paths), used instead of the character's input_dir
+    input_images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,14 @@ STEP_OF_STATE = {
 
 @dataclass(frozen=True)
 class RunFailure:
-    """Why a run failed. `step` is the state it was in (a resume goes back to it); `message` a
-    user-safe sentence; `cause` the detail, user-safe too (ComfyUI's node, class and message);
-    `retryable` whether trying again unchanged can help; `bad_input` whether a file, setting or
-    argument was to blame rather than a service. Runs saved before the last three read as a
-    retryable service failure without detail."""
+    """Why a run failed. `state` is the state it was in (a resume goes back to it; `doing`
+    names the step); `message` a user-safe sentence; `cause` the detail, user-safe too
+    (ComfyUI's node, class and message); `retryable` whether trying again unchanged can help;
+    `bad_input` whether a file, setting or argument was to blame rather than a service. Runs
+    saved before the last three read as a retryable service failure without detail; runs saved
+    when `state` was called `step` read as well (`upgrade_run_data`)."""
 
-    step: str
+    state: RunState
     message: str
     cause: str = ""
     retryable: bool = True
@@ -190,7 +192,7 @@ class RunFailure:
     @property
     def doing(self) -> str:
         """The step that failed, as people name it: `generate` for a run failed in `described`."""
-        return STEP_OF_STATE.get(self.step, self.step)
+        return STEP_OF_STATE.get(self.state, self.state.value)
 
     def describe(self) -> str:
         """`failed at generate: <message> <cause>; <whether a retry helps>`, one paragraph."""
@@ -200,6 +202,26 @@ class RunFailure:
         if not self.retryable:
             text = f"{text.rstrip('.')}. Retrying will not help until that is fixed."
         return text
+
+
+@dataclass(frozen=True)
+class ReviewNotes:
+    """What an open review has gathered so far: caption edits and whether the reminder went
+    out. Kept per ticket (`message_id` is its first message): a review posted again after
+    expiry starts afresh."""
+
+    message_id: int
+    captions: dict[str, str] = field(default_factory=dict)
+    reminded: bool = False
+
+
+@dataclass(frozen=True)
+class PrunedMark:
+    """A run's media were removed (`pipeline.retention`): when, after how many days, how much."""
+
+    at: datetime
+    after_days: float
+    freed: int
 
 
 @dataclass(frozen=True)
@@ -220,7 +242,18 @@ class Run:
     ticket: ReviewTicket | None = None
     decision: Decision | None = None
     failure: RunFailure | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: who is in it: the character, or the member of its group picked for this run
+    subject: str | None = None
+    #: the second character of a two-character idea
+    partner: str | None = None
+    #: the news item a news idea is about
+    news_id: int | None = None
+    #: what scoring concluded, in one sentence ("2 of 4 images reached the threshold 0.6.")
+    scoring_note: str | None = None
+    #: what the open review has gathered so far (the bot's reviewer writes it)
+    review_notes: ReviewNotes | None = None
+    #: set once its media were removed to free the disk
+    pruned: PrunedMark | None = None
 
     @classmethod
     def new(cls, job: Job, *, run_id: str | None = None) -> Self:
@@ -235,10 +268,99 @@ class Run:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Run:
+        """A stored run, in the current form or one an older version wrote."""
+        if _OLD_FORM.search(text if isinstance(text, str) else text.decode()):
+            data = json.loads(text)
+            if isinstance(data, dict) and upgrade_run_data(data):
+                text = json.dumps(data)
         return _RUN.validate_json(text)
 
 
 _RUN: TypeAdapter[Run] = TypeAdapter(Run)
+
+
+# ------------------------------------------------------------ runs stored by older versions
+#: the keys only the old forms have (`"extra":`, a failure's `"step":`): a run without them
+#: is read as it is (a prompt that happens to contain them costs one more parse, no more)
+_OLD_FORM = re.compile(r'"(?:extra|step)":')
+
+
+def upgrade_run_data(data: dict[str, Any]) -> bool:
+    """Bring a stored run (its JSON as a dict) from the form written before schema version 3
+    to the current one, in place; True when anything changed.
+
+    Then a run kept its odd facts in `extra` (subject, partner, news_id as text, scoring,
+    review_notes, media_pruned, input_images): the known ones move to their fields (the input
+    images to the job), malformed or unknown ones are dropped. A failure's `step` is now its
+    `state`. Works on plain JSON, never on `Run`, so it keeps its meaning as `Run` changes (the
+    schema migration uses it too)."""
+    changed = False
+    extra = data.pop("extra", None)
+    if extra is not None:
+        changed = True
+    if isinstance(extra, dict):
+        for old, new in (
+            ("subject", "subject"),
+            ("partner", "partner"),
+            ("scoring", "scoring_note"),
+        ):
+            if isinstance(extra.get(old), str):
+                _fill(data, new, extra[old])
+        news_id = extra.get("news_id")
+        if isinstance(news_id, int | str) and str(news_id).isdigit():
+            _fill(data, "news_id", int(news_id))
+        notes = _old_notes(extra.get("review_notes"))
+        if notes is not None:
+            _fill(data, "review_notes", notes)
+        pruned = _old_pruned(extra.get("media_pruned"))
+        if pruned is not None:
+            _fill(data, "pruned", pruned)
+        images = extra.get("input_images")
+        job = data.get("job")
+        if isinstance(images, list) and images and isinstance(job, dict):
+            _fill(job, "input_images", [str(p) for p in images])
+    failure = data.get("failure")
+    if isinstance(failure, dict) and "step" in failure:
+        step = failure.pop("step")
+        # a state no version knows (hand-edited, say) reads as failed: shown, never resumed
+        known = step in {state.value for state in RunState}
+        _fill(failure, "state", step if known else RunState.FAILED.value)
+        changed = True
+    return changed
+
+
+def _fill(data: dict[str, Any], key: str, value: object) -> None:
+    """Set `key` unless it already holds a value (a field the new form wrote wins)."""
+    if data.get(key) is None:
+        data[key] = value
+
+
+def _old_notes(raw: object) -> dict[str, Any] | None:
+    """`extra["review_notes"]` as the `review_notes` field, or None when it is not readable."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("message_id"), int):
+        return None
+    captions = raw.get("captions")
+    return {
+        "message_id": raw["message_id"],
+        "captions": {str(k): v for k, v in captions.items() if isinstance(v, str)}
+        if isinstance(captions, dict)
+        else {},
+        "reminded": raw.get("reminded") is True,
+    }
+
+
+def _old_pruned(raw: object) -> dict[str, Any] | None:
+    """`extra["media_pruned"]` as the `pruned` field, or None when it is not readable."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return {
+            "at": datetime.fromisoformat(str(raw["at"])).isoformat(),
+            "after_days": float(raw.get("after_days", 0)),
+            "freed": int(raw.get("freed", 0)),
+        }
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def post_attempts_to_json(attempts: tuple[PostAttempt, ...]) -> str:
@@ -250,37 +372,9 @@ def post_attempts_from_json(text: str | bytes) -> tuple[PostAttempt, ...]:
 
 
 # ------------------------------------------------------------ pruned media (pipeline.retention)
-#: the key in `Run.extra` that notes a prune: {"at": ISO time, "after_days": N, "freed": bytes}
-PRUNED_KEY = "media_pruned"
-
-
-@dataclass(frozen=True)
-class PrunedMark:
-    """What `Run.extra[PRUNED_KEY]` says: when the media went, after how many days, how much."""
-
-    at: datetime
-    after_days: float
-    freed: int
-
-
-def pruned_mark(run: Run) -> PrunedMark | None:
-    """The prune noted on `run`, or None when its media were never pruned."""
-    raw = run.extra.get(PRUNED_KEY)
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return PrunedMark(
-            at=datetime.fromisoformat(str(raw["at"])),
-            after_days=float(raw.get("after_days", 0)),
-            freed=int(raw.get("freed", 0)),
-        )
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
 def pruned_sentence(run: Run) -> str | None:
     """The one sentence that says a run's media were removed, or None when they were not."""
-    mark = pruned_mark(run)
+    mark = run.pruned
     if mark is None:
         return None
     return (

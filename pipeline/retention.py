@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterError, CharacterNotFound
 from pipeline.lease import Leases, describe
-from pipeline.models import PRUNED_KEY, Run, RunState, pruned_mark, utcnow
+from pipeline.models import PrunedMark, Run, RunState, utcnow
 from pipeline.ports import RunnerStore, RunStore
 from pipeline.run import run_folder
 
@@ -91,7 +91,7 @@ async def prune_media(
     pruned: list[PrunedRun] = []
     skipped: list[Skipped] = []
     async for run in _old_runs(store, cutoff):
-        if pruned_mark(run) is not None or run.id in busy():
+        if run.pruned is not None or run.id in busy():
             continue
         character = await _character(characters, run.job.character, loaded)
         if isinstance(character, str):
@@ -146,8 +146,7 @@ async def _remove(
     except OSError as exc:
         log.warning("run %s: its media folder could not be removed: %s", run.id, exc)
         return f"could not remove its folder ({type(exc).__name__})"
-    mark = {"at": now.isoformat(), "after_days": days, "freed": size}
-    await store.save_run(replace(latest, extra={**latest.extra, PRUNED_KEY: mark}))
+    await store.save_run(replace(latest, pruned=PrunedMark(at=now, after_days=days, freed=size)))
     log.info("run %s: media pruned (%s, %d bytes)", run.id, run.state.value, size)
     return None
 

@@ -2,7 +2,8 @@
 
 `Pipeline.execute(run, sink)` walks a run from wherever it stands (new, half done, failed,
 expired) to its end; a finished step is never redone. Sees services only through Protocols;
-`pipeline.wiring` builds the concrete ones. Never imports bot or discord.
+`pipeline.wiring` builds the concrete ones. Names no strategy: what one needs (stages, videos,
+input images) it reads from the strategy's declaration. Never imports bot or discord.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import asyncio
 import logging
 import secrets
 import shutil
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from random import Random
 from typing import Protocol
@@ -33,7 +34,6 @@ from pipeline.models import (
     Choices,
     Decision,
     MediaItem,
-    MediaKind,
     Platform,
     PostRecord,
     PostState,
@@ -47,9 +47,10 @@ from strategies.base import (
     GenerationProgress,
     Generator,
     Scorer,
-    StageParams,
+    StageSetup,
     StrategyContext,
 )
+from strategies.media import MediaKind, media_kind
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,10 @@ class Idea:
     prompt: str
     method: str
     subject: str
-    extra: Mapping[str, str] = field(default_factory=dict)
+    #: the second character of a two-character idea
+    partner: str | None = None
+    #: the news item a news idea is about
+    news_id: int | None = None
 
 
 class PromptWriter(Protocol):
@@ -214,7 +218,8 @@ class Pipeline:
         rng = Random(seed)
         strategy = job.generation_type or character.pick_generation_type(rng)
         character.refuse_unrunnable(strategy)
-        video = strategy in strategies.VIDEO_STRATEGIES
+        needs = strategies.needs(strategy)
+        video = needs.video
         template = character.pick_template(rng, video=video)
         style = character.pick_style(rng)
         subject = character.name
@@ -229,7 +234,7 @@ class Pipeline:
             idea = await self.prompts.write(
                 character, method=job.prompt_method, subject=subject, rng=rng, video=video
             )
-        if idea.method == "two_character" and idea.extra.get("partner"):
+        if idea.method == "two_character" and idea.partner:
             template = TWO_CHARACTER_TEMPLATES[video]  # the weighted pick is for one character
         choices = Choices(
             seed=seed,
@@ -239,15 +244,17 @@ class Pipeline:
             template=template,
             style=style,
             workflows={
-                stage or "main": str(character.workflow_path(strategy, stage))
-                for stage in strategies.stages(strategy)
+                stage.name: str(character.workflow_path(strategy, stage.name))
+                for stage in needs.stages
             },
         )
         return run.advance(
             RunState.PROMPTED,
             choices=choices,
             prompt=idea.prompt,
-            extra={**run.extra, "subject": idea.subject, **dict(idea.extra)},
+            subject=idea.subject,
+            partner=idea.partner,
+            news_id=idea.news_id,
         )
 
     async def _describe(self, run: Run, character: Character, sink: ProgressSink | None) -> Run:
@@ -256,8 +263,9 @@ class Pipeline:
         idea = Idea(
             prompt=run.prompt or "",
             method=choices.prompt_method,
-            subject=str(run.extra.get("subject", character.name)),
-            extra={k: str(v) for k, v in run.extra.items() if k in {"partner", "news_id"}},
+            subject=run.subject or character.name,
+            partner=run.partner,
+            news_id=run.news_id,
         )
         descriptions = await self.describer.describe(
             character,
@@ -265,7 +273,7 @@ class Pipeline:
             template=choices.template,
             style=choices.style,
             count=character.generation.descriptions,
-            video=choices.generation_type in strategies.VIDEO_STRATEGIES,
+            video=strategies.needs(choices.generation_type).video,
         )
         if not descriptions:
             raise ServiceError(
@@ -285,12 +293,12 @@ class Pipeline:
             generator=self.generator,
             folder=folder,
             descriptions=run.descriptions,
-            stages=await asyncio.to_thread(_stage_params, character, choices),
+            stages=await asyncio.to_thread(_stage_setups, character, choices),
             rng=rng,
             scorer=None if run.job.quick else self.scorer,
             input_images=await asyncio.to_thread(_input_images, character, run, rng),
             keep_top=character.params_for(choices.generation_type).keep_top or 1,
-            tags=self.video_tags if strategy.video else frozenset(),
+            tags=self.video_tags if strategy.needs.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
         )
         try:
@@ -316,7 +324,7 @@ class Pipeline:
         media = tuple(
             MediaItem(
                 path=item.path,
-                kind=MediaKind.VIDEO if item.video else MediaKind.IMAGE,
+                kind=item.kind,
                 description_index=item.description_index,
                 stage=item.stage,
             )
@@ -337,9 +345,7 @@ class Pipeline:
             threshold=character.generation.similarity_threshold,
             keep_best=character.generation.keep_best_when_none_pass,
         )
-        return run.advance(
-            RunState.SCORED, media=outcome.items, extra={**run.extra, "scoring": outcome.note}
-        )
+        return run.advance(RunState.SCORED, media=outcome.items, scoring_note=outcome.note)
 
     async def _caption(self, run: Run, character: Character, sink: ProgressSink | None) -> Run:
         _progress(sink, run, "caption", "writing captions")
@@ -347,7 +353,7 @@ class Pipeline:
             character,
             prompt=run.prompt or "",
             descriptions=run.descriptions,
-            subject=str(run.extra.get("subject", character.name)),
+            subject=run.subject or character.name,
         )
         return run.advance(
             RunState.CAPTIONED,
@@ -391,13 +397,13 @@ class Pipeline:
             names = ", ".join(f"{r.platform.value} ({r.state.value})" for r in failed)
             return run.advance(
                 RunState.FAILED,
-                failure=RunFailure(step="publishing", message=f"not posted: {names}"),
+                failure=RunFailure(state=RunState.PUBLISHING, message=f"not posted: {names}"),
             )
         return run.advance(RunState.PUBLISHED)
 
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
-        failure = failure_of(exc, step.value)
+        failure = failure_of(exc, step)
         log_text = exc.log_text() if isinstance(exc, ExecutionFailed) else str(exc)
         log.warning("run %s failed at %s: %s", run.id, failure.doing, log_text)
         return run.advance(RunState.FAILED, failure=failure)
@@ -418,10 +424,9 @@ _FINAL = frozenset(
 def _reopen(run: Run) -> Run:
     """A failed run goes back to the step that failed; an expired one back to review."""
     if run.state is RunState.FAILED and run.failure is not None:
-        try:
-            return replace(run, state=RunState(run.failure.step), failure=None)
-        except ValueError:
+        if run.failure.state.finished:  # no step to go back to
             return run
+        return replace(run, state=run.failure.state, failure=None)
     if run.state is RunState.EXPIRED:
         return replace(run, state=RunState.CAPTIONED, ticket=None)
     return run
@@ -450,26 +455,22 @@ def _choices(run: Run) -> Choices:
     return run.choices
 
 
-def _stage_params(character: Character, choices: Choices) -> dict[str, StageParams]:
-    """Each stage's workflow (loaded once, from the paths chosen at the start) and numbers."""
+def _stage_setups(character: Character, choices: Choices) -> dict[str, StageSetup]:
+    """Each stage's workflow (loaded once, from the paths chosen at the start) and numbers: a
+    stage that makes videos counts them with `videos_per_description`."""
     params = character.params_for(choices.generation_type)
-    result: dict[str, StageParams] = {}
-    for stage in strategies.stages(choices.generation_type):
-        key = stage or "main"
-        own = getattr(params, stage) if stage else None
+    result: dict[str, StageSetup] = {}
+    for stage in strategies.needs(choices.generation_type).stages:
+        own = params.section(stage.name)
         per_description = (own.images_per_description if own else None) or (
-            params.videos_per_description
-            if choices.generation_type == "text2video"
-            else params.images_per_description
+            params.videos_per_description if stage.video else params.images_per_description
         )
         per_input = (own.images_per_input if own else None) or (
-            params.videos_per_description
-            if choices.generation_type == "text2image2video" and stage == "second_stage"
-            else params.images_per_input
+            params.videos_per_description if stage.video else params.images_per_input
         )
         updates = [*params.custom_node_updates, *(own.custom_node_updates if own else [])]
-        result[key] = StageParams(
-            workflow=Workflow.load(choices.workflows[key]),
+        result[stage.name] = StageSetup(
+            workflow=Workflow.load(choices.workflows[stage.name]),
             per_description=per_description or 1,
             per_input=per_input or 1,
             denoise=(own.denoise if own else None) or params.denoise,
@@ -478,22 +479,19 @@ def _stage_params(character: Character, choices: Choices) -> dict[str, StagePara
     return result
 
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
-
-
 def _input_images(character: Character, run: Run, rng: Random) -> list[Path]:
-    """Input images for image2image: the job's, else up to `images_per_input` from input_dir."""
-    given = run.extra.get("input_images")
-    if isinstance(given, list) and given:
-        return [Path(p) for p in given]
-    choices = _choices(run)
-    if choices.generation_type != "image2image":
+    """Input images for a strategy that needs them: the job's, else one per description from
+    the character's input_dir (blocking: it lists a folder)."""
+    if run.job.input_images:
+        return [Path(p) for p in run.job.input_images]
+    strategy = _choices(run).generation_type
+    if not strategies.needs(strategy).input_images:
         return []
-    params = character.params_for("image2image")
+    params = character.params_for(strategy)
     if not params.input_dir:
-        raise RunError("image2image needs input images: set additional_params input_dir")
+        raise RunError(f"{strategy} needs input images: set additional_params input_dir")
     folder = character.root / params.input_dir
-    images = sorted(p for p in folder.glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    images = sorted(p for p in folder.glob("*") if media_kind(p) is MediaKind.IMAGE)
     if not images:
         raise RunError(f"no input images in {params.input_dir}")
     return rng.sample(images, k=min(len(images), max(len(run.descriptions), 1)))

@@ -45,7 +45,7 @@ class _Entry:
         return self.run.job.requested_by
 
 
-class _Watch:
+class _ParkingSink:
     """The sink the Runner hands to a run: it notes when the run parks in review (and when it
     moves on) and passes every update to the caller's sink."""
 
@@ -355,7 +355,7 @@ class Runner:
 
     async def _execute_once(self, entry: _Entry) -> Run:
         try:
-            return await self._execute(entry.run, _Watch(self, entry))
+            return await self._execute(entry.run, _ParkingSink(self, entry))
         except asyncio.CancelledError:
             if entry.lost:
                 return entry.run  # nothing saved: the run is the new holder's
@@ -380,7 +380,7 @@ class Runner:
                 return latest
             failed = latest.advance(
                 RunState.FAILED,
-                failure=RunFailure(step=latest.state.value, message="an unexpected error"),
+                failure=RunFailure(state=latest.state, message="an unexpected error"),
             )
             await self._store.save_run(failed)
             return failed

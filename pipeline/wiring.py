@@ -34,6 +34,7 @@ from pipeline.store import SqlStore, open_store
 from pipeline.tasks import gather_all
 from pipeline.vision import VisionScorer
 from strategies.base import Score, unfinished_prompts
+from strategies.media import media_kind
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,13 @@ class ModelPrompts:
             subject=subject,
             video=video,
         )
-        extra = {}
-        if written.partner:
-            extra["partner"] = written.partner
-        if written.news_id is not None:
-            extra["news_id"] = str(written.news_id)
-        return Idea(prompt=written.text, method=written.method, subject=subject, extra=extra)
+        return Idea(
+            prompt=written.text,
+            method=written.method,
+            subject=subject,
+            partner=written.partner or None,
+            news_id=written.news_id,
+        )
 
 
 @dataclass
@@ -86,7 +88,7 @@ class ModelDescriber:
                 template=template,
                 character=idea.subject,
                 about=character.spec.character.description,
-                partner=idea.extra.get("partner"),
+                partner=idea.partner,
                 style=style,
                 count=count,
                 video=video,
@@ -101,14 +103,11 @@ class ModelScorer:
     vision: VisionScorer
 
     async def score(self, items: Sequence[tuple[Path, str]]) -> list[Score]:
+        kinds = await asyncio.to_thread(lambda: [media_kind(path) for path, _ in items])
         # one failure cancels and awaits the other calls and reaches the strategy as itself
         verdicts = await gather_all(
-            self.vision.score(
-                path,
-                text,
-                kind=MediaKind.VIDEO if path.suffix in {".mp4", ".webm"} else MediaKind.IMAGE,
-            )
-            for path, text in items
+            self.vision.score(path, text, kind=kind or MediaKind.IMAGE)
+            for (path, text), kind in zip(items, kinds, strict=True)
         )
         return [Score(v.score, v.reason) for v in verdicts]
 

@@ -1,15 +1,17 @@
 """Generation strategies: how descriptions become media on ComfyUI.
 
 Never imports `pipeline`: what a strategy needs it declares as a Protocol in `strategies.base`.
-`get(name)` returns the registered strategy of that name.
+`get(name)` returns the registered strategy of that name, and `needs(name)` what it declares it
+needs (stages, videos, input images): the pipeline asks this and names no strategy itself.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from strategies.base import Strategy
+    from strategies.base import Needs, Strategy
 
 #: every strategy a character may weight, in the order the README documents them
 STRATEGY_NAMES = (
@@ -20,20 +22,10 @@ STRATEGY_NAMES = (
     "text2image2video",
 )
 
-#: strategies whose final media are videos
-VIDEO_STRATEGIES = frozenset({"text2video", "text2image2video"})
 
-#: strategies with a first and a second stage
-TWO_STAGE_STRATEGIES = frozenset({"text2image2image", "text2image2video"})
-
-
-def stages(name: str) -> tuple[str | None, ...]:
-    """The stages of a strategy: ("first_stage", "second_stage") or (None,) for one stage."""
-    return ("first_stage", "second_stage") if name in TWO_STAGE_STRATEGIES else (None,)
-
-
-def get(name: str) -> Strategy:
-    """The strategy registered under `name` (KeyError for an unknown one)."""
+@cache
+def _registry() -> dict[str, Strategy]:
+    # imported here: the strategies import `strategies.base`, which imports this package first
     from strategies.image2image import Image2Image
     from strategies.text2image2image import Text2Image2Image
     from strategies.text2image2video import Text2Image2Video
@@ -45,4 +37,14 @@ def get(name: str) -> Strategy:
         for s in (Text2Img(), Image2Image(), Text2Image2Image(), Text2Video(), Text2Image2Video())
     }
     assert tuple(registry) == STRATEGY_NAMES
-    return registry[name]
+    return registry
+
+
+def get(name: str) -> Strategy:
+    """The strategy registered under `name` (KeyError for an unknown one)."""
+    return _registry()[name]
+
+
+def needs(name: str) -> Needs:
+    """What the strategy `name` declares it needs (KeyError for an unknown one)."""
+    return get(name).needs

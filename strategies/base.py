@@ -31,12 +31,55 @@ from comfy import (
     Workflow,
     new_prompt_id,
 )
+from strategies.media import MediaKind, media_kind
 
 log = logging.getLogger(__name__)
 
+#: ComfyUI's output kinds (the keys of a node's outputs) that hold media files
 IMAGE_KINDS = frozenset({"images"})
 VIDEO_KINDS = frozenset({"gifs", "videos"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mov", ".gif", ".mkv"})
+
+#: the name of a one-stage strategy's only stage
+MAIN = "main"
+
+
+# ---------------------------------------------------------------------------- what it declares
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a strategy, as the strategy declares it.
+
+    `name` is the key of `StrategyContext.stages`, of `Choices.workflows` and, for a two-stage
+    strategy, of the character's `additional_params` section (`first_stage`, `second_stage`)."""
+
+    name: str = MAIN
+    #: it makes videos: its count per description or input is `videos_per_description`
+    video: bool = False
+    #: the strategy whose workflow the stage uses when the character names none for it
+    borrows: str | None = None
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a strategy needs from the pipeline before it can run; the pipeline reads this and
+    never names a strategy. Its final media are videos when its last stage makes videos."""
+
+    stages: tuple[Stage, ...] = (Stage(),)
+    #: input images: the job's, else a sample of the character's `input_dir`
+    input_images: bool = False
+
+    @property
+    def video(self) -> bool:
+        """Its final media are videos: video templates, a server tagged for video."""
+        return self.stages[-1].video
+
+    def stage(self, name: str) -> Stage:
+        """The declared stage called `name` (KeyError for one it does not have)."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
 
 
 # ---------------------------------------------------------------------------- what it needs
@@ -81,8 +124,9 @@ class Scorer(Protocol):
 
 
 @dataclass(frozen=True)
-class StageParams:
-    """The parameters of one stage, as the pipeline resolved them from the character."""
+class StageSetup:
+    """One stage ready to run: its workflow and numbers, as the pipeline resolved them from
+    the character's settings (`pipeline.characters.StageParams`)."""
 
     workflow: Workflow
     per_description: int = 1
@@ -109,7 +153,7 @@ class Generated:
     """One media file a strategy made, relative to the run's folder."""
 
     path: str
-    video: bool
+    kind: MediaKind
     description_index: int
     stage: str
     score: Score | None = None
@@ -122,7 +166,7 @@ class StrategyContext:
     generator: Generator
     folder: Path
     descriptions: Sequence[str]
-    stages: Mapping[str, StageParams]
+    stages: Mapping[str, StageSetup]
     rng: Random
     scorer: Scorer | None = None
     input_images: Sequence[Path] = ()
@@ -134,8 +178,8 @@ class StrategyContext:
 
 class Strategy(Protocol):
     name: str
-    #: the final media are videos
-    video: bool
+    #: what it needs from the pipeline (stages, videos, input images)
+    needs: Needs
 
     async def generate(self, ctx: StrategyContext) -> list[Generated]: ...
 
@@ -155,7 +199,7 @@ class Unit:
 
 
 def prepare(
-    params: StageParams,
+    params: StageSetup,
     rng: Random,
     *,
     prompt: str | None = None,
@@ -377,12 +421,22 @@ def _commit_unit(folder: Path, key: str, outputs: Sequence[OutputFile]) -> list[
     return _files_of(final)
 
 
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
-
-
 def relative(ctx: StrategyContext, path: Path) -> str:
     return path.relative_to(ctx.folder).as_posix()
+
+
+async def finals(
+    ctx: StrategyContext, made: Sequence[tuple[Path, int]], *, only: MediaKind | None = None
+) -> list[Generated]:
+    """The final media of a strategy from (file, description index): each file's kind is read
+    in a thread (a GIF is looked at); files that are no media, or not of kind `only` (a video
+    workflow's preview still), are left out."""
+    kinds = await asyncio.to_thread(lambda: [media_kind(path) for path, _ in made])
+    return [
+        Generated(relative(ctx, path), kind, index, "final")
+        for (path, index), kind in zip(made, kinds, strict=True)
+        if kind is not None and (only is None or kind is only)
+    ]
 
 
 async def score_and_keep(

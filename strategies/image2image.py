@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from strategies.base import Generated, StrategyContext, Unit, is_video, prepare, relative, run_units
+from strategies.base import (
+    MAIN,
+    Generated,
+    Needs,
+    StrategyContext,
+    Unit,
+    finals,
+    prepare,
+    run_units,
+)
 
 
 async def refine(
@@ -36,14 +45,11 @@ async def refine(
 
 class Image2Image:
     name = "image2image"
-    video = False
+    needs = Needs(input_images=True)
 
     async def generate(self, ctx: StrategyContext) -> list[Generated]:
         if not ctx.input_images:
             raise ValueError("image2image needs an input image (from the job or input_dir)")
         count = max(len(ctx.descriptions), 1)
         inputs = [(image, n % count) for n, image in enumerate(ctx.input_images)]
-        return [
-            Generated(relative(ctx, path), is_video(path), index, "final")
-            for path, index in await refine(ctx, "main", inputs)
-        ]
+        return await finals(ctx, await refine(ctx, MAIN, inputs))

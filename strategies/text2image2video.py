@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from strategies.base import (
     Generated,
+    Needs,
+    Stage,
     StrategyContext,
     Unit,
-    is_video,
+    finals,
     prepare,
-    relative,
     run_units,
     score_and_keep,
 )
+from strategies.media import MediaKind
 from strategies.text2img import draw
 
 
 class Text2Image2Video:
     name = "text2image2video"
-    video = True
+    needs = Needs(
+        stages=(Stage("first_stage", borrows="text2img"), Stage("second_stage", video=True))
+    )
 
     async def generate(self, ctx: StrategyContext) -> list[Generated]:
         stills = await draw(ctx, "first_stage")
@@ -37,9 +41,5 @@ class Text2Image2Video:
             for take in range(params.per_input)
         ]
         files = await run_units(ctx, units)
-        return [
-            Generated(relative(ctx, path), True, unit.description_index, "final")
-            for unit in units
-            for path in files[unit.key]
-            if is_video(path)
-        ]
+        made = [(path, unit.description_index) for unit in units for path in files[unit.key]]
+        return await finals(ctx, made, only=MediaKind.VIDEO)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from strategies.base import Generated, StrategyContext, Unit, is_video, prepare, relative, run_units
+from strategies.base import (
+    MAIN,
+    Generated,
+    Needs,
+    StrategyContext,
+    Unit,
+    finals,
+    prepare,
+    run_units,
+)
 
 
 async def draw(ctx: StrategyContext, stage: str) -> list[tuple[Path, int]]:
@@ -27,10 +36,7 @@ async def draw(ctx: StrategyContext, stage: str) -> list[tuple[Path, int]]:
 
 class Text2Img:
     name = "text2img"
-    video = False
+    needs = Needs()
 
     async def generate(self, ctx: StrategyContext) -> list[Generated]:
-        return [
-            Generated(relative(ctx, path), is_video(path), index, "final")
-            for path, index in await draw(ctx, "main")
-        ]
+        return await finals(ctx, await draw(ctx, MAIN))

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from strategies.base import Generated, StrategyContext, Unit, is_video, prepare, relative, run_units
+from strategies.base import (
+    MAIN,
+    Generated,
+    Needs,
+    Stage,
+    StrategyContext,
+    Unit,
+    finals,
+    prepare,
+    run_units,
+)
+from strategies.media import MediaKind
 
 
 class Text2Video:
     name = "text2video"
-    video = True
+    needs = Needs(stages=(Stage(MAIN, video=True),))
 
     async def generate(self, ctx: StrategyContext) -> list[Generated]:
-        params = ctx.stages["main"]
+        params = ctx.stages[MAIN]
         # One prompt per video: video workflows rarely batch, and each gets its own seed.
         units = [
             Unit(
-                key=f"main-d{index}-v{number}",
-                stage="main",
+                key=f"{MAIN}-d{index}-v{number}",
+                stage=MAIN,
                 description_index=index,
                 workflow=prepare(params, ctx.rng, prompt=text, negative=ctx.negative),
             )
@@ -23,9 +34,5 @@ class Text2Video:
             for number in range(params.per_description)
         ]
         files = await run_units(ctx, units)
-        return [
-            Generated(relative(ctx, path), True, unit.description_index, "final")
-            for unit in units
-            for path in files[unit.key]
-            if is_video(path)
-        ]
+        made = [(path, unit.description_index) for unit in units for path in files[unit.key]]
+        return await finals(ctx, made, only=MediaKind.VIDEO)

@@ -312,7 +312,7 @@ class ScriptedExecute:
             if script.fail_as is not None:
                 return await self._save(run.advance(RunState.FAILED, failure=script.fail_as))
             if script.fail_with is not None:
-                failure = RunFailure(step="generate", message=script.fail_with)
+                failure = RunFailure(state=RunState.DESCRIBED, message=script.fail_with)
                 return await self._save(run.advance(RunState.FAILED, failure=failure))
             folder = self.folder(run)
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)

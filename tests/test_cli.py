@@ -232,7 +232,7 @@ def test_resuming_a_run_whose_type_the_character_cannot_make_is_refused(project:
     from pipeline.store import connect
 
     failed = Run.new(Job("mascot", generation_type="text2video")).advance(
-        RunState.FAILED, failure=RunFailure(step="created", message="an unexpected error")
+        RunState.FAILED, failure=RunFailure(state=RunState.CREATED, message="an unexpected error")
     )
 
     async def save() -> None:

@@ -32,7 +32,7 @@ def make_run(project: Path, character: str, state: RunState, days: int, sizes: l
         MediaItem(path=f"image_{n}.png", kind=MediaKind.IMAGE, description_index=0)
         for n in range(len(sizes))
     )
-    failure = RunFailure("described", "ComfyUI failed") if state is RunState.FAILED else None
+    failure = RunFailure(RunState.DESCRIBED, "ComfyUI failed") if state is RunState.FAILED else None
     made = replace(
         base, state=state, created_at=updated, updated_at=updated, media=media, failure=failure
     )

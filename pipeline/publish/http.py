@@ -43,7 +43,7 @@ class Limits:
     connect: float = 10.0
 
 
-class _Watch:
+class _CallDeadline:
     """One call's deadline: when it passes, the sockets the call uses are shut down, which
     ends any read or write blocked on them at once."""
 
@@ -100,7 +100,7 @@ _current = threading.local()
 
 
 def _watch_socket(sock: socket.socket | None) -> None:
-    watch: _Watch | None = getattr(_current, "watch", None)
+    watch: _CallDeadline | None = getattr(_current, "watch", None)
     if watch is not None:
         watch.attach(sock)
 
@@ -160,7 +160,7 @@ class BoundedAdapter(HTTPAdapter):
         proxies: dict[str, str] | None = None,
     ) -> requests.Response:
         limits = self.limits
-        watch = _Watch(limits.deadline)
+        watch = _CallDeadline(limits.deadline)
         outer = getattr(_current, "watch", None)
         _current.watch = watch
         watch.start()

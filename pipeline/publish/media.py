@@ -23,13 +23,14 @@ from PIL import Image, ImageCms, ImageOps
 
 from pipeline.errors import PublishError, disk_reason
 from pipeline.models import MediaKind, Platform
+from strategies.media import media_kind as kind_of
 
 log = logging.getLogger(__name__)
 
 Fit = Literal["pad", "crop"]
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v", ".gif"})
+#: the fitter's own outputs, by suffix: what `fit_media` writes and `find_fitted` finds
+FITTED_MIME = {".jpg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4", ".gif": "image/gif"}
 
 
 class MediaError(PublishError):
@@ -379,14 +380,6 @@ def _encode(image: Image.Image, png: bool) -> bytes:
     return out.getvalue()
 
 
-def _animated(path: Path) -> bool:
-    try:
-        with Image.open(path) as image:
-            return bool(getattr(image, "is_animated", False))
-    except (OSError, ValueError):
-        return False
-
-
 # ---------------------------------------------------------------------------- videos
 
 
@@ -494,17 +487,14 @@ def _gif_fits(path: Path, limits: VideoLimits) -> tuple[int, int] | None:
 
 
 def media_kind(path: Path) -> MediaKind:
-    """IMAGE or VIDEO by file type; an animated GIF counts as a video."""
+    """IMAGE or VIDEO by `strategies.media.media_kind` (an animated GIF is a video); a
+    MediaError for a file that is missing or no media (blocking: call it in a thread)."""
     if not path.is_file():
         raise MediaError(f"{path.name}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".gif":
-        return MediaKind.VIDEO if _animated(path) else MediaKind.IMAGE
-    if suffix in IMAGE_SUFFIXES:
-        return MediaKind.IMAGE
-    if suffix in VIDEO_SUFFIXES:
-        return MediaKind.VIDEO
-    raise MediaError(f"{path.name}: unknown media type {suffix!r}")
+    kind = kind_of(path)
+    if kind is None:
+        raise MediaError(f"{path.name}: unknown media type {path.suffix.lower()!r}")
+    return kind
 
 
 async def fit_media(
@@ -577,7 +567,7 @@ def fitted_stem(run_dir: Path, platform: Platform, index: int) -> Path:
 def find_fitted(run_dir: Path, platform: Platform, index: int) -> Path | None:
     """The fitted file of media item `index` if it was made, else None."""
     stem = fitted_stem(run_dir, platform, index)
-    for suffix in (".jpg", ".png", ".mp4", ".gif"):
+    for suffix in FITTED_MIME:
         candidate = stem.with_suffix(suffix)
         if candidate.is_file():
             return candidate

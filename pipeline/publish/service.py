@@ -38,7 +38,14 @@ from pipeline.publish.errors import (
     TransientPublishError,
     scrub,
 )
-from pipeline.publish.media import FittedMedia, find_fitted, fit_media, fitted_stem
+from pipeline.publish.media import (
+    FITTED_MIME,
+    FittedMedia,
+    find_fitted,
+    fit_media,
+    fitted_stem,
+    media_kind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +73,19 @@ def outgoing(fitted: FittedMedia, alt_text: str = "") -> OutgoingMedia:
 
 
 def _outgoing_from_path(path: Path, alt_text: str) -> OutgoingMedia:
-    """A fitted file found on disk, described by its suffix (see `media.fitted_stem`)."""
-    suffix = path.suffix.lower()
-    if suffix == ".mp4":
-        cover = path.with_name(path.stem + ".cover.jpg")
-        return OutgoingMedia(path, MediaKind.VIDEO, "video/mp4", alt_text, cover)
-    if suffix == ".gif":
-        return OutgoingMedia(path, MediaKind.VIDEO, "image/gif", alt_text)
-    mime = "image/png" if suffix == ".png" else "image/jpeg"
-    return OutgoingMedia(path, MediaKind.IMAGE, mime, alt_text)
+    """A fitted file found on disk (see `media.fitted_stem`): its kind by the one definition
+    (blocking: it may look into a GIF), its type by the suffix the fitter gave it; a video has
+    the fitter's cover beside it."""
+    kind = media_kind(path)
+    mime = FITTED_MIME.get(path.suffix.lower(), "image/jpeg")
+    cover = path.with_name(path.stem + ".cover.jpg") if mime == "video/mp4" else None
+    return OutgoingMedia(path, kind, mime, alt_text, cover)
+
+
+def _find_outgoing(run_dir: Path, platform: Platform, index: int, alt: str) -> OutgoingMedia | None:
+    """The fitted file of media item `index` as it is posted, or None when it was not made."""
+    found = find_fitted(run_dir, platform, index)
+    return None if found is None else _outgoing_from_path(found, alt)
 
 
 async def fit_run_media(
@@ -328,9 +339,9 @@ class PublishService:
             alt = run.descriptions[item.description_index][:1000] if (
                 0 <= item.description_index < len(run.descriptions)
             ) else ""  # fmt: skip
-            found = await asyncio.to_thread(find_fitted, run_dir, platform, index)
+            found = await asyncio.to_thread(_find_outgoing, run_dir, platform, index, alt)
             if found is not None:
-                items.append(_outgoing_from_path(found, alt))
+                items.append(found)
             else:
                 fitted = await fit_media(
                     run_dir / item.path,

@@ -2,14 +2,22 @@
 
 `anime_roles` and `news` keep the reference design's columns; `runs`, `reviews`, `posts`,
 `schedule_slots`, `news_usage` and `run_leases` are the project's own. Times of our own tables
-are ISO-8601 UTC text, which sorts correctly on both engines.
+are ISO-8601 UTC text, which sorts correctly on both engines. A migration is statements, or a
+rewrite of stored data (the runs' JSON) that SQL cannot say on both engines.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+from pipeline.models import upgrade_run_data
 from pipeline.store.db import Database, Dialect, DuplicateKey
+
+log = logging.getLogger(__name__)
 
 _AUTO_ID = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -104,9 +112,50 @@ def _v2(d: Dialect) -> list[str]:
     ]
 
 
-#: (version, statements for a dialect); append, never edit a released migration
-MIGRATIONS = [(1, _v1), (2, _v2)]
-LATEST = MIGRATIONS[-1][0]
+#: runs rewritten per round trip: a page of runs is all the rewrite holds in memory
+_PAGE = 200
+
+
+async def _v3(db: Database) -> None:
+    """Runs in the current form: `extra`'s known keys as fields, a failure's `step` as its
+    `state` (`pipeline.models.upgrade_run_data`; `Run.from_json` reads the old form too, for a
+    row an older process writes after this ran). A row is rewritten only if it is still what
+    was read, so a run saved meanwhile by a process already on the new form is left alone."""
+    after, rewritten = "", 0
+    while True:
+        rows = await db.fetchall(
+            "SELECT id, data FROM runs WHERE id > ? ORDER BY id LIMIT ?", (after, _PAGE)
+        )
+        for run_id, text in rows:
+            data = json.loads(text)
+            if isinstance(data, dict) and upgrade_run_data(data):
+                new = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+                rewritten += await db.execute(
+                    "UPDATE runs SET data = ? WHERE id = ? AND data = ?", (new, run_id, text)
+                )
+        if len(rows) < _PAGE:
+            break
+        after = str(rows[-1][0])
+    if rewritten:
+        log.info("schema 3: %d stored run(s) rewritten in the current form", rewritten)
+
+
+def _no_statements(_: Dialect) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One version of the schema: statements for a dialect, then a rewrite of stored data."""
+
+    version: int
+    statements: Callable[[Dialect], list[str]] = _no_statements
+    rewrite: Callable[[Database], Awaitable[None]] | None = None
+
+
+#: append, never edit a released migration
+MIGRATIONS = [Migration(1, _v1), Migration(2, _v2), Migration(3, rewrite=_v3)]
+LATEST = MIGRATIONS[-1].version
 
 
 async def current_version(db: Database) -> int:
@@ -118,10 +167,11 @@ async def current_version(db: Database) -> int:
 async def migrate(db: Database) -> int:
     """Bring the schema to the latest version; safe to call at every start, from any process."""
     version = await current_version(db)
-    for number, statements in MIGRATIONS:
+    for migration in MIGRATIONS:
+        number = migration.version
         if number <= version:
             continue
-        for statement in statements(db.dialect):
+        for statement in migration.statements(db.dialect):
             try:
                 await db.execute(statement)
             except Exception as exc:
@@ -129,6 +179,8 @@ async def migrate(db: Database) -> int:
                 if "already exists" in str(exc) or "Duplicate key name" in str(exc):
                     continue
                 raise
+        if migration.rewrite is not None:  # idempotent, and safe beside a concurrent starter
+            await migration.rewrite(db)
         # Another process may record this migration at the same moment: that is fine.
         with contextlib.suppress(DuplicateKey):
             await db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))

@@ -313,7 +313,9 @@ async def test_retry_of_a_run_its_character_can_no_longer_make_is_refused_privat
     under_test = await start_bot()
     failed = Run.new(
         Job("mascot", requested_by=f"discord:{fd.ALICE.id}", generation_type="text2video")
-    ).advance(RunState.FAILED, failure=RunFailure(step="created", message="an unexpected error"))
+    ).advance(
+        RunState.FAILED, failure=RunFailure(state=RunState.CREATED, message="an unexpected error")
+    )
     await under_test.services.store.save_run(failed)
     retry = await fake.slash("retry", run_id=failed.id)
     reply = retry.reply

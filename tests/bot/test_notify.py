@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.render import APPROVE
-from pipeline.models import RunFailure
+from pipeline.models import RunFailure, RunState
 from tests.bot.conftest import StartBot
 from tests.doubles import Script
 from tests.fakes import discord as fd
@@ -56,7 +56,7 @@ async def test_a_failed_run_shows_its_cause_on_the_card_and_in_the_notice(
     (generate, not the state "described"), ComfyUI's node and message, and that a retry will
     not help until it is fixed."""
     failure = RunFailure(
-        step="described",
+        state=RunState.DESCRIBED,
         message="ComfyUI refused the workflow",
         cause="node CheckpointLoaderSimple (4) input ckpt_name: value not in list",
         retryable=False,

@@ -13,7 +13,7 @@ import pytest
 
 from bot.cogs.retention import RetentionCog
 from pipeline.errors import StoreError
-from pipeline.models import Job, Run, RunFailure, RunState, pruned_mark, utcnow
+from pipeline.models import Job, Run, RunFailure, RunState, utcnow
 from pipeline.store import SqlStore, connect
 from tests.bot.conftest import PROJECT, BotUnderTest, StartBot
 from tests.fakes import discord as fd
@@ -42,7 +42,7 @@ async def old_failed_run(store: SqlStore, characters_dir: Path, *, days: int = 4
         run,
         state=RunState.FAILED,
         updated_at=when,
-        failure=RunFailure("described", "ComfyUI failed"),
+        failure=RunFailure(RunState.DESCRIBED, "ComfyUI failed"),
     )
     folder = characters_dir.parent / "output" / "mascot" / run.id
     folder.mkdir(parents=True)
@@ -89,7 +89,7 @@ async def test_the_bot_prunes_at_start_and_each_tick(
     assert not second.exists()
     stored = await sqlite_store.load_run(second.name)
     assert stored is not None
-    assert pruned_mark(stored) is not None
+    assert stored.pruned is not None
 
 
 async def test_a_tick_that_fails_is_logged_and_the_loop_goes_on(

@@ -25,7 +25,7 @@ async def assert_failed_and_kept(world: World, run: Run) -> Run:
     """The run failed while generating, with a user-safe message, and is stored so."""
     assert run.state is RunState.FAILED
     assert run.failure is not None
-    assert run.failure.step == "described"  # the step it stood at: generating its media
+    assert run.failure.state == "described"  # the step it stood at: generating its media
     assert "ComfyUI" in run.failure.message
     assert "127.0.0.1" not in run.failure.message  # no server address for the user
     stored = await world.store.load_run(run.id)
@@ -186,7 +186,7 @@ async def test_a_full_disk_while_downloading_fails_the_run_naming_the_folder(
         run = await world.run(Job("testy", seed=7))
     assert run.state is RunState.FAILED
     assert run.failure is not None
-    assert run.failure.step == "described"
+    assert run.failure.state == "described"
     assert f"{run.id}/main-d0.partial: file too large" in run.failure.message
     assert run.failure.message.startswith("cannot write the media folder ")
     assert "Traceback" not in caplog.text

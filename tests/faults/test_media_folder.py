@@ -37,7 +37,7 @@ Comfy = tuple[FakeComfyUI, ComfyPool]
 async def assert_failed_naming(world: World, run: Run, folder: str) -> Run:
     assert run.state is RunState.FAILED
     assert run.failure is not None
-    assert run.failure.step == "described"  # the step it stood at: generating its media
+    assert run.failure.state == "described"  # the step it stood at: generating its media
     assert folder in run.failure.message
     assert "Traceback" not in run.failure.message
     stored = await world.store.load_run(run.id)
@@ -155,7 +155,7 @@ async def test_a_full_disk_while_fitting_media_for_a_platform_keeps_the_run(
         failed = await world.pipeline.execute(run, RecordingSink())
     assert failed.state is RunState.FAILED
     assert failed.failure is not None
-    assert failed.failure.step == "captioned"  # the step that fits and asks for review
+    assert failed.failure.state == "captioned"  # the step that fits and asks for review
     assert failed.failure.message.startswith(
         f"cannot write output/testy/{run.id}/fitted/instagram: no space left on device"
     )

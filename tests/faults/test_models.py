@@ -132,7 +132,7 @@ async def assert_failed_at(world: World, run: Run, step: str, task: str) -> Run:
     """Failed at `step` with a message naming the task and no secret or address; stored so."""
     assert run.state is RunState.FAILED
     assert run.failure is not None
-    assert run.failure.step == step
+    assert run.failure.state == step
     message = run.failure.message
     assert f"No language model answered the {task} step" in message
     assert "can be retried" in message

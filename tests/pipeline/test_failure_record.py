@@ -19,14 +19,14 @@ from pipeline.models import Job, Run, RunFailure, RunState
 )  # fmt: skip
 def test_a_failure_names_the_step_being_worked_on(state: str, doing: str) -> None:
     """A run that failed while in `described` failed to generate, and says so."""
-    failure = RunFailure(step=state, message="It broke.")
+    failure = RunFailure(state=RunState(state), message="It broke.")
     assert failure.describe() == f"failed at {doing}: It broke."
 
 
 def test_a_failure_that_a_retry_cannot_mend_says_so_with_its_cause() -> None:
     """The cause follows the message; a failure a retry cannot mend says so."""
     failure = RunFailure(
-        step="described",
+        state=RunState.DESCRIBED,
         message="ComfyUI refused the workflow",
         cause="node Foo (4): unknown",
         retryable=False,
@@ -42,11 +42,11 @@ def test_a_run_saved_before_failures_had_causes_is_still_read() -> None:
     """A stored run whose failure has only a step and a message loads, as a retryable failure
     of a service without detail."""
     run = Run.new(Job("mascot")).advance(
-        RunState.FAILED, failure=RunFailure(step="described", message="ComfyUI failed")
+        RunState.FAILED, failure=RunFailure(state=RunState.DESCRIBED, message="ComfyUI failed")
     )
     data = json.loads(run.to_json())
     data["failure"] = {"step": "described", "message": "ComfyUI failed"}
     loaded = Run.from_json(json.dumps(data))
-    assert loaded.failure == RunFailure(step="described", message="ComfyUI failed")
+    assert loaded.failure == RunFailure(state=RunState.DESCRIBED, message="ComfyUI failed")
     assert loaded.failure.retryable is True
     assert loaded.failure.bad_input is False

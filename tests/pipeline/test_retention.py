@@ -13,7 +13,6 @@ from pipeline.characters import Characters
 from pipeline.errors import RunError
 from pipeline.lease import Leases, Owner, this_process
 from pipeline.models import (
-    PRUNED_KEY,
     Decision,
     Job,
     MediaItem,
@@ -21,7 +20,6 @@ from pipeline.models import (
     Run,
     RunFailure,
     RunState,
-    pruned_mark,
 )
 from pipeline.ports import ProgressSink
 from pipeline.prompts.library import TemplateLibrary
@@ -71,7 +69,7 @@ async def saved_run(
         if state is RunState.PUBLISHED
         else None
     )
-    failure = RunFailure("described", "ComfyUI failed") if state is RunState.FAILED else None
+    failure = RunFailure(RunState.DESCRIBED, "ComfyUI failed") if state is RunState.FAILED else None
     run = replace(
         run,
         state=state,
@@ -120,7 +118,7 @@ async def test_prune_removes_exactly_the_old_failed_expired_and_cancelled_folder
         assert stored is not None
         assert stored.state is run.state
         assert stored.updated_at == run.updated_at  # still says when the run last changed
-        mark = pruned_mark(stored)
+        mark = stored.pruned
         assert mark is not None
         assert (mark.at, mark.after_days, mark.freed) == (NOW, 30, 2500)
     for run in kept:
@@ -132,7 +130,7 @@ async def test_prune_removes_exactly_the_old_failed_expired_and_cancelled_folder
         ]
         stored = await store.load_run(run.id)
         assert stored is not None
-        assert PRUNED_KEY not in stored.extra
+        assert stored.pruned is None
 
     again = await prune_media(store, characters, own(store), days=30, now=NOW + timedelta(days=1))
     assert again.pruned == ()
@@ -157,7 +155,7 @@ async def test_a_dry_run_lists_and_removes_nothing(store: SqlStore, characters: 
     assert (folder_of(characters, run) / "image_1.png").exists()
     stored = await store.load_run(run.id)
     assert stored is not None
-    assert pruned_mark(stored) is None
+    assert stored.pruned is None
 
 
 async def test_a_run_without_a_folder_stays_resumable(
@@ -169,7 +167,7 @@ async def test_a_run_without_a_folder_stays_resumable(
     assert report.pruned == ()
     stored = await store.load_run(run.id)
     assert stored is not None
-    assert pruned_mark(stored) is None
+    assert stored.pruned is None
 
 
 async def test_a_symlink_inside_a_run_folder_is_removed_without_touching_its_target(

@@ -98,7 +98,7 @@ async def test_when_nothing_passes_and_none_may_be_kept_the_run_fails(
     run = await world.run(Job("testy", seed=3))
     assert run.state is RunState.FAILED
     assert run.failure is not None
-    assert run.failure.step == "generated"
+    assert run.failure.state == "generated"
     assert "threshold 0.5" in run.failure.message
     assert all((world.folder(run) / m.path).is_file() for m in run.media)  # kept for a retry
 
@@ -174,7 +174,7 @@ async def test_a_run_resumes_after_comfyui_was_down_without_redoing_work(
     run = await world.run(Job("testy", seed=9))
     assert run.state is RunState.FAILED
     assert run.failure is not None
-    assert run.failure.step == "described"
+    assert run.failure.state == "described"
     assert "ComfyUI" in run.failure.message
     fake.faults.fail_class = None
     before = len(fake.prompts)
@@ -260,7 +260,7 @@ class PairPrompts:
             prompt=f"{subject} and Sol share an umbrella",
             method="two_character",
             subject=subject,
-            extra={"partner": "Sol"},
+            partner="Sol",
         )
 
 
@@ -278,7 +278,7 @@ class TemplateRecorder(StaticDescriber):
         count: int,
         video: bool,
     ) -> list[str]:
-        self.asked.append((template, idea.extra.get("partner")))
+        self.asked.append((template, idea.partner))
         return await super().describe(
             character, idea, template=template, style=style, count=count, video=video
         )

@@ -21,12 +21,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import strategies
 from comfy import Workflow, WorkflowError
 from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterError
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.workflows import check_workflow
-from strategies import STRATEGY_NAMES, stages
+from strategies import STRATEGY_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARACTER_FILES = sorted((ROOT / "characters").glob("*.yaml"))
@@ -156,8 +157,8 @@ def check_usable(character: Character) -> None:
     rng = Random(7)
     strategy = character.pick_generation_type(rng)
     assert strategy in STRATEGY_NAMES
-    for stage in stages(strategy):
-        assert character.workflow_path(strategy, stage).is_relative_to(ROOT)
+    for stage in strategies.needs(strategy).stages:
+        assert character.workflow_path(strategy, stage.name).is_relative_to(ROOT)
     character.pick_prompt_method(rng)
     character.pick_template(rng, video=False)
     character.pick_style(rng)
