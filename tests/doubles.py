@@ -357,7 +357,7 @@ class ScriptedExecute:
                     )
                 names = [f"{p.value} ({s.value})" for p, s, _ in script.posts if s != "posted"]
                 if names:
-                    failure = RunFailure("publishing", f"not posted: {', '.join(names)}")
+                    failure = RunFailure(RunState.PUBLISHING, f"not posted: {', '.join(names)}")
                     return await self._save(run.advance(RunState.FAILED, failure=failure))
                 return await self._save(run.advance(RunState.PUBLISHED))
             await self.store.record_post(

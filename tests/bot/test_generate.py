@@ -403,7 +403,7 @@ async def test_retry_of_a_run_whose_only_unposted_post_is_uncertain_is_refused_p
     under_test = await start_bot()
     failed = Run.new(Job("mascot", requested_by=f"discord:{fd.ALICE.id}")).advance(
         RunState.FAILED,
-        failure=RunFailure(step="publishing", message="not posted: twitter (uncertain)"),
+        failure=RunFailure(state=RunState.PUBLISHING, message="not posted: twitter (uncertain)"),
     )
     store = under_test.services.store
     await store.save_run(failed)
