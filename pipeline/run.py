@@ -360,14 +360,19 @@ class Pipeline:
         if self.fit_media is not None and run.job.publish:
             _progress(sink, run, "fit", "fitting media to each platform")
             await self.fit_media(run, character, folder)
+        _awaiting_review(sink, run, True)
         _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
         ticket = await self.reviewer.request(run, folder)
         return run.advance(RunState.AWAITING_REVIEW, ticket=ticket)
 
     async def _await_review(self, run: Run, sink: ProgressSink | None) -> Run:
         assert run.ticket is not None, "a run awaiting review has a ticket"
+        _awaiting_review(sink, run, True)
         _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
-        decision = await self.reviewer.wait(run, run.ticket)
+        try:
+            decision = await self.reviewer.wait(run, run.ticket)
+        finally:
+            _awaiting_review(sink, run, False)
         if decision is None:
             return run.advance(RunState.EXPIRED)
         if not decision.approved:
@@ -509,6 +514,11 @@ def _valid_selection(run: Run, decision: Decision) -> Decision:
 def _progress(sink: ProgressSink | None, run: Run, step: str, detail: str) -> None:
     if sink is not None:
         sink.progress(run.id, Progress(step=step, detail=detail))
+
+
+def _awaiting_review(sink: ProgressSink | None, run: Run, waiting: bool) -> None:
+    if sink is not None:
+        sink.awaiting_review(run.id, waiting)
 
 
 def _generation_progress(sink: ProgressSink | None, run: Run, update: GenerationProgress) -> None:
