@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from comfy import ComfyError, Workflow
 from pipeline import logs
-from pipeline.characters import Character, Characters
+from pipeline.characters import Characters
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
@@ -37,7 +37,6 @@ from pipeline.models import (
     PostRecord,
     PostState,
     Run,
-    RunFailure,
     RunState,
     pruned_sentence,
     refuse_if_pruned,
@@ -481,21 +480,6 @@ async def _starts_nothing(run: Run, sink: ProgressSink | None) -> Run:
 # ---------------------------------------------------------------------------- publish
 
 
-def _run_after_publishing(run: Run, character: Character, posts: Sequence[PostRecord]) -> Run:
-    """The run's state once every enabled platform's post is known: published when all are
-    online, else failed at publishing (so `publish RUN_ID` can be run again)."""
-    states = {p.platform: p.state for p in posts}
-    missing = [
-        f"{platform.value} ({states[platform].value if platform in states else 'not tried'})"
-        for platform in character.enabled_platforms()
-        if states.get(platform) is not PostState.POSTED
-    ]
-    if not missing:
-        return run.advance(RunState.PUBLISHED, failure=None)
-    message = "not posted: " + ", ".join(missing)
-    return run.advance(RunState.FAILED, failure=RunFailure(step="publishing", message=message))
-
-
 async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     """Publish an approved run again: failed posts are retried, posted and uncertain ones are
     left alone; prints each platform's outcome and link."""
@@ -526,8 +510,8 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
             platforms=platforms,
             retry_failed=True,
         )
-        final = _run_after_publishing(run, character, await store.posts_for_run(run.id))
-        if final.state is not run.state or final.failure != run.failure:
+        final = await publishing.service.run_after_publishing(run, character)
+        if final is not run:
             await store.save_run(final)
     for record in records:
         shown = (record.url or record.remote_id) if record.state is PostState.POSTED else None

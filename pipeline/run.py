@@ -36,9 +36,7 @@ from pipeline.models import (
     MediaKind,
     Platform,
     PostRecord,
-    PostState,
     Run,
-    RunFailure,
     RunState,
 )
 from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
@@ -108,6 +106,10 @@ class RunPublisher(Protocol):
     async def publish_run(
         self, run: Run, character: Character, run_dir: Path, *, retry_failed: bool = False
     ) -> list[PostRecord]: ...
+
+    async def run_after_publishing(self, run: Run, character: Character) -> Run:
+        """The run's end state by its post records: the publish service's one rule."""
+        ...
 
 
 class CaptionWriter(Protocol):
@@ -390,15 +392,8 @@ class Pipeline:
         run = run.advance(RunState.PUBLISHING)
         await self.store.save_run(run)
         _progress(sink, run, "publish", "publishing")
-        records = await self.publisher.publish_run(run, character, folder, retry_failed=retry)
-        failed = [r for r in records if r.state is not PostState.POSTED]
-        if failed:
-            names = ", ".join(f"{r.platform.value} ({r.state.value})" for r in failed)
-            return run.advance(
-                RunState.FAILED,
-                failure=RunFailure(step="publishing", message=f"not posted: {names}"),
-            )
-        return run.advance(RunState.PUBLISHED)
+        await self.publisher.publish_run(run, character, folder, retry_failed=retry)
+        return await self.publisher.run_after_publishing(run, character)
 
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
