@@ -33,27 +33,27 @@ class Withdrawals:
         return 2
 
 
-async def saved(store: SqlStore, state: RunState, **changes: object) -> Run:
-    run = replace(Run.new(Job("testy")), state=state, **changes)
+async def saved(store: SqlStore, state: RunState, ticket: ReviewTicket | None = None) -> Run:
+    run = replace(Run.new(Job("testy")), state=state, ticket=ticket)
     await store.save_run(run)
     return run
 
 
 @pytest.mark.parametrize(
-    ("state", "changes"),
+    ("state", "ticket"),
     [
-        (RunState.GENERATED, {}),
-        (RunState.PUBLISHING, {}),
-        (RunState.AWAITING_REVIEW, {"ticket": ReviewTicket(5, (1,), utcnow())}),
+        (RunState.GENERATED, None),
+        (RunState.PUBLISHING, None),
+        (RunState.AWAITING_REVIEW, ReviewTicket(5, (1,), utcnow())),
     ],
     ids=["interrupted-generating", "interrupted-publishing", "review-no-one-waits-on"],
 )
 async def test_a_stopped_run_is_cancelled_and_its_prompts_withdrawn(
-    store: SqlStore, state: RunState, changes: dict[str, object]
+    store: SqlStore, state: RunState, ticket: ReviewTicket | None
 ) -> None:
     """Cancelling a run no process runs saves it as cancelled, takes its unfinished ComfyUI
     prompts off, and leaves no lease behind (no process holds a finished run)."""
-    run = await saved(store, state, **changes)
+    run = await saved(store, state, ticket)
     withdrawals = Withdrawals()
     runner = Runner(store, HeldRun(store), withdraw=withdrawals)
     cancelled = await runner.cancel(run.id)
