@@ -2,9 +2,11 @@
 
 Limits (global, per character, per requester) queue a run instead of refusing it; `position`
 tells its place. A run waiting for review holds no place under the limits (a review may take a
-day). Tasks are kept referenced and their failures logged. Each run is executed only under its
-lease (`pipeline.lease`), taken before it is queued, renewed while it waits or runs, released
-when it ends: no other process executes it meanwhile. Knows nothing of Discord.
+day; the run says so through its handle's `awaiting_review`). Tasks are kept referenced and
+their failures logged. Each run is executed only under its lease (`pipeline.lease`), taken
+before it is queued, renewed while it waits or runs, released when it ends: no other process
+executes it meanwhile. `cancel` ends a run running here, queued here, or stopped and held by
+no live process. Knows nothing of Discord; `pipeline.wiring.build_runner` builds it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 `open_pipeline(settings, reviewer=..., notifier=...)` opens the store, the ComfyUI pool and the
 language models, wires the Pipeline and its Runner, and closes everything on exit. The command
-line and the bot differ only in the Reviewer and Notifier they pass.
+line and the bot differ only in the Reviewer and Notifier they pass. `build_runner` is the one
+way to build a Runner (the bot, the command line and the soak use it).
 """
 
 from __future__ import annotations
