@@ -274,6 +274,9 @@ class StepClock:
     def progress(self, run_id: str, update: Progress) -> None:
         self.entered.setdefault(run_id, {}).setdefault(update.step, time.perf_counter())
 
+    def awaiting_review(self, run_id: str, waiting: bool) -> None:
+        """The review step's `progress` marks its time already."""
+
     def ended(self, run_id: str) -> None:
         self.entered.setdefault(run_id, {})["end"] = time.perf_counter()
 

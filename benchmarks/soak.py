@@ -1,12 +1,13 @@
 """Soak: many scheduled and requested runs against the fakes, with random faults, for a while.
 
-The real Runner and Pipeline (wired by `pipeline.wiring.Engine`), the real ComfyUI pool against
-two fake ComfyUI servers, the real language-model chain against fake Ollama and
-OpenAI-compatible servers, and the PublishService over the store with recording publishers; a
-random reviewer. Faults: ComfyUI node errors, rejected prompts, dropped WebSockets and a server
-down; LLM 5xx, 429 and garbage; publish failures; review timeouts; user cancels; and restarts
-(the runner cancelled mid-flight, a new process built over the same store, every unfinished run
-resumed). Scheduled runs claim their slot in the store (`pipeline.schedule`), as the bot does.
+The real Runner and Pipeline (wired by `pipeline.wiring`), the real ComfyUI pool against two
+fake ComfyUI servers, the real language-model chain against fake Ollama and OpenAI-compatible
+servers, and the PublishService over the store with recording publishers; a random reviewer.
+Faults: ComfyUI node errors, rejected prompts, dropped WebSockets and a server down; LLM 5xx,
+429 and garbage; publish failures; review timeouts; user cancels; and restarts (the runner
+cancelled mid-flight, a new process built over the same store, every unfinished run taken up
+by `pipeline.recovery`, the bot's own code for its start). Scheduled runs come from the bot's
+own tick (`pipeline.scheduler`), each slot claimed in the store with its run.
 
 Prints runs started, how they finished, resumed, failed by reason, lost (goal 0), duplicate
 posts (goal 0), schedule slots claimed without a run (goal 0), memory and open file descriptors
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import gc
 import hashlib
 import itertools
@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -51,8 +51,6 @@ if str(ROOT) not in sys.path:
 
 # ruff: noqa: E402  (the imports below need the path set above)
 from comfy import ComfyPool
-from pipeline.characters import Schedule
-from pipeline.errors import MediaOverloadError
 from pipeline.llm.factory import LanguageModels, build_models
 from pipeline.models import (
     Decision,
@@ -71,11 +69,13 @@ from pipeline.publish import (
     TransientPublishError,
     build_publish_service,
 )
+from pipeline.recovery import Recovery
 from pipeline.runner import Runner
-from pipeline.schedule import Candidate, decide, slot_key, slot_random
+from pipeline.schedule import SCHEDULE_REQUESTER
+from pipeline.scheduler import Scheduler
 from pipeline.settings import Settings, load_settings
 from pipeline.store import SqlStore, connect
-from pipeline.wiring import Engine, characters_from
+from pipeline.wiring import Engine, build_runner, characters_from
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.llm_server import LlmFake, Recorded
 from tests.fakes.ollama import FakeOllama
@@ -84,9 +84,7 @@ from tests.fakes.openai_api import FakeOpenAI
 log = logging.getLogger("soak")
 
 #: who a scheduled run is requested by (as bot.cogs.schedule names it)
-SCHEDULE_REQUESTER = "schedule"
 USERS = ("ana", "ben", "chloe")
-UNFINISHED = frozenset(state for state in RunState if not state.finished)
 OPENAI_KEY = "sk-soak-" + "0" * 24
 
 CHARACTER = """
@@ -626,6 +624,43 @@ def _drop_database(server_url: str, database_url: str) -> None:
 # ---------------------------------------------------------------------------- one process
 
 
+class _LedgerSlots:
+    """The store as the schedule's tick sees it, noting in the ledger each run a claim saves
+    (the tick is the real `pipeline.scheduler`'s; only this seam is the soak's)."""
+
+    def __init__(self, store: SqlStore, ledger: Ledger) -> None:
+        self.store = store
+        self.ledger = ledger
+
+    async def save_run(self, run: Run) -> None:
+        await self.store.save_run(run)
+
+    async def load_run(self, run_id: str) -> Run | None:
+        return await self.store.load_run(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        states: Collection[RunState] | None = None,
+        character: str | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        return await self.store.list_runs(
+            states=states, character=character, updated_before=updated_before, limit=limit
+        )
+
+    async def count_posts(self, platform: str, account: str, since: datetime) -> int:
+        return await self.store.count_posts(platform, account, since)
+
+    async def claim_slot_with_run(self, slot: str, run: Run) -> bool:
+        if not await self.store.claim_slot_with_run(slot, run):
+            return False
+        self.ledger.runs.add(run.id)
+        self.ledger.slot_runs.setdefault((run.character, slot), []).append(run.id)
+        return True
+
+
 class Process:
     """One life of the bot: store, ComfyUI pool, language models, pipeline and runner, plus its
     schedule loop and the people asking for runs. Ends by `stop` (a crash or a restart)."""
@@ -666,22 +701,17 @@ class Process:
             publishers=dict(world.platforms),
         )
         pipeline = replace(engine.pipeline_for(world.reviewer, world.notifier), publisher=publisher)
-        self.runner = Runner(
+        self.runner = build_runner(
+            settings,
             self.store,
             pipeline.execute,
-            max_runs=settings.max_runs,
-            max_per_character=settings.max_runs_per_character,
-            max_per_requester=settings.max_runs_per_user,
             shutdown_grace=self.rng.choice((0.0, 0.05, settings.shutdown_grace_seconds)),
         )
-        # As the bot and the command line do at start: every unfinished run goes on again.
-        for run in await self.store.list_runs(states=UNFINISHED, limit=100_000):
-            try:
-                await self.runner.resume(run.id)
-            except MediaOverloadError as exc:
-                log.warning("run %s not resumed: %s", run.id, exc)
-                continue
-            world.ledger.resumed += 1
+        self.scheduler = Scheduler(characters, _LedgerSlots(self.store, world.ledger), self.runner)
+        # As the bot does at start (pipeline.recovery, the bot's own code): every unfinished
+        # run goes on again; here every run and review is this process's (one reviewer, no
+        # command line beside it).
+        world.ledger.resumed += await Recovery(self.runner, self.store).at_start()
 
     def feed(self) -> None:
         """Start the schedule loop and the people asking for runs."""
@@ -719,48 +749,10 @@ class Process:
         world = self.world
         while True:
             moment = world.hour
-            await asyncio.gather(self._tick(moment), self._tick(moment))
+            await asyncio.gather(self.scheduler.tick(moment), self.scheduler.tick(moment))
             await asyncio.sleep(world.config.hour_seconds)
             if world.hour == moment:
                 world.hour = moment + timedelta(hours=1)
-
-    async def _tick(self, now: datetime) -> None:
-        slot = slot_key(now)
-        characters, _ = await asyncio.to_thread(self.characters.load_all)
-        for character in characters:
-            if not character.schedule.enabled:
-                continue
-            run = Run.new(Job(character=character.key, requested_by=SCHEDULE_REQUESTER))
-            try:
-                candidate = await self._candidate(character.key, character.schedule, now)
-                if not decide(candidate, now, slot_random(character.key, slot)).due:
-                    continue
-                # as the bot's schedule does: the claim saves the run in the same transaction
-                claim = functools.partial(self._claim, slot, character.key)
-                await self.runner.submit_claimed(run, claim)
-            except MediaOverloadError as exc:
-                log.warning("schedule %s: %s failed: %s", slot, character.key, exc)
-                continue
-
-    async def _claim(self, slot: str, key: str, run: Run) -> bool:
-        """The slot's claim, saving `run`; a run it saves goes in the ledger."""
-        if not await self.store.claim_slot_with_run(slot, run):
-            return False
-        self.world.ledger.runs.add(run.id)
-        self.world.ledger.slot_runs.setdefault((key, slot), []).append(run.id)
-        return True
-
-    async def _candidate(self, key: str, schedule: Schedule, now: datetime) -> Candidate:
-        last = await self.store.list_runs(character=key, limit=1)
-        published = await self.store.list_runs(states={RunState.PUBLISHED}, character=key, limit=1)
-        hours = (now - published[0].updated_at).total_seconds() / 3600 if published else None
-        return Candidate(
-            key=key,
-            schedule=schedule,
-            platforms=tuple(Platform),
-            hours_since_success=hours,
-            in_review=bool(last) and last[0].state is RunState.AWAITING_REVIEW,
-        )
 
     async def drain(self, seconds: float) -> bool:
         """Wait until no run is active; False when some still are after `seconds`."""

@@ -37,7 +37,7 @@ async def bot_factory(settings: Settings, **options: Any) -> AsyncIterator[Calla
     from bot.services import Services, build_services
     from pipeline.llm.doctor import warn_about_models
     from pipeline.store import open_store
-    from pipeline.wiring import STRATEGY_NAMES, characters_from, open_engine
+    from pipeline.wiring import STRATEGY_NAMES, characters_from, open_engine, prompt_withdrawer
 
     characters = await asyncio.to_thread(characters_from, settings)
     url = settings.database_url.get_secret_value()
@@ -57,6 +57,7 @@ async def bot_factory(settings: Settings, **options: Any) -> AsyncIterator[Calla
                 strategy_names=STRATEGY_NAMES,
                 execute_factory=engine.execute_for,
                 detach=engine.pool.detach,
+                withdraw=prompt_withdrawer(settings, characters, engine.pool),
             )
 
         # each model problem one warning line, while the bot starts; never stops it

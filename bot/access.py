@@ -1,6 +1,7 @@
 """Who may do what: role ids from settings checked against a member's roles.
 
-An empty list of role ids means every member of the guild. Imports discord only.
+An empty list of role ids means every member of the guild. Imports discord and the pipeline's
+schedule (whose requester name a scheduled run carries) only.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import discord
+
+from pipeline.schedule import SCHEDULE_REQUESTER
 
 
 def has_any_role(user: discord.abc.User | None, role_ids: Collection[int]) -> bool:
@@ -21,8 +24,7 @@ def has_any_role(user: discord.abc.User | None, role_ids: Collection[int]) -> bo
     return any(role.id in role_ids for role in user.roles)
 
 
-#: who a scheduled run is requested by (it has its own limit of runs at once)
-SCHEDULE_REQUESTER = "schedule"
+__all__ = ["SCHEDULE_REQUESTER", "has_any_role", "is_bot_run", "requester_key"]
 
 
 def requester_key(user: discord.abc.User) -> str:

@@ -1,8 +1,9 @@
 """`MediaBot`, the commands.Bot subclass, and `serve_with_retries`, which hosts it until SIGTERM.
 
-setup_hook finds the gateway, loads the cogs, re-arms pending reviews, resumes the runs a stop
+setup_hook finds the gateway, loads the cogs, re-arms pending reviews and resumes the runs a stop
 left half done, starts the adoption loop (the same, later, for runs another instance left),
-then syncs the application commands when they changed. The bot never imports strategies or
+all through `pipeline.recovery` with the bot's hooks (its runs, its review channel, its run
+cards), then syncs the application commands when they changed. The bot never imports strategies or
 comfy and reaches the pipeline only through `bot.services.Services`.
 """
 
@@ -32,15 +33,15 @@ from bot.cogs._checks import NotAllowed
 from bot.review import EditCaptionButton
 from bot.services import Services
 from pipeline.errors import ConfigError, MediaOverloadError, ServiceError, disk_reason
-from pipeline.lease import RunLeased
-from pipeline.lease import describe as describe_owner
-from pipeline.models import Run, RunState
+from pipeline.models import Run
+from pipeline.recovery import Hooks, Recovery
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 COGS: tuple[str, ...] = (
     "bot.cogs.generate",
+    "bot.cogs.runs",
     "bot.cogs.retention",
     "bot.cogs.review",
     "bot.cogs.admin",
@@ -133,6 +134,12 @@ class MediaBot(commands.Bot):
         self.settings = settings
         point_at_api(settings.discord_api_base)
         self.services = services_factory(self)
+        #: re-arms reviews and resumes runs at start, and adopts those other instances left
+        self.recovery = Recovery(
+            self.services.runner,
+            self.services.store,
+            Hooks(owns=_is_bot_run, reviews=self._reads_review, resume=self._resume_with_card),
+        )
         self._closing = False
         self._adoption: asyncio.Task[None] | None = None
 
@@ -144,9 +151,10 @@ class MediaBot(commands.Bot):
         problems = await self.services.refresh_characters()
         for problem in problems:
             log.warning("character file: %s", problem)
-        await self.rearm_reviews()
-        await self.resume_interrupted()
-        self._adoption = self.services.background.spawn(self._adopt_forever(), name="adopt-runs")
+        await self.recovery.at_start()
+        self._adoption = self.services.background.spawn(
+            self.recovery.adopt_forever(self.settings.run_adopt_seconds), name="adopt-runs"
+        )
         await self.sync_commands()
 
     async def find_gateway(self) -> None:
@@ -155,88 +163,12 @@ class MediaBot(commands.Bot):
         _, url, _ = await self.http.get_bot_gateway()
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
 
-    async def rearm_reviews(self, *, quiet: bool = False) -> int:
-        """Resume every run waiting for review that no live process holds: the reviewer reads
-        the reactions given while no one waited and keeps waiting on the rest. `quiet` (the
-        adoption loop) does not log the runs it leaves alone again and again."""
-        waiting = await self.services.store.list_runs(states={RunState.AWAITING_REVIEW}, limit=1000)
+    def _reads_review(self, run: Run) -> bool:
+        """A review in the review channel (one of the command line, or of another review
+        channel, is not ours to read)."""
+        ticket = run.ticket
         channel = self.services.reviewer.config.channel_id
-        rearmed = 0
-        for run in waiting:
-            if self._is_ours_already(run):
-                continue
-            if run.ticket is None or run.ticket.channel_id != channel or not run.ticket.message_ids:
-                # a review of the command line (or of another review channel): not ours to read
-                if not quiet:
-                    log.info("run %s: its review is not in the review channel; left alone", run.id)
-                continue
-            if not await self._take_up(run, "re-armed", quiet=quiet):
-                continue
-            rearmed += 1
-        if rearmed:
-            log.info("re-armed %d pending review(s)", rearmed)
-        return rearmed
-
-    async def resume_interrupted(self, *, quiet: bool = False) -> int:
-        """Start again, each from its last saved step, the bot's own runs that a stop left half
-        done (SIGTERM's grace ran out, or the process died) and no live process holds. The
-        command line's runs are left to it. Of two instances starting at once, the run's lease
-        lets only one resume it."""
-        runs = await self.services.store.list_runs(states=INTERRUPTED, limit=1000)
-        resumed = 0
-        for run in runs:
-            if not is_bot_run(run.job.requested_by) or self._is_ours_already(run):
-                continue
-            if not await self._take_up(run, "resumed", quiet=quiet):
-                continue
-            log.info("run %s: resumed from %s", run.id, run.state.value)
-            resumed += 1
-        return resumed
-
-    def _is_ours_already(self, run: Run) -> bool:
-        return self.services.runner.position(run.id) is not None
-
-    async def _take_up(self, run: Run, verb: str, *, quiet: bool) -> bool:
-        """Resume `run` unless another live process holds its lease (then an info line, or
-        nothing when `quiet`); a failure to resume is a warning. True when resumed here."""
-        runner = self.services.runner
-        try:
-            held = await runner.held_elsewhere(run.id)
-            if held is None:
-                await self._resume_with_card(run)
-                return True
-        except RunLeased as exc:  # taken by another process between the look and the take
-            held = exc.lease
-        except MediaOverloadError as exc:
-            log.warning("run %s: not %s: %s", run.id, verb, exc)
-            return False
-        if not quiet:
-            log.info("run %s: not %s: another process (%s) holds it", run.id, verb,
-                     describe_owner(held.owner))  # fmt: skip
-        return False
-
-    async def adopt(self) -> int:
-        """Take up the bot's runs whose lease ran out or whose holder is gone (another instance
-        died): re-arm their reviews, resume the rest. How many were taken up."""
-        if self._closing:
-            return 0
-        return await self.rearm_reviews(quiet=True) + await self.resume_interrupted(quiet=True)
-
-    async def _adopt_forever(self) -> None:
-        """Every RUN_ADOPT_SECONDS, `adopt`; the body catches and logs everything, so a store
-        that is away for a while only costs a warning per beat."""
-        while not self._closing:
-            await asyncio.sleep(self.settings.run_adopt_seconds)
-            try:
-                adopted = await self.adopt()
-            except MediaOverloadError as exc:
-                log.warning("adopting runs failed: %s", exc.user_message)
-                continue
-            except Exception:
-                log.exception("adopting runs failed")
-                continue
-            if adopted:
-                log.info("took up %d run(s) that no live process held", adopted)
+        return ticket is not None and ticket.channel_id == channel and bool(ticket.message_ids)
 
     async def _resume_with_card(self, run: Run) -> None:
         """Resume `run`; its card, when the bot knows where it is, goes on moving."""
@@ -284,16 +216,17 @@ class MediaBot(commands.Bot):
         """Let runs save (reviews end as cancelled with their tickets kept), then disconnect."""
         if not self._closing:
             self._closing = True
+            self.recovery.stop()
             if self._adoption is not None:
                 self._adoption.cancel()  # it never ends by itself: no grace to wait out
             await self.services.close()
         await super().close()
 
 
-#: where a stop can leave a run (a review waiting is re-armed instead)
-INTERRUPTED = frozenset(
-    state for state in RunState if not state.finished and state is not RunState.AWAITING_REVIEW
-)
+def _is_bot_run(run: Run) -> bool:
+    """The bot resumes its own runs (its members' and the schedule's); the command line's
+    are left to it."""
+    return is_bot_run(run.job.requested_by)
 
 
 def _read_json(path: Path) -> dict[str, str]:

@@ -173,6 +173,9 @@ class RunCard:
         self._latest = update
         self._changed.set()
 
+    def awaiting_review(self, run_id: str, waiting: bool) -> None:
+        """Nothing more to show: the review step's update says it already."""
+
     async def follow(self, run: Run) -> Run:
         """Keep the card current until the run ends, then show the outcome. Time and, until the
         first update, the step come from the run record, so they go on after a restart."""

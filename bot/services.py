@@ -7,6 +7,7 @@ point gets from the pipeline (tests pass a double). Never imports strategies or 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ from bot.notify import DiscordNotifier
 from bot.review import DiscordReviewer, ReviewConfig
 from pipeline.captions import edited_caption_problems
 from pipeline.characters import Character, Characters
-from pipeline.errors import ConfigError, MediaOverloadError, Problem
+from pipeline.errors import CharacterNotFound, ConfigError, MediaOverloadError, Problem, RunError
 from pipeline.lease import Owner
 from pipeline.ports import Notifier, Reviewer, Store
-from pipeline.runner import Execute, Runner
+from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
+from pipeline.wiring import build_runner
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,17 @@ class Services:
     character_names: list[str] = field(default_factory=list)
     #: the generation types each character can run, for /generate's `type` autocomplete
     runnable_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    async def character(self, name: str) -> Character:
+        """The character of that name; a short RunError otherwise, with close names but never
+        the whole list (the refusal is private, yet the list is not the asker's business)."""
+        try:
+            return await asyncio.to_thread(self.characters.load, name)
+        except CharacterNotFound:
+            shown = name.strip()[:40]
+            close = difflib.get_close_matches(shown, self.character_names, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else "pick one offered as you type."
+            raise RunError(f"no character named {shown!r}; {hint}") from None
 
     async def refresh_characters(self) -> list[Problem]:
         """Read the characters folder again; the problems of broken files."""
@@ -123,10 +136,12 @@ def build_services(
     strategy_names: tuple[str, ...],
     execute_factory: ExecuteFactory,
     detach: Callable[[], None] | None = None,
+    withdraw: Withdraw | None = None,
     lease_owner: Owner | None = None,
 ) -> Services:
     """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`;
-    `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown.
+    `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown, `withdraw`
+    takes a stopped run's prompts off when /cancel ends it.
     `lease_owner` names this instance in run leases (this process by default)."""
     reviewer = DiscordReviewer(client, review_config(settings), store)
     webhook = settings.discord_notify_webhook_url
@@ -136,15 +151,12 @@ def build_services(
         channel_id=settings.discord_notify_channel_id,
         webhook_url=webhook.get_secret_value() if webhook else None,
     )
-    runner = Runner(
+    runner = build_runner(
+        settings,
         store,
         execute_factory(reviewer, notifier),
-        max_runs=settings.max_runs,
-        max_per_character=settings.max_runs_per_character,
-        max_per_requester=settings.max_runs_per_user,
-        shutdown_grace=settings.shutdown_grace_seconds,
         detach=detach,
-        lease_ttl=settings.run_lease_seconds,
+        withdraw=withdraw,
         owner=lease_owner,
     )
     return Services(

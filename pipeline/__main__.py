@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from comfy import ComfyError, Workflow
 from pipeline import logs
-from pipeline.characters import Character, Characters
+from pipeline.characters import Characters
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
@@ -37,13 +37,12 @@ from pipeline.models import (
     PostRecord,
     PostState,
     Run,
-    RunFailure,
     RunState,
     pruned_sentence,
     refuse_if_pruned,
 )
 from pipeline.news import catalog_problem, read_news
-from pipeline.ports import Store
+from pipeline.ports import ProgressSink, Store
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.retention import human_size, prune_media
 from pipeline.run import run_folder
@@ -448,48 +447,35 @@ async def _folder_of(settings: Settings, run: Run) -> Path | None:
 
 
 async def _cancel(settings: Settings, store: Store, run: Run) -> int:
-    """Cancel a run no process is running (under its lease, so none starts it meanwhile) and
-    take its unfinished prompts off ComfyUI; a run another process runs is cancelled there."""
-    leases = Leases(store, this_process(), settings.run_lease_seconds)
-    lease = await leases.take(run.id)
-    if not leases.is_ours(lease):
-        print(
-            f"{RunLeased(lease)}: cancel it there (/cancel in Discord, or stop that process)",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
+    """Cancel a run no process is running, through `Runner.cancel` (under its lease, so none
+    starts it meanwhile), taking its unfinished prompts off ComfyUI; a run another process
+    runs is cancelled there."""
+    from pipeline.wiring import build_runner, characters_from, prompt_withdrawer
+
+    withdrawer = prompt_withdrawer(settings, characters_from(settings))
+
+    async def withdraw(cancelled: Run) -> int:
+        count = await withdrawer(cancelled)
+        if count:
+            print(f"took {count} unfinished prompt(s) off ComfyUI")
+        return count
+
+    runner = build_runner(settings, store, _starts_nothing, withdraw=withdraw)
     try:
-        latest = await store.load_run(run.id) or run
-        if latest.state.finished:
-            print(f"run {run.id} is already {latest.state.value}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        cancelled = latest.advance(RunState.CANCELLED)
-        await store.save_run(cancelled)
-        print(f"run {run.id} cancelled")
-        await _withdraw_prompts(settings, cancelled)
-    finally:
-        await leases.release(run.id)
+        cancelled = await runner.cancel(run.id)
+    except RunLeased as exc:
+        print(f"{exc}: cancel it there (/cancel in Discord, or stop that process)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"run {run.id} {cancelled.state.value}")
     return EXIT_OK
 
 
+async def _starts_nothing(run: Run, sink: ProgressSink | None) -> Run:
+    """The `execute` of the cancel command's Runner, which only cancels stopped runs."""
+    raise AssertionError(f"the cancel command starts no run ({run.id})")
+
+
 # ---------------------------------------------------------------------------- publish
-
-
-def _run_after_publishing(run: Run, character: Character, posts: Sequence[PostRecord]) -> Run:
-    """The run's state once every enabled platform's post is known: published when all are
-    online, else failed at publishing (so `publish RUN_ID` can be run again)."""
-    states = {p.platform: p.state for p in posts}
-    missing = [
-        f"{platform.value} ({states[platform].value if platform in states else 'not tried'})"
-        for platform in character.enabled_platforms()
-        if states.get(platform) is not PostState.POSTED
-    ]
-    if not missing:
-        return run.advance(RunState.PUBLISHED, failure=None)
-    message = "not posted: " + ", ".join(missing)
-    return run.advance(
-        RunState.FAILED, failure=RunFailure(state=RunState.PUBLISHING, message=message)
-    )
 
 
 async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
@@ -522,8 +508,8 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
             platforms=platforms,
             retry_failed=True,
         )
-        final = _run_after_publishing(run, character, await store.posts_for_run(run.id))
-        if final.state is not run.state or final.failure != run.failure:
+        final = await publishing.service.run_after_publishing(run, character)
+        if final is not run:
             await store.save_run(final)
     for record in records:
         shown = (record.url or record.remote_id) if record.state is PostState.POSTED else None
@@ -592,20 +578,6 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{pause.platform.value:<10} {pause.account:<24} since {since}  {pause.reason}")
     print(f"{len(pauses)} paused account(s)")
     return EXIT_OK
-
-
-async def _withdraw_prompts(settings: Settings, run: Run) -> None:
-    """Take a cancelled run's unfinished prompts off ComfyUI, so the GPU stops on them."""
-    from pipeline.wiring import characters_from, withdraw_run_prompts
-
-    try:
-        character = await asyncio.to_thread(characters_from(settings).load, run.job.character)
-    except (CharacterError, CharacterNotFound):
-        print("its character file is gone, so its ComfyUI prompts were left alone", file=sys.stderr)
-        return
-    count = await withdraw_run_prompts(settings, run_folder(character, run.id))
-    if count:
-        print(f"took {count} unfinished prompt(s) off ComfyUI")
 
 
 # ---------------------------------------------------------------------------- main

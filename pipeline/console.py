@@ -135,6 +135,9 @@ class TerminalProgress:
         self._headline: tuple[str, int | None] = ("", None)
         self.started = time.monotonic()
 
+    def awaiting_review(self, run_id: str, waiting: bool) -> None:
+        """Nothing to show: the console reviewer asks in the terminal itself."""
+
     def progress(self, run_id: str, update: Progress) -> None:
         """Print every change of step or queue place at once; other updates (nodes, the sampler
         bar) at most every `min_interval` seconds, except a bar's last step."""

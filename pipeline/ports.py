@@ -253,16 +253,22 @@ class Progress:
     maximum: int | None = None
 
 
-#: the step a run reports while it waits for a person's review (which may take a day): the
-#: Runner stops counting it against its limits, and a run card refreshes it rarely
+#: the step a run reports while it waits for a person's review (which may take a day): a run
+#: card refreshes it rarely (the Runner hears of the wait from `awaiting_review`, not from this)
 REVIEW_STEP = "review"
 
 
 class ProgressSink(Protocol):
-    """Whoever shows a run's progress (a terminal bar, a Discord run card). Must not block:
-    it is called from the pipeline's coroutine; slow displays throttle or buffer by themselves."""
+    """Whoever shows a run's progress (a terminal bar, a Discord run card, the Runner's handle
+    of a run). Must not block: it is called from the pipeline's coroutine; slow displays
+    throttle or buffer by themselves."""
 
     def progress(self, run_id: str, update: Progress) -> None: ...
+
+    def awaiting_review(self, run_id: str, waiting: bool) -> None:
+        """The run waits for a person's decision now (True), or no longer (False). The Runner
+        counts no waiting run against its limits (a review may take a day)."""
+        ...
 
 
 class Reviewer(Protocol):

@@ -36,9 +36,7 @@ from pipeline.models import (
     MediaItem,
     Platform,
     PostRecord,
-    PostState,
     Run,
-    RunFailure,
     RunState,
 )
 from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
@@ -112,6 +110,10 @@ class RunPublisher(Protocol):
     async def publish_run(
         self, run: Run, character: Character, run_dir: Path, *, retry_failed: bool = False
     ) -> list[PostRecord]: ...
+
+    async def run_after_publishing(self, run: Run, character: Character) -> Run:
+        """The run's end state by its post records: the publish service's one rule."""
+        ...
 
 
 class CaptionWriter(Protocol):
@@ -366,14 +368,19 @@ class Pipeline:
         if self.fit_media is not None and run.job.publish:
             _progress(sink, run, "fit", "fitting media to each platform")
             await self.fit_media(run, character, folder)
+        _awaiting_review(sink, run, True)
         _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
         ticket = await self.reviewer.request(run, folder)
         return run.advance(RunState.AWAITING_REVIEW, ticket=ticket)
 
     async def _await_review(self, run: Run, sink: ProgressSink | None) -> Run:
         assert run.ticket is not None, "a run awaiting review has a ticket"
+        _awaiting_review(sink, run, True)
         _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
-        decision = await self.reviewer.wait(run, run.ticket)
+        try:
+            decision = await self.reviewer.wait(run, run.ticket)
+        finally:
+            _awaiting_review(sink, run, False)
         if decision is None:
             return run.advance(RunState.EXPIRED)
         if not decision.approved:
@@ -391,15 +398,8 @@ class Pipeline:
         run = run.advance(RunState.PUBLISHING)
         await self.store.save_run(run)
         _progress(sink, run, "publish", "publishing")
-        records = await self.publisher.publish_run(run, character, folder, retry_failed=retry)
-        failed = [r for r in records if r.state is not PostState.POSTED]
-        if failed:
-            names = ", ".join(f"{r.platform.value} ({r.state.value})" for r in failed)
-            return run.advance(
-                RunState.FAILED,
-                failure=RunFailure(state=RunState.PUBLISHING, message=f"not posted: {names}"),
-            )
-        return run.advance(RunState.PUBLISHED)
+        await self.publisher.publish_run(run, character, folder, retry_failed=retry)
+        return await self.publisher.run_after_publishing(run, character)
 
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
@@ -507,6 +507,11 @@ def _valid_selection(run: Run, decision: Decision) -> Decision:
 def _progress(sink: ProgressSink | None, run: Run, step: str, detail: str) -> None:
     if sink is not None:
         sink.progress(run.id, Progress(step=step, detail=detail))
+
+
+def _awaiting_review(sink: ProgressSink | None, run: Run, waiting: bool) -> None:
+    if sink is not None:
+        sink.awaiting_review(run.id, waiting)
 
 
 def _generation_progress(sink: ProgressSink | None, run: Run, update: GenerationProgress) -> None:

@@ -2,9 +2,11 @@
 
 Limits (global, per character, per requester) queue a run instead of refusing it; `position`
 tells its place. A run waiting for review holds no place under the limits (a review may take a
-day). Tasks are kept referenced and their failures logged. Each run is executed only under its
-lease (`pipeline.lease`), taken before it is queued, renewed while it waits or runs, released
-when it ends: no other process executes it meanwhile. Knows nothing of Discord.
+day; the run says so through its handle's `awaiting_review`). Tasks are kept referenced and
+their failures logged. Each run is executed only under its lease (`pipeline.lease`), taken
+before it is queued, renewed while it waits or runs, released when it ends: no other process
+executes it meanwhile. `cancel` ends a run running here, queued here, or stopped and held by
+no live process. Knows nothing of Discord; `pipeline.wiring.build_runner` builds it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from pipeline.errors import RunError, StoreError
 from pipeline.lease import Leases, Owner, describe, this_process
 from pipeline.logs import run_context
 from pipeline.models import Job, Run, RunFailure, RunState, refuse_if_pruned
-from pipeline.ports import REVIEW_STEP, Lease, Progress, ProgressSink, RunnerStore
+from pipeline.ports import Lease, Progress, ProgressSink, RunnerStore
 
 log = logging.getLogger(__name__)
 
 Execute = Callable[[Run, ProgressSink | None], Awaitable[Run]]
+#: takes a stopped run's unfinished ComfyUI prompts off their servers; how many there were
+#: (a server that cannot be told is its to log, not to raise)
+Withdraw = Callable[[Run], Awaitable[int]]
 
 
 @dataclass
@@ -45,22 +50,26 @@ class _Entry:
         return self.run.job.requested_by
 
 
-class _ParkingSink:
-    """The sink the Runner hands to a run: it notes when the run parks in review (and when it
-    moves on) and passes every update to the caller's sink."""
+class _RunHandle:
+    """What the Runner hands a run as its sink: the run's explicit `awaiting_review` signal
+    parks it (its place under the limits is free while a person decides) and unparks it; every
+    update goes on to the caller's sink."""
 
     def __init__(self, runner: Runner, entry: _Entry) -> None:
         self._runner = runner
         self._entry = entry
 
     def progress(self, run_id: str, update: Progress) -> None:
-        parked = update.step == REVIEW_STEP
-        if parked != self._entry.parked:
-            self._entry.parked = parked
-            if parked:
-                self._runner._pump()  # its place is free for the next run
         if self._entry.sink is not None:
             self._entry.sink.progress(run_id, update)
+
+    def awaiting_review(self, run_id: str, waiting: bool) -> None:
+        if waiting != self._entry.parked:
+            self._entry.parked = waiting
+            if waiting:
+                self._runner._pump()  # its place is free for the next run
+        if self._entry.sink is not None:
+            self._entry.sink.awaiting_review(run_id, waiting)
 
 
 class Runner:
@@ -78,12 +87,15 @@ class Runner:
         max_per_requester: int = 2,
         shutdown_grace: float = 30.0,
         detach: Callable[[], None] | None = None,
+        withdraw: Withdraw | None = None,
         lease_ttl: float = 90.0,
         owner: Owner | None = None,
     ) -> None:
         """`detach` is called when shutdown's grace is over, just before the runs still going
         are cancelled: it tells their outside work (ComfyUI prompts) to stay where it is, so
         the next start's resume takes it over. A person's `cancel` never calls it.
+        `withdraw` takes the prompts of a stopped run that `cancel` ends off ComfyUI (a
+        running run's prompts go with its task).
         Leases last `lease_ttl` seconds and are renewed every third of it, as `owner` (this
         process by default; tests name another)."""
         self._store = store
@@ -94,6 +106,7 @@ class Runner:
         self.max_per_requester = max_per_requester
         self.shutdown_grace = shutdown_grace
         self._detach = detach
+        self._withdraw = withdraw
         self._waiting: list[_Entry] = []
         self._running: dict[str, _Entry] = {}
         self._cancel_requested: set[str] = set()
@@ -186,9 +199,13 @@ class Runner:
             return run
         return await asyncio.shield(entry.done)
 
-    async def cancel(self, run_id: str) -> bool:
-        """Stop a run: a waiting one leaves the queue, a running one is cancelled (with its
-        ComfyUI jobs); either way it is saved as cancelled. False when it was not active."""
+    async def cancel(self, run_id: str) -> Run:
+        """Stop a run and save it as cancelled; the run as it ended. A waiting one leaves the
+        queue; a running one is cancelled with its ComfyUI jobs (it may have finished first:
+        then it is returned as it ended); a stopped one (interrupted, failed, expired, or its
+        review no one waits on) is cancelled under its lease and its unfinished ComfyUI prompts
+        withdrawn. Raises RunError when there is no such run or it is finished already, and
+        RunLeased (saying which process) when another live process holds it: cancel it there."""
         for entry in self._waiting:
             if entry.run.id == run_id:
                 self._waiting.remove(entry)
@@ -197,14 +214,39 @@ class Runner:
                 finally:
                     await self._end_lease(entry)
                 entry.done.set_result(cancelled)
-                return True
+                return cancelled
         entry_running = self._running.get(run_id)
-        if entry_running is None or entry_running.task is None:
-            return False
-        self._cancel_requested.add(run_id)
-        entry_running.task.cancel()
-        await asyncio.wait({entry_running.task})
-        return True
+        if entry_running is not None and entry_running.task is not None:
+            self._cancel_requested.add(run_id)
+            entry_running.task.cancel()
+            await asyncio.wait({entry_running.task})
+            return await asyncio.shield(entry_running.done)
+        return await self._cancel_stopped(run_id)
+
+    async def _cancel_stopped(self, run_id: str) -> Run:
+        """`cancel` for a run this Runner does not run: under its lease, so no process starts
+        it meanwhile, and its prompts withdrawn before the lease goes (a resume elsewhere
+        would take them over)."""
+        run = await self._store.load_run(run_id)
+        if run is None:
+            raise RunError(f"no run with id {run_id}")
+        if run.state.finished:
+            raise RunError(f"run {run_id} is already {run.state.value}")
+        await self._leases.take_or_refuse(run_id)
+        if self._is_active(run_id):  # queued here meanwhile: the lease is its entry's
+            return await self.cancel(run_id)
+        try:
+            latest = await self._store.load_run(run_id) or run
+            if latest.state.finished:
+                raise RunError(f"run {run_id} is already {latest.state.value}")
+            cancelled = await self._mark_cancelled(latest)
+            log.info("run %s: cancelled from %s", run_id, latest.state.value)
+            # a ComfyUI that cannot be told is the withdraw's to report: the cancel stands
+            if self._withdraw is not None and (count := await self._withdraw(cancelled)):
+                log.info("run %s: took %d unfinished prompt(s) off ComfyUI", run_id, count)
+        finally:
+            await self._release(run_id)
+        return cancelled
 
     async def shutdown(self) -> None:
         """Stop taking runs; let running ones finish for `shutdown_grace` seconds, then cancel
@@ -355,7 +397,7 @@ class Runner:
 
     async def _execute_once(self, entry: _Entry) -> Run:
         try:
-            return await self._execute(entry.run, _ParkingSink(self, entry))
+            return await self._execute(entry.run, _RunHandle(self, entry))
         except asyncio.CancelledError:
             if entry.lost:
                 return entry.run  # nothing saved: the run is the new holder's

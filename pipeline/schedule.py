@@ -1,7 +1,8 @@
 """What the hourly schedule starts: pure functions of a character's schedule, the time and counts.
 
-No I/O here: the caller passes the counts (posts in the last 24 hours, last success, whether a
-review is pending) and claims the slot in the store. Imports domain modules only.
+No I/O here: the caller (`pipeline.scheduler`'s tick) passes the counts (posts in the last 24
+hours, last success, whether a review is pending) and claims the slot in the store. Imports
+domain modules only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from random import Random
 
 from pipeline.characters import Schedule
 from pipeline.models import Platform
+
+#: who a scheduled run is requested by (it has its own limit of runs at once)
+SCHEDULE_REQUESTER = "schedule"
 
 
 def slot_key(moment: datetime) -> str:

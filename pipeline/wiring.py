@@ -2,33 +2,36 @@
 
 `open_pipeline(settings, reviewer=..., notifier=...)` opens the store, the ComfyUI pool and the
 language models, wires the Pipeline and its Runner, and closes everything on exit. The command
-line and the bot differ only in the Reviewer and Notifier they pass.
+line and the bot differ only in the Reviewer and Notifier they pass. `build_runner` is the one
+way to build a Runner (the bot, the command line and the soak use it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
 
 import strategies
-from comfy import ComfyPool, ServerSpec
+from comfy import ComfyError, ComfyPool, ServerSpec
 from pipeline.captions import load_counter, write_captions
 from pipeline.characters import Character, Characters
+from pipeline.errors import CharacterError, CharacterNotFound
+from pipeline.lease import Owner
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
-from pipeline.models import MediaKind, Platform
-from pipeline.ports import Notifier, PublishNotifier, Reviewer
+from pipeline.models import MediaKind, Platform, Run
+from pipeline.ports import Notifier, PublishNotifier, Reviewer, RunnerStore
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
 from pipeline.publish import PublishService, build_publish_service, fit_run_media
-from pipeline.run import Idea, Pipeline
-from pipeline.runner import Execute, Runner
+from pipeline.run import Idea, Pipeline, run_folder
+from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
 from pipeline.store import SqlStore, open_store
 from pipeline.tasks import gather_all
@@ -129,8 +132,9 @@ class ModelCaptions:
 
 
 @dataclass
-class Services:
-    """What an adapter (the bot, the command line) holds: built once, closed on exit."""
+class OpenPipeline:
+    """What `open_pipeline` gives the command line: built once, closed on exit. (The bot's
+    one object is `bot.services.Services`; this is not it.)"""
 
     settings: Settings
     store: SqlStore
@@ -232,7 +236,7 @@ async def open_engine(
 @asynccontextmanager
 async def open_pipeline(
     settings: Settings, *, reviewer: Reviewer, notifier: Notifier
-) -> AsyncIterator[Services]:
+) -> AsyncIterator[OpenPipeline]:
     """Store, engine, Pipeline and Runner for the command line; the runner drains on exit."""
     url = settings.database_url.get_secret_value()
     async with (
@@ -240,22 +244,48 @@ async def open_pipeline(
         open_engine(settings, store) as engine,
     ):
         pipeline = engine.pipeline_for(reviewer, notifier)
-        runner = Runner(
+        runner = build_runner(
+            settings,
             store,
             pipeline.execute,
-            max_runs=settings.max_runs,
-            max_per_character=settings.max_runs_per_character,
-            max_per_requester=settings.max_runs_per_user,
-            shutdown_grace=settings.shutdown_grace_seconds,
             detach=engine.pool.detach,
-            lease_ttl=settings.run_lease_seconds,
+            withdraw=prompt_withdrawer(settings, engine.characters, engine.pool),
         )
         try:
-            yield Services(
+            yield OpenPipeline(
                 settings, store, engine.characters, pipeline, runner, engine.pool, engine.models
             )
         finally:
             await runner.shutdown()
+
+
+def build_runner(
+    settings: Settings,
+    store: RunnerStore,
+    execute: Execute,
+    *,
+    detach: Callable[[], None] | None = None,
+    withdraw: Withdraw | None = None,
+    owner: Owner | None = None,
+    shutdown_grace: float | None = None,
+) -> Runner:
+    """The one way to build a Runner: its limits, grace and lease time from settings.
+    `detach` and `withdraw` come from the ComfyUI pool (see `Runner`); `owner` names another
+    process in leases (tests), `shutdown_grace` overrides SHUTDOWN_GRACE_SECONDS (the soak)."""
+    return Runner(
+        store,
+        execute,
+        max_runs=settings.max_runs,
+        max_per_character=settings.max_runs_per_character,
+        max_per_requester=settings.max_runs_per_user,
+        shutdown_grace=(
+            settings.shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
+        ),
+        detach=detach,
+        withdraw=withdraw,
+        lease_ttl=settings.run_lease_seconds,
+        owner=owner,
+    )
 
 
 @dataclass
@@ -276,19 +306,41 @@ def publishing_for(
     )
 
 
-async def withdraw_run_prompts(settings: Settings, folder: Path) -> int:
-    """Take the unfinished ComfyUI prompts of the run in `folder` off the configured servers
-    (a cancel from the terminal, for a run no process works on). Returns how many there were."""
-    prompts = await asyncio.to_thread(unfinished_prompts, folder)
-    if not prompts:
-        return 0
-    specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
-    async with comfy_pool(settings, specs) as pool:
-        # the last queued first: a waiting prompt is deleted before the one ahead of it is
-        # interrupted, so the server never starts it in between
-        for prompt_id, server in reversed(prompts):
-            await pool.withdraw(prompt_id, server=server)
-    return len(prompts)
+def prompt_withdrawer(
+    settings: Settings, characters: Characters, pool: ComfyPool | None = None
+) -> Withdraw:
+    """The Runner's `withdraw`: takes a stopped run's unfinished ComfyUI prompts off their
+    servers (through `pool`, else a pool opened for it: a cancel from the terminal) and says
+    how many there were. A run whose character file is gone keeps its prompts (its folder is
+    not known), with a warning."""
+
+    async def withdraw(run: Run) -> int:
+        try:
+            character = await asyncio.to_thread(characters.load, run.job.character)
+        except (CharacterError, CharacterNotFound):
+            log.warning("run %s: its character file is gone, so its ComfyUI prompts were "
+                        "left alone", run.id)  # fmt: skip
+            return 0
+        prompts = await asyncio.to_thread(unfinished_prompts, run_folder(character, run.id))
+        if not prompts:
+            return 0
+        try:
+            async with AsyncExitStack() as stack:
+                if pool is None:
+                    specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
+                    using = await stack.enter_async_context(comfy_pool(settings, specs))
+                else:
+                    using = pool
+                # the last queued first: a waiting prompt is deleted before the one ahead of
+                # it is interrupted, so the server never starts it in between
+                for prompt_id, server in reversed(prompts):
+                    await using.withdraw(prompt_id, server=server)
+        except (ComfyError, OSError) as exc:  # the run is cancelled all the same
+            log.warning("run %s: its ComfyUI prompts were not withdrawn: %s", run.id, exc)
+            return 0
+        return len(prompts)
+
+    return withdraw
 
 
 #: the strategy names, for choices (the /generate `type`, the command line's --type)
@@ -297,10 +349,12 @@ STRATEGY_NAMES: tuple[str, ...] = tuple(strategies.STRATEGY_NAMES)
 __all__ = [
     "STRATEGY_NAMES",
     "Engine",
+    "OpenPipeline",
     "Publishing",
-    "Services",
+    "build_runner",
     "characters_from",
     "open_engine",
     "open_pipeline",
+    "prompt_withdrawer",
     "publishing_for",
 ]

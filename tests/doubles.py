@@ -131,8 +131,14 @@ class RecordingNotifier:
 class RecordingSink:
     updates: list[Progress] = field(default_factory=list)
 
+    #: every `awaiting_review` signal, in order
+    waits: list[bool] = field(default_factory=list)
+
     def progress(self, run_id: str, update: Progress) -> None:
         self.updates.append(update)
+
+    def awaiting_review(self, run_id: str, waiting: bool) -> None:
+        self.waits.append(waiting)
 
 
 # ---------------------------------------------------------------------------- time
@@ -341,7 +347,13 @@ class ScriptedExecute:
         if run.state is RunState.AWAITING_REVIEW:
             assert run.ticket is not None
             show(Progress(step=REVIEW_STEP, detail="waiting for a reviewer"))
-            decision = await self.reviewer.wait(run, run.ticket)
+            if sink is not None:
+                sink.awaiting_review(run.id, True)
+            try:
+                decision = await self.reviewer.wait(run, run.ticket)
+            finally:
+                if sink is not None:
+                    sink.awaiting_review(run.id, False)
             if decision is None:
                 return await self._save(run.advance(RunState.EXPIRED))
             if not decision.approved:

@@ -47,6 +47,7 @@ class HeldRun:
         self.started.append(run.id)
         if sink is not None and self.review:
             sink.progress(run.id, Progress(step=REVIEW_STEP))
+            sink.awaiting_review(run.id, True)
         await self.go.wait()
         ended = run.advance(RunState.EXPIRED)
         await self.store.save_run(ended)

@@ -28,6 +28,8 @@ from pipeline.models import (
     PostRecord,
     PostState,
     Run,
+    RunFailure,
+    RunState,
     utcnow,
 )
 from pipeline.ports import OutgoingMedia, PostStore, Publisher, PublishNotifier, RemotePost
@@ -145,6 +147,26 @@ def start_of_day(character: Character, now: datetime) -> datetime:
     return datetime.combine(local.date(), time(0), tzinfo=character.schedule.zone)
 
 
+def end_state(run: Run, character: Character, posts: Sequence[PostRecord]) -> Run:
+    """A run's state once publishing is over: published when every platform enabled for
+    `character` has a POSTED record, else failed at publishing, naming each other platform
+    and its record's state ("not tried" without one), so a resume or `publish RUN_ID` tries
+    again. The run itself when that is its state already."""
+    states = {p.platform: p.state for p in posts}
+    missing = [
+        f"{platform.value} ({states[platform].value if platform in states else 'not tried'})"
+        for platform in character.enabled_platforms()
+        if states.get(platform) is not PostState.POSTED
+    ]
+    state, failure = RunState.PUBLISHED, None
+    if missing:
+        message = "not posted: " + ", ".join(missing)
+        state, failure = RunState.FAILED, RunFailure(state=RunState.PUBLISHING, message=message)
+    if run.state is state and run.failure == failure:
+        return run
+    return run.advance(state, failure=failure)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How transient failures are retried: `retries` more tries, waits doubling from
@@ -214,6 +236,11 @@ class PublishService:
                 )
             )  # fmt: skip
         return records
+
+    async def run_after_publishing(self, run: Run, character: Character) -> Run:
+        """The run as publishing leaves it, by its post records in the store (the one rule,
+        for the pipeline's publish step and `publish RUN_ID` alike): see `end_state`."""
+        return end_state(run, character, await self.store.posts_for_run(run.id))
 
     async def recover(
         self, run: Run, character: Character, *, older_than: timedelta = timedelta(0)

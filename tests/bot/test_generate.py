@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from pipeline.models import Platform, PostState, RunState
+from pipeline.models import Job, Platform, PostState, Run, RunState
+from pipeline.store import SqlStore
 from tests.bot.conftest import StartBot
 from tests.doubles import Script
 from tests.fakes import discord as fd
@@ -178,6 +180,22 @@ async def test_someone_elses_run_cannot_be_cancelled(
     await fake.until(lambda: any("not yours" in text for text in refused.texts()), what="refusal")
     done = await fake.slash("cancel", run_id=run_id, user=fd.CAROL)
     await fake.until(lambda: any("is cancelled" in t for t in done.texts()), what="the reply")
+
+
+async def test_cancel_ends_a_run_no_process_is_running(
+    start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore
+) -> None:
+    """An admin's /cancel of a run that a stop left half done (the command line's, so no
+    one resumed it) saves it as cancelled; it never starts."""
+    left = replace(Run.new(Job("mascot", requested_by="cli")), state=RunState.GENERATED)
+    await sqlite_store.save_run(left)
+    under_test = await start_bot()
+    done = await fake.slash("cancel", run_id=left.id, user=fd.CAROL)
+    await fake.until(lambda: any("is cancelled" in t for t in done.texts()), what="the reply")
+    run = await sqlite_store.load_run(left.id)
+    assert run is not None
+    assert run.state is RunState.CANCELLED
+    assert under_test.execute.started == []
 
 
 async def test_an_unknown_character_gets_a_short_private_sentence(

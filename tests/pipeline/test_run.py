@@ -236,7 +236,8 @@ async def test_the_runner_cancels_a_run_and_its_comfyui_jobs(
         await asyncio.sleep(0.01)
     assert fake.prompts, "the run never reached ComfyUI"
     try:
-        assert await asyncio.wait_for(runner.cancel(run.id), 10) is True
+        cancelled = await asyncio.wait_for(runner.cancel(run.id), 10)
+        assert cancelled.state is RunState.CANCELLED
     except TimeoutError:
         [task] = [t for t in asyncio.all_tasks() if t.get_name() == f"run-{run.id}"]
         stack = io.StringIO()
