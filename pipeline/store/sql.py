@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from random import Random
@@ -110,7 +111,8 @@ class SqlStore:
                         f"a transaction failed {attempt + 1} times in a row ({type(exc).__name__})"
                     ) from exc
                 log.warning("transaction failed (%s); retry %d", type(exc).__name__, attempt + 1)
-                await asyncio.sleep(0.2 * 2**attempt)
+                # jittered: transactions that met retry at different moments, not again together
+                await asyncio.sleep(0.2 * 2**attempt * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable: the loop returns or raises")
 
     # ------------------------------------------------------------------ runs
@@ -122,20 +124,13 @@ class SqlStore:
 
     async def _write_run(self, tx: Cursor, run: Run) -> None:
         row = (run.character, run.state.value, ts(run.created_at), ts(run.updated_at))
-        data = run.to_json()
-        updated = await tx.execute(
-            "UPDATE runs SET character_name = ?, state = ?, created_at = ?, updated_at = ?,"
-            " data = ? WHERE id = ?",
-            (*row, data, run.id),
+        await self._upsert(
+            tx,
+            "runs",
+            ("character_name", "state", "created_at", "updated_at", "data"),
+            (*row, run.to_json()),
+            key=("id", run.id),
         )
-        if not updated:
-            exists = await tx.fetchall("SELECT 1 FROM runs WHERE id = ?", (run.id,))
-            if not exists:  # MySQL counts an UPDATE that changes nothing as 0 rows
-                await tx.execute(
-                    "INSERT INTO runs (character_name, state, created_at, updated_at, data, id)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (*row, data, run.id),
-                )
         if run.ticket is not None:
             await self._save_review(tx, run)
 
@@ -144,21 +139,58 @@ class SqlStore:
         ticket = run.ticket
         decision = run.decision
         state = run.state.value if run.state is not RunState.AWAITING_REVIEW else "pending"
-        values = (
-            ticket.channel_id,
-            json.dumps(list(ticket.message_ids)),
-            state,
-            decision.by if decision else None,
-            ts(ticket.posted_at),
-            ts(ticket.deadline) if ticket.deadline else None,
-            ts(decision.at) if decision else None,
+        await self._upsert(
+            tx,
+            "reviews",
+            (
+                "channel_id",
+                "message_ids",
+                "state",
+                "reviewer",
+                "posted_at",
+                "deadline",
+                "decided_at",
+            ),
+            (
+                ticket.channel_id,
+                json.dumps(list(ticket.message_ids)),
+                state,
+                decision.by if decision else None,
+                ts(ticket.posted_at),
+                ts(ticket.deadline) if ticket.deadline else None,
+                ts(decision.at) if decision else None,
+            ),
+            key=("run_id", run.id),
         )
-        await tx.execute("DELETE FROM reviews WHERE run_id = ?", (run.id,))
-        await tx.execute(
-            "INSERT INTO reviews (channel_id, message_ids, state, reviewer, posted_at, deadline,"
-            " decided_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (*values, run.id),
-        )
+
+    @staticmethod
+    async def _upsert(
+        tx: Cursor,
+        table: str,
+        columns: Sequence[str],
+        values: Sequence[object],
+        *,
+        key: tuple[str, str],
+    ) -> None:
+        """Write one row by its primary key, on both engines. The row is looked for with a
+        plain read first, which takes no lock: an UPDATE or DELETE of a row that is not there
+        would take a gap lock in InnoDB, and two such transactions inserting next to each other
+        deadlock (twenty runs saved at once did, again on every retry). A row another
+        transaction inserted meanwhile is updated instead. Table and column names are this
+        module's constants, never input."""
+        column, value = key
+        params = (*values, value)
+        sets = ", ".join(f"{name} = ?" for name in columns)
+        update = f"UPDATE {table} SET {sets} WHERE {column} = ?"  # noqa: S608
+        if await tx.fetchall(f"SELECT 1 FROM {table} WHERE {column} = ?", (value,)):  # noqa: S608
+            await tx.execute(update, params)
+            return
+        marks = ", ".join("?" for _ in params)
+        insert = f"INSERT INTO {table} ({', '.join(columns)}, {column}) VALUES ({marks})"  # noqa: S608
+        try:
+            await tx.execute(insert, params)
+        except DuplicateKey:
+            await tx.execute(update, params)
 
     async def load_run(self, run_id: str) -> Run | None:
         rows = await self.db.fetchall("SELECT data FROM runs WHERE id = ?", (run_id,))
