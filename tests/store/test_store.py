@@ -315,7 +315,9 @@ async def test_the_embedded_database_is_created_on_first_use(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     # a save's transaction begins by looking for its row: the write is killed there
-    "statement", ["SELECT data FROM runs", "SELECT 1 FROM runs"], ids=["read", "write"]
+    "statement",
+    ["SELECT data FROM runs", "SELECT 1 FROM runs"],
+    ids=["read", "write"],
 )
 async def test_a_connection_dropped_mid_query_is_retried_and_nothing_is_lost(
     mysql_url: str, tmp_path: Path, statement: str
