@@ -197,7 +197,7 @@ class DiscordReviewer:
             marker = marker_of(message.components)
             if marker is None or marker.run_id != run.id:
                 continue
-            if marker.part == 1 or not sets or marker.part != len(sets[-1]) + 1:
+            if not sets or marker.part != len(sets[-1]) + 1 or not _same_review(sets[-1], marker):
                 sets.append([])
             sets[-1].append((message, marker))
         found: ReviewTicket | None = None
@@ -529,6 +529,14 @@ class DiscordReviewer:
         target = previews / f"{source.stem}.jpg"
         log.info("run %s: %s is %d bytes; posting a preview", run.id, item.path, size)
         return await asyncio.to_thread(make_preview, source, target, self.config.upload_limit)
+
+
+def _same_review(
+    found: Sequence[tuple[discord.Message, ReviewMarker]], marker: ReviewMarker
+) -> bool:
+    """Whether `marker` belongs to the posting of `found` (same size, same deadline)."""
+    first = found[0][1]
+    return (first.parts, first.deadline) == (marker.parts, marker.deadline)
 
 
 async def _member(guild: discord.Guild | None, user_id: int) -> discord.Member | None:
