@@ -30,7 +30,6 @@ from bot import render
 from bot.access import is_bot_run
 from bot.card import ChannelCard
 from bot.cogs._checks import NotAllowed
-from bot.review import EditCaptionButton
 from bot.services import Services
 from pipeline.errors import ConfigError, MediaOverloadError, ServiceError, disk_reason
 from pipeline.models import Run
@@ -145,7 +144,6 @@ class MediaBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await self.find_gateway()
-        self.add_dynamic_items(EditCaptionButton)
         for name in COGS:
             await self.load_extension(name)
         problems = await self.services.refresh_characters()

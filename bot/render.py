@@ -7,10 +7,9 @@ domain and discord's Embed only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import discord
 
@@ -303,43 +302,11 @@ def review_text(
         )
         if deadline is not None:
             tail.append(f"Expires <t:{int(deadline.timestamp())}:R>.")
-    # the header and the deadline always survive the clip: a restarted bot reads them back
+    # the header and the deadline always survive the clip: a reviewer sees whose review it
+    # is and until when (the bot itself knows its reviews by their markers, never by this text)
     room = CONTENT_LIMIT - len(header) - sum(len(line) + 1 for line in tail) - 1
     middle = clip("\n".join([*lines, *notes]), max(room, 0))
     return clip("\n".join([header, *([middle] if middle else []), *tail]), CONTENT_LIMIT)
-
-
-_REVIEW_HEADER = re.compile(
-    r"\*\*Review run `(?P<run_id>[^`]+)`\*\*.*?"
-    r"(?: \N{MIDDLE DOT} part (?P<part>\d+)/(?P<parts>\d+))?"
-)
-_REVIEW_DEADLINE = re.compile(r"^Expires <t:(?P<timestamp>\d+):R>\.$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class ReviewHeader:
-    """What the first line of a review message says: whose review, which part of how many."""
-
-    run_id: str
-    part: int
-    parts: int
-
-
-def read_review_header(content: str) -> ReviewHeader | None:
-    """The header `review_text` wrote on a message's first line, or None if it has none."""
-    first = content.split("\n", 1)[0]
-    found = _REVIEW_HEADER.fullmatch(first)
-    if found is None:
-        return None
-    if found["part"] is None:
-        return ReviewHeader(found["run_id"], 1, 1)
-    return ReviewHeader(found["run_id"], int(found["part"]), int(found["parts"]))
-
-
-def read_review_deadline(content: str) -> datetime | None:
-    """The deadline `review_text` wrote on a review's last message, or None if it has none."""
-    found = _REVIEW_DEADLINE.search(content)
-    return None if found is None else datetime.fromtimestamp(int(found["timestamp"]), UTC)
 
 
 def caption_embeds(captions: Mapping[str, str]) -> list[discord.Embed]:

@@ -2,18 +2,20 @@
 
 Posts a run's kept media (10 files a message; a JPEG preview for a file over the upload limit,
 the original untouched), the captions and each image's number, score and reason; resolves on a
-reviewer's ✅ or ❌. A review posted by a bot that stopped before its ticket was saved is found
-in the channel and used again (a set cut short is deleted and posted anew). After a restart
-`wait` first reads the reactions given while the bot was offline; caption edits and the reminder
-are noted on the run in the store, so a restart keeps the one and never repeats the other.
-Imports discord, Pillow and the pipeline's ports and models; never strategies or comfy.
+reviewer's ✅ or ❌. A review's identity is data the bot wrote for itself: the ticket on the run
+(channel, message ids, deadline) and the marker in each message's button (`bot.marker`), never
+its text. A review posted by a bot that stopped before its ticket was saved is found in the
+channel by those markers and used again (a set cut short is deleted and posted anew). After a
+restart `wait` first reads the reactions given while the bot was offline; caption edits and the
+reminder are noted on the run in the store, so a restart keeps the one and never repeats the
+other. The "Edit caption" button is answered by the review cog. Imports discord, Pillow and the
+pipeline's ports and models; never the bot's services, strategies or comfy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -24,6 +26,7 @@ from PIL import Image, ImageOps
 
 from bot import render
 from bot.access import has_any_role
+from bot.marker import MarkerView, ReviewMarker, marker_of
 from pipeline.errors import StoreError
 from pipeline.models import (
     Decision,
@@ -38,9 +41,6 @@ from pipeline.models import (
 from pipeline.ports import RunStore
 
 log = logging.getLogger(__name__)
-
-#: a button's custom_id carries the run id, so it works after a restart (DynamicItem)
-CAPTION_BUTTON_PATTERN = r"mo:caption:(?P<run_id>[0-9a-f]{6,32})"
 
 #: a review of the run posted before a restart is looked for among the review channel's
 #: messages from this long before the run's last save on: the review was posted after that save,
@@ -155,17 +155,15 @@ class DiscordReviewer:
             text = render.review_text(
                 run, lines, part=part, parts=len(chunks), deadline=deadline, notes=notes
             )
-            none = discord.AllowedMentions.none()
-            if last:
-                message = await channel.send(
-                    content=text,
-                    files=files,
-                    embeds=render.caption_embeds(run.captions),
-                    view=caption_view(run.id),
-                    allowed_mentions=none,
-                )
-            else:
-                message = await channel.send(content=text, files=files, allowed_mentions=none)
+            # the marker, not the text, is how a restarted bot knows this message again
+            view = MarkerView(ReviewMarker(run.id, part, len(chunks), deadline))
+            message = await channel.send(
+                content=text,
+                files=files,
+                embeds=render.caption_embeds(run.captions) if last else [],
+                view=view,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
             messages.append(message)
         ticket = ReviewTicket(
             channel_id=self.config.channel_id,
@@ -194,33 +192,34 @@ class DiscordReviewer:
         except discord.HTTPException as exc:
             log.warning("run %s: cannot read the review channel (%s)", run.id, exc.status)
             return None
-        sets: list[list[tuple[discord.Message, render.ReviewHeader]]] = []
+        sets: list[list[tuple[discord.Message, ReviewMarker]]] = []
         for message in recent:
             if me is None or message.author.id != me.id:
                 continue
-            header = render.read_review_header(message.content)
-            if header is None or header.run_id != run.id:
+            marker = marker_of(message.components)
+            if marker is None or marker.run_id != run.id:
                 continue
-            if header.part == 1 or not sets or header.part != len(sets[-1]) + 1:
+            if not sets or marker.part != len(sets[-1]) + 1 or not _same_review(sets[-1], marker):
                 sets.append([])
-            sets[-1].append((message, header))
+            sets[-1].append((message, marker))
         found: ReviewTicket | None = None
         now = utcnow()
         for found_set in sets:
             messages = [message for message, _ in found_set]
-            complete = [h.part for _, h in found_set] == list(range(1, found_set[0][1].parts + 1))
-            if not complete:
+            last = found_set[-1][1]
+            if [m.part for _, m in found_set] != list(range(1, last.parts + 1)):
                 await self._delete(run, messages)
                 continue
-            deadline = render.read_review_deadline(messages[-1].content)
-            if len(messages) == parts and deadline is not None and deadline > now:
+            deadline = last.deadline
+            live = not last.closed and deadline is not None and deadline > now
+            if live and len(messages) == parts:
                 found = ReviewTicket(
                     channel_id=self.config.channel_id,
                     message_ids=tuple(message.id for message in messages),
                     posted_at=messages[0].created_at,
                     deadline=deadline,
                 )
-            # an older complete set is a review that expired: it stays as the record of that
+            # an older complete set is a review that closed: it stays as the record of that
         return found
 
     async def _delete(self, run: Run, messages: Sequence[discord.Message]) -> None:
@@ -492,13 +491,18 @@ class DiscordReviewer:
             log.warning("run %s: the review reminder failed (%s)", pending.run.id, exc.status)
 
     async def _close_review(self, pending: _Pending, line: str) -> None:
-        """Say on the review what became of it and take the button away (best effort)."""
-        last = self._message(pending, pending.ticket.message_ids[-1])
+        """Say on the review what became of it and grey its button out (best effort)."""
+        ticket = pending.ticket
+        last = self._message(pending, ticket.message_ids[-1])
+        parts = len(ticket.message_ids)
+        closed = ReviewMarker(pending.run.id, parts, parts, ticket.deadline, closed=True)
         try:
             message = await last.fetch()
             await last.edit(
                 content=render.clip(f"{message.content}\n{line}", render.CONTENT_LIMIT),
-                view=None,
+                # the button greyed out, its marker kept: the set stays whole and is never
+                # taken up again
+                view=MarkerView(closed),
                 allowed_mentions=discord.AllowedMentions.none(),
             )
         except discord.HTTPException as exc:
@@ -539,6 +543,14 @@ class DiscordReviewer:
         return await asyncio.to_thread(make_preview, source, target, self.config.upload_limit)
 
 
+def _same_review(
+    found: Sequence[tuple[discord.Message, ReviewMarker]], marker: ReviewMarker
+) -> bool:
+    """Whether `marker` belongs to the posting of `found` (same size, same deadline)."""
+    first = found[0][1]
+    return (first.parts, first.deadline) == (marker.parts, marker.deadline)
+
+
 async def _member(guild: discord.Guild | None, user_id: int) -> discord.Member | None:
     if guild is None:
         return None
@@ -549,108 +561,3 @@ async def _member(guild: discord.Guild | None, user_id: int) -> discord.Member |
         return await guild.fetch_member(user_id)
     except discord.HTTPException:
         return None
-
-
-# ---------------------------------------------------------------------------- caption editing
-
-
-class EditCaptionButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=CAPTION_BUTTON_PATTERN,
-):
-    """ "Edit caption" on a review: its custom_id names the run, so it outlives restarts."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Edit caption",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"mo:caption:{run_id}",
-                emoji="\N{MEMO}",
-            )
-        )
-        self.run_id = run_id
-
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[discord.Client],
-        item: discord.ui.Item[discord.ui.View],
-        match: re.Match[str],
-        /,
-    ) -> EditCaptionButton:
-        return cls(match["run_id"])
-
-    async def callback(self, interaction: discord.Interaction[discord.Client]) -> None:
-        from bot.services import services_of
-
-        services = services_of(interaction.client)
-        reviewer = services.reviewer
-        if not has_any_role(interaction.user, reviewer.config.role_ids):
-            await interaction.response.send_message(
-                "Only reviewers can edit the caption.", ephemeral=True
-            )
-            return
-        captions = reviewer.captions_of(self.run_id)
-        if captions is None:
-            await interaction.response.send_message(
-                f"The review of run `{self.run_id}` is closed.", ephemeral=True
-            )
-            return
-        await interaction.response.send_modal(CaptionModal(reviewer, self.run_id, captions))
-
-
-class CaptionModal(discord.ui.Modal):
-    """One text box per platform's caption, filled with the current text."""
-
-    def __init__(self, reviewer: DiscordReviewer, run_id: str, captions: Mapping[str, str]) -> None:
-        super().__init__(title=render.clip(f"Caption of run {run_id}", 45), timeout=15 * 60)
-        self._reviewer = reviewer
-        self._run_id = run_id
-        self._inputs: dict[str, discord.ui.TextInput[CaptionModal]] = {}
-        for platform, text in sorted(captions.items())[:5]:  # a modal holds 5 inputs
-            box: discord.ui.TextInput[CaptionModal] = discord.ui.TextInput(
-                label=platform,
-                style=discord.TextStyle.paragraph,
-                default=text[:4000],
-                max_length=4000,
-                custom_id=f"caption:{platform}",
-            )
-            self._inputs[platform] = box
-            self.add_item(box)
-
-    async def interaction_check(self, interaction: discord.Interaction[discord.Client]) -> bool:
-        """Only a reviewer's submit counts: a form's id could be replayed by anyone."""
-        if has_any_role(interaction.user, self._reviewer.config.role_ids):
-            return True
-        await interaction.response.send_message(
-            "Only reviewers can edit the caption.", ephemeral=True
-        )
-        return False
-
-    async def on_submit(self, interaction: discord.Interaction[discord.Client]) -> None:
-        from bot.services import services_of
-
-        changes = {platform: box.value for platform, box in self._inputs.items()}
-        character = self._reviewer.character_of(self._run_id)
-        if character is not None:
-            # a person's words are refused when over a limit, never cut at publishing
-            problems = await services_of(interaction.client).caption_problems(character, changes)
-            if problems:
-                self._reviewer.keep_draft(self._run_id, changes)
-                await interaction.response.send_message(
-                    render.caption_refusal(problems), ephemeral=True
-                )
-                return
-        if await self._reviewer.edit_captions(self._run_id, changes):
-            await interaction.response.send_message("Caption updated.", ephemeral=True)
-        else:
-            await interaction.response.send_message(
-                f"The review of run `{self._run_id}` closed meanwhile.", ephemeral=True
-            )
-
-
-def caption_view(run_id: str) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(EditCaptionButton(run_id))
-    return view

@@ -2,9 +2,10 @@
 one-line reason against its description; the character's threshold filters, and when nothing
 passes the best K are kept (or the run fails, when K is 0) and the outcome says so.
 
-Images are read and downscaled in a thread, frames come from an ffmpeg subprocess, and calls
-run concurrently under a semaphore. Imports the ports, models, errors, `pipeline.tasks` and
-`pipeline.llm.parsing`.
+Images are read and downscaled in a thread, frames come from ffmpeg subprocesses (the graphs
+and the bounded runner of `pipeline.publish.media`), and calls run concurrently under a
+semaphore. Imports the ports, models, errors, `pipeline.tasks`, `pipeline.llm.parsing` and
+`pipeline.publish.media`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +30,14 @@ from pipeline.llm.parsing import (
 )
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema, VisionModel
-from pipeline.publish.media import ffmpeg_binary
+from pipeline.publish.media import (
+    MediaError,
+    compile_graph,
+    ffmpeg_binary,
+    frame_graph,
+    probe_video,
+    run_ffmpeg,
+)
 from pipeline.settings import Settings
 from pipeline.tasks import gather_all
 
@@ -51,7 +58,8 @@ SYSTEM = (
     'JSON only: {"score": 0.0, "reason": "..."}'
 )
 
-_DURATION = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+#: the most one video frame may take as a PNG (a 4K frame is about 25 MB)
+FRAME_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -114,49 +122,36 @@ def encode_image(data: bytes | Path, *, max_side: int = 1024, quality: int = 85)
     return ImageData(out.getvalue(), "image/jpeg")
 
 
-async def _run(args: Sequence[str], *, timeout_s: float) -> tuple[int, bytes, bytes]:
-    process = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(timeout_s):
-            out, err = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, out, err
-
-
 def find_ffmpeg() -> str:
     """The ffmpeg binary publishing uses too (blocking on first call: call it in a thread)."""
     return ffmpeg_binary()
 
 
 async def video_frames(
-    path: Path, count: int, *, ffmpeg: str, timeout_s: float = 60.0
+    path: Path,
+    count: int,
+    *,
+    ffmpeg: str,
+    timeout_s: float = 60.0,
+    frame_limit: int = FRAME_BYTES,
 ) -> list[bytes]:
-    """`count` frames spread over the video (PNG bytes), read by ffmpeg subprocesses."""
-    _, _, err = await _run([ffmpeg, "-hide_banner", "-i", str(path)], timeout_s=timeout_s)
-    match = _DURATION.search(err.decode("utf-8", "replace"))
-    duration = (
-        int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) if match is not None else 0.0
-    )
-    moments = [duration * (i + 0.5) / count for i in range(count)] if duration > 0 else [0.0]
-    frames: list[bytes] = []
-    for moment in moments:
-        code, out, _ = await _run(
-            [
-                ffmpeg, "-hide_banner", "-loglevel", "error", "-ss", f"{moment:.3f}",
-                "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "pipe:1",
-            ],
-            timeout_s=timeout_s,
-        )  # fmt: skip
-        if code == 0 and out:
-            frames.append(out)
+    """`count` frames spread over the video (PNG bytes), read by ffmpeg subprocesses, each
+    within `timeout_s` seconds and `frame_limit` bytes."""
+    try:
+        info = await probe_video(path, binary=ffmpeg, timeout_s=timeout_s)
+        duration = info.duration
+        moments = [duration * (i + 0.5) / count for i in range(count)] if duration > 0 else [0.0]
+        frames: list[bytes] = []
+        for moment in moments:
+            grab = compile_graph(frame_graph(path, moment), ffmpeg)
+            result = await run_ffmpeg(
+                grab, timeout_s=timeout_s, stdout_limit=frame_limit, check=False
+            )
+            if result.returncode == 0 and result.stdout:
+                frames.append(result.stdout)
+    except MediaError as exc:  # no video stream, past the deadline, a frame over the limit
+        log.warning("cannot read frames of %s: %s", path.name, exc)
+        raise RunError(f"no frame could be read from {path.name}") from exc
     if not frames:
         raise RunError(f"no frame could be read from {path.name}")
     return frames
@@ -222,7 +217,8 @@ class VisionScorer:
                 images = await self._images(path, kind)
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 # a missing, truncated or corrupted file (UnidentifiedImageError is an OSError;
-                # so is ffmpeg's timeout); PIL's text holds the full path: only the name is shown
+                # ffmpeg's failures come as a RunError); PIL's text holds the full path: only
+                # the name is shown
                 log.warning("cannot read %s for scoring: %s", path.name, exc)
                 raise RunError(
                     f"{path.name} could not be read for scoring ({type(exc).__name__})"

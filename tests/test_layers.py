@@ -64,3 +64,122 @@ def test_the_bot_never_imports_strategies_or_comfy() -> None:
         if _imports(path) & {"strategies", "comfy"}
     }
     assert offenders == {}
+
+
+# ---------------------------------------------------------------------------- import cycles
+
+#: the project's packages, whose modules must import one another without a circle
+PACKAGES = ("bot", "pipeline", "strategies", "comfy")
+
+
+def _module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules `name` imports anywhere in its body (inside functions too), but not
+    under `if TYPE_CHECKING:`, which never runs. `from a import b` is a.b when that is a module,
+    else a; `import a.b.c` is the longest known prefix."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    pending: list[ast.AST] = [ast.parse(path.read_text(encoding="utf-8"))]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.If) and _type_checking(node.test):
+            pending.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                target = alias.name
+                while target and target not in known:
+                    target = target.rpartition(".")[0]
+                if target:
+                    found.add(target)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                if submodule in known:
+                    found.add(submodule)
+                elif source in known:
+                    found.add(source)
+        pending.extend(ast.iter_child_nodes(node))
+    found.discard(name)
+    return found
+
+
+def import_cycles(root: Path, packages: tuple[str, ...]) -> list[list[str]]:
+    """Every group of modules that import one another in a circle (the strongly connected
+    components of the import graph with more than one module, by Tarjan), each sorted."""
+    paths = {
+        _module_name(root, path): path
+        for package in packages
+        for path in sorted((root / package).rglob("*.py"))
+    }
+    known = set(paths)
+    graph = {name: sorted(_imported_modules(name, path, known)) for name, path in paths.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph[module]:
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
+def test_no_module_imports_itself_round_a_circle() -> None:
+    """No import circle anywhere in the project, not even one hidden inside a function."""
+    assert [(ROOT / package).is_dir() for package in PACKAGES] == [True] * len(PACKAGES)
+    assert import_cycles(ROOT, PACKAGES) == []
+
+
+def test_the_circle_finder_sees_a_circle_hidden_in_a_function(tmp_path: Path) -> None:
+    """A circle closed by an import inside a function is found; one through an import under
+    `if TYPE_CHECKING:` (which never runs) is not."""
+    package = tmp_path / "app"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from app.b import B\n")
+    (package / "b.py").write_text("def make():\n    from app import a\n    return a\nB = 1\n")
+    (package / "c.py").write_text("from app.d import D\n")
+    (package / "d.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app.c import C\nD = 1\n"
+    )
+    (package / "e.py").write_text("from . import f\n")
+    (package / "f.py").write_text("import app.e\n")
+    assert import_cycles(tmp_path, ("app",)) == [["app.a", "app.b"], ["app.e", "app.f"]]

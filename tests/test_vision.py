@@ -17,7 +17,7 @@ from pipeline.llm import AnswerError, FallbackChain, Lane, Task
 from pipeline.llm.ollama import OllamaProvider
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema
-from pipeline.vision import VisionScorer, find_ffmpeg, parse_verdict
+from pipeline.vision import VisionScorer, find_ffmpeg, parse_verdict, video_frames
 from pipeline.wiring import ModelScorer
 from tests.doubles import Asked, ScriptedModel
 from tests.fakes.llm_server import Recorded
@@ -225,6 +225,14 @@ async def test_video_is_scored_on_frames(video: Path) -> None:
     assert len(model.calls[0].images) == 3
     assert "3 frames" in model.calls[0].prompt
     assert outcome.note == "1 of 1 videos reached the threshold 0.5."
+
+
+@pytest.mark.slow
+async def test_a_frame_over_the_size_cap_is_never_read_whole(video: Path) -> None:
+    """A video whose frames are larger than the cap cannot be scored, said in one sentence."""
+    with pytest.raises(RunError) as raised:
+        await video_frames(video, 2, ffmpeg=find_ffmpeg(), frame_limit=1000)
+    assert raised.value.user_message == "no frame could be read from clip.mp4"
 
 
 async def test_scoring_through_ollama(folder: Path) -> None:

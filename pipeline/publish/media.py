@@ -1,8 +1,10 @@
 """Fitting media to each platform before review, so the reviewer sees exactly what is posted.
 
-Owns the platform limits for images and videos, the ffmpeg binary lookup and probing. Pillow
-runs in a thread and ffmpeg as an asyncio subprocess: nothing here blocks the event loop.
-Imports only domain modules (models, errors); never a platform client.
+Owns the platform limits for images and videos, the ffmpeg binary lookup and probing, and the
+ffmpeg command lines, built as ffmpeg-python graphs. Pillow runs in a thread and ffmpeg as an
+asyncio subprocess with a deadline and a cap on what is read back: nothing here blocks the
+event loop. Imports only domain modules (models, errors) and ffmpeg-python; never a platform
+client.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import logging
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import ffmpeg
 from PIL import Image, ImageCms, ImageOps
 
 from pipeline.errors import PublishError, disk_reason
@@ -164,22 +168,103 @@ def ffmpeg_binary() -> str:
         ) from exc
 
 
-async def run_ffmpeg(*args: str) -> str:
-    """Run ffmpeg with `args` as a subprocess; its stderr text, or MediaError when it failed."""
+#: how long one ffmpeg run may take: reading a file's streams, and encoding or decoding a whole
+#: video (a 90 s reel at `veryfast` takes about a minute on two busy cores); past it the
+#: process is killed, so a stuck input never holds a run for good
+PROBE_SECONDS = 60.0
+ENCODE_SECONDS = 900.0
+#: what is kept of ffmpeg's stderr: its head (the streams it read) and its tail (the error,
+#: the last progress line); the middle of a long run's progress lines is dropped as it comes
+STDERR_KEEP = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FfmpegResult:
+    """How an ffmpeg run ended: its exit code, stdout (when read) and stderr (head and tail)."""
+
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+async def run_ffmpeg(
+    command: Sequence[str],
+    *,
+    timeout_s: float,
+    stdout_limit: int = 0,
+    check: bool = True,
+) -> FfmpegResult:
+    """Run an ffmpeg command line (from `compile_graph`) as an asyncio subprocess.
+
+    stdout is read only with a `stdout_limit` (bytes), stderr always, in head and tail. A
+    MediaError when it runs past `timeout_s` seconds, writes more than the limit, or (with
+    `check`) exits non-zero. The process never outlives the call, a cancelled one included.
+    """
     process = await asyncio.create_subprocess_exec(
-        ffmpeg_binary(),
-        "-hide_banner",
-        "-nostdin",
-        *args,
-        stdout=asyncio.subprocess.DEVNULL,
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if stdout_limit else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, stderr = await process.communicate()
-    text = stderr.decode("utf-8", "replace")
-    if process.returncode != 0:
+    assert process.stderr is not None
+    stderr = asyncio.ensure_future(_ends(process.stderr, STDERR_KEEP))
+    try:
+        async with asyncio.timeout(timeout_s):
+            stdout = b""
+            if stdout_limit:
+                assert process.stdout is not None
+                stdout = await _capped(process.stdout, stdout_limit)
+            text = await stderr
+            code = await process.wait()
+    except TimeoutError:
+        raise MediaError(
+            f"ffmpeg ran past its {timeout_s:g} s deadline",
+            user_message="Preparing a video took too long and was stopped.",
+        ) from None
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        stderr.cancel()
+    if check and code != 0:
         tail = text.strip().splitlines()[-3:]
-        raise MediaError(f"ffmpeg failed ({process.returncode}): {' | '.join(tail)}")
-    return text
+        raise MediaError(f"ffmpeg failed ({code}): {' | '.join(tail)}")
+    return FfmpegResult(code, stdout, text)
+
+
+async def _capped(stream: asyncio.StreamReader, limit: int) -> bytes:
+    data = bytearray()
+    while chunk := await stream.read(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise MediaError(f"ffmpeg wrote more than {limit} bytes")
+    return bytes(data)
+
+
+async def _ends(stream: asyncio.StreamReader, keep: int) -> str:
+    """The first and last `keep` bytes of a stream, read to its end, as text."""
+    head = bytearray()
+    tail = bytearray()
+    dropped = False
+    while chunk := await stream.read(64 * 1024):
+        room = keep - len(head)
+        head += chunk[:room]
+        tail += chunk[room:]
+        if len(tail) > keep:
+            del tail[: len(tail) - keep]
+            dropped = True
+    gap = b"\n...\n" if dropped else b""
+    return bytes(head + gap + tail).decode("utf-8", "replace")
+
+
+def compile_graph(graph: Any, binary: str | None = None) -> list[str]:
+    """The command line of an ffmpeg-python output graph, with the binary and the options
+    every run here takes (no banner, never reading the terminal, overwriting the output)."""
+    command = graph.compile(
+        cmd=[binary or ffmpeg_binary(), "-hide_banner", "-nostdin"], overwrite_output=True
+    )
+    return [str(part) for part in command]
 
 
 @dataclass(frozen=True)
@@ -208,19 +293,14 @@ def _seconds(match: re.Match[str]) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-async def probe_video(path: Path) -> VideoInfo:
+async def probe_video(
+    path: Path, *, binary: str | None = None, timeout_s: float = PROBE_SECONDS
+) -> VideoInfo:
     """Size, duration, codecs of a video, read from `ffmpeg -i` (ffprobe may be absent)."""
-    process = await asyncio.create_subprocess_exec(
-        ffmpeg_binary(),
-        "-hide_banner",
-        "-nostdin",
-        "-i",
-        str(path),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await process.communicate()  # exits 1: no output named, which is the point
-    text = stderr.decode("utf-8", "replace")
+    binary = binary or ffmpeg_binary()
+    # no output named, so no graph: ffmpeg reads the streams, prints them and exits 1
+    probe = [binary, "-hide_banner", "-nostdin", "-i", str(path)]
+    text = (await run_ffmpeg(probe, timeout_s=timeout_s, check=False)).stderr
     video = _VIDEO.search(text)
     if video is None:
         raise MediaError(f"{path.name}: no video stream found")
@@ -229,8 +309,9 @@ async def probe_video(path: Path) -> VideoInfo:
     duration = _DURATION.search(text)
     seconds = _seconds(duration) if duration else 0.0
     if seconds <= 0:  # some containers (streamed WebM) carry no duration: decode to count it
-        decoded = await run_ffmpeg("-i", str(path), "-map", "0:v:0", "-f", "null", "-")
-        times = _TIME.findall(decoded)
+        decode = ffmpeg.input(str(path))["v:0"].output("-", format="null")
+        decoded = await run_ffmpeg(compile_graph(decode, binary), timeout_s=ENCODE_SECONDS)
+        times = _TIME.findall(decoded.stderr)
         if times:
             h, m, s = times[-1]
             seconds = int(h) * 3600 + int(m) * 60 + float(s)
@@ -383,93 +464,104 @@ def _encode(image: Image.Image, png: bool) -> bytes:
 # ---------------------------------------------------------------------------- videos
 
 
+#: a silent stereo track for a video without sound: some clients and Instagram expect audio
+SILENCE = "anullsrc=channel_layout=stereo:sample_rate=44100"
+
+
+def fit_video_graph(
+    source: Path,
+    target: Path,
+    info: VideoInfo,
+    limits: VideoLimits,
+    fit: Fit,
+    *,
+    preset: str,
+) -> Any:
+    """The ffmpeg-python graph that makes `source` an H.264/AAC MP4 within `limits`: scaled into
+    the frame and cropped or padded to it, at the platform's frame rate, looped up to the
+    shortest length and cut at the longest, without metadata, the index first (faststart)."""
+    width, height = frame_for(info.width, info.height, limits)
+    seconds = min(max(info.duration, limits.min_seconds), limits.max_seconds)
+    loops = max(0, math.ceil(limits.min_seconds / info.duration) - 1)
+    looped = ffmpeg.input(str(source), **({"stream_loop": loops} if loops else {}))
+    video = looped["v:0"]
+    if fit == "crop":
+        video = video.filter("scale", width, height, force_original_aspect_ratio="increase").crop(
+            "(iw-ow)/2", "(ih-oh)/2", width, height
+        )
+    else:
+        video = video.filter("scale", width, height, force_original_aspect_ratio="decrease").filter(
+            "pad", width, height, "(ow-iw)/2", "(oh-ih)/2", color="black"
+        )
+    video = video.filter("setsar", 1).filter("fps", fps=limits.fps).filter("format", "yuv420p")
+    audio = looped["a:0"] if info.has_audio else ffmpeg.input(SILENCE, format="lavfi")["a:0"]
+    return ffmpeg.output(
+        video,
+        audio,
+        str(target),
+        t=f"{seconds:.3f}",
+        preset=preset,
+        crf=21,
+        maxrate=limits.max_bitrate,
+        bufsize="16M",
+        pix_fmt="yuv420p",
+        ar=44100,
+        ac=2,
+        movflags="+faststart",
+        map_metadata=-1,
+        **{"c:v": "libx264", "profile:v": "high", "c:a": "aac", "b:a": "128k"},
+    )
+
+
+def cover_graph(video: Path, target: Path, at: float) -> Any:
+    """The ffmpeg-python graph of one JPEG frame of `video` at `at` seconds (a reel's cover)."""
+    return ffmpeg.input(str(video), ss=f"{at:.3f}").output(
+        str(target), map_metadata=-1, **{"frames:v": 1, "q:v": 3}
+    )
+
+
+def frame_graph(video: Path, at: float) -> Any:
+    """The ffmpeg-python graph of one PNG frame of `video` at `at` seconds, written to stdout."""
+    return ffmpeg.input(str(video), ss=f"{at:.3f}").output(
+        "pipe:1", format="image2pipe", vcodec="png", **{"frames:v": 1}
+    )
+
+
 async def _fit_video(
-    source: Path, dest_stem: Path, limits: VideoLimits, fit: Fit, *, preset: str
+    source: Path,
+    dest_stem: Path,
+    limits: VideoLimits,
+    fit: Fit,
+    *,
+    preset: str,
+    timeout_s: float,
 ) -> FittedMedia:
     info = await probe_video(source)
     if info.duration <= 0:
         raise MediaError(f"{source.name}: the video has no duration")
     width, height = frame_for(info.width, info.height, limits)
-    target = min(max(info.duration, limits.min_seconds), limits.max_seconds)
-    loops = max(0, math.ceil(limits.min_seconds / info.duration) - 1)
-    if fit == "crop":
-        geometry = (
-            f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}"
-        )
-    else:
-        geometry = (
-            f"scale={width}:{height}:force_original_aspect_ratio=decrease,"
-            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"
-        )
-    video_filter = f"{geometry},setsar=1,fps={limits.fps},format=yuv420p"
+    seconds = min(max(info.duration, limits.min_seconds), limits.max_seconds)
     dest = dest_stem.with_suffix(".mp4")
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.stem + ".part.mp4")
-    args = ["-y"]
-    if loops:
-        args += ["-stream_loop", str(loops)]
-    args += ["-i", str(source)]
-    if not info.has_audio:  # a silent AAC track: some clients and Instagram expect audio
-        args += ["-f", "lavfi", "-i", "anullsrc=channel_layout=stereo:sample_rate=44100"]
-    args += [
-        "-map",
-        "0:v:0",
-        "-map",
-        "0:a:0" if info.has_audio else "1:a:0",
-        "-t",
-        f"{target:.3f}",
-        "-vf",
-        video_filter,
-        "-c:v",
-        "libx264",
-        "-preset",
-        preset,
-        "-profile:v",
-        "high",
-        "-crf",
-        "21",
-        "-maxrate",
-        limits.max_bitrate,
-        "-bufsize",
-        "16M",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "128k",
-        "-ar",
-        "44100",
-        "-ac",
-        "2",
-        "-movflags",
-        "+faststart",
-        "-map_metadata",
-        "-1",
-        str(partial),
-    ]
-    await run_ffmpeg(*args)
-    size = partial.stat().st_size
-    if size > limits.max_bytes:
-        partial.unlink(missing_ok=True)
-        raise MediaError(f"{source.name}: {size} bytes after fitting, over {limits.max_bytes}")
-    partial.replace(dest)
     cover = dest.with_name(dest.stem + ".cover.jpg")
-    await run_ffmpeg(
-        "-y",
-        "-ss",
-        f"{min(1.0, target / 2):.3f}",
-        "-i",
-        str(dest),
-        "-frames:v",
-        "1",
-        "-q:v",
-        "3",
-        "-map_metadata",
-        "-1",
-        str(cover),
-    )
-    return FittedMedia(dest, MediaKind.VIDEO, "video/mp4", width, height, target, cover)
+    partial_cover = dest.with_name(dest.stem + ".cover.part.jpg")
+    try:
+        encode = fit_video_graph(source, partial, info, limits, fit, preset=preset)
+        await run_ffmpeg(compile_graph(encode), timeout_s=timeout_s)
+        size = partial.stat().st_size
+        if size > limits.max_bytes:
+            raise MediaError(f"{source.name}: {size} bytes after fitting, over {limits.max_bytes}")
+        partial.replace(dest)
+        grab = cover_graph(dest, partial_cover, min(1.0, seconds / 2))
+        await run_ffmpeg(compile_graph(grab), timeout_s=PROBE_SECONDS)
+        partial_cover.replace(cover)
+    except BaseException:
+        # failed, out of time or cancelled: half a file is no use to anyone
+        partial.unlink(missing_ok=True)
+        partial_cover.unlink(missing_ok=True)
+        raise
+    return FittedMedia(dest, MediaKind.VIDEO, "video/mp4", width, height, seconds, cover)
 
 
 def _gif_fits(path: Path, limits: VideoLimits) -> tuple[int, int] | None:
@@ -506,14 +598,16 @@ async def fit_media(
     image_limits: ImageLimits | None = None,
     video_limits: VideoLimits | None = None,
     preset: str = "veryfast",
+    encode_timeout: float = ENCODE_SECONDS,
 ) -> FittedMedia:
     """Fit one file for `platform`; the result is written next to `dest_stem` (its suffix is
-    chosen here). Images are re-encoded with no metadata; videos become H.264/AAC MP4.
+    chosen here). Images are re-encoded with no metadata; videos become H.264/AAC MP4, encoded
+    within `encode_timeout` seconds (a file cut short by a failure is removed).
     A disk that takes no more (full, quota) is an OSError naming the folder written, which
     the OS leaves out of a failed write."""
     try:
         return await _fit_media(
-            source, platform, dest_stem, fit, image_limits, video_limits, preset
+            source, platform, dest_stem, fit, image_limits, video_limits, preset, encode_timeout
         )
     except OSError as exc:
         if exc.filename is not None or disk_reason(exc) is None:
@@ -529,6 +623,7 @@ async def _fit_media(
     image_limits: ImageLimits | None,
     video_limits: VideoLimits | None,
     preset: str,
+    encode_timeout: float,
 ) -> FittedMedia:
     kind = await asyncio.to_thread(media_kind, source)
     if kind is MediaKind.IMAGE:
@@ -547,7 +642,9 @@ async def _fit_media(
             await asyncio.to_thread(shutil.copyfile, source, dest)
             fitted = FittedMedia(dest, MediaKind.VIDEO, "image/gif", *gif_size)
         else:
-            fitted = await _fit_video(source, dest_stem, vlimits, fit, preset=preset)
+            fitted = await _fit_video(
+                source, dest_stem, vlimits, fit, preset=preset, timeout_s=encode_timeout
+            )
     log.info(
         "fitted %s for %s: %dx%d %s",
         source.name,

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from bot import render
 from bot.render import APPROVE, NUMBERS, REJECT
-from pipeline.models import Job, Run, RunState, utcnow
+from pipeline.models import Job, ReviewTicket, Run, RunState, utcnow
 from pipeline.store import SqlStore
 from tests.bot.conftest import BotUnderTest, StartBot
 from tests.bot.test_review import candidates
@@ -118,5 +122,124 @@ def test_a_review_too_long_for_one_message_still_shows_its_deadline() -> None:
     deadline = utcnow().replace(microsecond=0)
     text = render.review_text(run, ["x" * 300] * 10, part=2, parts=2, deadline=deadline)
     assert len(text) <= render.CONTENT_LIMIT
-    assert render.read_review_header(text) == render.ReviewHeader(run.id, 2, 2)
-    assert render.read_review_deadline(text) == deadline
+    lines = text.split("\n")
+    assert run.id in lines[0]
+    assert "part 2/2" in lines[0]
+    assert lines[-1] == f"Expires <t:{int(deadline.timestamp())}:R>."
+
+
+def reworded(run: Run, lines: Sequence[str], *, part: int, parts: int, **_: object) -> str:
+    """A review in other words: no run id, no part number, no deadline in the text."""
+    return "\n".join([f"Nouvelles images ({part}) \N{FRAME WITH PICTURE}", *lines])
+
+
+def reworded_again(run: Run, lines: Sequence[str], **_: object) -> str:
+    return "\n".join(["Which of these should we post?", *lines])
+
+
+async def test_a_reworded_review_is_found_after_a_restart(
+    start_bot: StartBot,
+    fake: fd.FakeDiscord,
+    sqlite_store: SqlStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The review's wording changes (and changes again with the next release) and says neither
+    the run nor the deadline: a bot stopped between posting a two-part review and saving its
+    ticket still finds both parts after the restart, posts nothing new, and Alice's ✅ decides."""
+    monkeypatch.setattr(render, "review_text", reworded)
+    first = await start_bot()
+    run = await captioned_run(first, sqlite_store, tmp_path, 14)
+    await first.services.reviewer.request(run, first.execute.folder(run))
+    await first.stop()
+    posted = fake.channel_messages(fd.REVIEW_CHANNEL)
+    assert [m.content.split("\n")[0] for m in posted] == [
+        "Nouvelles images (1) \N{FRAME WITH PICTURE}",
+        "Nouvelles images (2) \N{FRAME WITH PICTURE}",
+    ]
+    assert not any(run.id in m.content or "<t:" in m.content for m in posted)
+    monkeypatch.setattr(render, "review_text", reworded_again)
+    second = await start_bot()
+    await fake.until(lambda: REJECT in posted[-1].reactions, what="the reactions on the review")
+    await fake.react(posted[-1], APPROVE, fd.ALICE)
+    done = await second.services.runner.wait(run.id)
+    assert done.state is RunState.PUBLISHED
+    assert fake.channel_messages(fd.REVIEW_CHANNEL) == posted
+    assert fake.deleted == []
+    assert done.ticket is not None
+    assert done.ticket.message_ids == tuple(m.id for m in posted)
+
+
+async def test_a_closed_review_is_never_taken_up_again(
+    start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore, tmp_path: Path
+) -> None:
+    """A review that was answered keeps its text but its "Edit caption" button is greyed out;
+    asked to review the run again before that review's deadline, the bot posts a new one."""
+    under_test = await start_bot()
+    run = await captioned_run(under_test, sqlite_store, tmp_path, 2)
+    reviewer = under_test.services.reviewer
+    folder = under_test.execute.folder(run)
+    ticket = await reviewer.request(run, folder)
+    waiting = asyncio.create_task(reviewer.wait(run, ticket))
+    [first] = fake.channel_messages(fd.REVIEW_CHANNEL)
+    await fake.until(lambda: REJECT in first.reactions, what="the reactions")
+    await fake.react(first, REJECT, fd.ALICE)
+    assert await waiting is not None
+    await fake.until(lambda: "Rejected by" in first.content, what="the review closed")
+    [button] = first.components[0]["components"]
+    assert button["disabled"] is True
+    again = await reviewer.request(run, folder)
+    assert again.message_ids != ticket.message_ids
+    assert len(fake.channel_messages(fd.REVIEW_CHANNEL)) == 2
+
+
+async def test_a_review_posted_by_the_previous_release_is_taken_up(
+    start_bot: StartBot, fake: fd.FakeDiscord, sqlite_store: SqlStore, tmp_path: Path
+) -> None:
+    """A review posted before reviews carried markers (its button `mo:caption:<run>`, its ticket
+    saved on the run): after the upgrade its "Edit caption" still opens the form, Alice's ✅
+    publishes the run with her caption, and the button is greyed out."""
+    run = candidates(tmp_path / "staging", 2)
+    run = replace(run, job=Job("mascot", requested_by=f"discord:{fd.ALICE.id}"))
+    old = await fake.say(
+        fd.BOT,
+        f"**Review run `{run.id}`** \N{MIDDLE DOT} mascot\nReact with the numbers …",
+        channel_id=fd.REVIEW_CHANNEL,
+    )
+    old.components = [
+        {
+            "type": 1,
+            "components": [
+                {
+                    "type": 2,
+                    "style": 2,
+                    "label": "Edit caption",
+                    "custom_id": f"mo:caption:{run.id}",
+                }
+            ],
+        }
+    ]
+    ticket = ReviewTicket(
+        channel_id=fd.REVIEW_CHANNEL,
+        message_ids=(old.id,),
+        posted_at=utcnow(),
+        deadline=utcnow() + timedelta(hours=3),
+    )
+    run = run.advance(RunState.AWAITING_REVIEW, ticket=ticket)
+    under_test = await start_bot()
+    folder = under_test.execute.folder(run)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "staging").rename(folder)
+    await sqlite_store.save_run(run)
+    await under_test.bot.recovery.rearm_reviews()
+    await fake.until(lambda: REJECT in old.reactions, what="the bot's reactions")
+    opened = await fake.click(old, f"mo:caption:{run.id}")
+    await fake.submit(opened, {"caption:instagram": "Upgraded #pixelbot"})
+    await fake.react(old, APPROVE, fd.ALICE)
+    done = await under_test.services.runner.wait(run.id)
+    assert done.state is RunState.PUBLISHED
+    assert done.decision is not None
+    assert done.decision.captions == {"instagram": "Upgraded #pixelbot"}
+    assert [m for m in fake.channel_messages(fd.REVIEW_CHANNEL) if not m.ephemeral] == [old]
+    [button] = old.components[0]["components"]
+    assert button["disabled"] is True

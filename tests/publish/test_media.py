@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,11 +13,14 @@ from PIL import Image, PngImagePlugin
 from pipeline.models import MediaKind, Platform
 from pipeline.publish.media import (
     INSTAGRAM_VIDEO,
+    STDERR_KEEP,
     TWITTER_VIDEO,
+    MediaError,
     VideoLimits,
     ffmpeg_binary,
     fit_media,
     probe_video,
+    run_ffmpeg,
 )
 
 WORKFLOW = '{"3": {"class_type": "KSampler", "inputs": {"seed": 42}}}' * 50
@@ -222,3 +226,54 @@ async def test_fitting_does_not_block_the_event_loop(tmp_path: Path) -> None:
     finally:
         task.cancel()
     assert ticks > 5
+
+
+def ffmpeg_children() -> list[int]:
+    """The ffmpeg processes this test process started that are still there."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        name, _, rest = stat.partition(") ")
+        if int(rest.split()[1]) == os.getpid() and "ffmpeg" in name:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_an_encode_past_its_deadline_is_stopped_and_leaves_nothing(tmp_path: Path) -> None:
+    """A video that takes longer than the deadline to fit fails in one sentence; ffmpeg is
+    stopped and no half-written file is left in the output folder."""
+    source = make_video(tmp_path / "long.mp4", seconds=20)
+    with pytest.raises(MediaError) as raised:
+        await fit_media(
+            source, Platform.INSTAGRAM, tmp_path / "out" / "00", preset="slow", encode_timeout=1.0
+        )
+    assert raised.value.user_message == "Preparing a video took too long and was stopped."
+    assert list((tmp_path / "out").iterdir()) == []
+    assert ffmpeg_children() == []
+
+
+async def test_a_failed_encode_leaves_no_half_written_file(tmp_path: Path) -> None:
+    """When ffmpeg refuses the job, the error says so in one line and nothing is left behind."""
+    source = make_video(tmp_path / "in.mp4", seconds=1)
+    with pytest.raises(MediaError) as raised:
+        await fit_media(source, Platform.TWITTER, tmp_path / "out" / "00", preset="no-such")
+    assert str(raised.value).startswith("ffmpeg failed")
+    assert "\n" not in str(raised.value)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+async def test_a_chatty_ffmpeg_is_read_in_bounded_memory() -> None:
+    """ffmpeg's stderr is kept as its head and tail, whatever its length: what it read first
+    and how it ended are there, the middle is not."""
+    chatty = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-f", "lavfi"]
+    chatty += ["-i", "testsrc=duration=20:size=32x32:rate=25", "-vf", "showinfo", "-f", "null", "-"]
+    result = await run_ffmpeg(chatty, timeout_s=60)
+    assert len(result.stderr) <= 2 * STDERR_KEEP + 5
+    assert "Input #0, lavfi" in result.stderr
+    assert " n: 499 " in result.stderr
+    assert " n: 250 " not in result.stderr
