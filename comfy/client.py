@@ -293,6 +293,20 @@ class _Watch:
     #: more output files than this fail the prompt at once (0: no cap); `url` names the server
     max_files: int = 0
     url: str = ""
+    #: the place last reported in a Queued event (None: none yet)
+    position: int | None = None
+    #: an attached prompt is followed by polling, not by the queue reads of `status` messages
+    polled: bool = False
+
+    @property
+    def waits_for_place(self) -> bool:
+        """True while a handler wants to hear this prompt's place in the queue."""
+        return (
+            self.handler is not None
+            and not self.polled
+            and not self.started
+            and not self.future.done()
+        )
 
     def emit(self, event: Event) -> None:
         if self.handler is None:
@@ -404,7 +418,6 @@ class ComfyClient:
         object_info_max_bytes: int = 128 * MB,
         unclaimed_messages: int = 512,
         unclaimed_max_bytes: int = 8 * MB,
-        object_info_ttl: float = 300.0,
         poll_interval: float = 1.0,
     ) -> None:
         self.url = url.rstrip("/")
@@ -426,7 +439,6 @@ class ComfyClient:
         self.answer_max_bytes = answer_max_bytes  # any JSON answer but /object_info's
         self.object_info_max_bytes = object_info_max_bytes
         self.unclaimed_max_bytes = unclaimed_max_bytes
-        self.object_info_ttl = object_info_ttl
         self.poll_interval = poll_interval
         self.queue_remaining: int | None = None  # from the last `status` message
         self._session = session
@@ -441,9 +453,14 @@ class ComfyClient:
         self._closing = False
         self._detached = False
         self._background: set[asyncio.Task[None]] = set()
+        # the node list, kept while the WebSocket stays up (dropped on a reconnect, when the
+        # server may have restarted with other nodes, and when it refuses a node class)
         self._object_info: ObjectInfoJSON | None = None
-        self._object_info_at = 0.0
         self._object_info_lock = asyncio.Lock()
+        # one queue read at a time for Queued events; `_places_stale` asks for one more
+        self._places_task: asyncio.Task[None] | None = None
+        self._places_stale = False
+        self._retry_now = asyncio.Event()  # cuts a reconnect backoff short (connect() waits)
         self._downloads = asyncio.Semaphore(parallel_downloads)
 
     # ------------------------------------------------------------ lifecycle
@@ -486,6 +503,8 @@ class ComfyClient:
             self._closing = False
             self._ws_task = asyncio.create_task(self._ws_loop(), name=f"comfy-ws {self.url}")
             self._ws_task.add_done_callback(self._ws_ended)
+        if not self.connected:
+            self._retry_now.set()  # a reconnect waiting out its backoff tries at once
         try:
             # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancel that lands as the
             # wait ends, and a cancelled run would then go on waiting for its job
@@ -637,23 +656,31 @@ class ComfyClient:
             devices=devices,
         )
 
+    @property
+    def known_object_info(self) -> ObjectInfoJSON | None:
+        """The node list read on this connection, or None when it is not (or no longer) known."""
+        return self._object_info
+
+    def forget_object_info(self) -> None:
+        """Drop the node list: the next use reads it again (after a reconnect or a refusal)."""
+        self._object_info = None
+
     async def object_info(self, *, refresh: bool = False) -> ObjectInfoJSON:
         """GET /object_info: every node class the server has, with its inputs.
 
-        Cached for `object_info_ttl` seconds (a real server's answer is megabytes); concurrent
-        callers share one request.
+        Read once per connection (a real server's answer is megabytes, and it builds it on its
+        own event loop) and kept while the WebSocket stays up; concurrent callers share one
+        request. `refresh` reads it again unless another caller just did.
         """
+        known = self._object_info
         async with self._object_info_lock:
-            now = asyncio.get_running_loop().time()
-            stale = now - self._object_info_at > self.object_info_ttl
-            if self._object_info is None or refresh or stale:
+            if self._object_info is None or (refresh and self._object_info is known):
                 _, raw = await self._request(
                     "GET", "/object_info", limit=self.object_info_max_bytes
                 )
                 if not isinstance(raw, dict):
                     raise ProtocolError(f"GET /object_info on {self.url} answered no object")
                 self._object_info = cast(ObjectInfoJSON, raw)
-                self._object_info_at = now
             return self._object_info
 
     async def problems(self, workflow: Workflow, *, refresh: bool = False) -> list[str]:
@@ -665,8 +692,20 @@ class ComfyClient:
     async def problems_at(
         self, workflow: Workflow, *, refresh: bool = False
     ) -> list[tuple[str | None, str]]:
-        """`problems`, each with the id of the node it is at (None: the whole workflow)."""
-        info = await self.object_info(refresh=refresh)
+        """`problems`, each with the id of the node it is at (None: the whole workflow).
+
+        The kept node list is trusted when it says yes; a no is checked once more against a
+        fresh list (a model installed since it was read), so only a refusal costs a request.
+        """
+        fresh = refresh or self._object_info is None
+        found = self.problems_in(workflow, await self.object_info(refresh=refresh))
+        if found and not fresh:
+            found = self.problems_in(workflow, await self.object_info(refresh=True))
+        return found
+
+    @staticmethod
+    def problems_in(workflow: Workflow, info: ObjectInfoJSON) -> list[tuple[str | None, str]]:
+        """`problems_at` against a given node list (no request)."""
         problems: list[tuple[str | None, str]] = []
         missing = sorted(workflow.class_types() - set(info))
         if missing:
@@ -684,7 +723,7 @@ class ComfyClient:
 
     async def preflight(self, workflow: Workflow) -> None:
         """Raise PreflightFailed if the server lacks a node class or an installed value."""
-        problems = await self.problems(workflow, refresh=True)
+        problems = await self.problems(workflow)
         if problems:
             raise PreflightFailed(self.url, problems)
 
@@ -769,6 +808,8 @@ class ComfyClient:
             self._watches.pop(prompt_id, None)
             error = _rejected(raw)
             log.warning("%s rejected a prompt: %s", self.url, "; ".join(error.lines()))
+            if error.unknown_class:  # the kept node list is out of date: read it again
+                self.forget_object_info()
             raise error
         answered = raw.get("prompt_id") if isinstance(raw, dict) else None
         if not isinstance(answered, str):
@@ -781,8 +822,6 @@ class ComfyClient:
             for _, kind, data, _ in [m for m in self._unclaimed if m[0] == prompt_id]:
                 watch.handle(kind, data, asyncio.get_running_loop().time())
         log.debug("queued prompt %s on %s", prompt_id, self.url)
-        if on_event is not None:
-            self._spawn(self._report_position(watch), f"queue position of {prompt_id}")
         return prompt_id
 
     async def attach(self, prompt_id: str, *, on_event: EventHandler | None = None) -> bool:
@@ -819,6 +858,7 @@ class ComfyClient:
             last_activity=now,
             max_files=self.max_outputs,
             url=self.url,
+            polled=True,
         )
         self._watches[prompt_id] = watch
         log.info("attached to prompt %s on %s", prompt_id, self.url)
@@ -874,15 +914,43 @@ class ComfyClient:
         except ComfyError as exc:
             log.info("could not take back prompt %s from %s: %s", prompt_id, self.url, exc)
 
-    async def _report_position(self, watch: _Watch) -> None:
-        try:
-            state = await self.queue()
-        except ComfyError as exc:
-            log.info("could not read the queue of %s: %s", self.url, exc)
+    @property
+    def load(self) -> int:
+        """Prompts this server still has to run, as far as we know without asking: the last
+        `status` message's count, or ours not yet ended when that is higher (it lags a POST)."""
+        ours = sum(1 for w in self._watches.values() if not w.future.done())
+        return max(self.queue_remaining or 0, ours)
+
+    def _on_status(self, remaining: int) -> None:
+        """A `status` message: the queue's length. When it changed while some prompt waits for
+        its place, read the queue once (one read at a time; changes during it ask for one more)."""
+        changed = remaining != self.queue_remaining
+        self.queue_remaining = remaining
+        if changed:
+            self._places_stale = True
+            self._read_places()
+
+    def _read_places(self) -> None:
+        if not any(w.waits_for_place for w in self._watches.values()):
             return
-        position = state.position(watch.prompt_id)
-        if position is not None and not watch.started and not watch.future.done():
-            watch.emit(Queued(watch.prompt_id, position))
+        if self._places_task is None or self._places_task.done():
+            self._places_task = self._spawn(self._report_places(), f"queue places on {self.url}")
+
+    async def _report_places(self) -> None:
+        while self._places_stale:
+            self._places_stale = False
+            if not any(w.waits_for_place for w in self._watches.values()):
+                return
+            try:
+                state = await self.queue()
+            except ComfyError as exc:
+                log.info("could not read the queue of %s: %s", self.url, exc)
+                return
+            for watch in list(self._watches.values()):
+                place = state.position(watch.prompt_id)
+                if watch.waits_for_place and place is not None and place != watch.position:
+                    watch.position = place
+                    watch.emit(Queued(watch.prompt_id, place))
 
     async def wait(self, prompt_id: str, *, time_limit: float | None = None) -> Outputs:
         """Wait for a prompt queued by this client; its outputs by node id.
@@ -1179,6 +1247,7 @@ class ComfyClient:
         first = True
         url = f"{self.url}/ws"
         while not self._closing:
+            self._retry_now.clear()  # this attempt answers every connect() waiting so far
             try:
                 async with self.session.ws_connect(
                     url,
@@ -1193,6 +1262,8 @@ class ComfyClient:
                     delay = self.reconnect_delay
                     self._connected.set()
                     if not first:
+                        # the server may have restarted meanwhile, with other nodes installed
+                        self.forget_object_info()
                         self._spawn(self._recover(), f"recover prompts on {self.url}")
                     first = False
                     async for msg in ws:
@@ -1215,7 +1286,9 @@ class ComfyClient:
                 self.url,
                 delay,
             )
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._retry_now.wait()
             delay = min(delay * 2, self.reconnect_max_delay)
 
     def _ws_error(self, error: object) -> None:
@@ -1253,7 +1326,7 @@ class ComfyClient:
         if kind == "status":
             status = data.get("status")
             with contextlib.suppress(KeyError, TypeError, ValueError):
-                self.queue_remaining = int(status["exec_info"]["queue_remaining"])  # type: ignore[index]
+                self._on_status(int(status["exec_info"]["queue_remaining"]))  # type: ignore[index]
             return
         prompt_id = data.get("prompt_id")
         if not isinstance(prompt_id, str):
