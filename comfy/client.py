@@ -297,6 +297,14 @@ class _Watch:
     position: int | None = None
     #: an attached prompt is followed by polling, not by the queue reads of `status` messages
     polled: bool = False
+    #: the server answered our POST, with this place in its run order (None: it gave none)
+    posted: bool = False
+    number: float | None = None
+
+    def report_place(self, place: int | None) -> None:
+        if self.waits_for_place and place is not None and place != self.position:
+            self.position = place
+            self.emit(Queued(self.prompt_id, place))
 
     @property
     def waits_for_place(self) -> bool:
@@ -497,12 +505,16 @@ class ComfyClient:
         An explicit `cancel(prompt_id)` still cancels."""
         self._detached = True
 
-    async def connect(self) -> None:
-        """Open the WebSocket now (it also opens on the first submit); ComfyOffline if it can't."""
+    def open(self) -> None:
+        """Start opening the WebSocket in the background (it reconnects by itself from then on)."""
         if self._ws_task is None or self._ws_task.done():
             self._closing = False
             self._ws_task = asyncio.create_task(self._ws_loop(), name=f"comfy-ws {self.url}")
             self._ws_task.add_done_callback(self._ws_ended)
+
+    async def connect(self) -> None:
+        """Open the WebSocket now (it also opens on the first submit); ComfyOffline if it can't."""
+        self.open()
         if not self.connected:
             self._retry_now.set()  # a reconnect waiting out its backoff tries at once
         try:
@@ -798,14 +810,14 @@ class ComfyClient:
         except asyncio.CancelledError:
             # Cancelled while the POST was on its way: the server may queue the prompt anyway,
             # and nobody would ever take it off. Wait for the answer and take it back.
-            self._watches.pop(prompt_id, None)
+            self._unwatch(prompt_id)
             await asyncio.shield(self._spawn(self._take_back(posting, prompt_id), "take back"))
             raise
         except BaseException:
-            self._watches.pop(prompt_id, None)
+            self._unwatch(prompt_id)
             raise
         if status == 400:
-            self._watches.pop(prompt_id, None)
+            self._unwatch(prompt_id)
             error = _rejected(raw)
             log.warning("%s rejected a prompt: %s", self.url, "; ".join(error.lines()))
             if error.unknown_class:  # the kept node list is out of date: read it again
@@ -813,7 +825,7 @@ class ComfyClient:
             raise error
         answered = raw.get("prompt_id") if isinstance(raw, dict) else None
         if not isinstance(answered, str):
-            self._watches.pop(prompt_id, None)
+            self._unwatch(prompt_id)
             raise ProtocolError(f"POST /prompt on {self.url} answered {raw!r:.100}")
         if answered != prompt_id:  # an older server that picks its own ids
             del self._watches[prompt_id]
@@ -821,8 +833,17 @@ class ComfyClient:
             self._watches[prompt_id] = watch
             for _, kind, data, _ in [m for m in self._unclaimed if m[0] == prompt_id]:
                 watch.handle(kind, data, asyncio.get_running_loop().time())
+        number = raw.get("number") if isinstance(raw, dict) else None
+        watch.number = float(number) if isinstance(number, int | float) else None
+        watch.posted = True
+        self._place_prompts()
         log.debug("queued prompt %s on %s", prompt_id, self.url)
         return prompt_id
+
+    def _unwatch(self, prompt_id: str) -> None:
+        """Forget a prompt whose POST did not queue it (places waiting on its answer go on)."""
+        self._watches.pop(prompt_id, None)
+        self._place_prompts()
 
     async def attach(self, prompt_id: str, *, on_event: EventHandler | None = None) -> bool:
         """Watch a prompt queued earlier, perhaps by a process that has died since.
@@ -859,6 +880,7 @@ class ComfyClient:
             max_files=self.max_outputs,
             url=self.url,
             polled=True,
+            posted=True,
         )
         self._watches[prompt_id] = watch
         log.info("attached to prompt %s on %s", prompt_id, self.url)
@@ -922,21 +944,34 @@ class ComfyClient:
         return max(self.queue_remaining or 0, ours)
 
     def _on_status(self, remaining: int) -> None:
-        """A `status` message: the queue's length. When it changed while some prompt waits for
-        its place, read the queue once (one read at a time; changes during it ask for one more)."""
+        """A `status` message: the queue's length changed (or not)."""
         changed = remaining != self.queue_remaining
         self.queue_remaining = remaining
         if changed:
-            self._places_stale = True
-            self._read_places()
+            self._place_prompts()
 
-    def _read_places(self) -> None:
+    def _place_prompts(self) -> None:
+        """Tell prompts waiting for their place where they stand, after the queue changed.
+
+        When every prompt the server holds is ours (its `status` count equals our prompts not
+        yet ended), their places follow from the numbers the server gave them: no request.
+        Otherwise the queue is read, one read at a time; changes during it ask for one more.
+        """
         if not any(w.waits_for_place for w in self._watches.values()):
             return
+        active = [w for w in self._watches.values() if not w.future.done()]
+        if any(not w.posted for w in active):
+            return  # a POST on its way: its answer comes back here
+        numbers = [w.number for w in active]
+        if self.queue_remaining == len(active) and None not in numbers:
+            for place, watch in enumerate(sorted(active, key=lambda w: w.number or 0.0)):
+                watch.report_place(place)
+            return
+        self._places_stale = True
         if self._places_task is None or self._places_task.done():
-            self._places_task = self._spawn(self._report_places(), f"queue places on {self.url}")
+            self._places_task = self._spawn(self._read_places(), f"queue places on {self.url}")
 
-    async def _report_places(self) -> None:
+    async def _read_places(self) -> None:
         while self._places_stale:
             self._places_stale = False
             if not any(w.waits_for_place for w in self._watches.values()):
@@ -947,10 +982,7 @@ class ComfyClient:
                 log.info("could not read the queue of %s: %s", self.url, exc)
                 return
             for watch in list(self._watches.values()):
-                place = state.position(watch.prompt_id)
-                if watch.waits_for_place and place is not None and place != watch.position:
-                    watch.position = place
-                    watch.emit(Queued(watch.prompt_id, place))
+                watch.report_place(state.position(watch.prompt_id))
 
     async def wait(self, prompt_id: str, *, time_limit: float | None = None) -> Outputs:
         """Wait for a prompt queued by this client; its outputs by node id.

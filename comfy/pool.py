@@ -183,6 +183,8 @@ class ComfyPool:
             )
             for spec in self._specs
         ]
+        for server in self._servers:
+            server.client.open()  # the first job then finds its server's WebSocket open
         if self._detached:
             self.detach()
 

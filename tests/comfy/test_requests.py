@@ -109,21 +109,48 @@ async def test_a_client_keeps_the_node_list_while_connected(
     assert fake.count("GET", "/object_info") == 1
 
 
-async def test_queue_places_come_from_status_messages(
+async def test_places_of_our_own_prompts_need_no_queue_read(
     fake: FakeComfyUI, text2img: Workflow
 ) -> None:
-    """Eight jobs queued at once each hear their place, from a couple of queue reads rather
-    than one per job."""
+    """With only our prompts on the server, each of eight queued at once hears its place, and
+    the queue is never read: the places follow from the WebSocket's counts."""
+    fake.job_seconds = 0.1
+    places: dict[str, list[int]] = {}
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Queued):
+            places.setdefault(event.prompt_id, []).append(event.position)
+
+    async with ComfyClient(fake.url) as client:
+        await client.connect()
+        ids = await asyncio.gather(
+            *(client.submit(text2img.with_prompt(f"p{i}"), on_event=on_event) for i in range(8))
+        )
+        await asyncio.gather(*(client.wait(pid) for pid in ids))
+    order = [p.prompt_id for p in fake.prompts]
+    first_heard = {pid: heard[0] for pid, heard in places.items()}
+    assert first_heard | {order[0]: 0} == {pid: order.index(pid) for pid in order}
+    assert all(heard == sorted(heard, reverse=True) for heard in places.values())
+    assert fake.count("GET", "/queue") == 0
+
+
+async def test_places_behind_another_clients_prompt_come_from_few_queue_reads(
+    fake: FakeComfyUI, text2img: Workflow
+) -> None:
+    """Behind a prompt of another client, eight jobs queued at once each hear their place,
+    from a couple of queue reads rather than one per job."""
     fake.job_seconds = 0.3
+    async with ComfyClient(fake.url) as other:
+        await other.submit(text2img.with_prompt("someone else's"))
     fake.request_latency = 0.03  # the queue changes seven more times during the first read
     places: dict[str, int] = {}
     heard: dict[str, int] = {}
     all_heard = asyncio.Event()
 
     def on_event(event: Event) -> None:
-        if isinstance(event, Queued) and event.position > 0:
+        if isinstance(event, Queued):
             places[event.prompt_id] = event.position
-            if len(places) == 7 and not all_heard.is_set():
+            if len(places) == 8 and not all_heard.is_set():
                 heard.update(places)
                 all_heard.set()
 
