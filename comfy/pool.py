@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from comfy.client import MB, ComfyClient, OutputFile
+from comfy.client import ComfyClient, OutputFile
+from comfy.download import MB
 from comfy.errors import (
     ComfyError,
     ComfyOffline,
@@ -27,6 +28,7 @@ from comfy.errors import (
     PromptRejected,
 )
 from comfy.events import EventHandler
+from comfy.validation import workflow_problems
 from comfy.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -410,7 +412,7 @@ class ComfyPool:
             log.warning("%s answered strangely (%s); leaving it out", server.spec.url, exc)
             self._mark_down(server, exc)
             return None
-        return [text for _, text in server.client.problems_in(workflow, info)]
+        return [text for _, text in workflow_problems(workflow, info)]
 
     async def _choose(
         self,
@@ -446,7 +448,7 @@ class ComfyPool:
             verdicts = [[]]
         elif all(s.client.known_object_info is not None for s in up):
             verdicts = [
-                [text for _, text in s.client.problems_in(workflow, s.client.known_object_info)]
+                [text for _, text in workflow_problems(workflow, s.client.known_object_info)]
                 for s in up
                 if s.client.known_object_info is not None
             ]

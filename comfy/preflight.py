@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from comfy.client import MB, ComfyClient
+from comfy.client import ComfyClient
+from comfy.download import MB
 from comfy.errors import ComfyOffline, ProtocolError
 from comfy.workflow import Workflow
 
