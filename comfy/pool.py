@@ -298,10 +298,12 @@ class ComfyPool:
         raise NoServerAvailable(f"every server failed to take the job ({last_error})")
 
     async def _explain(self, server: _Server, workflow: Workflow) -> list[str]:
-        """What a fresh node list says stops `server` running `workflow` ([] when it cannot say)."""
+        """What the node list says stops `server` running a workflow it refused ([] when it
+        cannot say). Read when not known, or no longer (a refused node class drops it); a
+        kept list that says no is read again first."""
         try:
             async with asyncio.timeout(self.probe_timeout):
-                return await server.client.problems(workflow, refresh=True)
+                return await server.client.problems(workflow)
         except (ComfyError, TimeoutError) as exc:
             log.info("%s: node list not readable: %s", server.spec.url, exc)
             return []

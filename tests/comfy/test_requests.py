@@ -189,3 +189,16 @@ async def test_a_model_installed_since_the_node_list_was_read_is_found(
     fake.models["checkpoints"].append("new.safetensors")
     await client.preflight(workflow)
     assert fake.count("GET", "/object_info") == 2
+
+
+async def test_a_refusal_the_kept_node_list_does_not_explain_costs_no_read(
+    fake: FakeComfyUI, text2img: Workflow, tmp_path: Path
+) -> None:
+    """A refusal for another reason than a missing node class reaches the caller as the server
+    worded it, and the kept node list is not read again for it."""
+    async with ComfyPool([fake.url]) as pool:
+        await pool.client(fake.url).object_info()
+        fake.reject_next()
+        with pytest.raises(PromptRejected, match="ckpt_name: value not in list"):
+            await pool.submit(text2img, tmp_path / "a")
+    assert fake.count("GET", "/object_info") == 1
