@@ -138,6 +138,7 @@ class ComfyClient:
         # server may have restarted with other nodes, and when it refuses a node class)
         self._object_info: ObjectInfoJSON | None = None
         self._object_info_lock = asyncio.Lock()
+        self._posting = asyncio.Lock()  # one POST /prompt at a time (see submit)
         # one queue read at a time for Queued events; `_places_stale` asks for one more
         self._places_task: asyncio.Task[None] | None = None
         self._places_stale = False
@@ -426,7 +427,6 @@ class ComfyClient:
             max_files=self.max_outputs,
             url=self.url,
         )
-        self._watches[prompt_id] = watch
         body: PromptRequest = {
             "prompt": prompt,
             "client_id": self.client_id,
@@ -434,18 +434,26 @@ class ComfyClient:
         }
         if front:
             body["front"] = True
-        posting = asyncio.ensure_future(self._request("POST", "/prompt", body=body, ok=(200, 400)))
-        try:
-            status, raw = await asyncio.shield(posting)
-        except asyncio.CancelledError:
-            # Cancelled while the POST was on its way: the server may queue the prompt anyway,
-            # and nobody would ever take it off. Wait for the answer and take it back.
-            self._unwatch(prompt_id)
-            await asyncio.shield(self._spawn(self._take_back(posting, prompt_id), "take back"))
-            raise
-        except BaseException:
-            self._unwatch(prompt_id)
-            raise
+        # One POST at a time to a server: the first job starts at once and the others queue
+        # behind it while it runs (a burst of POSTs at once holds the server's event loop, which
+        # validates each, and opens a connection for each).
+        async with self._posting:
+            self._watches[prompt_id] = watch
+            posting = asyncio.ensure_future(
+                self._request("POST", "/prompt", body=body, ok=(200, 400))
+            )
+            try:
+                status, raw = await asyncio.shield(posting)
+            except asyncio.CancelledError:
+                # Cancelled while the POST was on its way: the server may queue the prompt
+                # anyway, and nobody would ever take it off. Wait for the answer and take it
+                # back.
+                self._unwatch(prompt_id)
+                await asyncio.shield(self._spawn(self._take_back(posting, prompt_id), "take back"))
+                raise
+            except BaseException:
+                self._unwatch(prompt_id)
+                raise
         if status == 400:
             self._unwatch(prompt_id)
             error = rejected(raw)
