@@ -65,6 +65,11 @@ class ComfyClient:
     WebSocket reconnects by itself (backoff `reconnect_delay` .. `reconnect_max_delay`) and then
     asks /history for prompts that ended while it was away.
 
+    A submit is one POST /prompt (one at a time per server). The node list (/object_info) is
+    read when first needed and kept while the WebSocket stays up; the queue's length comes from
+    the WebSocket's `status` messages, and places in it from them too while the server holds
+    only our prompts (else one GET /queue per change, for prompts whose handler wants them).
+
     Every answer is bounded in time and size: JSON answers by `request_timeout` and
     `answer_max_bytes` (`object_info_max_bytes` for /object_info, which lists every node and
     installed file and is megabytes on a server with many custom nodes); WebSocket messages by

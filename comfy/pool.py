@@ -281,8 +281,8 @@ class ComfyPool:
                 last_error = exc
                 continue
             except PromptRejected as exc:
-                # Say it as preflight would, from a fresh node list; another server may have
-                # what this one lacks. A refusal our check does not explain stays as it is.
+                # Say it as preflight would, from the server's node list; another server may
+                # have what this one lacks. A refusal our check does not explain stays as is.
                 problems = await self._explain(server, job_workflow)
                 if not problems:
                     raise
