@@ -92,6 +92,14 @@ class PromptRejected(ComfyError):
         self.node_errors = tuple(node_errors)
         super().__init__(self._text())
 
+    @property
+    def unknown_class(self) -> bool:
+        """True when the server has no node class of that name (0.3.x: `invalid_prompt`,
+        "Cannot execute because node X does not exist."; newer: `missing_node_type`)."""
+        return self.error_type == "missing_node_type" or (
+            self.error_type == "invalid_prompt" and "does not exist" in self.message
+        )
+
     def lines(self) -> list[str]:
         """One line per node error, or the overall error when there are none."""
         if self.node_errors:

@@ -18,9 +18,17 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from comfy.client import MB, ComfyClient, OutputFile
-from comfy.errors import ComfyError, ComfyOffline, NoServerAvailable, PreflightFailed
+from comfy.client import ComfyClient, OutputFile
+from comfy.download import MB
+from comfy.errors import (
+    ComfyError,
+    ComfyOffline,
+    NoServerAvailable,
+    PreflightFailed,
+    PromptRejected,
+)
 from comfy.events import EventHandler
+from comfy.validation import workflow_problems
 from comfy.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -177,6 +185,8 @@ class ComfyPool:
             )
             for spec in self._specs
         ]
+        for server in self._servers:
+            server.client.open()  # the first job then finds its server's WebSocket open
         if self._detached:
             self.detach()
 
@@ -254,8 +264,9 @@ class ComfyPool:
         """
         attempts = len(self._running())
         last_error: ComfyError | None = None
+        refused: dict[_Server, PreflightFailed] = {}
         for _ in range(max(attempts, 1)):
-            server = await self._choose(workflow, tags)
+            server = await self._choose(workflow, tags, refused)
             server.choosing += 1
             try:
                 job_workflow = workflow
@@ -269,11 +280,33 @@ class ComfyPool:
                 self._mark_down(server, exc)
                 last_error = exc
                 continue
+            except PromptRejected as exc:
+                # Say it as preflight would, from the server's node list; another server may
+                # have what this one lacks. A refusal our check does not explain stays as is.
+                problems = await self._explain(server, job_workflow)
+                if not problems:
+                    raise
+                refused[server] = PreflightFailed(server.spec.url, problems)
+                last_error = exc
+                continue
             finally:
                 server.choosing -= 1
             log.info("queued prompt %s on %s", queued, server.spec.url)
             return ComfyJob(server, queued, Path(out_dir))
+        if refused:
+            raise list(refused.values())[-1]
         raise NoServerAvailable(f"every server failed to take the job ({last_error})")
+
+    async def _explain(self, server: _Server, workflow: Workflow) -> list[str]:
+        """What the node list says stops `server` running a workflow it refused ([] when it
+        cannot say). Read when not known, or no longer (a refused node class drops it); a
+        kept list that says no is read again first."""
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                return await server.client.problems(workflow)
+        except (ComfyError, TimeoutError) as exc:
+            log.info("%s: node list not readable: %s", server.spec.url, exc)
+            return []
 
     async def attach(
         self,
@@ -354,12 +387,26 @@ class ComfyPool:
         # a little jitter so that several pools do not knock together
         server.down_until = loop.time() + self.retry_after * random.uniform(0.9, 1.1)
 
-    async def _probe(self, server: _Server, workflow: Workflow) -> int | list[str] | None:
-        """Queue length if the server can run the workflow, its problems if not, None if down."""
+    async def _reach(self, server: _Server) -> bool:
+        """The server's WebSocket is open (or opens within `probe_timeout`); left out if not."""
+        if server.client.connected:
+            return True
         try:
             async with asyncio.timeout(self.probe_timeout):
-                remaining = await server.client.queue_remaining_now()
-                problems = await server.client.problems(workflow)
+                await server.client.connect()
+        except (ComfyOffline, TimeoutError) as exc:
+            self._mark_down(server, exc)
+            return False
+        return True
+
+    async def _check(
+        self, server: _Server, workflow: Workflow, *, refresh: bool
+    ) -> list[str] | None:
+        """What stops the server running the workflow, from its node list (read once per
+        connection; again with `refresh`); None when the list cannot be read (left out)."""
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                info = await server.client.object_info(refresh=refresh)
         except (ComfyOffline, TimeoutError) as exc:
             self._mark_down(server, exc)
             return None
@@ -367,30 +414,61 @@ class ComfyPool:
             log.warning("%s answered strangely (%s); leaving it out", server.spec.url, exc)
             self._mark_down(server, exc)
             return None
-        return problems if problems else remaining
+        return [text for _, text in workflow_problems(workflow, info)]
 
-    async def _choose(self, workflow: Workflow, tags: frozenset[str]) -> _Server:
-        tagged = [s for s in self._running() if tags <= s.spec.tags]
+    async def _choose(
+        self,
+        workflow: Workflow,
+        tags: frozenset[str],
+        refused: Mapping[_Server, PreflightFailed] | None = None,
+    ) -> _Server:
+        """The server for a job: reachable, able to run it, the shortest queue.
+
+        Costs no request once the servers' WebSockets are open and their node lists known: the
+        queue lengths come from the WebSockets' `status` messages. One server alone is not
+        checked against an unknown node list (its own validation answers the POST); with
+        several, each list is read once per connection. A list that says no is read again
+        before the job is refused (a model may have been installed since).
+        """
+        refused = refused or {}
+        tagged = [s for s in self._running() if tags <= s.spec.tags and s not in refused]
         if not tagged:
+            if refused:
+                raise list(refused.values())[-1]
             raise NoServerAvailable(f"no server has the tags {', '.join(sorted(tags))}")
         now = asyncio.get_running_loop().time()
-        # With every fitting server left out, probing them costs little and a job need not
+        # With every fitting server left out, trying them costs little and a job need not
         # fail for `retry_after` seconds after the servers are back (a retry right away).
         live = [s for s in tagged if s.down_until <= now] or tagged
-        answers = await asyncio.gather(*(self._probe(s, workflow) for s in live))
-        fit: list[tuple[int, int, _Server]] = []
-        unfit: list[tuple[_Server, list[str]]] = []
-        for index, (server, answer) in enumerate(zip(live, answers, strict=True)):
-            if isinstance(answer, int):
-                fit.append((answer + server.choosing, index, server))
-            elif isinstance(answer, list):
-                unfit.append((server, answer))
-        if fit:
-            return min(fit, key=lambda f: (f[0], f[1]))[2]
-        if unfit:
-            server, problems = unfit[0]
-            raise PreflightFailed(server.spec.url, problems)
-        raise NoServerAvailable("no server is answering; retrying them later")
+        if any(not s.client.connected for s in live):
+            await asyncio.gather(*(self._reach(s) for s in live))
+        up = [s for s in live if s.client.connected]
+        if not up:
+            raise NoServerAvailable("no server is answering; retrying them later")
+        verdicts: list[list[str] | None] = []
+        if len(up) == 1 and up[0].client.known_object_info is None:
+            verdicts = [[]]
+        elif all(s.client.known_object_info is not None for s in up):
+            verdicts = [
+                [text for _, text in workflow_problems(workflow, s.client.known_object_info)]
+                for s in up
+                if s.client.known_object_info is not None
+            ]
+        else:
+            verdicts = list(
+                await asyncio.gather(*(self._check(s, workflow, refresh=False) for s in up))
+            )
+        fit = [s for s, found in zip(up, verdicts, strict=True) if found == []]
+        if not fit:
+            unfit = [s for s, found in zip(up, verdicts, strict=True) if found]
+            again = await asyncio.gather(*(self._check(s, workflow, refresh=True) for s in unfit))
+            fit = [s for s, found in zip(unfit, again, strict=True) if found == []]
+            if not fit:
+                for server, found in zip(unfit, again, strict=True):
+                    if found:
+                        raise PreflightFailed(server.spec.url, found)
+                raise NoServerAvailable("no server is answering; retrying them later")
+        return min(fit, key=lambda s: (s.client.load + s.choosing, self._servers.index(s)))
 
 
 __all__ = ["ComfyJob", "ComfyPool", "ServerSpec"]

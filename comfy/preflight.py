@@ -11,8 +11,10 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from comfy.client import MB, ComfyClient
+from comfy.client import ComfyClient
+from comfy.download import MB
 from comfy.errors import ComfyOffline, ProtocolError
+from comfy.validation import workflow_problems
 from comfy.workflow import Workflow
 
 
@@ -43,8 +45,8 @@ async def _one(
         object_info_max_bytes=object_info_max_bytes,
     ) as client:
         try:
-            await client.object_info()
-            found = {name: await client.problems_at(wf) for name, wf in workflows.items()}
+            info = await client.object_info()  # read just now: its answers need no second read
+            found = {name: workflow_problems(wf, info) for name, wf in workflows.items()}
         except ComfyOffline as exc:
             return ServerPreflight(client.url, unreachable=exc.reason or "no answer")
         except ProtocolError as exc:

@@ -1,6 +1,7 @@
 """A workflow checked against a server's `/object_info` as ComfyUI's own `validate_prompt` does.
 
-Pure and standard library only: the client's preflight and `python -m pipeline check` share it.
+Pure, imports only the standard library and comfy.workflow: the client's preflight, the pool's
+choice and `python -m pipeline check` share it.
 Follows execution.py (0.3.x): only what an output node needs is validated; links to node ids that
 do not exist, linked types that do not match, values that do not convert to INT / FLOAT, values
 below `min` or above `max`, values not among a choice list and missing required inputs.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from comfy.workflow import Workflow
 
 #: endings of files a server lists as installed models (a value not listed is "not installed")
 MODEL_FILE_ENDINGS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
@@ -240,3 +243,24 @@ def validate(
     for node_id in outputs:
         validator.reach(node_id)
     return validator.problems
+
+
+def workflow_problems(
+    workflow: Workflow, object_info: Mapping[str, object]
+) -> list[tuple[str | None, str]]:
+    """What stops a server with this `/object_info` running `workflow`, one line each with the
+    node it is at (None: the whole workflow): node classes it lacks first, then `validate`'s."""
+    problems: list[tuple[str | None, str]] = []
+    missing = sorted(workflow.class_types() - set(object_info))
+    if missing:
+        first = next(n for n in workflow if workflow.class_type(n) in missing)
+        problems.append((first, f"node classes not installed: {', '.join(missing)}"))
+    for found in validate(workflow.to_dict(), object_info):
+        if found.node_id is None:
+            problems.append((None, f"the workflow {found.message}"))
+            continue
+        where = f"node {workflow.describe(found.node_id)}"
+        if found.input_name is not None:
+            where += f" input {found.input_name}"
+        problems.append((found.node_id, f"{where}: {found.message}"))
+    return problems

@@ -41,3 +41,16 @@ async def test_a_server_that_does_not_answer_is_reported_apart(fake: FakeComfyUI
     assert down_report.unreachable is not None
     assert up_report.unreachable is None
     assert up_report.problems == {}
+
+
+async def test_a_check_reads_each_node_list_once(fake: FakeComfyUI) -> None:
+    """Checking many workflows, several of them refused, costs the server one node-list read."""
+    broken = {
+        f"custom{i}.json": Workflow.from_json(
+            f'{{"1": {{"class_type": "Missing{i}", "inputs": {{}}}}}}', source=f"custom{i}.json"
+        )
+        for i in range(3)
+    }
+    [report] = await preflight_servers([fake.url], {**shipped(), **broken})
+    assert sorted(report.problems) == sorted(broken)
+    assert fake.count("GET", "/object_info") == 1

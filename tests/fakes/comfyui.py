@@ -10,7 +10,11 @@ standard library, aiohttp, Pillow and (for videos) imageio-ffmpeg; never the pro
         fake.faults.fail_class = "VAEDecode"   # the next jobs fail at that node
 
 Records (inspect freely): `prompts`, `uploads`, `interrupts`, `deleted`, `jobs` (start/end times
-per job, for idle-gap measurements), `history`, `ws_connections`.
+per job, for idle-gap measurements), `history`, `ws_connections`, `requests` (method and path of
+every HTTP request, the WebSocket upgrades included, in arrival order; `count("GET", "/queue")`).
+Request costs, as a real server on a network has them: `request_latency` (seconds before each
+answer) and `object_info_bytes` (/object_info grows to about that size with made-up custom
+nodes, built and encoded on the server's loop as ComfyUI does).
 Faults: `faults.reject_next` (canned 400 bodies), `faults.fail_class` (execution_error),
 `faults.stall_next` (the next job goes silent until interrupted), `faults.send_success`
 (False: end with `executing: null` only, as older servers), `faults.drop_ws_mid_job`
@@ -31,6 +35,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
@@ -639,6 +644,43 @@ def node_signatures(prompt: JSON, input_folder: Path) -> dict[str, str]:
     return {node_id: signature(node_id, frozenset()) for node_id in prompt}
 
 
+@functools.lru_cache(maxsize=4)
+def _custom_nodes(size: int) -> dict[str, JSON]:
+    """Made-up custom node classes, about `size` bytes of /object_info, shaped as real ones
+    (inputs with ranges, choice lists of installed files, several outputs). Kept: callers
+    only read it."""
+    nodes: dict[str, JSON] = {}
+    total = 0
+    for number in itertools.count():
+        if total >= size:
+            break
+        name = f"CustomPack{number // 20}_Node{number}"
+        required = {
+            "model": ["MODEL"],
+            "image": ["IMAGE"],
+            "strength": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}],
+            "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
+            "preset": [[f"preset_{number}_{i}.safetensors" for i in range(12)], {}],
+            "text": ["STRING", {"multiline": True, "default": ""}],
+        }
+        node: JSON = {
+            "input": {"required": required, "optional": {"mask": ["MASK"]}},
+            "input_order": {"required": list(required), "optional": ["mask"]},
+            "output": ["IMAGE", "MASK", "LATENT"],
+            "output_is_list": [False, False, False],
+            "output_name": ["IMAGE", "MASK", "LATENT"],
+            "name": name,
+            "display_name": f"Custom node {number}",
+            "description": "A node from a custom node pack, as servers with many have them.",
+            "python_module": f"custom_nodes.pack_{number // 20}",
+            "category": f"custom/pack {number // 20}",
+            "output_node": False,
+        }
+        nodes[name] = node
+        total += len(json.dumps(node)) + len(name) + 4
+    return nodes
+
+
 # ---------------------------------------------------------------- records
 
 
@@ -723,8 +765,13 @@ class FakeComfyUI:
         input_files: Sequence[str] = (),
         version: str = "0.3.64",
         port: int = 0,
+        request_latency: float = 0.0,
+        object_info_bytes: int | None = None,
     ) -> None:
         self.job_seconds = job_seconds
+        self.request_latency = request_latency
+        self.object_info_bytes = object_info_bytes
+        self.requests: list[tuple[str, str]] = []
         self.steps = steps
         self.models = {k: list(v) for k, v in (models or DEFAULT_MODELS).items()}
         self.version = version
@@ -799,7 +846,9 @@ class FakeComfyUI:
             self._tmp = None
 
     async def _serve(self) -> None:
-        app = web.Application(client_max_size=64 * 2**20, middlewares=[self._padding()])
+        app = web.Application(
+            client_max_size=64 * 2**20, middlewares=[self._costs(), self._padding()]
+        )
         app.add_routes(
             [
                 web.get("/ws", self._ws),
@@ -1074,6 +1123,23 @@ class FakeComfyUI:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.send_bytes(frame)
 
+    def count(self, method: str, path: str) -> int:
+        """How many `method` requests for `path` the fake received."""
+        return self.requests.count((method, path))
+
+    def _costs(self) -> Any:
+        """Middleware: record each request, then answer it `request_latency` seconds later."""
+
+        @web.middleware
+        async def cost(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.requests.append((request.method, request.path))
+            if self.request_latency > 0:
+                await asyncio.sleep(self.request_latency)
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        return cost
+
     def _padding(self) -> Any:
         """Middleware for `faults.huge_answers`: the JSON answer gains a long "padding" string,
         streamed in pieces, so a client that reads it whole holds all of it."""
@@ -1129,7 +1195,14 @@ class FakeComfyUI:
         return web.json_response({"name": name, "subfolder": subfolder, "type": "input"})
 
     async def _object_info(self, request: web.Request) -> web.Response:
-        return web.json_response(await asyncio.to_thread(self._object_info_dict))
+        info = await asyncio.to_thread(self._object_info_dict)
+        if self.object_info_bytes is None:
+            return web.json_response(info)
+        # ComfyUI builds the answer node by node and encodes it on its event loop: a large
+        # node list holds the server (and its other answers) for as long
+        return web.json_response(
+            info | _custom_nodes(self.object_info_bytes - len(json.dumps(info)))
+        )
 
     async def _object_info_one(self, request: web.Request) -> web.Response:
         info = await asyncio.to_thread(self._object_info_dict)

@@ -1,0 +1,275 @@
+"""Bounded downloads of a job's outputs through GET /view, streamed to disk.
+
+Every file is bounded in time, rate and size, saved under a safe unique name, and never left
+half-written; the disk's errors are told apart from the network's. Imports only the standard
+library, aiohttp and comfy's own modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+
+from comfy.errors import ComfyOffline, DownloadFailed, OutputNotWritten, ProtocolError
+from comfy.records import OutputFile, RemoteFile
+
+log = logging.getLogger(__name__)
+
+MB = 2**20
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """What bounds one job's downloads (the client's settings of the moment)."""
+
+    request_timeout: float  # for the answer's head, and between two pieces of its body
+    connect_timeout: float
+    timeout: float  # per file, from the request to the last byte
+    min_rate: float  # bytes/s, averaged over each `rate_window`
+    rate_window: float
+    max_bytes: int  # per file
+    max_files: int  # per job (temp previews not counted)
+    chunk_size: int  # bytes gathered before one write in a thread
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str, *, default: str = "output", max_len: int = 120) -> str:
+    """A local file name from a server-given one: no directories, a small alphabet, no dotfile."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE.sub("_", base).lstrip(".-")  # no dotfiles, nothing that reads as an option
+    stem, dot, ext = base.rpartition(".")
+    if not dot:
+        stem, ext = base, ""
+    ext = ext[:12]
+    stem = stem.rstrip(".")[: max_len - len(ext) - 1] or default
+    return f"{stem}.{ext}" if ext else stem
+
+
+def mb_text(size: float) -> str:
+    return f"{size / MB:g} MB"
+
+
+def _discard(handle: IO[bytes] | None, path: Path | None) -> None:
+    """Close and remove a download that did not finish (in a thread; never raises)."""
+    if handle is not None:
+        with contextlib.suppress(OSError):
+            handle.close()
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+async def _remove(handle: IO[bytes] | None, path: Path) -> None:
+    """Remove a download that did not finish, in a thread, and wait until it is gone even when
+    cancelled meanwhile (the removal is quick; the cancel is passed on once it is done)."""
+    removal = asyncio.ensure_future(asyncio.to_thread(_discard, handle, path))
+    cancelled = False
+    while not removal.done():
+        try:
+            await asyncio.shield(removal)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _create_unique(directory: Path, name: str) -> tuple[Path, IO[bytes]]:
+    """Create `name` in `directory`, or `stem-1.ext`, `stem-2.ext`... (never overwrites, no
+    symlink is followed: O_EXCL). Runs in a thread."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    suffix = f".{ext}" if ext else ""
+    number = 0
+    while True:
+        candidate = directory / (name if number == 0 else f"{stem}-{number}{suffix}")
+        try:
+            return candidate, candidate.open("xb")
+        except FileExistsError:
+            number += 1
+
+
+async def _create(out_dir: Path, name: str) -> tuple[Path, IO[bytes]]:
+    """Create the local file in a thread. A cancel while the thread runs cannot stop it:
+    the file it still makes is removed before the cancel goes on, so no empty file stays."""
+    creating = asyncio.ensure_future(asyncio.to_thread(_create_unique, out_dir, name))
+    try:
+        return await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        while not creating.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(creating)
+        if creating.exception() is None:
+            path, handle = creating.result()
+            await _remove(handle, path)
+        raise
+    except OSError as exc:
+        raise OutputNotWritten.from_os_error(out_dir, exc) from exc
+
+
+async def _on_disk(write: Callable[..., object], out_dir: Path, *args: object) -> None:
+    """A file operation in a thread; the disk's OSError (full, quota, read-only) becomes
+    OutputNotWritten naming the folder, never a network error."""
+    try:
+        await asyncio.to_thread(write, *args)
+    except OSError as exc:
+        log.warning("cannot write into %s: %s", out_dir, exc)
+        raise OutputNotWritten.from_os_error(out_dir, exc) from exc
+
+
+class Downloader:
+    """Downloads for one server: at most `parallel` files at a time."""
+
+    def __init__(self, url: str, parallel: int) -> None:
+        self.url = url
+        self._slots = asyncio.Semaphore(parallel)
+
+    async def download(
+        self,
+        session: aiohttp.ClientSession,
+        files: Sequence[RemoteFile],
+        out_dir: Path,
+        limits: DownloadLimits,
+    ) -> list[OutputFile]:
+        """Stream each file through /view into `out_dir` under a safe, unique name.
+
+        All or nothing: when one file fails (or the caller is cancelled) the others stop, and
+        no file of the call stays behind, neither partial nor whole. Each file is bounded by
+        `download_timeout`, `download_min_rate` and `download_max_bytes` (DownloadFailed); more
+        than `max_outputs` files are refused before any is fetched. A file that cannot be saved
+        (disk full, over quota, read-only) raises OutputNotWritten.
+        """
+        if len(files) > limits.max_files:
+            raise DownloadFailed(
+                self.url,
+                f"the job reported {len(files)} output files, more than the "
+                f"{limits.max_files} one job may have",
+            )
+        out_dir = Path(out_dir)
+        tasks = [asyncio.ensure_future(self._one(session, f, out_dir, limits)) for f in files]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            # one failed (or we were cancelled): stop the others, which remove their partial
+            # files, then remove the files that did arrive
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            arrived = [r.path for r in results if isinstance(r, OutputFile)]
+            for path in arrived:
+                await _remove(None, path)
+            raise
+
+    async def _one(
+        self,
+        session: aiohttp.ClientSession,
+        remote: RemoteFile,
+        out_dir: Path,
+        limits: DownloadLimits,
+    ) -> OutputFile:
+        params = {"filename": remote.filename, "subfolder": remote.subfolder, "type": remote.type}
+        name = safe_name(remote.filename)
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=limits.connect_timeout, sock_read=limits.request_timeout
+        )
+        async with self._slots:
+            path: Path | None = None
+            handle: IO[bytes] | None = None
+            overall = asyncio.timeout(limits.timeout)
+            try:
+                async with overall:
+                    # the answer's head within the request timeout (a server may trickle it)
+                    async with asyncio.timeout(limits.request_timeout):
+                        resp = await session.get(self.url + "/view", params=params, timeout=timeout)
+                    async with resp:
+                        if resp.status != 200:
+                            raise ProtocolError(
+                                f"GET /view on {self.url} answered HTTP {resp.status} for {name}"
+                            )
+                        size = resp.content_length
+                        if size is not None and size > limits.max_bytes:
+                            raise self._too_large(name, limits)
+                        path, handle = await _create(out_dir, name)
+                        await self._stream(resp, handle, out_dir, name, limits)
+                        await _on_disk(handle.close, out_dir)
+            except BaseException as exc:
+                # no partial file stays, whatever stopped us (a cancel included)
+                if path is not None:
+                    await _remove(handle, path)
+                if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+                    raise ComfyOffline(self.url, f"download broke: {type(exc).__name__}") from exc
+                if isinstance(exc, TimeoutError) and overall.expired():
+                    raise DownloadFailed(
+                        self.url, f"{name} was not sent whole within {limits.timeout:g} s"
+                    ) from None
+                if isinstance(exc, TimeoutError):
+                    raise ComfyOffline(self.url, "download timed out") from exc
+                raise
+        return OutputFile(path=path, node_id=remote.node_id, kind=remote.kind, filename=name)
+
+    def _too_large(self, name: str, limits: DownloadLimits) -> DownloadFailed:
+        return DownloadFailed(
+            self.url, f"{name} is larger than the {mb_text(limits.max_bytes)} a file may have"
+        )
+
+    async def _stream(
+        self,
+        resp: aiohttp.ClientResponse,
+        handle: IO[bytes],
+        out_dir: Path,
+        name: str,
+        limits: DownloadLimits,
+    ) -> None:
+        """Copy the body to disk: chunks gather up to `download_chunk_size`, then one write in a
+        thread; so memory stays near one chunk and the loop never waits on the disk.
+
+        At most `download_max_bytes`; and each `download_rate_window` seconds must bring at
+        least `download_min_rate` bytes a second, so a server that trickles fails in one window.
+        """
+        loop = asyncio.get_running_loop()
+        window = limits.rate_window
+        window_end = loop.time() + window
+        window_bytes = total = 0
+        buffer = bytearray()
+        while True:
+            waiting = asyncio.timeout_at(window_end)
+            chunk: bytes | None = None
+            try:
+                async with waiting:
+                    chunk = await resp.content.readany()
+            except TimeoutError:
+                if not waiting.expired():
+                    raise
+            if chunk == b"":  # the end of the body
+                break
+            if chunk is not None:
+                total += len(chunk)
+                window_bytes += len(chunk)
+                if total > limits.max_bytes:
+                    raise self._too_large(name, limits)
+                buffer += chunk
+                if len(buffer) >= limits.chunk_size:
+                    await _on_disk(handle.write, out_dir, buffer)
+                    buffer = bytearray()
+            now = loop.time()
+            if now >= window_end:
+                if window_bytes < limits.min_rate * window:
+                    raise DownloadFailed(
+                        self.url,
+                        f"{name} came slower than {limits.min_rate / 1024:g} KB/s "
+                        f"({window_bytes} bytes in {window:g} s)",
+                    )
+                window_end, window_bytes = now + window, 0
+        if buffer:
+            await _on_disk(handle.write, out_dir, buffer)
