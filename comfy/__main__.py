@@ -19,7 +19,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from comfy.client import ComfyClient
 from comfy.errors import (
     Cancelled,
     ComfyError,
@@ -31,7 +30,6 @@ from comfy.errors import (
     WorkflowError,
 )
 from comfy.events import Cached, Event, NodeRunning, Queued, Started, Step
-from comfy.pool import ComfyPool
 from comfy.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -82,6 +80,8 @@ async def run_command(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     workflow = workflow.with_random_seeds(random.Random(seed))
     print(f"seed {seed}: {workflow.seeds()}", file=sys.stderr)
+    from comfy.pool import ComfyPool  # aiohttp: loaded by the commands that talk to a server
+
     async with ComfyPool(args.server or default_servers(), probe_timeout=args.timeout) as pool:
         job = await pool.submit(workflow, Path(args.out), on_event=_print_event)
         print(f"prompt {job.prompt_id} on {job.server}", file=sys.stderr)
@@ -104,6 +104,8 @@ async def run_command(args: argparse.Namespace) -> int:
 
 
 async def info_command(args: argparse.Namespace) -> int:
+    from comfy.client import ComfyClient  # aiohttp: loaded by the commands that talk to a server
+
     code = 0
     for url in args.server or default_servers():
         async with ComfyClient(url.partition("#")[0], request_timeout=args.timeout) as client:
