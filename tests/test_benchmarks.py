@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from benchmarks import comfy_pipelining, first_call, model_output, pipeline_overhead, vision_scoring
+from benchmarks import (
+    comfy_pipelining,
+    first_call,
+    model_output,
+    pipeline_overhead,
+    startup,
+    vision_scoring,
+)
 
 Main = Callable[[Sequence[str] | None], object]
 
@@ -55,7 +62,13 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
         "vision_scoring",
         vision_scoring.main,
         ["--images", "2", "--latency", "0.01", "--limit", "2"],
-        ["scoring_s", "sequential_s", "speedup"],
+        ["prep_cpu_ms_per_image", "peak_mb", "ratio_to_ideal"],
+    ),
+    (
+        "startup",
+        startup.main,
+        ["--runs", "1"],
+        ["pipeline_help_ratio", "comfy_help_ratio"],
     ),
     (
         "model_output",
