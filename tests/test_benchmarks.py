@@ -44,7 +44,14 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
             "--idle-seconds",
             "0.05",
         ],
-        ["overhead_ratio", "loop_lag_p99_ms", "peak_rss_mb", "speedup_vs_sequential"],
+        [
+            "overhead_ratio",
+            "loop_lag_p99_ms",
+            "peak_rss_mb",
+            "speedup_vs_sequential",
+            "reference_s",
+            "speedup_vs_reference",
+        ],
     ),
     (
         "comfy_pipelining",
