@@ -10,7 +10,6 @@ job in --out.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -74,14 +73,16 @@ def _print_event(event: Event) -> None:
 
 
 async def run_command(args: argparse.Namespace) -> int:
+    import asyncio  # asyncio and aiohttp: loaded by the commands, not by --help
+
+    from comfy.pool import ComfyPool
+
     workflow = Workflow.load(args.workflow)
     for node, name, value in args.set:
         workflow = workflow.set_input(node, name, value)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     workflow = workflow.with_random_seeds(random.Random(seed))
     print(f"seed {seed}: {workflow.seeds()}", file=sys.stderr)
-    from comfy.pool import ComfyPool  # aiohttp: loaded by the commands that talk to a server
-
     async with ComfyPool(args.server or default_servers(), probe_timeout=args.timeout) as pool:
         job = await pool.submit(workflow, Path(args.out), on_event=_print_event)
         print(f"prompt {job.prompt_id} on {job.server}", file=sys.stderr)
@@ -160,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     command = run_command if args.command == "run" else info_command
     try:
+        import asyncio
+
         return asyncio.run(command(args))
     except (PromptRejected, PreflightFailed) as exc:
         lines = exc.lines() if isinstance(exc, PromptRejected) else list(exc.problems)
