@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -86,6 +87,8 @@ log = logging.getLogger("soak")
 #: who a scheduled run is requested by (as bot.cogs.schedule names it)
 USERS = ("ana", "ben", "chloe")
 OPENAI_KEY = "sk-soak-" + "0" * 24
+#: the fake ComfyUIs' history entries kept when the soak drops the fakes' records
+KEPT_HISTORY = 200
 
 CHARACTER = """
 character: {{name: {name}, description: a small robot with a red antenna}}
@@ -156,6 +159,8 @@ class SoakConfig:
     publish_transient: float = 0.1
     publish_lost_answer: float = 0.05
     publish_account: float = 0.01
+    #: compare tracemalloc snapshots of the middle and the end (slows the soak down)
+    trace_growth: bool = False
 
 
 @dataclass
@@ -186,6 +191,12 @@ class Figures:
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     peak_rss_mb: float = 0.0
+    #: RSS while runs go, around the middle of the soak and over its last tenth (means of
+    #: samples), and their difference: what the second half added (goal under 5 MB)
+    rss_mid_mb: float = 0.0
+    rss_late_mb: float = 0.0
+    #: with `trace_growth`: the lines of code whose allocations grew most over the second half
+    growth: list[str] = field(default_factory=list)
     fds_start: int = 0
     fds_end: int = 0
     fds_peak: int = 0
@@ -194,12 +205,17 @@ class Figures:
     def failed(self) -> int:
         return self.finished.get(RunState.FAILED.value, 0)
 
+    @property
+    def rss_growth_mb_second_half(self) -> float:
+        return self.rss_late_mb - self.rss_mid_mb
+
     def line(self) -> str:
         return (
             f"runs_started={self.runs_started} finished={sum(self.finished.values())}"
             f" resumed={self.resumed} failed={self.failed} lost={self.lost}"
             f" duplicate_posts={self.duplicate_posts} slots_without_run={self.slots_without_run}"
             f" peak_rss_mb={self.peak_rss_mb:.1f}"
+            f" rss_growth_mb_second_half={self.rss_growth_mb_second_half:.1f}"
             f" fds_start={self.fds_start} fds_end={self.fds_end}"
         )
 
@@ -226,7 +242,10 @@ class Figures:
             f"errors logged: {sum(self.errors_logged.values())}",
             *(f"  {n:>4}  {message}" for message, n in self.errors_logged.most_common(8)),
             f"memory (RSS): {self.rss_start_mb:.1f} MB at start, {self.rss_end_mb:.1f} MB at end,"
-            f" peak {self.peak_rss_mb:.1f} MB",
+            f" peak {self.peak_rss_mb:.1f} MB; while runs go: {self.rss_mid_mb:.1f} MB mid-way,"
+            f" {self.rss_late_mb:.1f} MB at the end, growth over the second half"
+            f" {self.rss_growth_mb_second_half:.1f} MB (goal under 5 MB)",
+            *(f"  grew: {line}" for line in self.growth),
             f"open file descriptors: {self.fds_start} at start, {self.fds_end} at end,"
             f" peak {self.fds_peak}",
         ]
@@ -256,6 +275,52 @@ async def settled_fds() -> int:
         await asyncio.sleep(0.05)
         gc.collect()
     return open_fds()
+
+
+class MemoryWatch:
+    """Samples the RSS while runs go (the fakes' records dropped first: they are the soak's,
+    not ours); with `trace`, compares tracemalloc snapshots of the middle and the end, by line."""
+
+    def __init__(self, world: World, *, every: float = 0.25, trace: bool = False) -> None:
+        self.world = world
+        self.every = every
+        self.trace = trace
+        self.samples: list[tuple[float, float]] = []
+        self._middle: tracemalloc.Snapshot | None = None
+
+    async def watch(self, seconds: float) -> None:
+        """Sample until cancelled; mid-way through `seconds`, the first snapshot."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        while True:
+            await asyncio.sleep(self.every)
+            self.world.forget_records()
+            at = loop.time() - began
+            self.samples.append((at, rss_mb()))
+            if self.trace and self._middle is None and at >= seconds / 2:
+                gc.collect()
+                self._middle = tracemalloc.take_snapshot()
+
+    def finish(self, figures: Figures, *, top: int = 12) -> None:
+        """Means of the samples around the middle (40-60%) and over the last tenth; with
+        `trace`, the lines whose allocations grew most since the middle."""
+        if not self.samples:
+            return
+        end = self.samples[-1][0]
+        middle = [rss for at, rss in self.samples if 0.4 * end <= at <= 0.6 * end]
+        late = [rss for at, rss in self.samples if at >= 0.9 * end]
+        figures.rss_mid_mb = sum(middle) / len(middle) if middle else self.samples[0][1]
+        figures.rss_late_mb = sum(late) / len(late)
+        if self.trace and self._middle is not None:
+            gc.collect()
+            grown = tracemalloc.take_snapshot().compare_to(self._middle, "lineno")
+            figures.growth = [
+                f"{stat.size_diff / 1024:+.0f} KiB in {stat.count_diff:+d} blocks at "
+                f"{stat.traceback[0].filename.removeprefix(str(ROOT) + '/')}:"
+                f"{stat.traceback[0].lineno}"
+                for stat in grown[:top]
+                if stat.size_diff > 0
+            ]
 
 
 class ErrorCounter(logging.Handler):
@@ -518,6 +583,9 @@ class World:
             fake.prompts.clear()
             fake.jobs.clear()
             fake.uploads.clear()
+            # ComfyUI bounds its history too (10 000 prompts); the last ones stay for attaches
+            for prompt_id in list(fake.history)[:-KEPT_HISTORY]:
+                del fake.history[prompt_id]
 
     # ------------------------------------------------------------------ faults
     async def chaos(self, process: Callable[[], Process]) -> None:
@@ -794,11 +862,16 @@ async def soak(config: SoakConfig, workdir: Path | None = None) -> Figures:
     """Run the soak for `config.seconds`, let the last runs finish, and audit the store."""
     errors = ErrorCounter()
     logging.getLogger().addHandler(errors)
+    tracing = config.trace_growth and not tracemalloc.is_tracing()
+    if tracing:
+        tracemalloc.start()
     try:
         async with _world(config, workdir) as world:
             figures = await _soak(world)
     finally:
         logging.getLogger().removeHandler(errors)
+        if tracing:
+            tracemalloc.stop()
     figures.errors_logged = errors.counts
     return figures
 
@@ -813,9 +886,11 @@ async def _soak(world: World) -> Figures:
     process = await Process.start(world, next(number))
     figures.rss_start_mb = rss_mb()  # once every module is imported and the first process runs
     process.feed()
+    memory = MemoryWatch(world, trace=config.trace_growth)
     side = {
         asyncio.create_task(world.chaos(lambda: process)),
         asyncio.create_task(world.lift_pauses()),
+        asyncio.create_task(memory.watch(config.seconds)),
     }
     began = loop.time()
     deadline = began + config.seconds
@@ -833,6 +908,7 @@ async def _soak(world: World) -> Figures:
                 process = await Process.start(world, next(number))
                 process.feed()
                 deadline += loop.time() - stopped
+        memory.finish(figures)
     finally:
         for task in side:
             task.cancel()
@@ -931,6 +1007,11 @@ def main() -> None:
     parser.add_argument("--restart-every", type=float, default=5.0)
     parser.add_argument("--fault-every", type=float, default=0.25)
     parser.add_argument("--verbose", action="store_true", help="log warnings to stderr")
+    parser.add_argument(
+        "--trace-growth",
+        action="store_true",
+        help="list the lines whose allocations grew over the second half (tracemalloc; slower)",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING,
@@ -945,6 +1026,7 @@ def main() -> None:
         mysql_url=args.mysql,
         restart_every=args.restart_every,
         fault_every=args.fault_every,
+        trace_growth=args.trace_growth,
     )
     started = time.perf_counter()
     figures = asyncio.run(soak(config))

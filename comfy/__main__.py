@@ -10,7 +10,6 @@ job in --out.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -19,7 +18,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from comfy.client import ComfyClient
 from comfy.errors import (
     Cancelled,
     ComfyError,
@@ -31,7 +29,6 @@ from comfy.errors import (
     WorkflowError,
 )
 from comfy.events import Cached, Event, NodeRunning, Queued, Started, Step
-from comfy.pool import ComfyPool
 from comfy.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -76,6 +73,10 @@ def _print_event(event: Event) -> None:
 
 
 async def run_command(args: argparse.Namespace) -> int:
+    import asyncio  # asyncio and aiohttp: loaded by the commands, not by --help
+
+    from comfy.pool import ComfyPool
+
     workflow = Workflow.load(args.workflow)
     for node, name, value in args.set:
         workflow = workflow.set_input(node, name, value)
@@ -104,6 +105,8 @@ async def run_command(args: argparse.Namespace) -> int:
 
 
 async def info_command(args: argparse.Namespace) -> int:
+    from comfy.client import ComfyClient  # aiohttp: loaded by the commands that talk to a server
+
     code = 0
     for url in args.server or default_servers():
         async with ComfyClient(url.partition("#")[0], request_timeout=args.timeout) as client:
@@ -158,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     command = run_command if args.command == "run" else info_command
     try:
+        import asyncio
+
         return asyncio.run(command(args))
     except (PromptRejected, PreflightFailed) as exc:
         lines = exc.lines() if isinstance(exc, PromptRejected) else list(exc.problems)

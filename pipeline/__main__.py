@@ -14,11 +14,10 @@ import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from comfy import ComfyError, Workflow
 from pipeline import logs
-from pipeline.characters import Characters
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
@@ -43,20 +42,37 @@ from pipeline.models import (
 )
 from pipeline.news import catalog_problem, read_news
 from pipeline.ports import ProgressSink, Store
-from pipeline.prompts.library import TemplateLibrary
-from pipeline.retention import human_size, prune_media
-from pipeline.run import run_folder
-from pipeline.settings import Settings, load_settings
 from pipeline.store import open_store
 from pipeline.workflows import check_workflow, node_line
 from strategies import STRATEGY_NAMES
+
+if TYPE_CHECKING:  # the modules that load pydantic, YAML, Pillow: imported by the commands
+    from pipeline.characters import Character, Characters
+    from pipeline.prompts.library import TemplateLibrary
+    from pipeline.settings import Settings
 
 #: `run` / `resume` stopped by SIGTERM; the run is left for `resume` (128 + SIGTERM, as a shell)
 EXIT_STOPPED = 128 + signal.SIGTERM
 
 
 def _library(settings: Settings) -> TemplateLibrary:
+    from pipeline.prompts.library import TemplateLibrary
+
     return TemplateLibrary.load(settings.templates_dir)
+
+
+def _characters(settings: Settings, folder: Path | None = None) -> Characters:
+    """The character files (pydantic loads here, so that `--help` starts quickly)."""
+    from pipeline.characters import Characters
+
+    return Characters(settings.characters_dir if folder is None else folder, _library(settings))
+
+
+def run_folder(character: Character, run_id: str) -> Path:
+    """`pipeline.run.run_folder`, imported on use (it loads the strategies and Pillow)."""
+    from pipeline.run import run_folder as folder_of_run
+
+    return folder_of_run(character, run_id)
 
 
 # ---------------------------------------------------------------------------- check
@@ -68,7 +84,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     problem as file:line."""
     from pipeline.publish import check_credentials
 
-    characters = Characters(settings.characters_dir, _library(settings))
+    characters = _characters(settings)
     if not any(characters.folder.glob("*.y*ml")):
         folder = characters.folder.resolve()
         print(
@@ -189,7 +205,7 @@ def cmd_new_character(settings: Settings, args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     target = folder / f"{name}.yaml"
-    characters = Characters(folder, _library(settings))
+    characters = _characters(settings, folder)
     written = new_character_text(text, name)
     characters.parse(written, path=target)  # a CharacterError is printed, exit 1
     existing = [p for p in (target, folder / f"{name}.yml") if p.exists()]
@@ -306,7 +322,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     for every step that answers (exit 2).
     """
     if args.command == "run":  # a bad name or file stops here, before any service is opened
-        characters = Characters(settings.characters_dir, _library(settings))
+        characters = _characters(settings)
         character = await asyncio.to_thread(characters.load, args.character)
         if args.type is not None:  # refused before a run is created, so none fails on it
             character.refuse_unrunnable(args.type)
@@ -438,7 +454,7 @@ async def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
 async def _folder_of(settings: Settings, run: Run) -> Path | None:
     """A run's media folder (relative to the project when inside it), None when its character
     file is gone or broken."""
-    characters = Characters(settings.characters_dir, _library(settings))
+    characters = _characters(settings)
     try:
         character = await asyncio.to_thread(characters.load, run.job.character)
     except (CharacterError, CharacterNotFound):
@@ -530,6 +546,7 @@ async def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     if days <= 0:
         print("MEDIA_RETENTION_DAYS is 0: media are kept forever; nothing removed")
         return EXIT_OK
+    from pipeline.retention import human_size, prune_media
     from pipeline.wiring import characters_from
 
     characters = characters_from(settings)
@@ -663,6 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level  # put back after: main() may run in-process
     try:
+        from pipeline.settings import load_settings  # pydantic: after the arguments are read
+
         settings = load_settings()
         # LOG_LEVEL as set; unset, a terminal command shows warnings only (its own lines
         # say what happens; the bot, a long-running host, logs from INFO)

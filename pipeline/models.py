@@ -13,12 +13,14 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Self
-
-from pydantic import TypeAdapter
+from functools import cache
+from typing import TYPE_CHECKING, Any, Self
 
 from pipeline.errors import RunError
 from strategies.media import MediaKind as MediaKind
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 
 def utcnow() -> datetime:
@@ -264,7 +266,7 @@ class Run:
         return replace(self, state=state, updated_at=utcnow(), **changes)
 
     def to_json(self) -> str:
-        return _RUN.dump_json(self).decode()
+        return _run_adapter().dump_json(self).decode()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Run:
@@ -273,10 +275,30 @@ class Run:
             data = json.loads(text)
             if isinstance(data, dict) and upgrade_run_data(data):
                 text = json.dumps(data)
-        return _RUN.validate_json(text)
+        return _run_adapter().validate_json(text)
 
 
-_RUN: TypeAdapter[Run] = TypeAdapter(Run)
+# The storage forms are built on first use, once: pydantic and the schemas cost about 100 ms
+# of start-up that a command touching no run (`--help`) should not pay.
+@cache
+def _run_adapter() -> TypeAdapter[Run]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Run)
+
+
+@cache
+def _attempts_adapter() -> TypeAdapter[tuple[PostAttempt, ...]]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(tuple[PostAttempt, ...])
+
+
+def build_storage_forms() -> None:
+    """Build the storage forms now (blocking, tens of ms: call it in a thread), so the first
+    run saved or read does not build them on the event loop."""
+    _run_adapter()
+    _attempts_adapter()
 
 
 # ------------------------------------------------------------ runs stored by older versions
@@ -364,11 +386,11 @@ def _old_pruned(raw: object) -> dict[str, Any] | None:
 
 
 def post_attempts_to_json(attempts: tuple[PostAttempt, ...]) -> str:
-    return TypeAdapter(tuple[PostAttempt, ...]).dump_json(attempts).decode()
+    return _attempts_adapter().dump_json(attempts).decode()
 
 
 def post_attempts_from_json(text: str | bytes) -> tuple[PostAttempt, ...]:
-    return TypeAdapter(tuple[PostAttempt, ...]).validate_json(text)
+    return _attempts_adapter().validate_json(text)
 
 
 # ------------------------------------------------------------ pruned media (pipeline.retention)

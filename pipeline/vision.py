@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image
 
 from pipeline.errors import MediaOverloadError, ModelError, RunError
 from pipeline.llm.parsing import (
@@ -111,14 +111,48 @@ def parse_verdict(answer: str) -> Verdict:
     return Verdict(score=round(score, 3), reason=line or "no reason given")
 
 
+#: EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose)
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """`size` scaled down (never up) so that its longer side is at most `max_side`."""
+    width, height = size
+    longer = max(width, height)
+    if longer <= max_side:
+        return size
+    return max(1, round(width * max_side / longer)), max(1, round(height * max_side / longer))
+
+
 def encode_image(data: bytes | Path, *, max_side: int = 1024, quality: int = 85) -> ImageData:
-    """A JPEG no larger than `max_side` on its longer side (blocking: call in a thread)."""
+    """A JPEG no larger than `max_side` on its longer side, upright as its EXIF says
+    (blocking: call in a thread).
+
+    One decode, at most one resize, one encode: a JPEG is decoded at 1/2, 1/4 or 1/8 of its
+    size when that still covers `max_side` (`draft`); the resize first reduces by whole
+    factors (a box filter), then resamples bilinearly; the EXIF turn is made on the small
+    image. The metadata (ComfyUI's PNGs carry the whole workflow) are not sent on.
+    """
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     with Image.open(source) as opened:
-        image = ImageOps.exif_transpose(opened).convert("RGB")
-    image.thumbnail((max_side, max_side))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=quality)
+        opened.draft("RGB", (max_side, max_side))  # JPEG only; other formats decode whole
+        turn = _UPRIGHT.get(opened.getexif().get(ExifTags.Base.Orientation, 1))
+        image = opened.convert("RGB") if opened.mode != "RGB" else opened
+        size = fitted_size(image.size, max_side)
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
+        if turn is not None:
+            image = image.transpose(turn)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=quality)
     return ImageData(out.getvalue(), "image/jpeg")
 
 

@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from benchmarks import comfy_pipelining, first_call, model_output, pipeline_overhead, vision_scoring
+from benchmarks import (
+    comfy_pipelining,
+    first_call,
+    model_output,
+    pipeline_overhead,
+    startup,
+    vision_scoring,
+)
 
 Main = Callable[[Sequence[str] | None], object]
 
@@ -37,7 +44,14 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
             "--idle-seconds",
             "0.05",
         ],
-        ["overhead_ratio", "loop_lag_p99_ms", "peak_rss_mb", "speedup_vs_sequential"],
+        [
+            "overhead_ratio",
+            "loop_lag_p99_ms",
+            "peak_rss_mb",
+            "speedup_vs_sequential",
+            "reference_s",
+            "speedup_vs_reference",
+        ],
     ),
     (
         "comfy_pipelining",
@@ -62,7 +76,13 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
         "vision_scoring",
         vision_scoring.main,
         ["--images", "2", "--latency", "0.01", "--limit", "2"],
-        ["scoring_s", "sequential_s", "speedup"],
+        ["prep_cpu_ms_per_image", "peak_mb", "ratio_to_ideal"],
+    ),
+    (
+        "startup",
+        startup.main,
+        ["--runs", "1"],
+        ["pipeline_help_ratio", "comfy_help_ratio"],
     ),
     (
         "model_output",

@@ -61,3 +61,12 @@ def test_open_files_do_not_grow(figures: Figures) -> None:
 def test_no_run_stops_on_an_unexpected_error(figures: Figures) -> None:
     """Faults end runs as failed with a reason, never as an unexpected error in the log."""
     assert not figures.errors_logged, f"seed {SHORT.seed}:\n{figures.report()}"
+
+
+def test_the_last_line_tells_memory_growth_and_descriptors(figures: Figures) -> None:
+    """Someone reading the soak's last line sees the memory growth over the second half and
+    the open descriptors at start and end, as numbers (their goals are the soak's to judge)."""
+    pairs = dict(part.split("=", 1) for part in figures.line().split())
+    for key in ("rss_growth_mb_second_half", "fds_start", "fds_end"):
+        float(pairs[key])
+    assert figures.rss_mid_mb > 0, figures.report()

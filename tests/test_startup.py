@@ -1,19 +1,39 @@
-"""Start-up cost: the heavy client libraries are imported only when what needs them is built."""
+"""Start-up cost: the heavy client libraries are imported only when what needs them is built,
+and the command lines' `--help` loads none of them (benchmarks/startup.py times it)."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import comfy
+
 ROOT = Path(__file__).resolve().parents[1]
 #: about 3 s of imports together: each is paid only by a start that uses it
-HEAVY = ("openai", "google.genai", "twitter_text", "tweepy", "instagrapi")
+HEAVY = ("openai", "google.genai", "twitter_text", "tweepy", "instagrapi", "ollama")
+#: what `--help` and the commands that touch no service must not pay for (about 0.5 s)
+SERVICES = (
+    *HEAVY,
+    "discord",
+    "ollama",
+    "PIL",
+    "aiomysql",
+    "aiosqlite",
+    "aiohttp",
+    "httpx",
+    "pydantic",
+    "pydantic_settings",
+    "yaml",
+)
 
 
-def imported_after(code: str) -> set[str]:
-    """Which of the heavy libraries a fresh interpreter has loaded after running `code`."""
-    probe = f"{code}\nimport sys\nprint(' '.join(n for n in {HEAVY!r} if n in sys.modules))"
+def imported_after(code: str, watched: tuple[str, ...] = HEAVY) -> set[str]:
+    """Which of the `watched` libraries a fresh interpreter has loaded after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(n for n in {watched!r} if n in sys.modules))"
     done = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=ROOT,
@@ -39,4 +59,32 @@ def test_models_without_keys_do_not_load_the_openai_or_gemini_clients() -> None:
         "build_models(load_settings(None, llm_chain=['ollama'], openrouter_api_key=None,"
         " gemini_api_key=None))"
     )
-    assert imported_after(code) == set()
+    assert imported_after(code, ("openai", "google.genai")) == set()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import pipeline.__main__ as m; m.build_parser()",
+        "import comfy.__main__ as m; m.build_parser()",
+        "from comfy import ComfyError, Workflow, WorkflowError",
+    ],
+    ids=["pipeline-help", "comfy-help", "comfy-workflow-and-errors"],
+)
+def test_help_loads_no_service_library(code: str) -> None:
+    """`python -m pipeline --help` and `python -m comfy --help` answer without loading any
+    client, database driver, pydantic or Pillow, so they start in a fraction of a second."""
+    assert imported_after(code, SERVICES) == set()
+
+
+def test_every_public_comfy_name_is_its_modules_own() -> None:
+    """`comfy`'s names, loaded on first use, are the very classes and functions of its
+    modules (an `except comfy.ComfyError` catches what `comfy.client` raises)."""
+    modules = [
+        importlib.import_module(f"comfy.{name}")
+        for name in ("client", "errors", "events", "pool", "preflight", "workflow")
+    ]
+    for name in comfy.__all__:
+        value = getattr(comfy, name)
+        assert any(getattr(module, name, None) is value for module in modules), name
+    assert set(comfy.__all__) <= set(dir(comfy))

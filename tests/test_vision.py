@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps, PngImagePlugin
 
 from pipeline.errors import ModelError, RunError
 from pipeline.llm import AnswerError, FallbackChain, Lane, Task
 from pipeline.llm.ollama import OllamaProvider
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema
-from pipeline.vision import VisionScorer, find_ffmpeg, parse_verdict, video_frames
+from pipeline.vision import VisionScorer, encode_image, find_ffmpeg, parse_verdict, video_frames
 from pipeline.wiring import ModelScorer
 from tests.doubles import Asked, ScriptedModel
 from tests.fakes.llm_server import Recorded
@@ -116,6 +116,82 @@ async def test_images_are_downscaled_jpegs(folder: Path) -> None:
         assert sent.format == "JPEG"
         assert max(sent.size) == 512
     assert "a red fox" in asked.prompt
+
+
+def _saved(image: Image.Image, fmt: str, **params: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **params)
+    return out.getvalue()
+
+
+def _rgb(image: Image.Image, at: tuple[int, int]) -> tuple[int, int, int]:
+    red, green, blue = image.convert("RGB").getpixel(at)  # type: ignore[misc]
+    return red, green, blue
+
+
+def _left_red(size: tuple[int, int]) -> Image.Image:
+    """An image whose left half is red and right half blue (to see which way it is turned)."""
+    image = Image.new("RGB", size, "blue")
+    image.paste("red", (0, 0, size[0] // 2, size[1]))
+    return image
+
+
+@pytest.mark.parametrize(
+    ("fmt", "size", "sent"),
+    [
+        ("JPEG", (4000, 3000), (1024, 768)),
+        ("JPEG", (1536, 1024), (1024, 683)),
+        ("PNG", (2048, 2048), (1024, 1024)),
+        ("PNG", (1000, 600), (1000, 600)),
+        ("WEBP", (3000, 1000), (1024, 341)),
+    ],
+    ids=["large-jpeg", "jpeg-by-1.5", "large-png", "small-png-kept-size", "wide-webp"],
+)
+def test_an_image_is_sent_within_the_side_keeping_its_shape(
+    fmt: str, size: tuple[int, int], sent: tuple[int, int]
+) -> None:
+    """Whatever the format and size, the model gets a JPEG of the right shape, never larger
+    than the side (a large JPEG is decoded at a reduced size on the way)."""
+    data = encode_image(_saved(_left_red(size), fmt), max_side=1024)
+    with Image.open(io.BytesIO(data.data)) as image:
+        assert (image.format, image.size) == ("JPEG", sent)
+        assert _rgb(image, (5, 5))[0] > 200  # still red on the left
+    assert data.mime_type == "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    "orientation", [3, 6, 8], ids=["upside-down", "turned-right", "turned-left"]
+)
+def test_a_photo_turned_by_its_exif_reaches_the_model_upright(orientation: int) -> None:
+    """A camera JPEG stored sideways with an EXIF orientation is sent the way it is seen."""
+    upright = _left_red((1600, 1200))
+    stored = {3: 180, 6: 90, 8: 270}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode_image(_saved(upright.rotate(stored, expand=True), "JPEG", exif=exif))
+    with Image.open(io.BytesIO(data.data)) as image:
+        assert image.size == (1024, 768)
+        assert _rgb(image, (5, 384))[0] > 200  # red on the left, as the camera saw it
+        assert _rgb(image, (1018, 384))[2] > 200
+        assert ImageOps.exif_transpose(image).size == image.size  # no turn left to make
+
+
+def test_the_workflow_comfyui_writes_into_a_png_is_not_sent_to_the_model() -> None:
+    """ComfyUI's PNGs carry the prompt and workflow as text: the model gets pixels only."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", '{"secret_marker": "the whole workflow"}')
+    data = encode_image(_saved(_left_red((512, 512)), "PNG", pnginfo=info))
+    assert b"secret_marker" not in data.data
+
+
+@pytest.mark.parametrize(
+    "mode", ["RGBA", "P", "L", "LA"], ids=["alpha", "palette", "grey", "grey-alpha"]
+)
+def test_a_transparent_or_grey_image_is_sent_as_rgb(mode: str) -> None:
+    """Images with alpha, a palette or one grey channel reach the model as plain RGB JPEGs."""
+    data = encode_image(_saved(_left_red((300, 200)).convert(mode), "PNG"))
+    with Image.open(io.BytesIO(data.data)) as image:
+        assert (image.mode, image.size) == ("RGB", (300, 200))
 
 
 async def test_one_unscorable_image_is_dropped(folder: Path) -> None:

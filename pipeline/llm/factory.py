@@ -2,7 +2,8 @@
 
 The only place that names the concrete provider classes (for `pipeline.wiring` to call). A
 provider without its API key is left out of every chain, with a log line saying so. The client
-libraries (openai, google-genai: about 1.5 s) are imported only when their provider is built.
+libraries (openai, google-genai: about 1.5 s; ollama and its httpx: about 0.2 s) are imported
+only when their provider is built.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from dataclasses import dataclass, field
 from random import Random
 
 from pipeline.errors import ConfigError
-from pipeline.llm import ollama
 from pipeline.llm.base import JsonMode, Provider, Task
 from pipeline.llm.chain import FallbackChain, Lane
 from pipeline.llm.limits import Clock, Health, RateLimiter, RetryPolicy, Sleep
-from pipeline.llm.ollama import OllamaProvider
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,6 +68,8 @@ def _secret(settings: Settings, name: str) -> str:
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
     """Every provider the settings make usable, by name."""
+    from pipeline.llm.ollama import OllamaProvider
+
     providers: dict[str, Provider] = {}
     cap = settings.llm_max_answer_kb * 1024
     ollama_key = _secret(settings, "ollama_api_key")
@@ -242,6 +243,8 @@ async def open_models(settings: Settings) -> AsyncIterator[LanguageModels]:
 
 def _build_warm(settings: Settings) -> LanguageModels:
     """`build_models`, then each client library's one-time warm-up (blocking: in a thread)."""
+    from pipeline.llm import ollama
+
     models = build_models(settings)
     ollama.warm_up()  # always among the providers
     if "openrouter" in models.providers:

@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipeline.errors import ConfigError
+from pipeline.models import build_storage_forms
 from pipeline.store.db import Database
 from pipeline.store.sql import SqlStore
 
@@ -63,6 +65,7 @@ async def connect(url: str, *, sqlite_path: Path) -> SqlStore:
     A URL that cannot be read is a ConfigError naming DATABASE_URL; a database that cannot
     be opened is a StoreError (a StoreFileError when its file or folder is at fault)."""
     db: Database
+    await asyncio.to_thread(build_storage_forms)  # pydantic's schemas, off the event loop
     if url.startswith(("mysql://", "mariadb://", "mysql+aiomysql://")):
         from pipeline.store.mysql import MysqlDatabase
 
