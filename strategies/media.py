@@ -10,8 +10,6 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from PIL import Image
-
 
 class MediaKind(StrEnum):
     IMAGE = "image"
@@ -40,6 +38,8 @@ def media_kind(path: Path) -> MediaKind | None:
 
 
 def _moves(path: Path) -> bool:
+    from PIL import Image  # here: the kinds are imported by every command, Pillow by few
+
     try:
         with Image.open(path) as image:
             return bool(getattr(image, "is_animated", False))
