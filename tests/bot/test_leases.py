@@ -18,7 +18,7 @@ from pipeline.lease import Owner
 from pipeline.models import Job, Run, RunState, utcnow
 from pipeline.store import SqlStore
 from tests.bot.conftest import StartBot
-from tests.bot.test_review import candidates
+from tests.bot.reviews import candidates
 from tests.doubles import Script
 from tests.fakes import discord as fd
 from tests.leases import live_process

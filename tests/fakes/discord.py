@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.serving import serve
+from tests.waiting import until
 
 JSON = dict[str, Any]
 
@@ -1114,12 +1115,6 @@ class FakeDiscord:
     async def until(
         self, check: Callable[[], Any], *, within: float = 5.0, what: str = "the condition"
     ) -> Any:
-        """Poll `check` until it returns something truthy; that value."""
-        deadline = time.monotonic() + within
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.02)
+        """Poll `check` until it returns something truthy; that value (`tests.waiting.until`
+        with the short default of a test against this fake)."""
+        return await until(check, within=within, what=what)

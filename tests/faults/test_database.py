@@ -29,9 +29,9 @@ from pipeline.runner import Runner
 from pipeline.store import SqlStore, connect
 from pipeline.store.mysql import MysqlDatabase
 from tests.fakes.comfyui import FakeComfyUI
-from tests.faults.support import until
 from tests.leases import HeldRun
 from tests.runs import World
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 

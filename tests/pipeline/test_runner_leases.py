@@ -14,20 +14,12 @@ from pipeline.models import Job, RunState, utcnow
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
 from tests.leases import HeldRun
+from tests.waiting import until
 
 FIRST = Owner(host="first-host", pid=7, token="a")
 SECOND = Owner(host="second-host", pid=8, token="b")
 
 pytestmark = pytest.mark.timeout(30)
-
-
-async def until(check: object, what: str, within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not (check() if callable(check) else check):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_run_being_executed_is_refused_to_another_process_until_it_ends(
@@ -39,7 +31,7 @@ async def test_a_run_being_executed_is_refused_to_another_process_until_it_ends(
     first = Runner(store, work, owner=FIRST)
     second = Runner(store, HeldRun(store), owner=SECOND, shutdown_grace=0.0)
     run = await first.submit(Job("testy"))
-    await until(lambda: work.started, "the run to start")
+    await until(lambda: work.started, what="the run to start")
     with pytest.raises(RunError) as refused:
         await second.resume(run.id)
     assert "pid 7 on first-host" in refused.value.user_message
@@ -63,7 +55,7 @@ async def test_a_run_waiting_for_review_keeps_its_lease_past_the_ttl(store: SqlS
     first = Runner(store, work, owner=FIRST, lease_ttl=0.6, shutdown_grace=0.0)
     second = Runner(store, HeldRun(store), owner=SECOND, lease_ttl=0.6)
     run = await first.submit(Job("testy"))
-    await until(lambda: work.started, "the run to start")
+    await until(lambda: work.started, what="the run to start")
     await asyncio.sleep(1.8)
     held = await store.lease_of(run.id)
     assert held is not None
@@ -101,14 +93,14 @@ async def test_a_run_whose_lease_another_process_took_stops_without_saving(
     work = HeldRun(store)
     first = Runner(store, work, owner=FIRST, lease_ttl=0.6, shutdown_grace=0.0)
     run = await first.submit(Job("testy"))
-    await until(lambda: work.started, "the run to start")
+    await until(lambda: work.started, what="the run to start")
     taken = await store.take_lease(
         run.id, str(SECOND), utcnow().replace(year=2100), replacing=str(FIRST)
     )
     assert taken.owner == str(SECOND)
     if let_go:
         assert await store.release_lease(run.id, str(SECOND))
-    await until(lambda: first.position(run.id) is None, "the run to stop", within=5)
+    await until(lambda: first.position(run.id) is None, what="the run to stop", within=5)
     work.go.set()  # too late: the run is no longer executed here
     await asyncio.sleep(0.1)
     saved = await store.load_run(run.id)

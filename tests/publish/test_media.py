@@ -18,6 +18,7 @@ from pipeline.publish.media import (
     fit_media,
     probe_video,
 )
+from tests.videos import make_video
 
 WORKFLOW = '{"3": {"class_type": "KSampler", "inputs": {"seed": 42}}}' * 50
 
@@ -30,20 +31,6 @@ def make_png(path: Path, size: tuple[int, int], *, rgba: bool = False) -> Path:
     info.add_text("prompt", WORKFLOW)
     info.add_text("workflow", WORKFLOW)
     image.save(path, "PNG", pnginfo=info)
-    return path
-
-
-def make_video(path: Path, *, seconds: float, size: str = "320x180", audio: bool = False) -> Path:
-    """A small test-pattern video made with the ffmpeg binary."""
-    args = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"]
-    args += ["-i", f"testsrc=size={size}:rate=10:duration={seconds}"]
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
-    if path.suffix == ".webm":
-        args += ["-c:v", "libvpx", "-b:v", "200k", "-deadline", "realtime"]
-        args += ["-c:a", "libvorbis"] if audio else []
-    args.append(str(path))
-    subprocess.run(args, check=True, capture_output=True, timeout=60)
     return path
 
 

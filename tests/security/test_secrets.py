@@ -37,12 +37,12 @@ from pipeline.store import open_store
 from tests.fakes import discord as fd
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.gemini import FakeGemini
+from tests.fakes.instagram import TRANSPORT, USER_ID, FakeInstagram
 from tests.fakes.llm_server import HealthyModel
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.x import FakeX
 from tests.publish.conftest import IG_ENV, X_ENV
-from tests.publish.fake_instagram import TRANSPORT, USER_ID, FakeInstagram
-from tests.publish.fake_x import FakeX
 
 ROOT = Path(__file__).resolve().parents[2]
 
