@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pipeline.errors import RunError, StoreError
-from pipeline.lease import Leases, Owner, describe, this_process
+from pipeline.lease import Clock, Leases, Owner, describe, this_process
 from pipeline.logs import run_context
-from pipeline.models import Job, Run, RunFailure, RunState, refuse_if_pruned
+from pipeline.models import Job, Run, RunFailure, RunState, refuse_if_pruned, utcnow
 from pipeline.ports import REVIEW_STEP, Lease, Progress, ProgressSink, RunnerStore
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,15 @@ class Runner:
         detach: Callable[[], None] | None = None,
         lease_ttl: float = 90.0,
         owner: Owner | None = None,
+        clock: Clock = utcnow,
     ) -> None:
         """`detach` is called when shutdown's grace is over, just before the runs still going
         are cancelled: it tells their outside work (ComfyUI prompts) to stay where it is, so
         the next start's resume takes it over. A person's `cancel` never calls it.
         Leases last `lease_ttl` seconds and are renewed every third of it, as `owner` (this
-        process by default; tests name another)."""
+        process by default; tests name another), their expiry judged by `clock`."""
         self._store = store
-        self._leases = Leases(store, owner or this_process(), lease_ttl)
+        self._leases = Leases(store, owner or this_process(), lease_ttl, clock=clock)
         self._execute = execute
         self.max_runs = max_runs
         self.max_per_character = max_per_character

@@ -1,12 +1,13 @@
 """Waiting in tests: the one `until`, which polls another component's state (a fake server's
-record, a process's output) until it holds, and fails naming what it waited for. Imports only
-the standard library."""
+record, a process's output, a row in the store) until it holds, and fails naming what it waited
+for. Imports only the standard library."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TypeVar
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
@@ -15,13 +16,26 @@ T = TypeVar("T")
 INTERVAL = 0.01
 
 
-async def until(condition: Callable[[], T], *, within: float = 10.0, what: str = "") -> T:
-    """Poll `condition()` until it returns something truthy, and return that value; after
-    `within` seconds fail the test, saying `what` it waited for."""
+@overload
+async def until(  # an awaitable condition gives its result, not the awaitable
+    condition: Callable[[], Awaitable[T]], *, within: float = 10.0, what: str = ""
+) -> T: ...
+
+
+@overload
+async def until(condition: Callable[[], T], *, within: float = 10.0, what: str = "") -> T: ...
+
+
+async def until(condition: Callable[[], object], *, within: float = 10.0, what: str = "") -> object:
+    """Poll `condition()` (awaited when it is a coroutine: a store read) until it gives
+    something truthy, and return that value; after `within` seconds fail the test, saying
+    `what` it waited for."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         value = condition()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if loop.time() > deadline:
