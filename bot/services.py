@@ -21,7 +21,8 @@ from bot.notify import DiscordNotifier
 from bot.review import DiscordReviewer, ReviewConfig
 from pipeline.characters import Characters
 from pipeline.errors import ConfigError, Problem
-from pipeline.lease import Owner
+from pipeline.lease import Clock, Owner
+from pipeline.models import utcnow
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.runner import Execute, Runner
 from pipeline.settings import Settings
@@ -110,10 +111,12 @@ def build_services(
     execute_factory: ExecuteFactory,
     detach: Callable[[], None] | None = None,
     lease_owner: Owner | None = None,
+    clock: Clock = utcnow,
 ) -> Services:
     """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`;
     `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown.
-    `lease_owner` names this instance in run leases (this process by default)."""
+    `lease_owner` names this instance in run leases (this process by default); `clock` tells
+    when they expire (tests move it by hand)."""
     reviewer = DiscordReviewer(client, review_config(settings), store)
     webhook = settings.discord_notify_webhook_url
     notifier = DiscordNotifier(
@@ -132,6 +135,7 @@ def build_services(
         detach=detach,
         lease_ttl=settings.run_lease_seconds,
         owner=lease_owner,
+        clock=clock,
     )
     return Services(
         settings=settings,
