@@ -1031,6 +1031,20 @@ class FakeDiscord:
         await asyncio.wait_for(interaction.answered.wait(), ANSWER_WITHIN)
         return interaction.choices
 
+    async def barrier(self) -> FakeInteraction:
+        """A later event the bot answers, to prove that an earlier one did nothing without
+        waiting a while: Alice types in /generate's character option in the guild. Once its
+        answer is in, the bot has taken in every event dispatched before (the gateway keeps
+        their order). Its callback is one request, whose path names the interaction."""
+        interaction = await self._interact(
+            4,
+            self._command_data("generate", {"character": ""}, "character"),
+            ALICE,
+            GENERAL_CHANNEL,
+        )
+        await asyncio.wait_for(interaction.answered.wait(), ANSWER_WITHIN)
+        return interaction
+
     async def click(
         self, message: FakeMessage, custom_id: str, *, user: FakeUser = ALICE
     ) -> FakeInteraction:
