@@ -11,10 +11,8 @@ asserts that no secret value appears in any of them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ from tests.bot.world import world as world  # the fixture: every fake
 from tests.fakes import discord as fd
 from tests.fakes.instagram import TRANSPORT, FakeInstagram
 from tests.fakes.x import FakeX
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -68,24 +67,22 @@ def log_texts(records: list[logging.LogRecord]) -> list[tuple[str, str]]:
 
 
 async def wait_for_state(services: Services, run_id: str, states: set[RunState]) -> Run:
-    deadline = time.monotonic() + 20
-    while True:
+    async def reached() -> Run | None:
         run = await services.store.load_run(run_id)
-        if run is not None and run.state in states:
-            return run
-        assert time.monotonic() < deadline, f"run {run_id} never reached {states}"
-        await asyncio.sleep(0.05)
+        return run if run is not None and run.state in states else None
+
+    run = await until(reached, within=20, what=f"run {run_id} to reach {states}")
+    assert run is not None
+    return run
 
 
 async def new_run(services: Services, *, besides: set[str]) -> str:
     """The id of the first run in the store that is not one of `besides`."""
-    deadline = time.monotonic() + 20
-    while True:
-        fresh = [r.id for r in await services.store.list_runs(limit=10) if r.id not in besides]
-        if fresh:
-            return fresh[0]
-        assert time.monotonic() < deadline, "the second /generate never started a run"
-        await asyncio.sleep(0.02)
+
+    async def fresh() -> list[str]:
+        return [r.id for r in await services.store.list_runs(limit=10) if r.id not in besides]
+
+    return (await until(fresh, within=20, what="the second /generate to start a run"))[0]
 
 
 async def test_a_full_run_and_its_failures_leak_no_secret(
