@@ -21,7 +21,7 @@ from bot.notify import DiscordNotifier
 from bot.review import DiscordReviewer, ReviewConfig
 from pipeline.characters import Characters
 from pipeline.errors import ConfigError, Problem
-from pipeline.lease import Clock, Owner
+from pipeline.lease import Owner, WallClock
 from pipeline.models import utcnow
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.runner import Execute, Runner
@@ -111,7 +111,7 @@ def build_services(
     execute_factory: ExecuteFactory,
     detach: Callable[[], None] | None = None,
     lease_owner: Owner | None = None,
-    clock: Clock = utcnow,
+    clock: WallClock = utcnow,
 ) -> Services:
     """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`;
     `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown.

@@ -3,8 +3,8 @@ and `python -m pipeline resume`) ever execute the same run at once.
 
 An owner id is `host:pid:token` (a random token per process). A lease is good until it expires,
 unless its holder is plainly dead: on this host with a pid that is not alive, or this very pid
-with another token (a container restarted as pid 1). "Now" comes from a `Clock` the caller may
-inject (tests move time on by hand). Imports the store seam and errors only.
+with another token (a container restarted as pid 1). "Now" comes from a `WallClock` the caller
+may inject (tests move time on by hand). Imports the store seam and errors only.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from pipeline.ports import Lease, LeaseStore
 
 log = logging.getLogger(__name__)
 
-#: what time it is now (timezone-aware, UTC): `utcnow` unless a test injects its own
-Clock = Callable[[], datetime]
+#: what time it is now (timezone-aware, UTC; not the monotonic `pipeline.llm.limits.Clock`):
+#: `utcnow` unless a test injects its own
+WallClock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class Leases:
     expiry is judged by `clock` (the store is told its "now" on every take)."""
 
     def __init__(
-        self, store: LeaseStore, owner: Owner, ttl: float, *, clock: Clock = utcnow
+        self, store: LeaseStore, owner: Owner, ttl: float, *, clock: WallClock = utcnow
     ) -> None:
         self.store = store
         self.owner = owner
@@ -159,4 +160,4 @@ class RunLeased(RunError):
         self.lease = lease
 
 
-__all__ = ["Clock", "Leases", "Owner", "RunLeased", "describe", "this_process"]
+__all__ = ["Leases", "Owner", "RunLeased", "WallClock", "describe", "this_process"]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pipeline.errors import RunError, StoreError
-from pipeline.lease import Clock, Leases, Owner, describe, this_process
+from pipeline.lease import Leases, Owner, WallClock, describe, this_process
 from pipeline.logs import run_context
 from pipeline.models import Job, Run, RunFailure, RunState, refuse_if_pruned, utcnow
 from pipeline.ports import REVIEW_STEP, Lease, Progress, ProgressSink, RunnerStore
@@ -80,7 +80,7 @@ class Runner:
         detach: Callable[[], None] | None = None,
         lease_ttl: float = 90.0,
         owner: Owner | None = None,
-        clock: Clock = utcnow,
+        clock: WallClock = utcnow,
     ) -> None:
         """`detach` is called when shutdown's grace is over, just before the runs still going
         are cancelled: it tells their outside work (ComfyUI prompts) to stay where it is, so

@@ -14,8 +14,8 @@ from pipeline.ports import REVIEW_STEP, Progress, ProgressSink, RunStore
 
 
 class FakeClock:
-    """A `pipeline.lease.Clock` that stands still until the test moves it on: a lease expires
-    when the test says so, not after a wait in real time."""
+    """A `pipeline.lease.WallClock` that stands still until the test moves it on: a lease
+    expires when the test says so, not after a wait in real time."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self.now = start or utcnow()

@@ -19,7 +19,7 @@ import pytest
 from bot.app import MediaBot
 from bot.services import Services, build_services
 from pipeline.characters import Characters
-from pipeline.lease import Clock, Owner
+from pipeline.lease import Owner, WallClock
 from pipeline.models import utcnow
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.prompts.library import TemplateLibrary
@@ -96,7 +96,7 @@ async def start_bot(
             script: Script | None = None,
             store: Store | None = None,
             owner: Owner | None = None,
-            clock: Clock = utcnow,
+            clock: WallClock = utcnow,
             **overrides: Any,
         ) -> BotUnderTest:
             """`owner` names the instance in run leases: bots of one test process are one
