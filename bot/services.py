@@ -23,7 +23,8 @@ from bot.review import DiscordReviewer, ReviewConfig
 from pipeline.captions import edited_caption_problems
 from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterNotFound, ConfigError, MediaOverloadError, Problem, RunError
-from pipeline.lease import Owner
+from pipeline.lease import Owner, WallClock
+from pipeline.models import utcnow
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
@@ -138,11 +139,13 @@ def build_services(
     detach: Callable[[], None] | None = None,
     withdraw: Withdraw | None = None,
     lease_owner: Owner | None = None,
+    clock: WallClock = utcnow,
 ) -> Services:
     """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`;
     `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown, `withdraw`
     takes a stopped run's prompts off when /cancel ends it.
-    `lease_owner` names this instance in run leases (this process by default)."""
+    `lease_owner` names this instance in run leases (this process by default); `clock` tells
+    when they expire (tests move it by hand)."""
     reviewer = DiscordReviewer(client, review_config(settings), store)
     webhook = settings.discord_notify_webhook_url
     notifier = DiscordNotifier(
@@ -158,6 +161,7 @@ def build_services(
         detach=detach,
         withdraw=withdraw,
         owner=lease_owner,
+        clock=clock,
     )
     return Services(
         settings=settings,

@@ -3,7 +3,8 @@ and `python -m pipeline resume`) ever execute the same run at once.
 
 An owner id is `host:pid:token` (a random token per process). A lease is good until it expires,
 unless its holder is plainly dead: on this host with a pid that is not alive, or this very pid
-with another token (a container restarted as pid 1). Imports the store seam and errors only.
+with another token (a container restarted as pid 1). "Now" comes from a `WallClock` the caller
+may inject (tests move time on by hand). Imports the store seam and errors only.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from pipeline.errors import RunError, StoreError
@@ -21,6 +23,10 @@ from pipeline.models import utcnow
 from pipeline.ports import Lease, LeaseStore
 
 log = logging.getLogger(__name__)
+
+#: what time it is now (timezone-aware, UTC; not the monotonic `pipeline.llm.limits.Clock`):
+#: `utcnow` unless a test injects its own
+WallClock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -70,12 +76,16 @@ def describe(owner: str) -> str:
 
 
 class Leases:
-    """One owner's leases over a store, each good for `ttl` seconds after its last renewal."""
+    """One owner's leases over a store, each good for `ttl` seconds after its last renewal;
+    expiry is judged by `clock` (the store is told its "now" on every take)."""
 
-    def __init__(self, store: LeaseStore, owner: Owner, ttl: float) -> None:
+    def __init__(
+        self, store: LeaseStore, owner: Owner, ttl: float, *, clock: WallClock = utcnow
+    ) -> None:
         self.store = store
         self.owner = owner
         self.ttl = ttl
+        self.clock = clock
 
     def is_ours(self, lease: Lease) -> bool:
         return lease.owner == str(self.owner)
@@ -94,7 +104,7 @@ class Leases:
         """Someone else holds it and may still be working on it."""
         if lease is None or self.is_ours(lease):
             return False
-        return lease.expires_at > utcnow() and not self.is_stale(lease)
+        return lease.expires_at > self.clock() and not self.is_stale(lease)
 
     async def held_elsewhere(self, run_id: str) -> Lease | None:
         """The lease of another live process on `run_id`, or None (a read, no take)."""
@@ -104,18 +114,19 @@ class Leases:
     async def take(self, run_id: str) -> Lease:
         """Take or renew `run_id`'s lease; the holder's lease when another live process holds
         it (the caller compares with `is_ours`). Raises StoreError when the store is away."""
-        until = utcnow() + timedelta(seconds=self.ttl)
+        now = self.clock()
+        until = now + timedelta(seconds=self.ttl)
         me = str(self.owner)
-        lease = await self.store.take_lease(run_id, me, until)
+        lease = await self.store.take_lease(run_id, me, until, now=now)
         if not self.is_ours(lease) and self.is_stale(lease):
             log.info("run %s: taking the lease of %s, which is gone", run_id, lease.owner)
-            lease = await self.store.take_lease(run_id, me, until, replacing=lease.owner)
+            lease = await self.store.take_lease(run_id, me, until, replacing=lease.owner, now=now)
         return lease
 
     async def renew(self, run_id: str) -> bool:
         """Renew a lease we hold; False when it is no longer ours (never takes it back, even
         from a dead holder: whoever had it since may have saved steps we know nothing of)."""
-        until = utcnow() + timedelta(seconds=self.ttl)
+        until = self.clock() + timedelta(seconds=self.ttl)
         return await self.store.renew_lease(run_id, str(self.owner), until)
 
     async def take_or_refuse(self, run_id: str) -> None:
@@ -149,4 +160,4 @@ class RunLeased(RunError):
         self.lease = lease
 
 
-__all__ = ["Leases", "Owner", "RunLeased", "describe", "this_process"]
+__all__ = ["Leases", "Owner", "RunLeased", "WallClock", "describe", "this_process"]

@@ -115,12 +115,19 @@ class Lease:
 
 class LeaseStore(Protocol):
     async def take_lease(
-        self, run_id: str, owner: str, until: datetime, *, replacing: str | None = None
+        self,
+        run_id: str,
+        owner: str,
+        until: datetime,
+        *,
+        replacing: str | None = None,
+        now: datetime | None = None,
     ) -> Lease:
         """Take or renew `run_id`'s lease for `owner` until `until`, in one transaction: it is
-        taken when nobody holds it, `owner` holds it already, it has expired, or its holder is
-        `replacing` (a holder the caller found dead). Returns the holder after the attempt, so
-        the caller won exactly when `lease.owner == owner`; of concurrent takers one wins."""
+        taken when nobody holds it, `owner` holds it already, it has expired (at `now`, the
+        caller's clock; the current time by default), or its holder is `replacing` (a holder
+        the caller found dead). Returns the holder after the attempt, so the caller won
+        exactly when `lease.owner == owner`; of concurrent takers one wins."""
         ...
 
     async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:

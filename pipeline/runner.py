@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pipeline.errors import RunError, StoreError
-from pipeline.lease import Leases, Owner, describe, this_process
+from pipeline.lease import Leases, Owner, WallClock, describe, this_process
 from pipeline.logs import run_context
-from pipeline.models import Job, Run, RunFailure, RunState, refuse_if_pruned
+from pipeline.models import Job, Run, RunFailure, RunState, refuse_if_pruned, utcnow
 from pipeline.ports import Lease, Progress, ProgressSink, RunnerStore
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class Runner:
         withdraw: Withdraw | None = None,
         lease_ttl: float = 90.0,
         owner: Owner | None = None,
+        clock: WallClock = utcnow,
     ) -> None:
         """`detach` is called when shutdown's grace is over, just before the runs still going
         are cancelled: it tells their outside work (ComfyUI prompts) to stay where it is, so
@@ -97,9 +98,9 @@ class Runner:
         `withdraw` takes the prompts of a stopped run that `cancel` ends off ComfyUI (a
         running run's prompts go with its task).
         Leases last `lease_ttl` seconds and are renewed every third of it, as `owner` (this
-        process by default; tests name another)."""
+        process by default; tests name another), their expiry judged by `clock`."""
         self._store = store
-        self._leases = Leases(store, owner or this_process(), lease_ttl)
+        self._leases = Leases(store, owner or this_process(), lease_ttl, clock=clock)
         self._execute = execute
         self.max_runs = max_runs
         self.max_per_character = max_per_character

@@ -21,10 +21,10 @@ from comfy import ComfyError, ComfyPool, ServerSpec
 from pipeline.captions import load_counter, write_captions
 from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterError, CharacterNotFound
-from pipeline.lease import Owner
+from pipeline.lease import Owner, WallClock
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
-from pipeline.models import MediaKind, Platform, Run
+from pipeline.models import MediaKind, Platform, Run, utcnow
 from pipeline.ports import Notifier, PublishNotifier, Reviewer, RunnerStore
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
@@ -268,10 +268,12 @@ def build_runner(
     withdraw: Withdraw | None = None,
     owner: Owner | None = None,
     shutdown_grace: float | None = None,
+    clock: WallClock = utcnow,
 ) -> Runner:
     """The one way to build a Runner: its limits, grace and lease time from settings.
     `detach` and `withdraw` come from the ComfyUI pool (see `Runner`); `owner` names another
-    process in leases (tests), `shutdown_grace` overrides SHUTDOWN_GRACE_SECONDS (the soak)."""
+    process in leases (tests), `shutdown_grace` overrides SHUTDOWN_GRACE_SECONDS (the soak),
+    `clock` tells when leases expire (tests move it by hand)."""
     return Runner(
         store,
         execute,
@@ -285,6 +287,7 @@ def build_runner(
         withdraw=withdraw,
         lease_ttl=settings.run_lease_seconds,
         owner=owner,
+        clock=clock,
     )
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import ROOT, SHIPPED_CREDENTIALS
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.llm_server import HealthyModel
 from tests.fakes.ollama import FakeOllama
-from tests.test_cli import ROOT, SHIPPED_CREDENTIALS
 
 
 @pytest.fixture

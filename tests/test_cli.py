@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import ROOT, SHIPPED_CREDENTIALS, run
 
 
 @pytest.fixture
@@ -22,24 +20,6 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DISCORD_TOKEN", "DATABASE_URL"}}
-    clean |= {"PYTHONPATH": str(ROOT), **env}
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=60
-    )
-
-
-#: credentials of the shipped characters' enabled platforms (check asks for them)
-SHIPPED_CREDENTIALS = {
-    **{f"MASCOT_INSTAGRAM_{k}": "x" for k in ("USERNAME", "PASSWORD")},
-    **{f"MOONLIT_INSTAGRAM_{k}": "x" for k in ("USERNAME", "PASSWORD")},
-    **{
-        f"MASCOT_TWITTER_{k}": "x"
-        for k in ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_SECRET")
-    },
-    "COMFYUI_SERVERS": "http://127.0.0.1:9",  # nothing answers there: a note, not a problem
-}
 #: no language model answers there either (a note), whatever runs on this machine's 11434
 NO_MODELS = {"LLM_CHAIN": "ollama", "OLLAMA_HOST": "http://127.0.0.1:9"}
 

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.models import Job, MediaItem, MediaKind, Run, RunFailure, RunState, utcnow
 from pipeline.store import connect
-from tests.test_cli import ROOT, run
+from tests.cli import ROOT, run
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +28,7 @@ from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.x_api import FakeXApi
 from tests.leases import live_process
+from tests.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -87,15 +88,6 @@ class Child:
     async def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         assert await self.finish() == -signal.SIGKILL
-
-
-async def until(condition: Callable[[], bool], *, within: float = 30, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -341,10 +333,13 @@ async def test_a_run_killed_during_generation_is_resumed_without_generating_twic
     comfy.job_seconds = 1.5
     child = await publishing_cli.start("run", "--character", "testy", "--review", "auto")
     if moment == "first prompt running":
-        await until(lambda: len(comfy.prompts) == 2 and bool(comfy.jobs), what="two prompts")
+        await until(
+            lambda: len(comfy.prompts) == 2 and bool(comfy.jobs), within=30, what="two prompts"
+        )
     else:
         await until(
             lambda: len(comfy.jobs) == 2 and comfy.jobs[0].ended is not None,
+            within=30,
             what="the first prompt to finish",
         )
     await child.kill()
@@ -430,6 +425,7 @@ async def test_a_run_stopped_by_sigterm_leaves_its_prompts_for_resume(
     child = await publishing_cli.start("run", "--character", "testy", "--review", "auto")
     await until(
         lambda: len(comfy.prompts) == 2 and bool(comfy.jobs) and bool(started_run_id(child)),
+        within=30,
         what="two prompts",
     )
     child.process.send_signal(signal.SIGTERM)
@@ -453,7 +449,7 @@ async def test_a_run_killed_while_awaiting_review_is_resumed_and_posted_once(
     """SIGKILL while the console reviewer waits for an answer; `resume --review auto` posts
     the run once, generating nothing again; a second `resume` has nothing left to do."""
     child = await publishing_cli.start("run", "--character", "testy", "--review", "console")
-    await until(lambda: "Approve?" in child.stdout, what="the review question")
+    await until(lambda: "Approve?" in child.stdout, within=30, what="the review question")
     await child.kill()
     run_id = started_run_id(child)
     assert run_id is not None

@@ -1,4 +1,7 @@
-"""The import rules of ARCHITECTURE.md: bot -> pipeline -> strategies -> comfy, nothing upward."""
+"""The import rules of ARCHITECTURE.md: bot -> pipeline -> strategies -> comfy, nothing upward;
+only `pipeline/wiring.py` names the concrete services; the bot reaches the pipeline through its
+seams (Services and the types it carries). Each rule fails on a package with no modules, so a
+moved folder cannot make it pass by checking nothing."""
 
 from __future__ import annotations
 
@@ -31,7 +34,28 @@ def _imports(path: Path) -> set[str]:
 
 
 def _modules(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
+    """The package's modules; a package without any fails the test that asked."""
+    modules = sorted((ROOT / package).rglob("*.py"))
+    assert modules, f"{package}/ has no .py files: the rule would check nothing"
+    return modules
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every dotted name the module imports, at any depth: `from a.b import c` gives `a.b` and
+    `a.b.c` (c may be a module or a name in it), `import a.b` gives `a.b`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -183,3 +207,122 @@ def test_the_circle_finder_sees_a_circle_hidden_in_a_function(tmp_path: Path) ->
     (package / "e.py").write_text("from . import f\n")
     (package / "f.py").write_text("import app.e\n")
     assert import_cycles(tmp_path, ("app",)) == [["app.a", "app.b"], ["app.e", "app.f"]]
+
+
+#: the concrete services and what builds them, by the package they belong to: only
+#: `pipeline/wiring.py` and that package itself name them; everything else sees Protocols
+CONCRETE = {
+    "pipeline/llm/": {
+        "pipeline.llm.ollama",
+        "pipeline.llm.openai_compat",
+        "pipeline.llm.gemini",
+        "pipeline.llm.factory",  # it builds the providers above from settings
+    },
+    "pipeline/store/": {
+        "pipeline.store.sql",
+        "pipeline.store.mysql",
+        "pipeline.store.sqlite",
+        "pipeline.store.SqlStore",
+        "pipeline.store.connect",
+        "pipeline.store.open_store",
+    },
+    "pipeline/publish/": {
+        "pipeline.publish.instagram",
+        "pipeline.publish.twitter",
+        "pipeline.publish.InstagramPublisher",
+        "pipeline.publish.TwitterPublisher",
+        "pipeline.publish.build_publish_service",
+    },
+    "comfy/": {"comfy.ComfyPool", "comfy.ComfyClient", "comfy.pool", "comfy.client"},
+}
+#: an entry point owns every resource it hands on (STYLE.md, after discord.py's
+#: advanced_startup): it opens the store itself, so it closes it last, after the services
+ENTRY_POINTS = {
+    "pipeline/__main__.py": {"pipeline.store", "pipeline.store.open_store"},
+    "bot/__main__.py": {"pipeline.store", "pipeline.store.open_store"},
+}
+
+
+@pytest.mark.parametrize("package", ["pipeline", "bot"])
+def test_only_wiring_names_the_concrete_services(package: str) -> None:
+    """Which LLM, store, publishers and ComfyUI pool run is decided in pipeline/wiring.py
+    alone: no other module (outside the service's own package) imports them."""
+    offenders: dict[str, list[str]] = {}
+    for path in _modules(package):
+        name = _name(path)
+        if name == "pipeline/wiring.py":
+            continue
+        allowed = ENTRY_POINTS.get(name, set())
+        named = {
+            imported
+            for home, concrete in CONCRETE.items()
+            if not name.startswith(home)
+            for imported in _imported_names(path) & concrete
+        }
+        if named - allowed:
+            offenders[name] = sorted(named - allowed)
+    assert offenders == {}
+
+
+#: what every bot module may import from the pipeline, and why: Services and what it carries
+BOT_SEAMS = {
+    "pipeline.models": "the domain records it renders",
+    "pipeline.errors": "the error tree, for user-safe replies",
+    "pipeline.ports": "the Protocols it implements (Reviewer, Notifier, ProgressSink)",
+    "pipeline.settings": "its settings",
+    "pipeline.characters": "the characters Services carries",
+    "pipeline.runner": "the Runner Services carries",
+    "pipeline.lease": "the refusal of a run another process holds, and who holds it",
+}
+#: more, for one module each, and why
+BOT_MORE = {
+    # the entry point: settings -> logging -> store, services (from wiring) -> the bot
+    "bot/__main__.py": {
+        "pipeline.wiring",
+        "pipeline.store",
+        "pipeline.logs",
+        "pipeline.failures",
+        "pipeline.llm.doctor",
+    },
+    # the loops the bot runs over pipeline policies (ARCHITECTURE.md: the bot runs the loops)
+    "bot/cogs/schedule.py": {"pipeline.schedule"},
+    "bot/cogs/retention.py": {"pipeline.retention"},
+}
+
+
+def _pipeline_modules(names: set[str]) -> set[str]:
+    """The pipeline modules among imported names: `pipeline.a.b` -> `pipeline.a` unless
+    `pipeline.a.b` is a module itself (a subpackage's module, such as pipeline.llm.doctor)."""
+    modules: set[str] = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] != "pipeline" or len(parts) < 2:
+            continue
+        for depth in range(len(parts), 1, -1):
+            dotted = ".".join(parts[:depth])
+            if (ROOT / Path(*dotted.split("."))).with_suffix(".py").is_file():
+                modules.add(dotted)
+                break
+            if (ROOT / Path(*dotted.split(".")) / "__init__.py").is_file():
+                modules.add(dotted)
+                break
+    return modules
+
+
+def test_the_bot_reaches_the_pipeline_through_its_seams() -> None:
+    """Cogs, the reviewer and the rest of bot/ import from the pipeline only the seams (the
+    Services object's parts, the domain types, errors, settings, ports); the entry point
+    wires, and a cog that runs a pipeline loop imports that loop's module."""
+    offenders: dict[str, list[str]] = {}
+    for path in _modules("bot"):
+        allowed = set(BOT_SEAMS) | BOT_MORE.get(_name(path), set())
+        used = _pipeline_modules(_imported_names(path))
+        if used - allowed:
+            offenders[_name(path)] = sorted(used - allowed)
+    assert offenders == {}
+
+
+def test_a_rule_over_a_package_without_modules_fails() -> None:
+    """A checked package that moved or emptied fails the rules instead of passing them."""
+    with pytest.raises(AssertionError, match=r"no \.py files"):
+        _modules("no-such-package")

@@ -22,7 +22,7 @@ from pipeline.wiring import ModelScorer
 from tests.doubles import Asked, ScriptedModel
 from tests.fakes.llm_server import Recorded
 from tests.fakes.ollama import FakeOllama
-from tests.faults.support import until
+from tests.waiting import until
 
 DESCRIPTIONS = ("a red fox in snow", "a blue bird on a branch")
 

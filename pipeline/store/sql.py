@@ -392,19 +392,25 @@ class SqlStore:
 
     # ------------------------------------------------------------------ leases
     async def take_lease(
-        self, run_id: str, owner: str, until: datetime, *, replacing: str | None = None
+        self,
+        run_id: str,
+        owner: str,
+        until: datetime,
+        *,
+        replacing: str | None = None,
+        now: datetime | None = None,
     ) -> Lease:
         """One transaction: a conditional UPDATE (ours, expired, or the dead `replacing`),
         else an INSERT that the primary key lets only one taker make; then the holder is read
         back. Never read-then-write: of two takers at once, exactly one finds itself there.
         Run again whole (a lost commit, a deadlock's victim) it reads its own row: still won."""
-        now = ts(utcnow())
+        expired_at = ts(now or utcnow())
 
         async def work(tx: Cursor) -> Lease:
             changed = await tx.execute(
                 "UPDATE run_leases SET owner = ?, expires_at = ?"
                 " WHERE run_id = ? AND (owner = ? OR owner = ? OR expires_at <= ?)",
-                (owner, ts(until), run_id, owner, replacing or owner, now),
+                (owner, ts(until), run_id, owner, replacing or owner, expired_at),
             )
             if not changed:
                 with contextlib.suppress(DuplicateKey):  # held, and not ours to take

@@ -19,7 +19,8 @@ import pytest
 from bot.app import MediaBot
 from bot.services import Services, build_services
 from pipeline.characters import Characters
-from pipeline.lease import Owner
+from pipeline.lease import Owner, WallClock
+from pipeline.models import utcnow
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.runner import Execute
@@ -95,10 +96,12 @@ async def start_bot(
             script: Script | None = None,
             store: Store | None = None,
             owner: Owner | None = None,
+            clock: WallClock = utcnow,
             **overrides: Any,
         ) -> BotUnderTest:
             """`owner` names the instance in run leases: bots of one test process are one
-            process to the leases unless they are named apart."""
+            process to the leases unless they are named apart; `clock` tells when leases
+            expire."""
             settings = bot_settings(fake, tmp_path / "data", **overrides)
             made: list[ScriptedExecute] = []
             use_store = store if store is not None else sqlite_store
@@ -120,6 +123,7 @@ async def start_bot(
                     strategy_names=STRATEGIES,
                     execute_factory=execute_factory,
                     lease_owner=owner,
+                    clock=clock,
                 )
 
             bot = MediaBot(settings=settings, services_factory=services, guild_ready_timeout=0.1)

@@ -15,13 +15,15 @@ import pytest
 
 from bot.render import APPROVE, REJECT
 from pipeline.lease import Owner
-from pipeline.models import Job, Run, RunState, utcnow
+from pipeline.models import Job, Run, RunState
+from pipeline.ports import Lease
 from pipeline.store import SqlStore
 from tests.bot.conftest import StartBot
-from tests.bot.test_review import candidates
+from tests.bot.reviews import candidates
 from tests.doubles import Script
 from tests.fakes import discord as fd
-from tests.leases import live_process
+from tests.leases import FakeClock, live_process
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,7 +70,12 @@ async def test_a_second_instance_leaves_the_first_ones_runs_and_adopts_them_once
             run_lease_seconds=1.5,
             run_adopt_seconds=0.2,
         )
-        await asyncio.sleep(1.5)  # the first renewed its leases; the second looked 7 times
+        leases = {run.id: await sqlite_store.lease_of(run.id) for run in (generating, reviewing)}
+        await until(
+            lambda: renewed_since(sqlite_store, leases), what="the first to renew its leases"
+        )
+        for _ in range(2):  # two beats of the second's adoption, driven here
+            assert await second.bot.recovery.adopt() == 0
         assert second.execute.started == []
         assert second.services.reviewer.pending_runs() == []
         assert sorted(first.services.runner.active()) == sorted([generating.id, reviewing.id])
@@ -105,20 +112,33 @@ async def test_a_run_of_an_instance_on_another_host_is_adopted_once_its_lease_ex
 ) -> None:
     """An instance on another host left a run half done with a lease running out in seconds:
     the starting bot leaves it (that host may still be working on it), and its adoption loop
-    takes it up once the lease expired."""
+    takes it up once the lease expired (the clock moved to its expiry)."""
     run = Run.new(Job("mascot", requested_by=f"discord:{fd.ALICE.id}")).advance(
         RunState.PROMPTED, prompt="a robot waves"
     )
     await sqlite_store.save_run(run)
     gone = Owner("another-host", 1, "gone")
-    lease = await sqlite_store.take_lease(run.id, str(gone), utcnow() + timedelta(seconds=4))
+    clock = FakeClock()
+    lease = await sqlite_store.take_lease(run.id, str(gone), clock() + timedelta(seconds=4))
     hold = asyncio.Event()
-    under_test = await start_bot(script=Script(hold=hold), run_adopt_seconds=0.2)
+    under_test = await start_bot(script=Script(hold=hold), run_adopt_seconds=0.2, clock=clock)
+    assert await under_test.bot.recovery.adopt() == 0  # a beat while the lease holds: left alone
     assert under_test.execute.started == []
+    clock.now = lease.expires_at
     await under_test.fake.until(
         lambda: under_test.execute.started == [run.id], within=10, what="the adoption"
     )
-    assert utcnow() >= lease.expires_at
     held = await sqlite_store.lease_of(run.id)
     assert held is not None
     assert held.owner != str(gone)
+
+
+async def renewed_since(store: SqlStore, leases: dict[str, Lease | None]) -> bool:
+    """Every one of `leases` is held by its holder still, and runs later than it did."""
+    for run_id, before in leases.items():
+        now = await store.lease_of(run_id)
+        if before is None or now is None or now.owner != before.owner:
+            return False
+        if now.expires_at <= before.expires_at:
+            return False
+    return True

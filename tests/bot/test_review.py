@@ -22,29 +22,8 @@ from pipeline.models import (
 )
 from pipeline.store import SqlStore
 from tests.bot.conftest import BotUnderTest, StartBot
-from tests.doubles import write_png
+from tests.bot.reviews import candidates
 from tests.fakes import discord as fd
-
-
-def candidates(folder: Path, count: int, *, size: int = 16, noisy: bool = False) -> Run:
-    """A captioned run with `count` images in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    media = []
-    for index in range(count):
-        name = f"image-{index + 1:02d}.png"
-        write_png(folder / name, (size, size), seed=index, noisy=noisy)
-        media.append(
-            MediaItem(
-                path=name,
-                kind=MediaKind.IMAGE,
-                description_index=0,
-                score=0.8,
-                reason=f"reason {index + 1}",
-            )
-        )
-    return Run.new(Job("mascot", requested_by="test")).advance(
-        RunState.CAPTIONED, media=tuple(media), captions={"instagram": "Hello #pixelbot"}
-    )
 
 
 async def post_review(
@@ -108,11 +87,11 @@ async def test_reactions_of_non_reviewers_and_of_the_bot_never_count(
     assert fd.BOT_ID in message.reactions[APPROVE]  # the bot's own ✅ reached it as an event
     await fake.react(message, NUMBERS[0], fd.BOB)
     await fake.react(message, APPROVE, fd.BOB)
-    await asyncio.sleep(0.3)
     assert not waiting.done()
-    await fake.react(message, REJECT, fd.ALICE)
+    await fake.react(message, REJECT, fd.ALICE)  # the barrier: Bob's reactions came first
     decision = await asyncio.wait_for(waiting, 5)
     assert decision is not None
+    assert decision.by == "Alice"
     assert not decision.approved
     assert decision.selected == ()
 

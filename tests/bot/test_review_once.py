@@ -17,7 +17,7 @@ from bot.render import APPROVE, NUMBERS, REJECT
 from pipeline.models import Job, ReviewTicket, Run, RunState, utcnow
 from pipeline.store import SqlStore
 from tests.bot.conftest import BotUnderTest, StartBot
-from tests.bot.test_review import candidates
+from tests.bot.reviews import candidates
 from tests.fakes import discord as fd
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.test_secrets import World, running_bot
-from tests.security.test_secrets import world as world  # the fixture: every fake
+from tests.bot.world import World, running_bot
+from tests.bot.world import world as world  # the fixture: every fake
 
 
 @pytest.mark.timeout(40)

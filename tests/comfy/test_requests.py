@@ -12,7 +12,7 @@ import pytest
 from comfy import ComfyClient, ComfyPool, PreflightFailed, PromptRejected, Queued, Workflow
 from comfy.events import Event
 from tests.fakes.comfyui import FakeComfyUI
-from tests.faults.support import until
+from tests.waiting import until
 
 UNKNOWN_CLASS = {
     "error": {

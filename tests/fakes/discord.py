@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.serving import serve
+from tests.waiting import until
 
 JSON = dict[str, Any]
 
@@ -1030,6 +1031,20 @@ class FakeDiscord:
         await asyncio.wait_for(interaction.answered.wait(), ANSWER_WITHIN)
         return interaction.choices
 
+    async def barrier(self) -> FakeInteraction:
+        """A later event the bot answers, to prove that an earlier one did nothing without
+        waiting a while: Alice types in /generate's character option in the guild. Once its
+        answer is in, the bot has taken in every event dispatched before (the gateway keeps
+        their order). Its callback is one request, whose path names the interaction."""
+        interaction = await self._interact(
+            4,
+            self._command_data("generate", {"character": ""}, "character"),
+            ALICE,
+            GENERAL_CHANNEL,
+        )
+        await asyncio.wait_for(interaction.answered.wait(), ANSWER_WITHIN)
+        return interaction
+
     async def click(
         self, message: FakeMessage, custom_id: str, *, user: FakeUser = ALICE
     ) -> FakeInteraction:
@@ -1114,12 +1129,6 @@ class FakeDiscord:
     async def until(
         self, check: Callable[[], Any], *, within: float = 5.0, what: str = "the condition"
     ) -> Any:
-        """Poll `check` until it returns something truthy; that value."""
-        deadline = time.monotonic() + within
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.02)
+        """Poll `check` until it returns something truthy; that value (`tests.waiting.until`
+        with the short default of a test against this fake)."""
+        return await until(check, within=within, what=what)

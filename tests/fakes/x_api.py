@@ -1,4 +1,4 @@
-"""X's API over real sockets: an aiohttp app answering from `tests.publish.fake_x.FakeX`.
+"""X's API over real sockets: an aiohttp app answering from `tests.fakes.x.FakeX`.
 
 Two ways in. `url` is the app itself, over plain HTTP, for `X_API_URL` (every X call goes
 there). And for a child process, a CONNECT proxy that terminates TLS for X's hosts: given `env`
@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from pipeline.publish.credentials import env_prefix
 from tests.fakes.serving import serve
-from tests.publish.fake_x import FakeX
+from tests.fakes.x import FakeX
 
 #: the hosts the proxy answers for; a CONNECT to any other is refused with 403
 X_HOSTS = ("api.x.com", "api.twitter.com", "upload.twitter.com")

@@ -15,8 +15,9 @@ from pipeline.models import Job, Run, RunState
 from tests.comfy.disk import file_size_limit
 from tests.doubles import RecordingSink
 from tests.fakes.comfyui import FakeComfyUI
-from tests.faults.support import STALL_SECONDS, snapshot, until
+from tests.faults.support import STALL_SECONDS, snapshot
 from tests.runs import World
+from tests.waiting import until
 
 Comfy = tuple[FakeComfyUI, ComfyPool]
 

@@ -25,13 +25,14 @@ import pytest
 from comfy import ComfyPool
 from pipeline.errors import StoreError
 from pipeline.models import Job, PostState, RunState
+from pipeline.ports import Lease
 from pipeline.runner import Runner
 from pipeline.store import SqlStore, connect
 from pipeline.store.mysql import MysqlDatabase
 from tests.fakes.comfyui import FakeComfyUI
-from tests.faults.support import until
 from tests.leases import HeldRun
 from tests.runs import World
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 
@@ -151,7 +152,8 @@ async def test_a_database_restart_mid_run_costs_a_retry_not_the_run(
         with caplog.at_level(logging.WARNING):
             await mariadb.stop(signal.SIGKILL)
             await fake.wait_idle()
-            await asyncio.sleep(0.3)  # the save after the images meets no server, and retries
+            # the save after the images meets no server, and retries
+            await until(lambda: "retry" in caplog.text, what="a save to retry")
             await mariadb.start()
             done = await runner.wait(run.id)
         assert done.state is RunState.PUBLISHED, done.failure
@@ -237,12 +239,15 @@ async def test_a_database_blip_while_a_run_waits_costs_a_renewal_not_the_run(
             await mariadb.start()
         assert runner.position(run.id) == 0
         before = await store.lease_of(run.id)
-        await asyncio.sleep(1.0)  # at least one beat with the server back
-        after = await store.lease_of(run.id)
         assert before is not None
+
+        async def renewed() -> Lease | None:
+            lease = await store.lease_of(run.id)
+            return lease if lease is not None and lease.expires_at > before.expires_at else None
+
+        after = await until(renewed, what="a renewal with the server back")
         assert after is not None
         assert after.owner == before.owner
-        assert after.expires_at > before.expires_at
         work.go.set()
         done = await runner.wait(run.id)
         assert done.state is RunState.EXPIRED

@@ -28,8 +28,9 @@ from pipeline.models import Job, Platform, Run, RunState
 from pipeline.publish.media import fitted_stem
 from tests.doubles import RecordingSink
 from tests.fakes.comfyui import FakeComfyUI
-from tests.faults.support import snapshot, until
+from tests.faults.support import snapshot
 from tests.runs import World
+from tests.waiting import until
 
 Comfy = tuple[FakeComfyUI, ComfyPool]
 

@@ -5,7 +5,6 @@ off (tests/pipeline/test_run.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,10 @@ from pipeline.runner import Runner
 from pipeline.store import SqlStore
 from tests.fakes.comfyui import FakeComfyUI
 from tests.runs import World
+from tests.waiting import until
 
 #: text2img for testy: two descriptions, one prompt each (a batch of two images)
 PROMPTS = 2
-
-
-async def until(check: Callable[[], object], what: str, seconds: float = 10) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not check() and loop.time() < deadline:  # noqa: ASYNC110 - a record, no event
-        await asyncio.sleep(0.01)
-    assert check(), f"never saw {what}"
 
 
 @pytest.mark.timeout(30)
@@ -40,7 +32,9 @@ async def test_a_shutdown_leaves_the_prompts_and_the_resume_takes_them_over(
     fake.job_seconds = 0.6
     runner = Runner(store, world.pipeline.execute, shutdown_grace=0.0, detach=pool.detach)
     run = await runner.submit(Job("testy", seed=21))
-    await until(lambda: len(fake.prompts) == PROMPTS and fake.jobs, "the run's prompts running")
+    await until(
+        lambda: len(fake.prompts) == PROMPTS and fake.jobs, what="the run's prompts running"
+    )
     await runner.shutdown()
     queued = [p.prompt_id for p in fake.prompts]
     assert (fake.deleted, fake.interrupts) == ([], [])
@@ -77,7 +71,9 @@ async def test_cancel_from_the_terminal_takes_the_left_prompts_off_comfyui(
     fake.job_seconds = 5.0  # still at work when the cancel comes
     runner = Runner(store, world.pipeline.execute, shutdown_grace=0.0, detach=pool.detach)
     run = await runner.submit(Job("testy", seed=22))
-    await until(lambda: len(fake.prompts) == PROMPTS and fake.jobs, "the run's prompts running")
+    await until(
+        lambda: len(fake.prompts) == PROMPTS and fake.jobs, what="the run's prompts running"
+    )
     await runner.shutdown()
     running, waiting = fake.jobs[0].prompt_id, fake.prompts[1].prompt_id
     for name, value in {

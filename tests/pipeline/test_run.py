@@ -23,6 +23,7 @@ from pipeline.store import SqlStore
 from tests.doubles import StaticDescriber
 from tests.fakes.comfyui import FakeComfyUI
 from tests.runs import CHARACTER, World
+from tests.waiting import until
 
 
 @pytest.mark.parametrize(
@@ -230,11 +231,7 @@ async def test_the_runner_cancels_a_run_and_its_comfyui_jobs(
     fake.faults.stall_next = True
     runner = Runner(store, world.pipeline.execute)
     run = await runner.submit(Job("testy", seed=11))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not fake.prompts and loop.time() < deadline:  # noqa: ASYNC110 - a record, no event
-        await asyncio.sleep(0.01)
-    assert fake.prompts, "the run never reached ComfyUI"
+    await until(lambda: fake.prompts, what="the run to reach ComfyUI")
     try:
         cancelled = await asyncio.wait_for(runner.cancel(run.id), 10)
         assert cancelled.state is RunState.CANCELLED

@@ -20,8 +20,8 @@ from pipeline.publish import PublishService, build_publish_service
 from pipeline.publish.credentials import CredentialStore, session_path
 from pipeline.publish.instagram import InstagramPublisher
 from pipeline.settings import Settings
-from tests.publish.fake_instagram import TRANSPORT, FakeInstagram, instant_instagrapi
-from tests.publish.fake_x import FakeX
+from tests.fakes.instagram import TRANSPORT, FakeInstagram, instant_instagrapi
+from tests.fakes.x import FakeX
 
 X_ENV = {
     "FOX_X_API_KEY": "ck-public",

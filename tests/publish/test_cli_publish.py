@@ -16,9 +16,9 @@ from pipeline.__main__ import main
 from pipeline.models import Platform, PostRecord, PostState, Run, RunState, utcnow
 from pipeline.publish.attention import AttentionBoard
 from pipeline.store import connect
+from tests.cli import run as run_cli
+from tests.fakes.x import FakeX
 from tests.publish.conftest import X_ENV, approved_run, character_yaml, comfy_png, no_secrets
-from tests.publish.fake_x import FakeX
-from tests.test_cli import run as run_cli
 
 RUN_ID = "abc123def456"
 

@@ -20,6 +20,7 @@ from pipeline.publish.credentials import session_path
 from pipeline.publish.service import PublishService
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
+from tests.fakes.instagram import TRANSPORT, USER_ID, FakeInstagram
 from tests.publish.conftest import (
     RecordingNotifier,
     approved_run,
@@ -28,8 +29,7 @@ from tests.publish.conftest import (
     no_secrets,
     photo_run,
 )
-from tests.publish.fake_instagram import TRANSPORT, USER_ID, FakeInstagram
-from tests.publish.test_media import make_video
+from tests.videos import make_video
 
 
 def mode_of(path: Path) -> int:

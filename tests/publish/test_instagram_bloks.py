@@ -15,6 +15,7 @@ from pipeline.models import Platform, PostState
 from pipeline.publish.credentials import session_path
 from pipeline.publish.service import PublishService
 from pipeline.settings import Settings
+from tests.fakes.instagram import FakeInstagram, totp
 from tests.publish.conftest import (
     IG_ENV,
     RecordingNotifier,
@@ -22,7 +23,6 @@ from tests.publish.conftest import (
     no_secrets,
     photo_run,
 )
-from tests.publish.fake_instagram import FakeInstagram, totp
 
 ENTRY = "com.bloks.www.two_step_verification.entrypoint"
 PICKER = "com.bloks.www.two_step_verification.method_picker"

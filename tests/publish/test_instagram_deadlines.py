@@ -21,8 +21,8 @@ from pipeline.publish.instagram import InstagramPublisher, _BoundedCurlAdapter
 from pipeline.publish.service import PublishService
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
+from tests.fakes.instagram import TRANSPORT, USER_ID, FakeInstagram
 from tests.publish.conftest import IG_ENV, RecordingNotifier, photo_run
-from tests.publish.fake_instagram import TRANSPORT, USER_ID, FakeInstagram
 
 #: the deadline of each Instagram request in these tests, in seconds
 DEADLINE = 2.0

@@ -17,6 +17,7 @@ from pipeline.publish.credentials import session_path
 from pipeline.publish.service import PublishService
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
+from tests.fakes.instagram import FakeInstagram, totp
 from tests.publish.conftest import (
     IG_ENV,
     RecordingNotifier,
@@ -25,7 +26,6 @@ from tests.publish.conftest import (
     no_secrets,
     photo_run,
 )
-from tests.publish.fake_instagram import FakeInstagram, totp
 
 LOGIN = ("POST", "/api/v1/accounts/login/")
 TWO_FACTOR = ("POST", "/api/v1/accounts/two_factor_login/")

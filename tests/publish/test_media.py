@@ -22,6 +22,7 @@ from pipeline.publish.media import (
     probe_video,
     run_ffmpeg,
 )
+from tests.videos import make_video
 
 WORKFLOW = '{"3": {"class_type": "KSampler", "inputs": {"seed": 42}}}' * 50
 
@@ -34,20 +35,6 @@ def make_png(path: Path, size: tuple[int, int], *, rgba: bool = False) -> Path:
     info.add_text("prompt", WORKFLOW)
     info.add_text("workflow", WORKFLOW)
     image.save(path, "PNG", pnginfo=info)
-    return path
-
-
-def make_video(path: Path, *, seconds: float, size: str = "320x180", audio: bool = False) -> Path:
-    """A small test-pattern video made with the ffmpeg binary."""
-    args = [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"]
-    args += ["-i", f"testsrc=size={size}:rate=10:duration={seconds}"]
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
-    if path.suffix == ".webm":
-        args += ["-c:v", "libvpx", "-b:v", "200k", "-deadline", "realtime"]
-        args += ["-c:a", "libvorbis"] if audio else []
-    args.append(str(path))
-    subprocess.run(args, check=True, capture_output=True, timeout=60)
     return path
 
 

@@ -17,9 +17,9 @@ from pipeline.publish.service import PublishService
 from pipeline.publish.twitter import TwitterPublisher
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
+from tests.fakes.x import FakeX
 from tests.publish.conftest import X_ENV, RecordingNotifier, approved_run, comfy_png, no_secrets
-from tests.publish.fake_x import FakeX
-from tests.publish.test_media import make_video
+from tests.videos import make_video
 
 CHUNK = 4 * 1024  # small, so a one-second test video takes several chunks
 

@@ -21,9 +21,9 @@ from pipeline.publish.service import PublishService
 from pipeline.publish.twitter import TwitterPublisher
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
+from tests.fakes.x import ACCESS_453
 from tests.fakes.x_api import FakeXApi
 from tests.publish.conftest import X_ENV, RecordingNotifier, approved_run, comfy_png
-from tests.publish.fake_x import ACCESS_453
 
 #: the deadline of each X call in these tests, in seconds: small, so that silence ends fast
 DEADLINE = 0.5

@@ -2,6 +2,6 @@
 instagrapi without its pauses (the secrets test posts to the fake Instagram)."""
 
 from tests.bot.conftest import fake, sqlite_store, start_bot
-from tests.publish.fake_instagram import instant_instagrapi
+from tests.fakes.instagram import instant_instagrapi
 
 __all__ = ["fake", "instant_instagrapi", "sqlite_store", "start_bot"]

@@ -7,7 +7,6 @@ without the configured role, and direct messages, change nothing.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -249,13 +248,13 @@ async def test_non_reviewer_reactions_given_while_offline_change_nothing(
     await fake.react(review, APPROVE, fd.MALLORY, online=False)
     second = await start_bot()
     await fake.until(lambda: second.services.reviewer.pending_runs(), what="the re-armed review")
-    await asyncio.sleep(0.2)
     run = await second.services.store.load_run(run_id)
     assert run is not None
     assert run.state is RunState.AWAITING_REVIEW
     await fake.react(review, APPROVE, fd.ALICE)
     done = await second.services.runner.wait(run_id)
     assert done.decision is not None
+    assert done.decision.by == "Alice"  # the review was still open when she approved
     assert done.decision.selected == (0, 1, 2)
 
 
@@ -272,7 +271,7 @@ async def test_a_command_from_a_direct_message_does_nothing(
     interaction = await fake.slash(
         "generate", character="mascot", user=fd.ALICE, channel_id=fd.DM_CHANNEL, answer_within=None
     )
-    await asyncio.sleep(0.5)
+    await fake.barrier()  # answered in the guild: the DM was taken in before it
     assert interaction.response is None
     assert len(fake.messages) == before
     assert under_test.execute.started == []
@@ -286,8 +285,8 @@ async def test_a_direct_message_to_the_bot_does_nothing(
     before = len(fake.requests)
     await fake.direct_message(fd.ALICE, "/generate mascot")
     await fake.direct_message(fd.ALICE, f"<@{fd.BOT_ID}> generate mascot")
-    await asyncio.sleep(0.5)
-    assert fake.requests[before:] == []
+    barrier = await fake.barrier()  # answered in the guild: the DMs were taken in before it
+    assert [r for r in fake.requests[before:] if f"/interactions/{barrier.id}/" not in r.path] == []
     assert under_test.execute.started == []
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline.lease import Leases, Owner
 from pipeline.models import utcnow
 from pipeline.store import SqlStore, connect
-from tests.leases import dead_pid, live_process
+from tests.leases import FakeClock, dead_pid, live_process
 
 RUN = "run-with-a-lease"
 HOST = socket.gethostname()
@@ -52,6 +52,23 @@ async def test_an_expired_lease_is_taken_by_another_owner(store: SqlStore) -> No
     await store.take_lease(RUN, "a", utcnow() - timedelta(seconds=1))
     taken = await store.take_lease(RUN, "b", later())
     assert taken.owner == "b"
+
+
+async def test_a_lease_expires_by_the_takers_clock(store: SqlStore) -> None:
+    """Another host's lease of 90 s is refused until the taker's clock passes its expiry, and
+    taken (adopted) at that moment, however little wall time went by."""
+    clock = FakeClock()
+    holder = Leases(store, owner("holder", host="far-away"), 90, clock=clock)
+    adopter = Leases(store, owner("adopter"), 90, clock=clock)
+    held = await holder.take(RUN)
+    clock.now = held.expires_at - timedelta(microseconds=1)
+    assert adopter.is_live(await store.lease_of(RUN))
+    assert (await adopter.take(RUN)).owner == str(holder.owner)
+    clock.now = held.expires_at
+    assert not adopter.is_live(await store.lease_of(RUN))
+    taken = await adopter.take(RUN)
+    assert taken.owner == str(owner("adopter"))
+    assert taken.expires_at == held.expires_at + timedelta(seconds=90)
 
 
 async def test_a_lease_of_a_dead_process_on_this_host_is_taken_at_once(store: SqlStore) -> None:
