@@ -284,8 +284,14 @@ BOT_MORE = {
         "pipeline.failures",
         "pipeline.llm.doctor",
     },
+    # Services is built here: the one Runner (wiring.build_runner) and the caption-edit
+    # limits it offers the review cog (captions.edited_caption_problems)
+    "bot/services.py": {"pipeline.wiring", "pipeline.captions"},
+    # who asks for the schedule's runs, to tell them from a person's
+    "bot/access.py": {"pipeline.schedule"},
     # the loops the bot runs over pipeline policies (ARCHITECTURE.md: the bot runs the loops)
-    "bot/cogs/schedule.py": {"pipeline.schedule"},
+    "bot/app.py": {"pipeline.recovery"},
+    "bot/cogs/schedule.py": {"pipeline.scheduler"},
     "bot/cogs/retention.py": {"pipeline.retention"},
 }
 
