@@ -25,6 +25,7 @@ from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterNotFound, ConfigError, MediaOverloadError, Problem, RunError
 from pipeline.lease import Owner, WallClock
 from pipeline.models import utcnow
+from pipeline.options import ImageLimits, Options, check_declared, check_options, fetch_image
 from pipeline.ports import Notifier, Reviewer, Store
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
@@ -58,6 +59,10 @@ class Services:
     character_names: list[str] = field(default_factory=list)
     #: the generation types each character can run, for /generate's `type` autocomplete
     runnable_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: each character's style names, for /generate's `style` autocomplete
+    styles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the HTTP session the entry point owns: input images are downloaded with it
+    http: aiohttp.ClientSession | None = None
 
     async def character(self, name: str) -> Character:
         """The character of that name; a short RunError otherwise, with close names but never
@@ -76,7 +81,53 @@ class Services:
         loaded, problems = await asyncio.to_thread(self.characters.load_all)
         self.character_names = names
         self.runnable_types = {c.key: c.runnable_types() for c in loaded}
+        self.styles = {
+            c.key: tuple(sorted(s for s in c.generation.style_weights if s)) for c in loaded
+        }
         return problems
+
+    def run_options(
+        self,
+        character: Character,
+        *,
+        generation_type: str | None,
+        style: str | None,
+        count: int | None,
+        negative: str | None,
+        image: tuple[str | None, int, int | None, int | None] | None,
+    ) -> Options:
+        """/generate's options checked before anything starts (a RunError of one sentence):
+        `image` is what the upload declares of itself (content type, bytes, width, height)."""
+        options = check_options(
+            character,
+            generation_type=generation_type,
+            style=style,
+            count=count,
+            negative=negative,
+            with_image=image is not None,
+            max_count=self.settings.generate_max_count,
+        )
+        if image is not None:
+            content_type, size, width, height = image
+            check_declared(
+                ImageLimits.of(self.settings),
+                content_type=content_type,
+                size=size,
+                width=width,
+                height=height,
+            )
+        return options
+
+    async def input_image(self, character: Character, run_id: str, url: str) -> str:
+        """Download an input image into the folder of the run `run_id` (bounded in time and
+        size, its header checked off the loop); the path for the job."""
+        if self.http is None:
+            raise RuntimeError("Services carries no HTTP session")
+        from pipeline.options import run_folder_of
+
+        folder = run_folder_of(character, run_id)
+        path = await fetch_image(self.http, url, folder, ImageLimits.of(self.settings))
+        return str(path)
 
     async def caption_problems(self, character: str, captions: Mapping[str, str]) -> list[str]:
         """What is over its platform's limits in captions a reviewer wrote, as each would be
@@ -172,6 +223,7 @@ def build_services(
         notifier=notifier,
         strategy_names=strategy_names,
         cards=CardBook(settings.data_dir / "run-cards.json"),
+        http=session,
     )
 
 

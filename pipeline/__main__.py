@@ -37,6 +37,7 @@ from pipeline.models import (
     PostState,
     Run,
     RunState,
+    new_run_id,
     pruned_sentence,
     refuse_if_pruned,
 )
@@ -322,10 +323,26 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     for every step that answers (exit 2).
     """
     if args.command == "run":  # a bad name or file stops here, before any service is opened
+        from pipeline.options import ImageLimits, check_options, inspect_image
+
         characters = _characters(settings)
         character = await asyncio.to_thread(characters.load, args.character)
-        if args.type is not None:  # refused before a run is created, so none fails on it
-            character.refuse_unrunnable(args.type)
+        # refused before a run is created, so none fails on them
+        options = check_options(
+            character,
+            generation_type=args.type,
+            style=args.style,
+            count=args.count,
+            negative=args.negative,
+            with_image=args.image is not None,
+            max_count=settings.generate_max_count,
+        )
+        limits = ImageLimits.of(settings)
+        if args.image is not None:
+            image = Path(args.image)
+            if not await asyncio.to_thread(image.is_file):
+                raise RunError(f"There is no image file at {args.image}.")
+            await asyncio.to_thread(inspect_image, image, limits)
     from pipeline.console import AutoReviewer, ConsoleReviewer, LogNotifier, TerminalProgress
     from pipeline.wiring import open_pipeline
 
@@ -361,16 +378,29 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
             await require_reachable(services.models)
         if args.command == "run":
+            from pipeline.options import copy_image
+
+            run_id = new_run_id()
+            images: tuple[str, ...] = ()
+            if args.image is not None:  # a copy in the run's folder: a resume needs no original
+                copied = await asyncio.to_thread(
+                    copy_image, Path(args.image), run_folder(character, run_id), limits
+                )
+                images = (str(copied),)
             job = Job(
                 character=args.character,
                 requested_by="cli",
                 prompt=args.prompt,
-                generation_type=args.type,
+                generation_type=options.generation_type,
                 seed=args.seed,
                 quick=args.quick,
                 publish=not args.no_publish,
+                input_images=images,
+                style=options.style,
+                count=options.count,
+                negative=options.negative,
             )
-            run = await services.runner.submit(job, sink=sink)
+            run = await services.runner.submit(job, sink=sink, run_id=run_id)
         else:
             run = await services.runner.resume(args.run_id, sink=sink)
         print(f"run {run.id} started for {run.job.character}", file=sys.stderr)
@@ -636,7 +666,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--character", required=True)
     run.add_argument("--prompt")
     run.add_argument("--type", choices=STRATEGY_NAMES)
-    run.add_argument("--seed", type=int)
+    run.add_argument("--seed", type=int, help="replay a run: the same seed makes the same choices")
+    run.add_argument(
+        "--image", metavar="PATH", help="the input image of a type that starts from one"
+    )
+    run.add_argument("--count", type=int, metavar="N", help="images per description")
+    run.add_argument("--negative", metavar="TEXT", help="the negative prompt")
+    run.add_argument("--style", metavar="NAME", help="one of the character's style_weights")
     run.add_argument("--quick", action="store_true", help="skip vision scoring")
     run.add_argument("--review", choices=["console", "auto"], default="console")
     run.add_argument("--no-publish", action="store_true")

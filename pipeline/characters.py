@@ -139,6 +139,32 @@ class NodeUpdate(_Model):
         return self.model_dump(exclude_none=True)
 
 
+class PinnedSeed(_Model):
+    """One entry of `pinned_seeds`: which node(s), by class, title or id, keep this seed
+    instead of a fresh one per prompt (its `seed` or `noise_seed` input)."""
+
+    node_type: str | None = None
+    title: str | None = None
+    id: str | None = None
+    #: ComfyUI's samplers take seeds up to 2**64 - 1
+    seed: int = Field(ge=0, le=2**64 - 1)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> PinnedSeed:
+        chosen = [k for k in ("node_type", "title", "id") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError("needs exactly one of node_type, title or id")
+        return self
+
+    def selector(self) -> tuple[str, str]:
+        """(`node_type` | `title` | `id`, the value)."""
+        for key in ("node_type", "title", "id"):
+            value = getattr(self, key)
+            if value:
+                return key, str(value)
+        raise AssertionError("validated to have one selector")
+
+
 class StageParams(_Model):
     """One stage's settings in `additional_params` (the strategy's own stage, or a section)."""
 
@@ -147,6 +173,7 @@ class StageParams(_Model):
     images_per_input: int | None = Field(default=None, ge=1, le=16)
     denoise: float | None = Field(default=None, gt=0, le=1)
     custom_node_updates: list[NodeUpdate] = Field(default_factory=list)
+    pinned_seeds: list[PinnedSeed] = Field(default_factory=list)
 
 
 class StrategyParams(StageParams):
@@ -319,9 +346,10 @@ class Character:
             raise KeyError(f"character {self.key!r} names no workflow for {strategy}")
         return self.root / name
 
-    def unrunnable_reason(self, strategy: str) -> str | None:
+    def unrunnable_reason(self, strategy: str, *, with_image: bool = False) -> str | None:
         """Why this character cannot run `strategy` (no workflow for a stage, no video
-        template, no input images folder), or None when it can."""
+        template, no input images folder unless the job brings its image), or None when it
+        can."""
         if strategy not in STRATEGY_NAMES:
             return f"{strategy[:32]!r} is not a generation type"
         needs = strategies.needs(strategy)
@@ -332,7 +360,7 @@ class Character:
                 return f"it names no workflow for {strategy}{_where(stage.name)}"
         if needs.video and not self.generation.video_system_prompt_weights:
             return f"{strategy} needs video_system_prompt_weights"
-        if needs.input_images and not self.params_for(strategy).input_dir:
+        if needs.input_images and not with_image and not self.params_for(strategy).input_dir:
             return f"{strategy} needs additional_params input_dir (the input images)"
         return None
 
@@ -340,10 +368,10 @@ class Character:
         """The generation types this character can run, in the README's order."""
         return tuple(s for s in STRATEGY_NAMES if self.unrunnable_reason(s) is None)
 
-    def refuse_unrunnable(self, strategy: str) -> None:
+    def refuse_unrunnable(self, strategy: str, *, with_image: bool = False) -> None:
         """RunError (one sentence, safe for Discord) when this character cannot run
         `strategy`: asked for before a run is created, so none is made to fail."""
-        reason = self.unrunnable_reason(strategy)
+        reason = self.unrunnable_reason(strategy, with_image=with_image)
         if reason is not None:
             can = ", ".join(self.runnable_types()) or "nothing"
             raise RunError(f"{self.key} cannot make {strategy[:32]}: {reason}; it can make {can}")
@@ -355,7 +383,7 @@ class Character:
             return
         wanted = run.choices.generation_type if run.choices else run.job.generation_type
         if wanted:
-            self.refuse_unrunnable(wanted)
+            self.refuse_unrunnable(wanted, with_image=bool(run.job.input_images))
 
     def pick_generation_type(self, rng: Random) -> str:
         return pick(self.generation.generation_type_weights, rng)

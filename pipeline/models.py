@@ -90,6 +90,13 @@ class Job:
     publish: bool = True
     #: input images given with the job (paths), used instead of the character's input_dir
     input_images: tuple[str, ...] = ()
+    #: the style to use instead of the weighted pick from the character's `style_weights`
+    style: str | None = None
+    #: how many per description (per input image) the first stage makes, instead of the
+    #: character's `images_per_description` / `images_per_input`
+    count: int | None = None
+    #: the negative prompt, set on the workflow's negative text node
+    negative: str | None = None
 
 
 @dataclass(frozen=True)

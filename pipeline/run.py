@@ -219,11 +219,13 @@ class Pipeline:
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         rng = Random(seed)
         strategy = job.generation_type or character.pick_generation_type(rng)
-        character.refuse_unrunnable(strategy)
+        character.refuse_unrunnable(strategy, with_image=bool(job.input_images))
         needs = strategies.needs(strategy)
         video = needs.video
         template = character.pick_template(rng, video=video)
-        style = character.pick_style(rng)
+        style = character.pick_style(rng)  # drawn even when given: the later picks stay
+        if job.style is not None:
+            style = job.style
         subject = character.name
         if character.group_name:
             member = await self.store.pick_group_member(character.group_name, rng)
@@ -295,11 +297,12 @@ class Pipeline:
             generator=self.generator,
             folder=folder,
             descriptions=run.descriptions,
-            stages=await asyncio.to_thread(_stage_setups, character, choices),
+            stages=await asyncio.to_thread(_stage_setups, character, choices, run.job.count),
             rng=rng,
             scorer=None if run.job.quick else self.scorer,
             input_images=await asyncio.to_thread(_input_images, character, run, rng),
             keep_top=character.params_for(choices.generation_type).keep_top or 1,
+            negative=run.job.negative,
             tags=self.video_tags if strategy.needs.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
         )
@@ -455,12 +458,15 @@ def _choices(run: Run) -> Choices:
     return run.choices
 
 
-def _stage_setups(character: Character, choices: Choices) -> dict[str, StageSetup]:
+def _stage_setups(
+    character: Character, choices: Choices, count: int | None = None
+) -> dict[str, StageSetup]:
     """Each stage's workflow (loaded once, from the paths chosen at the start) and numbers: a
-    stage that makes videos counts them with `videos_per_description`."""
+    stage that makes videos counts them with `videos_per_description`. A job's `count`
+    replaces the first stage's numbers (per description, and per input image)."""
     params = character.params_for(choices.generation_type)
     result: dict[str, StageSetup] = {}
-    for stage in strategies.needs(choices.generation_type).stages:
+    for number, stage in enumerate(strategies.needs(choices.generation_type).stages):
         own = params.section(stage.name)
         per_description = (own.images_per_description if own else None) or (
             params.videos_per_description if stage.video else params.images_per_description
@@ -468,13 +474,17 @@ def _stage_setups(character: Character, choices: Choices) -> dict[str, StageSetu
         per_input = (own.images_per_input if own else None) or (
             params.videos_per_description if stage.video else params.images_per_input
         )
+        if count is not None and number == 0:
+            per_description = per_input = count
         updates = [*params.custom_node_updates, *(own.custom_node_updates if own else [])]
+        pins = [*params.pinned_seeds, *(own.pinned_seeds if own else [])]
         result[stage.name] = StageSetup(
             workflow=Workflow.load(choices.workflows[stage.name]),
             per_description=per_description or 1,
             per_input=per_input or 1,
             denoise=(own.denoise if own else None) or params.denoise,
             updates=tuple(u.as_mapping() for u in updates),
+            pinned_seeds=tuple((pin.selector(), pin.seed) for pin in pins),
         )
     return result
 

@@ -114,10 +114,13 @@ class Runner:
         self._closing = False
 
     # ------------------------------------------------------------------ asking
-    async def submit(self, job: Job, *, sink: ProgressSink | None = None) -> Run:
+    async def submit(
+        self, job: Job, *, sink: ProgressSink | None = None, run_id: str | None = None
+    ) -> Run:
         """Create and save a new run for `job` and queue it; returns at once. Its lease is
-        taken before it is saved, so no other process ever sees it unleased."""
-        run = Run.new(job)
+        taken before it is saved, so no other process ever sees it unleased. `run_id` is the
+        id an adapter chose beforehand (to put the job's input image in the run's folder)."""
+        run = Run.new(job, run_id=run_id)
 
         async def save() -> Run:
             await self._store.save_run(run)

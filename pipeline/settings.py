@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     max_runs: int = Field(default=3, ge=1)
     max_runs_per_character: int = Field(default=1, ge=1)
     max_runs_per_user: int = Field(default=2, ge=1)
+    #: /generate's and `run`'s `count`: at most this many images per description
+    generate_max_count: int = Field(default=8, ge=1, le=64)
+    #: an input image (/generate's `image`, `run --image`): its size in MB and megapixels at
+    #: most, and how long a download from Discord may take
+    input_image_max_mb: float = Field(default=20.0, gt=0, le=500)
+    input_image_max_megapixels: float = Field(default=40.0, gt=0, le=400)
+    input_image_download_seconds: float = Field(default=60.0, gt=0)
     #: on SIGTERM running runs get this long to reach their next save, then are cancelled
     #: (they resume from their last saved step); under Docker's default 10 s stop timeout
     shutdown_grace_seconds: float = Field(default=8.0, ge=0)

@@ -29,6 +29,7 @@ from comfy import (
     Started,
     Step,
     Workflow,
+    WorkflowError,
     new_prompt_id,
 )
 from strategies.media import MediaKind, media_kind
@@ -133,6 +134,9 @@ class StageSetup:
     per_input: int = 1
     denoise: float | None = None
     updates: tuple[Mapping[str, object], ...] = ()
+    #: seeds that stay as the character pinned them: ((`node_type` | `title` | `id`, value),
+    #: seed); every other seed is drawn afresh for each prompt
+    pinned_seeds: tuple[tuple[tuple[str, str], int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,11 +215,34 @@ def prepare(
     workflow = params.workflow.apply_updates(params.updates)
     if prompt is not None or negative is not None:
         workflow = workflow.with_prompt(prompt, negative)
-    workflow = workflow.with_random_seeds(rng)
+    workflow = pin_seeds(workflow.with_random_seeds(rng), params.pinned_seeds)
     if batch is not None and batch > 1:
         workflow = workflow.with_batch_size(batch)
     if denoise is not None:
         workflow = workflow.with_denoise(denoise)
+    return workflow
+
+
+def pin_seeds(workflow: Workflow, pins: Sequence[tuple[tuple[str, str], int]]) -> Workflow:
+    """`workflow` with each pinned node's literal `seed` / `noise_seed` set to its pinned
+    value; a pin that matches no node, or only nodes without a seed, is a WorkflowError
+    naming it (the character's file is to blame, so the run fails as bad input)."""
+    for (key, value), seed in pins:
+        if key == "id":
+            targets = [value] if value in workflow else []
+        elif key == "title":
+            targets = workflow.find(title=value)
+        else:
+            targets = workflow.find(class_type=value)
+        seeded = workflow.seeds()
+        targets = [node for node in targets if node in seeded]
+        if not targets:
+            raise WorkflowError(
+                f"{workflow.source}: pinned_seeds: no node with {key} {value!r} has a seed input"
+            )
+        for node in targets:
+            for name in seeded[node]:
+                workflow = workflow.set_by_id(node, name, seed)
     return workflow
 
 

@@ -284,9 +284,10 @@ BOT_MORE = {
         "pipeline.failures",
         "pipeline.llm.doctor",
     },
-    # Services is built here: the one Runner (wiring.build_runner) and the caption-edit
-    # limits it offers the review cog (captions.edited_caption_problems)
-    "bot/services.py": {"pipeline.wiring", "pipeline.captions"},
+    # Services is built here: the one Runner (wiring.build_runner), the caption-edit
+    # limits it offers the review cog (captions.edited_caption_problems), and the checks and
+    # download of /generate's options (options.check_options, fetch_image)
+    "bot/services.py": {"pipeline.wiring", "pipeline.captions", "pipeline.options"},
     # who asks for the schedule's runs, to tell them from a person's
     "bot/access.py": {"pipeline.schedule"},
     # the loops the bot runs over pipeline policies (ARCHITECTURE.md: the bot runs the loops)
