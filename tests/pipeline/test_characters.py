@@ -218,6 +218,30 @@ BROKEN = [
         "39: additional_params.strategies.text2image2image.custom_node_updates[0]: needs exactly one of node_type, title or id",
     ),
     (
+        "pinned-seed-without-selector",
+        (
+            "second_stage: {images_per_input: 1, denoise: 0.4}",
+            "pinned_seeds: [{seed: 5}]",
+        ),
+        "39: additional_params.strategies.text2image2image.pinned_seeds[0]: needs exactly one of node_type, title or id",
+    ),
+    (
+        "pinned-seed-negative",
+        (
+            "second_stage: {images_per_input: 1, denoise: 0.4}",
+            "pinned_seeds: [{node_type: KSampler, seed: -1}]",
+        ),
+        "39: additional_params.strategies.text2image2image.pinned_seeds[0].seed: must be at least 0",
+    ),
+    (
+        "pinned-seed-not-a-number",
+        (
+            "second_stage: {images_per_input: 1, denoise: 0.4}",
+            "pinned_seeds: [{title: KSampler, seed: lucky}]",
+        ),
+        "39: additional_params.strategies.text2image2image.pinned_seeds[0].seed: must be a whole number",
+    ),
+    (
         "hour-out-of-range",
         ("hours: [9, 13, 19]", "hours: [9, 25]"),
         "44: schedule.hours: must be between 0 and 23 (got 25)",
