@@ -274,4 +274,7 @@ async def fetch_image(
 
 
 def _mb(size: int) -> str:
+    """`20.0 MB`, or `30 KB` under a megabyte."""
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
     return f"{size / (1024 * 1024):.1f} MB"
