@@ -82,7 +82,8 @@ async def test_a_run_from_an_image_with_count_negative_and_style(
         run = await store.load_run(run_id)
     finally:
         await store.close()
-    assert run is not None and run.choices is not None
+    assert run is not None
+    assert run.choices is not None
     assert (run.choices.generation_type, run.choices.style, run.choices.seed) == (
         "image2image",
         "watercolor",

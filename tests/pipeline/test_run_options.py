@@ -60,7 +60,8 @@ async def test_a_given_style_replaces_the_pick_and_keeps_the_other_choices(
     """The style asked for is described; the seed's other choices stay what they were."""
     plain = await world.run(Job("testy", seed=3, quick=True))
     styled = await world.run(Job("testy", seed=3, quick=True, style="anime"))
-    assert plain.choices is not None and styled.choices is not None
+    assert plain.choices is not None
+    assert styled.choices is not None
     assert styled.choices.style == "anime"
     assert all(d.endswith(", anime") for d in styled.descriptions)
     assert {k: v for k, v in vars(styled.choices).items() if k != "style"} == {
@@ -147,5 +148,6 @@ async def test_a_pin_that_matches_no_node_fails_the_run_as_bad_input(
     )
     run = await world.run(Job("testy", seed=9, quick=True))
     assert run.state is RunState.FAILED
-    assert run.failure is not None and run.failure.bad_input
+    assert run.failure is not None
+    assert run.failure.bad_input
     assert "'Sampler Two'" in run.failure.describe()
