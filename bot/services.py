@@ -98,15 +98,6 @@ class Services:
     ) -> Options:
         """/generate's options checked before anything starts (a RunError of one sentence):
         `image` is what the upload declares of itself (content type, bytes, width, height)."""
-        options = check_options(
-            character,
-            generation_type=generation_type,
-            style=style,
-            count=count,
-            negative=negative,
-            with_image=image is not None,
-            max_count=self.settings.generate_max_count,
-        )
         if image is not None:
             content_type, size, width, height = image
             check_declared(
@@ -116,7 +107,15 @@ class Services:
                 width=width,
                 height=height,
             )
-        return options
+        return check_options(
+            character,
+            generation_type=generation_type,
+            style=style,
+            count=count,
+            negative=negative,
+            with_image=image is not None,
+            max_count=self.settings.generate_max_count,
+        )
 
     async def input_image(self, character: Character, run_id: str, url: str) -> str:
         """Download an input image into the folder of the run `run_id` (bounded in time and

@@ -269,8 +269,15 @@ async def fetch_image(
             user_message="The image could not be downloaded; try again.",
         ) from None
     finally:
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(partial.unlink, missing_ok=True)
+        await asyncio.to_thread(_tidy, partial, run_folder)
+
+
+def _tidy(partial: Path, run_folder: Path) -> None:
+    """Remove a download's leftovers: its partial file, and the folders it made if empty."""
+    with contextlib.suppress(OSError):
+        partial.unlink(missing_ok=True)
+        partial.parent.rmdir()  # fails, as it should, when the image is in it
+        run_folder.rmdir()
 
 
 def _mb(size: int) -> str:

@@ -99,10 +99,15 @@ class FakeAttachment:
     size: int
     content_type: str
     data: bytes
+    #: where it is served (a member's upload: the fake's CDN route); else a made-up CDN URL
+    url: str | None = None
+    #: an image's pixels, as Discord reports them for images
+    width: int | None = None
+    height: int | None = None
 
     def payload(self) -> JSON:
-        url = f"https://cdn.fake/attachments/{self.id}/{self.filename}"
-        return {
+        url = self.url or f"https://cdn.fake/attachments/{self.id}/{self.filename}"
+        payload: JSON = {
             "id": str(self.id),
             "filename": self.filename,
             "size": self.size,
@@ -110,6 +115,9 @@ class FakeAttachment:
             "proxy_url": url,
             "content_type": self.content_type,
         }
+        if self.width is not None and self.height is not None:
+            payload |= {"width": self.width, "height": self.height}
+        return payload
 
 
 @dataclass
@@ -313,6 +321,10 @@ class FakeDiscord:
         self.requests: list[Recorded] = []
         self.messages: dict[int, FakeMessage] = {}
         self.interactions: dict[int, FakeInteraction] = {}
+        #: files members attached to commands (`upload`), served on the fake CDN route
+        self.uploads: dict[int, FakeAttachment] = {}
+        #: test side: how many times each upload was downloaded
+        self.downloads: dict[int, int] = {}
         self.commands: dict[int | None, list[JSON]] = {}
         self.command_syncs: list[int | None] = []
         self.identifies = 0
@@ -374,6 +386,7 @@ class FakeDiscord:
             ("GET", f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}", self._reactors),
             ("GET", f"{api}/guilds/{{gid}}/members/{{uid}}", self._member),
             ("GET", f"{api}/channels/{{cid}}", self._channel),
+            ("GET", "/attachments/{aid}/{name}", self._attachment),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -884,7 +897,41 @@ class FakeDiscord:
                 return _json(channel)
         raise DiscordError(404, 10003, "Unknown Channel")
 
+    async def _attachment(self, request: web.Request) -> web.Response:
+        """The CDN: a file a member attached, as uploaded."""
+        found = self.uploads.get(int(request.match_info["aid"]))
+        if found is None:
+            raise web.HTTPNotFound()
+        self.downloads[found.id] = self.downloads.get(found.id, 0) + 1
+        return web.Response(body=found.data, content_type=found.content_type)
+
     # ------------------------------------------------------------------ test side: people act
+    def upload(
+        self,
+        filename: str,
+        data: bytes,
+        content_type: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        size: int | None = None,
+    ) -> FakeAttachment:
+        """A file a member attaches to a command's attachment option (pass it as the value);
+        `size` is what Discord declares (the real size unless given)."""
+        attachment_id = self._next_id()
+        attachment = FakeAttachment(
+            id=attachment_id,
+            filename=filename,
+            size=len(data) if size is None else size,
+            content_type=content_type,
+            data=data,
+            url=f"http://127.0.0.1:{self.port}/attachments/{attachment_id}/{filename}",
+            width=width,
+            height=height,
+        )
+        self.uploads[attachment_id] = attachment
+        return attachment
+
     def _interaction_payload(self, interaction: FakeInteraction, **extra: Any) -> JSON:
         member = interaction.user.member() | {"permissions": "0"}
         return {
@@ -985,6 +1032,8 @@ class FakeDiscord:
         kinds = {o["name"]: o["type"] for o in self.command(name).get("options", [])}
         options = []
         for key, value in values.items():
+            if isinstance(value, FakeAttachment):
+                value = str(value.id)
             option: JSON = {"name": key, "type": kinds[key], "value": value}
             if key == focused:
                 option["focused"] = True
@@ -1001,6 +1050,9 @@ class FakeDiscord:
         }
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
+        files = [v for v in values.values() if isinstance(v, FakeAttachment)]
+        if files:
+            data["resolved"] = {"attachments": {str(f.id): f.payload() for f in files}}
         return data
 
     async def slash(
