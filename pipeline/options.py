@@ -40,7 +40,7 @@ _KINDS = "PNG, JPEG or WebP"
 #: where a run keeps the input image it was given, inside its folder
 INPUT_FOLDER = "input"
 
-_CHUNK = 256 * 1024
+_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ class ImageLimits:
     def refuse_size(self, size: int) -> None:
         if size > self.max_bytes:
             raise RunError(f"The image is {_mb(size)}; at most {_mb(self.max_bytes)} is taken.")
+
+    def refuse_stream(self, received: int) -> None:
+        """For a download under way: `received` bytes so far, more may follow."""
+        if received > self.max_bytes:
+            raise RunError(f"The image is over {_mb(self.max_bytes)}, the most that is taken.")
 
     def refuse_pixels(self, width: int, height: int) -> None:
         if width * height > self.max_pixels:
@@ -249,7 +254,7 @@ async def fetch_image(
                     received = 0
                     async for chunk in response.content.iter_chunked(_CHUNK):
                         received += len(chunk)
-                        limits.refuse_size(received)
+                        limits.refuse_stream(received)
                         await asyncio.to_thread(handle.write, chunk)
                 finally:
                     await asyncio.to_thread(handle.close)
