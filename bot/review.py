@@ -1,15 +1,15 @@
 """`DiscordReviewer`: the Reviewer port on Discord — candidates posted, answered by reactions.
 
-Posts a run's kept media (10 files a message; a JPEG preview for a file over the upload limit,
-the original untouched), the captions and each image's number, score and reason; resolves on a
-reviewer's ✅ or ❌. A review's identity is data the bot wrote for itself: the ticket on the run
-(channel, message ids, deadline) and the marker in each message's button (`bot.marker`), never
-its text. A review posted by a bot that stopped before its ticket was saved is found in the
-channel by those markers and used again (a set cut short is deleted and posted anew). After a
-restart `wait` first reads the reactions given while the bot was offline; caption edits and the
-reminder are noted on the run in the store, so a restart keeps the one and never repeats the
-other. The "Edit caption" button is answered by the review cog. Imports discord, Pillow and the
-pipeline's ports and models; never the bot's services, strategies or comfy.
+Posts a run's kept media (10 files a message; a file over the upload limit as the preview the
+pipeline's `review_preview` makes, the original untouched), the captions and each image's number,
+score and reason; resolves on a reviewer's ✅ or ❌. A review's identity is data the bot wrote for
+itself: the ticket on the run (channel, message ids, deadline) and the marker in each message's
+button (`bot.marker`), never its text. A review posted by a bot that stopped before its ticket was
+saved is found in the channel by those markers and used again (a set cut short is deleted and
+posted anew). After a restart `wait` first reads the reactions given while the bot was offline;
+caption edits and the reminder are noted on the run in the store, so a restart keeps the one and
+never repeats the other. The "Edit caption" button is answered by the review cog. Imports discord
+and the pipeline's ports, models and previews; never the bot's services, strategies or comfy.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import discord
-from PIL import Image, ImageOps
 
 from bot import render
 from bot.access import has_any_role
@@ -31,7 +30,6 @@ from pipeline.errors import StoreError
 from pipeline.models import (
     Decision,
     MediaItem,
-    MediaKind,
     ReviewNotes,
     ReviewTicket,
     Run,
@@ -39,6 +37,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.ports import RunStore
+from pipeline.previews import review_preview
 
 log = logging.getLogger(__name__)
 
@@ -106,20 +105,6 @@ def review_notes(run: Run, ticket: ReviewTicket) -> tuple[dict[str, str], bool]:
 def kept_media(run: Run) -> tuple[int, ...]:
     """Indexes into run.media of the candidates shown, in order: image n is the n-th of these."""
     return tuple(index for index, item in enumerate(run.media) if item.kept)
-
-
-def make_preview(source: Path, target: Path, limit: int) -> Path:
-    """A JPEG of `source` under `limit` bytes (blocking: call it in a thread)."""
-    with Image.open(source) as opened:
-        image = ImageOps.exif_transpose(opened).convert("RGB")
-    side, quality = 2048, 85
-    while True:
-        copy = image.copy()
-        copy.thumbnail((side, side))
-        copy.save(target, "JPEG", quality=quality, optimize=True)
-        if target.stat().st_size <= limit or side <= 128:
-            return target
-        side, quality = int(side * 0.7), max(quality - 10, 40)
 
 
 class DiscordReviewer:
@@ -528,19 +513,13 @@ class DiscordReviewer:
     async def _uploadable(
         self, run: Run, folder: Path, item: MediaItem, number: int
     ) -> Path | None:
-        """The file to attach: the original when small enough, else a JPEG preview beside it
-        (the original stays untouched for publishing); None for an oversized video."""
-        source = folder / item.path
-        size = (await asyncio.to_thread(source.stat)).st_size
-        if size <= self.config.upload_limit:
-            return source
-        if item.kind is MediaKind.VIDEO:
-            return None
-        previews = folder / "review-previews"
-        await asyncio.to_thread(previews.mkdir, exist_ok=True)
-        target = previews / f"{source.stem}.jpg"
-        log.info("run %s: %s is %d bytes; posting a preview", run.id, item.path, size)
-        return await asyncio.to_thread(make_preview, source, target, self.config.upload_limit)
+        """The file to attach: the original when small enough, else its preview (the pipeline's
+        policy: a JPEG, or a smaller MP4 for a video; the original stays for publishing); None
+        for a video that cannot be shown under the limit."""
+        path = await review_preview(folder, item.path, item.kind, self.config.upload_limit)
+        if path is None:
+            log.info("run %s: #%d is listed without a file", run.id, number)
+        return path
 
 
 def _same_review(

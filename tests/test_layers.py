@@ -294,6 +294,8 @@ BOT_MORE = {
     "bot/app.py": {"pipeline.recovery"},
     "bot/cogs/schedule.py": {"pipeline.scheduler"},
     "bot/cogs/retention.py": {"pipeline.retention"},
+    # what a file over Discord's upload limit is shown as (the preview policy is the pipeline's)
+    "bot/review.py": {"pipeline.previews"},
 }
 
 
