@@ -40,6 +40,7 @@ from pipeline.models import (
     RunState,
 )
 from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
+from pipeline.previews import PREVIEW_FOLDER
 from pipeline.vision import ScoringOutcome
 from strategies.base import (
     GenerationProgress,
@@ -544,11 +545,14 @@ def _generation_progress(sink: ProgressSink | None, run: Run, update: Generation
 
 def _cleanup(folder: Path, run: Run) -> None:
     """Temporary files always go; a rejected run's media go; approved media and everything of
-    a failed or expired run stay (it may be retried)."""
+    a failed or expired run stay (it may be retried). Review previews go once the review can
+    never be posted again (rejected, cancelled, published)."""
     if not folder.is_dir():
         return
     for partial in folder.glob("*.partial"):
         shutil.rmtree(partial, ignore_errors=True)
+    if run.state in (RunState.REJECTED, RunState.CANCELLED, RunState.PUBLISHED):
+        shutil.rmtree(folder / PREVIEW_FOLDER, ignore_errors=True)
     if run.state is RunState.REJECTED or run.state is RunState.CANCELLED:
         for item in run.media:
             (folder / item.path).unlink(missing_ok=True)

@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     review_timeout_minutes: float = Field(default=24 * 60, gt=0)
     review_reminder_minutes: float = Field(default=60, ge=0)
     #: Discord's upload limit for a bot without boosts is 10 MiB; larger files get a preview
+    #: (`pipeline.previews`); any positive size, so tests can take the preview path cheaply
     discord_upload_limit_mb: float = Field(default=10, gt=0, le=500)
     #: the run card is edited at most once per this many seconds (Discord rate-limits edits)
     discord_card_edit_seconds: float = Field(default=1.5, ge=0.05)

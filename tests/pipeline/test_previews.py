@@ -1,6 +1,6 @@
 """The review-preview policy (`pipeline.previews`): a video over the limit is encoded smaller, a
 second time smaller still when the first try is over, or not shown at all; a kept preview stands
-until its original changes."""
+until its original changes, and goes with the run's review."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.models import MediaKind
+from pipeline.models import Decision, Job, MediaKind, Run, utcnow
 from pipeline.previews import PREVIEW_FOLDER, PreviewPolicy, VideoPass, review_preview
 from pipeline.publish.media import probe_video
+from tests.runs import World
 from tests.videos import make_video
 
 LIMIT = 36_000
@@ -81,3 +82,35 @@ async def test_a_file_under_the_limit_is_shown_as_it_is(folder: Path) -> None:
     shown = await review_preview(folder, "clip.mp4", MediaKind.VIDEO, 10 * 1024 * 1024)
     assert shown == folder / "clip.mp4"
     assert not (folder / PREVIEW_FOLDER).exists()
+
+
+def previewing(world: World, answer: Decision | None) -> None:
+    """The world's reviewer leaves a preview in the run folder, as the bot's does, then
+    answers `answer` (None: the review expires)."""
+
+    def decide(run: Run) -> Decision | None:
+        previews = world.folder(run) / PREVIEW_FOLDER
+        previews.mkdir(exist_ok=True)
+        (previews / "image.jpg").write_bytes(b"a preview")
+        return answer
+
+    world.reviewer.decide = decide
+
+
+@pytest.mark.parametrize(
+    ("answer", "kept"),
+    [
+        (Decision(approved=True, selected=(0,), by="ana", at=utcnow()), False),
+        (Decision(approved=False, selected=(), by="ana", at=utcnow()), False),
+        (None, True),
+    ],
+    ids=["published", "rejected", "expired-kept-for-a-retry"],
+)
+async def test_review_previews_go_when_the_review_cannot_come_again(
+    world: World, answer: Decision | None, kept: bool
+) -> None:
+    """A published or rejected run's previews are removed; an expired run keeps them, so its
+    retry posts the same ones."""
+    previewing(world, answer)
+    run = await world.run(Job("testy", seed=1))
+    assert (world.folder(run) / PREVIEW_FOLDER).exists() is kept
