@@ -83,26 +83,27 @@ async def review_preview(
     before). None when a video cannot be made to fit (too long for the limit, unreadable, no
     ffmpeg): the reviewer lists it without a file. The original is never changed."""
     source = folder / relative
+    shown = f"run {folder.name}: {relative}"  # the run folder is named by the run's id
     stat = await asyncio.to_thread(source.stat)
     if stat.st_size <= limit:
         return source
     target = preview_path(folder, relative, kind)
     if await asyncio.to_thread(_usable, target, stat.st_mtime_ns, limit):
-        log.info("%s: the preview made before is used again", relative)
+        log.info("%s: the preview made before is used again", shown)
         return target
     await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
     log.info(
         "%s is %d bytes, over the upload limit of %d: making a preview",
-        relative,
+        shown,
         stat.st_size,
         limit,
     )
     if kind is MediaKind.IMAGE:
         return await asyncio.to_thread(_image_preview, source, target, limit)
     try:
-        return await _video_preview(source, target, limit, policy)
+        return await _video_preview(source, target, limit, policy, shown)
     except MediaError as exc:
-        log.warning("%s: no preview (%s)", relative, exc)
+        log.warning("%s: no preview (%s)", shown, exc)
         return None
 
 
@@ -178,7 +179,7 @@ def preview_graph(
 
 
 async def _video_preview(
-    source: Path, target: Path, limit: int, policy: PreviewPolicy
+    source: Path, target: Path, limit: int, policy: PreviewPolicy, shown: str
 ) -> Path | None:
     info = await probe_video(source)
     if info.duration <= 0:
@@ -198,20 +199,20 @@ async def _video_preview(
                 await asyncio.to_thread(partial.replace, target)
                 log.info(
                     "%s: a %d-byte preview at %d kbit/s, at most %d px",
-                    source.name,
+                    shown,
                     size,
                     video_kbps,
                     step.max_side,
                 )
                 return target
-            log.info("%s: a preview of %d bytes is still over %d", source.name, size, limit)
+            log.info("%s: a preview of %d bytes is still over %d", shown, size, limit)
     finally:
         # failed, over the limit, out of time or cancelled: half a file is no use to anyone
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
     log.warning(
         "%s: %.1f s of video cannot be shown in %d bytes; it is listed without a file",
-        source.name,
+        shown,
         info.duration,
         limit,
     )
