@@ -152,11 +152,12 @@ async def test_an_image_over_the_upload_limit_is_shown_as_a_preview(
     waiting.cancel()
 
 
-async def test_a_video_over_the_upload_limit_is_listed_but_not_attached(
+async def test_a_video_no_preview_can_fit_is_listed_but_not_attached(
     start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
 ) -> None:
-    """A video larger than the upload limit keeps its number and line, with a note that it is
-    too large to show; the image beside it is attached."""
+    """A video over the upload limit that no preview can be made of (here: not a readable
+    video) keeps its number and line, with a note that it is too large to show; the image
+    beside it is attached."""
     limit = 60_000
     fake.upload_limit = limit
     under_test = await start_bot(discord_upload_limit_mb=limit / 1024 / 1024)
