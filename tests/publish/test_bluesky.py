@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from pipeline.models import Platform, PostState
 from pipeline.publish import build_publish_service
 from pipeline.publish.attention import AttentionBoard
 from pipeline.publish.bluesky import BlueskyPublisher
-from pipeline.publish.credentials import CredentialStore
+from pipeline.publish.credentials import CredentialStore, check_credentials
 from pipeline.publish.errors import AccountAttentionError, TransientPublishError
 from pipeline.publish.service import PublishService, fit_run_media
 from pipeline.settings import Settings
@@ -307,3 +308,34 @@ async def test_a_missing_app_password_is_a_config_error_not_a_pause(
         await publisher.post("fox_bsky", [], "hello")
     assert not isinstance(caught.value, AccountAttentionError)
     assert fake.calls == []
+
+
+def test_check_names_a_missing_app_password_at_the_bluesky_line(
+    settings: Settings, make_character: Callable[..., Character]
+) -> None:
+    """`check` names the missing Bluesky variable at the platform's line, never a value."""
+    character = make_character(bluesky=True)
+
+    problems = check_credentials(
+        character, settings, environ={"FOX_BSKY_HANDLE": "fox.bsky.social"}
+    )
+
+    assert [str(p) for p in problems] == [
+        "characters/fox.yaml:10: social_media.platforms.bluesky.credentials: "
+        "FOX_BSKY_APP_PASSWORD is not set (in the environment, .env or "
+        f"{settings.credentials_dir / 'fox_bsky.json'})"
+    ]
+
+
+def test_bluesky_credentials_come_from_the_json_file(settings: Settings) -> None:
+    """A handle and app password in credentials/NAME.json are used; the @ is dropped."""
+    settings.credentials_dir.mkdir(parents=True)
+    (settings.credentials_dir / "fox_bsky.json").write_text(
+        json.dumps({"handle": "@fox.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"})
+    )
+
+    creds = CredentialStore(settings, {}).bluesky("fox_bsky")
+
+    assert creds.handle == "fox.bsky.social"
+    assert creds.app_password.get_secret_value() == "abcd-efgh-ijkl-mnop"
+    assert no_secrets(repr(creds))
