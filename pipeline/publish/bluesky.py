@@ -65,6 +65,16 @@ _ACCOUNT_ERRORS = frozenset(
 )
 
 
+#: what a call may fail with, each classified by `classify`
+_FAILURES = (
+    TimeoutError,
+    AnswerTooLarge,
+    AtProtocolError,
+    pydantic.ValidationError,
+    httpx.HTTPError,
+)
+
+
 def _said(exc: at_errors.RequestErrorBase) -> tuple[str, str]:
     """The XRPC error name and message of a failed call ("", "" when it has none)."""
     content = exc.response.content if exc.response is not None else None
@@ -95,6 +105,12 @@ def classify(exc: Exception, *, step: str, is_post: bool, now: datetime) -> Exce
         )
     if isinstance(exc, AnswerTooLarge):
         return TransientPublishError(f"Bluesky {step}: {exc}", maybe_posted=is_post)
+    if isinstance(exc, httpx.HTTPError):
+        # what the SDK passes on unwrapped: a connection cut mid-answer (RemoteProtocolError)
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        return TransientPublishError(
+            f"Bluesky {step}: {type(exc).__name__}", maybe_posted=is_post and not never_sent
+        )
     if isinstance(exc, at_errors.RequestErrorBase):
         response = exc.response
         if response is None:  # no answer at all: only a connection never made proves no post
@@ -246,7 +262,7 @@ class BlueskyPublisher:
                         fetch_bsky_profile=False,
                     )
                 session = Session.decode(client.export_session_string())
-            except (TimeoutError, AnswerTooLarge, AtProtocolError, pydantic.ValidationError) as exc:
+            except _FAILURES as exc:
                 await client.request.close()
                 raise classify(exc, step="login", is_post=False, now=self._clock()) from None
             except BaseException:
@@ -281,7 +297,7 @@ class BlueskyPublisher:
             try:
                 async with asyncio.timeout(self._timeout):
                     return await action(kept)
-            except (TimeoutError, AnswerTooLarge, AtProtocolError, pydantic.ValidationError) as exc:
+            except _FAILURES as exc:
                 if not fresh and _stale(exc):
                     log.info("bluesky account %s: session refused; logging in again", account)
                     await self._forget(account)

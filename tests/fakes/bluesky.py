@@ -81,6 +81,8 @@ class FakeBluesky:
     lose_post_answer: bool = False
     #: every call waits for `release` before answering (a silent server)
     silent: bool = False
+    #: bytes of filler added to every feed answer (an answer far larger than any real one)
+    feed_padding: int = 0
     #: what the fake saw
     calls: list[str] = field(default_factory=list)
     posts: list[Post] = field(default_factory=list)
@@ -262,4 +264,7 @@ class FakeBluesky:
             }
             for post in reversed(self.posts)
         ][:limit]
-        return web.json_response({"feed": feed})
+        answer: dict[str, Any] = {"feed": feed}
+        if self.feed_padding:
+            answer["cursor"] = "x" * self.feed_padding
+        return web.json_response(answer)

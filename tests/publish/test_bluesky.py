@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,7 @@ async def test_a_lost_answer_is_found_on_the_feed_and_not_posted_twice(
     make_character: Callable[..., Character],
     run_dir: Path,
     notifier: RecordingNotifier,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A post whose answer never came is found among the account's posts and is not resent."""
     fake.lose_post_answer = True
@@ -228,6 +230,7 @@ async def test_a_lost_answer_is_found_on_the_feed_and_not_posted_twice(
     assert fake.calls.count("com.atproto.repo.createRecord") == 1
     assert "app.bsky.feed.getAuthorFeed" in fake.calls
     assert notifier.uncertain == []
+    assert "oddly" not in caplog.text  # a cut answer is a known kind, not a surprise
 
 
 async def test_a_rate_limited_post_waits_as_bluesky_says_and_posts_once(
@@ -308,6 +311,23 @@ async def test_a_missing_app_password_is_a_config_error_not_a_pause(
         await publisher.post("fox_bsky", [], "hello")
     assert not isinstance(caught.value, AccountAttentionError)
     assert fake.calls == []
+
+
+async def test_a_feed_answer_over_the_cap_is_not_read(
+    fake: FakeBluesky, settings: Settings
+) -> None:
+    """A lookup whose answer is larger than the cap fails as transient, unread past the cap."""
+    fake.feed_padding = 4 * 1024 * 1024
+    publisher = BlueskyPublisher(
+        CredentialStore(settings, BSKY_ENV).bluesky,
+        service_url=fake.url,
+        max_answer_bytes=256 * 1024,
+    )
+    try:
+        with pytest.raises(TransientPublishError, match="larger than 256 KB"):
+            await publisher.find_post("fox_bsky", "hello", datetime.now(UTC))
+    finally:
+        await publisher.aclose()
 
 
 def test_check_names_a_missing_app_password_at_the_bluesky_line(
