@@ -82,7 +82,7 @@ def service(
 
 
 def noisy_png(path: Path, size: tuple[int, int]) -> Path:
-    """A ComfyUI-sized PNG of noise: many megabytes, far over Bluesky's blob limit."""
+    """A PNG of noise, which no JPEG compresses much: over Bluesky's blob limit as it is."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.effect_noise(size, 90).convert("RGB").save(path, "PNG")
     return path
@@ -94,10 +94,11 @@ async def test_four_images_are_posted_with_alt_text_under_the_blob_limit(
     make_character: Callable[..., Character],
     run_dir: Path,
 ) -> None:
-    """Four big images become one Bluesky post, each under 1,000,000 bytes with its alt text."""
+    """Four images become one Bluesky post, each under 1,000,000 bytes with its alt text."""
     names = [f"{i}.png" for i in range(5)]
-    for name in names:
-        noisy_png(run_dir / name, (2400, 1800))
+    noisy_png(run_dir / names[0], (1600, 1200))  # some 1.3 MB as JPEG: made smaller to fit
+    for name in names[1:]:
+        comfy_png(run_dir / name, (640, 480), (200, 10, 10))
     run = approved_run(run_dir, names, captions={"bluesky": "Autumn walk #fox"})
     character = make_character(bluesky=True)
     await fit_run_media(run, character, run_dir)
@@ -114,6 +115,7 @@ async def test_four_images_are_posted_with_alt_text_under_the_blob_limit(
     assert {image["alt"] for image in images} == {ALT}
     sizes = [len(fake.blobs[image["image"]["ref"]["$link"]][0]) for image in images]
     assert all(size <= 1_000_000 for size in sizes)
+    assert images[0]["aspectRatio"]["width"] < 1600  # made smaller until under the limit
     assert all(image["image"]["mimeType"] == "image/jpeg" for image in images)
     assert images[0]["aspectRatio"]["width"] / images[0]["aspectRatio"]["height"] == pytest.approx(
         4 / 3, rel=0.01
@@ -267,6 +269,20 @@ async def test_the_session_is_reused_and_renewed_when_bluesky_drops_it(
 
     assert fake.logins == 2
     assert [p.record["text"] for p in fake.posts] == ["one", "two", "three"]
+
+
+async def test_a_session_near_its_end_is_refreshed_not_logged_in_again(
+    fake: FakeBluesky, publishers: Callable[..., BlueskyPublisher]
+) -> None:
+    """An access token about to run out is renewed with refreshSession; the password is sent once."""
+    fake.access_lifetime = 60  # the client renews 15 minutes before the end: at once
+    publisher = publishers()
+    await publisher.post("fox_bsky", [], "one")
+    await publisher.post("fox_bsky", [], "two")
+
+    assert fake.logins == 1
+    assert fake.calls.count("com.atproto.server.refreshSession") >= 2
+    assert [p.record["text"] for p in fake.posts] == ["one", "two"]
 
 
 async def test_a_silent_server_fails_the_call_at_its_deadline(
