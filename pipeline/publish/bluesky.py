@@ -177,8 +177,15 @@ class _Account:
 
 
 def _image_bytes(media: OutgoingMedia) -> tuple[bytes, tuple[int, int]]:
-    """The file's bytes and its size in pixels (blocking: call it in a thread)."""
+    """The file's bytes (under Bluesky's blob limit, so small) and its size in pixels
+    (blocking: call it in a thread)."""
     try:
+        length = media.path.stat().st_size
+        if length > MAX_BLOB_BYTES:  # the fitter keeps images under it: never read a larger one
+            raise ContentRejectedError(
+                f"Bluesky: {media.path.name} is {length} bytes",
+                platform_message=f"an image is over Bluesky's {MAX_BLOB_BYTES} bytes",
+            )
         data = media.path.read_bytes()
         with Image.open(media.path) as image:
             size = image.size
@@ -186,11 +193,6 @@ def _image_bytes(media: OutgoingMedia) -> tuple[bytes, tuple[int, int]]:
         raise ContentRejectedError(
             f"Bluesky: cannot read {media.path.name}", platform_message="a media file is missing"
         ) from None
-    if len(data) > MAX_BLOB_BYTES:
-        raise ContentRejectedError(
-            f"Bluesky: {media.path.name} is {len(data)} bytes",
-            platform_message=f"an image is over Bluesky's {MAX_BLOB_BYTES} bytes",
-        )
     return data, size
 
 

@@ -14,12 +14,17 @@ from PIL import Image
 
 from pipeline.captions import caption_problems, fit_caption, graphemes
 from pipeline.characters import Character
-from pipeline.models import Platform, PostState
+from pipeline.models import MediaKind, Platform, PostState
+from pipeline.ports import OutgoingMedia
 from pipeline.publish import build_publish_service
 from pipeline.publish.attention import AttentionBoard
 from pipeline.publish.bluesky import BlueskyPublisher
 from pipeline.publish.credentials import CredentialStore, check_credentials
-from pipeline.publish.errors import AccountAttentionError, TransientPublishError
+from pipeline.publish.errors import (
+    AccountAttentionError,
+    ContentRejectedError,
+    TransientPublishError,
+)
 from pipeline.publish.service import PublishService, fit_run_media
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
@@ -344,6 +349,36 @@ async def test_a_feed_answer_over_the_cap_is_not_read(
             await publisher.find_post("fox_bsky", "hello", datetime.now(UTC))
     finally:
         await publisher.aclose()
+
+
+@pytest.mark.parametrize(
+    ("files", "said"),
+    [
+        ([("a.mp4", MediaKind.VIDEO, 10)], "videos are not posted to Bluesky yet; post images"),
+        ([("a.jpg", MediaKind.IMAGE, 10)] * 5, "Bluesky takes at most 4 images"),
+        ([("a.jpg", MediaKind.IMAGE, 1_000_001)], "an image is over Bluesky's 1000000 bytes"),
+    ],
+    ids=["video", "five-images", "image-over-the-blob-limit"],
+)
+async def test_media_bluesky_would_refuse_fails_before_anything_is_sent(
+    files: list[tuple[str, MediaKind, int]],
+    said: str,
+    fake: FakeBluesky,
+    publishers: Callable[..., BlueskyPublisher],
+    tmp_path: Path,
+) -> None:
+    """A video, a fifth image or an image over 1,000,000 bytes is refused with a reason."""
+    media = []
+    for name, kind, size in files:
+        path = tmp_path / name
+        path.write_bytes(b"\0" * size)
+        media.append(OutgoingMedia(path, kind, "image/jpeg", ALT))
+
+    with pytest.raises(ContentRejectedError) as caught:
+        await publishers().post("fox_bsky", media, "hello")
+
+    assert caught.value.platform_message == said
+    assert "com.atproto.repo.createRecord" not in fake.calls
 
 
 def test_check_names_a_missing_app_password_at_the_bluesky_line(
