@@ -108,6 +108,7 @@ social_media:
   platforms:
     instagram: {{enabled: true, credentials: {key}_ig}}
     twitter: {{enabled: true, credentials: {key}_x}}
+    bluesky: {{enabled: true, credentials: {key}_bsky}}
 additional_params:
   general: {{images_per_description: 1, images_per_input: 1, denoise: 0.5}}
   strategies:

@@ -1,9 +1,10 @@
 """Captions per platform: the model writes a text and hashtags; we merge them with the
 character's default hashtags (deduplicated, ignoring case), put the platform prefix first, and
 fit the whole to the platform: Instagram 2,200 characters and 30 hashtags, X 280 weighted
-characters as twitter-text counts them, in both cases over the whole caption (hashtags written
-in the text count too). Text is shortened at sentence or word boundaries (CJK at character
-boundaries), never inside a word, URL or hashtag; hashtags go from the end.
+characters as twitter-text counts them, Bluesky 300 graphemes, in each case over the whole
+caption (hashtags written in the text count too). Text is shortened at sentence or word
+boundaries (CJK at character boundaries), never inside a word, URL or hashtag; hashtags go
+from the end.
 
 An answer that cannot be read is asked for again, then fails as ModelError: a caption is never
 the raw answer. Fitting is linear in the answer's size (the text is first cut to what could
@@ -49,6 +50,29 @@ def weighted_length(text: str) -> int:
     return int(parse_tweet(text).weightedLength)
 
 
+def graphemes(text: str) -> int:
+    """How many user-perceived characters `text` holds (extended grapheme clusters, UAX #29,
+    by the `regex` module's `\\X`): a flag, a family emoji or an accented letter is one."""
+    import regex  # imported on first use, like X's counter
+
+    return sum(1 for _ in regex.finditer(r"\X", text))
+
+
+#: Bluesky's post text: at most 300 graphemes and 3,000 UTF-8 bytes (app.bsky.feed.post's
+#: lexicon: maxGraphemes 300, maxLength 3000)
+BLUESKY_GRAPHEMES = 300
+BLUESKY_BYTES = 3000
+
+
+def bluesky_length(text: str) -> int:
+    """Bluesky's length of `text` in graphemes; a text over the 3,000-byte cap counts as over
+    the 300 graphemes however few it has (no real caption gets there)."""
+    count = graphemes(text)
+    if len(text.encode("utf-8")) > BLUESKY_BYTES:
+        return max(count, BLUESKY_GRAPHEMES + 1)
+    return count
+
+
 @dataclass(frozen=True)
 class PlatformLimits:
     """How long a caption may be on a platform, and how it is counted."""
@@ -69,6 +93,11 @@ LIMITS: dict[Platform, PlatformLimits] = {
     # characters weigh 1 or 2, a URL 23 and an emoji sequence 2 however many code points it
     # takes (a family emoji is 7): four characters a unit leaves room for any real caption.
     Platform.TWITTER: PlatformLimits(280, 280, weighted_length, 80, 4 * 280),
+    # Bluesky: 300 graphemes (and 3,000 bytes, which ten bytes a grapheme reaches: the text
+    # read is cut there); no hashtag cap, so as many as the length takes.
+    Platform.BLUESKY: PlatformLimits(
+        BLUESKY_GRAPHEMES, BLUESKY_GRAPHEMES, bluesky_length, 80, BLUESKY_BYTES
+    ),
 }
 
 CAPTION_SCHEMA: JsonSchema = {
@@ -91,6 +120,10 @@ _GUIDE = {
     Platform.TWITTER: (
         "Write a post for X from the character's own account: one or two lively sentences, "
         "under 180 characters, at most one emoji. Then up to 3 relevant hashtags."
+    ),
+    Platform.BLUESKY: (
+        "Write a post for Bluesky from the character's own account: one to three friendly "
+        "sentences, under 220 characters, at most one emoji. Then up to 3 relevant hashtags."
     ),
 }
 
@@ -338,7 +371,11 @@ def fit_caption(text: str, hashtags: Sequence[str], *, platform: Platform, prefi
 # ---------------------------------------------------------------------------- checking
 
 #: the platforms as people name them
-_PLATFORM_NAMES = {Platform.INSTAGRAM: "Instagram", Platform.TWITTER: "X"}
+_PLATFORM_NAMES = {
+    Platform.INSTAGRAM: "Instagram",
+    Platform.TWITTER: "X",
+    Platform.BLUESKY: "Bluesky",
+}
 
 
 def compose_caption(prefix: str, caption: str) -> str:
@@ -363,7 +400,7 @@ def caption_problems(platform: Platform, caption: str) -> list[str]:
     problems = []
     length = limits.count(caption)
     if length > limits.max_length:
-        what = "post" if platform is Platform.TWITTER else "caption"
+        what = "caption" if platform is Platform.INSTAGRAM else "post"
         problems.append(f"the {what} is {length} of {name}'s {limits.max_length} characters")
     tags = count_hashtags(caption)
     if tags > limits.max_hashtags:

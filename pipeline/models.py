@@ -36,6 +36,7 @@ def new_run_id() -> str:
 class Platform(StrEnum):
     INSTAGRAM = "instagram"
     TWITTER = "twitter"
+    BLUESKY = "bluesky"
 
 
 class RunState(StrEnum):

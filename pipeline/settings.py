@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     x_chunk_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=5 * 1024 * 1024)
     x_timeout_seconds: float = Field(default=60.0, gt=0)
     x_processing_timeout_seconds: float = Field(default=600.0, gt=0)
+    # -- Bluesky: the service (PDS or entryway) of every call (tests move it to the fake), and
+    #    the deadline of each call (a session, an image upload, the post, a feed page)
+    bluesky_service_url: str = "https://bsky.social"
+    bluesky_timeout_seconds: float = Field(default=60.0, gt=0)
 
     # ------------------------------------------------------------ language models (issue 4)
     # docs/settings-llm.md describes each one.

@@ -229,7 +229,9 @@ CONCRETE = {
     "pipeline/publish/": {
         "pipeline.publish.instagram",
         "pipeline.publish.twitter",
+        "pipeline.publish.bluesky",
         "pipeline.publish.InstagramPublisher",
+        "pipeline.publish.BlueskyPublisher",
         "pipeline.publish.TwitterPublisher",
         "pipeline.publish.build_publish_service",
     },

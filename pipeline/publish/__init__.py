@@ -26,6 +26,7 @@ def build_publishers(
 ) -> dict[Platform, Publisher]:
     """One Publisher per platform, configured from settings; credentials are read per account
     when it first posts (so a missing one fails that post, not the start)."""
+    from pipeline.publish.bluesky import BlueskyPublisher
     from pipeline.publish.instagram import InstagramPublisher
     from pipeline.publish.twitter import TwitterPublisher
 
@@ -44,6 +45,11 @@ def build_publishers(
             chunk_bytes=settings.x_chunk_bytes,
             timeout=settings.x_timeout_seconds,
             processing_timeout=settings.x_processing_timeout_seconds,
+        ),
+        Platform.BLUESKY: BlueskyPublisher(
+            creds.bluesky,
+            service_url=settings.bluesky_service_url,
+            timeout=settings.bluesky_timeout_seconds,
         ),
     }
 

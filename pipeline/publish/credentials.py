@@ -28,8 +28,14 @@ from pipeline.settings import Settings
 REQUIRED_KEYS = {
     Platform.INSTAGRAM: ("username", "password"),
     Platform.TWITTER: ("api_key", "api_secret", "access_token", "access_secret"),
+    Platform.BLUESKY: ("handle", "app_password"),
 }
-OPTIONAL_KEYS = {Platform.INSTAGRAM: ("totp_secret",), Platform.TWITTER: ()}
+OPTIONAL_KEYS = {
+    # proxy: instagrapi's set_proxy URL, which may carry a password (the reference's IG_PROXY)
+    Platform.INSTAGRAM: ("totp_secret", "proxy"),
+    Platform.TWITTER: (),
+    Platform.BLUESKY: (),
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,9 @@ class InstagramCredentials:
     password: SecretStr
     #: the base32 seed of the account's authenticator app, for two-factor login
     totp_secret: SecretStr | None = None
+    #: the account's own proxy (`http://user:pass@host:port`, socks5://...), for instagrapi's
+    #: set_proxy; a secret, since it may hold a password
+    proxy: SecretStr | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,15 @@ class TwitterCredentials:
     api_secret: SecretStr
     access_token: SecretStr
     access_secret: SecretStr
+
+
+@dataclass(frozen=True)
+class BlueskyCredentials:
+    """The account's handle (or e-mail) and an app password (Settings > App passwords), never
+    the account's main password."""
+
+    handle: str
+    app_password: SecretStr
 
 
 def env_prefix(name: str) -> str:
@@ -122,6 +140,7 @@ class CredentialStore:
             username=found["username"],
             password=SecretStr(found["password"]),
             totp_secret=SecretStr(totp.replace(" ", "")) if totp else None,
+            proxy=SecretStr(found["proxy"]) if found.get("proxy") else None,
         )
 
     def twitter(self, name: str) -> TwitterCredentials:
@@ -133,6 +152,14 @@ class CredentialStore:
             api_secret=SecretStr(found["api_secret"]),
             access_token=SecretStr(found["access_token"]),
             access_secret=SecretStr(found["access_secret"]),
+        )
+
+    def bluesky(self, name: str) -> BlueskyCredentials:
+        found, problems = self._lookup(name, Platform.BLUESKY)
+        if problems:
+            raise ConfigError(f"Bluesky credentials {name!r}: " + "; ".join(problems))
+        return BlueskyCredentials(
+            handle=found["handle"].lstrip("@"), app_password=SecretStr(found["app_password"])
         )
 
 

@@ -266,6 +266,10 @@ class InstagramPublisher:
         else:
             log.info("instagram account %s has no saved session: logging in", account)
         client.request_timeout = self._request_delay  # after loading: the file holds one too
+        if creds.proxy is not None:
+            # the account's own proxy (NAME_PROXY), for both sessions; never logged: the URL
+            # may carry a password
+            client.set_proxy(creds.proxy.get_secret_value())
         code = ""
         if creds.totp_secret is not None:
             code = client.totp_generate_code(creds.totp_secret.get_secret_value())

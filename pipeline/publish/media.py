@@ -123,8 +123,40 @@ TWITTER_VIDEO = VideoLimits(
     gif_max_size=(1280, 1080),
 )
 
-IMAGE_LIMITS = {Platform.INSTAGRAM: INSTAGRAM_IMAGE, Platform.TWITTER: TWITTER_IMAGE}
-VIDEO_LIMITS = {Platform.INSTAGRAM: INSTAGRAM_VIDEO, Platform.TWITTER: TWITTER_VIDEO}
+# Bluesky: each image a blob of at most 1,000,000 bytes (app.bsky.embed.images, maxSize), any
+# aspect ratio; the app shows them at most 2000 px on a side, so nothing larger is sent. JPEG
+# only: a PNG that size rarely gets under the byte cap without shrinking a lot.
+BLUESKY_IMAGE = ImageLimits(
+    min_aspect=None,
+    max_aspect=None,
+    max_width=2000,
+    max_height=2000,
+    max_bytes=1000 * 1000,
+    keep_alpha_as_png=False,
+)
+# Bluesky video (app.bsky.embed.video): MP4 up to 3 minutes and 100 MB. Fitted so the
+# reviewer sees it, but not posted yet: the publisher posts images only (see bluesky.py).
+BLUESKY_VIDEO = VideoLimits(
+    min_seconds=0.5,
+    max_seconds=180.0,
+    frame=None,
+    min_aspect=1 / 3,
+    max_aspect=3.0,
+    max_landscape=(1920, 1080),
+    max_portrait=(1080, 1920),
+    max_bytes=100 * 1000 * 1000,
+)
+
+IMAGE_LIMITS = {
+    Platform.INSTAGRAM: INSTAGRAM_IMAGE,
+    Platform.TWITTER: TWITTER_IMAGE,
+    Platform.BLUESKY: BLUESKY_IMAGE,
+}
+VIDEO_LIMITS = {
+    Platform.INSTAGRAM: INSTAGRAM_VIDEO,
+    Platform.TWITTER: TWITTER_VIDEO,
+    Platform.BLUESKY: BLUESKY_VIDEO,
+}
 
 #: letterbox colour for "pad" (white, as Instagram's own app pads)
 PAD_RGB = (255, 255, 255)

@@ -34,13 +34,21 @@ IG_ENV = {
     "FOX_IG_PASSWORD": "pw-SECRET-123",
     "FOX_IG_TOTP_SECRET": "JBSWY3DPEHPK3PXP",
 }
-SECRETS = ("cs-SECRET-consumer", "as-SECRET-access", "pw-SECRET-123", "JBSWY3DPEHPK3PXP")
+BSKY_ENV = {"FOX_BSKY_HANDLE": "fox.bsky.social", "FOX_BSKY_APP_PASSWORD": "abcd-efgh-ijkl-mnop"}
+SECRETS = (
+    "cs-SECRET-consumer",
+    "as-SECRET-access",
+    "pw-SECRET-123",
+    "JBSWY3DPEHPK3PXP",
+    "abcd-efgh-ijkl-mnop",
+)
 
 
 def character_yaml(
     *,
     instagram: bool = False,
     twitter: bool = False,
+    bluesky: bool = False,
     budget: dict[str, int] | None = None,
     prefix: str = "",
     fit: str = "pad",
@@ -54,6 +62,8 @@ def character_yaml(
         f"    instagram: {{enabled: {str(instagram).lower()}, credentials: fox_ig,"
         f" prefix: '{prefix}', fit: {fit}}}\n"
         f"    twitter: {{enabled: {str(twitter).lower()}, credentials: fox_x,"
+        f" prefix: '{prefix}'}}\n"
+        f"    bluesky: {{enabled: {str(bluesky).lower()}, credentials: fox_bsky,"
         f" prefix: '{prefix}'}}\n"
         "schedule:\n  timezone: UTC\n"
         + (f"  daily_budget:\n{budget_lines}" if budget_lines else "")
