@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import responses
+from instagrapi import Client
 from PIL import Image, PngImagePlugin
 
 from pipeline.characters import Character, Characters
@@ -20,7 +21,7 @@ from pipeline.publish import PublishService, build_publish_service
 from pipeline.publish.credentials import CredentialStore, session_path
 from pipeline.publish.instagram import InstagramPublisher
 from pipeline.settings import Settings
-from tests.fakes.instagram import TRANSPORT, FakeInstagram, instant_instagrapi
+from tests.fakes.instagram import TRANSPORT, USER_ID, FakeInstagram, instant_instagrapi
 from tests.fakes.x import FakeX
 
 X_ENV = {
@@ -208,6 +209,21 @@ def fake_ig() -> Iterator[FakeInstagram]:
         fake.install(private)
         fake.install_public(public)
         yield fake
+
+
+@pytest.fixture
+def saved_session(settings: Settings) -> Path:
+    """A session file as a first login leaves it (made by instagrapi itself)."""
+    client = Client()
+    client.authorization_data = {
+        "ds_user_id": str(USER_ID),
+        "sessionid": f"{USER_ID}%3AsessionSECRET%3A1",
+        "should_use_header_over_cookies": True,
+    }
+    path = session_path(settings, Platform.INSTAGRAM, "fox_ig")
+    path.parent.mkdir(parents=True)
+    client.dump_settings(path)
+    return path
 
 
 @pytest.fixture

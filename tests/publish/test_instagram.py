@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 import responses
-from instagrapi import Client
 from PIL import Image
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostRecord, PostState, Run
-from pipeline.publish.credentials import session_path
 from pipeline.publish.service import PublishService
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
@@ -42,21 +40,6 @@ def fake_ig() -> Iterator[FakeInstagram]:
     with responses.RequestsMock(assert_all_requests_are_fired=False, target=TRANSPORT) as mock:
         fake.install(mock)
         yield fake
-
-
-@pytest.fixture
-def saved_session(settings: Settings) -> Path:
-    """A session file as a first login leaves it (made by instagrapi itself)."""
-    client = Client()
-    client.authorization_data = {
-        "ds_user_id": str(USER_ID),
-        "sessionid": f"{USER_ID}%3AsessionSECRET%3A1",
-        "should_use_header_over_cookies": True,
-    }
-    path = session_path(settings, Platform.INSTAGRAM, "fox_ig")
-    path.parent.mkdir(parents=True)
-    client.dump_settings(path)
-    return path
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import requests
 import responses
-from instagrapi import Client
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostState
@@ -37,20 +36,6 @@ def fake_ig() -> Iterator[FakeInstagram]:
 
 
 @pytest.fixture
-def logged_in(settings: Settings) -> None:
-    """A session file as a first login leaves it (made by instagrapi itself)."""
-    client = Client()
-    client.authorization_data = {
-        "ds_user_id": str(USER_ID),
-        "sessionid": f"{USER_ID}%3AsessionSECRET%3A1",
-        "should_use_header_over_cookies": True,
-    }
-    path = session_path(settings, Platform.INSTAGRAM, "fox_ig")
-    path.parent.mkdir(parents=True)
-    client.dump_settings(path)
-
-
-@pytest.fixture
 def service(settings: Settings, store: SqlStore, notifier: RecordingNotifier) -> PublishService:
     publisher = InstagramPublisher(
         CredentialStore(settings, IG_ENV).instagram,
@@ -71,7 +56,7 @@ def service(settings: Settings, store: SqlStore, notifier: RecordingNotifier) ->
     return built
 
 
-@pytest.mark.usefixtures("logged_in")
+@pytest.mark.usefixtures("saved_session")
 async def test_post_made_then_silence_is_found_on_the_feed(
     fake_ig: FakeInstagram,
     service: PublishService,
@@ -95,7 +80,7 @@ async def test_post_made_then_silence_is_found_on_the_feed(
     assert len(fake_ig.configures) == 1
 
 
-@pytest.mark.usefixtures("logged_in")
+@pytest.mark.usefixtures("saved_session")
 async def test_a_silent_upload_is_tried_again(
     fake_ig: FakeInstagram,
     service: PublishService,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import responses
-from instagrapi import Client
 
 from pipeline.characters import Character
 from pipeline.models import Platform, PostState
@@ -18,7 +17,7 @@ from pipeline.publish.credentials import CredentialStore, session_path
 from pipeline.publish.instagram import InstagramPublisher
 from pipeline.settings import Settings
 from pipeline.store import SqlStore
-from tests.fakes.instagram import TRANSPORT, USER_ID, FakeInstagram
+from tests.fakes.instagram import TRANSPORT, FakeInstagram
 from tests.publish.conftest import IG_ENV, RecordingNotifier, approved_run, comfy_png
 
 PROXY = "http://proxyuser:proxy-SECRET-pass@10.9.8.7:3128"
@@ -29,21 +28,6 @@ def mock() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False, target=TRANSPORT) as mock:
         FakeInstagram().install(mock)
         yield mock
-
-
-@pytest.fixture
-def saved_session(settings: Settings) -> Path:
-    """A session file as a first login leaves it (made by instagrapi itself)."""
-    client = Client()
-    client.authorization_data = {
-        "ds_user_id": str(USER_ID),
-        "sessionid": f"{USER_ID}%3AsessionSECRET%3A1",
-        "should_use_header_over_cookies": True,
-    }
-    path = session_path(settings, Platform.INSTAGRAM, "fox_ig")
-    path.parent.mkdir(parents=True)
-    client.dump_settings(path)
-    return path
 
 
 @pytest.mark.parametrize(
