@@ -786,6 +786,10 @@ class FakeComfyUI:
         self.port = port
         self._input_files = list(input_files)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        #: render threads started and not yet ended: a stop waits for them before it removes
+        #: the folders they write into (a cancelled job's thread runs on to its end)
+        self._renders = 0
+        self._renders_done = threading.Condition()
         self._runner: web.AppRunner | None = None
         self._worker: asyncio.Task[None] | None = None
         self._sockets: dict[str, web.WebSocketResponse] = {}
@@ -841,6 +845,7 @@ class FakeComfyUI:
                 await self._worker
             self._worker = None
         await self._unserve()
+        await asyncio.to_thread(self._wait_for_renders)
         if self._tmp is not None:
             await asyncio.to_thread(self._tmp.cleanup)
             self._tmp = None
@@ -1322,7 +1327,7 @@ class FakeComfyUI:
         duration = self.job_seconds
         start = loop.time()
         tick = 0
-        files = asyncio.create_task(asyncio.to_thread(self._render, fresh))
+        files = self._start_render(fresh)
         executed: list[str] = []
         try:
             for node_id in order:
@@ -1518,6 +1523,43 @@ class FakeComfyUI:
         key = (subfolder, prefix)
         self._counters[key] = self._counters.get(key, 0) + 1
         return template.format(prefix=prefix, n=self._counters[key])
+
+    def _start_render(self, item: _Item) -> asyncio.Task[dict[str, JSON] | str]:
+        """`_render` in a thread, counted from now until its thread ends, or until its task
+        ends when the thread never started (the job was cancelled first)."""
+        state = {"started": False, "dropped": False}
+        with self._renders_done:
+            self._renders += 1
+
+        def done() -> None:
+            with self._renders_done:
+                self._renders -= 1
+                self._renders_done.notify_all()
+
+        def run() -> dict[str, JSON] | str:
+            with self._renders_done:
+                if state["dropped"]:
+                    return "dropped"
+                state["started"] = True
+            try:
+                return self._render(item)
+            finally:
+                done()
+
+        def never_started(_: object) -> None:
+            with self._renders_done:
+                if state["started"]:
+                    return
+                state["dropped"] = True
+            done()
+
+        task = asyncio.create_task(asyncio.to_thread(run))
+        task.add_done_callback(never_started)
+        return task
+
+    def _wait_for_renders(self, timeout: float = 30.0) -> None:
+        with self._renders_done:
+            self._renders_done.wait_for(lambda: self._renders == 0, timeout)
 
     def _render(self, item: _Item) -> dict[str, JSON] | str:
         """Write every output node's files; their `executed` outputs by node id (or an error)."""
