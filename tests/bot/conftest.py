@@ -82,6 +82,44 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
     await store.close()
 
 
+def scripted_services(
+    settings: Settings,
+    store: Store,
+    session: aiohttp.ClientSession,
+    root: Path,
+    *,
+    made: list[ScriptedExecute] | None = None,
+    script: Script | None = None,
+    owner: Owner | None = None,
+    clock: WallClock = utcnow,
+    library: TemplateLibrary | None = None,
+) -> Callable[[MediaBot], Services]:
+    """The bot's real Services around a scripted pipeline (runs' folders under `root`), as
+    the bot's constructor takes them; each ScriptedExecute made is added to `made`."""
+    templates = library if library is not None else TemplateLibrary.load()
+
+    def execute_factory(reviewer: Reviewer, notifier: Notifier) -> Execute:
+        execute = ScriptedExecute(store, reviewer, notifier, root=root, script=script)
+        if made is not None:
+            made.append(execute)
+        return execute
+
+    def services(bot: MediaBot) -> Services:
+        return build_services(
+            bot,
+            settings=settings,
+            store=store,
+            session=session,
+            characters=Characters(settings.characters_dir, templates),
+            strategy_names=STRATEGIES,
+            execute_factory=execute_factory,
+            lease_owner=owner,
+            clock=clock,
+        )
+
+    return services
+
+
 @pytest.fixture
 async def start_bot(
     fake: fd.FakeDiscord, sqlite_store: SqlStore, tmp_path: Path
@@ -104,28 +142,17 @@ async def start_bot(
             expire."""
             settings = bot_settings(fake, tmp_path / "data", **overrides)
             made: list[ScriptedExecute] = []
-            use_store = store if store is not None else sqlite_store
-
-            def execute_factory(reviewer: Reviewer, notifier: Notifier) -> Execute:
-                execute = ScriptedExecute(
-                    use_store, reviewer, notifier, root=tmp_path / "runs", script=script
-                )
-                made.append(execute)
-                return execute
-
-            def services(bot: MediaBot) -> Services:
-                return build_services(
-                    bot,
-                    settings=settings,
-                    store=use_store,
-                    session=session,
-                    characters=Characters(settings.characters_dir, library),
-                    strategy_names=STRATEGIES,
-                    execute_factory=execute_factory,
-                    lease_owner=owner,
-                    clock=clock,
-                )
-
+            services = scripted_services(
+                settings,
+                store if store is not None else sqlite_store,
+                session,
+                tmp_path / "runs",
+                made=made,
+                script=script,
+                owner=owner,
+                clock=clock,
+                library=library,
+            )
             bot = MediaBot(settings=settings, services_factory=services, guild_ready_timeout=0.1)
             task = asyncio.create_task(bot.start("fake-token"), name="bot-under-test")
             under_test = BotUnderTest(fake, bot, bot.services, made[0], task)

@@ -19,16 +19,10 @@ import aiohttp
 import pytest
 
 from bot.app import REFUSED_LOGIN, MediaBot, serve_with_retries
-from bot.services import Services, build_services
-from pipeline.characters import Characters
 from pipeline.errors import ConfigError
 from pipeline.logs import ShortReconnects
-from pipeline.ports import Notifier, Reviewer
-from pipeline.prompts.library import TemplateLibrary
-from pipeline.runner import Execute
 from pipeline.store import SqlStore
-from tests.bot.conftest import PROJECT, STRATEGIES, bot_settings
-from tests.doubles import ScriptedExecute
+from tests.bot.conftest import PROJECT, bot_settings, scripted_services
 from tests.fakes import discord as fd
 from tests.fakes.llm_server import dead_url
 
@@ -42,21 +36,7 @@ async def bots(sqlite_store: SqlStore, tmp_path: Path) -> AsyncIterator[MakeBot]
 
         def maker(fake: fd.FakeDiscord, **overrides: Any) -> Callable[[], MediaBot]:
             settings = bot_settings(fake, tmp_path / "data", **overrides)
-
-            def execute_factory(reviewer: Reviewer, notifier: Notifier) -> Execute:
-                return ScriptedExecute(sqlite_store, reviewer, notifier, root=tmp_path / "runs")
-
-            def services(bot: MediaBot) -> Services:
-                return build_services(
-                    bot,
-                    settings=settings,
-                    store=sqlite_store,
-                    session=session,
-                    characters=Characters(settings.characters_dir, TemplateLibrary.load()),
-                    strategy_names=STRATEGIES,
-                    execute_factory=execute_factory,
-                )
-
+            services = scripted_services(settings, sqlite_store, session, tmp_path / "runs")
             return lambda: MediaBot(
                 settings=settings, services_factory=services, guild_ready_timeout=0.1
             )
