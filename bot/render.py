@@ -14,7 +14,14 @@ from datetime import datetime
 import discord
 
 from bot.access import SCHEDULE_REQUESTER
-from pipeline.models import MediaItem, PostRecord, PostState, Run, RunState
+from pipeline.models import (
+    MediaItem,
+    PostRecord,
+    PostState,
+    Run,
+    RunState,
+    retry_changes_nothing,
+)
 from pipeline.ports import REVIEW_STEP, Progress
 
 #: Discord's limits (https://discord.com/developers/docs/resources/message#create-message)
@@ -171,12 +178,6 @@ def failure_lines(run: Run, posts: Sequence[PostRecord] = ()) -> list[str]:
     return [*lines, f"`/retry {run.id}` resumes it."]
 
 
-def retry_acts_on(posts: Sequence[PostRecord]) -> bool:
-    """Whether a retry of a run failed at publishing would try any of these posts: a failed
-    one is posted again, one left `posting` by a crash is looked for on the account."""
-    return any(post.state in (PostState.FAILED, PostState.POSTING) for post in posts)
-
-
 def problem_lines(posts: Sequence[PostRecord]) -> list[str]:
     """`• twitter: failed · <its reason>` for each post that is not online."""
     return [
@@ -228,13 +229,9 @@ def publish_next(run_id: str, posts: Sequence[PostRecord]) -> str:
 
 
 def nothing_to_retry(run: Run, posts: Sequence[PostRecord]) -> str | None:
-    """Why `/retry` of this run would change nothing (its posts that are not online are all
-    uncertain: none is ever posted again by itself), or None when a retry does something."""
-    failure = run.failure
-    if run.state is not RunState.FAILED or failure is None or failure.doing != "publish":
-        return None
-    uncertain = [post for post in posts if post.state is PostState.UNCERTAIN]
-    if not uncertain or retry_acts_on(posts):
+    """Why `/retry` of this run would change nothing (`retry_changes_nothing`), or None when
+    a retry does something."""
+    if not retry_changes_nothing(run, posts):
         return None
     return f"Run {run.id} failed at publishing. {publish_next(run.id, posts)}"
 

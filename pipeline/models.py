@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -418,3 +419,21 @@ def refuse_if_pruned(run: Run) -> None:
     sentence = pruned_sentence(run)
     if sentence is not None:
         raise RunError(sentence)
+
+
+# ------------------------------------------------------- retrying a run failed at publishing
+def retry_acts_on(posts: Sequence[PostRecord]) -> bool:
+    """Whether a retry of a run failed at publishing would try any of these posts: a failed
+    one is posted again, one left `posting` by a crash is looked for on the account."""
+    return any(post.state in (PostState.FAILED, PostState.POSTING) for post in posts)
+
+
+def retry_changes_nothing(run: Run, posts: Sequence[PostRecord]) -> bool:
+    """Whether retrying (resuming) `run` would change nothing: it failed at publishing and its
+    posts that are not online are all uncertain, which are never posted again by themselves
+    (a person settles each one first). Both `/retry` and `resume` refuse such a run."""
+    failure = run.failure
+    if run.state is not RunState.FAILED or failure is None or failure.doing != "publish":
+        return False
+    uncertain = any(post.state is PostState.UNCERTAIN for post in posts)
+    return uncertain and not retry_acts_on(posts)

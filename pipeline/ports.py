@@ -144,8 +144,9 @@ class LeaseStore(Protocol):
         ...
 
 
-class RunnerStore(RunStore, LeaseStore, Protocol):
-    """What the Runner needs: the runs and their leases."""
+class RunnerStore(RunStore, PostStore, LeaseStore, Protocol):
+    """What the Runner needs: the runs, their posts (a resume that would change nothing is
+    refused) and their leases."""
 
 
 class Store(RunStore, PostStore, SlotStore, CatalogStore, LeaseStore, Protocol):

@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from pipeline.errors import RunError, StoreError
 from pipeline.lease import Leases, Owner, WallClock, describe, this_process
 from pipeline.logs import run_context
-from pipeline.models import Job, Run, RunFailure, RunState, refuse_if_pruned, utcnow
+from pipeline.models import (
+    Job,
+    PostState,
+    Run,
+    RunFailure,
+    RunState,
+    refuse_if_pruned,
+    retry_changes_nothing,
+    utcnow,
+)
 from pipeline.ports import Lease, Progress, ProgressSink, RunnerStore
 
 log = logging.getLogger(__name__)
@@ -162,6 +171,17 @@ class Runner:
             if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED}:
                 raise RunError(f"run {run_id} is {run.state.value}; there is nothing to resume")
             refuse_if_pruned(run)
+            if run.state is RunState.FAILED and retry_changes_nothing(
+                run, posts := await self._store.posts_for_run(run_id)
+            ):
+                uncertain = [p.platform.value for p in posts if p.state is PostState.UNCERTAIN]
+                which = f"{', '.join(uncertain)} post" + (" is" if len(uncertain) == 1 else "s are")
+                raise RunError(
+                    f"run {run_id} failed at publishing and its {which} uncertain: it may be "
+                    "online already and is never posted again by itself, so there is nothing to "
+                    'resume; look at the account and settle it (README, "Paused accounts and '
+                    'uncertain posts")'
+                )
             return run
 
         queued = await self._queue_under_lease(run_id, reload, sink)
