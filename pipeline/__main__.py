@@ -306,7 +306,7 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
 def _exit_code(run: Run) -> int:
     """A run's end as an exit code: done, a failure of bad input (or a review left for a
     terminal that is not there), or a service's failure."""
-    if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.APPROVED}:
+    if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.APPROVED, RunState.QUEUED}:
         return EXIT_OK
     if run.state is RunState.AWAITING_REVIEW:
         return EXIT_BAD_INPUT
