@@ -127,7 +127,8 @@ def test_dst_change_moves_the_utc_hour() -> None:
 def test_many_taken_slots_are_walked_past_in_order() -> None:
     """A year's queue of one account fills slot after slot; never one closer than the gap."""
     slots = rule(times=["09:00", "13:00", "19:00"], min_gap_minutes=300)
-    now, taken = at("2026-01-01 00:00"), []
+    now = at("2026-01-01 00:00")
+    taken: list[datetime] = []
     for _ in range(200):
         taken.append(next_slot(slots, BERLIN, now, taken))
     ordered = sorted(taken)
