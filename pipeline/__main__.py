@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from comfy import ComfyError, Workflow
 from pipeline import logs
+from pipeline.cli_queue import COMMANDS as QUEUE_COMMANDS
+from pipeline.cli_queue import add_queue_commands, cmd_queue
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
@@ -276,6 +278,8 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
         print(f"  {run.failure.describe()}")
     if (pruned := pruned_sentence(run)) is not None:
         print(f"  pruned: {pruned}")
+    for platform, due in run.queued.items():
+        print(f"  {platform}: queued for {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
     if run.choices is not None:
         c = run.choices
         print(
@@ -691,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="list what would go; remove nothing")
     add_publishing_commands(sub)
+    add_queue_commands(sub)
     return parser
 
 
@@ -756,6 +761,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return cmd_accounts(settings, args)
     if args.command == "prune":
         return asyncio.run(cmd_prune(settings, args))
+    if args.command in QUEUE_COMMANDS:
+        return asyncio.run(cmd_queue(settings, args))
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -22,6 +22,7 @@ from pipeline.characters import Characters
 from pipeline.models import Job, Platform, Run
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.publish import AttentionBoard, PublishService, fit_run_media
+from pipeline.publish.queue import PublishQueue
 from pipeline.run import Describer, Pipeline, PromptWriter, run_folder
 from pipeline.store import SqlStore
 from pipeline.vision import VisionScorer
@@ -38,6 +39,7 @@ from tests.doubles import (
     StaticPrompts,
 )
 from tests.fakes.comfyui import FakeComfyUI
+from tests.leases import FakeClock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,6 +127,11 @@ class World:
         self.notifier = RecordingNotifier()
         self.publishers = {p: RecordingPublisher(p) for p in Platform}
         publish = PublishService(store, self.publishers, AttentionBoard(project / "attention"))
+        #: the time the publish queue sees (tests move it on to a slot)
+        self.clock = FakeClock()
+        self.queue = PublishQueue(
+            publish, store, self.characters, notifier=self.notifier, owner="world", clock=self.clock
+        )
         self.store = store
         self.pipeline = Pipeline(
             store=store,
@@ -137,7 +144,7 @@ class World:
             captions=StaticCaptions(),
             reviewer=self.reviewer,
             notifier=self.notifier,
-            publisher=publish,
+            publisher=self.queue,
             fit_media=fit_run_media,
         )
 
