@@ -570,6 +570,17 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.state is PostState.POSTED for r in records) else EXIT_SERVICE
 
 
+async def cmd_queue_over_store(settings: Settings, args: argparse.Namespace) -> int:
+    """`queue`, `publish-due`, `publish-now`, `unqueue` (`pipeline.cli_queue`) over the store."""
+    url = settings.database_url.get_secret_value()
+    async with open_store(url, sqlite_path=settings.database_path) as store:
+        from pipeline.console import LogNotifier
+        from pipeline.wiring import publishing_for  # imports every client: after the arguments
+
+        queue = publishing_for(settings, store, notifier=LogNotifier(sys.stderr)).queue
+        return await cmd_queue(queue, args)
+
+
 # ---------------------------------------------------------------------------- prune
 
 
@@ -762,7 +773,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "prune":
         return asyncio.run(cmd_prune(settings, args))
     if args.command in QUEUE_COMMANDS:
-        return asyncio.run(cmd_queue(settings, args))
+        return asyncio.run(cmd_queue_over_store(settings, args))
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING
 
 from pipeline.failures import EXIT_OK, EXIT_SERVICE
 from pipeline.models import PostRecord, PostState
-from pipeline.store import open_store
 
 if TYPE_CHECKING:
-    from pipeline.settings import Settings
+    from pipeline.publish.queue import PublishQueue
     from pipeline.slots import QueuedPost
 
 COMMANDS = frozenset({"queue", "publish-due", "publish-now", "unqueue"})
@@ -57,43 +56,37 @@ def _record_line(record: PostRecord) -> str:
     )
 
 
-async def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.console import LogNotifier
-    from pipeline.wiring import publishing_for  # imports every client: after the arguments
-
-    url = settings.database_url.get_secret_value()
-    async with open_store(url, sqlite_path=settings.database_path) as store:
-        queue = publishing_for(settings, store, notifier=LogNotifier(sys.stderr)).queue
-        if args.command == "queue":
-            entries = await queue.pending()
-            for line in queue_lines(entries):
-                print(line)
-            print(f"{len(entries)} post(s) queued")
-            return EXIT_OK
-        if args.command == "publish-due":
-            records = await queue.publish_due()
-            for record in records:
-                print(_record_line(record).rstrip())
-            print(f"{len(records)} due post(s) handled")
-            return EXIT_OK if all(r.state is PostState.POSTED for r in records) else EXIT_SERVICE
-        if args.command == "publish-now":
-            outcome = await queue.publish_now(args.run_id)
-            for record in outcome.posts:
-                print(_record_line(record).rstrip())
-            for platform in outcome.busy:
-                print(f"{platform.value}: another process is posting it now", file=sys.stderr)
-            print(f"run {outcome.run.id}: {outcome.run.state.value}")
-            done = all(r.state is PostState.POSTED for r in outcome.posts)
-            return EXIT_OK if done else EXIT_SERVICE
-        outcome = await queue.unqueue(args.run_id, TERMINAL)
-        for platform in outcome.busy:
-            print(f"{platform.value}: already being posted; it goes out", file=sys.stderr)
-        print(
-            f"run {outcome.run.id} is off the publish queue; its waiting posts do not go out."
-            f" `python -m pipeline resume {outcome.run.id}` queues it again,"
-            f" `python -m pipeline publish-now {outcome.run.id}` posts it now"
-        )
+async def cmd_queue(queue: PublishQueue, args: argparse.Namespace) -> int:
+    """One of the queue's commands on `queue` (over the store the entry point opened)."""
+    if args.command == "queue":
+        entries = await queue.pending()
+        for line in queue_lines(entries):
+            print(line)
+        print(f"{len(entries)} post(s) queued")
         return EXIT_OK
+    if args.command == "publish-due":
+        records = await queue.publish_due()
+        for record in records:
+            print(_record_line(record).rstrip())
+        print(f"{len(records)} due post(s) handled")
+        return EXIT_OK if all(r.state is PostState.POSTED for r in records) else EXIT_SERVICE
+    if args.command == "publish-now":
+        outcome = await queue.publish_now(args.run_id)
+        for record in outcome.posts:
+            print(_record_line(record).rstrip())
+        for platform in outcome.busy:
+            print(f"{platform.value}: another process is posting it now", file=sys.stderr)
+        print(f"run {outcome.run.id}: {outcome.run.state.value}")
+        return EXIT_OK if all(r.state is PostState.POSTED for r in outcome.posts) else EXIT_SERVICE
+    outcome = await queue.unqueue(args.run_id, TERMINAL)
+    for platform in outcome.busy:
+        print(f"{platform.value}: already being posted; it goes out", file=sys.stderr)
+    print(
+        f"run {outcome.run.id} is off the publish queue; its waiting posts do not go out."
+        f" `python -m pipeline resume {outcome.run.id}` queues it again,"
+        f" `python -m pipeline publish-now {outcome.run.id}` posts it now"
+    )
+    return EXIT_OK
 
 
 __all__ = ["COMMANDS", "add_queue_commands", "cmd_queue", "queue_lines", "when"]
