@@ -341,7 +341,7 @@ def build_publish_queue(
         store,
         characters,
         notifier=notifier,
-        owner=str(owner) if owner else None,
+        owner=owner,
         claim_seconds=settings.publish_claim_seconds,
         clock=clock,
     )

@@ -19,6 +19,7 @@ from PIL import Image
 
 from comfy import ComfyPool
 from pipeline.characters import Characters
+from pipeline.lease import Owner
 from pipeline.models import Job, Platform, Run
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.publish import AttentionBoard, PublishService, fit_run_media
@@ -42,6 +43,9 @@ from tests.fakes.comfyui import FakeComfyUI
 from tests.leases import FakeClock
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: the world's process as the publish queue names it (another host: never taken for gone)
+WORLD = Owner("world-host", 1, "world")
 
 #: `KEEP` is replaced by keep_best_when_none_pass
 CHARACTER = """
@@ -130,7 +134,7 @@ class World:
         #: the time the publish queue sees (tests move it on to a slot)
         self.clock = FakeClock()
         self.queue = PublishQueue(
-            publish, store, self.characters, notifier=self.notifier, owner="world", clock=self.clock
+            publish, store, self.characters, notifier=self.notifier, owner=WORLD, clock=self.clock
         )
         self.store = store
         self.pipeline = Pipeline(

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from pipeline.characters import Character, Characters
 from pipeline.errors import MediaOverloadError, RunError
-from pipeline.lease import WallClock, this_process
+from pipeline.lease import Owner, WallClock, holder_is_gone, this_process
 from pipeline.models import Platform, PostRecord, Run, RunFailure, RunState, utcnow
 from pipeline.options import run_folder_of
 from pipeline.ports import Notifier, PostStore, RunStore
@@ -49,9 +49,18 @@ class QueueStore(RunStore, PostStore, Protocol):
         pick: Callable[[list[datetime]], datetime],
     ) -> datetime: ...
     async def queued_posts(self, run_id: str | None = None) -> list[QueuedPost]: ...
-    async def due_posts(self, now: datetime, limit: int = 100) -> list[QueuedPost]: ...
+    async def due_posts(
+        self, now: datetime, limit: int = 100, *, held: bool = False
+    ) -> list[QueuedPost]: ...
     async def claim_queued(
-        self, run_id: str, platform: Platform, owner: str, now: datetime, until: datetime
+        self,
+        run_id: str,
+        platform: Platform,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        *,
+        replacing: str | None = None,
     ) -> bool: ...
     async def drop_queued(
         self,
@@ -83,7 +92,7 @@ class PublishQueue:
         characters: Characters,
         *,
         notifier: Notifier | None = None,
-        owner: str | None = None,
+        owner: Owner | None = None,
         claim_seconds: float = CLAIM_SECONDS,
         clock: WallClock = utcnow,
     ) -> None:
@@ -91,7 +100,8 @@ class PublishQueue:
         self.store = store
         self.characters = characters
         self.notifier = notifier
-        self.owner = owner or str(this_process())
+        self.me = owner or this_process()
+        self.owner = str(self.me)
         self.claim = timedelta(seconds=claim_seconds)
         self.clock = clock
 
@@ -139,7 +149,11 @@ class PublishQueue:
         the posts tried. Catches and logs each post's failure (a loop calls it)."""
         now = now or self.clock()
         records: list[PostRecord] = []
-        for entry in await self.store.due_posts(now):
+        # a claim of a process known to be gone (this host, a dead pid: a restarted bot) is
+        # taken over at once rather than after its time
+        held = await self.store.due_posts(now, held=True)
+        gone = [e for e in held if e.owner and holder_is_gone(e.owner, self.me)]
+        for entry in [*gone, *await self.store.due_posts(now)]:
             try:
                 records.extend(await self._due_one(entry, now))
             except MediaOverloadError as exc:
@@ -158,17 +172,26 @@ class PublishQueue:
         if run.state is not RunState.QUEUED:
             return []  # being published or taken off right now: the next beat looks again
         if not await self.store.claim_queued(
-            entry.run_id, entry.platform, self.owner, now, now + self.claim
-        ):
+            entry.run_id, entry.platform, self.owner, now, now + self.claim,
+            replacing=entry.owner if entry.claimed(now) else None,
+        ):  # fmt: skip
             return []  # another instance has it
+        if entry.claimed(now):
+            log.info("run %s: taking up the %s post of %s, which is gone", run.id,
+                     entry.platform.value, entry.owner)  # fmt: skip
         character = await asyncio.to_thread(self.characters.load, run.character)
         try:
             records = await self.service.publish_run(
                 run, character, run_folder_of(character, run.id), platforms={entry.platform},
                 retry_failed=True,
             )  # fmt: skip
-        finally:
+        except MediaOverloadError:  # e.g. the platform was switched off since: not posted
             await self.store.drop_queued(run.id, entry.platform, owner=self.owner)
+            await self._settle(run.id, character)
+            raise
+        # Done: off the queue. (A stop before this line leaves the claim, which runs out or
+        # is taken over; the post record then keeps the post from going out twice.)
+        await self.store.drop_queued(run.id, entry.platform, owner=self.owner)
         await self._settle(run.id, character)
         return records
 
@@ -198,8 +221,11 @@ class PublishQueue:
         """Post a queued run (or one taken off the queue, or failed at publishing) at once,
         to every platform not posted yet; a post another process is making is left to it."""
         run = await self._approved(run_id)
-        if run.state not in {RunState.QUEUED, RunState.FAILED, RunState.APPROVED}:
-            raise RunError(f"run {run.id} is {run.state.value}; only a queued run is posted now")
+        if run.state not in {RunState.QUEUED, RunState.FAILED}:
+            raise RunError(
+                f"run {run.id} is {run.state.value}; only a queued run (or one taken off the"
+                " queue) is posted now"
+            )
         character = await asyncio.to_thread(self.characters.load, run.character)
         now = self.clock()
         busy: list[Platform] = []
@@ -216,8 +242,10 @@ class PublishQueue:
                 records = await self.service.publish_run(
                     run, character, folder, platforms=wanted, retry_failed=True
                 )
-        finally:
+        except MediaOverloadError:
             await self.store.drop_queued(run.id, owner=self.owner)
+            raise
+        await self.store.drop_queued(run.id, owner=self.owner)
         final = await self.run_after_publishing(run, character)
         if final is not run:
             await self.store.save_run(final)

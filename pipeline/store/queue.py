@@ -101,25 +101,37 @@ class QueueTables:
         )
         return [_queued(row) for row in rows]
 
-    async def due_posts(self, now: datetime, limit: int = 100) -> list[QueuedPost]:
-        """Posts whose slot has come and that nobody holds now, soonest first."""
+    async def due_posts(
+        self, now: datetime, limit: int = 100, *, held: bool = False
+    ) -> list[QueuedPost]:
+        """Posts whose slot has come and that nobody holds now (with `held`: that someone
+        holds now), soonest first."""
+        claim = "claimed_until > ?" if held else "(claimed_until IS NULL OR claimed_until <= ?)"
         rows = await self.db.fetchall(
-            f"SELECT {_COLUMNS} FROM publish_queue WHERE due_at <= ?"  # noqa: S608 (constant columns)
-            " AND (claimed_until IS NULL OR claimed_until <= ?)"
+            f"SELECT {_COLUMNS} FROM publish_queue WHERE due_at <= ? AND {claim}"  # noqa: S608 (constant parts)
             " ORDER BY due_at, run_id, platform LIMIT ?",
             (ts(now), ts(now), limit),
         )
         return [_queued(row) for row in rows]
 
     async def claim_queued(
-        self, run_id: str, platform: Platform, owner: str, now: datetime, until: datetime
+        self,
+        run_id: str,
+        platform: Platform,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        *,
+        replacing: str | None = None,
     ) -> bool:
         """Claim a waiting post for `owner` until `until`: one guarded UPDATE, so of two
-        claimers only one gets True; a claim whose holder stopped runs out at its time."""
+        claimers only one gets True. A claim runs out at its time; `replacing` takes over the
+        claim of that holder (known to be gone) at once."""
         changed = await self.db.execute(
             "UPDATE publish_queue SET owner = ?, claimed_until = ?"
-            " WHERE run_id = ? AND platform = ? AND (claimed_until IS NULL OR claimed_until <= ?)",
-            (owner, ts(until), run_id, platform.value, ts(now)),
+            " WHERE run_id = ? AND platform = ?"
+            " AND (claimed_until IS NULL OR claimed_until <= ? OR owner = ?)",
+            (owner, ts(until), run_id, platform.value, ts(now), replacing or owner),
         )
         return bool(changed)
 

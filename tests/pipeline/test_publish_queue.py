@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.characters import Characters
+from pipeline.lease import Owner, this_process
 from pipeline.models import Job, Platform, PostRecord, PostState, RunState
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.publish import AttentionBoard, PublishService
 from pipeline.publish.queue import PublishQueue
 from pipeline.publish.service import caption_for
 from tests.doubles import RecordingNotifier
+from tests.leases import dead_pid
 from tests.runs import World
 
 #: a Monday, 07:00 UTC
@@ -87,12 +89,12 @@ async def test_two_runs_approved_at_once_get_different_slots(queued_world: World
     assert posted(world, Platform.INSTAGRAM) == 2
 
 
-def second_instance(world: World, project: Path) -> PublishQueue:
+def second_instance(world: World, project: Path, owner: Owner | None = None) -> PublishQueue:
     """Another bot (or cron) on the same store and accounts: its own service and characters."""
     service = PublishService(world.store, world.publishers, AttentionBoard(project / "attention"))
     characters = Characters(project / "characters", TemplateLibrary.load())
     return PublishQueue(service, world.store, characters, notifier=RecordingNotifier(),
-                        owner="cron", clock=world.clock)  # fmt: skip
+                        owner=owner or Owner("cron-host", 1, "cron"), clock=world.clock)  # fmt: skip
 
 
 async def test_two_instances_post_a_due_post_once(queued_world: World, project: Path) -> None:
@@ -192,3 +194,21 @@ async def test_without_a_publish_block_everything_posts_at_once(world: World) ->
     run = await world.run(Job("testy", seed=1))
     assert run.state is RunState.PUBLISHED
     assert await world.store.queued_posts() == []
+
+
+async def test_a_restarted_bot_takes_up_its_dead_claim_at_once(
+    queued_world: World, project: Path
+) -> None:
+    """A bot on this host claimed the post and died; the bot started after it (same host) sees
+    the dead pid and posts it without waiting for the claim to run out."""
+    world = queued_world
+    run = await world.run(Job("testy", seed=1))
+    due = MONDAY.replace(hour=9)
+    gone = Owner(this_process().host, await dead_pid(), "old")
+    until = due + timedelta(hours=1)
+    assert await world.store.claim_queued(run.id, Platform.INSTAGRAM, str(gone), due, until)
+    assert await world.queue.publish_due(due) == []  # another host: cannot tell, waits
+    restarted = second_instance(world, project, this_process())
+    [record] = await restarted.publish_due(due + timedelta(minutes=1))
+    assert record.state is PostState.POSTED
+    assert posted(world, Platform.INSTAGRAM) == 1

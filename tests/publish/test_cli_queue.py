@@ -162,3 +162,14 @@ def test_wrong_runs_are_bad_input(
     err = capsys.readouterr().err
     assert said in err
     assert "Traceback" not in err
+
+
+def test_show_gives_the_time_of_each_waiting_post(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`show RUN_ID` of a queued run: its state and when each platform goes out."""
+    run = queued_run(project, due_in=timedelta(hours=3))
+    assert main(["show", RUN_ID]) == 0
+    out = capsys.readouterr().out
+    assert f"run {RUN_ID}: queued" in out
+    assert f"twitter: queued for {run.queued['twitter']:%Y-%m-%d %H:%M} UTC" in out

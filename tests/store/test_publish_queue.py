@@ -119,3 +119,18 @@ async def test_taking_off_leaves_a_post_being_made(store: SqlStore) -> None:
     assert [q.platform for q in await store.queued_posts("run1")] == [Platform.BLUESKY]
     assert await store.drop_queued("run1", owner="someone else") == 0
     assert await store.drop_queued("run1", Platform.BLUESKY, owner="bot") == 1
+
+
+async def test_a_claim_of_a_holder_known_gone_is_taken_over_at_once(store: SqlStore) -> None:
+    """Only the named (dead) holder's claim is taken over before its time, by one claimer."""
+    due = await book(store, "run1")
+    until = due + timedelta(hours=1)
+    assert await store.claim_queued("run1", Platform.INSTAGRAM, "gone", due, until)
+    assert [q.owner for q in await store.due_posts(due, held=True)] == ["gone"]
+    assert not await store.claim_queued(
+        "run1", Platform.INSTAGRAM, "new", due, until, replacing="someone else"
+    )
+    assert await store.claim_queued("run1", Platform.INSTAGRAM, "new", due, until, replacing="gone")
+    assert not await store.claim_queued(
+        "run1", Platform.INSTAGRAM, "third", due, until, replacing="gone"
+    )
