@@ -252,6 +252,7 @@ _STEP_OF_STATE = {
     RunState.AWAITING_REVIEW: REVIEW_STEP,
     RunState.APPROVED: "publish",
     RunState.PUBLISHING: "publish",
+    RunState.QUEUED: "publish",
 }
 
 

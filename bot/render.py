@@ -16,7 +16,7 @@ import discord
 from bot.access import SCHEDULE_REQUESTER
 from pipeline.models import MediaItem, PostRecord, PostState, Run, RunState
 from pipeline.ports import REVIEW_STEP, Progress
-from pipeline.slots import QueuedPost
+from pipeline.queued import QueuedPost
 
 #: Discord's limits (https://discord.com/developers/docs/resources/message#create-message)
 CONTENT_LIMIT = 2000

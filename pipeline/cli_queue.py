@@ -16,7 +16,7 @@ from pipeline.models import PostRecord, PostState
 
 if TYPE_CHECKING:
     from pipeline.publish.queue import PublishQueue
-    from pipeline.slots import QueuedPost
+    from pipeline.queued import QueuedPost
 
 COMMANDS = frozenset({"queue", "publish-due", "publish-now", "unqueue"})
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -160,33 +159,11 @@ def next_slot(
     raise NoFreeSlot("no free slot within a year")
 
 
-@dataclass(frozen=True)
-class QueuedPost:
-    """One post waiting in the publish queue for its slot (a row of `publish_queue`)."""
-
-    run_id: str
-    platform: Platform
-    account: str
-    character: str
-    due_at: datetime
-    queued_at: datetime
-    #: the process posting it now, and until when its claim holds (None: nobody's)
-    owner: str | None = None
-    claimed_until: datetime | None = None
-
-    def claimed(self, now: datetime) -> bool:
-        """True when a process holds it now (its claim has not run out)."""
-        return (
-            self.owner is not None and self.claimed_until is not None and (self.claimed_until > now)
-        )
-
-
 __all__ = [
     "DAYS",
     "NOW",
     "NoFreeSlot",
     "PlatformSlots",
     "PublishBlock",
-    "QueuedPost",
     "next_slot",
 ]

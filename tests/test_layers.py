@@ -303,8 +303,8 @@ BOT_MORE = {
     "bot/cogs/schedule.py": {"pipeline.scheduler"},
     "bot/cogs/retention.py": {"pipeline.retention"},
     "bot/cogs/queue.py": {"pipeline.publish.queue"},
-    # the waiting posts /queue lists (pipeline.slots.QueuedPost, a domain record)
-    "bot/render.py": {"pipeline.slots"},
+    # the waiting posts /queue lists (pipeline.queued.QueuedPost, a domain record)
+    "bot/render.py": {"pipeline.queued"},
     # what a file over Discord's upload limit is shown as (the preview policy is the pipeline's)
     "bot/review.py": {"pipeline.previews"},
 }

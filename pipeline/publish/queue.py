@@ -27,7 +27,8 @@ from pipeline.models import Platform, PostRecord, Run, RunFailure, RunState, utc
 from pipeline.options import run_folder_of
 from pipeline.ports import Notifier, PostStore, RunStore
 from pipeline.publish.service import PublishService
-from pipeline.slots import QueuedPost, next_slot
+from pipeline.queued import QueuedPost
+from pipeline.slots import next_slot
 
 log = logging.getLogger(__name__)
 

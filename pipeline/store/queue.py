@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pipeline.models import Platform, PostState
-from pipeline.slots import QueuedPost
+from pipeline.queued import QueuedPost
 from pipeline.store.db import Cursor, Database, DuplicateKey
 from pipeline.store.timestamps import parse_ts, ts
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot import render
 from pipeline.models import Job, Platform, Run, RunState
-from pipeline.slots import QueuedPost
+from pipeline.queued import QueuedPost
 
 DUE = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
