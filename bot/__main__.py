@@ -56,6 +56,7 @@ async def bot_factory(settings: Settings, **options: Any) -> AsyncIterator[Calla
                 characters=characters,
                 strategy_names=STRATEGY_NAMES,
                 execute_factory=engine.execute_for,
+                queue_factory=engine.queue_for,
                 detach=engine.pool.detach,
                 withdraw=prompt_withdrawer(settings, characters, engine.pool),
             )

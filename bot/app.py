@@ -45,6 +45,7 @@ COGS: tuple[str, ...] = (
     "bot.cogs.review",
     "bot.cogs.admin",
     "bot.cogs.schedule",
+    "bot.cogs.queue",
 )
 
 

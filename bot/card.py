@@ -216,11 +216,12 @@ class RunCard:
         finally:
             if not ended.done():
                 ended.cancel()
-        shows_posts = final.state in (RunState.PUBLISHED, RunState.FAILED)
+        shows_posts = final.state in (RunState.PUBLISHED, RunState.FAILED, RunState.QUEUED)
         posts = await self._posts(final.id) if shows_posts else []
         took = (final.updated_at - final.created_at).total_seconds()
         await self._show(render.outcome(final, posts, elapsed=took))
-        if self._book is not None and final.state.finished:
+        # a queued run's card is done: the queue's later posts are announced as notices
+        if self._book is not None and (final.state.finished or final.state is RunState.QUEUED):
             await self._book.forget(final.id)
         return final
 
@@ -251,6 +252,7 @@ _STEP_OF_STATE = {
     RunState.AWAITING_REVIEW: REVIEW_STEP,
     RunState.APPROVED: "publish",
     RunState.PUBLISHING: "publish",
+    RunState.QUEUED: "publish",
 }
 
 

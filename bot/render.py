@@ -23,6 +23,7 @@ from pipeline.models import (
     retry_changes_nothing,
 )
 from pipeline.ports import REVIEW_STEP, Progress
+from pipeline.queued import QueuedPost
 
 #: Discord's limits (https://discord.com/developers/docs/resources/message#create-message)
 CONTENT_LIMIT = 2000
@@ -49,6 +50,7 @@ _STATE_WORDS: dict[RunState, str] = {
     RunState.REJECTED: "rejected",
     RunState.EXPIRED: "review expired",
     RunState.PUBLISHING: "publishing",
+    RunState.QUEUED: "queued",
     RunState.PUBLISHED: "published",
     RunState.FAILED: "failed",
     RunState.CANCELLED: "cancelled",
@@ -146,6 +148,8 @@ def outcome(run: Run, posts: Sequence[PostRecord] = (), *, elapsed: float | None
         lines = [f"{head} \N{EM DASH} {cause}", *after]
     elif state is RunState.CANCELLED:
         lines = [f"{head} \N{EM DASH} cancelled."]
+    elif state is RunState.QUEUED:
+        lines = [f"{head} \N{EM DASH} approved and queued:", *queued_lines(run), *post_lines(posts)]
     else:
         lines = [
             f"{head} \N{EM DASH} stopped at {state_word(state)}; it resumes after a restart, "
@@ -245,6 +249,45 @@ def post_lines(posts: Sequence[PostRecord]) -> list[str]:
         else:
             lines.append(f"\N{BULLET} {post.platform.value}: {post.state.value}")
     return lines
+
+
+def when(moment: datetime) -> str:
+    """A time as Discord shows it to each reader, in their own zone: `<t:…:f>` (`<t:…:R>`)."""
+    stamp = int(moment.timestamp())
+    return f"<t:{stamp}:f> (<t:{stamp}:R>)"
+
+
+def queued_lines(run: Run) -> list[str]:
+    """A queued run's waiting posts: `• instagram: <time>` each, soonest first."""
+    waiting = sorted(run.queued.items(), key=lambda item: item[1])
+    return [f"\N{BULLET} {platform}: {when(due)}" for platform, due in waiting]
+
+
+def queue_list(entries: Sequence[QueuedPost], *, limit: int = CONTENT_LIMIT) -> str:
+    """/queue: per account, each waiting post's time, run and character, soonest first; cut
+    at whole lines within `limit` with the count of those left out."""
+    if not entries:
+        return "The publish queue is empty: every approved run is out."
+    lines: list[str] = []
+    accounts = sorted({(e.platform.value, e.account) for e in entries})
+    for platform, account in accounts:
+        lines.append(f"**{platform}** \N{MIDDLE DOT} {clip(account, 64)}")
+        lines.extend(
+            f"\N{BULLET} {when(e.due_at)} \N{MIDDLE DOT} `{e.run_id}` \N{MIDDLE DOT} {e.character}"
+            for e in entries
+            if (e.platform.value, e.account) == (platform, account)
+        )
+    shown: list[str] = []
+    size, rest = 0, len(entries)
+    for line in lines:
+        tail = f"\N{HORIZONTAL ELLIPSIS} and {rest} more post(s)"
+        if size + len(line) + 1 + len(tail) > limit:
+            shown.append(tail)
+            break
+        shown.append(line)
+        size += len(line) + 1
+        rest -= line.startswith("\N{BULLET}")
+    return "\n".join(shown)
 
 
 def runs_list(recent: Sequence[Run], positions: Mapping[str, int | None], *, now: datetime) -> str:
@@ -370,4 +413,7 @@ def notice(run: Run, posts: Sequence[PostRecord] = ()) -> str | None:
         return clip(f"\N{HOURGLASS} {head}: the review expired; /retry posts it again.", 2000)
     if state is RunState.REJECTED:
         return clip(f"\N{WASTEBASKET} {head} was rejected.", CONTENT_LIMIT)
+    if state is RunState.QUEUED:
+        lines = [f"\N{ALARM CLOCK} {head} is queued:", *queued_lines(run)]
+        return clip("\n".join(lines), CONTENT_LIMIT)
     return None

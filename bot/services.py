@@ -27,6 +27,7 @@ from pipeline.lease import Owner, WallClock
 from pipeline.models import utcnow
 from pipeline.options import ImageLimits, Options, check_declared, check_options, fetch_image
 from pipeline.ports import Notifier, Reviewer, Store
+from pipeline.publish.queue import PublishQueue
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
 from pipeline.wiring import build_runner
@@ -38,6 +39,8 @@ CARD_GRACE = 2.0
 
 #: builds the Runner's `execute` around the bot's reviewer and notifier (the pipeline's wiring)
 ExecuteFactory = Callable[[Reviewer, Notifier], Execute]
+#: the publish queue of the pipeline around the bot's notifier (`wiring.Engine.queue_for`)
+QueueFactory = Callable[[Notifier], PublishQueue]
 
 
 @dataclass
@@ -63,6 +66,9 @@ class Services:
     styles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: the HTTP session the entry point owns: input images are downloaded with it
     http: aiohttp.ClientSession | None = None
+    #: the publish queue (its loop and commands are `bot.cogs.queue`'s); shares its
+    #: PublishService with the runs' publish step
+    queue: PublishQueue | None = None
 
     async def character(self, name: str) -> Character:
         """The character of that name; a short RunError otherwise, with close names but never
@@ -190,12 +196,14 @@ def build_services(
     withdraw: Withdraw | None = None,
     lease_owner: Owner | None = None,
     clock: WallClock = utcnow,
+    queue_factory: QueueFactory | None = None,
 ) -> Services:
     """Reviewer and notifier on `client`, the Runner around the pipeline's `execute`;
     `detach` (the ComfyUI pool's) leaves running runs' prompts queued on shutdown, `withdraw`
     takes a stopped run's prompts off when /cancel ends it.
     `lease_owner` names this instance in run leases (this process by default); `clock` tells
-    when they expire (tests move it by hand)."""
+    when they expire (tests move it by hand). `queue_factory` gives the publish queue of the
+    pipeline `execute_factory` builds (the same one for the same notifier)."""
     reviewer = DiscordReviewer(client, review_config(settings), store)
     webhook = settings.discord_notify_webhook_url
     notifier = DiscordNotifier(
@@ -223,6 +231,7 @@ def build_services(
         strategy_names=strategy_names,
         cards=CardBook(settings.data_dir / "run-cards.json"),
         http=session,
+        queue=queue_factory(notifier) if queue_factory is not None else None,
     )
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from comfy import ComfyError, Workflow
 from pipeline import logs
+from pipeline.cli_queue import COMMANDS as QUEUE_COMMANDS
+from pipeline.cli_queue import add_queue_commands, cmd_queue
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
@@ -276,6 +278,8 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
         print(f"  {run.failure.describe()}")
     if (pruned := pruned_sentence(run)) is not None:
         print(f"  pruned: {pruned}")
+    for platform, due in run.queued.items():
+        print(f"  {platform}: queued for {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
     if run.choices is not None:
         c = run.choices
         print(
@@ -306,7 +310,7 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
 def _exit_code(run: Run) -> int:
     """A run's end as an exit code: done, a failure of bad input (or a review left for a
     terminal that is not there), or a service's failure."""
-    if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.APPROVED}:
+    if run.state in {RunState.PUBLISHED, RunState.REJECTED, RunState.APPROVED, RunState.QUEUED}:
         return EXIT_OK
     if run.state is RunState.AWAITING_REVIEW:
         return EXIT_BAD_INPUT
@@ -566,6 +570,17 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.state is PostState.POSTED for r in records) else EXIT_SERVICE
 
 
+async def cmd_queue_over_store(settings: Settings, args: argparse.Namespace) -> int:
+    """`queue`, `publish-due`, `publish-now`, `unqueue` (`pipeline.cli_queue`) over the store."""
+    url = settings.database_url.get_secret_value()
+    async with open_store(url, sqlite_path=settings.database_path) as store:
+        from pipeline.console import LogNotifier
+        from pipeline.wiring import publishing_for  # imports every client: after the arguments
+
+        queue = publishing_for(settings, store, notifier=LogNotifier(sys.stderr)).queue
+        return await cmd_queue(queue, args)
+
+
 # ---------------------------------------------------------------------------- prune
 
 
@@ -691,6 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="list what would go; remove nothing")
     add_publishing_commands(sub)
+    add_queue_commands(sub)
     return parser
 
 
@@ -756,6 +772,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return cmd_accounts(settings, args)
     if args.command == "prune":
         return asyncio.run(cmd_prune(settings, args))
+    if args.command in QUEUE_COMMANDS:
+        return asyncio.run(cmd_queue_over_store(settings, args))
     raise AssertionError(f"unhandled command {args.command}")
 
 

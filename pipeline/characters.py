@@ -25,6 +25,7 @@ import strategies
 from pipeline.errors import CharacterError, CharacterNotFound, Problem, RunError
 from pipeline.models import Platform, Run, RunState
 from pipeline.prompts.library import PROMPT_METHODS, TemplateLibrary
+from pipeline.slots import NOW, PlatformSlots, PublishBlock
 from strategies import STRATEGY_NAMES
 from strategies.base import MAIN
 
@@ -278,6 +279,7 @@ class CharacterFile(_Model):
     social_media: SocialMedia = Field(default_factory=SocialMedia)
     additional_params: AdditionalParams = Field(default_factory=AdditionalParams)
     schedule: Schedule = Field(default_factory=Schedule)
+    publish: PublishBlock = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- the character
@@ -307,6 +309,10 @@ class Character:
     @property
     def schedule(self) -> Schedule:
         return self.spec.schedule
+
+    def publish_rule(self, platform: Platform) -> PlatformSlots:
+        """When a post on `platform` goes out (`pipeline.slots`): `now` unless `publish` says."""
+        return self.spec.publish.get(platform) or NOW
 
     @property
     def output_dir(self) -> Path:
@@ -410,6 +416,7 @@ _MEDIA_MADE = frozenset(
         RunState.AWAITING_REVIEW,
         RunState.APPROVED,
         RunState.PUBLISHING,
+        RunState.QUEUED,
         RunState.EXPIRED,
     }
 )

@@ -75,6 +75,18 @@ def describe(owner: str) -> str:
     return parsed.describe() if parsed is not None else owner
 
 
+def holder_is_gone(holder_id: str, me: Owner) -> bool:
+    """Whether the process `holder_id` names is dead for sure, as `me` can tell: on our host
+    with a dead pid, or our pid under another token (this process is a new one under the same
+    pid, e.g. pid 1 of a container). Never for `me` itself, nor for another host's process."""
+    holder = Owner.parse(holder_id)
+    if holder is None or holder.host != me.host or holder_id == str(me):
+        return False
+    if holder.pid == me.pid:
+        return True
+    return not _pid_alive(holder.pid)
+
+
 class Leases:
     """One owner's leases over a store, each good for `ttl` seconds after its last renewal;
     expiry is judged by `clock` (the store is told its "now" on every take)."""
@@ -91,14 +103,8 @@ class Leases:
         return lease.owner == str(self.owner)
 
     def is_stale(self, lease: Lease) -> bool:
-        """The holder is dead for sure: on our host with a dead pid, or our pid under another
-        token (this process is a new one under the same pid, e.g. pid 1 of a container)."""
-        holder = Owner.parse(lease.owner)
-        if holder is None or holder.host != self.owner.host or self.is_ours(lease):
-            return False
-        if holder.pid == self.owner.pid:
-            return True
-        return not _pid_alive(holder.pid)
+        """The holder is dead for sure (see `holder_is_gone`)."""
+        return holder_is_gone(lease.owner, self.owner)
 
     def is_live(self, lease: Lease | None) -> bool:
         """Someone else holds it and may still be working on it."""
@@ -160,4 +166,12 @@ class RunLeased(RunError):
         self.lease = lease
 
 
-__all__ = ["Leases", "Owner", "RunLeased", "WallClock", "describe", "this_process"]
+__all__ = [
+    "Leases",
+    "Owner",
+    "RunLeased",
+    "WallClock",
+    "describe",
+    "holder_is_gone",
+    "this_process",
+]

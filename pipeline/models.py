@@ -54,6 +54,8 @@ class RunState(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     PUBLISHING = "publishing"
+    #: approved, its posts waiting in the publish queue for their slots (`pipeline.publish.queue`)
+    QUEUED = "queued"
     PUBLISHED = "published"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -265,6 +267,8 @@ class Run:
     review_notes: ReviewNotes | None = None
     #: set once its media were removed to free the disk
     pruned: PrunedMark | None = None
+    #: when each waiting post goes out (platform -> UTC time), while the run is queued
+    queued: dict[str, datetime] = field(default_factory=dict)
 
     @classmethod
     def new(cls, job: Job, *, run_id: str | None = None) -> Self:

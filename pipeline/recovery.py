@@ -23,9 +23,12 @@ from pipeline.runner import Runner
 
 log = logging.getLogger(__name__)
 
-#: where a stop can leave a run (a review waiting is re-armed instead)
+#: where a stop can leave a run (a review waiting is re-armed instead; a queued run waits for
+#: the publish queue, which lives in the store and needs no resume)
 INTERRUPTED = frozenset(
-    state for state in RunState if not state.finished and state is not RunState.AWAITING_REVIEW
+    state
+    for state in RunState
+    if not state.finished and state not in {RunState.AWAITING_REVIEW, RunState.QUEUED}
 )
 
 #: the most runs of each kind one pass looks at

@@ -171,7 +171,7 @@ class Pipeline:
             await self._notify(failed)
             return failed
         folder = run_folder(character, run.id)
-        notify_states = {RunState.AWAITING_REVIEW, *_FINAL}
+        notify_states = {RunState.AWAITING_REVIEW, RunState.QUEUED, *_FINAL}
         steps: dict[RunState, Callable[[Run], Awaitable[Run]]] = {
             RunState.CREATED: lambda r: self._prompt(r, character, sink),
             RunState.PROMPTED: lambda r: self._describe(r, character, sink),

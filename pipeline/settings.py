@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     publish_retries: int = Field(default=3, ge=0, le=10)
     publish_backoff_seconds: float = Field(default=5.0, ge=0)
     publish_max_wait_seconds: float = Field(default=900.0, ge=0)
+    #: the publish queue: how often the bot looks for due posts, and how long a claim on one
+    #: holds before another instance may take the post up (its post record still keeps it once)
+    publish_queue_seconds: float = Field(default=60.0, ge=1, le=3600)
+    publish_claim_seconds: float = Field(default=3600.0, ge=60)
     # -- Instagram (instagrapi): pause before each private request, and before configuring an
     #    uploaded album or reel, in seconds (instagrapi's own defaults; lower looks like a bot)
     instagram_request_delay: float = Field(default=1.0, ge=0)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
 
@@ -30,6 +30,7 @@ from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
 from pipeline.publish import PublishService, build_publish_service, fit_run_media
+from pipeline.publish.queue import PublishQueue
 from pipeline.run import Idea, Pipeline, run_folder
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
@@ -164,6 +165,17 @@ class Engine:
     pool: ComfyPool
     models: LanguageModels
     video_tags: frozenset[str]
+    #: the publish queue of each notifier (one per bot): its runs and its loop share one
+    #: PublishService, so a post in flight is known to both
+    queues: dict[int, PublishQueue] = field(default_factory=dict, repr=False)
+
+    def queue_for(self, notifier: Notifier) -> PublishQueue:
+        """The publish queue (and its PublishService) of the pipeline for `notifier`."""
+        if id(notifier) not in self.queues:
+            self.queues[id(notifier)] = build_publish_queue(
+                self.settings, self.store, self.characters, notifier=notifier
+            )
+        return self.queues[id(notifier)]
 
     def pipeline_for(self, reviewer: Reviewer, notifier: Notifier) -> Pipeline:
         settings = self.settings
@@ -173,7 +185,6 @@ class Engine:
             max_side=settings.vision_max_side,
             video_frames=settings.vision_video_frames,
         )
-        attention = notifier if isinstance(notifier, PublishNotifier) else None
         return Pipeline(
             store=self.store,
             characters=self.characters,
@@ -185,7 +196,7 @@ class Engine:
             captions=ModelCaptions(self.models),
             reviewer=reviewer,
             notifier=notifier,
-            publisher=build_publish_service(settings, self.store, notifier=attention),
+            publisher=self.queue_for(notifier),
             fit_media=fit_run_media,
             video_tags=self.video_tags,
         )
@@ -298,14 +309,41 @@ class Publishing:
 
     characters: Characters
     service: PublishService
+    #: the publish queue over `service` (`queue`, `publish-due`, `publish-now`, `unqueue`)
+    queue: PublishQueue
 
 
 def publishing_for(
     settings: Settings, store: SqlStore, *, notifier: PublishNotifier | None = None
 ) -> Publishing:
-    """The characters and a PublishService over `store`, for publishing approved runs again."""
-    return Publishing(
-        characters_from(settings), build_publish_service(settings, store, notifier=notifier)
+    """The characters, a PublishService and the publish queue over `store`, for publishing
+    approved runs again and for the queue's commands."""
+    characters = characters_from(settings)
+    service = build_publish_service(settings, store, notifier=notifier)
+    queue = PublishQueue(service, store, characters, claim_seconds=settings.publish_claim_seconds)
+    return Publishing(characters, service, queue)
+
+
+def build_publish_queue(
+    settings: Settings,
+    store: SqlStore,
+    characters: Characters,
+    *,
+    notifier: Notifier | None = None,
+    owner: Owner | None = None,
+    clock: WallClock = utcnow,
+) -> PublishQueue:
+    """The publish queue and its PublishService: the pipeline's publisher and the bot's loop."""
+    attention = notifier if isinstance(notifier, PublishNotifier) else None
+    service = build_publish_service(settings, store, notifier=attention)
+    return PublishQueue(
+        service,
+        store,
+        characters,
+        notifier=notifier,
+        owner=owner,
+        claim_seconds=settings.publish_claim_seconds,
+        clock=clock,
     )
 
 
@@ -354,6 +392,7 @@ __all__ = [
     "Engine",
     "OpenPipeline",
     "Publishing",
+    "build_publish_queue",
     "build_runner",
     "characters_from",
     "open_engine",

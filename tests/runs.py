@@ -19,9 +19,11 @@ from PIL import Image
 
 from comfy import ComfyPool
 from pipeline.characters import Characters
+from pipeline.lease import Owner
 from pipeline.models import Job, Platform, Run
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.publish import AttentionBoard, PublishService, fit_run_media
+from pipeline.publish.queue import PublishQueue
 from pipeline.run import Describer, Pipeline, PromptWriter, run_folder
 from pipeline.store import SqlStore
 from pipeline.vision import VisionScorer
@@ -38,8 +40,12 @@ from tests.doubles import (
     StaticPrompts,
 )
 from tests.fakes.comfyui import FakeComfyUI
+from tests.leases import FakeClock
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: the world's process as the publish queue names it (another host: never taken for gone)
+WORLD = Owner("world-host", 1, "world")
 
 #: `KEEP` is replaced by keep_best_when_none_pass
 CHARACTER = """
@@ -125,6 +131,11 @@ class World:
         self.notifier = RecordingNotifier()
         self.publishers = {p: RecordingPublisher(p) for p in Platform}
         publish = PublishService(store, self.publishers, AttentionBoard(project / "attention"))
+        #: the time the publish queue sees (tests move it on to a slot)
+        self.clock = FakeClock()
+        self.queue = PublishQueue(
+            publish, store, self.characters, notifier=self.notifier, owner=WORLD, clock=self.clock
+        )
         self.store = store
         self.pipeline = Pipeline(
             store=store,
@@ -137,7 +148,7 @@ class World:
             captions=StaticCaptions(),
             reviewer=self.reviewer,
             notifier=self.notifier,
-            publisher=publish,
+            publisher=self.queue,
             fit_media=fit_run_media,
         )
 

@@ -217,6 +217,21 @@ async def test_every_problem_of_a_block_is_listed(project: Path) -> None:
     assert out[-1].endswith("2 problem(s)")
 
 
+async def test_a_wrong_publish_slot_is_named_by_file_and_line(project: Path) -> None:
+    """A publish block's time that is not a time fails check, with its file, line and key."""
+    mascot = project / "characters" / "mascot.yaml"
+    lines = mascot.read_text().count("\n")
+    mascot.write_text(mascot.read_text() + 'publish:\n  instagram:\n    times: ["9 am"]\n')
+
+    code, out, _ = await check(project, COMFYUI_SERVERS=closed_port_url())
+
+    assert code == 1
+    assert out[0] == (
+        f"characters/mascot.yaml:{lines + 3}: publish.instagram.times: '9 am' is not a time"
+        " like 09:00"
+    )
+
+
 # (node, input, value or None to remove it, what check says after "node ...")
 REFUSED = [
     pytest.param(

@@ -289,13 +289,22 @@ BOT_MORE = {
     # Services is built here: the one Runner (wiring.build_runner), the caption-edit
     # limits it offers the review cog (captions.edited_caption_problems), and the checks and
     # download of /generate's options (options.check_options, fetch_image)
-    "bot/services.py": {"pipeline.wiring", "pipeline.captions", "pipeline.options"},
+    # and the publish queue it carries for the queue cog (pipeline.publish.queue)
+    "bot/services.py": {
+        "pipeline.wiring",
+        "pipeline.captions",
+        "pipeline.options",
+        "pipeline.publish.queue",
+    },
     # who asks for the schedule's runs, to tell them from a person's
     "bot/access.py": {"pipeline.schedule"},
     # the loops the bot runs over pipeline policies (ARCHITECTURE.md: the bot runs the loops)
     "bot/app.py": {"pipeline.recovery"},
     "bot/cogs/schedule.py": {"pipeline.scheduler"},
     "bot/cogs/retention.py": {"pipeline.retention"},
+    "bot/cogs/queue.py": {"pipeline.publish.queue"},
+    # the waiting posts /queue lists (pipeline.queued.QueuedPost, a domain record)
+    "bot/render.py": {"pipeline.queued"},
     # what a file over Discord's upload limit is shown as (the preview policy is the pipeline's)
     "bot/review.py": {"pipeline.previews"},
 }

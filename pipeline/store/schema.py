@@ -1,9 +1,10 @@
 """The database schema, versioned: each migration is applied once and recorded.
 
 `anime_roles` and `news` keep the reference design's columns; `runs`, `reviews`, `posts`,
-`schedule_slots`, `news_usage` and `run_leases` are the project's own. Times of our own tables
-are ISO-8601 UTC text, which sorts correctly on both engines. A migration is statements, or a
-rewrite of stored data (the runs' JSON) that SQL cannot say on both engines.
+`schedule_slots`, `news_usage`, `run_leases`, `publish_queue` and `publish_accounts` are the
+project's own. Times of our own tables are ISO-8601 UTC text, which sorts correctly on both
+engines. A migration is statements, or a rewrite of stored data (the runs' JSON) that SQL
+cannot say on both engines.
 """
 
 from __future__ import annotations
@@ -140,6 +141,35 @@ async def _v3(db: Database) -> None:
         log.info("schema 3: %d stored run(s) rewritten in the current form", rewritten)
 
 
+def _v4(d: Dialect) -> list[str]:
+    """`publish_queue`: an approved run's posts waiting for their slots, one row per (run,
+    platform), each account's slots unique; `publish_accounts`: a row per account that a
+    slot's allocation locks, so two allocations never see the same free slot
+    (see `pipeline.store.queue`)."""
+    end = _TABLE_END[d]
+    return [
+        f"""CREATE TABLE IF NOT EXISTS publish_queue (
+            run_id VARCHAR(32) NOT NULL,
+            platform VARCHAR(32) NOT NULL,
+            account VARCHAR(255) NOT NULL,
+            character_name VARCHAR(255) NOT NULL,
+            due_at VARCHAR(32) NOT NULL,
+            queued_at VARCHAR(32) NOT NULL,
+            owner VARCHAR(255) NULL,
+            claimed_until VARCHAR(32) NULL,
+            PRIMARY KEY (run_id, platform),
+            UNIQUE (platform, account, due_at)
+        ){end}""",
+        "CREATE INDEX idx_publish_queue_due ON publish_queue (due_at)",
+        f"""CREATE TABLE IF NOT EXISTS publish_accounts (
+            platform VARCHAR(32) NOT NULL,
+            account VARCHAR(255) NOT NULL,
+            allocations INT NOT NULL DEFAULT 0,
+            PRIMARY KEY (platform, account)
+        ){end}""",
+    ]
+
+
 def _no_statements(_: Dialect) -> list[str]:
     return []
 
@@ -154,7 +184,12 @@ class Migration:
 
 
 #: append, never edit a released migration
-MIGRATIONS = [Migration(1, _v1), Migration(2, _v2), Migration(3, rewrite=_v3)]
+MIGRATIONS = [
+    Migration(1, _v1),
+    Migration(2, _v2),
+    Migration(3, rewrite=_v3),
+    Migration(4, _v4),
+]
 LATEST = MIGRATIONS[-1].version
 
 
