@@ -42,7 +42,8 @@ async def test_a_run_whose_only_unposted_post_is_uncertain_is_not_resumed(
     )
     assert runner.active() == []
     stored = await store.load_run(run.id)
-    assert stored is not None and stored.state is RunState.FAILED
+    assert stored is not None
+    assert stored.state is RunState.FAILED
 
 
 async def test_a_run_with_a_failed_post_beside_an_uncertain_one_is_resumed(
