@@ -30,22 +30,13 @@ from pipeline.models import (
 )
 from pipeline.ports import CatalogCharacter, Lease, NewsItem
 from pipeline.store.db import Cursor, Database, DuplicateKey
+from pipeline.store.metrics import MetricsTables
 from pipeline.store.schema import migrate
+from pipeline.store.timestamps import parse_ts, ts
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_TS = "%Y-%m-%d %H:%M:%S.%f"
-
-
-def ts(moment: datetime) -> str:
-    """A UTC timestamp as sortable text."""
-    return moment.astimezone(UTC).strftime(_TS)
-
-
-def parse_ts(text: str) -> datetime:
-    return datetime.strptime(text, _TS).replace(tzinfo=UTC)
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -79,8 +70,9 @@ def _lease(run_id: str, row: Sequence[Any]) -> Lease:
     return Lease(run_id=run_id, owner=row[0], expires_at=parse_ts(row[1]))
 
 
-class SqlStore:
-    """The Store on any `Database`; build it with `pipeline.store.open_store`."""
+class SqlStore(MetricsTables):
+    """The Store on any `Database` (with the metrics tables of `MetricsTables`); build it with
+    `pipeline.store.open_store`."""
 
     def __init__(self, db: Database, *, retries: int = 3) -> None:
         self.db = db
