@@ -188,6 +188,7 @@ class Engine:
             publisher=build_publish_service(settings, self.store, notifier=attention),
             fit_media=fit_run_media,
             video_tags=self.video_tags,
+            learning=self.store,
         )
 
     def execute_for(self, reviewer: Reviewer, notifier: Notifier) -> Execute:

@@ -139,6 +139,7 @@ class World:
             notifier=self.notifier,
             publisher=publish,
             fit_media=fit_run_media,
+            learning=store,
         )
 
     def _verdict(self, asked: Asked) -> str:
