@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from comfy import ComfyError, Workflow
 from pipeline import logs
+from pipeline.cli_stats import add_stats_commands
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
@@ -691,6 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="list what would go; remove nothing")
     add_publishing_commands(sub)
+    add_stats_commands(sub)
     return parser
 
 
@@ -756,6 +758,11 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return cmd_accounts(settings, args)
     if args.command == "prune":
         return asyncio.run(cmd_prune(settings, args))
+    if args.command in {"collect-metrics", "stats"}:
+        from pipeline import cli_stats
+
+        run = cli_stats.cmd_stats if args.command == "stats" else cli_stats.cmd_collect_metrics
+        return asyncio.run(run(settings, args))
     raise AssertionError(f"unhandled command {args.command}")
 
 
