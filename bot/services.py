@@ -24,12 +24,13 @@ from pipeline.captions import edited_caption_problems
 from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterNotFound, ConfigError, MediaOverloadError, Problem, RunError
 from pipeline.lease import Owner, WallClock
+from pipeline.metrics import MetricsCollector, StoreWithMetrics
 from pipeline.models import utcnow
 from pipeline.options import ImageLimits, Options, check_declared, check_options, fetch_image
-from pipeline.ports import Notifier, Reviewer, Store
+from pipeline.ports import Notifier, PublishNotifier, Reviewer
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
-from pipeline.wiring import build_runner
+from pipeline.wiring import build_runner, metrics_collector
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class Services:
     """Everything a cog may use; nothing else of the pipeline is reachable from the bot."""
 
     settings: Settings
-    store: Store
+    store: StoreWithMetrics
     runner: Runner
     characters: Characters
     reviewer: DiscordReviewer
@@ -63,6 +64,8 @@ class Services:
     styles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: the HTTP session the entry point owns: input images are downloaded with it
     http: aiohttp.ClientSession | None = None
+    #: reads published posts' metrics (its loop is bot.cogs.metrics)
+    metrics: MetricsCollector | None = None
 
     async def character(self, name: str) -> Character:
         """The character of that name; a short RunError otherwise, with close names but never
@@ -181,7 +184,7 @@ def build_services(
     client: discord.Client,
     *,
     settings: Settings,
-    store: Store,
+    store: StoreWithMetrics,
     session: aiohttp.ClientSession,
     characters: Characters,
     strategy_names: tuple[str, ...],
@@ -223,6 +226,12 @@ def build_services(
         strategy_names=strategy_names,
         cards=CardBook(settings.data_dir / "run-cards.json"),
         http=session,
+        metrics=metrics_collector(
+            settings,
+            store,
+            notifier=notifier if isinstance(notifier, PublishNotifier) else None,
+            owner=lease_owner,
+        ),
     )
 
 

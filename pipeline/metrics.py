@@ -15,10 +15,11 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from pipeline.errors import PublishError
 from pipeline.models import Platform, utcnow
-from pipeline.ports import MetricsReader, Publisher, PublishNotifier
+from pipeline.ports import MetricsReader, Publisher, PublishNotifier, Store
 from pipeline.publish.attention import AttentionBoard
 from pipeline.publish.errors import (
     AccessLevelError,
@@ -175,3 +176,7 @@ class MetricsCollector:
         log.warning("metrics missed: %s", note)
         report.missed += 1
         report.notes.append(note)
+
+
+class StoreWithMetrics(Store, MetricsStore, Protocol):
+    """Everything the pipeline keeps, with the post readings: the store the bot holds."""

@@ -37,6 +37,7 @@ from pipeline.publish import (
     build_publishers,
     fit_run_media,
 )
+from pipeline.readings import MetricsStore
 from pipeline.run import Idea, Pipeline, run_folder
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
@@ -319,7 +320,7 @@ def publishing_for(
 
 def metrics_collector(
     settings: Settings,
-    store: SqlStore,
+    store: MetricsStore,
     *,
     notifier: PublishNotifier | None = None,
     owner: Owner | None = None,

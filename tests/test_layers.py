@@ -242,6 +242,8 @@ CONCRETE = {
 ENTRY_POINTS = {
     "pipeline/__main__.py": {"pipeline.store", "pipeline.store.open_store"},
     "bot/__main__.py": {"pipeline.store", "pipeline.store.open_store"},
+    # the stats and collect-metrics commands of pipeline/__main__.py, in a module of their own
+    "pipeline/cli_stats.py": {"pipeline.store", "pipeline.store.open_store"},
 }
 
 
@@ -289,13 +291,21 @@ BOT_MORE = {
     # Services is built here: the one Runner (wiring.build_runner), the caption-edit
     # limits it offers the review cog (captions.edited_caption_problems), and the checks and
     # download of /generate's options (options.check_options, fetch_image)
-    "bot/services.py": {"pipeline.wiring", "pipeline.captions", "pipeline.options"},
+    "bot/services.py": {
+        "pipeline.wiring",
+        "pipeline.captions",
+        "pipeline.options",
+        "pipeline.metrics",  # the metrics collector it carries, and the store type with readings
+    },
     # who asks for the schedule's runs, to tell them from a person's
     "bot/access.py": {"pipeline.schedule"},
     # the loops the bot runs over pipeline policies (ARCHITECTURE.md: the bot runs the loops)
     "bot/app.py": {"pipeline.recovery"},
     "bot/cogs/schedule.py": {"pipeline.scheduler"},
     "bot/cogs/retention.py": {"pipeline.retention"},
+    # the metrics loop (pipeline.metrics) and /stats: the stats, its table and chart are the
+    # pipeline's; the cog only renders them
+    "bot/cogs/metrics.py": {"pipeline.metrics", "pipeline.stats", "pipeline.stats_chart"},
     # what a file over Discord's upload limit is shown as (the preview policy is the pipeline's)
     "bot/review.py": {"pipeline.previews"},
 }
