@@ -32,7 +32,10 @@ async def cmd_collect_metrics(settings: Settings, args: argparse.Namespace) -> i
     url = settings.database_url.get_secret_value()
     async with open_store(url, sqlite_path=settings.database_path) as store:
         collector = metrics_collector(settings, store, notifier=LogNotifier(sys.stderr))
-        report = await collector.collect_once()
+        try:
+            report = await collector.collect_once()
+        finally:
+            await collector.aclose()
     for note in report.notes:
         print(f"missed: {note}", file=sys.stderr)
     print(report.sentence())

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from pipeline.errors import PublishError
+from pipeline.errors import ConfigError, PublishError
 from pipeline.models import Platform, utcnow
 from pipeline.ports import MetricsReader, Publisher, PublishNotifier, Store
 from pipeline.publish.attention import AttentionBoard
@@ -93,6 +93,13 @@ class MetricsCollector:
         self.policy = policy or CollectPolicy()
         self.clock = clock
 
+    async def aclose(self) -> None:
+        """Close the readers that keep connections (Bluesky's logged-in clients)."""
+        for reader in self.readers.values():
+            close = getattr(reader, "aclose", None)
+            if close is not None:
+                await close()
+
     async def collect_once(self) -> CollectReport:
         """One pass: plan new readings, claim the due ones, read them. Raises only when the
         store cannot be reached; a platform's failure is recorded on its reading."""
@@ -149,8 +156,12 @@ class MetricsCollector:
         except TransientPublishError as exc:
             await self._again(reading, f"{where}: {exc.user_message}", exc.retry_after, report)
             return
-        except PublishError as exc:
+        except (PublishError, ConfigError) as exc:  # ConfigError: credentials, before any call
             await self._again(reading, f"{where}: {exc.user_message}", None, report)
+            return
+        except Exception:  # a reader's bug must not stall the readings behind this one
+            log.exception("metrics of %s: the reader failed unexpectedly", where)
+            await self._again(reading, f"{where}: an unexpected error (see the log)", None, report)
             return
         await self.store.finish_reading(reading, self.owner, metrics, self.clock())
         report.read += 1

@@ -40,6 +40,8 @@ class MetricsCog(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.collect.cancel()
+        if self.services.metrics is not None:
+            await self.services.metrics.aclose()
 
     @tasks.loop(minutes=COLLECT_MINUTES)
     async def collect(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import ConfigError
 from pipeline.metrics import CollectPolicy, MetricsCollector
 from pipeline.models import Job, Platform, PostRecord, PostState, Run, RunState
 from pipeline.ports import PostMetrics
@@ -205,3 +206,19 @@ async def test_bluesky_post_is_read_through_atproto(
         await publisher.aclose()
     [row] = await store.metrics_of("fox")
     assert row.metrics == PostMetrics(likes=4, reposts=1, replies=2)
+
+
+async def test_missing_credentials_do_not_stall_the_other_readings(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """A reading whose credentials are missing is tried again later, and the readings behind it
+    are read in the same pass."""
+    await _published(store, "run000000001", remote_id="1")
+    await _published(store, "run000000002", remote_id="2")
+    missing = ConfigError("X credentials 'fox_x': FOX_X_API_KEY is not set")
+    reader = ScriptedReader(script=deque([missing]))
+    collector = _collector(store, reader, Clock(POSTED_AT + timedelta(hours=1)), tmp_path)
+
+    report = await collector.collect_once()
+
+    assert (report.read, report.retried) == (1, 1)
