@@ -101,7 +101,7 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def stats_table(stats: Stats, *, width: int = 24) -> str:
+def stats_table(stats: Stats, *, width: int = 36) -> str:
     """The short table both adapters show; one sentence when there is nothing yet."""
     if stats.empty:
         return (

@@ -35,7 +35,7 @@ def _draw(stats: Stats, path: Path) -> None:
     axes: Any = figure.subplots(len(dimensions), 2, squeeze=False)
     for index, dimension in enumerate(dimensions):
         rows = [row for row in stats.rows if row.dimension == dimension]
-        names = [(row.choice or "(none)")[:20] for row in rows]
+        names = [(row.choice or "(none)")[:28] for row in rows]
         rates = [row.approval_rate or 0.0 for row in rows]
         engagement = [row.engagement or 0.0 for row in rows]
         left, right = axes[index][0], axes[index][1]

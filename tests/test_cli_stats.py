@@ -74,8 +74,8 @@ def test_stats_prints_the_table_and_draws_the_chart(project: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "mascot: 3 runs, 2 of 3 reviewed approved (67%)"
-    assert "  watercolor                 2      100%        13.0" in lines
-    assert "  storybook                  1        0%           -" in lines
+    assert "  watercolor                             2      100%        13.0" in lines
+    assert "  storybook                              1        0%           -" in lines
     assert lines[-1] == "chart: out/mascot.png"
     with Image.open(project / "out" / "mascot.png") as chart:
         assert chart.format == "PNG"

@@ -75,7 +75,7 @@ async def test_stats_answers_with_the_table_and_the_chart(
     assert reply is not None
 
     assert reply.content.startswith("```\nmascot: 2 runs, 1 of 2 reviewed approved (50%)")
-    assert "  watercolor                 1      100%           -" in reply.content
+    assert "  watercolor                             1      100%           -" in reply.content
     [chart] = reply.attachments
     assert chart.filename == "mascot.png"
     with Image.open(io.BytesIO(chart.data)) as image:
