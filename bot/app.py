@@ -43,6 +43,7 @@ COGS: tuple[str, ...] = (
     "bot.cogs.runs",
     "bot.cogs.retention",
     "bot.cogs.metrics",
+    "bot.cogs.stats",
     "bot.cogs.review",
     "bot.cogs.admin",
     "bot.cogs.schedule",

@@ -303,9 +303,9 @@ BOT_MORE = {
     "bot/app.py": {"pipeline.recovery"},
     "bot/cogs/schedule.py": {"pipeline.scheduler"},
     "bot/cogs/retention.py": {"pipeline.retention"},
-    # the metrics loop (pipeline.metrics) and /stats: the stats, its table and chart are the
-    # pipeline's; the cog only renders them
-    "bot/cogs/metrics.py": {"pipeline.metrics", "pipeline.stats", "pipeline.stats_chart"},
+    "bot/cogs/metrics.py": {"pipeline.metrics"},
+    # /stats: the stats, their table and chart are the pipeline's; the cog only renders them
+    "bot/cogs/stats.py": {"pipeline.stats", "pipeline.stats_chart"},
     # what a file over Discord's upload limit is shown as (the preview policy is the pipeline's)
     "bot/review.py": {"pipeline.previews"},
 }
