@@ -14,6 +14,7 @@ picks still draw from the run's seeded Random; the weights used are recorded on 
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ _OPEN = frozenset(
 class HistoryStore(Protocol):
     """Where a character's history is read (`pipeline.store.SqlStore`)."""
 
-    async def list_runs(self, *, character: str | None = None, limit: int = 50) -> list[Run]: ...
+    async def recent_run_data(self, character: str, limit: int) -> list[str]: ...
     async def metrics_of(self, character: str) -> list[MetricRow]: ...
 
 
@@ -229,7 +230,9 @@ def learn(
 
 async def history(store: HistoryStore, character: str) -> list[Outcome]:
     """The outcomes of `character`'s latest runs (at most HISTORY_RUNS)."""
-    runs = await store.list_runs(character=character, limit=HISTORY_RUNS)
+    texts = await store.recent_run_data(character, HISTORY_RUNS)
+    # hundreds of runs take tens of milliseconds to read: off the event loop
+    runs = await asyncio.to_thread(lambda: [Run.from_json(text) for text in texts])
     return outcomes(runs, await store.metrics_of(character))
 
 

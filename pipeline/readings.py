@@ -58,7 +58,7 @@ class MetricRow:
 
 
 class MetricsStore(Protocol):
-    """What collection needs of the store (`pipeline.store.SqlStore` has it)."""
+    """What collection, stats and learning need of the store (`pipeline.store.SqlStore`)."""
 
     async def plan_readings(
         self,
@@ -83,6 +83,10 @@ class MetricsStore(Protocol):
         self, reading: Reading, owner: str, due_at: datetime, *, attempts: int, note: str
     ) -> None: ...
     async def miss_reading(self, reading: Reading, owner: str, note: str) -> None: ...
+    async def recent_run_data(self, character: str, limit: int) -> list[str]:
+        """The stored JSON of `character`'s latest `limit` runs (for stats and learning)."""
+        ...
+
     async def metrics_of(self, character: str) -> list[MetricRow]:
         """Every reading made of `character`'s posts."""
         ...

@@ -134,6 +134,16 @@ class MetricsTables:
         )
         return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
 
+    async def recent_run_data(self, character: str, limit: int) -> list[str]:
+        """The stored form (JSON) of `character`'s latest `limit` runs, newest first: the
+        caller parses them, off the event loop when they are many (`pipeline.learning`)."""
+        rows = await self.db.fetchall(
+            "SELECT data FROM runs WHERE character_name = ? ORDER BY updated_at DESC, id DESC"
+            " LIMIT ?",
+            (character, int(limit)),
+        )
+        return [str(row[0]) for row in rows]
+
     async def metrics_of(self, character: str) -> list[MetricRow]:
         rows = await self.db.fetchall(
             "SELECT m.run_id, m.platform, m.checkpoint, m.likes, m.reposts, m.replies, m.views"
