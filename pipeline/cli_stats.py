@@ -8,10 +8,13 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.failures import EXIT_BAD_INPUT, EXIT_OK
-from pipeline.settings import Settings
 from pipeline.store import open_store
+
+if TYPE_CHECKING:  # pydantic: loaded by the entry point after the arguments are read
+    from pipeline.settings import Settings
 
 
 def add_stats_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -17,11 +17,12 @@ from tests.fakes import discord as fd
 async def test_the_bot_connects_and_syncs_its_commands_to_the_guild(
     start_bot: StartBot, fake: fd.FakeDiscord
 ) -> None:
-    """Starting the bot makes /generate, /runs, /cancel, /retry and /reload show in the guild."""
+    """Starting the bot makes /generate, /runs, /cancel, /retry, /reload and /stats show in the
+    guild."""
     await start_bot()
     assert fake.identifies == 1
     names = {command["name"] for command in fake.commands[fd.GUILD_ID]}
-    assert names == {"generate", "runs", "cancel", "retry", "reload"}
+    assert names == {"generate", "runs", "cancel", "retry", "reload", "stats"}
 
 
 async def test_a_run_stopped_mid_generation_resumes_at_the_next_start(
