@@ -42,6 +42,8 @@ COGS: tuple[str, ...] = (
     "bot.cogs.generate",
     "bot.cogs.runs",
     "bot.cogs.retention",
+    "bot.cogs.metrics",
+    "bot.cogs.stats",
     "bot.cogs.review",
     "bot.cogs.admin",
     "bot.cogs.schedule",

@@ -24,13 +24,14 @@ from pipeline.captions import edited_caption_problems
 from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterNotFound, ConfigError, MediaOverloadError, Problem, RunError
 from pipeline.lease import Owner, WallClock
+from pipeline.metrics import MetricsCollector, StoreWithMetrics
 from pipeline.models import utcnow
 from pipeline.options import ImageLimits, Options, check_declared, check_options, fetch_image
-from pipeline.ports import Notifier, Reviewer, Store
+from pipeline.ports import Notifier, PublishNotifier, Reviewer
 from pipeline.publish.queue import PublishQueue
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
-from pipeline.wiring import build_runner
+from pipeline.wiring import build_runner, metrics_collector
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Services:
     """Everything a cog may use; nothing else of the pipeline is reachable from the bot."""
 
     settings: Settings
-    store: Store
+    store: StoreWithMetrics
     runner: Runner
     characters: Characters
     reviewer: DiscordReviewer
@@ -69,6 +70,8 @@ class Services:
     #: the publish queue (its loop and commands are `bot.cogs.queue`'s); shares its
     #: PublishService with the runs' publish step
     queue: PublishQueue | None = None
+    #: reads published posts' metrics (its loop is bot.cogs.metrics)
+    metrics: MetricsCollector | None = None
 
     async def character(self, name: str) -> Character:
         """The character of that name; a short RunError otherwise, with close names but never
@@ -187,7 +190,7 @@ def build_services(
     client: discord.Client,
     *,
     settings: Settings,
-    store: Store,
+    store: StoreWithMetrics,
     session: aiohttp.ClientSession,
     characters: Characters,
     strategy_names: tuple[str, ...],
@@ -232,6 +235,12 @@ def build_services(
         cards=CardBook(settings.data_dir / "run-cards.json"),
         http=session,
         queue=queue_factory(notifier) if queue_factory is not None else None,
+        metrics=metrics_collector(
+            settings,
+            store,
+            notifier=notifier if isinstance(notifier, PublishNotifier) else None,
+            owner=lease_owner,
+        ),
     )
 
 

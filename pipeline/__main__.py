@@ -20,6 +20,7 @@ from comfy import ComfyError, Workflow
 from pipeline import logs
 from pipeline.cli_queue import COMMANDS as QUEUE_COMMANDS
 from pipeline.cli_queue import add_queue_commands, cmd_queue
+from pipeline.cli_stats import add_stats_commands
 from pipeline.errors import (
     CharacterError,
     CharacterNotFound,
@@ -707,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="list what would go; remove nothing")
     add_publishing_commands(sub)
     add_queue_commands(sub)
+    add_stats_commands(sub)
     return parser
 
 
@@ -774,6 +776,11 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(cmd_prune(settings, args))
     if args.command in QUEUE_COMMANDS:
         return asyncio.run(cmd_queue_over_store(settings, args))
+    if args.command in {"collect-metrics", "stats"}:
+        from pipeline import cli_stats
+
+        run = cli_stats.cmd_stats if args.command == "stats" else cli_stats.cmd_collect_metrics
+        return asyncio.run(run(settings, args))
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -11,7 +11,7 @@ import copy
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from random import Random
 from typing import Any, Literal
@@ -79,6 +79,9 @@ class Generation(_Model):
     video_system_prompt_weights: Weights = Field(default_factory=lambda: {"video_description": 1.0})
     style_weights: Weights = Field(default_factory=lambda: {"": 1.0})
     descriptions: int = Field(default=2, ge=1, le=10)
+    #: the weights above are priors that follow what reviewers approve and audiences engage
+    #: with (pipeline.learning); removing it goes back to them exactly
+    learn: bool = False
 
     @field_validator("similarity_threshold", mode="before")
     @classmethod
@@ -390,6 +393,12 @@ class Character:
         wanted = run.choices.generation_type if run.choices else run.job.generation_type
         if wanted:
             self.refuse_unrunnable(wanted, with_image=bool(run.job.input_images))
+
+    def with_weights(self, weights: Mapping[str, Mapping[str, float]]) -> Character:
+        """This character with some `generation` weights keys replaced (learned weights)."""
+        generation = self.generation.model_copy(update={k: dict(v) for k, v in weights.items()})
+        spec = self.spec.model_copy(update={"generation": generation})
+        return replace(self, spec=spec)
 
     def pick_generation_type(self, rng: Random) -> str:
         return pick(self.generation.generation_type_weights, rng)

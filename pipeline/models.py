@@ -114,6 +114,9 @@ class Choices:
     template: str
     style: str
     workflows: dict[str, str] = field(default_factory=dict)
+    #: the weights the picks followed when the character learns (`pipeline.learning`), per
+    #: `generation` weights key; empty when they were the YAML's
+    weights: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pipeline.errors import (
     disk_reason,
 )
 from pipeline.failures import failure_of
+from pipeline.learning import HistoryStore, learned_weights
 from pipeline.models import (
     Choices,
     Decision,
@@ -159,6 +160,9 @@ class Pipeline:
     fit_media: Callable[[Run, Character, Path], Awaitable[object]] | None = None
     #: ComfyUI capability tags a video job needs (wiring sets {"video"} when a server has it)
     video_tags: frozenset[str] = frozenset()
+    #: where a character with `learn: true` reads its history (pipeline.learning); None: nowhere,
+    #: so its picks follow the YAML weights
+    learning: HistoryStore | None = None
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -219,6 +223,8 @@ class Pipeline:
         job = run.job
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         rng = Random(seed)
+        learned = await learned_weights(self.learning, character)
+        character = character.with_weights(learned)
         strategy = job.generation_type or character.pick_generation_type(rng)
         character.refuse_unrunnable(strategy, with_image=bool(job.input_images))
         needs = strategies.needs(strategy)
@@ -248,6 +254,7 @@ class Pipeline:
             prompt_method=idea.method,
             template=template,
             style=style,
+            weights=learned,
             workflows={
                 stage.name: str(character.workflow_path(strategy, stage.name))
                 for stage in needs.stages

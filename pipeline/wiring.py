@@ -21,16 +21,24 @@ from comfy import ComfyError, ComfyPool, ServerSpec
 from pipeline.captions import load_counter, write_captions
 from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterError, CharacterNotFound
-from pipeline.lease import Owner, WallClock
+from pipeline.lease import Owner, WallClock, this_process
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
+from pipeline.metrics import MetricsCollector
 from pipeline.models import MediaKind, Platform, Run, utcnow
 from pipeline.ports import Notifier, PublishNotifier, Reviewer, RunnerStore
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
-from pipeline.publish import PublishService, build_publish_service, fit_run_media
+from pipeline.publish import (
+    AttentionBoard,
+    PublishService,
+    build_publish_service,
+    build_publishers,
+    fit_run_media,
+)
 from pipeline.publish.queue import PublishQueue
+from pipeline.readings import MetricsStore
 from pipeline.run import Idea, Pipeline, run_folder
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
@@ -199,6 +207,7 @@ class Engine:
             publisher=self.queue_for(notifier),
             fit_media=fit_run_media,
             video_tags=self.video_tags,
+            learning=self.store,
         )
 
     def execute_for(self, reviewer: Reviewer, notifier: Notifier) -> Execute:
@@ -347,6 +356,24 @@ def build_publish_queue(
     )
 
 
+def metrics_collector(
+    settings: Settings,
+    store: MetricsStore,
+    *,
+    notifier: PublishNotifier | None = None,
+    owner: Owner | None = None,
+) -> MetricsCollector:
+    """The MetricsCollector over `store` with every platform's publisher that reads metrics;
+    `owner` names this instance in its claims (this process by default)."""
+    return MetricsCollector(
+        store,
+        build_publishers(settings),
+        AttentionBoard(settings.attention_dir),
+        owner=str(owner or this_process()),
+        notifier=notifier,
+    )
+
+
 def prompt_withdrawer(
     settings: Settings, characters: Characters, pool: ComfyPool | None = None
 ) -> Withdraw:
@@ -395,6 +422,7 @@ __all__ = [
     "build_publish_queue",
     "build_runner",
     "characters_from",
+    "metrics_collector",
     "open_engine",
     "open_pipeline",
     "prompt_withdrawer",

@@ -150,6 +150,7 @@ class World:
             notifier=self.notifier,
             publisher=self.queue,
             fit_media=fit_run_media,
+            learning=store,
         )
 
     def _verdict(self, asked: Asked) -> str:

@@ -242,6 +242,8 @@ CONCRETE = {
 ENTRY_POINTS = {
     "pipeline/__main__.py": {"pipeline.store", "pipeline.store.open_store"},
     "bot/__main__.py": {"pipeline.store", "pipeline.store.open_store"},
+    # the stats and collect-metrics commands of pipeline/__main__.py, in a module of their own
+    "pipeline/cli_stats.py": {"pipeline.store", "pipeline.store.open_store"},
 }
 
 
@@ -295,6 +297,7 @@ BOT_MORE = {
         "pipeline.captions",
         "pipeline.options",
         "pipeline.publish.queue",
+        "pipeline.metrics",  # the metrics collector it carries, and the store type with readings
     },
     # who asks for the schedule's runs, to tell them from a person's
     "bot/access.py": {"pipeline.schedule"},
@@ -305,6 +308,9 @@ BOT_MORE = {
     "bot/cogs/queue.py": {"pipeline.publish.queue"},
     # the waiting posts /queue lists (pipeline.queued.QueuedPost, a domain record)
     "bot/render.py": {"pipeline.queued"},
+    "bot/cogs/metrics.py": {"pipeline.metrics"},
+    # /stats: the stats, their table and chart are the pipeline's; the cog only renders them
+    "bot/cogs/stats.py": {"pipeline.stats", "pipeline.stats_chart"},
     # what a file over Discord's upload limit is shown as (the preview policy is the pipeline's)
     "bot/review.py": {"pipeline.previews"},
 }

@@ -9,7 +9,8 @@ the publishing helpers, atproto, httpx and Pillow; never the store.
 
 XRPC calls: com.atproto.server.createSession (and refreshSession, by the SDK),
 com.atproto.repo.uploadBlob (each image), com.atproto.repo.createRecord (the post),
-app.bsky.feed.getAuthorFeed (the lookup after a lost answer).
+app.bsky.feed.getAuthorFeed (the lookup after a lost answer), app.bsky.feed.getPosts (what a
+post achieved, `read_metrics`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from PIL import Image
 
 from pipeline.llm.capped import AnswerTooLarge, capped_hooks
 from pipeline.models import MediaKind, Platform, utcnow
-from pipeline.ports import OutgoingMedia, RemotePost
+from pipeline.ports import OutgoingMedia, PostMetrics, RemotePost
 from pipeline.publish.credentials import BlueskyCredentials
 from pipeline.publish.errors import (
     AccountAttentionError,
@@ -349,6 +350,30 @@ class BlueskyPublisher:
             raise TransientPublishError("Bluesky post: an answer without a URI", maybe_posted=True)
         log.info("posted to bluesky account %s: %s", account, uri)
         return RemotePost(uri, post_url(uri))
+
+    async def read_metrics(self, account: str, remote_id: str) -> PostMetrics:
+        """The post's counts from app.bsky.feed.getPosts (reposts include quotes)."""
+
+        async def views(kept: _Account) -> Any:
+            return await kept.client.app.bsky.feed.get_posts(
+                models.AppBskyFeedGetPosts.Params(uris=[remote_id])
+            )
+
+        answer = await self._call(account, "metrics", views)
+        for post in getattr(answer, "posts", None) or []:
+            if str(post.uri) == remote_id:
+                reposts, quotes = post.repost_count, post.quote_count
+                return PostMetrics(
+                    likes=post.like_count,
+                    reposts=None
+                    if reposts is None and quotes is None
+                    else (reposts or 0) + (quotes or 0),
+                    replies=post.reply_count,
+                )
+        raise ContentRejectedError(
+            "Bluesky metrics: the post is gone (not in the answer)",
+            platform_message="the post is gone or hidden",
+        )
 
     async def find_post(self, account: str, caption: str, since: datetime) -> RemotePost | None:
         async def feed(kept: _Account) -> Any:

@@ -33,7 +33,7 @@ from instagrapi.transports import _CurlH2Adapter
 
 from pipeline.errors import disk_reason
 from pipeline.models import MediaKind, Platform
-from pipeline.ports import OutgoingMedia, RemotePost
+from pipeline.ports import OutgoingMedia, PostMetrics, RemotePost
 from pipeline.publish.credentials import InstagramCredentials
 from pipeline.publish.errors import (
     AccountAttentionError,
@@ -44,6 +44,9 @@ from pipeline.publish.errors import (
 from pipeline.publish.http import BoundedAdapter, Limits
 
 log = logging.getLogger(__name__)
+
+#: Instagram's media_type of a video or reel (1 is a photo, 8 an album)
+VIDEO_MEDIA_TYPE = 2
 
 MAX_ALBUM = 10
 CAPTION_LIMIT = 2200
@@ -373,6 +376,36 @@ class InstagramPublisher:
             if " ".join(str(item.caption_text).split()) == wanted and taken >= earliest:
                 return RemotePost(str(item.id), f"https://www.instagram.com/p/{item.code}/")
         return None
+
+    async def read_metrics(self, account: str, remote_id: str) -> PostMetrics:
+        """The post's likes, comments and (a reel's) plays, from media/{pk}/info/."""
+        return await asyncio.to_thread(self._metrics_sync, account, remote_id)
+
+    def _metrics_sync(self, account: str, remote_id: str) -> PostMetrics:
+        pk = remote_id.split("_", 1)[0]  # a media id is "<pk>_<user id>"
+        with self._lock(account):
+            client = self._client(account)
+            try:
+                media = client.media_info_v1(pk)
+            except ig.MediaNotFound:
+                raise ContentRejectedError(
+                    "Instagram metrics: the post is gone (media not found)",
+                    platform_message="the post is gone or hidden",
+                ) from None
+            except (ig.ClientError, requests.RequestException) as exc:
+                error = classify(exc, during_configure=False)
+                if isinstance(error, AccountAttentionError):
+                    self.forget(account)
+                raise error from None
+            except (KeyError, IndexError, TypeError, ValueError):
+                shape = "Instagram metrics: an answer of another shape"
+                raise TransientPublishError(shape) from None
+        views = media.play_count if media.play_count is not None else media.view_count
+        return PostMetrics(
+            likes=media.like_count,
+            replies=media.comment_count,
+            views=views if media.media_type == VIDEO_MEDIA_TYPE else None,
+        )
 
 
 def _recent_medias(client: _Client, *, amount: int) -> list[Any]:

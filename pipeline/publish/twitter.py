@@ -11,7 +11,8 @@ the store.
 Endpoints (https://docs.x.com/x-api/media): POST /2/media/upload/initialize (JSON),
 POST /2/media/upload/{id}/append (multipart: segment_index, media), POST .../{id}/finalize,
 GET /2/media/upload?command=STATUS&media_id=, POST /2/media/metadata (alt text); POST /2/tweets;
-GET /2/users/me and GET /2/users/:id/tweets (the lookup after a lost answer).
+GET /2/users/me and GET /2/users/:id/tweets (the lookup after a lost answer); GET /2/tweets/:id
+with tweet.fields=public_metrics (what a post achieved, `read_metrics`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from requests_oauthlib import OAuth1
 from urllib3.exceptions import NewConnectionError
 
 from pipeline.models import MediaKind, Platform
-from pipeline.ports import OutgoingMedia, RemotePost
+from pipeline.ports import OutgoingMedia, PostMetrics, RemotePost
 from pipeline.publish.credentials import TwitterCredentials
 from pipeline.publish.errors import (
     AccessLevelError,
@@ -420,6 +421,51 @@ class TwitterPublisher:
                 tweet_id = str(tweet["id"])
                 return RemotePost(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
         return None
+
+    async def read_metrics(self, account: str, remote_id: str) -> PostMetrics:
+        """The post's public metrics (likes, reposts and quotes, replies, impressions)."""
+        return await asyncio.to_thread(self._metrics_sync, account, remote_id)
+
+    def _metrics_sync(self, account: str, remote_id: str) -> PostMetrics:
+        with self._session() as session:
+            _, client = self._parts(account, session)
+            try:
+                answer = client.get_tweet(
+                    remote_id, tweet_fields=["public_metrics"], user_auth=True
+                )
+            except tweepy.TweepyException as exc:
+                raise _classify_tweepy(exc, step="metrics", is_post=False) from None
+            except requests.RequestException as exc:
+                raise _transport_error(exc, step="metrics", is_post=False) from None
+        return metrics_of_tweet(answer)
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def metrics_of_tweet(answer: object) -> PostMetrics:
+    """PostMetrics from X's answer to GET /2/tweets/:id; a deleted post (X answers 200 with a
+    `Not Found Error` in `errors`) is refused for good, another shape is worth a retry."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, dict):
+        errors = answer.get("errors") if isinstance(answer, dict) else None
+        if isinstance(errors, list) and errors:
+            said = errors[0].get("title") if isinstance(errors[0], dict) else None
+            raise ContentRejectedError(
+                "X metrics: the post is gone or hidden",
+                platform_message=f"{said or 'an error'}: the post is gone or hidden",
+            )
+        raise TransientPublishError("X metrics: an answer of another shape")
+    public = data.get("public_metrics")
+    counts = public if isinstance(public, dict) else {}
+    retweets, quotes = _count(counts.get("retweet_count")), _count(counts.get("quote_count"))
+    return PostMetrics(
+        likes=_count(counts.get("like_count")),
+        reposts=None if retweets is None and quotes is None else (retweets or 0) + (quotes or 0),
+        replies=_count(counts.get("reply_count")),
+        views=_count(counts.get("impression_count")),
+    )
 
 
 def check_media(media: Sequence[OutgoingMedia]) -> None:

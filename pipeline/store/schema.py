@@ -1,10 +1,10 @@
 """The database schema, versioned: each migration is applied once and recorded.
 
 `anime_roles` and `news` keep the reference design's columns; `runs`, `reviews`, `posts`,
-`schedule_slots`, `news_usage`, `run_leases`, `publish_queue` and `publish_accounts` are the
-project's own. Times of our own tables are ISO-8601 UTC text, which sorts correctly on both
-engines. A migration is statements, or a rewrite of stored data (the runs' JSON) that SQL
-cannot say on both engines.
+`schedule_slots`, `news_usage`, `run_leases`, `publish_queue`, `publish_accounts` and
+`post_metrics` are the project's own. Times of our own tables are ISO-8601 UTC text, which sorts
+correctly on both engines. A migration is statements, or a rewrite of stored data (the runs'
+JSON) that SQL cannot say on both engines.
 """
 
 from __future__ import annotations
@@ -170,6 +170,33 @@ def _v4(d: Dialect) -> list[str]:
     ]
 
 
+def _v5(d: Dialect) -> list[str]:
+    """`post_metrics`: the readings of each published post (1 h, 24 h, 7 days after it went
+    out), claimed by one collector at a time (see `pipeline.metrics`)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS post_metrics (
+            run_id VARCHAR(32) NOT NULL,
+            platform VARCHAR(32) NOT NULL,
+            checkpoint VARCHAR(8) NOT NULL,
+            account VARCHAR(255) NOT NULL,
+            remote_id VARCHAR(255) NOT NULL,
+            due_at VARCHAR(32) NOT NULL,
+            state VARCHAR(16) NOT NULL,
+            attempts INT NOT NULL DEFAULT 0,
+            claimed_by VARCHAR(255) NULL,
+            claimed_until VARCHAR(32) NULL,
+            likes BIGINT NULL,
+            reposts BIGINT NULL,
+            replies BIGINT NULL,
+            views BIGINT NULL,
+            read_at VARCHAR(32) NULL,
+            note TEXT NULL,
+            PRIMARY KEY (run_id, platform, checkpoint)
+        ){_TABLE_END[d]}""",
+        "CREATE INDEX idx_post_metrics_due ON post_metrics (state, due_at)",
+    ]
+
+
 def _no_statements(_: Dialect) -> list[str]:
     return []
 
@@ -189,6 +216,7 @@ MIGRATIONS = [
     Migration(2, _v2),
     Migration(3, rewrite=_v3),
     Migration(4, _v4),
+    Migration(5, _v5),
 ]
 LATEST = MIGRATIONS[-1].version
 

@@ -30,6 +30,7 @@ from pipeline.models import (
 )
 from pipeline.ports import CatalogCharacter, Lease, NewsItem
 from pipeline.store.db import Cursor, Database, DuplicateKey
+from pipeline.store.metrics import MetricsTables
 from pipeline.store.queue import QueueTables
 from pipeline.store.schema import migrate
 from pipeline.store.timestamps import parse_ts, ts
@@ -70,8 +71,9 @@ def _lease(run_id: str, row: Sequence[Any]) -> Lease:
     return Lease(run_id=run_id, owner=row[0], expires_at=parse_ts(row[1]))
 
 
-class SqlStore(QueueTables):
-    """The Store on any `Database`; build it with `pipeline.store.open_store`."""
+class SqlStore(QueueTables, MetricsTables):
+    """The Store on any `Database` (with the publish queue's tables of `QueueTables` and the
+    metrics tables of `MetricsTables`); build it with `pipeline.store.open_store`."""
 
     def __init__(self, db: Database, *, retries: int = 3) -> None:
         self.db = db

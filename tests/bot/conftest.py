@@ -20,8 +20,9 @@ from bot.app import MediaBot
 from bot.services import Services, build_services
 from pipeline.characters import Characters
 from pipeline.lease import Owner, WallClock
+from pipeline.metrics import StoreWithMetrics
 from pipeline.models import utcnow
-from pipeline.ports import Notifier, Reviewer, Store
+from pipeline.ports import Notifier, Reviewer
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.runner import Execute
 from pipeline.settings import Settings
@@ -84,7 +85,7 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
 
 def scripted_services(
     settings: Settings,
-    store: Store,
+    store: StoreWithMetrics,
     session: aiohttp.ClientSession,
     root: Path,
     *,
@@ -132,7 +133,7 @@ async def start_bot(
         async def start(
             *,
             script: Script | None = None,
-            store: Store | None = None,
+            store: StoreWithMetrics | None = None,
             owner: Owner | None = None,
             clock: WallClock = utcnow,
             **overrides: Any,

@@ -17,8 +17,8 @@ from tests.fakes import discord as fd
 async def test_the_bot_connects_and_syncs_its_commands_to_the_guild(
     start_bot: StartBot, fake: fd.FakeDiscord
 ) -> None:
-    """Starting the bot makes /generate, /runs, /cancel, /retry, /reload and the publish
-    queue's /queue, /publish-now and /unqueue show in the guild."""
+    """Starting the bot makes /generate, /runs, /cancel, /retry, /reload, /stats and the
+    publish queue's /queue, /publish-now and /unqueue show in the guild."""
     await start_bot()
     assert fake.identifies == 1
     names = {command["name"] for command in fake.commands[fd.GUILD_ID]}
@@ -31,6 +31,7 @@ async def test_the_bot_connects_and_syncs_its_commands_to_the_guild(
         "queue",
         "publish-now",
         "unqueue",
+        "stats",
     }
 
 

@@ -1,7 +1,8 @@
 """A Bluesky PDS on 127.0.0.1 that speaks the XRPC calls atproto's client makes for a post.
 
 com.atproto.server.createSession / refreshSession, com.atproto.repo.uploadBlob / createRecord
-and app.bsky.feed.getAuthorFeed, with the real answers' shapes and errors
+app.bsky.feed.getAuthorFeed and app.bsky.feed.getPosts (a post's counts), with the real answers'
+shapes and errors
 (`{"error": "AuthenticationRequired", "message": ...}`, 400 `InvalidRecord` / `ExpiredToken`,
 429 with `ratelimit-*` headers). It checks what a real PDS checks of a post: 300 graphemes, at
 most 4 images of at most 1,000,000 bytes, facets within the text. Fault switches make it refuse
@@ -60,6 +61,12 @@ def error(
 class Post:
     rkey: str
     record: dict[str, Any]
+    #: what the post achieved: likeCount, repostCount, replyCount, quoteCount
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("likeCount", "repostCount", "replyCount", "quoteCount"), 0
+        )
+    )
 
     @property
     def uri(self) -> str:
@@ -150,6 +157,7 @@ class FakeBluesky:
             "com.atproto.repo.uploadBlob": self._upload_blob,
             "com.atproto.repo.createRecord": self._create_record,
             "app.bsky.feed.getAuthorFeed": self._author_feed,
+            "app.bsky.feed.getPosts": self._get_posts,
         }.get(method)
         if handler is None:
             return error(501, "MethodNotImplemented", f"Method Not Implemented: {method}")
@@ -268,3 +276,26 @@ class FakeBluesky:
         if self.feed_padding:
             answer["cursor"] = "x" * self.feed_padding
         return web.json_response(answer)
+
+    def _view(self, post: Post) -> dict[str, Any]:
+        """A post as app.bsky.feed.defs#postView, its counts included."""
+        return {
+            "uri": post.uri,
+            "cid": cid_of(post.uri.encode()),
+            "author": {"did": DID, "handle": self.handle},
+            "record": post.record,
+            "indexedAt": post.record.get("createdAt"),
+            **post.counts,
+        }
+
+    async def _get_posts(self, request: web.Request) -> web.Response:
+        """app.bsky.feed.getPosts: the views of the posts named in `uris` (at most 25); a post
+        that is gone is left out of the answer, as the AppView does."""
+        refused = self._authorized(request)
+        if refused is not None:
+            return refused
+        uris = request.query.getall("uris", [])
+        if not uris or len(uris) > 25:
+            return error(400, "InvalidRequest", "Error: uris must have 1 to 25 items")
+        by_uri = {post.uri: post for post in self.posts}
+        return web.json_response({"posts": [self._view(by_uri[u]) for u in uris if u in by_uri]})

@@ -122,6 +122,8 @@ def media_payload(pk: int, caption: str, media_type: int = 1) -> dict[str, Any]:
         "product_type": "clips" if media_type == 2 else "feed",
         "user": user,
         "like_count": 0,
+        "comment_count": 0,
+        **({"play_count": 0, "view_count": 0} if media_type == 2 else {}),
         "caption": {"text": caption},
         "usertags": {"in": []},
     }
@@ -204,6 +206,8 @@ class FakeInstagram:
         mock.add_callback("GET", re.compile(API + r"/api/v1/accounts/current_user/"),
                           callback=self._account)  # fmt: skip
         mock.add_callback("GET", re.compile(API + r"/api/v1/feed/user/\d+/"), callback=self._feed)
+        mock.add_callback("GET", re.compile(API + r"/api/v1/media/\d+/info/"),
+                          callback=self._media_info)  # fmt: skip
         mock.add_callback("POST", re.compile(API + r"/rupload_igphoto/.+"), callback=self._photo)
         mock.add_callback("GET", re.compile(API + r"/rupload_igvideo/.+"), callback=self._init)
         mock.add_callback("POST", re.compile(API + r"/rupload_igvideo/.+"), callback=self._video)
@@ -481,6 +485,20 @@ class FakeInstagram:
         self._fall_silent(request, path)
         items = list(reversed(self.medias))
         return 200, {}, json.dumps({"items": items, "num_results": len(items), "status": "ok"})
+
+    def _media_info(self, request: requests.PreparedRequest) -> Reply:
+        """media/{pk}/info/: the media with its counts; one that is gone answers 400 with
+        "Media not found or unavailable", as Instagram does."""
+        path = self._record(request)
+        if fault := self._fault(path):
+            return fault
+        pk = int(path.split("/")[-3])
+        for media in self.medias:
+            if media["pk"] == pk:
+                answer = {"items": [media], "num_results": 1, "more_available": False}
+                return 200, {}, json.dumps({**answer, "status": "ok"})
+        gone = {"message": "Media not found or unavailable", "status": "fail"}
+        return 400, {}, json.dumps(gone)
 
     def _photo(self, request: requests.PreparedRequest) -> Reply:
         path = self._record(request)

@@ -52,6 +52,17 @@ ACCESS_453: Reply = (
 )
 
 
+#: a new post's public_metrics, as X gives them (GET /2/tweets/:id?tweet.fields=public_metrics)
+NO_METRICS = {
+    "retweet_count": 0,
+    "reply_count": 0,
+    "like_count": 0,
+    "quote_count": 0,
+    "bookmark_count": 0,
+    "impression_count": 0,
+}
+
+
 def body_of(request: requests.PreparedRequest) -> bytes:
     body = request.body
     if isinstance(body, bytes):
@@ -121,6 +132,7 @@ class FakeX:
         ("GET", r"/2/media/upload", "_status"),
         ("POST", r"/2/media/metadata", "_metadata"),
         ("POST", r"/2/tweets", "_tweet"),
+        ("GET", r"/2/tweets/\d+", "_lookup"),
         ("GET", r"/2/users/me", "_me"),
         ("GET", r"/2/users/42/tweets", "_timeline"),
     )
@@ -209,7 +221,12 @@ class FakeX:
         body = json_of(request)
         for media_id in body.get("media", {}).get("media_ids", []):
             assert self.uploads[media_id]["finalized"], "media must be finalized before posting"
-        tweet = {"id": str(self.next_tweet), "text": body["text"], "media": body.get("media")}
+        tweet = {
+            "id": str(self.next_tweet),
+            "text": body["text"],
+            "media": body.get("media"),
+            "public_metrics": dict(NO_METRICS),
+        }
         self.next_tweet += 1
         self.tweets.append(tweet)
         data = {"id": tweet["id"], "text": tweet["text"], "edit_history_tweet_ids": [tweet["id"]]}
@@ -237,3 +254,33 @@ class FakeX:
         ]
         meta = {"result_count": len(data)}
         return 200, {}, json.dumps({"data": data, "meta": meta} if data else {"meta": meta})
+
+    def _lookup(self, request: requests.PreparedRequest) -> Reply:
+        """GET /2/tweets/:id: the default fields, public_metrics when asked; a post that is not
+        there answers 200 with a `Not Found Error`, as X does."""
+        path = self._record(request)
+        if fault := self._fault("lookup"):
+            return fault
+        tweet_id = path.rsplit("/", 1)[-1]
+        query = parse_qs(urlsplit(str(request.url)).query)
+        fields = ",".join(query.get("tweet.fields", [])).split(",")
+        for tweet in self.tweets:
+            if tweet["id"] == tweet_id:
+                data = {
+                    "id": tweet_id,
+                    "text": shown_by_x(tweet["text"], media=bool(tweet.get("media"))),
+                    "edit_history_tweet_ids": [tweet_id],
+                }
+                if "public_metrics" in fields:
+                    data["public_metrics"] = tweet["public_metrics"]
+                return 200, {}, json.dumps({"data": data})
+        problem = {
+            "value": tweet_id,
+            "detail": f"Could not find tweet with id: [{tweet_id}].",
+            "title": "Not Found Error",
+            "resource_type": "tweet",
+            "parameter": "id",
+            "resource_id": tweet_id,
+            "type": "https://api.twitter.com/2/problems/resource-not-found",
+        }
+        return 200, {}, json.dumps({"errors": [problem]})
