@@ -224,6 +224,7 @@ def build_services(
         owner=lease_owner,
         clock=clock,
     )
+    queue = queue_factory(notifier) if queue_factory is not None else None
     return Services(
         settings=settings,
         store=store,
@@ -234,12 +235,15 @@ def build_services(
         strategy_names=strategy_names,
         cards=CardBook(settings.data_dir / "run-cards.json"),
         http=session,
-        queue=queue_factory(notifier) if queue_factory is not None else None,
+        queue=queue,
+        # the publishers the runs post with, so an account has one client (one instagrapi
+        # session) in this process
         metrics=metrics_collector(
             settings,
             store,
             notifier=notifier if isinstance(notifier, PublishNotifier) else None,
             owner=lease_owner,
+            publishers=queue.service.publishers if queue is not None else None,
         ),
     )
 

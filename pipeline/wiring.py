@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
 from pipeline.metrics import MetricsCollector
 from pipeline.models import MediaKind, Platform, Run, utcnow
-from pipeline.ports import Notifier, PublishNotifier, Reviewer, RunnerStore
+from pipeline.ports import Notifier, Publisher, PublishNotifier, Reviewer, RunnerStore
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
@@ -362,12 +362,14 @@ def metrics_collector(
     *,
     notifier: PublishNotifier | None = None,
     owner: Owner | None = None,
+    publishers: Mapping[Platform, Publisher] | None = None,
 ) -> MetricsCollector:
-    """The MetricsCollector over `store` with every platform's publisher that reads metrics;
-    `owner` names this instance in its claims (this process by default)."""
+    """The MetricsCollector over `store` with every platform's publisher that reads metrics
+    (`publishers`, those the runs post with, else new ones); `owner` names this instance in
+    its claims (this process by default)."""
     return MetricsCollector(
         store,
-        build_publishers(settings),
+        publishers if publishers is not None else build_publishers(settings),
         AttentionBoard(settings.attention_dir),
         owner=str(owner or this_process()),
         notifier=notifier,
