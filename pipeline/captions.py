@@ -73,6 +73,10 @@ def bluesky_length(text: str) -> int:
     return count
 
 
+#: a Facebook post's message, in characters
+FACEBOOK_CHARACTERS = 63206
+
+
 @dataclass(frozen=True)
 class PlatformLimits:
     """How long a caption may be on a platform, and how it is counted."""
@@ -97,6 +101,10 @@ LIMITS: dict[Platform, PlatformLimits] = {
     # read is cut there); no hashtag cap, so as many as the length takes.
     Platform.BLUESKY: PlatformLimits(
         BLUESKY_GRAPHEMES, BLUESKY_GRAPHEMES, bluesky_length, 80, BLUESKY_BYTES
+    ),
+    # Facebook: a Page post's message may be 63,206 characters; no hashtag cap.
+    Platform.FACEBOOK: PlatformLimits(
+        FACEBOOK_CHARACTERS, FACEBOOK_CHARACTERS, len, 300, FACEBOOK_CHARACTERS
     ),
 }
 
@@ -124,6 +132,11 @@ _GUIDE = {
     Platform.BLUESKY: (
         "Write a post for Bluesky from the character's own account: one to three friendly "
         "sentences, under 220 characters, at most one emoji. Then up to 3 relevant hashtags."
+    ),
+    Platform.FACEBOOK: (
+        "Write a Facebook Page post for the character's own page: two or three warm, "
+        "conversational sentences (under 400 characters) that invite a comment, at most two "
+        "emoji. Then up to 3 relevant hashtags."
     ),
 }
 
@@ -375,6 +388,7 @@ _PLATFORM_NAMES = {
     Platform.INSTAGRAM: "Instagram",
     Platform.TWITTER: "X",
     Platform.BLUESKY: "Bluesky",
+    Platform.FACEBOOK: "Facebook",
 }
 
 
@@ -521,6 +535,14 @@ async def write_caption(
             "tries. The run is kept and can be retried."
         ),
     )
+
+
+def caption_platforms(character: Character) -> list[Platform]:
+    """The platforms a run writes captions for: those the character lists under
+    `social_media.platforms`, enabled or not (a reviewer sees the captions of platforms still
+    waiting for credentials), in `Platform` order; one model call each."""
+    listed = character.spec.social_media.platforms
+    return [platform for platform in Platform if platform in listed]
 
 
 async def write_captions(

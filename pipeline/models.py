@@ -37,6 +37,7 @@ class Platform(StrEnum):
     INSTAGRAM = "instagram"
     TWITTER = "twitter"
     BLUESKY = "bluesky"
+    FACEBOOK = "facebook"
 
 
 class RunState(StrEnum):

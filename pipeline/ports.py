@@ -216,6 +216,27 @@ class RemotePost:
     url: str | None = None
 
 
+@dataclass(frozen=True)
+class PostMetrics:
+    """What one published post achieved when it was read; None where the platform does not
+    report that count."""
+
+    likes: int | None = None
+    reposts: int | None = None
+    replies: int | None = None
+    views: int | None = None
+
+
+@runtime_checkable
+class MetricsReader(Protocol):
+    """A publisher that can read back what one of its posts achieved. Raises the
+    `pipeline.publish.errors` kinds, as `Publisher` does."""
+
+    platform: Platform
+
+    async def read_metrics(self, account: str, remote_id: str) -> PostMetrics: ...
+
+
 class Publisher(Protocol):
     """One platform's remote side. Raises the `pipeline.publish.errors` kinds: transient,
     account-needs-attention, or content-rejected. Exactly-once is the caller's job

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     #    the deadline of each call (a session, an image upload, the post, a feed page)
     bluesky_service_url: str = "https://bsky.social"
     bluesky_timeout_seconds: float = Field(default=60.0, gt=0)
+    # -- Meta's Graph API (Facebook Pages): the root of every call (tests move it to the fake),
+    #    the deadline of each call, and of each upload of a photo or video file
+    graph_api_url: str = "https://graph.facebook.com"
+    graph_timeout_seconds: float = Field(default=60.0, gt=0)
+    graph_upload_timeout_seconds: float = Field(default=600.0, gt=0)
 
     # ------------------------------------------------------------ language models (issue 4)
     # docs/settings-llm.md describes each one.

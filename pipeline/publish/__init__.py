@@ -27,6 +27,7 @@ def build_publishers(
     """One Publisher per platform, configured from settings; credentials are read per account
     when it first posts (so a missing one fails that post, not the start)."""
     from pipeline.publish.bluesky import BlueskyPublisher
+    from pipeline.publish.facebook import FacebookPublisher
     from pipeline.publish.instagram import InstagramPublisher
     from pipeline.publish.twitter import TwitterPublisher
 
@@ -50,6 +51,12 @@ def build_publishers(
             creds.bluesky,
             service_url=settings.bluesky_service_url,
             timeout=settings.bluesky_timeout_seconds,
+        ),
+        Platform.FACEBOOK: FacebookPublisher(
+            creds.facebook,
+            api_url=settings.graph_api_url,
+            timeout=settings.graph_timeout_seconds,
+            upload_timeout=settings.graph_upload_timeout_seconds,
         ),
     }
 

@@ -29,12 +29,14 @@ REQUIRED_KEYS = {
     Platform.INSTAGRAM: ("username", "password"),
     Platform.TWITTER: ("api_key", "api_secret", "access_token", "access_secret"),
     Platform.BLUESKY: ("handle", "app_password"),
+    Platform.FACEBOOK: ("page_id", "page_access_token"),
 }
 OPTIONAL_KEYS = {
     # proxy: instagrapi's set_proxy URL, which may carry a password (the reference's IG_PROXY)
     Platform.INSTAGRAM: ("totp_secret", "proxy"),
     Platform.TWITTER: (),
     Platform.BLUESKY: (),
+    Platform.FACEBOOK: (),
 }
 
 
@@ -66,6 +68,15 @@ class BlueskyCredentials:
 
     handle: str
     app_password: SecretStr
+
+
+@dataclass(frozen=True)
+class FacebookCredentials:
+    """A Facebook Page's id and a Page access token (a long-lived one, made from a long-lived
+    user token) with pages_manage_posts, pages_read_engagement and pages_show_list."""
+
+    page_id: str
+    page_access_token: SecretStr
 
 
 def env_prefix(name: str) -> str:
@@ -160,6 +171,14 @@ class CredentialStore:
             raise ConfigError(f"Bluesky credentials {name!r}: " + "; ".join(problems))
         return BlueskyCredentials(
             handle=found["handle"].lstrip("@"), app_password=SecretStr(found["app_password"])
+        )
+
+    def facebook(self, name: str) -> FacebookCredentials:
+        found, problems = self._lookup(name, Platform.FACEBOOK)
+        if problems:
+            raise ConfigError(f"Facebook credentials {name!r}: " + "; ".join(problems))
+        return FacebookCredentials(
+            page_id=found["page_id"], page_access_token=SecretStr(found["page_access_token"])
         )
 
 

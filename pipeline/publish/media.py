@@ -147,15 +147,39 @@ BLUESKY_VIDEO = VideoLimits(
     max_bytes=100 * 1000 * 1000,
 )
 
+# Facebook Page photos: JPEG or PNG under 4 MB, any aspect; Facebook shows them at most 2048 px
+# wide, so nothing larger is sent (developers.facebook.com/docs/graph-api/reference/page/photos).
+FACEBOOK_IMAGE = ImageLimits(
+    min_aspect=None,
+    max_aspect=None,
+    max_width=2048,
+    max_height=2048,
+    max_bytes=4 * 1000 * 1000,
+    keep_alpha_as_png=True,
+)
+# Facebook Page videos: MP4, up to 240 minutes and 10 GB; the non-resumable upload takes 1 GB.
+FACEBOOK_VIDEO = VideoLimits(
+    min_seconds=1.0,
+    max_seconds=240 * 60.0,
+    frame=None,
+    min_aspect=9 / 16,
+    max_aspect=16 / 9,
+    max_landscape=(1920, 1080),
+    max_portrait=(1080, 1920),
+    max_bytes=1000 * 1000 * 1000,
+)
+
 IMAGE_LIMITS = {
     Platform.INSTAGRAM: INSTAGRAM_IMAGE,
     Platform.TWITTER: TWITTER_IMAGE,
     Platform.BLUESKY: BLUESKY_IMAGE,
+    Platform.FACEBOOK: FACEBOOK_IMAGE,
 }
 VIDEO_LIMITS = {
     Platform.INSTAGRAM: INSTAGRAM_VIDEO,
     Platform.TWITTER: TWITTER_VIDEO,
     Platform.BLUESKY: BLUESKY_VIDEO,
+    Platform.FACEBOOK: FACEBOOK_VIDEO,
 }
 
 #: letterbox colour for "pad" (white, as Instagram's own app pads)
