@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     graph_api_url: str = "https://graph.facebook.com"
     graph_timeout_seconds: float = Field(default=60.0, gt=0)
     graph_upload_timeout_seconds: float = Field(default=600.0, gt=0)
+    # -- how long an Instagram or Threads media container may take to be FINISHED
+    graph_processing_timeout_seconds: float = Field(default=300.0, gt=0)
     # -- the image host that gives local files a public URL (Instagram Graph, Threads):
     #    none, cloudinary or s3; the deadline of each upload or removal
     image_host: Literal["none", "cloudinary", "s3"] = "none"

@@ -231,6 +231,8 @@ CONCRETE = {
         "pipeline.publish.twitter",
         "pipeline.publish.bluesky",
         "pipeline.publish.facebook",
+        "pipeline.publish.instagram_graph",
+        "pipeline.publish.image_host",
         "pipeline.publish.InstagramPublisher",
         "pipeline.publish.BlueskyPublisher",
         "pipeline.publish.TwitterPublisher",

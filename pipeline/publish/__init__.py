@@ -28,17 +28,29 @@ def build_publishers(
     when it first posts (so a missing one fails that post, not the start)."""
     from pipeline.publish.bluesky import BlueskyPublisher
     from pipeline.publish.facebook import FacebookPublisher
+    from pipeline.publish.image_host import build_image_host
     from pipeline.publish.instagram import InstagramPublisher
+    from pipeline.publish.instagram_graph import InstagramByAccount, InstagramGraphPublisher
     from pipeline.publish.twitter import TwitterPublisher
 
     creds = credentials or CredentialStore(settings)
     return {
-        Platform.INSTAGRAM: InstagramPublisher(
-            creds.instagram,
-            lambda name: session_path(settings, Platform.INSTAGRAM, name),
-            request_delay=settings.instagram_request_delay,
-            configure_delay=settings.instagram_configure_delay,
-            timeout=settings.instagram_timeout_seconds,
+        Platform.INSTAGRAM: InstagramByAccount(
+            InstagramPublisher(
+                creds.instagram,
+                lambda name: session_path(settings, Platform.INSTAGRAM, name),
+                request_delay=settings.instagram_request_delay,
+                configure_delay=settings.instagram_configure_delay,
+                timeout=settings.instagram_timeout_seconds,
+            ),
+            InstagramGraphPublisher(
+                creds.instagram_graph,
+                build_image_host(settings),
+                api_url=settings.graph_api_url,
+                timeout=settings.graph_timeout_seconds,
+                processing_timeout=settings.graph_processing_timeout_seconds,
+            ),
+            creds.instagram_backend,
         ),
         Platform.TWITTER: TwitterPublisher(
             creds.twitter,

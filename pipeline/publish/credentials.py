@@ -25,6 +25,9 @@ from pipeline.models import Platform
 from pipeline.settings import Settings
 
 #: the keys each platform needs (and, for Instagram, the optional TOTP secret)
+#: an Instagram account posted to through the official Graph API instead of instagrapi: its
+#: professional account's id and an access token (the presence of either chooses this backend)
+INSTAGRAM_GRAPH_KEYS = ("ig_user_id", "access_token")
 REQUIRED_KEYS = {
     Platform.INSTAGRAM: ("username", "password"),
     Platform.TWITTER: ("api_key", "api_secret", "access_token", "access_secret"),
@@ -33,7 +36,7 @@ REQUIRED_KEYS = {
 }
 OPTIONAL_KEYS = {
     # proxy: instagrapi's set_proxy URL, which may carry a password (the reference's IG_PROXY)
-    Platform.INSTAGRAM: ("totp_secret", "proxy"),
+    Platform.INSTAGRAM: ("totp_secret", "proxy", *("ig_user_id", "access_token")),
     Platform.TWITTER: (),
     Platform.BLUESKY: (),
     Platform.FACEBOOK: (),
@@ -77,6 +80,23 @@ class FacebookCredentials:
 
     page_id: str
     page_access_token: SecretStr
+
+
+@dataclass(frozen=True)
+class InstagramGraphCredentials:
+    """An Instagram professional account's id and an access token (a long-lived user or Page
+    token with instagram_basic, instagram_content_publish, instagram_manage_insights and
+    pages_read_engagement)."""
+
+    ig_user_id: str
+    access_token: SecretStr
+
+
+def _required(platform: Platform, found: Mapping[str, str]) -> tuple[str, ...]:
+    """The keys an account needs: an Instagram account with either Graph key is a Graph one."""
+    if platform is Platform.INSTAGRAM and any(key in found for key in INSTAGRAM_GRAPH_KEYS):
+        return INSTAGRAM_GRAPH_KEYS
+    return REQUIRED_KEYS[platform]
 
 
 def env_prefix(name: str) -> str:
@@ -132,7 +152,7 @@ class CredentialStore:
             value = self.environ.get(f"{prefix}_{key.upper()}") or file_values.get(key)
             if isinstance(value, str) and value.strip():
                 found[key] = value.strip()
-        missing = [key for key in REQUIRED_KEYS[platform] if key not in found]
+        missing = [key for key in _required(platform, found) if key not in found]
         if missing:
             variables = ", ".join(f"{prefix}_{key.upper()}" for key in missing)
             verb = "is" if len(missing) == 1 else "are"
@@ -152,6 +172,19 @@ class CredentialStore:
             password=SecretStr(found["password"]),
             totp_secret=SecretStr(totp.replace(" ", "")) if totp else None,
             proxy=SecretStr(found["proxy"]) if found.get("proxy") else None,
+        )
+
+    def instagram_backend(self, name: str) -> str:
+        """`graph` when the account's credentials name a Graph account, else `instagrapi`."""
+        found, _ = self._lookup(name, Platform.INSTAGRAM)
+        return "graph" if any(key in found for key in INSTAGRAM_GRAPH_KEYS) else "instagrapi"
+
+    def instagram_graph(self, name: str) -> InstagramGraphCredentials:
+        found, problems = self._lookup(name, Platform.INSTAGRAM)
+        if problems:
+            raise ConfigError(f"Instagram credentials {name!r}: " + "; ".join(problems))
+        return InstagramGraphCredentials(
+            ig_user_id=found["ig_user_id"], access_token=SecretStr(found["access_token"])
         )
 
     def twitter(self, name: str) -> TwitterCredentials:

@@ -29,6 +29,10 @@ from tests.fakes.serving import serve
 
 PAGE_ID = "1029384756"
 PAGE_TOKEN = "EAAB-page-SECRET-token"
+IG_USER_ID = "17841400000000001"
+IG_TOKEN = "EAAB-ig-SECRET-token"
+THREADS_USER_ID = "25000000000000001"
+THREADS_TOKEN = "THAA-threads-SECRET-token"
 VERSION = "v21.0"
 #: the largest file the fake reads (a real photo is at most 10 MB; test videos are small)
 MAX_UPLOAD = 32 * 1024 * 1024
@@ -92,9 +96,48 @@ class PagePost:
 
 
 @dataclass
+class Container:
+    """An Instagram or Threads media container: made, processed, then published once."""
+
+    id: str
+    owner: str
+    media_type: str
+    text: str
+    data: bytes | None = None
+    cover: bytes | None = None
+    children: list[str] = field(default_factory=list)
+    carousel_item: bool = False
+    status: str = "FINISHED"
+    polls_left: int = 0
+
+
+@dataclass
+class Published:
+    """A published Instagram media or Threads post, with the counts its insights report."""
+
+    id: str
+    owner: str
+    text: str
+    created: datetime
+    container: Container
+    likes: int = 0
+    comments: int = 0
+    views: int = 0
+    reposts: int = 0
+
+
+@dataclass
 class FakeGraph:
     page_id: str = PAGE_ID
     page_token: str = PAGE_TOKEN
+    ig_user_id: str = IG_USER_ID
+    ig_token: str = IG_TOKEN
+    threads_user_id: str = THREADS_USER_ID
+    threads_token: str = THREADS_TOKEN
+    #: how many status polls a video container answers IN_PROGRESS before FINISHED
+    video_polls: int = 2
+    #: every new container ends in ERROR (Instagram could not process the media)
+    container_error: bool = False
     port: int = 0
     # fault switches
     refuse_token: bool = False
@@ -112,6 +155,8 @@ class FakeGraph:
     videos: dict[str, bytes] = field(default_factory=dict)
     posts: list[PagePost] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
+    containers: dict[str, Container] = field(default_factory=dict)
+    published: list[Published] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100000001))
     _runner: web.AppRunner | None = None
     _client: aiohttp.ClientSession | None = None
@@ -171,7 +216,7 @@ class FakeGraph:
             )
         if self.refuse_token:
             return graph_error(400, *EXPIRED_TOKEN[1:3], subcode=EXPIRED_TOKEN[3])
-        if token != self.page_token:
+        if token not in (self.page_token, self.ig_token, self.threads_token):
             return graph_error(400, 190, "Invalid OAuth access token - Cannot parse access token")
         queued = self.fail_next.get(step)
         if queued:
@@ -216,6 +261,19 @@ class FakeGraph:
         for post in self.posts:
             if node in (post.id, post.video):
                 return web.json_response(self._post_fields(post, str(fields.get("fields", ""))))
+        wanted = str(fields.get("fields", ""))
+        if node in self.containers:
+            return web.json_response(self._status(self.containers[node]))
+        for item in self.published:
+            if node == item.id:
+                answer: dict[str, Any] = {"id": item.id}
+                if "like_count" in wanted:
+                    answer["like_count"] = item.likes
+                if "comments_count" in wanted:
+                    answer["comments_count"] = item.comments
+                if "permalink" in wanted:
+                    answer["permalink"] = self._permalink(item)
+                return web.json_response(answer)
         return graph_error(
             400,
             100,
@@ -234,7 +292,9 @@ class FakeGraph:
         refused = self._refusal(request, edge, fields)
         if refused is not None:
             return refused
-        if node != self.page_id:
+        if edge == "insights" and any(node == item.id for item in self.published):
+            return self._insights(node, str(fields.get("metric", "")))
+        if node not in (self.page_id, self.ig_user_id, self.threads_user_id):
             return graph_error(
                 400, 100, f"(#100) Object {node} does not exist or the token may not use it"
             )
@@ -243,6 +303,12 @@ class FakeGraph:
             ("POST", "feed"): self._feed,
             ("POST", "videos"): self._videos,
             ("GET", "posts"): self._list_posts,
+            ("POST", "media"): self._ig_container,
+            ("POST", "threads"): self._threads_container,
+            ("POST", "media_publish"): self._publish,
+            ("POST", "threads_publish"): self._publish,
+            ("GET", "media"): self._list_published,
+            ("GET", "threads"): self._list_published,
         }.get((request.method, edge))
         if handler is None:
             return graph_error(400, 100, f"(#100) Unknown path components: /{edge}")
@@ -355,3 +421,162 @@ class FakeGraph:
         if "shares" in wanted and post.shares:
             answer["shares"] = {"count": post.shares}  # absent until the first share, as Meta
         return answer
+
+    # ------------------------------------------------------------------ Instagram and Threads
+    def _status(self, container: Container) -> dict[str, Any]:
+        if container.status == "IN_PROGRESS":
+            if container.polls_left > 0:
+                container.polls_left -= 1
+            else:
+                container.status = "ERROR" if self.container_error else "FINISHED"
+        answer: dict[str, Any] = {"id": container.id, "status_code": container.status}
+        if container.status == "ERROR":
+            answer["status"] = "Error: Media upload has failed with error code 2207026"
+        return answer
+
+    def _new_container(self, owner: str, media_type: str, text: str, **extra: Any) -> Container:
+        container = Container(self._new_id(), owner, media_type, text, **extra)
+        if self.container_error and container.status == "FINISHED":
+            container.status = "ERROR"
+        self.containers[container.id] = container
+        return container
+
+    async def _fetch_media(self, url: object, *, video: bool) -> bytes | web.Response:
+        data = await self._fetch(str(url)) if url else None
+        if data is None:
+            return graph_error(
+                400,
+                9004,
+                "Media download has failed. The media URI doesn't meet our requirements.",
+                subcode=2207052,
+            )
+        if video and data[4:8] != _VIDEO_MAGIC:
+            return graph_error(400, 352, "The video file you selected is in a format that we don't support.", subcode=2207026)  # fmt: skip
+        if not video and not data.startswith(b"\xff\xd8\xff"):
+            return graph_error(400, 36001, "Only JPEG format is supported.", subcode=2207083)
+        return data
+
+    def _children(self, owner: str, raw: str) -> list[str] | web.Response:
+        ids = [c for c in raw.split(",") if c]
+        if not 2 <= len(ids) <= 10:
+            return graph_error(400, 100, "(#100) The carousel must have between 2 and 10 children")
+        for child in ids:
+            found = self.containers.get(child)
+            if found is None or found.owner != owner or not found.carousel_item:
+                return graph_error(
+                    400, 100, f"(#100) Param children[{child}] is not a valid carousel item"
+                )
+        return ids
+
+    async def _ig_container(self, request: web.Request, fields: dict[str, Any]) -> web.Response:
+        owner = request.match_info["node"]
+        caption = str(fields.get("caption", ""))
+        if len(caption) > 2200:
+            return graph_error(400, 100, "(#100) The caption is too long", subcode=2207010)
+        kind = str(fields.get("media_type", "IMAGE"))
+        if kind == "CAROUSEL":
+            children = self._children(owner, str(fields.get("children", "")))
+            if isinstance(children, web.Response):
+                return children
+            made = self._new_container(owner, kind, caption, children=children)
+        elif kind in ("REELS", "VIDEO"):
+            data = await self._fetch_media(fields.get("video_url"), video=True)
+            if isinstance(data, web.Response):
+                return data
+            cover = None
+            if fields.get("cover_url"):
+                cover = await self._fetch_media(fields["cover_url"], video=False)
+                if isinstance(cover, web.Response):
+                    return cover
+            made = self._new_container(owner, "REELS", caption, data=data, cover=cover,
+                                       status="IN_PROGRESS", polls_left=self.video_polls)  # fmt: skip
+        else:
+            data = await self._fetch_media(fields.get("image_url"), video=False)
+            if isinstance(data, web.Response):
+                return data
+            item = str(fields.get("is_carousel_item", "")).lower() == "true"
+            made = self._new_container(owner, "IMAGE", caption, data=data, carousel_item=item)
+        return web.json_response({"id": made.id})
+
+    async def _threads_container(
+        self, request: web.Request, fields: dict[str, Any]
+    ) -> web.Response:
+        owner = request.match_info["node"]
+        text = str(fields.get("text", ""))
+        if len(text) > 500:
+            return graph_error(400, 100, "Param text must be at most 500 characters long.",
+                               kind="THApiException", subcode=4279009)  # fmt: skip
+        kind = str(fields.get("media_type", "TEXT"))
+        item = str(fields.get("is_carousel_item", "")).lower() == "true"
+        if kind == "TEXT":
+            made = self._new_container(owner, kind, text)
+        elif kind == "IMAGE":
+            data = await self._fetch_media(fields.get("image_url"), video=False)
+            if isinstance(data, web.Response):
+                return data
+            made = self._new_container(owner, kind, text, data=data, carousel_item=item)
+        elif kind == "CAROUSEL":
+            children = self._children(owner, str(fields.get("children", "")))
+            if isinstance(children, web.Response):
+                return children
+            made = self._new_container(owner, kind, text, children=children)
+        else:
+            return graph_error(
+                400, 100, "(#100) Param media_type must be one of TEXT, IMAGE, VIDEO, CAROUSEL"
+            )
+        return web.json_response({"id": made.id})
+
+    async def _publish(self, request: web.Request, fields: dict[str, Any]) -> web.StreamResponse:
+        owner = request.match_info["node"]
+        container = self.containers.get(str(fields.get("creation_id", "")))
+        if container is None or container.owner != owner or container.carousel_item:
+            return graph_error(400, 100, "(#100) Param creation_id must be a valid container id")
+        if container.status == "PUBLISHED":
+            return graph_error(400, 100, "(#100) The media has already been published")
+        if container.status != "FINISHED":
+            return graph_error(400, 9007, "Media ID is not available", subcode=2207027)
+        container.status = "PUBLISHED"
+        item = Published(self._new_id(), owner, container.text, datetime.now(UTC), container)
+        self.published.append(item)
+        if self.lose_answer:
+            return await self._lost(request)
+        return web.json_response({"id": item.id})
+
+    def _permalink(self, item: Published) -> str:
+        if item.owner == self.threads_user_id:
+            return f"https://www.threads.net/@fox/post/T{item.id}"
+        return f"https://www.instagram.com/p/C{item.id}/"
+
+    async def _list_published(self, request: web.Request, fields: dict[str, Any]) -> web.Response:
+        owner = request.match_info["node"]
+        limit = min(int(fields.get("limit", "25") or 25), 100)
+        text_key = "text" if owner == self.threads_user_id else "caption"
+        mine = [p for p in reversed(self.published) if p.owner == owner][:limit]
+        data = [
+            {
+                "id": p.id,
+                text_key: p.text,
+                "timestamp": p.created.strftime("%Y-%m-%dT%H:%M:%S+0000"),
+                "permalink": self._permalink(p),
+            }
+            for p in mine
+        ]
+        return web.json_response(
+            {"data": data, "paging": {"cursors": {"before": "b", "after": "a"}}}
+        )
+
+    def _insights(self, media_id: str, metrics: str) -> web.Response:
+        item = next(p for p in self.published if p.id == media_id)
+        values = {"views": item.views, "likes": item.likes, "replies": item.comments,
+                  "reposts": item.reposts, "quotes": 0}  # fmt: skip
+        data = []
+        for name in [m for m in metrics.split(",") if m]:
+            if name not in values:
+                return graph_error(
+                    400,
+                    100,
+                    f"(#100) metric[0] must be one of the following values: {', '.join(values)}",
+                )
+            data.append({"name": name, "period": "lifetime", "values": [{"value": values[name]}],
+                         "title": name.title(), "id": f"{media_id}/insights/{name}/lifetime"})  # fmt: skip
+        return web.json_response({"data": data})
