@@ -75,6 +75,21 @@ def bluesky_length(text: str) -> int:
 
 #: a Facebook post's message, in characters
 FACEBOOK_CHARACTERS = 63206
+#: a Threads post's text: 500 characters, an emoji counted as its UTF-8 bytes
+#: (developers.facebook.com/documentation/threads/posts, "Limitations")
+THREADS_CHARACTERS = 500
+
+
+def _emoji(char: str) -> bool:
+    import unicodedata
+
+    return ord(char) >= 0x1F000 or char in "\u200d\ufe0f" or unicodedata.category(char) == "So"
+
+
+def threads_length(text: str) -> int:
+    """Threads' length of `text`: one a character, an emoji (and its joiners and variation
+    selectors) as many as its UTF-8 bytes."""
+    return sum(len(char.encode("utf-8")) if _emoji(char) else 1 for char in text)
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,9 @@ LIMITS: dict[Platform, PlatformLimits] = {
     Platform.FACEBOOK: PlatformLimits(
         FACEBOOK_CHARACTERS, FACEBOOK_CHARACTERS, len, 300, FACEBOOK_CHARACTERS
     ),
+    # Threads: 500 characters (emoji by their bytes) and one hashtag, its topic tag; any more
+    # are shown as text, not tags, so no more than one is written.
+    Platform.THREADS: PlatformLimits(THREADS_CHARACTERS, 1, threads_length, 80, THREADS_CHARACTERS),
 }
 
 CAPTION_SCHEMA: JsonSchema = {
@@ -137,6 +155,11 @@ _GUIDE = {
         "Write a Facebook Page post for the character's own page: two or three warm, "
         "conversational sentences (under 400 characters) that invite a comment, at most two "
         "emoji. Then up to 3 relevant hashtags."
+    ),
+    Platform.THREADS: (
+        "Write a Threads post from the character's own account: one to three casual, "
+        "conversational sentences, under 300 characters, at most one emoji. Then exactly one "
+        "relevant hashtag (Threads makes it the post's topic)."
     ),
 }
 
@@ -389,6 +412,7 @@ _PLATFORM_NAMES = {
     Platform.TWITTER: "X",
     Platform.BLUESKY: "Bluesky",
     Platform.FACEBOOK: "Facebook",
+    Platform.THREADS: "Threads",
 }
 
 

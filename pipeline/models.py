@@ -38,6 +38,7 @@ class Platform(StrEnum):
     TWITTER = "twitter"
     BLUESKY = "bluesky"
     FACEBOOK = "facebook"
+    THREADS = "threads"
 
 
 class RunState(StrEnum):

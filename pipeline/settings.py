@@ -147,6 +147,7 @@ class Settings(BaseSettings):
     # -- Meta's Graph API (Facebook Pages): the root of every call (tests move it to the fake),
     #    the deadline of each call, and of each upload of a photo or video file
     graph_api_url: str = "https://graph.facebook.com"
+    threads_api_url: str = "https://graph.threads.net"
     graph_timeout_seconds: float = Field(default=60.0, gt=0)
     graph_upload_timeout_seconds: float = Field(default=600.0, gt=0)
     # -- how long an Instagram or Threads media container may take to be FINISHED

@@ -233,6 +233,7 @@ CONCRETE = {
         "pipeline.publish.facebook",
         "pipeline.publish.instagram_graph",
         "pipeline.publish.image_host",
+        "pipeline.publish.threads",
         "pipeline.publish.InstagramPublisher",
         "pipeline.publish.BlueskyPublisher",
         "pipeline.publish.TwitterPublisher",

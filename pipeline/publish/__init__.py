@@ -31,9 +31,11 @@ def build_publishers(
     from pipeline.publish.image_host import build_image_host
     from pipeline.publish.instagram import InstagramPublisher
     from pipeline.publish.instagram_graph import InstagramByAccount, InstagramGraphPublisher
+    from pipeline.publish.threads import ThreadsPublisher
     from pipeline.publish.twitter import TwitterPublisher
 
     creds = credentials or CredentialStore(settings)
+    host = build_image_host(settings)
     return {
         Platform.INSTAGRAM: InstagramByAccount(
             InstagramPublisher(
@@ -45,7 +47,7 @@ def build_publishers(
             ),
             InstagramGraphPublisher(
                 creds.instagram_graph,
-                build_image_host(settings),
+                host,
                 api_url=settings.graph_api_url,
                 timeout=settings.graph_timeout_seconds,
                 processing_timeout=settings.graph_processing_timeout_seconds,
@@ -69,6 +71,13 @@ def build_publishers(
             api_url=settings.graph_api_url,
             timeout=settings.graph_timeout_seconds,
             upload_timeout=settings.graph_upload_timeout_seconds,
+        ),
+        Platform.THREADS: ThreadsPublisher(
+            creds.threads,
+            host,
+            api_url=settings.threads_api_url,
+            timeout=settings.graph_timeout_seconds,
+            processing_timeout=settings.graph_processing_timeout_seconds,
         ),
     }
 

@@ -33,6 +33,7 @@ REQUIRED_KEYS = {
     Platform.TWITTER: ("api_key", "api_secret", "access_token", "access_secret"),
     Platform.BLUESKY: ("handle", "app_password"),
     Platform.FACEBOOK: ("page_id", "page_access_token"),
+    Platform.THREADS: ("user_id", "access_token"),
 }
 OPTIONAL_KEYS = {
     # proxy: instagrapi's set_proxy URL, which may carry a password (the reference's IG_PROXY)
@@ -40,6 +41,7 @@ OPTIONAL_KEYS = {
     Platform.TWITTER: (),
     Platform.BLUESKY: (),
     Platform.FACEBOOK: (),
+    Platform.THREADS: (),
 }
 
 
@@ -89,6 +91,15 @@ class InstagramGraphCredentials:
     pages_read_engagement)."""
 
     ig_user_id: str
+    access_token: SecretStr
+
+
+@dataclass(frozen=True)
+class ThreadsCredentials:
+    """A Threads user's id and a long-lived Threads access token with threads_basic,
+    threads_content_publish and threads_manage_insights."""
+
+    user_id: str
     access_token: SecretStr
 
 
@@ -212,6 +223,14 @@ class CredentialStore:
             raise ConfigError(f"Facebook credentials {name!r}: " + "; ".join(problems))
         return FacebookCredentials(
             page_id=found["page_id"], page_access_token=SecretStr(found["page_access_token"])
+        )
+
+    def threads(self, name: str) -> ThreadsCredentials:
+        found, problems = self._lookup(name, Platform.THREADS)
+        if problems:
+            raise ConfigError(f"Threads credentials {name!r}: " + "; ".join(problems))
+        return ThreadsCredentials(
+            user_id=found["user_id"], access_token=SecretStr(found["access_token"])
         )
 
 

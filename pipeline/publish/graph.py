@@ -204,21 +204,28 @@ class GraphApi:
         return body
 
     def wait_finished(
-        self, container_id: str, *, timeout: float, interval: float = 5.0, step: str = "media"
+        self,
+        container_id: str,
+        *,
+        timeout: float,
+        interval: float = 5.0,
+        step: str = "media",
+        fields: str = "status_code,status",
     ) -> None:
-        """Poll a media container (`GET /{id}?fields=status_code,status`) until FINISHED, as
-        Meta asks (at most once a second, no longer than five minutes); ERROR or EXPIRED is a
-        refusal of the media; still IN_PROGRESS after `timeout` seconds is worth a later try."""
+        """Poll a media container (`GET /{id}?fields=status_code,status`; Threads names them
+        `status,error_message`) until FINISHED, as Meta asks (at most once a second, no longer
+        than five minutes); ERROR or EXPIRED is a refusal of the media; still IN_PROGRESS after
+        `timeout` seconds is worth a later try."""
         until = self.clock() + timeout
         while True:
             answer = self.call(
-                "GET", container_id, step=f"{step} status", params={"fields": "status_code,status"}
+                "GET", container_id, step=f"{step} status", params={"fields": fields}
             )
-            status = str(answer.get("status_code") or "")
+            status = str(answer.get("status_code") or answer.get("status") or "")
             if status in ("FINISHED", "PUBLISHED"):
                 return
             if status in ("ERROR", "EXPIRED"):
-                said = str(answer.get("status") or status)
+                said = str(answer.get("error_message") or answer.get("status") or status)
                 raise ContentRejectedError(
                     f"{self.service} {step} {container_id}: {status}: {scrub(said)}",
                     platform_message=f"{self.service} could not process the media: {said}",

@@ -57,6 +57,7 @@ _NAMES = {
     Platform.INSTAGRAM: "Instagram",
     Platform.BLUESKY: "Bluesky",
     Platform.FACEBOOK: "Facebook",
+    Platform.THREADS: "Threads",
 }
 
 
@@ -133,6 +134,7 @@ POST_CAPACITY = {
     Platform.INSTAGRAM: 10,
     Platform.BLUESKY: 4,
     Platform.FACEBOOK: 10,
+    Platform.THREADS: 10,
 }
 
 

@@ -429,7 +429,12 @@ class FakeGraph:
                 container.polls_left -= 1
             else:
                 container.status = "ERROR" if self.container_error else "FINISHED"
-        answer: dict[str, Any] = {"id": container.id, "status_code": container.status}
+        if container.owner == self.threads_user_id:  # Threads names the fields its own way
+            answer: dict[str, Any] = {"id": container.id, "status": container.status}
+            if container.status == "ERROR":
+                answer["error_message"] = "FAILED_PROCESSING_IMAGE"
+            return answer
+        answer = {"id": container.id, "status_code": container.status}
         if container.status == "ERROR":
             answer["status"] = "Error: Media upload has failed with error code 2207026"
         return answer

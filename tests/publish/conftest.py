@@ -53,6 +53,7 @@ def character_yaml(
     twitter: bool = False,
     bluesky: bool = False,
     facebook: bool = False,
+    threads: bool = False,
     budget: dict[str, int] | None = None,
     prefix: str = "",
     fit: str = "pad",
@@ -72,6 +73,11 @@ def character_yaml(
         + (
             f"    facebook: {{enabled: true, credentials: fox_fb, prefix: '{prefix}'}}\n"
             if facebook
+            else ""
+        )
+        + (
+            f"    threads: {{enabled: true, credentials: fox_th, prefix: '{prefix}'}}\n"
+            if threads
             else ""
         )
         + "schedule:\n  timezone: UTC\n"
