@@ -273,6 +273,15 @@ def check_credentials(
 
         for message in store.problems(config.credentials, platform):
             add(message)
+        by_url = platform is Platform.THREADS or (
+            platform is Platform.INSTAGRAM
+            and store.instagram_backend(config.credentials) == "graph"
+        )
+        if by_url and settings.image_host == "none":
+            add(
+                "this account's images are fetched by URL, so IMAGE_HOST must name an image"
+                " host (cloudinary or s3; docs/publishing.md#the-image-host)"
+            )
         if platform is Platform.INSTAGRAM:
             session = session_path(settings, platform, config.credentials)
             if session.exists():

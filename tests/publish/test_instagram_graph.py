@@ -347,9 +347,16 @@ def test_check_names_a_graph_accounts_missing_token(
     """`check` names the missing access token of a Graph account, not a username."""
     character = make_character(instagram=True)
 
-    problems = check_credentials(character, settings, environ={"FOX_IG_IG_USER_ID": IG_USER_ID})
+    hosted = settings.model_copy(update={"image_host": "cloudinary"})
+
+    problems = check_credentials(character, hosted, environ={"FOX_IG_IG_USER_ID": IG_USER_ID})
 
     assert [p.message for p in problems] == [
         "FOX_IG_ACCESS_TOKEN is not set (in the environment, .env or "
         f"{settings.credentials_dir / 'fox_ig.json'})"
     ]
+    assert [p.message for p in check_credentials(character, settings, environ=GRAPH_ENV)] == [
+        "this account's images are fetched by URL, so IMAGE_HOST must name an image host"
+        " (cloudinary or s3; docs/publishing.md#the-image-host)"
+    ]
+    assert check_credentials(character, settings, environ=IG_ENV) == []  # instagrapi: no host

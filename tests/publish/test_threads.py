@@ -248,8 +248,12 @@ def test_check_names_a_missing_threads_token(
     character = make_character(threads=True)
 
     problems = check_credentials(character, settings, environ={"FOX_TH_USER_ID": THREADS_USER_ID})
+    hosted = settings.model_copy(update={"image_host": "s3"})
 
     assert [p.message for p in problems] == [
         "FOX_TH_ACCESS_TOKEN is not set (in the environment, .env or "
-        f"{settings.credentials_dir / 'fox_th.json'})"
+        f"{settings.credentials_dir / 'fox_th.json'})",
+        "this account's images are fetched by URL, so IMAGE_HOST must name an image host"
+        " (cloudinary or s3; docs/publishing.md#the-image-host)",
     ]
+    assert check_credentials(character, hosted, environ=TH_ENV) == []
