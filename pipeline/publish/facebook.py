@@ -125,14 +125,7 @@ class FacebookPublisher:
         page = creds.page_id
         with self._api(creds) as api:
             if media and media[0].kind is MediaKind.VIDEO:
-                answer = self._upload_file(
-                    api, f"{page}/videos", media[0], {"description": caption}, step="video"
-                )
-                video_id = str(answer.get("id") or "")
-                if not video_id:
-                    raise TransientPublishError(
-                        "Facebook video: an answer without an id", maybe_posted=True
-                    )
+                video_id = self._upload_video(api, page, media[0], caption)
                 log.info("posted a video to facebook page %s: %s", account, video_id)
                 return RemotePost(video_id, f"https://www.facebook.com/{page}/videos/{video_id}")
             if len(media) == 1:
@@ -164,6 +157,64 @@ class FacebookPublisher:
             raise TransientPublishError("Facebook post: an answer without an id", maybe_posted=True)
         log.info("posted to facebook page %s: %s", account, post_id)
         return RemotePost(post_id, post_url(post_id))
+
+    def _upload_video(self, api: GraphApi, page: str, item: OutgoingMedia, caption: str) -> str:
+        """Graph's resumable video upload: `upload_phase=start` (the size), `transfer` of each
+        chunk the answer asks for (`start_offset`..`end_offset`, read from disk one at a time),
+        then `finish` with the description, which posts it. The video's id, from the start."""
+        path = f"{page}/videos"
+        try:
+            size = item.path.stat().st_size
+            handle = item.path.open("rb")
+        except OSError:
+            raise ContentRejectedError(
+                f"Facebook: cannot read {item.path.name}",
+                platform_message="a media file is missing",
+            ) from None
+        with handle:
+            started = api.call(
+                "POST",
+                path,
+                step="video start",
+                data={"upload_phase": "start", "file_size": str(size)},
+            )
+            video_id = str(started.get("video_id") or "")
+            session = str(started.get("upload_session_id") or "")
+            if not video_id or not session:
+                raise TransientPublishError("Facebook video start: an answer without ids")
+            offsets = started
+            for _ in range(size // 1024 + 2):  # every chunk moves the offset: never loops on
+                start, end = int(offsets.get("start_offset", 0)), int(offsets.get("end_offset", 0))
+                if start >= end:
+                    break
+                handle.seek(start)
+                chunk = handle.read(end - start)
+                offsets = api.call(
+                    "POST",
+                    path,
+                    step="video transfer",
+                    data={
+                        "upload_phase": "transfer",
+                        "upload_session_id": session,
+                        "start_offset": str(start),
+                    },
+                    files={"video_file_chunk": (item.path.name, chunk, "application/octet-stream")},
+                    limits=self._upload,
+                )
+            finished = api.call(
+                "POST",
+                path,
+                step="video finish",
+                is_post=True,
+                data={
+                    "upload_phase": "finish",
+                    "upload_session_id": session,
+                    "description": caption,
+                },
+            )
+        if finished.get("success") is not True:
+            raise TransientPublishError("Facebook video finish: not confirmed", maybe_posted=True)
+        return video_id
 
     def _upload_file(
         self,

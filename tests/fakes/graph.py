@@ -156,6 +156,9 @@ class FakeGraph:
     posts: list[PagePost] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
     containers: dict[str, Container] = field(default_factory=dict)
+    #: bytes the resumable video upload asks for at a time
+    video_chunk: int = 64 * 1024
+    _sessions: dict[str, tuple[str, int, bytearray]] = field(default_factory=dict)
     published: list[Published] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100000001))
     _runner: web.AppRunner | None = None
@@ -370,6 +373,9 @@ class FakeGraph:
         return web.json_response({"id": post.id})
 
     async def _videos(self, request: web.Request, fields: dict[str, Any]) -> web.StreamResponse:
+        phase = fields.get("upload_phase")
+        if phase is not None:
+            return await self._resumable(request, str(phase), fields)
         data = fields.get("source")
         if not isinstance(data, bytes) and fields.get("file_url"):
             data = await self._fetch(str(fields["file_url"]))
@@ -392,6 +398,43 @@ class FakeGraph:
         if self.lose_answer:
             return await self._lost(request)
         return web.json_response({"id": video_id})
+
+    async def _resumable(
+        self, request: web.Request, phase: str, fields: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The resumable upload: start (file_size), transfer (chunks at the offsets this
+        answers, `video_chunk` bytes each), finish (the description; the video is posted)."""
+        if phase == "start":
+            size = int(fields.get("file_size", "0") or 0)
+            if size <= 0:
+                return graph_error(400, 100, "(#100) file_size must be a positive integer")
+            session = self._new_id()
+            video_id = self._new_id()
+            self._sessions[session] = (video_id, size, bytearray())
+            return web.json_response({"video_id": video_id, "upload_session_id": session,
+                                      "start_offset": "0",
+                                      "end_offset": str(min(size, self.video_chunk))})  # fmt: skip
+        session = str(fields.get("upload_session_id", ""))
+        if session not in self._sessions:
+            return graph_error(400, 6000, "There was a problem uploading your video file.", subcode=1363019)  # fmt: skip
+        video_id, size, data = self._sessions[session]
+        if phase == "transfer":
+            chunk = fields.get("video_file_chunk")
+            if not isinstance(chunk, bytes) or int(fields.get("start_offset", -1)) != len(data):
+                return graph_error(400, 6001, "There was a problem uploading your video.", subcode=1363037)  # fmt: skip
+            data += chunk
+            end = min(size, len(data) + self.video_chunk)
+            return web.json_response({"start_offset": str(len(data)), "end_offset": str(end)})
+        if phase != "finish" or len(data) != size or bytes(data[4:8]) != _VIDEO_MAGIC:
+            return graph_error(400, 352, "(#352) Sorry, the video file you selected is in a format that we don't support.")  # fmt: skip
+        del self._sessions[session]
+        self.videos[video_id] = bytes(data)
+        self.posts.append(PagePost(f"{self.page_id}_{self._new_id()}",
+                                   str(fields.get("description", "")), datetime.now(UTC),
+                                   video=video_id))  # fmt: skip
+        if self.lose_answer:
+            return await self._lost(request)
+        return web.json_response({"success": True})
 
     async def _list_posts(self, request: web.Request, fields: dict[str, Any]) -> web.Response:
         since = int(fields.get("since", "0") or 0)

@@ -135,7 +135,9 @@ async def test_a_video_is_a_page_video_with_the_caption(
     make_character: Callable[..., Character],
     run_dir: Path,
 ) -> None:
-    """An approved clip is uploaded as a Page video, described by the caption."""
+    """An approved clip is uploaded in chunks (the resumable upload) and posted as a Page
+    video, described by the caption."""
+    fake.video_chunk = 4096  # so the small test clip takes several chunks
     make_video(run_dir / "clip.mp4", seconds=1, size="320x240")
     run = approved_run(run_dir, ["clip.mp4"], captions={"facebook": CAPTION})
     character = make_character(facebook=True)
@@ -148,7 +150,10 @@ async def test_a_video_is_a_page_video_with_the_caption(
     assert post.message == CAPTION
     assert post.video is not None
     assert record.remote_id == post.video
-    assert fake.videos[post.video] == (run_dir / "fitted/facebook/00.mp4").read_bytes()
+    sent = (run_dir / "fitted/facebook/00.mp4").read_bytes()
+    assert fake.videos[post.video] == sent
+    chunks = fake.calls.count(f"POST {PAGE_ID}/videos") - 2  # start, transfers, finish
+    assert chunks == -(-len(sent) // fake.video_chunk) > 1
 
 
 @pytest.mark.parametrize(
