@@ -77,7 +77,9 @@ class CloudinaryHost:
         *,
         api_url: str = "https://api.cloudinary.com",
         timeout: float = 120.0,
+        chunk_bytes: int = 20 * 1024 * 1024,
     ) -> None:
+        self._chunk = chunk_bytes
         self._cloud = cloud_name
         self._key = api_key
         self._secret = api_secret
@@ -92,11 +94,17 @@ class CloudinaryHost:
         return {**params, "api_key": self._key, "signature": digest}
 
     def _call(
-        self, url: str, params: dict[str, str], file: tuple[str, IO[bytes], str] | None
+        self,
+        url: str,
+        params: dict[str, str],
+        file: tuple[str, IO[bytes] | bytes, str] | None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, object]:
         with BoundedSession(self._limits) as session:
             try:
-                response = session.post(url, data=params, files={"file": file} if file else None)
+                response = session.post(
+                    url, data=params, files={"file": file} if file else None, headers=headers
+                )
             except requests.RequestException as exc:
                 raise TransientPublishError(f"Cloudinary: {type(exc).__name__}") from None
         try:
@@ -119,8 +127,21 @@ class CloudinaryHost:
         kind = "video" if mime.startswith("video/") else "image"
         public_id = _name(path).rsplit(".", 1)[0]
         params = self._signed({"public_id": public_id, "timestamp": str(int(time.time()))})
+        endpoint = f"{self._root}/{kind}/upload"
+        size = path.stat().st_size
+        body: dict[str, object] = {}
         with path.open("rb") as handle:
-            body = self._call(f"{self._root}/{kind}/upload", params, (path.name, handle, mime))
+            # Cloudinary's chunked upload: the same call per chunk, one X-Unique-Upload-Id, a
+            # Content-Range each; only the last answers with the file (never all in memory)
+            upload_id = secrets.token_hex(16)
+            for start in range(0, max(size, 1), self._chunk):
+                chunk = handle.read(self._chunk)
+                end = start + len(chunk) - 1
+                headers = {
+                    "X-Unique-Upload-Id": upload_id,
+                    "Content-Range": f"bytes {start}-{end}/{size}",
+                }
+                body = self._call(endpoint, params, (path.name, chunk, mime), headers)
         url = body.get("secure_url")
         if not isinstance(url, str) or not url.startswith("http"):
             raise TransientPublishError("Cloudinary: an upload answer without secure_url")

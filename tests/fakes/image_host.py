@@ -41,6 +41,8 @@ class FakeCloudinary:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    chunks: int = 0
+    _partial: dict[str, bytearray] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
@@ -96,6 +98,18 @@ class FakeCloudinary:
             return web.json_response({"result": "ok" if found else "not found"})
         if action != "upload" or not data:
             return self._error(400, "Missing required parameter - file")
+        ranged = request.headers.get("Content-Range", "")
+        if ranged:  # a chunk of a chunked upload: kept until the last one
+            match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", ranged)
+            upload = request.headers.get("X-Unique-Upload-Id", "")
+            held = self._partial.setdefault(upload, bytearray())
+            if match is None or not upload or int(match[1]) != len(held):
+                return self._error(400, f"Invalid Content-Range {ranged}")
+            held += data
+            self.chunks += 1
+            if len(held) < int(match[3]):
+                return web.json_response({"done": False, "bytes": len(held)})
+            data = bytes(self._partial.pop(upload))
         self.files[public_id] = (data, mime)
         suffix = "mp4" if kind == "video" else ("png" if data.startswith(b"\x89PNG") else "jpg")
         return web.json_response(

@@ -46,8 +46,12 @@ async def fetch(url: str) -> tuple[int, bytes]:
         return response.status, await response.read()
 
 
-def cloudinary_host(fake: FakeCloudinary, secret: str = CLOUDINARY_SECRET) -> CloudinaryHost:
-    return CloudinaryHost(CLOUD, CLOUDINARY_KEY, SecretStr(secret), api_url=fake.url, timeout=10)
+def cloudinary_host(
+    fake: FakeCloudinary, secret: str = CLOUDINARY_SECRET, chunk: int = 20 * 1024 * 1024
+) -> CloudinaryHost:
+    return CloudinaryHost(
+        CLOUD, CLOUDINARY_KEY, SecretStr(secret), api_url=fake.url, timeout=10, chunk_bytes=chunk
+    )
 
 
 def s3_host(fake: FakeS3, *, bucket: str = "fox-media", public_url: str = "") -> S3Host:
@@ -78,6 +82,21 @@ async def test_cloudinary_gives_a_public_url_and_removes_the_file(
     assert cloudinary.removed == [hosted.key]
     assert "/a.png" not in hosted.url  # the key is random, not the run's file name
     assert (await fetch(hosted.url))[0] == 404
+
+
+async def test_a_large_file_goes_to_cloudinary_in_chunks(
+    cloudinary: FakeCloudinary, tmp_path: Path
+) -> None:
+    """A file larger than the chunk size is sent in Content-Range chunks of one upload id and
+    arrives whole."""
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(bytes(range(256)) * 100)  # 25,600 bytes
+
+    hosted = await cloudinary_host(cloudinary, chunk=8192).put(path, "video/mp4")
+
+    assert cloudinary.chunks == 4
+    assert cloudinary.files[hosted.key][0] == path.read_bytes()
+    assert hosted.kind == "video"
 
 
 async def test_a_wrong_cloudinary_secret_is_refused_without_showing_it(
