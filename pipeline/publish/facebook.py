@@ -140,7 +140,7 @@ class FacebookPublisher:
                         api,
                         f"{page}/photos",
                         item,
-                        {"published": "false", "temporary": "false"},
+                        {"published": "false"},
                         step="photo upload",
                         is_post=False,
                     )
