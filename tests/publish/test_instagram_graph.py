@@ -17,6 +17,7 @@ from pipeline.ports import MetricsReader, OutgoingMedia, PostMetrics
 from pipeline.publish import build_publish_service
 from pipeline.publish.attention import AttentionBoard
 from pipeline.publish.credentials import CredentialStore, check_credentials
+from pipeline.publish.errors import TransientPublishError
 from pipeline.publish.image_host import CloudinaryHost, ImageHost
 from pipeline.publish.instagram import InstagramPublisher
 from pipeline.publish.instagram_graph import InstagramByAccount, InstagramGraphPublisher
@@ -360,3 +361,38 @@ def test_check_names_a_graph_accounts_missing_token(
         " (cloudinary or s3; docs/publishing.md#the-image-host)"
     ]
     assert check_credentials(character, settings, environ=IG_ENV) == []  # instagrapi: no host
+
+
+async def test_a_container_still_processing_at_the_deadline_is_tried_later(
+    fake: FakeGraph,
+    cloudinary: FakeCloudinary,
+    host: ImageHost,
+    settings: Settings,
+    run_dir: Path,
+) -> None:
+    """A reel Instagram is still processing when the processing deadline passes fails as
+    transient (not maybe posted: nothing was published), and the host keeps nothing."""
+    fake.video_polls = 10**6
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    publisher = InstagramGraphPublisher(
+        CredentialStore(settings, GRAPH_ENV).instagram_graph,
+        host,
+        api_url=fake.url,
+        timeout=10,
+        processing_timeout=12,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    clip = make_video(run_dir / "clip.mp4", seconds=1, size="320x240")
+
+    with pytest.raises(TransientPublishError, match="still IN_PROGRESS after 12 s") as caught:
+        await publisher.post("fox_ig", [OutgoingMedia(clip, MediaKind.VIDEO, "video/mp4")], "x")
+
+    assert caught.value.maybe_posted is False
+    assert now[0] == 12
+    assert fake.published == []
+    assert cloudinary.files == {}
