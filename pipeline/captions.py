@@ -73,6 +73,25 @@ def bluesky_length(text: str) -> int:
     return count
 
 
+#: a Facebook post's message, in characters
+FACEBOOK_CHARACTERS = 63206
+#: a Threads post's text: 500 characters, an emoji counted as its UTF-8 bytes
+#: (developers.facebook.com/documentation/threads/posts, "Limitations")
+THREADS_CHARACTERS = 500
+
+
+def _emoji(char: str) -> bool:
+    import unicodedata
+
+    return ord(char) >= 0x1F000 or char in "\u200d\ufe0f" or unicodedata.category(char) == "So"
+
+
+def threads_length(text: str) -> int:
+    """Threads' length of `text`: one a character, an emoji (and its joiners and variation
+    selectors) as many as its UTF-8 bytes."""
+    return sum(len(char.encode("utf-8")) if _emoji(char) else 1 for char in text)
+
+
 @dataclass(frozen=True)
 class PlatformLimits:
     """How long a caption may be on a platform, and how it is counted."""
@@ -98,6 +117,13 @@ LIMITS: dict[Platform, PlatformLimits] = {
     Platform.BLUESKY: PlatformLimits(
         BLUESKY_GRAPHEMES, BLUESKY_GRAPHEMES, bluesky_length, 80, BLUESKY_BYTES
     ),
+    # Facebook: a Page post's message may be 63,206 characters; no hashtag cap.
+    Platform.FACEBOOK: PlatformLimits(
+        FACEBOOK_CHARACTERS, FACEBOOK_CHARACTERS, len, 300, FACEBOOK_CHARACTERS
+    ),
+    # Threads: 500 characters (emoji by their bytes) and one hashtag, its topic tag; any more
+    # are shown as text, not tags, so no more than one is written.
+    Platform.THREADS: PlatformLimits(THREADS_CHARACTERS, 1, threads_length, 80, THREADS_CHARACTERS),
 }
 
 CAPTION_SCHEMA: JsonSchema = {
@@ -124,6 +150,16 @@ _GUIDE = {
     Platform.BLUESKY: (
         "Write a post for Bluesky from the character's own account: one to three friendly "
         "sentences, under 220 characters, at most one emoji. Then up to 3 relevant hashtags."
+    ),
+    Platform.FACEBOOK: (
+        "Write a Facebook Page post for the character's own page: two or three warm, "
+        "conversational sentences (under 400 characters) that invite a comment, at most two "
+        "emoji. Then up to 3 relevant hashtags."
+    ),
+    Platform.THREADS: (
+        "Write a Threads post from the character's own account: one to three casual, "
+        "conversational sentences, under 300 characters, at most one emoji. Then exactly one "
+        "relevant hashtag (Threads makes it the post's topic)."
     ),
 }
 
@@ -375,6 +411,8 @@ _PLATFORM_NAMES = {
     Platform.INSTAGRAM: "Instagram",
     Platform.TWITTER: "X",
     Platform.BLUESKY: "Bluesky",
+    Platform.FACEBOOK: "Facebook",
+    Platform.THREADS: "Threads",
 }
 
 
@@ -521,6 +559,14 @@ async def write_caption(
             "tries. The run is kept and can be retried."
         ),
     )
+
+
+def caption_platforms(character: Character) -> list[Platform]:
+    """The platforms a run writes captions for: those the character lists under
+    `social_media.platforms`, enabled or not (a reviewer sees the captions of platforms still
+    waiting for credentials), in `Platform` order; one model call each."""
+    listed = character.spec.social_media.platforms
+    return [platform for platform in Platform if platform in listed]
 
 
 async def write_captions(

@@ -17,7 +17,8 @@ from typing import TextIO
 #: webhook requests (the URL holds the webhook's token), oauthlib and requests-oauthlib (the
 #: OAuth parameters of every X request, the access token among them), instagrapi (the body of
 #: every answer, and a Bloks two-factor login embeds the new session in its answer)
-SECRET_LOGGERS = ("discord.webhook", "oauthlib", "requests_oauthlib", "instagrapi")
+#: botocore logs its signed requests (and presigned URLs, which open a file for a day) at DEBUG
+SECRET_LOGGERS = ("discord.webhook", "oauthlib", "requests_oauthlib", "instagrapi", "botocore")
 
 run_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
 

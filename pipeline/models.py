@@ -38,6 +38,8 @@ class Platform(StrEnum):
     INSTAGRAM = "instagram"
     TWITTER = "twitter"
     BLUESKY = "bluesky"
+    FACEBOOK = "facebook"
+    THREADS = "threads"
 
 
 class RunState(StrEnum):

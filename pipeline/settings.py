@@ -148,6 +148,31 @@ class Settings(BaseSettings):
     #    the deadline of each call (a session, an image upload, the post, a feed page)
     bluesky_service_url: str = "https://bsky.social"
     bluesky_timeout_seconds: float = Field(default=60.0, gt=0)
+    # -- Meta's Graph API (Facebook Pages): the root of every call (tests move it to the fake),
+    #    the deadline of each call, and of each upload of a photo or video file
+    graph_api_url: str = "https://graph.facebook.com"
+    threads_api_url: str = "https://graph.threads.net"
+    graph_timeout_seconds: float = Field(default=60.0, gt=0)
+    graph_upload_timeout_seconds: float = Field(default=600.0, gt=0)
+    # -- how long an Instagram or Threads media container may take to be FINISHED
+    graph_processing_timeout_seconds: float = Field(default=300.0, gt=0)
+    # -- the image host that gives local files a public URL (Instagram Graph, Threads):
+    #    none, cloudinary or s3; the deadline of each upload or removal
+    image_host: Literal["none", "cloudinary", "s3"] = "none"
+    image_host_timeout_seconds: float = Field(default=120.0, gt=0)
+    # -- Cloudinary: the cloud's name, API key and secret, and the API root (tests move it)
+    cloudinary_cloud_name: str = ""
+    cloudinary_api_key: str = ""
+    cloudinary_api_secret: SecretStr = SecretStr("")
+    cloudinary_api_url: str = "https://api.cloudinary.com"
+    # -- an S3-compatible bucket: its name, the endpoint (empty: AWS), region, keys, and the
+    #    bucket's public address (empty: presigned URLs, valid a day)
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_public_url: str = ""
 
     # ------------------------------------------------------------ language models (issue 4)
     # docs/settings-llm.md describes each one.

@@ -18,7 +18,7 @@ from random import Random
 
 import strategies
 from comfy import ComfyError, ComfyPool, ServerSpec
-from pipeline.captions import load_counter, write_captions
+from pipeline.captions import caption_platforms, load_counter, write_captions
 from pipeline.characters import Character, Characters
 from pipeline.errors import CharacterError, CharacterNotFound
 from pipeline.lease import Owner, WallClock, this_process
@@ -136,7 +136,7 @@ class ModelCaptions:
             prompt=prompt,
             descriptions=descriptions,
             model=self.models.for_task(Task.CAPTION),
-            platforms=list(Platform),
+            platforms=caption_platforms(character),
         )
 
 

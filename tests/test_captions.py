@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ from pipeline.captions import (
 )
 from pipeline.characters import Character, Characters
 from pipeline.errors import ModelError
+from pipeline.llm.base import Task
 from pipeline.models import Platform
 from pipeline.prompts.library import TemplateLibrary
+from pipeline.wiring import ModelCaptions
 from tests.doubles import Asked, ScriptedModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,9 +190,7 @@ def test_x_any_text_fits(words: list[str]) -> None:
 # ---------------------------------------------------------------------------- writing
 
 
-@pytest.fixture
-def fox() -> Character:
-    text = """
+FOX_YAML = """
 character: {name: Fox, description: a small orange fox}
 generation:
   generation_type_weights: {text2img: 1}
@@ -200,8 +201,12 @@ social_media:
     instagram: {enabled: true, credentials: ig, prefix: "🦊"}
     twitter: {enabled: true, credentials: x}
 """
+
+
+@pytest.fixture
+def fox() -> Character:
     return Characters(ROOT / "characters", TemplateLibrary.load(), root=ROOT).parse(
-        text, path=ROOT / "characters" / "fox.yaml"
+        FOX_YAML, path=ROOT / "characters" / "fox.yaml"
     )
 
 
@@ -221,6 +226,34 @@ async def test_captions_for_each_enabled_platform(fox: Character) -> None:
         IG: "🦊 A long walk by the river.\n\n#fox #aiart #river",
         X: "Stars tonight!\n\n#fox #aiart #stars",
     }
+
+
+@dataclass
+class OneModel:
+    """LanguageModels' one call a caption step makes: the model for a task."""
+
+    model: ScriptedModel
+
+    def for_task(self, task: Task) -> ScriptedModel:
+        assert task is Task.CAPTION
+        return self.model
+
+
+async def test_a_run_writes_captions_for_the_listed_platforms_only() -> None:
+    """A run's caption step writes one caption per platform the character lists, enabled or
+    not, and asks the model nothing for a platform it does not list (Bluesky, Facebook)."""
+    listed = Characters(ROOT / "characters", TemplateLibrary.load(), root=ROOT).parse(
+        FOX_YAML.replace("twitter: {enabled: true, credentials: x}", "twitter: {enabled: false}"),
+        path=ROOT / "characters" / "fox.yaml",
+    )
+    model = ScriptedModel.of(default=per_platform)
+    step = ModelCaptions(OneModel(model))  # type: ignore[arg-type]
+
+    captions = await step.write(listed, prompt="p", descriptions=[], subject="fox")
+
+    assert set(captions) == {IG, X}
+    assert len(model.calls) == 2
+    assert not any("Bluesky" in c.system or "Facebook" in c.system for c in model.calls)
 
 
 async def test_hashtags_ending_the_text_join_the_hashtag_line(fox: Character) -> None:

@@ -27,17 +27,32 @@ def build_publishers(
     """One Publisher per platform, configured from settings; credentials are read per account
     when it first posts (so a missing one fails that post, not the start)."""
     from pipeline.publish.bluesky import BlueskyPublisher
+    from pipeline.publish.facebook import FacebookPublisher
+    from pipeline.publish.image_host import build_image_host
     from pipeline.publish.instagram import InstagramPublisher
+    from pipeline.publish.instagram_graph import InstagramByAccount, InstagramGraphPublisher
+    from pipeline.publish.threads import ThreadsPublisher
     from pipeline.publish.twitter import TwitterPublisher
 
     creds = credentials or CredentialStore(settings)
+    host = build_image_host(settings)
     return {
-        Platform.INSTAGRAM: InstagramPublisher(
-            creds.instagram,
-            lambda name: session_path(settings, Platform.INSTAGRAM, name),
-            request_delay=settings.instagram_request_delay,
-            configure_delay=settings.instagram_configure_delay,
-            timeout=settings.instagram_timeout_seconds,
+        Platform.INSTAGRAM: InstagramByAccount(
+            InstagramPublisher(
+                creds.instagram,
+                lambda name: session_path(settings, Platform.INSTAGRAM, name),
+                request_delay=settings.instagram_request_delay,
+                configure_delay=settings.instagram_configure_delay,
+                timeout=settings.instagram_timeout_seconds,
+            ),
+            InstagramGraphPublisher(
+                creds.instagram_graph,
+                host,
+                api_url=settings.graph_api_url,
+                timeout=settings.graph_timeout_seconds,
+                processing_timeout=settings.graph_processing_timeout_seconds,
+            ),
+            creds.instagram_backend,
         ),
         Platform.TWITTER: TwitterPublisher(
             creds.twitter,
@@ -50,6 +65,19 @@ def build_publishers(
             creds.bluesky,
             service_url=settings.bluesky_service_url,
             timeout=settings.bluesky_timeout_seconds,
+        ),
+        Platform.FACEBOOK: FacebookPublisher(
+            creds.facebook,
+            api_url=settings.graph_api_url,
+            timeout=settings.graph_timeout_seconds,
+            upload_timeout=settings.graph_upload_timeout_seconds,
+        ),
+        Platform.THREADS: ThreadsPublisher(
+            creds.threads,
+            host,
+            api_url=settings.threads_api_url,
+            timeout=settings.graph_timeout_seconds,
+            processing_timeout=settings.graph_processing_timeout_seconds,
         ),
     }
 

@@ -25,16 +25,23 @@ from pipeline.models import Platform
 from pipeline.settings import Settings
 
 #: the keys each platform needs (and, for Instagram, the optional TOTP secret)
+#: an Instagram account posted to through the official Graph API instead of instagrapi: its
+#: professional account's id and an access token (the presence of either chooses this backend)
+INSTAGRAM_GRAPH_KEYS = ("ig_user_id", "access_token")
 REQUIRED_KEYS = {
     Platform.INSTAGRAM: ("username", "password"),
     Platform.TWITTER: ("api_key", "api_secret", "access_token", "access_secret"),
     Platform.BLUESKY: ("handle", "app_password"),
+    Platform.FACEBOOK: ("page_id", "page_access_token"),
+    Platform.THREADS: ("user_id", "access_token"),
 }
 OPTIONAL_KEYS = {
     # proxy: instagrapi's set_proxy URL, which may carry a password (the reference's IG_PROXY)
-    Platform.INSTAGRAM: ("totp_secret", "proxy"),
+    Platform.INSTAGRAM: ("totp_secret", "proxy", *("ig_user_id", "access_token")),
     Platform.TWITTER: (),
     Platform.BLUESKY: (),
+    Platform.FACEBOOK: (),
+    Platform.THREADS: (),
 }
 
 
@@ -66,6 +73,41 @@ class BlueskyCredentials:
 
     handle: str
     app_password: SecretStr
+
+
+@dataclass(frozen=True)
+class FacebookCredentials:
+    """A Facebook Page's id and a Page access token (a long-lived one, made from a long-lived
+    user token) with pages_manage_posts, pages_read_engagement and pages_show_list."""
+
+    page_id: str
+    page_access_token: SecretStr
+
+
+@dataclass(frozen=True)
+class InstagramGraphCredentials:
+    """An Instagram professional account's id and an access token (a long-lived user or Page
+    token with instagram_basic, instagram_content_publish, instagram_manage_insights and
+    pages_read_engagement)."""
+
+    ig_user_id: str
+    access_token: SecretStr
+
+
+@dataclass(frozen=True)
+class ThreadsCredentials:
+    """A Threads user's id and a long-lived Threads access token with threads_basic,
+    threads_content_publish and threads_manage_insights."""
+
+    user_id: str
+    access_token: SecretStr
+
+
+def _required(platform: Platform, found: Mapping[str, str]) -> tuple[str, ...]:
+    """The keys an account needs: an Instagram account with either Graph key is a Graph one."""
+    if platform is Platform.INSTAGRAM and any(key in found for key in INSTAGRAM_GRAPH_KEYS):
+        return INSTAGRAM_GRAPH_KEYS
+    return REQUIRED_KEYS[platform]
 
 
 def env_prefix(name: str) -> str:
@@ -121,7 +163,7 @@ class CredentialStore:
             value = self.environ.get(f"{prefix}_{key.upper()}") or file_values.get(key)
             if isinstance(value, str) and value.strip():
                 found[key] = value.strip()
-        missing = [key for key in REQUIRED_KEYS[platform] if key not in found]
+        missing = [key for key in _required(platform, found) if key not in found]
         if missing:
             variables = ", ".join(f"{prefix}_{key.upper()}" for key in missing)
             verb = "is" if len(missing) == 1 else "are"
@@ -143,6 +185,19 @@ class CredentialStore:
             proxy=SecretStr(found["proxy"]) if found.get("proxy") else None,
         )
 
+    def instagram_backend(self, name: str) -> str:
+        """`graph` when the account's credentials name a Graph account, else `instagrapi`."""
+        found, _ = self._lookup(name, Platform.INSTAGRAM)
+        return "graph" if any(key in found for key in INSTAGRAM_GRAPH_KEYS) else "instagrapi"
+
+    def instagram_graph(self, name: str) -> InstagramGraphCredentials:
+        found, problems = self._lookup(name, Platform.INSTAGRAM)
+        if problems:
+            raise ConfigError(f"Instagram credentials {name!r}: " + "; ".join(problems))
+        return InstagramGraphCredentials(
+            ig_user_id=found["ig_user_id"], access_token=SecretStr(found["access_token"])
+        )
+
     def twitter(self, name: str) -> TwitterCredentials:
         found, problems = self._lookup(name, Platform.TWITTER)
         if problems:
@@ -160,6 +215,22 @@ class CredentialStore:
             raise ConfigError(f"Bluesky credentials {name!r}: " + "; ".join(problems))
         return BlueskyCredentials(
             handle=found["handle"].lstrip("@"), app_password=SecretStr(found["app_password"])
+        )
+
+    def facebook(self, name: str) -> FacebookCredentials:
+        found, problems = self._lookup(name, Platform.FACEBOOK)
+        if problems:
+            raise ConfigError(f"Facebook credentials {name!r}: " + "; ".join(problems))
+        return FacebookCredentials(
+            page_id=found["page_id"], page_access_token=SecretStr(found["page_access_token"])
+        )
+
+    def threads(self, name: str) -> ThreadsCredentials:
+        found, problems = self._lookup(name, Platform.THREADS)
+        if problems:
+            raise ConfigError(f"Threads credentials {name!r}: " + "; ".join(problems))
+        return ThreadsCredentials(
+            user_id=found["user_id"], access_token=SecretStr(found["access_token"])
         )
 
 
@@ -202,6 +273,15 @@ def check_credentials(
 
         for message in store.problems(config.credentials, platform):
             add(message)
+        by_url = platform is Platform.THREADS or (
+            platform is Platform.INSTAGRAM
+            and store.instagram_backend(config.credentials) == "graph"
+        )
+        if by_url and settings.image_host == "none":
+            add(
+                "this account's images are fetched by URL, so IMAGE_HOST must name an image"
+                " host (cloudinary or s3; docs/publishing.md#the-image-host)"
+            )
         if platform is Platform.INSTAGRAM:
             session = session_path(settings, platform, config.credentials)
             if session.exists():

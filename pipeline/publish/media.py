@@ -147,15 +147,65 @@ BLUESKY_VIDEO = VideoLimits(
     max_bytes=100 * 1000 * 1000,
 )
 
+# Facebook Page photos: JPEG or PNG under 4 MB, any aspect; Facebook shows them at most 2048 px
+# wide, so nothing larger is sent (developers.facebook.com/docs/graph-api/reference/page/photos).
+FACEBOOK_IMAGE = ImageLimits(
+    min_aspect=None,
+    max_aspect=None,
+    max_width=2048,
+    max_height=2048,
+    max_bytes=4 * 1000 * 1000,
+    keep_alpha_as_png=True,
+)
+# Facebook Page videos: MP4, up to 240 minutes and 10 GB; the non-resumable upload takes 1 GB.
+FACEBOOK_VIDEO = VideoLimits(
+    min_seconds=1.0,
+    max_seconds=240 * 60.0,
+    frame=None,
+    min_aspect=9 / 16,
+    max_aspect=16 / 9,
+    max_landscape=(1920, 1080),
+    max_portrait=(1080, 1920),
+    max_bytes=1000 * 1000 * 1000,
+)
+
+# Threads: JPEG or PNG up to 8 MB, 320 to 1440 px wide, aspect up to 10:1 (Threads' media
+# specifications); JPEG here, which every image host and Threads take.
+THREADS_IMAGE = ImageLimits(
+    min_aspect=0.1,
+    max_aspect=10.0,
+    max_width=1440,
+    max_height=1440 * 4,
+    max_bytes=8 * 1000 * 1000,
+    keep_alpha_as_png=False,
+    min_width=320,
+)
+# Threads video: MP4 up to 5 minutes and 1 GB. Fitted so the reviewer sees it, but not posted
+# yet: the publisher posts text and images (see threads.py).
+THREADS_VIDEO = VideoLimits(
+    min_seconds=1.0,
+    max_seconds=300.0,
+    frame=None,
+    min_aspect=0.01,
+    max_aspect=10.0,
+    max_landscape=(1920, 1080),
+    max_portrait=(1080, 1920),
+    max_bytes=1000 * 1000 * 1000,
+)
+
 IMAGE_LIMITS = {
     Platform.INSTAGRAM: INSTAGRAM_IMAGE,
     Platform.TWITTER: TWITTER_IMAGE,
     Platform.BLUESKY: BLUESKY_IMAGE,
+    Platform.FACEBOOK: FACEBOOK_IMAGE,
+    Platform.THREADS: THREADS_IMAGE,
 }
 VIDEO_LIMITS = {
     Platform.INSTAGRAM: INSTAGRAM_VIDEO,
     Platform.TWITTER: TWITTER_VIDEO,
     Platform.BLUESKY: BLUESKY_VIDEO,
+    Platform.FACEBOOK: FACEBOOK_VIDEO,
+    Platform.THREADS: THREADS_VIDEO,
 }
 
 #: letterbox colour for "pad" (white, as Instagram's own app pads)

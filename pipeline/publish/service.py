@@ -52,7 +52,13 @@ from pipeline.publish.media import (
 log = logging.getLogger(__name__)
 
 #: the platforms as people name them
-_NAMES = {Platform.TWITTER: "X", Platform.INSTAGRAM: "Instagram", Platform.BLUESKY: "Bluesky"}
+_NAMES = {
+    Platform.TWITTER: "X",
+    Platform.INSTAGRAM: "Instagram",
+    Platform.BLUESKY: "Bluesky",
+    Platform.FACEBOOK: "Facebook",
+    Platform.THREADS: "Threads",
+}
 
 
 def caption_for(run: Run, character: Character, platform: Platform) -> str:
@@ -121,9 +127,15 @@ async def fit_run_media(
     return result
 
 
-#: how many images one post carries (an X or Bluesky post: 4; an Instagram album: 10); a video
-#: goes alone
-POST_CAPACITY = {Platform.TWITTER: 4, Platform.INSTAGRAM: 10, Platform.BLUESKY: 4}
+#: how many images one post carries (an X or Bluesky post: 4; an Instagram album or a Facebook
+#: multi-photo post: 10); a video goes alone
+POST_CAPACITY = {
+    Platform.TWITTER: 4,
+    Platform.INSTAGRAM: 10,
+    Platform.BLUESKY: 4,
+    Platform.FACEBOOK: 10,
+    Platform.THREADS: 10,
+}
 
 
 def postable(run: Run, platform: Platform) -> tuple[int, ...]:

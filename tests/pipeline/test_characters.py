@@ -202,7 +202,7 @@ BROKEN = [
             "    twitter: {enabled: false, credentials: mascot_twitter}",
             "    myspace: {enabled: false}",
         ),
-        "31: social_media.platforms.myspace: must be one of instagram, twitter or bluesky",
+        "31: social_media.platforms.myspace: must be one of instagram, twitter, bluesky, facebook or threads",
     ),
     (
         "enabled-platform-without-credentials",

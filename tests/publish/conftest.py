@@ -35,6 +35,7 @@ IG_ENV = {
     "FOX_IG_PASSWORD": "pw-SECRET-123",
     "FOX_IG_TOTP_SECRET": "JBSWY3DPEHPK3PXP",
 }
+FB_ENV = {"FOX_FB_PAGE_ID": "1029384756", "FOX_FB_PAGE_ACCESS_TOKEN": "EAAB-page-SECRET-token"}
 BSKY_ENV = {"FOX_BSKY_HANDLE": "fox.bsky.social", "FOX_BSKY_APP_PASSWORD": "abcd-efgh-ijkl-mnop"}
 SECRETS = (
     "cs-SECRET-consumer",
@@ -42,6 +43,7 @@ SECRETS = (
     "pw-SECRET-123",
     "JBSWY3DPEHPK3PXP",
     "abcd-efgh-ijkl-mnop",
+    "EAAB-page-SECRET-token",
 )
 
 
@@ -50,6 +52,8 @@ def character_yaml(
     instagram: bool = False,
     twitter: bool = False,
     bluesky: bool = False,
+    facebook: bool = False,
+    threads: bool = False,
     budget: dict[str, int] | None = None,
     prefix: str = "",
     fit: str = "pad",
@@ -66,7 +70,17 @@ def character_yaml(
         f" prefix: '{prefix}'}}\n"
         f"    bluesky: {{enabled: {str(bluesky).lower()}, credentials: fox_bsky,"
         f" prefix: '{prefix}'}}\n"
-        "schedule:\n  timezone: UTC\n"
+        + (
+            f"    facebook: {{enabled: true, credentials: fox_fb, prefix: '{prefix}'}}\n"
+            if facebook
+            else ""
+        )
+        + (
+            f"    threads: {{enabled: true, credentials: fox_th, prefix: '{prefix}'}}\n"
+            if threads
+            else ""
+        )
+        + "schedule:\n  timezone: UTC\n"
         + (f"  daily_budget:\n{budget_lines}" if budget_lines else "")
     )
 

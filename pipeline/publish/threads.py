@@ -1,0 +1,224 @@
+"""Threads: a text post with no, one or up to ten images, through the Threads API.
+
+Threads fetches images by URL, so each goes to the image host first and is removed after. A
+post is a container (`POST /{threads-user-id}/threads`, `media_type` TEXT or IMAGE with
+`image_url`; an album is one IMAGE container per image with `is_carousel_item=true` and a
+CAROUSEL container of their `children`), polled (`status`) until FINISHED, then `POST
+/{threads-user-id}/threads_publish` (`creation_id`). The lookup reads the user's newest posts;
+metrics read the post's insights (views, likes, replies, reposts). Every call goes through
+`pipeline.publish.graph` (deadline, cap, classified errors) in a worker thread. Imports domain
+modules and the publishing helpers; never the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from pipeline.errors import ConfigError, PublishError
+from pipeline.models import MediaKind, Platform
+from pipeline.ports import OutgoingMedia, PostMetrics, RemotePost
+from pipeline.publish.credentials import ThreadsCredentials
+from pipeline.publish.errors import ContentRejectedError, TransientPublishError
+from pipeline.publish.facebook import same_message
+from pipeline.publish.graph import (
+    MAX_ANSWER_BYTES,
+    THREADS_URL,
+    THREADS_VERSION,
+    GraphApi,
+    insight_values,
+    page_of,
+)
+from pipeline.publish.http import Limits
+from pipeline.publish.image_host import HostedFile, ImageHost
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGES = 10
+POSTS_PAGE = 25
+CLOCK_SLACK = timedelta(minutes=5)
+#: the container status fields as Threads names them
+_STATUS_FIELDS = "status,error_message"
+
+
+def check_media(media: Sequence[OutgoingMedia]) -> None:
+    """Threads posts here are text with up to 10 images; videos are not posted yet."""
+    if any(m.kind is MediaKind.VIDEO for m in media):
+        raise ContentRejectedError(
+            "Threads: a video",
+            platform_message="videos are not posted to Threads yet; post images",
+        )
+    if len(media) > MAX_IMAGES:
+        raise ContentRejectedError(
+            f"Threads: {len(media)} images",
+            platform_message=f"Threads takes at most {MAX_IMAGES} images",
+        )
+
+
+class ThreadsPublisher:
+    """The Publisher (and MetricsReader) for Threads; one per process.
+
+    `api_url` (THREADS_API_URL) is where every call goes; `host` gives each image its URL."""
+
+    platform = Platform.THREADS
+
+    def __init__(
+        self,
+        credentials: Callable[[str], ThreadsCredentials],
+        host: ImageHost | None,
+        *,
+        api_url: str = THREADS_URL,
+        version: str = THREADS_VERSION,
+        timeout: float = 60.0,
+        processing_timeout: float = 300.0,
+        poll_interval: float = 5.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._credentials = credentials
+        self._host = host
+        self._api_url = api_url
+        self._version = version
+        self._limits = Limits(deadline=timeout, max_answer_bytes=max_answer_bytes)
+        self._processing_timeout = processing_timeout
+        self._poll_interval = poll_interval
+        self._sleep = sleep
+        self._clock = clock
+
+    def _api(self, creds: ThreadsCredentials) -> GraphApi:
+        return GraphApi(
+            "Threads",
+            creds.access_token,
+            root=self._api_url,
+            version=self._version,
+            limits=self._limits,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    async def post(self, account: str, media: Sequence[OutgoingMedia], caption: str) -> RemotePost:
+        check_media(media)
+        if media and self._host is None:
+            raise ConfigError(
+                "Threads posts with images need an image host: set IMAGE_HOST (cloudinary or s3)"
+                " and its keys"
+            )
+        creds = self._credentials(account)
+        hosted: list[HostedFile] = []
+        try:
+            for item in media:
+                assert self._host is not None
+                hosted.append(await self._host.put(item.path, item.mime))
+            urls = [file.url for file in hosted]
+            return await asyncio.to_thread(self._post_sync, account, creds, urls, caption)
+        finally:
+            for file in hosted:  # Threads fetched each when its container was made
+                assert self._host is not None
+                await self._host.remove(file)
+
+    def _post_sync(
+        self, account: str, creds: ThreadsCredentials, urls: list[str], caption: str
+    ) -> RemotePost:
+        user = creds.user_id
+        with self._api(creds) as api:
+
+            def container(fields: dict[str, str], step: str) -> str:
+                answer = api.call("POST", f"{user}/threads", step=step, data=fields)
+                made = str(answer.get("id") or "")
+                if not made:
+                    raise TransientPublishError(f"Threads {step}: an answer without an id")
+                api.wait_finished(
+                    made,
+                    timeout=self._processing_timeout,
+                    interval=self._poll_interval,
+                    step=step,
+                    fields=_STATUS_FIELDS,
+                )
+                return made
+
+            if not urls:
+                creation = container({"media_type": "TEXT", "text": caption}, "text")
+            elif len(urls) == 1:
+                creation = container(
+                    {"media_type": "IMAGE", "image_url": urls[0], "text": caption}, "image"
+                )
+            else:
+                children = [
+                    container(
+                        {"media_type": "IMAGE", "image_url": url, "is_carousel_item": "true"},
+                        "album item",
+                    )
+                    for url in urls
+                ]
+                creation = container(
+                    {"media_type": "CAROUSEL", "children": ",".join(children), "text": caption},
+                    "album",
+                )
+            answer = api.call(
+                "POST",
+                f"{user}/threads_publish",
+                step="publish",
+                is_post=True,
+                data={"creation_id": creation},
+            )
+            post_id = str(answer.get("id") or "")
+            if not post_id:
+                raise TransientPublishError(
+                    "Threads publish: an answer without an id", maybe_posted=True
+                )
+            log.info("posted to threads account %s: %s", account, post_id)
+            try:  # the address is a nicety: the post is made whatever this answers
+                link = api.call("GET", post_id, step="permalink", params={"fields": "permalink"})
+                permalink = link.get("permalink")
+            except PublishError:
+                permalink = None
+        return RemotePost(post_id, str(permalink) if permalink else None)
+
+    async def find_post(self, account: str, caption: str, since: datetime) -> RemotePost | None:
+        return await asyncio.to_thread(self._find_sync, account, caption, since)
+
+    def _find_sync(self, account: str, caption: str, since: datetime) -> RemotePost | None:
+        creds = self._credentials(account)
+        with self._api(creds) as api:
+            answer = api.call(
+                "GET",
+                f"{creds.user_id}/threads",
+                step="posts",
+                params={"fields": "id,text,timestamp,permalink", "limit": str(POSTS_PAGE)},
+            )
+        for item in page_of(answer):
+            text = item.get("text")
+            if not isinstance(text, str) or not same_message(caption, text):
+                continue
+            try:
+                when = datetime.strptime(str(item.get("timestamp")), "%Y-%m-%dT%H:%M:%S%z")
+            except ValueError:
+                continue
+            if when.astimezone(UTC) >= since - CLOCK_SLACK and item.get("id"):
+                link = item.get("permalink")
+                return RemotePost(str(item["id"]), str(link) if link else None)
+        return None
+
+    async def read_metrics(self, account: str, remote_id: str) -> PostMetrics:
+        return await asyncio.to_thread(self._metrics_sync, account, remote_id)
+
+    def _metrics_sync(self, account: str, remote_id: str) -> PostMetrics:
+        creds = self._credentials(account)
+        with self._api(creds) as api:
+            answer = api.call(
+                "GET",
+                f"{remote_id}/insights",
+                step="insights",
+                params={"metric": "views,likes,replies,reposts"},
+            )
+        values = insight_values(answer)
+        return PostMetrics(
+            likes=values.get("likes"),
+            reposts=values.get("reposts"),
+            replies=values.get("replies"),
+            views=values.get("views"),
+        )
