@@ -356,6 +356,7 @@ class ScriptedExecute:
                     sink.awaiting_review(run.id, False)
             if decision is None:
                 return await self._save(run.advance(RunState.EXPIRED))
+            assert isinstance(decision, Decision), "the scripted pipeline makes no more media"
             if not decision.approved:
                 return await self._save(run.advance(RunState.REJECTED, decision=decision))
             captions = {**run.captions, **decision.captions}  # as the pipeline merges edits
