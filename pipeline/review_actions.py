@@ -125,7 +125,7 @@ class ReviewActions:
         choices = run.choices
         assert choices is not None
         made = await self.make(
-            run,
+            replace(run, attempt=attempt),  # the progress on the run card names the attempt
             character,
             folder / sub,
             sink,

@@ -428,7 +428,7 @@ class Pipeline:
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
     ) -> Run:
         _awaiting_review(sink, run, True)
-        _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
+        _progress(sink, run, REVIEW_STEP, _waiting(run))
         run = replace(run, offers=offers(run, character))
         ticket = await self.reviewer.request(run, folder)
         return run.advance(RunState.AWAITING_REVIEW, ticket=ticket)
@@ -444,7 +444,7 @@ class Pipeline:
             await self.store.save_run(run)
         assert run.ticket is not None, "a run awaiting review has a ticket"
         _awaiting_review(sink, run, True)
-        _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
+        _progress(sink, run, REVIEW_STEP, _waiting(run))
         try:
             decision = await self.reviewer.wait(run, run.ticket)
         finally:
@@ -602,6 +602,11 @@ def _progress(sink: ProgressSink | None, run: Run, step: str, detail: str) -> No
         sink.progress(run.id, Progress(step=step, detail=detail))
 
 
+def _waiting(run: Run) -> str:
+    """The run card's words while a review waits: which attempt it shows after a reroll."""
+    return "waiting for a reviewer" + (f" (attempt {run.attempt})" if run.attempt > 1 else "")
+
+
 def _awaiting_review(sink: ProgressSink | None, run: Run, waiting: bool) -> None:
     if sink is not None:
         sink.awaiting_review(run.id, waiting)
@@ -611,6 +616,8 @@ def _generation_progress(sink: ProgressSink | None, run: Run, update: Generation
     if sink is None:
         return
     detail = f"{update.stage}: {update.done}/{update.total} prompt(s) done"
+    if run.attempt > 1:
+        detail = f"attempt {run.attempt} · {detail}"
     if update.node:
         detail += f", running {update.node}"
     sink.progress(
