@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from comfy import ComfyPool
+from pipeline.__main__ import main
 from pipeline.models import ActionKind, Decision, Job, ReviewAction, Run, RunState, utcnow
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
@@ -295,3 +296,43 @@ async def test_a_restart_in_the_middle_of_an_action_resumes_it(
     assert len(fake.prompts) == total  # nothing queued twice
     assert done.action is None
     assert [len(p.posted) for p in again.publishers.values()] == [1, 1, 0]
+
+
+@pytest.mark.timeout(40)
+async def test_cancel_of_a_run_stopped_mid_reroll_takes_the_rerolls_prompts_off_comfyui(
+    world: World,
+    comfy: tuple[FakeComfyUI, ComfyPool],
+    store: SqlStore,
+    store_url: str,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run a shutdown left in the middle of a reroll, cancelled from the terminal: the
+    reroll's prompts (journaled in its own folder) stop costing GPU time."""
+    fake, pool = comfy
+
+    def slow_reroll(run: Run) -> ReviewAction:
+        fake.job_seconds = 5.0  # still at work when the cancel comes
+        return reroll(run)
+
+    world.reviewer.decide = slow_reroll
+    runner = Runner(store, world.pipeline.execute, shutdown_grace=0.0, detach=pool.detach)
+    run = await runner.submit(Job("testy", seed=23))
+    await until(
+        lambda: len(fake.prompts) == 2 * PROMPTS and len(fake.jobs) > PROMPTS,
+        what="the reroll's prompts running",
+    )
+    await runner.shutdown()
+    rerolled = [p.prompt_id for p in fake.prompts[PROMPTS:]]
+    for name, value in {
+        "DATABASE_URL": store_url,
+        "COMFYUI_SERVERS": fake.url,
+        "CHARACTERS_DIR": str(project / "characters"),
+        "DATA_DIR": str(project / "data"),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    code = await asyncio.to_thread(main, ["cancel", run.id])  # its own loop, as from a shell
+
+    assert code == 0
+    assert {*fake.interrupts, *fake.deleted} == set(rerolled)
