@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.render import APPROVE, NUMBERS, REJECT
+from bot.render import APPROVE, MORE_LIKE, NUMBERS, REJECT, REROLL
 from pipeline.models import Platform, PostRecord, PostState, Run, RunState
 from pipeline.store import SqlStore, connect
 from tests.fakes import discord as fd
@@ -278,7 +278,8 @@ async def test_generate_review_and_publish_exactly_the_chosen_image(
     assert card is not None
     message = await review_message(world)
     assert len(message.attachments) == 2, world.log_text()
-    assert set(message.reactions) == {NUMBERS[0], NUMBERS[1], APPROVE, REJECT}
+    await world.until(lambda: MORE_LIKE in message.reactions, what="the review's last reaction")
+    assert set(message.reactions) == {NUMBERS[0], NUMBERS[1], APPROVE, REJECT, REROLL, MORE_LIKE}
     assert "Morning maps with Testy" in json.dumps(message.embeds)
     await world.until(lambda: "Waiting for review" in card.content, what="the card in review")
     history = "\n".join(card.history)
