@@ -365,10 +365,9 @@ class Pipeline:
             tags=self.video_tags if chosen.needs.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
         )
-        strategy_ = chosen
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-            generated = await strategy_.generate(ctx)
+            generated = await chosen.generate(ctx)
         except OutputNotWritten as exc:  # a download ComfyUI sent could not be saved
             raise DiskError(f"the media folder {_shown(character, exc.path)}", exc.reason) from exc
         except OSError as exc:

@@ -168,7 +168,9 @@ async def test_an_upscale_stopped_by_a_restart_publishes_the_upscaled_image_once
     )
     comfy = world.comfy
     async with running_bot(world) as services:
-        await world.discord.slash("generate", character="fox")
+        interaction = await world.discord.slash("generate", character="fox")
+        card = interaction.original
+        assert card is not None
         first = await review_of(world, services)
         review = message(world, first)
         assert UPSCALE in review.reactions
@@ -178,8 +180,7 @@ async def test_an_upscale_stopped_by_a_restart_publishes_the_upscaled_image_once
         await action_rendering(world, prompts=2)
         assert "To be upscaled" in review.content
         await world.discord.until(
-            lambda: any("upscal" in m.content for m in world.discord.messages.values()),
-            what="the run card showing the upscale",
+            lambda: "Step: upscale" in card.content, what="the run card showing the upscale"
         )
 
     comfy.job_seconds = 0.02
