@@ -68,7 +68,7 @@ class Variations(_Model):
     """`generation.variations`: what "more like #N" on a review makes."""
 
     #: seed: the image's description again with new seeds; img2img: a light image-to-image
-    #: from the image (its strategy's workflow: `generation.workflows.image2image`)
+    #: from the image (with the character's workflow for `strategies.IMAGE_FROM_IMAGE`)
     mode: Literal["seed", "img2img"] = "seed"
     count: int = Field(default=3, ge=1, le=8)
     #: how far img2img may move from the image (0..1; low keeps it close)
@@ -804,10 +804,11 @@ def _check_names(
     for name in spec.additional_params.strategies:
         if name not in STRATEGY_NAMES:
             yield ("additional_params", "strategies", name), f"unknown strategy {name!r}"
-    if gen.variations.mode == "img2img" and "image2image" not in gen.workflows:
+    if gen.variations.mode == "img2img" and strategies.IMAGE_FROM_IMAGE not in gen.workflows:
         yield (
             ("generation", "variations", "mode"),
-            "img2img variations need generation.workflows.image2image (the workflow they use)",
+            f"img2img variations need generation.workflows.{strategies.IMAGE_FROM_IMAGE} "
+            "(the workflow they use)",
         )
     if gen.prompt_method_weights.get("two_character", 0) > 0 and not spec.character.group_name:
         yield (

@@ -20,6 +20,7 @@ from pathlib import Path
 from random import Random
 from typing import TYPE_CHECKING, Protocol
 
+import strategies
 from comfy import ComfyError, Workflow
 from pipeline.errors import MediaOverloadError, ServiceError
 from pipeline.failures import failure_of
@@ -171,7 +172,7 @@ class ReviewActions:
                 character,
                 folder / sub,
                 sink,
-                strategy="image2image",
+                strategy=strategies.IMAGE_FROM_IMAGE,
                 descriptions=[description],
                 rng=rng,
                 count=spec.count,
