@@ -15,9 +15,11 @@ import discord
 
 from bot.access import SCHEDULE_REQUESTER
 from pipeline.models import (
+    ActionKind,
     MediaItem,
     PostRecord,
     PostState,
+    ReviewAction,
     Run,
     RunState,
     retry_changes_nothing,
@@ -32,6 +34,17 @@ FILES_PER_MESSAGE = 10
 
 APPROVE = "\N{WHITE HEAVY CHECK MARK}"
 REJECT = "\N{CROSS MARK}"
+#: a reviewer's actions besides a decision (pipeline.review_actions), offered as reactions on the
+#: last review message: new media with new seeds, variations of the marked image, approve and
+#: upscale the chosen
+REROLL = "\N{CLOCKWISE RIGHTWARDS AND LEFTWARDS OPEN CIRCLE ARROWS}"
+MORE_LIKE = "\N{HEAVY PLUS SIGN}"
+UPSCALE = "\N{UPWARDS BLACK ARROW}\N{VARIATION SELECTOR-16}"
+ACTION_EMOJI: dict[ActionKind, str] = {
+    ActionKind.REROLL: REROLL,
+    ActionKind.MORE_LIKE: MORE_LIKE,
+    ActionKind.UPSCALE: UPSCALE,
+}
 #: 1..10 as keycap emoji; the n-th image of a review message carries NUMBERS[n - 1]
 NUMBERS: tuple[str, ...] = (
     *(f"{digit}\N{VARIATION SELECTOR-16}\N{COMBINING ENCLOSING KEYCAP}" for digit in "123456789"),
@@ -332,6 +345,8 @@ def review_text(
     """The content of one review message: a header, its images' lines, and on the last part
     how to answer."""
     header = f"**Review run `{run.id}`** \N{MIDDLE DOT} {run.character}"
+    if run.attempt > 1:
+        header += f" \N{MIDDLE DOT} attempt {run.attempt}"
     if parts > 1:
         header += f" \N{MIDDLE DOT} part {part}/{parts}"
     tail: list[str] = []
@@ -340,6 +355,7 @@ def review_text(
             f"React with the numbers of the images to publish, then {APPROVE} to approve "
             f"(no number: all of them) or {REJECT} to reject."
         )
+        tail.extend(ACTION_HELP[kind] for kind in run.offers if kind in ACTION_HELP)
         if deadline is not None:
             tail.append(f"Expires <t:{int(deadline.timestamp())}:R>.")
     # the header and the deadline always survive the clip: a reviewer sees whose review it
@@ -365,6 +381,21 @@ def caption_refusal(problems: Sequence[str]) -> str:
         "opens with your text.",
         CONTENT_LIMIT,
     )
+
+
+#: one line per action a review offers
+ACTION_HELP = {
+    ActionKind.REROLL: f"{REROLL} makes a new set (new seeds); this one stays until you decide.",
+    ActionKind.MORE_LIKE: f"{MORE_LIKE} with one number marked adds variations of that image.",
+    ActionKind.UPSCALE: f"{UPSCALE} approves and upscales the chosen images before publishing.",
+}
+
+
+def action_line(action: ReviewAction, number: int | None) -> str:
+    """What became of a review closed by a reviewer's action."""
+    if action.kind is ActionKind.MORE_LIKE:
+        return f"{MORE_LIKE} {action.by} asked for more like #{number}; a new review follows."
+    return f"{REROLL} {action.by} asked for a reroll; the new set follows."
 
 
 def decision_line(approved: bool, by: str, numbers: Sequence[int]) -> str:

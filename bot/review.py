@@ -28,8 +28,10 @@ from bot.access import has_any_role
 from bot.marker import MarkerView, ReviewMarker, marker_of
 from pipeline.errors import StoreError
 from pipeline.models import (
+    ActionKind,
     Decision,
     MediaItem,
+    ReviewAction,
     ReviewNotes,
     ReviewTicket,
     Run,
@@ -66,7 +68,7 @@ class _Pending:
     ticket: ReviewTicket
     #: image number n (1-based) is run.media[media_indexes[n - 1]]
     media_indexes: tuple[int, ...]
-    decided: asyncio.Future[Decision]
+    decided: asyncio.Future[Decision | ReviewAction]
     marks: dict[int, set[int]] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     #: a reviewer's caption text refused as over a platform's limits: the next form opens with
@@ -85,13 +87,36 @@ class _Pending:
         number = part * render.FILES_PER_MESSAGE + render.NUMBERS.index(emoji) + 1
         return number if number <= len(self.media_indexes) else None
 
-    def decision(self, *, approved: bool, by: str) -> Decision:
+    def decision(self, *, approved: bool, by: str, upscale: bool = False) -> Decision:
         chosen = sorted(set().union(*self.marks.values())) if self.marks else []
         numbers = chosen or list(range(1, len(self.media_indexes) + 1))
         selected = tuple(self.media_indexes[n - 1] for n in numbers) if approved else ()
         return Decision(
-            approved=approved, selected=selected, by=by, at=utcnow(), captions=dict(self.captions)
+            approved=approved,
+            selected=selected,
+            by=by,
+            at=utcnow(),
+            captions=dict(self.captions),
+            upscale=upscale and approved,
         )
+
+    def action(self, emoji: str, member_id: int, by: str) -> ReviewAction | None:
+        """The action a reviewer's reaction asks for, when the review offers it: 🔁 a reroll,
+        the plus sign "more like" the lowest number this reviewer marked (none without one)."""
+        if emoji == render.REROLL and ActionKind.REROLL in self.run.offers:
+            return ReviewAction(ActionKind.REROLL, by=by, at=utcnow())
+        if emoji == render.MORE_LIKE and ActionKind.MORE_LIKE in self.run.offers:
+            marked = sorted(self.marks.get(member_id, ()))
+            if not marked:
+                return None
+            index = self.media_indexes[marked[0] - 1]
+            return ReviewAction(ActionKind.MORE_LIKE, by=by, at=utcnow(), index=index)
+        return None
+
+    def answers(self) -> tuple[str, ...]:
+        """The reactions that answer this review, as the last message offers them."""
+        offered = tuple(render.ACTION_EMOJI[kind] for kind in self.run.offers)
+        return (render.APPROVE, render.REJECT, *offered)
 
 
 def review_notes(run: Run, ticket: ReviewTicket) -> tuple[dict[str, str], bool]:
@@ -103,8 +128,9 @@ def review_notes(run: Run, ticket: ReviewTicket) -> tuple[dict[str, str], bool]:
 
 
 def kept_media(run: Run) -> tuple[int, ...]:
-    """Indexes into run.media of the candidates shown, in order: image n is the n-th of these."""
-    return tuple(index for index, item in enumerate(run.media) if item.kept)
+    """Indexes into run.media of the candidates shown, in order: image n is the n-th of these
+    (the current attempt's, variations included)."""
+    return run.shown()
 
 
 class DiscordReviewer:
@@ -217,7 +243,7 @@ class DiscordReviewer:
             except discord.HTTPException as exc:
                 log.warning("run %s: could not delete a partial review (%s)", run.id, exc.status)
 
-    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | ReviewAction | None:
         pending = self._pending.get(run.id)
         if pending is None or pending.ticket != ticket:
             pending = self._arm(run, ticket)
@@ -246,10 +272,19 @@ class DiscordReviewer:
                     timeout = (remind_at - now).total_seconds()
                 await asyncio.wait({pending.decided}, timeout=timeout)
             decision = pending.decided.result()
+            if isinstance(decision, ReviewAction):
+                number = (
+                    pending.media_indexes.index(decision.index) + 1
+                    if decision.index in pending.media_indexes
+                    else None
+                )
+                await self._close_review(pending, render.action_line(decision, number))
+                return decision
             numbers = [pending.media_indexes.index(i) + 1 for i in decision.selected]
-            await self._close_review(
-                pending, render.decision_line(decision.approved, decision.by, numbers)
-            )
+            line = render.decision_line(decision.approved, decision.by, numbers)
+            if decision.upscale:
+                line += f" {render.UPSCALE} To be upscaled before publishing."
+            await self._close_review(pending, line)
             return decision
         finally:
             async with pending.saving:  # a caption edit being saved lands before the decision
@@ -281,10 +316,15 @@ class DiscordReviewer:
     ) -> None:
         if pending.decided.done():
             return
+        by = member.display_name
         if emoji == render.APPROVE:
-            pending.decided.set_result(pending.decision(approved=True, by=member.display_name))
+            pending.decided.set_result(pending.decision(approved=True, by=by))
         elif emoji == render.REJECT:
-            pending.decided.set_result(pending.decision(approved=False, by=member.display_name))
+            pending.decided.set_result(pending.decision(approved=False, by=by))
+        elif emoji == render.UPSCALE and ActionKind.UPSCALE in pending.run.offers:
+            pending.decided.set_result(pending.decision(approved=True, by=by, upscale=True))
+        elif (action := pending.action(emoji, member.id, by)) is not None:
+            pending.decided.set_result(action)
         else:
             number = pending.number(message_id, emoji)
             if number is not None:
@@ -338,7 +378,7 @@ class DiscordReviewer:
         old = self._pending.get(run.id)
         if old is not None:
             self._forget(old)
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Decision | ReviewAction] = asyncio.get_running_loop().create_future()
         captions, reminded = review_notes(run, ticket)
         pending = _Pending(
             run=run,
@@ -402,7 +442,7 @@ class DiscordReviewer:
             shown = min(render.FILES_PER_MESSAGE, count - part * render.FILES_PER_MESSAGE)
             wanted = list(render.NUMBERS[: max(shown, 0)])
             if message_id == last:
-                wanted += [render.APPROVE, render.REJECT]
+                wanted += pending.answers()
             message = self._message(pending, message_id)
             for emoji in wanted:
                 if emoji in present[message_id]:
@@ -413,7 +453,7 @@ class DiscordReviewer:
                     log.warning("run %s: could not add %s (%s)", pending.run.id, emoji, exc.status)
 
     async def _catch_up(self, pending: _Pending) -> dict[int, set[str]]:
-        """Read the reactions given while the bot was away: numbers first, then ✅ / ❌ (when
+        """Read the reactions given while the bot was away: numbers first, then the answers (when
         both were given, ❌ wins: publishing needs an unambiguous yes). Returns the bot's own
         reactions per message it could read."""
         await self._client.wait_until_ready()
@@ -435,9 +475,8 @@ class DiscordReviewer:
             mine[message_id] = {str(r.emoji) for r in message.reactions if r.me}
             for reaction in message.reactions:
                 emoji = str(reaction.emoji)
-                interesting = emoji in (render.APPROVE, render.REJECT) or pending.number(
-                    message_id, emoji
-                )
+                answer = emoji in pending.answers()
+                interesting = answer or pending.number(message_id, emoji)
                 if not interesting or reaction.count <= (1 if reaction.me else 0):
                     continue
                 async for user in reaction.users(limit=100):
@@ -447,11 +486,14 @@ class DiscordReviewer:
                     if not has_any_role(member, self.config.role_ids):
                         continue
                     assert member is not None
-                    if emoji in (render.APPROVE, render.REJECT):
+                    if answer:
                         answers.append((message_id, emoji, member))
                     else:
                         self._apply(pending, message_id, emoji, member)
-        answers.sort(key=lambda answer: answer[1] != render.REJECT)
+        # ❌ first, then ✅ / ⬆️, then the actions: publishing needs an unambiguous yes, and a
+        # decision given meanwhile ends the review before any request for more
+        order = (render.REJECT, render.APPROVE, render.UPSCALE, render.REROLL, render.MORE_LIKE)
+        answers.sort(key=lambda answer: order.index(answer[1]) if answer[1] in order else 9)
         for message_id, emoji, member in answers:
             self._apply(pending, message_id, emoji, member)
         if answers:

@@ -275,6 +275,10 @@ async def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -> None:
     print(f"\nrun {run.id}: {run.state.value}")
+    if run.attempt > 1:
+        print(f"  attempt {run.attempt} (rerolled {run.attempt - 1} time(s))")
+    if run.action is not None:
+        print(f"  in progress: {run.action.kind.value.replace('_', ' ')} asked by {run.action.by}")
     if run.failure is not None:
         print(f"  {run.failure.describe()}")
     if (pruned := pruned_sentence(run)) is not None:
@@ -298,7 +302,15 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
     for number, item in enumerate(run.media, start=1):
         score = f"{item.score:.2f}" if item.score is not None else "  - "
         mark = "kept" if item.kept else "dropped"
-        print(f"    {number:>2}. {score} {mark:<7} {item.path}  {item.reason or ''}".rstrip())
+        notes = [item.reason or ""]
+        if run.attempt > 1:
+            notes.insert(0, f"attempt {item.attempt}")
+        if item.variation_of is not None:
+            notes.insert(0, f"more like {item.variation_of + 1}")
+        if item.upscaled_from is not None:
+            notes.insert(0, f"upscaled from {item.upscaled_from}")
+        note = ", ".join(n for n in notes if n)
+        print(f"    {number:>2}. {score} {mark:<7} {item.path}  {note}".rstrip())
     for platform, caption in run.captions.items():
         indented = "\n      ".join(line for line in caption.splitlines() if line.strip())
         print(f"  caption [{platform}]: {indented}")

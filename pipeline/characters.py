@@ -65,6 +65,25 @@ class CharacterInfo(_Model):
     description: str = ""
 
 
+class Variations(_Model):
+    """`generation.variations`: what "more like #N" on a review makes."""
+
+    #: seed: the image's description again with new seeds; img2img: a light image-to-image
+    #: from the image (with the character's workflow for `strategies.IMAGE_FROM_IMAGE`)
+    mode: Literal["seed", "img2img"] = "seed"
+    count: int = Field(default=3, ge=1, le=8)
+    #: how far img2img may move from the image (0..1; low keeps it close)
+    denoise: float = Field(default=0.35, gt=0, le=1)
+
+
+class Upscale(_Model):
+    """`generation.upscale`: the workflow chosen images go through before publishing."""
+
+    workflow: str = Field(min_length=1)
+    #: on_request: when a reviewer approves with ⬆️; always: every approval
+    when: Literal["on_request", "always"] = "on_request"
+
+
 class Generation(_Model):
     output_dir: str = ""
     generation_type_weights: Weights
@@ -82,6 +101,8 @@ class Generation(_Model):
     #: the weights above are priors that follow what reviewers approve and audiences engage
     #: with (pipeline.learning); removing it goes back to them exactly
     learn: bool = False
+    variations: Variations = Field(default_factory=Variations)
+    upscale: Upscale | None = None
 
     @field_validator("similarity_threshold", mode="before")
     @classmethod
@@ -799,6 +820,12 @@ def _check_names(
     for name in spec.additional_params.strategies:
         if name not in STRATEGY_NAMES:
             yield ("additional_params", "strategies", name), f"unknown strategy {name!r}"
+    if gen.variations.mode == "img2img" and strategies.IMAGE_FROM_IMAGE not in gen.workflows:
+        yield (
+            ("generation", "variations", "mode"),
+            f"img2img variations need generation.workflows.{strategies.IMAGE_FROM_IMAGE} "
+            "(the workflow they use)",
+        )
     if gen.prompt_method_weights.get("two_character", 0) > 0 and not spec.character.group_name:
         yield (
             ("generation", "prompt_method_weights", "two_character"),
@@ -822,6 +849,8 @@ def _check_names(
                 stage_params = getattr(sp, stage)
                 if stage_params is not None and stage_params.workflow:
                     yield (*base, stage, "workflow"), stage_params.workflow
+        if gen.upscale is not None:
+            yield ("generation", "upscale", "workflow"), gen.upscale.workflow
 
     for loc, file in workflow_refs():
         problem = _workflow_problem(root, file)

@@ -15,9 +15,11 @@ from typing import TextIO
 
 from pipeline.errors import ReviewUnavailable
 from pipeline.models import (
+    ActionKind,
     Decision,
     Platform,
     PostRecord,
+    ReviewAction,
     ReviewTicket,
     Run,
     RunState,
@@ -35,8 +37,7 @@ class AutoReviewer:
         return ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
 
     async def wait(self, run: Run, ticket: ReviewTicket) -> Decision:
-        kept = tuple(i for i, m in enumerate(run.media) if m.kept)
-        return Decision(approved=True, selected=kept, by="auto", at=utcnow())
+        return Decision(approved=True, selected=run.shown(), by="auto", at=utcnow())
 
 
 class ConsoleReviewer:
@@ -48,27 +49,29 @@ class ConsoleReviewer:
         self.stdin = stdin if stdin is not None else sys.stdin
 
     async def request(self, run: Run, folder: Path) -> ReviewTicket:
-        lines = [f"\nReview of run {run.id} ({run.character}): {run.prompt}"]
-        for number, item in enumerate(run.media, start=1):
-            if item.kept:
-                score = f"{item.score:.2f}" if item.score is not None else "  - "
-                lines.append(f"  {number:>2}. {score}  {folder / item.path}  {item.reason or ''}")
+        attempt = f", attempt {run.attempt}" if run.attempt > 1 else ""
+        lines = [f"\nReview of run {run.id} ({run.character}{attempt}): {run.prompt}"]
+        for number, index in enumerate(run.shown(), start=1):
+            item = run.media[index]
+            score = f"{item.score:.2f}" if item.score is not None else "  - "
+            lines.append(f"  {number:>2}. {score}  {folder / item.path}  {item.reason or ''}")
         for platform, caption in run.captions.items():
             lines.append(f"  [{platform}] {caption}")
         print("\n".join(lines), file=self.out, flush=True)
         return ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
 
-    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision:
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | ReviewAction:
         """The answer typed; ReviewUnavailable when standard input has ended or is closed (cron,
         a pipe, Ctrl-D), so the run is left awaiting review instead of failing."""
         try:
-            answer = await asyncio.to_thread(
-                self._ask, "Approve? [y = all / n / numbers like 1 3]: "
-            )
+            while (
+                parsed := parse_answer(await asyncio.to_thread(self._ask, question(run)), run)
+            ) is None:
+                print("This review cannot do that; try again.", file=self.out, flush=True)
         except EOFError:
             print(file=self.out, flush=True)
             raise ReviewUnavailable("standard input ended before the review was answered") from None
-        return parse_answer(answer, run)
+        return parsed
 
     def _ask(self, prompt: str) -> str:
         if self.stdin is None or self.stdin.closed:
@@ -80,14 +83,44 @@ class ConsoleReviewer:
         return line
 
 
-def parse_answer(answer: str, run: Run) -> Decision:
-    """'y' approves every kept file, numbers approve those (1-based), anything else rejects."""
-    text = answer.strip().lower()
-    kept = [i for i, m in enumerate(run.media) if m.kept]
-    if text in {"y", "yes"}:
-        return Decision(approved=True, selected=tuple(kept), by="console", at=utcnow())
-    numbers = [int(word) - 1 for word in text.replace(",", " ").split() if word.isdigit()]
-    chosen = tuple(i for i in numbers if i in kept)
+#: what each action is typed as, and its help in the question
+TYPED = {
+    ActionKind.REROLL: "r = reroll",
+    ActionKind.MORE_LIKE: "m N = more like N",
+    ActionKind.UPSCALE: "u [numbers] = approve and upscale",
+}
+
+
+def question(run: Run) -> str:
+    """The question the console asks, with the actions the review offers."""
+    actions = " / ".join(TYPED[k] for k in run.offers)
+    return (
+        "Approve? [y = all / n / numbers like 1 3]" + (f" or [{actions}]" if actions else "") + ": "
+    )
+
+
+def parse_answer(answer: str, run: Run) -> Decision | ReviewAction | None:
+    """'y' approves every file shown, numbers approve those (1-based, as listed); 'r' rerolls,
+    'm N' asks for variations of N, 'u' (with numbers) approves and upscales, when the review
+    offers them (None for such a word the review cannot do: ask again); anything else
+    rejects."""
+    words = answer.strip().lower().replace(",", " ").split()
+    shown = run.shown()
+    numbers = [int(word) - 1 for word in words if word.isdigit()]
+    chosen = tuple(shown[n] for n in numbers if 0 <= n < len(shown))
+    head = words[0] if words else ""
+    if head in {"y", "yes"}:
+        return Decision(approved=True, selected=shown, by="console", at=utcnow())
+    if head == "r" and ActionKind.REROLL in run.offers:
+        return ReviewAction(ActionKind.REROLL, by="console", at=utcnow())
+    if head == "m" and ActionKind.MORE_LIKE in run.offers and chosen:
+        return ReviewAction(ActionKind.MORE_LIKE, by="console", at=utcnow(), index=chosen[0])
+    if head == "u" and ActionKind.UPSCALE in run.offers:
+        return Decision(
+            approved=True, selected=chosen or shown, by="console", at=utcnow(), upscale=True
+        )
+    if head in {"r", "m", "u"}:
+        return None
     if chosen:
         return Decision(approved=True, selected=chosen, by="console", at=utcnow())
     return Decision(approved=False, selected=(), by="console", at=utcnow())

@@ -132,6 +132,13 @@ class MediaItem:
     score: float | None = None
     reason: str | None = None
     kept: bool = True
+    #: the review round that made it: 1 for the run's first set, n after the (n-1)-th reroll
+    attempt: int = 1
+    #: the index into Run.media of the image it is a variation of ("more like #N")
+    variation_of: int | None = None
+    #: the file it was upscaled from, once the upscale workflow replaced it (`path` is the
+    #: upscaled file then)
+    upscaled_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,32 @@ class Decision:
     by: str
     at: datetime
     captions: dict[str, str] = field(default_factory=dict)
+    #: the reviewer asked for the chosen images to go through the character's upscale workflow
+    upscale: bool = False
+
+
+class ActionKind(StrEnum):
+    """What a reviewer can ask of an open review besides a decision."""
+
+    #: new media for the same descriptions with new seeds: the next attempt
+    REROLL = "reroll"
+    #: variations of one image, added to the review
+    MORE_LIKE = "more_like"
+    #: approve, with the chosen images upscaled before publishing (offered as a reaction;
+    #: carried out as `Decision.upscale`)
+    UPSCALE = "upscale"
+
+
+@dataclass(frozen=True)
+class ReviewAction:
+    """A reviewer's request on an open review that makes more media (a reroll, or variations
+    of one image). Saved on the run before its work starts, so a restart carries it on."""
+
+    kind: ActionKind
+    by: str
+    at: datetime
+    #: MORE_LIKE: the index into Run.media of the image to vary
+    index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +307,12 @@ class Run:
     pruned: PrunedMark | None = None
     #: when each waiting post goes out (platform -> UTC time), while the run is queued
     queued: dict[str, datetime] = field(default_factory=dict)
+    #: the review round: 1, then 2, 3 ... after each reroll (its media carry the number)
+    attempt: int = 1
+    #: a reviewer's request being carried out (saved before its work starts)
+    action: ReviewAction | None = None
+    #: what the open review offers besides a decision (the pipeline sets it by the character)
+    offers: tuple[ActionKind, ...] = ()
 
     @classmethod
     def new(cls, job: Job, *, run_id: str | None = None) -> Self:
@@ -282,6 +321,15 @@ class Run:
     def advance(self, state: RunState, **changes: Any) -> Self:
         """A copy in `state` with `changes` applied and updated_at set to now."""
         return replace(self, state=state, updated_at=utcnow(), **changes)
+
+    def shown(self) -> tuple[int, ...]:
+        """Indexes into `media` of what the review shows, in order (number n is the n-th):
+        the kept media of the current attempt, variations included."""
+        return tuple(
+            index
+            for index, item in enumerate(self.media)
+            if item.kept and item.attempt == self.attempt
+        )
 
     def to_json(self) -> str:
         return _run_adapter().dump_json(self).decode()

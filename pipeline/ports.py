@@ -19,6 +19,7 @@ from pipeline.models import (
     Platform,
     PostRecord,
     PostState,
+    ReviewAction,
     ReviewTicket,
     Run,
     RunState,
@@ -308,8 +309,10 @@ class Reviewer(Protocol):
         """Show the run's kept media (paths relative to `folder`), captions and scores."""
         ...
 
-    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
-        """The decision; None when the review expired (the deadline passed unanswered)."""
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | ReviewAction | None:
+        """The decision; a ReviewAction when the reviewer asked for more media instead (one of
+        `run.offers`: the review closes, the pipeline makes them and requests a new review);
+        None when the review expired (the deadline passed unanswered)."""
         ...
 
 

@@ -101,7 +101,10 @@ class Recovery:
         for run in waiting:
             if self._is_ours_already(run):
                 continue
-            if run.ticket is None or not self.hooks.reviews(run):
+            # without a ticket a reviewer's action (a reroll, variations) is under way, or its
+            # new review is not posted yet: the adapter that started the run carries it on
+            ours = self.hooks.owns(run) if run.ticket is None else self.hooks.reviews(run)
+            if not ours:
                 if not quiet:
                     log.info("run %s: its review is not one this process reads; left alone", run.id)
                 continue

@@ -37,13 +37,16 @@ from pipeline.models import (
     MediaItem,
     Platform,
     PostRecord,
+    ReviewAction,
     Run,
     RunState,
 )
 from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
 from pipeline.previews import PREVIEW_FOLDER
+from pipeline.review_actions import ReviewActions, offers, wants_upscale
 from pipeline.vision import ScoringOutcome
 from strategies.base import (
+    Generated,
     GenerationProgress,
     Generator,
     Scorer,
@@ -183,7 +186,7 @@ class Pipeline:
             RunState.GENERATED: lambda r: self._score(r, character, folder, sink),
             RunState.SCORED: lambda r: self._caption(r, character, sink),
             RunState.CAPTIONED: lambda r: self._request_review(r, character, folder, sink),
-            RunState.AWAITING_REVIEW: lambda r: self._await_review(r, sink),
+            RunState.AWAITING_REVIEW: lambda r: self._await_review(r, character, folder, sink),
             RunState.APPROVED: lambda r: self._publish(r, character, folder, sink),
             RunState.PUBLISHING: lambda r: self._publish(r, character, folder, sink),
         }
@@ -298,25 +301,80 @@ class Pipeline:
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
     ) -> Run:
         choices = _choices(run)
-        strategy = strategies.get(choices.generation_type)
-        _progress(sink, run, "generate", f"{strategy.name} on ComfyUI")
-        rng = Random(f"{choices.seed}:generate")
+        _progress(sink, run, "generate", f"{choices.generation_type} on ComfyUI")
+        generated = await self.make(
+            run,
+            character,
+            folder,
+            sink,
+            strategy=choices.generation_type,
+            descriptions=run.descriptions,
+            rng=Random(f"{choices.seed}:generate"),
+        )
+        media = tuple(
+            MediaItem(
+                path=item.path,
+                kind=item.kind,
+                description_index=item.description_index,
+                stage=item.stage,
+            )
+            for item in generated
+        )
+        return run.advance(RunState.GENERATED, media=media)
+
+    async def make(
+        self,
+        run: Run,
+        character: Character,
+        folder: Path,
+        sink: ProgressSink | None,
+        *,
+        strategy: str,
+        descriptions: Sequence[str],
+        rng: Random,
+        count: int | None = None,
+        inputs: Sequence[Path] | None = None,
+        denoise: float | None = None,
+    ) -> list[Generated]:
+        """Media from `strategy` into `folder` (paths relative to it): the run's own generation,
+        or a reviewer's reroll or variations (`pipeline.review_actions`). The run's type uses
+        the workflows chosen at its start; another type the character's current ones."""
+        choices = _choices(run)
+        if strategy != choices.generation_type:
+            choices = replace(
+                choices,
+                generation_type=strategy,
+                workflows={
+                    stage.name: str(character.workflow_path(strategy, stage.name))
+                    for stage in strategies.needs(strategy).stages
+                },
+            )
+        chosen = strategies.get(strategy)
+        stages = await asyncio.to_thread(
+            _stage_setups, character, choices, run.job.count if count is None else count
+        )
+        if denoise is not None:
+            stages = {name: replace(setup, denoise=denoise) for name, setup in stages.items()}
         ctx = StrategyContext(
             generator=self.generator,
             folder=folder,
-            descriptions=run.descriptions,
-            stages=await asyncio.to_thread(_stage_setups, character, choices, run.job.count),
+            descriptions=descriptions,
+            stages=stages,
             rng=rng,
             scorer=None if run.job.quick else self.scorer,
-            input_images=await asyncio.to_thread(_input_images, character, run, rng),
-            keep_top=character.params_for(choices.generation_type).keep_top or 1,
+            input_images=(
+                list(inputs)
+                if inputs is not None
+                else await asyncio.to_thread(_input_images, character, run, rng)
+            ),
+            keep_top=character.params_for(strategy).keep_top or 1,
             negative=run.job.negative,
-            tags=self.video_tags if strategy.needs.video else frozenset(),
+            tags=self.video_tags if chosen.needs.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
         )
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-            generated = await strategy.generate(ctx)
+            generated = await chosen.generate(ctx)
         except OutputNotWritten as exc:  # a download ComfyUI sent could not be saved
             raise DiskError(f"the media folder {_shown(character, exc.path)}", exc.reason) from exc
         except OSError as exc:
@@ -334,16 +392,7 @@ class Pipeline:
                 "ComfyUI returned no media for this run",
                 user_message="ComfyUI returned no media for this run; the run can be retried.",
             )
-        media = tuple(
-            MediaItem(
-                path=item.path,
-                kind=item.kind,
-                description_index=item.description_index,
-                stage=item.stage,
-            )
-            for item in generated
-        )
-        return run.advance(RunState.GENERATED, media=media)
+        return generated
 
     async def _score(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
@@ -379,21 +428,38 @@ class Pipeline:
         if self.fit_media is not None and run.job.publish:
             _progress(sink, run, "fit", "fitting media to each platform")
             await self.fit_media(run, character, folder)
+        return await self._post_review(run, character, folder, sink)
+
+    async def _post_review(
+        self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
+    ) -> Run:
         _awaiting_review(sink, run, True)
-        _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
+        _progress(sink, run, REVIEW_STEP, _waiting(run))
+        run = replace(run, offers=offers(run, character))
         ticket = await self.reviewer.request(run, folder)
         return run.advance(RunState.AWAITING_REVIEW, ticket=ticket)
 
-    async def _await_review(self, run: Run, sink: ProgressSink | None) -> Run:
+    async def _await_review(
+        self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
+    ) -> Run:
+        if run.action is not None:  # a reviewer's reroll or variations, saved before the work
+            run = await self.actions().carry_out(run, character, folder, sink)
+            await self.store.save_run(run)
+        if run.ticket is None:  # the review of the new set (made by an action) is posted
+            run = await self._post_review(run, character, folder, sink)
+            await self.store.save_run(run)
         assert run.ticket is not None, "a run awaiting review has a ticket"
         _awaiting_review(sink, run, True)
-        _progress(sink, run, REVIEW_STEP, "waiting for a reviewer")
+        _progress(sink, run, REVIEW_STEP, _waiting(run))
         try:
             decision = await self.reviewer.wait(run, run.ticket)
         finally:
             _awaiting_review(sink, run, False)
         if decision is None:
             return run.advance(RunState.EXPIRED)
+        if isinstance(decision, ReviewAction):  # saved by the walker before the work starts
+            log.info("run %s: %s asked for %s", run.id, decision.by, decision.kind.value)
+            return run.advance(RunState.AWAITING_REVIEW, action=decision, ticket=None)
         if not decision.approved:
             return run.advance(RunState.REJECTED, decision=decision)
         decision = _valid_selection(run, decision)
@@ -406,11 +472,25 @@ class Pipeline:
         # A run found in `publishing` was stopped mid-way or failed there: its FAILED posts are
         # tried again and its POSTING ones checked against the account, never posted blind.
         retry = run.state is RunState.PUBLISHING
+        if run.state is RunState.APPROVED and wants_upscale(run, character):
+            run = await self.actions().upscale(run, character, folder, sink)
+            if run.state is RunState.FAILED:  # nothing is published; the run says why
+                return run
+            await self.store.save_run(run)
         run = run.advance(RunState.PUBLISHING)
         await self.store.save_run(run)
         _progress(sink, run, "publish", "publishing")
         await self.publisher.publish_run(run, character, folder, retry_failed=retry)
         return await self.publisher.run_after_publishing(run, character)
+
+    def actions(self) -> ReviewActions:
+        """The reviewer's actions (reroll, variations, upscale) over this pipeline's services."""
+        return ReviewActions(
+            generator=self.generator,
+            make=self.make,
+            vision=self.vision,
+            fit_media=self.fit_media,
+        )
 
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
@@ -516,8 +596,9 @@ def _input_images(character: Character, run: Run, rng: Random) -> list[Path]:
 
 
 def _valid_selection(run: Run, decision: Decision) -> Decision:
-    """Only kept media can be chosen; an approval with no valid choice takes every kept one."""
-    kept = [i for i, m in enumerate(run.media) if m.kept]
+    """Only media the review showed (kept, of the current attempt) can be chosen; an approval
+    with no valid choice takes every one shown."""
+    kept = run.shown()
     selected = tuple(i for i in decision.selected if i in kept) or tuple(kept)
     return replace(decision, selected=selected)
 
@@ -525,6 +606,11 @@ def _valid_selection(run: Run, decision: Decision) -> Decision:
 def _progress(sink: ProgressSink | None, run: Run, step: str, detail: str) -> None:
     if sink is not None:
         sink.progress(run.id, Progress(step=step, detail=detail))
+
+
+def _waiting(run: Run) -> str:
+    """The run card's words while a review waits: which attempt it shows after a reroll."""
+    return "waiting for a reviewer" + (f" (attempt {run.attempt})" if run.attempt > 1 else "")
 
 
 def _awaiting_review(sink: ProgressSink | None, run: Run, waiting: bool) -> None:
@@ -536,6 +622,8 @@ def _generation_progress(sink: ProgressSink | None, run: Run, update: Generation
     if sink is None:
         return
     detail = f"{update.stage}: {update.done}/{update.total} prompt(s) done"
+    if run.attempt > 1:
+        detail = f"attempt {run.attempt} · {detail}"
     if update.node:
         detail += f", running {update.node}"
     sink.progress(

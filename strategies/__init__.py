@@ -22,6 +22,10 @@ STRATEGY_NAMES = (
     "text2image2video",
 )
 
+#: the strategy that makes images from an image in one stage: a reviewer's img2img variations
+#: ("more like #N") run it from the chosen image, so the pipeline names no strategy itself
+IMAGE_FROM_IMAGE = STRATEGY_NAMES[1]
+
 
 @cache
 def _registry() -> dict[str, Strategy]:

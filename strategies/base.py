@@ -276,13 +276,19 @@ class _Journal:
 
 def unfinished_prompts(folder: Path) -> list[tuple[str, str | None]]:
     """(prompt id, server or None) of every unit of the run in `folder` that was queued on
-    ComfyUI and has no files yet: what a cancel should take off the servers."""
-    journal = _Journal(folder)
+    ComfyUI and has no files yet: what a cancel should take off the servers. Units of work
+    kept in a sub-folder with its own journal (a reviewer's reroll, variations, upscale)
+    count too."""
     found = []
-    for key in journal.data.get("prompts", {}):
-        noted = journal.prompt_of(key)
-        if noted is not None and not (folder / key / ".done").is_file():
-            found.append(noted)
+    journals = [folder] if folder.is_dir() else []
+    if journals:
+        journals += sorted(p.parent for p in folder.glob("*/units.json"))
+    for place in journals:
+        journal = _Journal(place)
+        for key in journal.data.get("prompts", {}):
+            noted = journal.prompt_of(key)
+            if noted is not None and not (place / key / ".done").is_file():
+                found.append(noted)
     return found
 
 

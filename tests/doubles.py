@@ -26,6 +26,7 @@ from pipeline.models import (
     Platform,
     PostRecord,
     PostState,
+    ReviewAction,
     ReviewTicket,
     Run,
     RunFailure,
@@ -85,9 +86,10 @@ class StaticCaptions:
 
 @dataclass
 class ScriptedReviewer:
-    """Answers every review with `decide(run)`; None means the review expired."""
+    """Answers every review with `decide(run)`; None means the review expired, a ReviewAction
+    asks for more media."""
 
-    decide: Callable[[Run], Decision | None] = lambda run: Decision(
+    decide: Callable[[Run], Decision | ReviewAction | None] = lambda run: Decision(
         approved=True, selected=(), by="tester", at=utcnow()
     )
     requests: list[str] = field(default_factory=list)
@@ -96,7 +98,7 @@ class ScriptedReviewer:
         self.requests.append(run.id)
         return ReviewTicket(channel_id=1, message_ids=(len(self.requests),), posted_at=utcnow())
 
-    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | ReviewAction | None:
         return self.decide(run)
 
 
@@ -356,6 +358,7 @@ class ScriptedExecute:
                     sink.awaiting_review(run.id, False)
             if decision is None:
                 return await self._save(run.advance(RunState.EXPIRED))
+            assert isinstance(decision, Decision), "the scripted pipeline makes no more media"
             if not decision.approved:
                 return await self._save(run.advance(RunState.REJECTED, decision=decision))
             captions = {**run.captions, **decision.captions}  # as the pipeline merges edits

@@ -1,8 +1,9 @@
 """End to end: the real `python -m bot` process against fake Discord, ComfyUI, Ollama and X.
 
 A member runs /generate, watches the run card move, a reviewer picks image 2 and approves, and
-exactly that image is posted once; also with the process killed while the review waits. The
-subprocess reaches every fake only through settings (URLs, proxy variables), as in production.
+exactly that image is posted once; also with the process killed while the review waits, and in
+the middle of a reroll. The subprocess reaches every fake only through settings (URLs, proxy
+variables), as in production.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.render import APPROVE, NUMBERS, REJECT
+from bot.render import APPROVE, MORE_LIKE, NUMBERS, REJECT, REROLL
 from pipeline.models import Platform, PostRecord, PostState, Run, RunState
 from pipeline.store import SqlStore, connect
 from tests.fakes import discord as fd
@@ -278,7 +279,8 @@ async def test_generate_review_and_publish_exactly_the_chosen_image(
     assert card is not None
     message = await review_message(world)
     assert len(message.attachments) == 2, world.log_text()
-    assert set(message.reactions) == {NUMBERS[0], NUMBERS[1], APPROVE, REJECT}
+    await world.until(lambda: MORE_LIKE in message.reactions, what="the review's last reaction")
+    assert set(message.reactions) == {NUMBERS[0], NUMBERS[1], APPROVE, REJECT, REROLL, MORE_LIKE}
     assert "Morning maps with Testy" in json.dumps(message.embeds)
     await world.until(lambda: "Waiting for review" in card.content, what="the card in review")
     history = "\n".join(card.history)
@@ -405,3 +407,46 @@ async def test_the_bot_killed_at_each_step_finishes_the_run_once_after_a_restart
     assert len(set(queued)) == len(queued), "a ComfyUI prompt was queued twice"
     if STEPS.index(step) > STEPS.index("generate"):
         assert len(queued) == queued_before
+
+
+async def test_a_reroll_killed_mid_render_shows_the_new_set_after_a_restart_and_posts_once(
+    world: World, processes: list[BotProcess]
+) -> None:
+    """Alice reacts 🔁; SIGKILL while ComfyUI renders the new set; the restarted bot takes the
+    prompt over (none queued again), posts attempt 2's review, and Alice's 1️⃣ ✅ publishes that
+    image of the new set, once."""
+    fake = world.discord
+    first = await BotProcess.start(world)
+    processes.append(first)
+    await world.until(lambda: fake.command_syncs, what="the command sync")
+    await fake.slash("generate", character="testy")
+    old = await review_message(world)
+    await world.until(lambda: MORE_LIKE in old.reactions, what="the review's last reaction")
+    world.comfy.job_seconds = 3.0
+    await fake.react(old, REROLL, fd.ALICE)
+    await world.until(lambda: len(world.comfy.jobs) == 2, what="the reroll rendering")
+    await first.kill()
+
+    world.comfy.job_seconds = 0.6
+    second = await BotProcess.start(world)
+    processes.append(second)
+
+    def new_review() -> fd.FakeMessage | None:
+        for message in fake.channel_messages(fd.REVIEW_CHANNEL):
+            if message.id != old.id and MORE_LIKE in message.reactions:
+                return message
+        return None
+
+    message: fd.FakeMessage = await world.until(new_review, what="attempt 2's review")
+    assert "attempt 2" in message.content
+    await fake.react(message, NUMBERS[0], fd.ALICE)
+    await fake.react(message, APPROVE, fd.ALICE)
+    await world.until(lambda: published_notice(world), what="published")
+    assert await second.stop() == 0, world.log_text()
+    run, posts = await finished_run(world)
+    assert run.state is RunState.PUBLISHED, world.log_text()
+    assert run.attempt == 2
+    assert [(p.platform, p.state) for p in posts] == [(Platform.TWITTER, PostState.POSTED)]
+    assert_posted_image(world, message, 1)
+    assert len(world.comfy.prompts) == 2
+    assert "Alice asked for a reroll" in old.content

@@ -15,6 +15,7 @@ from pipeline.models import (
     Job,
     MediaItem,
     MediaKind,
+    ReviewAction,
     ReviewTicket,
     Run,
     RunState,
@@ -32,7 +33,13 @@ async def post_review(
     """Ask for the review and start waiting on it, as the pipeline does."""
     reviewer = under_test.services.reviewer
     ticket = await reviewer.request(run, folder)
-    waiting = asyncio.create_task(reviewer.wait(run, ticket))
+
+    async def decided() -> Decision | None:
+        answer = await reviewer.wait(run, ticket)
+        assert not isinstance(answer, ReviewAction), "these reviews offer no actions"
+        return answer
+
+    waiting = asyncio.create_task(decided())
     messages = [under_test.fake.messages[i] for i in ticket.message_ids]
     await under_test.fake.until(lambda: REJECT in messages[-1].reactions, what="the reactions")
     return waiting, messages

@@ -11,7 +11,9 @@ import pytest
 from comfy import Workflow, WorkflowError
 from tests.comfy.conftest import WORKFLOWS
 
-SHIPPED = sorted(p.name for p in WORKFLOWS.glob("*.json"))
+#: the shipped workflows that take an image and no prompt (pipeline.review_actions)
+UPSCALE = ["upscale_tile.json"]
+SHIPPED = sorted(p.name for p in WORKFLOWS.glob("*.json") if p.name not in UPSCALE)
 
 
 @pytest.mark.parametrize("name", SHIPPED, ids=SHIPPED)
@@ -29,6 +31,16 @@ def test_shipped_workflow_has_findable_nodes(name: str) -> None:
     assert negative["text"] == "blurry"
     assert changed.seeds()["3"]["seed"] != workflow.seeds()["3"]["seed"]
     assert changed.inputs(changed.resolve("KSampler"))["denoise"] is not None
+
+
+@pytest.mark.parametrize("name", UPSCALE)
+def test_the_upscale_workflow_takes_the_chosen_image_and_saves_one(name: str) -> None:
+    """An upscale workflow has the LoadImage the chosen image goes into and a SaveImage."""
+    workflow = Workflow.load(WORKFLOWS / name)
+    [loader] = workflow.find(title="Input Image")
+    assert workflow.class_type(loader) == "LoadImage"
+    assert workflow.find(class_type="SaveImage")
+    assert workflow.find(class_type="ImageUpscaleWithModel")
 
 
 @pytest.mark.parametrize("name", ["text2img.json", "text2video.json", "image2video.json"])

@@ -76,6 +76,7 @@ DEFAULT_MODELS: dict[str, list[str]] = {
     "text_encoders": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"],
     "vae": ["wan_2.1_vae.safetensors", "sdxl_vae.safetensors"],
     "clip_vision": ["clip_vision_h.safetensors"],
+    "upscale_models": ["4x-UltraSharp.pth", "RealESRGAN_x4plus.pth"],
     "mmaudio": [
         "mmaudio_large_44k_v2_fp16.safetensors",
         "mmaudio_vae_44k_fp16.safetensors",
@@ -165,6 +166,25 @@ def _node_table(
             False,
         ),
         "ImageInvert": ({"image": ["IMAGE"]}, {}, ["IMAGE"], False),
+        # comfy_extras/nodes_upscale_model.py: the model runs over the image in tiles
+        "UpscaleModelLoader": ({"model_name": m("upscale_models")}, {}, ["UPSCALE_MODEL"], False),
+        "ImageUpscaleWithModel": (
+            {"upscale_model": ["UPSCALE_MODEL"], "image": ["IMAGE"]},
+            {},
+            ["IMAGE"],
+            False,
+        ),
+        # nodes.py ImageScaleBy
+        "ImageScaleBy": (
+            {
+                "image": ["IMAGE"],
+                "upscale_method": [["nearest-exact", "bilinear", "area", "bicubic", "lanczos"], {}],
+                "scale_by": _float(1.0, 0.01, 8.0),
+            },
+            {},
+            ["IMAGE"],
+            False,
+        ),
         "UNETLoader": (
             {
                 "unet_name": m("diffusion_models"),

@@ -272,6 +272,46 @@ BROKEN = [
         "28: social_media.default_hashtags: hashtag '#pixel bot' must be one word",
     ),
     (
+        "variations-unknown-mode",
+        (
+            "  similarity_threshold: 0.6\n",
+            "  similarity_threshold: 0.6\n  variations: {mode: remix}\n",
+        ),
+        "15: generation.variations.mode: must be 'seed' or 'img2img'",
+    ),
+    (
+        "variations-count-too-high",
+        (
+            "  similarity_threshold: 0.6\n",
+            "  similarity_threshold: 0.6\n  variations: {count: 20}\n",
+        ),
+        "15: generation.variations.count: must be at most 8",
+    ),
+    (
+        "img2img-variations-without-image2image-workflow",
+        (
+            "  similarity_threshold: 0.6\n",
+            "  similarity_threshold: 0.6\n  variations: {mode: img2img}\n",
+        ),
+        "15: generation.variations.mode: img2img variations need generation.workflows.image2image",
+    ),
+    (
+        "upscale-workflow-missing",
+        (
+            "  similarity_threshold: 0.6\n",
+            "  similarity_threshold: 0.6\n  upscale: {workflow: workflows/big.json}\n",
+        ),
+        "15: generation.upscale.workflow: workflow file 'workflows/big.json' does not exist",
+    ),
+    (
+        "upscale-unknown-when",
+        (
+            "  similarity_threshold: 0.6\n",
+            "  similarity_threshold: 0.6\n  upscale: {workflow: workflows/upscale_tile.json, when: later}\n",
+        ),
+        "15: generation.upscale.when: must be 'on_request' or 'always'",
+    ),
+    (
         "section-is-a-list",
         ("quiet_hours: {start: 23, end: 7}", "quiet_hours: [23, 7]"),
         "45: schedule.quiet_hours: must be a mapping (key: value lines)",

@@ -4,12 +4,24 @@ first (cron, a pipe, Ctrl-D) leaves the run awaiting review instead of failing i
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 
 from pipeline.console import ConsoleReviewer
 from pipeline.errors import ReviewUnavailable
-from pipeline.models import Job, MediaItem, MediaKind, ReviewTicket, Run, RunState, utcnow
+from pipeline.models import (
+    ActionKind,
+    Decision,
+    Job,
+    MediaItem,
+    MediaKind,
+    ReviewAction,
+    ReviewTicket,
+    Run,
+    RunState,
+    utcnow,
+)
 
 
 def in_review() -> tuple[Run, ReviewTicket]:
@@ -30,7 +42,49 @@ async def test_a_typed_answer_is_the_decision(
     run, ticket = in_review()
     reviewer = ConsoleReviewer(io.StringIO(), stdin=io.StringIO(typed))
     decision = await reviewer.wait(run, ticket)
+    assert isinstance(decision, Decision)
     assert (decision.approved, decision.selected) == (approved, selected)
+
+
+def offering(*kinds: ActionKind) -> tuple[Run, ReviewTicket]:
+    """A review of attempt 2 whose first file is attempt 1's: numbers count the shown set."""
+    run, ticket = in_review()
+    media = (MediaItem("old.png", MediaKind.IMAGE, 0), *(replace(m, attempt=2) for m in run.media))
+    return replace(run, media=media, attempt=2, offers=kinds), ticket
+
+
+ALL = (ActionKind.REROLL, ActionKind.MORE_LIKE, ActionKind.UPSCALE)
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("r\n", ReviewAction(ActionKind.REROLL, by="console", at=utcnow())),
+        ("m 2\n", ReviewAction(ActionKind.MORE_LIKE, by="console", at=utcnow(), index=2)),
+        ("u 1\n", Decision(True, (1,), by="console", at=utcnow(), upscale=True)),
+        ("3\n", Decision(True, (3,), by="console", at=utcnow())),
+    ],
+    ids=["reroll", "more-like-2", "upscale-1", "number-of-the-shown-set"],
+)
+async def test_the_console_offers_the_review_actions(typed: str, expected: object) -> None:
+    """r rerolls, m N asks for more like N, u N approves N upscaled; numbers count the files
+    shown (the current attempt's), and the question names the actions."""
+    run, ticket = offering(*ALL)
+    out = io.StringIO()
+    answer = await ConsoleReviewer(out, stdin=io.StringIO(typed)).wait(run, ticket)
+    assert replace(answer, at=expected.at) == expected  # type: ignore[attr-defined]
+    assert "r = reroll / m N = more like N / u [numbers] = approve and upscale" in out.getvalue()
+
+
+async def test_an_action_the_review_does_not_offer_is_asked_again() -> None:
+    """u without an upscale workflow is not taken as a rejection: the console asks again."""
+    run, ticket = offering(ActionKind.REROLL)
+    out = io.StringIO()
+    answer = await ConsoleReviewer(out, stdin=io.StringIO("u\ny\n")).wait(run, ticket)
+    assert isinstance(answer, Decision)
+    assert answer.approved
+    assert answer.selected == (1, 2, 3)
+    assert "cannot do that" in out.getvalue()
 
 
 async def test_input_that_ends_before_an_answer_leaves_the_review_open() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.models import Decision, Job, ReviewTicket, Run, RunState
+from pipeline.models import Decision, Job, ReviewAction, ReviewTicket, Run, RunState
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
 from tests.doubles import RecordingSink, ScriptedReviewer
@@ -31,7 +31,7 @@ class HeldReviewer(ScriptedReviewer):
         self.asked.set()
         return ticket
 
-    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
+    async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | ReviewAction | None:
         await self.answer.wait()
         return await super().wait(run, ticket)
 
