@@ -284,6 +284,8 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
         )
     if run.prompt:
         print(f"  prompt: {run.prompt}")
+    if run.sound_prompt:
+        print(f"  sound: {run.sound_prompt}")
     if folder is None and run.media:
         print("  media (its character file is gone, so its folder is unknown):")
     elif folder is not None and run.media:

@@ -49,6 +49,8 @@ class ConsoleReviewer:
 
     async def request(self, run: Run, folder: Path) -> ReviewTicket:
         lines = [f"\nReview of run {run.id} ({run.character}): {run.prompt}"]
+        if run.sound_prompt:
+            lines.append(f"  sound: {run.sound_prompt}")
         for number, item in enumerate(run.media, start=1):
             if item.kept:
                 score = f"{item.score:.2f}" if item.score is not None else "  - "

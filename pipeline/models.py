@@ -264,6 +264,9 @@ class Run:
     review_notes: ReviewNotes | None = None
     #: set once its media were removed to free the disk
     pruned: PrunedMark | None = None
+    #: what its videos sound like, for the sound node (MMAudio) of a video workflow that has
+    #: one; None when no workflow of the run has such a node
+    sound_prompt: str | None = None
 
     @classmethod
     def new(cls, job: Job, *, run_id: str | None = None) -> Self:

@@ -91,6 +91,12 @@ class Describer(Protocol):
     ) -> list[str]: ...
 
 
+class SoundWriter(Protocol):
+    async def write(self, character: Character, descriptions: Sequence[str]) -> str | None:
+        """A short description of what videos of `descriptions` sound like (None: none)."""
+        ...
+
+
 class MediaScorer(Protocol):
     """Scores a run's media and marks which are kept (pipeline.vision.VisionScorer)."""
 
@@ -159,6 +165,8 @@ class Pipeline:
     fit_media: Callable[[Run, Character, Path], Awaitable[object]] | None = None
     #: ComfyUI capability tags a video job needs (wiring sets {"video"} when a server has it)
     video_tags: frozenset[str] = frozenset()
+    #: writes the sound prompt of a run whose workflows have a sound node (None: never asked)
+    sound: SoundWriter | None = None
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -285,7 +293,11 @@ class Pipeline:
                 "the language model wrote no description",
                 user_message="The language model wrote no description; the run can be retried.",
             )
-        return run.advance(RunState.DESCRIBED, descriptions=tuple(descriptions))
+        sound: str | None = None
+        if self.sound is not None and await asyncio.to_thread(_has_sound_node, choices):
+            _progress(sink, run, "describe", "writing the sound prompt")
+            sound = await self.sound.write(character, descriptions)
+        return run.advance(RunState.DESCRIBED, descriptions=tuple(descriptions), sound_prompt=sound)
 
     async def _generate(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
@@ -298,7 +310,9 @@ class Pipeline:
             generator=self.generator,
             folder=folder,
             descriptions=run.descriptions,
-            stages=await asyncio.to_thread(_stage_setups, character, choices, run.job.count),
+            stages=await asyncio.to_thread(
+                _stage_setups, character, choices, run.job.count, run.sound_prompt
+            ),
             rng=rng,
             scorer=None if run.job.quick else self.scorer,
             input_images=await asyncio.to_thread(_input_images, character, run, rng),
@@ -459,12 +473,28 @@ def _choices(run: Run) -> Choices:
     return run.choices
 
 
+def _has_sound_node(choices: Choices) -> bool:
+    """Whether a workflow of the run has a sound node (MMAudio) to write a prompt for; a
+    workflow that cannot be read has none here (generating names its fault). Blocking."""
+    for path in choices.workflows.values():
+        try:
+            if Workflow.load(path).sound_nodes():
+                return True
+        except (OSError, ComfyError):
+            continue
+    return False
+
+
 def _stage_setups(
-    character: Character, choices: Choices, count: int | None = None
+    character: Character,
+    choices: Choices,
+    count: int | None = None,
+    sound: str | None = None,
 ) -> dict[str, StageSetup]:
     """Each stage's workflow (loaded once, from the paths chosen at the start) and numbers: a
     stage that makes videos counts them with `videos_per_description`. A job's `count`
-    replaces the first stage's numbers (per description, and per input image)."""
+    replaces the first stage's numbers (per description, and per input image); the run's
+    sound prompt goes into the sound nodes (the character's `custom_node_updates` still win)."""
     params = character.params_for(choices.generation_type)
     result: dict[str, StageSetup] = {}
     for number, stage in enumerate(strategies.needs(choices.generation_type).stages):
@@ -479,8 +509,11 @@ def _stage_setups(
             per_description = per_input = count
         updates = [*params.custom_node_updates, *(own.custom_node_updates if own else [])]
         pins = [*params.pinned_seeds, *(own.pinned_seeds if own else [])]
+        workflow = Workflow.load(choices.workflows[stage.name])
+        if sound:
+            workflow = workflow.with_sound_prompt(sound)
         result[stage.name] = StageSetup(
-            workflow=Workflow.load(choices.workflows[stage.name]),
+            workflow=workflow,
             per_description=per_description or 1,
             per_input=per_input or 1,
             denoise=(own.denoise if own else None) or params.denoise,

@@ -29,6 +29,7 @@ from pipeline.ports import Notifier, PublishNotifier, Reviewer, RunnerStore
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
+from pipeline.prompts.sound import write_sound_prompt
 from pipeline.publish import PublishService, build_publish_service, fit_run_media
 from pipeline.run import Idea, Pipeline, run_folder
 from pipeline.runner import Execute, Runner, Withdraw
@@ -97,6 +98,16 @@ class ModelDescriber:
                 video=video,
             )
         )
+
+
+@dataclass
+class ModelSound:
+    """The sound prompt of a video run, from the description model."""
+
+    models: LanguageModels
+
+    async def write(self, character: Character, descriptions: Sequence[str]) -> str | None:
+        return await write_sound_prompt(descriptions, model=self.models.for_task(Task.DESCRIPTION))
 
 
 @dataclass
@@ -188,6 +199,7 @@ class Engine:
             publisher=build_publish_service(settings, self.store, notifier=attention),
             fit_media=fit_run_media,
             video_tags=self.video_tags,
+            sound=ModelSound(self.models),
         )
 
     def execute_for(self, reviewer: Reviewer, notifier: Notifier) -> Execute:
