@@ -22,6 +22,7 @@ from pipeline.models import (
     ReviewTicket,
     Run,
     RunState,
+    StagePick,
 )
 
 
@@ -288,6 +289,21 @@ class Reviewer(Protocol):
 
     async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | None:
         """The decision; None when the review expired (the deadline passed unanswered)."""
+        ...
+
+
+@runtime_checkable
+class StageReviewer(Protocol):
+    """A Reviewer that can also ask a person which drafts go on between a strategy's stages
+    (`review_between_stages`); the same two calls with the ticket saved between them."""
+
+    async def request_pick(self, run: Run, folder: Path, pick: StagePick) -> ReviewTicket:
+        """Show `pick.drafts` (paths relative to `folder`, best first), numbered from 1."""
+        ...
+
+    async def wait_pick(self, run: Run, ticket: ReviewTicket, pick: StagePick) -> Decision | None:
+        """The drafts picked (`selected`: indexes into `pick.drafts`) and by whom; None when
+        nobody answered before the deadline (the best by score go on)."""
         ...
 
 

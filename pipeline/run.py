@@ -13,7 +13,7 @@ import logging
 import secrets
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from random import Random
 from typing import Protocol
@@ -39,8 +39,17 @@ from pipeline.models import (
     Run,
     RunState,
 )
-from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
+from pipeline.ports import (
+    REVIEW_STEP,
+    Notifier,
+    Progress,
+    ProgressSink,
+    Reviewer,
+    StageReviewer,
+    Store,
+)
 from pipeline.previews import PREVIEW_FOLDER
+from pipeline.stage_pick import RunStagePicker
 from pipeline.vision import ScoringOutcome
 from strategies.base import (
     GenerationProgress,
@@ -167,6 +176,8 @@ class Pipeline:
     video_tags: frozenset[str] = frozenset()
     #: writes the sound prompt of a run whose workflows have a sound node (None: never asked)
     sound: SoundWriter | None = None
+    #: the pick between stages of each run generating now: a failure keeps what it saved
+    _picks: dict[str, RunStagePicker] = field(default_factory=dict, init=False, repr=False)
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -202,6 +213,7 @@ class Pipeline:
                     run = await steps[step_state](run)
                 except ReviewUnavailable as exc:  # left in review, as saved, for a resume
                     log.info("run %s is left awaiting review: %s", run.id, exc)
+                    run = self._kept_pick(run)
                     break
                 except (MediaOverloadError, ComfyError) as exc:
                     run = await self._fail(run, step_state, exc)
@@ -214,6 +226,7 @@ class Pipeline:
                 if run.state in notify_states:
                     await self._notify(run)
         finally:
+            self._picks.pop(run.id, None)
             if run.state in _FINAL:
                 try:
                     await asyncio.to_thread(_cleanup, folder, run)
@@ -306,6 +319,9 @@ class Pipeline:
         strategy = strategies.get(choices.generation_type)
         _progress(sink, run, "generate", f"{strategy.name} on ComfyUI")
         rng = Random(f"{choices.seed}:generate")
+        picker = self._picker(run, character, folder, sink)
+        if picker is not None:
+            self._picks[run.id] = picker
         ctx = StrategyContext(
             generator=self.generator,
             folder=folder,
@@ -320,10 +336,12 @@ class Pipeline:
             negative=run.job.negative,
             tags=self.video_tags if strategy.needs.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
+            picker=picker,
         )
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             generated = await strategy.generate(ctx)
+            self._picks.pop(run.id, None)
         except OutputNotWritten as exc:  # a download ComfyUI sent could not be saved
             raise DiskError(f"the media folder {_shown(character, exc.path)}", exc.reason) from exc
         except OSError as exc:
@@ -341,6 +359,8 @@ class Pipeline:
                 "ComfyUI returned no media for this run",
                 user_message="ComfyUI returned no media for this run; the run can be retried.",
             )
+        if picker is not None:
+            run = picker.run  # the pick saved on it
         media = tuple(
             MediaItem(
                 path=item.path,
@@ -351,6 +371,22 @@ class Pipeline:
             for item in generated
         )
         return run.advance(RunState.GENERATED, media=media)
+
+    def _picker(
+        self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
+    ) -> RunStagePicker | None:
+        """A person's pick between the strategy's stages when the character asks for one
+        (`review_between_stages: true`) and the reviewer can ask it; else None (the best by
+        score go on, as with `auto` or `false`)."""
+        strategy = _choices(run).generation_type
+        if strategies.needs(strategy).pick_after is None:
+            return None
+        if character.params_for(strategy).review_between_stages is not True:
+            return None
+        if not isinstance(self.reviewer, StageReviewer):
+            log.info("run %s: this reviewer cannot pick between stages; best by score", run.id)
+            return None
+        return RunStagePicker(run, folder, self.store, self.reviewer, sink)
 
     async def _score(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
@@ -421,10 +457,17 @@ class Pipeline:
 
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
+        run = self._kept_pick(run)
         failure = failure_of(exc, step)
         log_text = exc.log_text() if isinstance(exc, ExecutionFailed) else str(exc)
         log.warning("run %s failed at %s: %s", run.id, failure.doing, log_text)
         return run.advance(RunState.FAILED, failure=failure)
+
+    def _kept_pick(self, run: Run) -> Run:
+        """`run` with the pick between stages its step saved before it stopped (posted or
+        made), so the record saved next does not lose it."""
+        picker = self._picks.pop(run.id, None)
+        return run if picker is None else replace(run, stage_pick=picker.run.stage_pick)
 
     async def _notify(self, run: Run) -> None:
         try:
