@@ -132,3 +132,28 @@ async def test_a_pick_waiting_at_a_restart_honours_the_answer_given_meanwhile(
     assert run.stage_pick is not None
     assert run.stage_pick.chosen == (1,)
     assert _prompts_with(world, "LoadImage") == 1
+
+
+async def test_a_pick_nobody_answers_lets_the_best_by_score_go_on(world: World) -> None:
+    """At the review timeout an unanswered pick says so on the message and the best draft by
+    score is refined; the run goes on to its review."""
+    (world.project / "characters" / "fox.yaml").write_text(CHARACTER)
+    world.settings = world.settings.model_copy(
+        update={"review_timeout_minutes": 0.05, "review_reminder_minutes": 0}
+    )
+    async with running_bot(world) as services:
+        await world.discord.slash("generate", character="fox")
+        message = await _pick_posted(world)
+        await world.discord.until(
+            lambda: "Nobody picked in time: the best 1 by score go on" in message.content,
+            within=20,
+            what="the pick's timeout line",
+        )
+        reviews = await world.discord.until(lambda: _reviews(world), within=40, what="the review")
+        assert reviews
+        runs = await services.store.list_runs()
+    pick = runs[0].stage_pick
+    assert pick is not None
+    assert pick.chosen == (0,)
+    assert pick.by == "timeout"
+    assert _prompts_with(world, "LoadImage") == 1
