@@ -131,6 +131,7 @@ class DiscordReviewer:
                 media_indexes=indexes,
                 decided=asyncio.get_running_loop().create_future(),
             ),
+            CLOCK_SKEW,
         )
 
     # ------------------------------------------------------------------ the port

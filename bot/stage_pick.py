@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,6 +68,20 @@ class PickMarker:
             deadline=None if stamp == "-" else datetime.fromtimestamp(int(stamp), UTC),
             closed=found["closed"] is not None,
         )
+
+
+def pick_marker_of(components: Iterable[discord.Component]) -> PickMarker | None:
+    """The pick marker among a message's components (its button), or None."""
+    for component in components:
+        if isinstance(component, discord.ActionRow):
+            found = pick_marker_of(component.children)
+            if found is not None:
+                return found
+        elif isinstance(component, discord.Button) and component.custom_id:
+            marker = PickMarker.parse(component.custom_id)
+            if marker is not None:
+                return marker
+    return None
 
 
 class PickView(discord.ui.View):
@@ -137,7 +151,7 @@ A = TypeVar("A", bound=OpenAnswer)
 class DiscordStagePicks(Generic[A]):
     """The DiscordReviewer's picks between stages, over the reviewer's pieces: its client and
     settings, its table of messages awaiting reactions, how it reads the reactions given
-    while offline, how it reaches a message, and how it makes an open answer."""
+    while offline, how it reaches a message, how it makes an open answer, its clock margin."""
 
     client: discord.Client
     config: PickConfig
@@ -145,6 +159,9 @@ class DiscordStagePicks(Generic[A]):
     catch_up: Callable[[A], Awaitable[dict[int, set[str]]]]
     message: Callable[[A, int], discord.PartialMessage]
     open_answer: Callable[[Run, ReviewTicket, tuple[int, ...]], A]
+    #: how far before the run's last save a pick posted after it is looked for (the review's
+    #: margin for a clock on this host behind Discord's)
+    clock_skew: timedelta
 
     def __post_init__(self) -> None:
         #: the picks waiting here (a shutdown cancels their waits)
@@ -155,6 +172,10 @@ class DiscordStagePicks(Generic[A]):
         numbers = list(range(len(pick.drafts)))
         chunks = [numbers[i : i + per] for i in range(0, len(numbers), per)] or [[]]
         channel = self.client.get_partial_messageable(self.config.channel_id)
+        posted = await self._posted_before(run, channel, len(chunks))
+        if posted is not None:
+            log.info("run %s: the pick posted before a restart is used again", run.id)
+            return posted
         deadline = utcnow() + self.config.timeout
         messages: list[discord.Message] = []
         for part, chunk in enumerate(chunks, start=1):
@@ -182,6 +203,45 @@ class DiscordStagePicks(Generic[A]):
             posted_at=utcnow(),
             deadline=deadline,
         )
+
+    async def _posted_before(
+        self, run: Run, channel: discord.PartialMessageable, parts: int
+    ) -> ReviewTicket | None:
+        """The ticket of this run's open pick already in the channel (posted by a bot that
+        stopped before the ticket was saved), or None; a set cut short by a stop is deleted,
+        so it is posted again whole. The pending pick was saved just before it was posted, so
+        the messages are newer than the run's last save (less the review's clock margin)."""
+        await self.client.wait_until_ready()
+        me = self.client.user
+        try:
+            recent = [
+                m async for m in channel.history(limit=None, after=run.updated_at - self.clock_skew)
+            ]
+        except discord.HTTPException as exc:
+            log.warning("run %s: cannot read the review channel (%s)", run.id, exc.status)
+            return None
+        found: list[tuple[discord.Message, PickMarker]] = []
+        for message in recent:
+            marker = pick_marker_of(message.components)
+            if me is None or message.author.id != me.id or marker is None:
+                continue
+            if marker.run_id == run.id and not marker.closed:
+                found.append((message, marker))
+        whole = [m.part for _, m in found] == list(range(1, parts + 1))
+        deadline = found[-1][1].deadline if found else None
+        if whole and deadline is not None and deadline > utcnow():
+            return ReviewTicket(
+                channel_id=self.config.channel_id,
+                message_ids=tuple(message.id for message, _ in found),
+                posted_at=found[0][0].created_at,
+                deadline=deadline,
+            )
+        for message, _ in found:  # cut short (or stale): posted again whole
+            try:
+                await message.delete()
+            except discord.HTTPException as exc:
+                log.warning("run %s: could not delete a partial pick (%s)", run.id, exc.status)
+        return None
 
     async def wait(self, run: Run, ticket: ReviewTicket, pick: StagePick) -> Decision | None:
         pending = self.open_answer(run, ticket, tuple(range(len(pick.drafts))))

@@ -4,11 +4,15 @@ and ✅ choosing the draft to refine; also with the bot stopped while the pick w
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.render import APPROVE, NUMBERS
 from bot.services import Services
-from pipeline.models import Run, RunState
+from pipeline.models import Run, RunState, StagePick
+from tests.bot.conftest import StartBot
+from tests.bot.reviews import candidates
 from tests.bot.world import World, running_bot
 from tests.bot.world import world as world  # the fixture: every fake
 from tests.fakes import discord as fd
@@ -157,3 +161,19 @@ async def test_a_pick_nobody_answers_lets_the_best_by_score_go_on(world: World) 
     assert pick.chosen == (0,)
     assert pick.by == "timeout"
     assert _prompts_with(world, "LoadImage") == 1
+
+
+async def test_a_pick_posted_before_a_stop_is_not_posted_again(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """A bot stopped between posting a pick and saving its ticket finds that pick again
+    instead of posting a second one."""
+    under_test = await start_bot()
+    run = candidates(tmp_path / "run", 2)
+    pick = StagePick("first_stage", run.media, keep=1)
+    reviewer = under_test.services.reviewer
+    first = await reviewer.request_pick(run, tmp_path / "run", pick)
+    again = await reviewer.request_pick(run, tmp_path / "run", pick)
+    assert again.message_ids == first.message_ids
+    [message] = fake.channel_messages(fd.REVIEW_CHANNEL)
+    assert message.content.startswith("**Pick drafts")
