@@ -131,6 +131,8 @@ class OpenAnswer(Protocol):
     ticket: ReviewTicket
     media_indexes: tuple[int, ...]
     decided: asyncio.Future[Decision]
+    #: the numbers each reviewer marked (1-based)
+    marks: dict[int, set[int]]
 
 
 class PickConfig(Protocol):
@@ -265,7 +267,8 @@ class DiscordStagePicks(Generic[A]):
                 )
                 await asyncio.wait({pending.decided}, timeout=timeout)
             decision = pending.decided.result()
-            if not decision.approved:  # ❌ is no pick: the best by score go on
+            if not decision.approved or not any(pending.marks.values()):
+                # ✅ without a number, or ❌: no pick, the best by score go on
                 decision = Decision(approved=True, selected=(), by=decision.by, at=decision.at)
             chosen = [i + 1 for i in decision.selected]
             said = ", ".join(f"#{n}" for n in chosen) or f"the best {pick.keep} by score"

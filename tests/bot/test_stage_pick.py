@@ -4,6 +4,7 @@ and ✅ choosing the draft to refine; also with the bot stopped while the pick w
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,24 @@ async def test_a_pick_posted_before_a_stop_is_not_posted_again(
     assert again.message_ids == first.message_ids
     [message] = fake.channel_messages(fd.REVIEW_CHANNEL)
     assert message.content.startswith("**Pick drafts")
+
+
+async def test_a_check_without_a_number_lets_the_best_by_score_go_on(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """✅ alone is no pick: nothing is selected (the best by score go on), and the pick says so."""
+    under_test = await start_bot()
+    run = candidates(tmp_path / "run", 3)
+    pick = StagePick("first_stage", run.media, keep=1)
+    reviewer = under_test.services.reviewer
+    ticket = await reviewer.request_pick(run, tmp_path / "run", pick)
+    waiting = asyncio.create_task(reviewer.wait_pick(run, ticket, pick))
+    [message] = fake.channel_messages(fd.REVIEW_CHANNEL)
+    await fake.until(lambda: APPROVE in message.reactions, what="the pick's reactions")
+    await fake.react(message, APPROVE, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 10)
+    assert decision is not None
+    assert decision.selected == ()
+    await fake.until(
+        lambda: "picked the best 1 by score to refine" in message.content, what="the closing line"
+    )
