@@ -3,8 +3,9 @@ sound node of a video workflow (MMAudio's sampler has a text prompt of its own).
 
 Asked only for runs whose workflows have such a node: one small call after the descriptions,
 its answer read like theirs (bounded, linear, cleaned of control characters, on one line, cut
-to MAX_SOUND_CHARS). An answer that cannot be read is asked for again, then the run goes on
-without one (the node then hears the frames only). Imports `pipeline.llm.parsing` and the
+to MAX_SOUND_CHARS). An answer that cannot be read is asked for again; when none can be had
+(unreadable twice, or no provider answers) the run goes on without one (the node then
+follows the frames only). Imports `pipeline.llm.parsing` and the
 ports; never a concrete provider.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from pipeline.errors import ModelError
 from pipeline.llm.parsing import AnswerError, clean_model_text, clip, extract_json, read_off_loop
 from pipeline.ports import JsonSchema, TextModel
 
@@ -61,15 +63,19 @@ def parse_sound(answer: str) -> str:
 async def write_sound_prompt(
     descriptions: Sequence[str], *, model: TextModel, attempts: int = 2
 ) -> str | None:
-    """A sound prompt for videos of `descriptions`; None when the answer could not be read
-    `attempts` times (the run goes on without one). Raises ModelError when no provider
-    answers, as the descriptions do."""
+    """A sound prompt for videos of `descriptions`; None when no provider gave one or its
+    answer could not be read `attempts` times: the run goes on without one (the sound is a
+    nicety, the videos are not held back for it)."""
     request = render_request(descriptions)
     for attempt in range(1, attempts + 1):
         asked = request
         if attempt > 1:
             asked += "\n\nYour last answer could not be read. Answer with the JSON object only."
-        answer = await model.complete(system=SOUND_SYSTEM, prompt=asked, schema=SOUND_SCHEMA)
+        try:
+            answer = await model.complete(system=SOUND_SYSTEM, prompt=asked, schema=SOUND_SCHEMA)
+        except ModelError as exc:  # no provider gave the JSON: the videos do without
+            log.warning("no sound prompt: %s", exc)
+            return None
         try:
             return await read_off_loop(parse_sound, answer)
         except AnswerError as exc:

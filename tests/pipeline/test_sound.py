@@ -164,3 +164,11 @@ def test_the_review_shows_the_sound_prompt() -> None:
     second = render.review_text(run, ["#11"], part=2, parts=2, deadline=None)
     assert SOUND in first
     assert SOUND not in second
+
+
+async def test_no_provider_answering_leaves_the_videos_without_a_sound_prompt() -> None:
+    """The sound is a nicety: a model that cannot give one does not fail the run."""
+    from pipeline.errors import ModelError
+
+    model = ScriptedModel.of(ModelError("ollama answered without the JSON asked for"))
+    assert await write_sound_prompt(["a storm"], model=model) is None
