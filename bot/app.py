@@ -33,7 +33,7 @@ from bot.cogs._checks import NotAllowed
 from bot.services import Services
 from pipeline.errors import ConfigError, MediaOverloadError, ServiceError, disk_reason
 from pipeline.models import Run
-from pipeline.recovery import Hooks, Recovery
+from pipeline.recovery import Hooks, Recovery, review_ticket
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class MediaBot(commands.Bot):
     def _reads_review(self, run: Run) -> bool:
         """A review in the review channel (one of the command line, or of another review
         channel, is not ours to read)."""
-        ticket = run.ticket
+        ticket = review_ticket(run)  # a pick between stages waits there too
         channel = self.services.reviewer.config.channel_id
         return ticket is not None and ticket.channel_id == channel and bool(ticket.message_ids)
 

@@ -349,6 +349,8 @@ def review_text(
         header += f" \N{MIDDLE DOT} attempt {run.attempt}"
     if parts > 1:
         header += f" \N{MIDDLE DOT} part {part}/{parts}"
+    if part == 1 and run.sound_prompt:
+        lines = [f"\N{SPEAKER WITH THREE SOUND WAVES} Sound: {run.sound_prompt}", *lines]
     tail: list[str] = []
     if part == parts:
         tail.append(

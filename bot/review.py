@@ -26,6 +26,7 @@ import discord
 from bot import render
 from bot.access import has_any_role
 from bot.marker import MarkerView, ReviewMarker, marker_of
+from bot.stage_pick import DiscordStagePicks
 from pipeline.errors import StoreError
 from pipeline.models import (
     ActionKind,
@@ -36,6 +37,7 @@ from pipeline.models import (
     ReviewTicket,
     Run,
     RunState,
+    StagePick,
     utcnow,
 )
 from pipeline.ports import RunStore
@@ -143,6 +145,20 @@ class DiscordReviewer:
         self._store = store
         self._pending: dict[str, _Pending] = {}
         self._by_message: dict[int, _Pending] = {}
+        self._picks = DiscordStagePicks(
+            client,
+            config,
+            self._by_message,
+            self._catch_up,
+            self._message,
+            lambda run, ticket, indexes: _Pending(
+                run=run,
+                ticket=ticket,
+                media_indexes=indexes,
+                decided=asyncio.get_running_loop().create_future(),
+            ),
+            CLOCK_SKEW,
+        )
 
     # ------------------------------------------------------------------ the port
     async def request(self, run: Run, folder: Path) -> ReviewTicket:
@@ -290,6 +306,15 @@ class DiscordReviewer:
             async with pending.saving:  # a caption edit being saved lands before the decision
                 self._forget(pending)
 
+    # ------------------------------------------------------------------ picks between stages
+    async def request_pick(self, run: Run, folder: Path, pick: StagePick) -> ReviewTicket:
+        """Post the drafts of a pick between stages (`bot.stage_pick`)."""
+        return await self._picks.request(run, folder, pick)
+
+    async def wait_pick(self, run: Run, ticket: ReviewTicket, pick: StagePick) -> Decision | None:
+        """The drafts a reviewer picked; None when nobody did by the deadline."""
+        return await self._picks.wait(run, ticket, pick)
+
     # ------------------------------------------------------------------ reactions
     def reaction_added(self, payload: discord.RawReactionActionEvent) -> None:
         """A live reaction: count it when it is a reviewer's on one of our review messages."""
@@ -372,6 +397,7 @@ class DiscordReviewer:
         """On shutdown: every wait ends as cancelled; the runs keep their tickets for later."""
         for pending in list(self._pending.values()):
             pending.decided.cancel()
+        self._picks.stop()
 
     # ------------------------------------------------------------------ machinery
     def _arm(self, run: Run, ticket: ReviewTicket) -> _Pending:

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 UI_FORMAT_HINT = "export it with Save (API Format)"
 SEED_INPUTS = ("seed", "noise_seed")
 TEXT_INPUTS = ("text", "prompt", "text_g", "text_l")
+#: node classes that make a sound track from a text prompt of their own (kijai/ComfyUI-MMAudio's
+#: sampler: `prompt` and `negative_prompt`, beside the video frames on `images`)
+SOUND_NODES = frozenset({"MMAudioSampler"})
 #: seeds are drawn below 2**32: every sampler accepts that range (some custom nodes cap there)
 SEED_LIMIT = 2**32
 
@@ -222,6 +225,20 @@ class Workflow:
                 for name in TEXT_INPUTS:
                     if isinstance(inputs.get(name), str):
                         inputs[name] = text
+        return Workflow._adopt(nodes, self.source)
+
+    def sound_nodes(self) -> list[str]:
+        """The ids of the nodes that make a sound track from a prompt (`SOUND_NODES`)."""
+        return sorted(node for node in self._nodes if self.class_type(node) in SOUND_NODES)
+
+    def with_sound_prompt(self, text: str) -> Workflow:
+        """Set the `prompt` input of every sound node (MMAudio's sampler) that is not wired to
+        another node; a workflow without one comes back unchanged."""
+        nodes = copy.deepcopy(self._nodes)
+        for node_id in self.sound_nodes():
+            inputs = nodes[node_id].setdefault("inputs", {})
+            if not is_link(inputs.get("prompt")):
+                inputs["prompt"] = text
         return Workflow._adopt(nodes, self.source)
 
     def with_random_seeds(self, rng: random.Random) -> Workflow:

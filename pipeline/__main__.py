@@ -293,6 +293,15 @@ def _print_summary(run: Run, folder: Path | None, posts: Sequence[PostRecord]) -
         )
     if run.prompt:
         print(f"  prompt: {run.prompt}")
+    if run.sound_prompt:
+        print(f"  sound: {run.sound_prompt}")
+    if run.stage_pick is not None:
+        pick = run.stage_pick
+        if pick.chosen is None:
+            print(f"  waiting for a pick of {len(pick.drafts)} draft(s) after {pick.stage}")
+        else:
+            chosen = ", ".join(f"#{i + 1}" for i in pick.chosen)
+            print(f"  picked after {pick.stage}: {chosen} of {len(pick.drafts)} by {pick.by}")
     if folder is None and run.media:
         print("  media (its character file is gone, so its folder is unknown):")
     elif folder is not None and run.media:

@@ -206,6 +206,18 @@ class StrategyParams(StageParams):
     input_dir: str | None = None
     #: how many of the best images of the first stage go on to the second
     keep_top: int | None = Field(default=None, ge=1, le=16)
+    #: a person picks the first stage's drafts to refine (true), or the best `keep_top` by
+    #: score go on (false, or auto: as without a person); for strategies that can stop
+    #: between their stages (`Needs.pick_after`)
+    review_between_stages: bool | Literal["auto"] | None = None
+
+    @field_validator("review_between_stages", mode="before")
+    @classmethod
+    def _true_false_or_auto(cls, value: object) -> object:
+        if value is None or isinstance(value, bool) or value == "auto":
+            return value
+        raise ValueError(f"must be true, false or auto (got {value!r})")
+
     first_stage: StageParams | None = None
     second_stage: StageParams | None = None
 

@@ -23,6 +23,7 @@ from pipeline.models import (
     ReviewTicket,
     Run,
     RunState,
+    StagePick,
     utcnow,
 )
 from pipeline.ports import Progress
@@ -39,6 +40,14 @@ class AutoReviewer:
     async def wait(self, run: Run, ticket: ReviewTicket) -> Decision:
         return Decision(approved=True, selected=run.shown(), by="auto", at=utcnow())
 
+    async def request_pick(self, run: Run, folder: Path, pick: StagePick) -> ReviewTicket:
+        return ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
+
+    async def wait_pick(self, run: Run, ticket: ReviewTicket, pick: StagePick) -> Decision:
+        """The best `keep` by score, as without a person."""
+        chosen = tuple(range(min(pick.keep, len(pick.drafts))))
+        return Decision(approved=True, selected=chosen, by="auto", at=utcnow())
+
 
 class ConsoleReviewer:
     """Shows the kept files and captions, then asks: y (all), n, or the numbers to keep."""
@@ -51,6 +60,8 @@ class ConsoleReviewer:
     async def request(self, run: Run, folder: Path) -> ReviewTicket:
         attempt = f", attempt {run.attempt}" if run.attempt > 1 else ""
         lines = [f"\nReview of run {run.id} ({run.character}{attempt}): {run.prompt}"]
+        if run.sound_prompt:
+            lines.append(f"  sound: {run.sound_prompt}")
         for number, index in enumerate(run.shown(), start=1):
             item = run.media[index]
             score = f"{item.score:.2f}" if item.score is not None else "  - "
@@ -72,6 +83,30 @@ class ConsoleReviewer:
             print(file=self.out, flush=True)
             raise ReviewUnavailable("standard input ended before the review was answered") from None
         return parsed
+
+    async def request_pick(self, run: Run, folder: Path, pick: StagePick) -> ReviewTicket:
+        lines = [f"\nDrafts of run {run.id} ({run.character}) after {pick.stage}, best first:"]
+        for number, item in enumerate(pick.drafts, start=1):
+            score = f"{item.score:.2f}" if item.score is not None else "  - "
+            lines.append(f"  {number:>2}. {score}  {folder / item.path}  {item.reason or ''}")
+        print("\n".join(lines), file=self.out, flush=True)
+        return ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
+
+    async def wait_pick(self, run: Run, ticket: ReviewTicket, pick: StagePick) -> Decision:
+        """The numbers typed (Enter: the best `keep`); ReviewUnavailable when standard input
+        has ended, so the run is left waiting for the pick (`resume` asks again)."""
+        try:
+            answer = await asyncio.to_thread(
+                self._ask, f"Refine which drafts? [numbers like 1 3 / Enter = best {pick.keep}]: "
+            )
+        except EOFError:
+            print(file=self.out, flush=True)
+            raise ReviewUnavailable("standard input ended before the drafts were picked") from None
+        numbers = [int(w) - 1 for w in answer.replace(",", " ").split() if w.isdigit()]
+        chosen = tuple(n for n in dict.fromkeys(numbers) if 0 <= n < len(pick.drafts))
+        if not chosen:
+            chosen = tuple(range(min(pick.keep, len(pick.drafts))))
+        return Decision(approved=True, selected=chosen, by="console", at=utcnow())
 
     def _ask(self, prompt: str) -> str:
         if self.stdin is None or self.stdin.closed:

@@ -267,6 +267,22 @@ class ReviewNotes:
 
 
 @dataclass(frozen=True)
+class StagePick:
+    """A person's pick between a strategy's stages (`review_between_stages`): the drafts shown
+    (paths relative to the run's folder, best by score first), how many go on, where the pick
+    waits, and once answered which drafts (indexes into `drafts`) and by whom. Saved before it
+    is asked, so a restart waits on the same pick, and a run picked already never asks again."""
+
+    stage: str
+    drafts: tuple[MediaItem, ...]
+    keep: int
+    ticket: ReviewTicket | None = None
+    chosen: tuple[int, ...] | None = None
+    #: who picked: a reviewer's name, "auto", or "timeout" (nobody in time: the best by score)
+    by: str | None = None
+
+
+@dataclass(frozen=True)
 class PrunedMark:
     """A run's media were removed (`pipeline.retention`): when, after how many days, how much."""
 
@@ -313,6 +329,11 @@ class Run:
     action: ReviewAction | None = None
     #: what the open review offers besides a decision (the pipeline sets it by the character)
     offers: tuple[ActionKind, ...] = ()
+    #: what its videos sound like, for the sound node (MMAudio) of a video workflow that has
+    #: one; None when no workflow of the run has such a node
+    sound_prompt: str | None = None
+    #: the pick between stages, while it is asked and once it was answered
+    stage_pick: StagePick | None = None
 
     @classmethod
     def new(cls, job: Job, *, run_id: str | None = None) -> Self:

@@ -23,6 +23,7 @@ from pipeline.models import (
     ReviewTicket,
     Run,
     RunState,
+    StagePick,
 )
 
 
@@ -313,6 +314,21 @@ class Reviewer(Protocol):
         """The decision; a ReviewAction when the reviewer asked for more media instead (one of
         `run.offers`: the review closes, the pipeline makes them and requests a new review);
         None when the review expired (the deadline passed unanswered)."""
+        ...
+
+
+@runtime_checkable
+class StageReviewer(Protocol):
+    """A Reviewer that can also ask a person which drafts go on between a strategy's stages
+    (`review_between_stages`); the same two calls with the ticket saved between them."""
+
+    async def request_pick(self, run: Run, folder: Path, pick: StagePick) -> ReviewTicket:
+        """Show `pick.drafts` (paths relative to `folder`, best first), numbered from 1."""
+        ...
+
+    async def wait_pick(self, run: Run, ticket: ReviewTicket, pick: StagePick) -> Decision | None:
+        """The drafts picked (`selected`: indexes into `pick.drafts`) and by whom; None when
+        nobody answered before the deadline (the best by score go on)."""
         ...
 
 

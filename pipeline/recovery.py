@@ -1,8 +1,9 @@
 """Taking runs up after a stop: at start, and every adoption beat for runs another process left.
 
-A run waiting for review is re-armed (resumed: the Reviewer reads the decisions made meanwhile
-and waits on the rest); any other unfinished run is resumed from its last saved step. A run
-another live process holds (its lease) is left alone; once that process is gone or its lease
+A run waiting for review, or for a pick between its stages, is re-armed (resumed: the Reviewer
+reads the decisions made meanwhile and waits on the rest; `review_ticket` says where it
+waits); any other unfinished run is resumed from its last saved step. A run another live
+process holds (its lease) is left alone; once that process is gone or its lease
 runs out, the next beat adopts it. The adapter says, through `Hooks`, which runs are its own,
 which reviews its Reviewer can read, and how a run goes on (the bot: with its run card).
 Imports the Runner, the store seam and domain models; never the bot or discord.
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 
 from pipeline.errors import MediaOverloadError
 from pipeline.lease import RunLeased, describe
-from pipeline.models import Run, RunState
+from pipeline.models import ReviewTicket, Run, RunState
 from pipeline.ports import RunStore
 from pipeline.runner import Runner
+from pipeline.stage_pick import pending_pick
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,20 @@ class Hooks:
 
     #: the interrupted runs this adapter resumes (the bot: its members' and the schedule's)
     owns: Callable[[Run], bool] = _every_run
-    #: the reviews its Reviewer can wait on again (the bot: tickets in its review channel)
+    #: the reviews (and picks between stages) its Reviewer can wait on again (the bot: tickets
+    #: in its review channel, read with `review_ticket`)
     reviews: Callable[[Run], bool] = _every_run
     #: goes on with a run (the bot: resumes it with its run card); None: `Runner.resume`
     resume: Callable[[Run], Awaitable[object]] | None = None
+
+
+def review_ticket(run: Run) -> ReviewTicket | None:
+    """Where a person's answer is awaited: the run's pick between stages while it is open,
+    else its review ticket."""
+    pick = pending_pick(run)
+    if pick is not None and run.state is not RunState.AWAITING_REVIEW:
+        return pick.ticket
+    return run.ticket
 
 
 class Recovery:
@@ -121,7 +133,12 @@ class Recovery:
         runs = await self.store.list_runs(states=INTERRUPTED, limit=PASS_LIMIT)
         resumed = 0
         for run in runs:
-            if not self.hooks.owns(run) or self._is_ours_already(run):
+            if self._is_ours_already(run):
+                continue
+            # a run waiting for a pick between its stages is taken up like a review: by the
+            # adapter whose Reviewer reads where the pick waits
+            picking = pending_pick(run) is not None
+            if not (self.hooks.reviews(run) if picking else self.hooks.owns(run)):
                 continue
             if not await self._take_up(run, "resumed", quiet=quiet):
                 continue
@@ -154,4 +171,4 @@ class Recovery:
         return False
 
 
-__all__ = ["INTERRUPTED", "Hooks", "Recovery"]
+__all__ = ["INTERRUPTED", "Hooks", "Recovery", "review_ticket"]

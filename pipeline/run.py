@@ -13,7 +13,7 @@ import logging
 import secrets
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from random import Random
 from typing import Protocol
@@ -41,15 +41,25 @@ from pipeline.models import (
     Run,
     RunState,
 )
-from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
+from pipeline.ports import (
+    REVIEW_STEP,
+    Notifier,
+    Progress,
+    ProgressSink,
+    Reviewer,
+    StageReviewer,
+    Store,
+)
 from pipeline.previews import PREVIEW_FOLDER
 from pipeline.review_actions import ReviewActions, offers, wants_upscale
+from pipeline.stage_pick import RunStagePicker
 from pipeline.vision import ScoringOutcome
 from strategies.base import (
     Generated,
     GenerationProgress,
     Generator,
     Scorer,
+    StagePicker,
     StageSetup,
     StrategyContext,
 )
@@ -93,6 +103,12 @@ class Describer(Protocol):
         count: int,
         video: bool,
     ) -> list[str]: ...
+
+
+class SoundWriter(Protocol):
+    async def write(self, character: Character, descriptions: Sequence[str]) -> str | None:
+        """A short description of what videos of `descriptions` sound like (None: none)."""
+        ...
 
 
 class MediaScorer(Protocol):
@@ -166,6 +182,10 @@ class Pipeline:
     #: where a character with `learn: true` reads its history (pipeline.learning); None: nowhere,
     #: so its picks follow the YAML weights
     learning: HistoryStore | None = None
+    #: writes the sound prompt of a run whose workflows have a sound node (None: never asked)
+    sound: SoundWriter | None = None
+    #: the pick between stages of each run generating now: a failure keeps what it saved
+    _picks: dict[str, RunStagePicker] = field(default_factory=dict, init=False, repr=False)
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -201,6 +221,7 @@ class Pipeline:
                     run = await steps[step_state](run)
                 except ReviewUnavailable as exc:  # left in review, as saved, for a resume
                     log.info("run %s is left awaiting review: %s", run.id, exc)
+                    run = self._kept_pick(run)
                     break
                 except (MediaOverloadError, ComfyError) as exc:
                     run = await self._fail(run, step_state, exc)
@@ -213,6 +234,7 @@ class Pipeline:
                 if run.state in notify_states:
                     await self._notify(run)
         finally:
+            self._picks.pop(run.id, None)
             if run.state in _FINAL:
                 try:
                     await asyncio.to_thread(_cleanup, folder, run)
@@ -295,13 +317,20 @@ class Pipeline:
                 "the language model wrote no description",
                 user_message="The language model wrote no description; the run can be retried.",
             )
-        return run.advance(RunState.DESCRIBED, descriptions=tuple(descriptions))
+        sound: str | None = None
+        if self.sound is not None and await asyncio.to_thread(_has_sound_node, choices):
+            _progress(sink, run, "describe", "writing the sound prompt")
+            sound = await self.sound.write(character, descriptions)
+        return run.advance(RunState.DESCRIBED, descriptions=tuple(descriptions), sound_prompt=sound)
 
     async def _generate(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
     ) -> Run:
         choices = _choices(run)
         _progress(sink, run, "generate", f"{choices.generation_type} on ComfyUI")
+        picker = self._picker(run, character, folder, sink)
+        if picker is not None:
+            self._picks[run.id] = picker
         generated = await self.make(
             run,
             character,
@@ -310,7 +339,11 @@ class Pipeline:
             strategy=choices.generation_type,
             descriptions=run.descriptions,
             rng=Random(f"{choices.seed}:generate"),
+            picker=picker,
         )
+        self._picks.pop(run.id, None)
+        if picker is not None:
+            run = picker.run  # the pick saved on it
         media = tuple(
             MediaItem(
                 path=item.path,
@@ -335,10 +368,12 @@ class Pipeline:
         count: int | None = None,
         inputs: Sequence[Path] | None = None,
         denoise: float | None = None,
+        picker: StagePicker | None = None,
     ) -> list[Generated]:
-        """Media from `strategy` into `folder` (paths relative to it): the run's own generation,
-        or a reviewer's reroll or variations (`pipeline.review_actions`). The run's type uses
-        the workflows chosen at its start; another type the character's current ones."""
+        """Media from `strategy` into `folder` (paths relative to it): the run's own generation
+        (with a person's pick between stages, `picker`, when the character asks for one), or a
+        reviewer's reroll or variations (`pipeline.review_actions`). The run's type uses the
+        workflows chosen at its start; another type the character's current ones."""
         choices = _choices(run)
         if strategy != choices.generation_type:
             choices = replace(
@@ -351,7 +386,11 @@ class Pipeline:
             )
         chosen = strategies.get(strategy)
         stages = await asyncio.to_thread(
-            _stage_setups, character, choices, run.job.count if count is None else count
+            _stage_setups,
+            character,
+            choices,
+            run.job.count if count is None else count,
+            run.sound_prompt,
         )
         if denoise is not None:
             stages = {name: replace(setup, denoise=denoise) for name, setup in stages.items()}
@@ -371,6 +410,7 @@ class Pipeline:
             negative=run.job.negative,
             tags=self.video_tags if chosen.needs.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
+            picker=picker,
         )
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -393,6 +433,22 @@ class Pipeline:
                 user_message="ComfyUI returned no media for this run; the run can be retried.",
             )
         return generated
+
+    def _picker(
+        self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
+    ) -> RunStagePicker | None:
+        """A person's pick between the strategy's stages when the character asks for one
+        (`review_between_stages: true`) and the reviewer can ask it; else None (the best by
+        score go on, as with `auto` or `false`)."""
+        strategy = _choices(run).generation_type
+        if strategies.needs(strategy).pick_after is None:
+            return None
+        if character.params_for(strategy).review_between_stages is not True:
+            return None
+        if not isinstance(self.reviewer, StageReviewer):
+            log.info("run %s: this reviewer cannot pick between stages; best by score", run.id)
+            return None
+        return RunStagePicker(run, folder, self.store, self.reviewer, sink)
 
     async def _score(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
@@ -494,10 +550,17 @@ class Pipeline:
 
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
+        run = self._kept_pick(run)
         failure = failure_of(exc, step)
         log_text = exc.log_text() if isinstance(exc, ExecutionFailed) else str(exc)
         log.warning("run %s failed at %s: %s", run.id, failure.doing, log_text)
         return run.advance(RunState.FAILED, failure=failure)
+
+    def _kept_pick(self, run: Run) -> Run:
+        """`run` with the pick between stages its step saved before it stopped (posted or
+        made), so the record saved next does not lose it."""
+        picker = self._picks.pop(run.id, None)
+        return run if picker is None else replace(run, stage_pick=picker.run.stage_pick)
 
     async def _notify(self, run: Run) -> None:
         try:
@@ -546,12 +609,28 @@ def _choices(run: Run) -> Choices:
     return run.choices
 
 
+def _has_sound_node(choices: Choices) -> bool:
+    """Whether a workflow of the run has a sound node (MMAudio) to write a prompt for; a
+    workflow that cannot be read has none here (generating names its fault). Blocking."""
+    for path in choices.workflows.values():
+        try:
+            if Workflow.load(path).sound_nodes():
+                return True
+        except (OSError, ComfyError):
+            continue
+    return False
+
+
 def _stage_setups(
-    character: Character, choices: Choices, count: int | None = None
+    character: Character,
+    choices: Choices,
+    count: int | None = None,
+    sound: str | None = None,
 ) -> dict[str, StageSetup]:
     """Each stage's workflow (loaded once, from the paths chosen at the start) and numbers: a
     stage that makes videos counts them with `videos_per_description`. A job's `count`
-    replaces the first stage's numbers (per description, and per input image)."""
+    replaces the first stage's numbers (per description, and per input image); the run's
+    sound prompt goes into the sound nodes (the character's `custom_node_updates` still win)."""
     params = character.params_for(choices.generation_type)
     result: dict[str, StageSetup] = {}
     for number, stage in enumerate(strategies.needs(choices.generation_type).stages):
@@ -566,8 +645,11 @@ def _stage_setups(
             per_description = per_input = count
         updates = [*params.custom_node_updates, *(own.custom_node_updates if own else [])]
         pins = [*params.pinned_seeds, *(own.pinned_seeds if own else [])]
+        workflow = Workflow.load(choices.workflows[stage.name])
+        if sound:
+            workflow = workflow.with_sound_prompt(sound)
         result[stage.name] = StageSetup(
-            workflow=Workflow.load(choices.workflows[stage.name]),
+            workflow=workflow,
             per_description=per_description or 1,
             per_input=per_input or 1,
             denoise=(own.denoise if own else None) or params.denoise,

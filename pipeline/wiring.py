@@ -30,6 +30,7 @@ from pipeline.ports import Notifier, Publisher, PublishNotifier, Reviewer, Runne
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
+from pipeline.prompts.sound import write_sound_prompt
 from pipeline.publish import (
     AttentionBoard,
     PublishService,
@@ -106,6 +107,16 @@ class ModelDescriber:
                 video=video,
             )
         )
+
+
+@dataclass
+class ModelSound:
+    """The sound prompt of a video run, from the description model."""
+
+    models: LanguageModels
+
+    async def write(self, character: Character, descriptions: Sequence[str]) -> str | None:
+        return await write_sound_prompt(descriptions, model=self.models.for_task(Task.DESCRIPTION))
 
 
 @dataclass
@@ -208,6 +219,7 @@ class Engine:
             fit_media=fit_run_media,
             video_tags=self.video_tags,
             learning=self.store,
+            sound=ModelSound(self.models),
         )
 
     def execute_for(self, reviewer: Reviewer, notifier: Notifier) -> Execute:

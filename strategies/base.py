@@ -69,6 +69,9 @@ class Needs:
     stages: tuple[Stage, ...] = (Stage(),)
     #: input images: the job's, else a sample of the character's `input_dir`
     input_images: bool = False
+    #: the stage after which a person may pick what goes on (the character's
+    #: `review_between_stages`); None: the strategy never stops between stages
+    pick_after: str | None = None
 
     @property
     def video(self) -> bool:
@@ -125,6 +128,25 @@ class Scorer(Protocol):
 
 
 @dataclass(frozen=True)
+class Draft:
+    """One result of a stage shown for a pick: its file, its description, its score."""
+
+    path: Path
+    description_index: int
+    score: Score | None = None
+
+
+class StagePicker(Protocol):
+    """A person picks which drafts of a stage go on to the next (the pipeline keeps the pick
+    in the store, so a restart neither asks twice nor loses an answer)."""
+
+    async def pick(self, stage: str, drafts: Sequence[Draft], keep: int) -> Sequence[int]:
+        """Indexes into `drafts` (best by score first) of those to go on: at least one; the
+        first `keep` when nobody picks."""
+        ...
+
+
+@dataclass(frozen=True)
 class StageSetup:
     """One stage ready to run: its workflow and numbers, as the pipeline resolved them from
     the character's settings (`pipeline.characters.StageParams`)."""
@@ -178,6 +200,9 @@ class StrategyContext:
     negative: str | None = None
     tags: frozenset[str] = frozenset()
     report: Callable[[GenerationProgress], None] = field(default=lambda _: None)
+    #: asks a person between stages (only for a strategy whose `needs.pick_after` names one,
+    #: when the character wants it); None: the best `keep_top` by score go on
+    picker: StagePicker | None = None
 
 
 class Strategy(Protocol):
@@ -470,6 +495,20 @@ async def finals(
         for (path, index), kind in zip(made, kinds, strict=True)
         if kind is not None and (only is None or kind is only)
     ]
+
+
+async def pick_and_keep(
+    ctx: StrategyContext, candidates: Sequence[tuple[Path, int]], *, stage: str
+) -> list[tuple[Path, int, Score | None]]:
+    """The candidates that go on after `stage`: the best `ctx.keep_top` by score, or those a
+    person picks when the context has a picker (shown best first)."""
+    if ctx.picker is None:
+        return await score_and_keep(ctx, candidates, ctx.keep_top, stage=stage)
+    ranked = await score_and_keep(ctx, candidates, len(candidates), stage=stage)
+    drafts = [Draft(path, index, score) for path, index, score in ranked]
+    chosen = await ctx.picker.pick(stage, drafts, ctx.keep_top)
+    picked = [ranked[i] for i in dict.fromkeys(chosen) if 0 <= i < len(ranked)]
+    return picked or ranked[: ctx.keep_top]
 
 
 async def score_and_keep(

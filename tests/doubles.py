@@ -31,6 +31,7 @@ from pipeline.models import (
     Run,
     RunFailure,
     RunState,
+    StagePick,
     utcnow,
 )
 from pipeline.ports import (
@@ -93,6 +94,11 @@ class ScriptedReviewer:
         approved=True, selected=(), by="tester", at=utcnow()
     )
     requests: list[str] = field(default_factory=list)
+    #: answers every pick between stages (None: nobody in time); the last drafts first
+    pick: Callable[[Run, StagePick], Decision | None] = lambda run, pick: Decision(
+        approved=True, selected=(len(pick.drafts) - 1,), by="tester", at=utcnow()
+    )
+    picks: list[str] = field(default_factory=list)
 
     async def request(self, run: Run, folder: Path) -> ReviewTicket:
         self.requests.append(run.id)
@@ -100,6 +106,13 @@ class ScriptedReviewer:
 
     async def wait(self, run: Run, ticket: ReviewTicket) -> Decision | ReviewAction | None:
         return self.decide(run)
+
+    async def request_pick(self, run: Run, folder: Path, pick: StagePick) -> ReviewTicket:
+        self.picks.append(run.id)
+        return ReviewTicket(channel_id=1, message_ids=(100 + len(self.picks),), posted_at=utcnow())
+
+    async def wait_pick(self, run: Run, ticket: ReviewTicket, pick: StagePick) -> Decision | None:
+        return self.pick(run, pick)
 
 
 @dataclass

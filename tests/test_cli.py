@@ -287,6 +287,7 @@ def test_show_lists_the_folder_each_file_with_its_score_the_captions_and_the_pos
         PostState,
         Run,
         RunState,
+        StagePick,
     )
     from pipeline.store import connect
 
@@ -299,6 +300,8 @@ def test_show_lists_the_folder_each_file_with_its_score_the_captions_and_the_pos
         state=RunState.PUBLISHED,
         media=media,
         captions={"twitter": "Pixel waves hello\n#pixelbot"},
+        sound_prompt="soft chiptune beeps",
+        stage_pick=StagePick("first_stage", media, keep=1, chosen=(1,), by="Alice"),
     )
     post = PostRecord(
         made.id, Platform.TWITTER, "mascot_twitter", PostState.POSTED, "42", "https://x.com/p/42"
@@ -327,3 +330,5 @@ def test_show_lists_the_folder_each_file_with_its_score_the_captions_and_the_pos
     ]
     assert "  caption [twitter]: Pixel waves hello" in lines
     assert "  twitter: posted https://x.com/p/42" in lines
+    assert "  sound: soft chiptune beeps" in lines
+    assert "  picked after first_stage: #2 of 2 by Alice" in lines

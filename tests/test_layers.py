@@ -317,6 +317,8 @@ BOT_MORE = {
     "bot/cogs/stats.py": {"pipeline.stats", "pipeline.stats_chart"},
     # what a file over Discord's upload limit is shown as (the preview policy is the pipeline's)
     "bot/review.py": {"pipeline.previews"},
+    # the same for the drafts of a pick between stages
+    "bot/stage_pick.py": {"pipeline.previews"},
 }
 
 

@@ -68,3 +68,16 @@ async def test_only_the_last_part_offers_edit_caption() -> None:
     ]
     assert (first["label"], first["disabled"]) == ("Part 1 of 2", True)
     assert (last["label"], last["disabled"]) == ("Edit caption", False)
+
+
+def test_a_pick_between_stages_has_its_own_marker() -> None:
+    """A pick's marker reads back as itself and is never taken for a final review's."""
+    from datetime import UTC, datetime
+
+    from bot.marker import ReviewMarker
+    from bot.stage_pick import PickMarker
+
+    marker = PickMarker("abc123", 1, 2, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert PickMarker.parse(marker.custom_id) == marker
+    assert ReviewMarker.parse(marker.custom_id) is None
+    assert PickMarker.parse(ReviewMarker("abc123", 1, 2, None).custom_id) is None

@@ -59,7 +59,9 @@ def test_image_to_image_has_no_size_to_set() -> None:
         Workflow.load(WORKFLOWS / "image2image.json").with_size(512, 512)
 
 
-@pytest.mark.parametrize("name", ["image2image.json", "image2video.json"])
+@pytest.mark.parametrize(
+    "name", ["image2image.json", "image2video.json", "image2video_mmaudio.json"]
+)
 def test_image_workflows_take_an_input_image(name: str) -> None:
     """The image workflows have a LoadImage titled "Input Image" to point at an upload."""
     workflow = Workflow.load(WORKFLOWS / name).with_input_image("upload (1).png")
@@ -68,14 +70,41 @@ def test_image_workflows_take_an_input_image(name: str) -> None:
     assert workflow.inputs(node)["image"] == "upload (1).png"
 
 
-def test_text2video_feeds_generated_audio_into_the_video() -> None:
-    """The text-to-video workflow puts MMAudio's sound into the video combine."""
-    workflow = Workflow.load(WORKFLOWS / "text2video.json")
+@pytest.mark.parametrize("name", ["text2video.json", "image2video_mmaudio.json"])
+def test_video_workflows_with_mmaudio_feed_its_sound_into_the_video(name: str) -> None:
+    """The MMAudio workflows hear the decoded frames and put the sound into the video combine."""
+    workflow = Workflow.load(WORKFLOWS / name)
+    (sampler,) = workflow.sound_nodes()
+    assert (
+        workflow.inputs(sampler)["images"]
+        == workflow.inputs(workflow.find(class_type="VHS_VideoCombine")[0])["images"]
+    )
     combine = workflow.find(class_type="VHS_VideoCombine")[0]
     audio_from = workflow.inputs(combine)["audio"]
     assert isinstance(audio_from, list)
     assert workflow.class_type(str(audio_from[0])) == "MMAudioSampler"
     assert workflow.inputs(combine)["format"] == "video/h264-mp4"
+
+
+def test_the_sound_prompt_goes_into_mmaudio_only() -> None:
+    """The sound prompt lands in MMAudio's own prompt, never in the picture's text encoders."""
+    workflow = Workflow.load(WORKFLOWS / "text2video.json")
+    changed = workflow.with_sound_prompt("rain on a roof")
+    (sampler,) = changed.sound_nodes()
+    assert changed.inputs(sampler)["prompt"] == "rain on a roof"
+    assert changed.inputs(changed.resolve("Positive Prompt"))["text"] == ""
+    assert workflow.inputs(sampler)["prompt"] == ""
+
+
+def test_a_wired_sound_prompt_is_left_alone_and_no_node_means_no_change() -> None:
+    """A sampler whose prompt comes from another node keeps that link; a workflow without a
+    sound node comes back as it was."""
+    raw = json.loads((WORKFLOWS / "text2video.json").read_text())
+    raw["52"]["inputs"]["prompt"] = ["6", 0]
+    assert Workflow(raw).with_sound_prompt("x").inputs("52")["prompt"] == ["6", 0]
+    plain = Workflow.load(WORKFLOWS / "image2video.json")
+    assert plain.sound_nodes() == []
+    assert plain.with_sound_prompt("x") == plain
 
 
 def test_setters_never_change_the_template(text2img: Workflow) -> None:

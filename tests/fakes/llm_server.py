@@ -302,8 +302,8 @@ class LlmFake:
 @dataclass(frozen=True)
 class HealthyModel:
     """A responder (`fake.respond_with(HealthyModel())`) that answers each of the pipeline's
-    questions as a well-behaved model does: a verdict for images, descriptions or a caption as
-    JSON where the schema asks for them, else the idea; and the model doctor's questions (the
+    questions as a well-behaved model does: a verdict for images, descriptions, a caption or a
+    sound prompt as JSON where the schema asks for them, else the idea; and the model doctor's questions (the
     colours of the halves it sees, or a guess when the fake is `blind`)."""
 
     idea: str = "Testy chases snowflakes in a quiet forest"
@@ -312,6 +312,7 @@ class HealthyModel:
     hashtags: tuple[str, ...] = ("#fox",)
     score: float = 0.8
     reason: str = "the fox is there"
+    sound: str = "wind in the pines, soft footsteps on snow"
 
     def __call__(self, recorded: Recorded) -> str:
         question = doctor_question(recorded)
@@ -328,6 +329,8 @@ class HealthyModel:
             return json.dumps({"descriptions": list(self.descriptions)})
         if "hashtags" in properties:
             return json.dumps({"text": self.caption, "hashtags": list(self.hashtags)})
+        if "sound" in properties:
+            return json.dumps({"sound": self.sound})
         return self.idea
 
 

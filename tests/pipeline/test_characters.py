@@ -88,6 +88,7 @@ def test_strategy_parameters_override_general_ones(characters: Characters) -> No
     assert example.params_for("text2img").images_per_description == 2
     refine = example.params_for("text2image2image")
     assert refine.keep_top == 2
+    assert refine.review_between_stages is False
     assert refine.denoise == 0.55  # from general
     assert refine.second_stage is not None
     assert refine.second_stage.denoise == 0.45
@@ -240,6 +241,11 @@ BROKEN = [
             "pinned_seeds: [{title: KSampler, seed: lucky}]",
         ),
         "39: additional_params.strategies.text2image2image.pinned_seeds[0].seed: must be a whole number",
+    ),
+    (
+        "review-between-stages-not-a-choice",
+        ("      keep_top: 2", "      keep_top: 2\n      review_between_stages: sometimes"),
+        "39: additional_params.strategies.text2image2image.review_between_stages: must be true, false or auto",
     ),
     (
         "hour-out-of-range",

@@ -12,8 +12,17 @@ from datetime import timedelta
 import pytest
 
 from pipeline.lease import Owner
-from pipeline.models import Job, ReviewTicket, Run, RunState, utcnow
-from pipeline.recovery import Hooks, Recovery
+from pipeline.models import (
+    Job,
+    MediaItem,
+    MediaKind,
+    ReviewTicket,
+    Run,
+    RunState,
+    StagePick,
+    utcnow,
+)
+from pipeline.recovery import Hooks, Recovery, review_ticket
 from pipeline.runner import Runner
 from pipeline.store import SqlStore
 from tests.leases import HeldRun, live_process
@@ -28,7 +37,9 @@ def hooks() -> Hooks:
     """The bot's choices: its members' runs, reviews in its review channel."""
     return Hooks(
         owns=lambda run: run.job.requested_by.startswith("discord:"),
-        reviews=lambda run: run.ticket is not None and run.ticket.channel_id == OURS,
+        reviews=lambda run: (
+            (ticket := review_ticket(run)) is not None and ticket.channel_id == OURS
+        ),
     )
 
 
@@ -71,6 +82,33 @@ async def test_at_start_the_adapters_runs_and_readable_reviews_are_taken_up(
     run = await saved(store, state, by=by, channel=channel)
     work = HeldRun(store)
     runner = Runner(store, work, shutdown_grace=0.0)
+    try:
+        count = await Recovery(runner, store, hooks()).at_start()
+        assert (count, runner.position(run.id) is not None) == (int(taken_up), taken_up)
+    finally:
+        await runner.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("by", "channel", "taken_up"),
+    [("cli", OURS, True), ("discord:1", ELSEWHERE, False)],
+    ids=["a-pick-in-our-channel-is-rearmed-whoever-asked", "a-pick-elsewhere-is-left"],
+)
+async def test_a_run_waiting_for_a_pick_between_stages_is_taken_up_like_a_review(
+    store: SqlStore, by: str, channel: int, taken_up: bool
+) -> None:
+    """A run stopped while its drafts wait for a pick goes on where the pick can be read,
+    whoever started it, as a review does."""
+    draft = MediaItem(path="first_stage-d0/a.png", kind=MediaKind.IMAGE, description_index=0)
+    pick = StagePick(
+        stage="first_stage",
+        drafts=(draft,),
+        keep=1,
+        ticket=ReviewTicket(channel, (7,), utcnow()),
+    )
+    run = replace(Run.new(Job("testy", requested_by=by)), state=RunState.DESCRIBED, stage_pick=pick)
+    await store.save_run(run)
+    runner = Runner(store, HeldRun(store), shutdown_grace=0.0)
     try:
         count = await Recovery(runner, store, hooks()).at_start()
         assert (count, runner.position(run.id) is not None) == (int(taken_up), taken_up)

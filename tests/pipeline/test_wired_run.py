@@ -75,6 +75,8 @@ async def run_wired(project: Path, database_url: str, strategy: str) -> tuple[Jo
         assert done.choices.generation_type == strategy
         assert [(p.platform, p.state) for p in posts] == [(Platform.TWITTER, PostState.POSTED)]
         assert any(r.images for r in ollama.requests)  # the vision model scored them
+        # text2video.json has an MMAudio sampler: the description model wrote it a sound prompt
+        assert done.sound_prompt == (HealthyModel.sound if strategy == "text2video" else None)
         kept = [
             m.path
             for i, m in enumerate(done.media)

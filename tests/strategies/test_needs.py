@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
         ("image2image", Needs(input_images=True)),
         (
             "text2image2image",
-            Needs(stages=(Stage("first_stage", borrows="text2img"), Stage("second_stage"))),
+            Needs(
+                stages=(Stage("first_stage", borrows="text2img"), Stage("second_stage")),
+                pick_after="first_stage",
+            ),
         ),
         ("text2video", Needs(stages=(Stage(MAIN, video=True),))),
         (
@@ -92,3 +95,11 @@ def test_the_pipeline_names_no_strategy(module: str) -> None:
     source = (ROOT / module).read_text(encoding="utf-8")
     assert "VIDEO_STRATEGIES" not in source
     assert "TWO_STAGE_STRATEGIES" not in source
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_a_pick_between_stages_comes_after_a_stage_that_has_a_next(name: str) -> None:
+    """A strategy that lets a person pick between stages names one of its stages but the last."""
+    needs = strategies.needs(name)
+    if needs.pick_after is not None:
+        assert needs.pick_after in [stage.name for stage in needs.stages[:-1]]
