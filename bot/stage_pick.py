@@ -267,7 +267,7 @@ class DiscordStagePicks(Generic[A]):
                 )
                 await asyncio.wait({pending.decided}, timeout=timeout)
             answer = pending.decided.result()
-            decision = (  # a review's action (a reroll, more like #N) means nothing to a pick: no pick
+            decision = (  # a review's action (reroll, more like) is no pick
                 answer
                 if isinstance(answer, Decision)
                 else Decision(approved=False, selected=(), by=answer.by, at=answer.at)
