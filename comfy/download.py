@@ -110,21 +110,22 @@ def _create_unique(directory: Path, name: str) -> tuple[Path, IO[bytes]]:
 
 
 #: a file that declares at most this size (or `download_chunk_size`, when larger) gathers whole
-#: and is written in one hop once it came: a hop to a thread while the loop reads a body waits
-#: for the interpreter's lock (measured: 5-18 ms for a 1 MB write), one after it takes well
-#: under a millisecond; a 1024x1024 PNG is 1-2 MB
+#: and is created, written and closed in one hop to a thread once it came. A hop costs little
+#: when the loop is idle, but while the loop reads a body it waits for the interpreter's lock,
+#: and on a busy machine each hop waits for a core (profiled: 2-18 ms): one hop per file, as a
+#: client that reads the whole answer and then saves it makes. A 1024x1024 PNG is 1-2 MB.
 WHOLE_FILE_BYTES = 4 * MB
+
+#: a download still arriving after this long is put on the disk (partial, under its final name)
+#: with what came so far, without waiting for a whole chunk: a slow file shows while it comes
+FIRST_WRITE_AFTER = 0.2
 
 
 class _LocalFile:
-    """One download's file, made in a thread while the request waits for its answer; each write
-    (the last one closing the file) is one hop to a thread, which runs while the loop reads on.
-
-    A hop to a thread while the loop reads a body waits for the interpreter's lock (measured:
-    5-18 ms for a 1 MB write), one while the loop waits takes well under a millisecond: so
-    the file is made while the request is out, and a small file is written and closed in one
-    hop once its last byte came; a large one keeps at most the chunk being written and the
-    chunk gathering in memory.
+    """One download's file, made by its first write; each write (the first creating the file,
+    the last closing it) is one hop to a thread, which runs while the loop reads on. So a small
+    file takes one hop once its last byte came, and a large one keeps at most the chunk being
+    written and the chunk gathering in memory.
     """
 
     def __init__(self, out_dir: Path, name: str) -> None:
@@ -132,30 +133,26 @@ class _LocalFile:
         self.name = name
         self.path: Path | None = None
         self.handle: IO[bytes] | None = None
+        self.begun = False  # a write was started: the file is made, or about to be
         self._writing: asyncio.Future[None] | None = None
         self._made_folder = False  # `out_dir` is this download's: removed with it if empty
 
-    def _make(self) -> None:
-        """In a thread: the folder (noting whether it is new) and the file."""
-        self._made_folder = not self.out_dir.is_dir()
-        self.path, self.handle = _create_unique(self.out_dir, self.name)
-
     def _put(self, data: bytearray, last: bool) -> None:
-        """In a thread: append `data`; close the file after the last."""
-        assert self.handle is not None  # made before any write
+        """In a thread: make the folder and the file on the first call (noting whether the
+        folder is new), append `data`, close the file after the last."""
+        if self.handle is None:
+            self._made_folder = not self.out_dir.is_dir()
+            self.path, self.handle = _create_unique(self.out_dir, self.name)
         self.handle.write(data)
         if last:
             self.handle.close()
-
-    def create(self) -> None:
-        """Start making the file in a thread (`settle` or the first write waits for it)."""
-        self._writing = asyncio.ensure_future(asyncio.to_thread(self._make))
 
     async def write(self, data: bytearray, *, last: bool = False) -> None:
         """Start writing `data` (once the previous write is done) and return at once; the
         last write is waited for. The disk's OSError (full, quota, read-only) becomes
         OutputNotWritten naming the folder, never a network error."""
         await self.settle()
+        self.begun = True
         self._writing = asyncio.ensure_future(asyncio.to_thread(self._put, data, last))
         if last:
             await self.settle()
@@ -263,7 +260,6 @@ class Downloader:
             local = _LocalFile(out_dir, name)
             overall = asyncio.timeout(limits.timeout)
             try:
-                local.create()  # while the request is out
                 async with overall:
                     # the answer's head within the request timeout (a server may trickle it)
                     async with asyncio.timeout(limits.request_timeout):
@@ -289,7 +285,7 @@ class Downloader:
                 if isinstance(exc, TimeoutError):
                     raise ComfyOffline(self.url, "download timed out") from exc
                 raise
-        assert local.path is not None  # made before the first write
+        assert local.path is not None  # the last write made it at the latest
         return OutputFile(path=local.path, node_id=remote.node_id, kind=remote.kind, filename=name)
 
     def _too_large(self, name: str, limits: DownloadLimits) -> DownloadFailed:
@@ -307,14 +303,17 @@ class Downloader:
         """Copy the body to disk: pieces gather up to `download_chunk_size`, then one write in
         a thread while the next chunk gathers; so memory stays near two chunks and the loop
         never waits on the disk. A file declaring at most `WHOLE_FILE_BYTES` gathers whole and
-        is written in one hop at its end.
+        is written in one hop at its end; one still coming after `FIRST_WRITE_AFTER` seconds is
+        put on the disk with what came so far.
 
         At most `download_max_bytes`; and each `download_rate_window` seconds must bring at
         least `download_min_rate` bytes a second, so a server that trickles fails in one window.
         """
         loop = asyncio.get_running_loop()
         window = limits.rate_window
-        window_end = loop.time() + window
+        started = loop.time()
+        window_end = started + window
+        first_write = started + FIRST_WRITE_AFTER
         window_bytes = total = 0
         buffer = bytearray()
         gather = limits.chunk_size
@@ -322,7 +321,8 @@ class Downloader:
         if declared is not None and declared <= max(gather, WHOLE_FILE_BYTES):
             gather = max(gather, WHOLE_FILE_BYTES)
         while True:
-            waiting = asyncio.timeout_at(window_end)
+            due = min(window_end, first_write) if buffer and not local.begun else window_end
+            waiting = asyncio.timeout_at(due)
             chunk: bytes | None = None
             try:
                 async with waiting:
@@ -339,7 +339,7 @@ class Downloader:
                     raise self._too_large(name, limits)
                 buffer += chunk
             now = loop.time()
-            if len(buffer) >= gather:
+            if len(buffer) >= gather or (buffer and not local.begun and now >= first_write):
                 await local.write(buffer)
                 buffer = bytearray()
             if now >= window_end:
