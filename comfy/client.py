@@ -763,6 +763,7 @@ class ComfyClient:
         watch = self._watches.get(prompt_id)
         started = watch.submitted_at if watch is not None else loop.time()
         deadline = started + (self.job_timeout if time_limit is None else time_limit)
+        self._downloader.get_ready()  # while the job runs
         outputs = await self.wait(prompt_id, time_limit=time_limit)
         budget = asyncio.timeout_at(deadline)
         try:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -59,20 +59,25 @@ def mb_text(size: float) -> str:
     return f"{size / MB:g} MB"
 
 
-def _discard(handle: IO[bytes] | None, path: Path | None) -> None:
-    """Close and remove a download that did not finish (in a thread; never raises)."""
+def _discard(handle: IO[bytes] | None, path: Path | None, folder: Path | None = None) -> None:
+    """Close and remove a download that did not finish, and `folder` when it is left empty (in
+    a thread; never raises)."""
     if handle is not None:
         with contextlib.suppress(OSError):
             handle.close()
     if path is not None:
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
-async def _remove(handle: IO[bytes] | None, path: Path) -> None:
-    """Remove a download that did not finish, in a thread, and wait until it is gone even when
-    cancelled meanwhile (the removal is quick; the cancel is passed on once it is done)."""
-    removal = asyncio.ensure_future(asyncio.to_thread(_discard, handle, path))
+async def _remove(handle: IO[bytes] | None, path: Path, folder: Path | None = None) -> None:
+    """Remove a download that did not finish (and `folder`, when left empty), in a thread, and
+    wait until it is gone even when cancelled meanwhile (the removal is quick; the cancel is
+    passed on once it is done)."""
+    removal = asyncio.ensure_future(asyncio.to_thread(_discard, handle, path, folder))
     cancelled = False
     while not removal.done():
         try:
@@ -81,6 +86,10 @@ async def _remove(handle: IO[bytes] | None, path: Path) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
+
+
+def _nothing() -> None:
+    """A hop to a thread that does nothing (see `Downloader.get_ready`)."""
 
 
 def _create_unique(directory: Path, name: str) -> tuple[Path, IO[bytes]]:
@@ -100,32 +109,88 @@ def _create_unique(directory: Path, name: str) -> tuple[Path, IO[bytes]]:
             number += 1
 
 
-async def _create(out_dir: Path, name: str) -> tuple[Path, IO[bytes]]:
-    """Create the local file in a thread. A cancel while the thread runs cannot stop it:
-    the file it still makes is removed before the cancel goes on, so no empty file stays."""
-    creating = asyncio.ensure_future(asyncio.to_thread(_create_unique, out_dir, name))
-    try:
-        return await asyncio.shield(creating)
-    except asyncio.CancelledError:
-        while not creating.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(creating)
-        if creating.exception() is None:
-            path, handle = creating.result()
-            await _remove(handle, path)
-        raise
-    except OSError as exc:
-        raise OutputNotWritten.from_os_error(out_dir, exc) from exc
+#: a file that declares at most this size (or `download_chunk_size`, when larger) gathers whole
+#: and is created, written and closed in one hop to a thread once it came. A hop costs little
+#: when the loop is idle, but while the loop reads a body it waits for the interpreter's lock,
+#: and on a busy machine each hop waits for a core (profiled: 2-18 ms): one hop per file, as a
+#: client that reads the whole answer and then saves it makes. A 1024x1024 PNG is 1-2 MB.
+WHOLE_FILE_BYTES = 4 * MB
+
+#: a download still arriving after this long is put on the disk (partial, under its final name)
+#: with what came so far, without waiting for a whole chunk: a slow file shows while it comes
+FIRST_WRITE_AFTER = 0.2
 
 
-async def _on_disk(write: Callable[..., object], out_dir: Path, *args: object) -> None:
-    """A file operation in a thread; the disk's OSError (full, quota, read-only) becomes
-    OutputNotWritten naming the folder, never a network error."""
-    try:
-        await asyncio.to_thread(write, *args)
-    except OSError as exc:
-        log.warning("cannot write into %s: %s", out_dir, exc)
-        raise OutputNotWritten.from_os_error(out_dir, exc) from exc
+class _LocalFile:
+    """One download's file, made by its first write; each write (the first creating the file,
+    the last closing it) is one hop to a thread, which runs while the loop reads on. So a small
+    file takes one hop once its last byte came, and a large one keeps at most the chunk being
+    written and the chunk gathering in memory.
+    """
+
+    def __init__(self, out_dir: Path, name: str) -> None:
+        self.out_dir = out_dir
+        self.name = name
+        self.path: Path | None = None
+        self.handle: IO[bytes] | None = None
+        self.begun = False  # a write was started: the file is made, or about to be
+        self._writing: asyncio.Future[None] | None = None
+        self._made_folder = False  # `out_dir` is this download's: removed with it if empty
+
+    def _put(self, data: bytearray, last: bool) -> None:
+        """In a thread: make the folder and the file on the first call (noting whether the
+        folder is new), append `data`, close the file after the last."""
+        if self.handle is None:
+            self._made_folder = not self.out_dir.is_dir()
+            self.path, self.handle = _create_unique(self.out_dir, self.name)
+        self.handle.write(data)
+        if last:
+            self.handle.close()
+
+    async def write(self, data: bytearray, *, last: bool = False) -> None:
+        """Start writing `data` (once the previous write is done) and return at once; the
+        last write is waited for. The disk's OSError (full, quota, read-only) becomes
+        OutputNotWritten naming the folder, never a network error."""
+        await self.settle()
+        self.begun = True
+        self._writing = asyncio.ensure_future(asyncio.to_thread(self._put, data, last))
+        if last:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the write under way. A cancel meanwhile leaves it running (a thread cannot
+        be stopped): `discard` waits for it."""
+        writing = self._writing
+        if writing is None:
+            return
+        try:
+            await asyncio.shield(writing)
+        except OSError as exc:
+            self._writing = None
+            log.warning("cannot write into %s: %s", self.out_dir, exc)
+            raise OutputNotWritten.from_os_error(self.out_dir, exc) from exc
+        self._writing = None
+
+    async def discard(self) -> None:
+        """Remove what was written, after the write under way has ended; finishes even when
+        cancelled meanwhile (the cancel is passed on once it is done)."""
+        cancelled = False
+        writing = self._writing
+        while writing is not None and not writing.done():
+            try:
+                await asyncio.wait([writing])
+            except asyncio.CancelledError:
+                cancelled = True
+        if writing is not None and not writing.cancelled():
+            writing.exception()  # retrieved: its failure is told by whoever saw it first
+        self._writing = None
+        if self.path is not None:
+            try:
+                await _remove(self.handle, self.path, self.out_dir if self._made_folder else None)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 class Downloader:
@@ -134,6 +199,14 @@ class Downloader:
     def __init__(self, url: str, parallel: int) -> None:
         self.url = url
         self._slots = asyncio.Semaphore(parallel)
+        self._ready: asyncio.Future[None] | None = None
+
+    def get_ready(self) -> None:
+        """Start the loop's worker thread now, while a job runs, if nothing has yet: the first
+        hop to a thread starts one, and starting a thread blocks the loop until the system runs
+        it (measured: 1-10 ms on a busy machine), which would otherwise delay the first file."""
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().run_in_executor(None, _nothing)
 
     async def download(
         self,
@@ -184,8 +257,7 @@ class Downloader:
             total=None, connect=limits.connect_timeout, sock_read=limits.request_timeout
         )
         async with self._slots:
-            path: Path | None = None
-            handle: IO[bytes] | None = None
+            local = _LocalFile(out_dir, name)
             overall = asyncio.timeout(limits.timeout)
             try:
                 async with overall:
@@ -200,13 +272,10 @@ class Downloader:
                         size = resp.content_length
                         if size is not None and size > limits.max_bytes:
                             raise self._too_large(name, limits)
-                        path, handle = await _create(out_dir, name)
-                        await self._stream(resp, handle, out_dir, name, limits)
-                        await _on_disk(handle.close, out_dir)
+                        await self._stream(resp, local, name, limits)
             except BaseException as exc:
                 # no partial file stays, whatever stopped us (a cancel included)
-                if path is not None:
-                    await _remove(handle, path)
+                await local.discard()
                 if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
                     raise ComfyOffline(self.url, f"download broke: {type(exc).__name__}") from exc
                 if isinstance(exc, TimeoutError) and overall.expired():
@@ -216,7 +285,8 @@ class Downloader:
                 if isinstance(exc, TimeoutError):
                     raise ComfyOffline(self.url, "download timed out") from exc
                 raise
-        return OutputFile(path=path, node_id=remote.node_id, kind=remote.kind, filename=name)
+        assert local.path is not None  # the last write made it at the latest
+        return OutputFile(path=local.path, node_id=remote.node_id, kind=remote.kind, filename=name)
 
     def _too_large(self, name: str, limits: DownloadLimits) -> DownloadFailed:
         return DownloadFailed(
@@ -226,24 +296,33 @@ class Downloader:
     async def _stream(
         self,
         resp: aiohttp.ClientResponse,
-        handle: IO[bytes],
-        out_dir: Path,
+        local: _LocalFile,
         name: str,
         limits: DownloadLimits,
     ) -> None:
-        """Copy the body to disk: chunks gather up to `download_chunk_size`, then one write in a
-        thread; so memory stays near one chunk and the loop never waits on the disk.
+        """Copy the body to disk: pieces gather up to `download_chunk_size`, then one write in
+        a thread while the next chunk gathers; so memory stays near two chunks and the loop
+        never waits on the disk. A file declaring at most `WHOLE_FILE_BYTES` gathers whole and
+        is written in one hop at its end; one still coming after `FIRST_WRITE_AFTER` seconds is
+        put on the disk with what came so far.
 
         At most `download_max_bytes`; and each `download_rate_window` seconds must bring at
         least `download_min_rate` bytes a second, so a server that trickles fails in one window.
         """
         loop = asyncio.get_running_loop()
         window = limits.rate_window
-        window_end = loop.time() + window
+        started = loop.time()
+        window_end = started + window
+        first_write = started + FIRST_WRITE_AFTER
         window_bytes = total = 0
         buffer = bytearray()
+        gather = limits.chunk_size
+        declared = resp.content_length
+        if declared is not None and declared <= max(gather, WHOLE_FILE_BYTES):
+            gather = max(gather, WHOLE_FILE_BYTES)
         while True:
-            waiting = asyncio.timeout_at(window_end)
+            due = min(window_end, first_write) if buffer and not local.begun else window_end
+            waiting = asyncio.timeout_at(due)
             chunk: bytes | None = None
             try:
                 async with waiting:
@@ -259,10 +338,10 @@ class Downloader:
                 if total > limits.max_bytes:
                     raise self._too_large(name, limits)
                 buffer += chunk
-                if len(buffer) >= limits.chunk_size:
-                    await _on_disk(handle.write, out_dir, buffer)
-                    buffer = bytearray()
             now = loop.time()
+            if len(buffer) >= gather or (buffer and not local.begun and now >= first_write):
+                await local.write(buffer)
+                buffer = bytearray()
             if now >= window_end:
                 if window_bytes < limits.min_rate * window:
                     raise DownloadFailed(
@@ -271,5 +350,4 @@ class Downloader:
                         f"({window_bytes} bytes in {window:g} s)",
                     )
                 window_end, window_bytes = now + window, 0
-        if buffer:
-            await _on_disk(handle.write, out_dir, buffer)
+        await local.write(buffer, last=True)

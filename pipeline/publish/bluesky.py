@@ -1,4 +1,5 @@
-"""Bluesky: images with alt text and a text with clickable links and hashtags, through `atproto`.
+"""Bluesky: images or one video, with alt text, and a text with clickable links and hashtags,
+through `atproto`.
 
 One logged-in `AsyncClient` per account is kept for the process (the SDK refreshes its session;
 a session the service no longer takes is replaced by one new login). Every call has a deadline
@@ -8,7 +9,8 @@ kinds of `pipeline.publish.errors` by the XRPC status and error name. Imports do
 the publishing helpers, atproto, httpx and Pillow; never the store.
 
 XRPC calls: com.atproto.server.createSession (and refreshSession, by the SDK),
-com.atproto.repo.uploadBlob (each image), com.atproto.repo.createRecord (the post),
+com.atproto.repo.uploadBlob (each image, or the video: the SDK's `send_video` path, an
+app.bsky.embed.video record), com.atproto.repo.createRecord (the post),
 app.bsky.feed.getAuthorFeed (the lookup after a lost answer), app.bsky.feed.getPosts (what a
 post achieved, `read_metrics`).
 """
@@ -42,15 +44,21 @@ from pipeline.publish.errors import (
     TransientPublishError,
     scrub,
 )
+from pipeline.publish.media import MediaError, probe_video
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Bluesky's limits (lexicons app.bsky.embed.images and app.bsky.feed.post)
+#: Bluesky's limits (lexicons app.bsky.embed.images, app.bsky.embed.video and app.bsky.feed.post)
 MAX_IMAGES = 4
 MAX_BLOB_BYTES = 1_000_000
 ALT_TEXT_LIMIT = 1000
+#: a video: one MP4 of at most 100 MB (the lexicon's former limit, which every PDS takes) and
+#: 3 minutes (Bluesky's own limit); `pipeline.publish.media.BLUESKY_VIDEO` fits it within them
+VIDEO_MIME = "video/mp4"
+MAX_VIDEO_BYTES = 100_000_000
+MAX_VIDEO_SECONDS = 180.0
 #: XRPC answers are small JSON (a feed page of 50 posts is some 100 KB)
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 #: how many of the account's newest posts are looked through after a lost answer
@@ -197,12 +205,30 @@ def _image_bytes(media: OutgoingMedia) -> tuple[bytes, tuple[int, int]]:
     return data, size
 
 
-def check_media(media: Sequence[OutgoingMedia]) -> None:
-    """Bluesky posts here take up to 4 images: refuse anything else before logging in."""
-    if any(item.kind is MediaKind.VIDEO for item in media):
+def _video_bytes(media: OutgoingMedia) -> bytes:
+    """The video's bytes, never more than Bluesky takes (blocking: call it in a thread)."""
+    try:
+        length = media.path.stat().st_size
+        if length > MAX_VIDEO_BYTES:  # the fitter keeps videos under it: never read a larger one
+            raise ContentRejectedError(
+                f"Bluesky: {media.path.name} is {length} bytes",
+                platform_message=f"the video is over Bluesky's {MAX_VIDEO_BYTES // 1_000_000} MB",
+            )
+        return media.path.read_bytes()
+    except OSError:
         raise ContentRejectedError(
-            "Bluesky: a video",
-            platform_message="videos are not posted to Bluesky yet; post images",
+            f"Bluesky: cannot read {media.path.name}", platform_message="a media file is missing"
+        ) from None
+
+
+def check_media(media: Sequence[OutgoingMedia]) -> None:
+    """Bluesky posts here take up to 4 images, or one MP4 video alone: refuse anything else
+    before logging in."""
+    videos = [item for item in media if item.kind is MediaKind.VIDEO]
+    if videos and (len(media) > 1 or videos[0].mime != VIDEO_MIME):
+        raise ContentRejectedError(
+            f"Bluesky: {len(videos)} videos among {len(media)} files ({videos[0].mime})",
+            platform_message="Bluesky takes one MP4 video alone in a post",
         )
     if len(media) > MAX_IMAGES:
         raise ContentRejectedError(
@@ -309,33 +335,63 @@ class BlueskyPublisher:
         raise AssertionError("unreachable: the second try returns or raises")
 
     # ------------------------------------------------------------------ the port
+    async def _upload(self, account: str, step: str, data: bytes, mime: str) -> Any:
+        """com.atproto.repo.uploadBlob: the blob reference of `data`."""
+
+        async def upload(kept: _Account) -> Any:
+            # by hand: the SDK's upload_blob hands the bytes to httpx as `data=`, which httpx
+            # deprecates for raw bytes
+            response = await kept.client.invoke_procedure(
+                "com.atproto.repo.uploadBlob",
+                data=None,
+                content=data,
+                headers={"Content-Type": mime},
+                output_encoding="application/json",
+            )
+            return get_response_model(response, models.ComAtprotoRepoUploadBlob.Response)
+
+        return (await self._call(account, step, upload)).blob
+
+    async def _video_embed(self, account: str, item: OutgoingMedia) -> Any:
+        """The app.bsky.embed.video of one fitted MP4 (as the SDK's `send_video` makes it): its
+        blob, alt text and aspect ratio; a video Bluesky would refuse is refused here first."""
+        data = await asyncio.to_thread(_video_bytes, item)
+        try:
+            info = await probe_video(item.path)
+        except MediaError as exc:
+            raise ContentRejectedError(
+                f"Bluesky: {exc}", platform_message="the video cannot be read"
+            ) from None
+        if info.duration > MAX_VIDEO_SECONDS:
+            raise ContentRejectedError(
+                f"Bluesky: {item.path.name} lasts {info.duration:.0f} s",
+                platform_message=f"Bluesky takes videos of at most {MAX_VIDEO_SECONDS:.0f} s",
+            )
+        blob = await self._upload(account, "video upload", data, VIDEO_MIME)
+        return models.AppBskyEmbedVideo.Main(
+            video=blob,
+            alt=item.alt_text[:ALT_TEXT_LIMIT],
+            aspect_ratio=models.AppBskyEmbedDefs.AspectRatio(width=info.width, height=info.height),
+        )
+
     async def post(self, account: str, media: Sequence[OutgoingMedia], caption: str) -> RemotePost:
         check_media(media)
+        embed: Any = None
+        if media and media[0].kind is MediaKind.VIDEO:
+            embed = await self._video_embed(account, media[0])
         images = []
-        for item in media:
+        for item in media if embed is None else ():
             data, (width, height) = await asyncio.to_thread(_image_bytes, item)
-
-            async def upload(kept: _Account, data: bytes = data, mime: str = item.mime) -> Any:
-                # com.atproto.repo.uploadBlob by hand: the SDK's upload_blob hands the bytes to
-                # httpx as `data=`, which httpx deprecates for raw bytes
-                response = await kept.client.invoke_procedure(
-                    "com.atproto.repo.uploadBlob",
-                    data=None,
-                    content=data,
-                    headers={"Content-Type": mime},
-                    output_encoding="application/json",
-                )
-                return get_response_model(response, models.ComAtprotoRepoUploadBlob.Response)
-
-            uploaded = await self._call(account, "image upload", upload)
+            blob = await self._upload(account, "image upload", data, item.mime)
             images.append(
                 models.AppBskyEmbedImages.Image(
                     alt=item.alt_text[:ALT_TEXT_LIMIT],
-                    image=uploaded.blob,
+                    image=blob,
                     aspect_ratio=models.AppBskyEmbedDefs.AspectRatio(width=width, height=height),
                 )
             )
-        embed = models.AppBskyEmbedImages.Main(images=images) if images else None
+        if images:
+            embed = models.AppBskyEmbedImages.Main(images=images)
         facets = facets_of(caption)
 
         async def send(kept: _Account) -> Any:

@@ -134,8 +134,8 @@ BLUESKY_IMAGE = ImageLimits(
     max_bytes=1000 * 1000,
     keep_alpha_as_png=False,
 )
-# Bluesky video (app.bsky.embed.video): MP4 up to 3 minutes and 100 MB. Fitted so the
-# reviewer sees it, but not posted yet: the publisher posts images only (see bluesky.py).
+# Bluesky video (app.bsky.embed.video): MP4 up to 3 minutes and 100 MB (the lexicon's former
+# blob limit, which every PDS takes; bluesky.py checks the same before uploading).
 BLUESKY_VIDEO = VideoLimits(
     min_seconds=0.5,
     max_seconds=180.0,

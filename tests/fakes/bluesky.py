@@ -4,8 +4,10 @@ com.atproto.server.createSession / refreshSession, com.atproto.repo.uploadBlob /
 app.bsky.feed.getAuthorFeed and app.bsky.feed.getPosts (a post's counts), with the real answers'
 shapes and errors
 (`{"error": "AuthenticationRequired", "message": ...}`, 400 `InvalidRecord` / `ExpiredToken`,
-429 with `ratelimit-*` headers). It checks what a real PDS checks of a post: 300 graphemes, at
-most 4 images of at most 1,000,000 bytes, facets within the text. Fault switches make it refuse
+`BlobTooLarge` / `InvalidMimeType`, 429 with `ratelimit-*` headers). It checks what a real PDS
+checks of a post: 300 graphemes, at most 4 images of at most 1,000,000 bytes, or one
+app.bsky.embed.video whose blob is an MP4 of at most 100,000,000 bytes with alt text of at most
+1000 graphemes and a positive aspect ratio, facets within the text. Fault switches make it refuse
 the password, rate-limit, lose the answer to a post it made, or fall silent.
 """
 
@@ -26,6 +28,9 @@ from aiohttp import web
 from tests.fakes.serving import serve
 
 DID = "did:plc:fox4fake4bluesky4test"
+#: app.bsky.embed.video's blob: accept and maxSize as the PDS enforces them
+VIDEO_ACCEPT = ("video/mp4",)
+VIDEO_MAX_BYTES = 100_000_000
 
 
 def _b64(data: bytes) -> str:
@@ -90,6 +95,8 @@ class FakeBluesky:
     silent: bool = False
     #: bytes of filler added to every feed answer (an answer far larger than any real one)
     feed_padding: int = 0
+    #: the largest video blob a post may embed (a PDS may set it lower than the lexicon)
+    video_max_bytes: int = VIDEO_MAX_BYTES
     #: what the fake saw
     calls: list[str] = field(default_factory=list)
     posts: list[Post] = field(default_factory=list)
@@ -106,7 +113,7 @@ class FakeBluesky:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> FakeBluesky:
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app = web.Application(client_max_size=VIDEO_MAX_BYTES + 1024 * 1024)
         app.router.add_route("*", "/xrpc/{method}", self._dispatch)
         self._runner, self.port = await serve(app, self.port)
         return self
@@ -225,6 +232,36 @@ class FakeBluesky:
                     return "Could not find blob: " + str(cid)
                 if len(self.blobs[cid][0]) > 1_000_000:
                     return "Invalid app.bsky.feed.post record: BlobTooLarge"
+        if embed.get("$type") == "app.bsky.embed.video":
+            return self._invalid_video(embed)
+        return None
+
+    def _invalid_video(self, embed: dict[str, Any]) -> str | None:
+        """Why a real PDS would refuse this app.bsky.embed.video, or None (the blob's own
+        checks answer as the PDS's blob store does: `BlobTooLarge`, `InvalidMimeType`)."""
+        video = embed.get("video") or {}
+        cid = (video.get("ref") or {}).get("$link")
+        if cid not in self.blobs:
+            return "Could not find blob: " + str(cid)
+        data, mime = self.blobs[cid]
+        if mime not in VIDEO_ACCEPT:
+            return f"Wrong type of file. It is {mime} but it must match {', '.join(VIDEO_ACCEPT)}."
+        if len(data) > self.video_max_bytes:
+            return (
+                f"This file is too large. It is {len(data)} bytes but the maximum size is "
+                f"{self.video_max_bytes} bytes."
+            )
+        alt = embed.get("alt")
+        if alt is not None and len(regex.findall(r"\X", alt)) > 1000:
+            return "Invalid app.bsky.feed.post record: Record/embed/alt must not be longer than 1000 graphemes"
+        ratio = embed.get("aspectRatio")
+        if ratio is not None and not (
+            isinstance(ratio.get("width"), int)
+            and isinstance(ratio.get("height"), int)
+            and ratio["width"] >= 1
+            and ratio["height"] >= 1
+        ):
+            return "Invalid app.bsky.feed.post record: Record/embed/aspectRatio/width must be >= 1"
         return None
 
     async def _create_record(self, request: web.Request) -> web.StreamResponse:
@@ -239,7 +276,12 @@ class FakeBluesky:
         record = body.get("record") or {}
         problem = self._invalid(record)
         if problem is not None:
-            return error(400, "InvalidRecord", problem)
+            name = "InvalidRecord"
+            if problem.startswith("Wrong type of file"):
+                name = "InvalidMimeType"
+            elif problem.startswith("This file is too large"):
+                name = "BlobTooLarge"
+            return error(400, name, problem)
         post = Post(f"3l{next(self._serial):011d}", record)
         self.posts.append(post)
         if self.lose_post_answer:

@@ -30,6 +30,7 @@ from pipeline.settings import Settings
 from pipeline.store import SqlStore
 from tests.fakes.bluesky import FakeBluesky
 from tests.publish.conftest import BSKY_ENV, RecordingNotifier, approved_run, comfy_png, no_secrets
+from tests.videos import make_video
 
 ALT = "A small orange fox in a blue scarf"
 
@@ -240,6 +241,95 @@ async def test_a_lost_answer_is_found_on_the_feed_and_not_posted_twice(
     assert "oddly" not in caplog.text  # a cut answer is a known kind, not a surprise
 
 
+async def test_a_video_is_posted_as_an_mp4_with_alt_text_and_its_aspect_ratio(
+    fake: FakeBluesky,
+    service: Callable[..., PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+) -> None:
+    """An approved WebM clip is fitted to MP4 and posted as Bluesky's video embed, with the
+    description as alt text and the clip's 16:9 shape."""
+    make_video(run_dir / "clip.webm", seconds=1.5, size="320x180", audio=True)
+    run = approved_run(run_dir, ["clip.webm"], captions={"bluesky": "Autumn walk #fox"})
+    character = make_character(bluesky=True)
+    await fit_run_media(run, character, run_dir)
+
+    [record] = await service().publish_run(run, character, run_dir)
+
+    assert record.state is PostState.POSTED, record.error
+    [post] = fake.posts
+    embed = post.record["embed"]
+    assert embed["$type"] == "app.bsky.embed.video"
+    assert embed["alt"] == ALT
+    assert embed["aspectRatio"]["width"] / embed["aspectRatio"]["height"] == pytest.approx(16 / 9)
+    data, mime = fake.blobs[embed["video"]["ref"]["$link"]]
+    assert mime == embed["video"]["mimeType"] == "video/mp4"
+    assert data[4:8] == b"ftyp"  # an MP4 file, not the WebM that was approved
+    assert post.record["text"] == "Autumn walk #fox"
+
+
+async def test_a_lost_answer_to_a_video_post_is_found_on_the_feed_and_not_posted_twice(
+    fake: FakeBluesky,
+    service: Callable[..., PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+) -> None:
+    """A video post whose answer never came is found among the account's posts: neither the
+    post nor the video is sent again, even when the run is published once more."""
+    fake.lose_post_answer = True
+    make_video(run_dir / "clip.mp4", seconds=1.0, size="180x320")
+    run = approved_run(run_dir, ["clip.mp4"], captions={"bluesky": "Night walk"})
+    character = make_character(bluesky=True)
+
+    [record] = await service().publish_run(run, character, run_dir)
+    [again] = await service().publish_run(run, character, run_dir, retry_failed=True)
+
+    assert record.state is PostState.POSTED
+    assert record.remote_id == fake.posts[0].uri
+    assert again == record
+    assert len(fake.posts) == 1
+    assert fake.calls.count("com.atproto.repo.uploadBlob") == 1
+    assert fake.calls.count("com.atproto.repo.createRecord") == 1
+    ratio = fake.posts[0].record["embed"]["aspectRatio"]
+    assert (ratio["width"], ratio["height"]) == (180, 320)
+
+
+async def test_a_video_over_the_servers_limit_fails_with_its_sentence(
+    fake: FakeBluesky,
+    service: Callable[..., PublishService],
+    make_character: Callable[..., Character],
+    run_dir: Path,
+) -> None:
+    """A server that takes smaller videos than the lexicon refuses the post (BlobTooLarge):
+    the post fails with Bluesky's sentence and is not retried."""
+    fake.video_max_bytes = 1000
+    make_video(run_dir / "clip.mp4", seconds=1.0)
+    run = approved_run(run_dir, ["clip.mp4"], captions={"bluesky": "Autumn walk"})
+
+    [record] = await service().publish_run(run, make_character(bluesky=True), run_dir)
+
+    assert record.state is PostState.FAILED
+    assert record.error is not None
+    assert record.error.startswith("The platform refused the post: This file is too large.")
+    assert fake.posts == []
+    assert fake.calls.count("com.atproto.repo.createRecord") == 1
+
+
+async def test_a_video_over_three_minutes_is_refused_before_it_is_sent(
+    fake: FakeBluesky, publishers: Callable[..., BlueskyPublisher], tmp_path: Path
+) -> None:
+    """A clip of 181 s (longer than Bluesky plays) is refused with the limit; nothing is
+    uploaded."""
+    clip = make_video(tmp_path / "long.mp4", seconds=181, size="64x36")
+    media = [OutgoingMedia(clip, MediaKind.VIDEO, "video/mp4", ALT)]
+
+    with pytest.raises(ContentRejectedError) as caught:
+        await publishers().post("fox_bsky", media, "hello")
+
+    assert caught.value.platform_message == "Bluesky takes videos of at most 180 s"
+    assert "com.atproto.repo.uploadBlob" not in fake.calls
+
+
 async def test_a_rate_limited_post_waits_as_bluesky_says_and_posts_once(
     fake: FakeBluesky,
     service: Callable[..., PublishService],
@@ -354,11 +444,14 @@ async def test_a_feed_answer_over_the_cap_is_not_read(
 @pytest.mark.parametrize(
     ("files", "said"),
     [
-        ([("a.mp4", MediaKind.VIDEO, 10)], "videos are not posted to Bluesky yet; post images"),
+        (
+            [("a.mp4", MediaKind.VIDEO, 10), ("b.jpg", MediaKind.IMAGE, 10)],
+            "Bluesky takes one MP4 video alone in a post",
+        ),
         ([("a.jpg", MediaKind.IMAGE, 10)] * 5, "Bluesky takes at most 4 images"),
         ([("a.jpg", MediaKind.IMAGE, 1_000_001)], "an image is over Bluesky's 1000000 bytes"),
     ],
-    ids=["video", "five-images", "image-over-the-blob-limit"],
+    ids=["video-with-an-image", "five-images", "image-over-the-blob-limit"],
 )
 async def test_media_bluesky_would_refuse_fails_before_anything_is_sent(
     files: list[tuple[str, MediaKind, int]],
@@ -367,7 +460,8 @@ async def test_media_bluesky_would_refuse_fails_before_anything_is_sent(
     publishers: Callable[..., BlueskyPublisher],
     tmp_path: Path,
 ) -> None:
-    """A video, a fifth image or an image over 1,000,000 bytes is refused with a reason."""
+    """A video with an image, a fifth image or an image over 1,000,000 bytes is refused with a
+    reason."""
     media = []
     for name, kind, size in files:
         path = tmp_path / name
