@@ -2,7 +2,8 @@
 
 A Run is saved after every step; `to_json` / `from_json` are its storage form, and
 `upgrade_run_data` reads the forms older versions wrote. Imports nothing from the project but
-the error tree and the one definition of media kinds (`strategies.media`).
+the error tree, the one definition of media kinds (`strategies.media`) and a narrated run's
+script (`strategies.narration`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pipeline.errors import RunError
 from strategies.media import MediaKind as MediaKind
+from strategies.narration import Scene as Scene
+from strategies.narration import Script as Script
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -264,6 +267,8 @@ class Run:
     review_notes: ReviewNotes | None = None
     #: set once its media were removed to free the disk
     pruned: PrunedMark | None = None
+    #: a narrated run's script, with each scene's finished parts (text2longvideo)
+    script: Script | None = None
 
     @classmethod
     def new(cls, job: Job, *, run_id: str | None = None) -> Self:

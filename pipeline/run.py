@@ -30,6 +30,7 @@ from pipeline.errors import (
     disk_reason,
 )
 from pipeline.failures import failure_of
+from pipeline.longvideo import scene_recorder
 from pipeline.models import (
     Choices,
     Decision,
@@ -38,6 +39,8 @@ from pipeline.models import (
     PostRecord,
     Run,
     RunState,
+    Scene,
+    Script,
 )
 from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
 from pipeline.previews import PREVIEW_FOLDER
@@ -50,6 +53,7 @@ from strategies.base import (
     StrategyContext,
 )
 from strategies.media import MediaKind, media_kind
+from strategies.narration import NarrationSetup
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,22 @@ class RunPublisher(Protocol):
         ...
 
 
+class Narrator(Protocol):
+    """Writes a narrated run's script and sets up its voice and editor (pipeline.longvideo)."""
+
+    async def write_script(
+        self, character: Character, *, prompt: str, subject: str, style: str
+    ) -> Script: ...
+
+    def setup(
+        self,
+        character: Character,
+        script: Script,
+        record: Callable[[int, Scene], Awaitable[None]],
+        speech_workflow: StageSetup | None,
+    ) -> NarrationSetup: ...
+
+
 class CaptionWriter(Protocol):
     async def write(
         self, character: Character, *, prompt: str, descriptions: Sequence[str], subject: str
@@ -159,6 +179,8 @@ class Pipeline:
     fit_media: Callable[[Run, Character, Path], Awaitable[object]] | None = None
     #: ComfyUI capability tags a video job needs (wiring sets {"video"} when a server has it)
     video_tags: frozenset[str] = frozenset()
+    #: scripts, speech and joining for narrated strategies (pipeline.longvideo.Narrator)
+    narrator: Narrator | None = None
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -272,6 +294,12 @@ class Pipeline:
             partner=run.partner,
             news_id=run.news_id,
         )
+        if strategies.needs(choices.generation_type).narrated:
+            script = await self._narrator().write_script(
+                character, prompt=idea.prompt, subject=idea.subject, style=choices.style
+            )
+            visuals = tuple(scene.visual for scene in script.scenes)
+            return run.advance(RunState.DESCRIBED, descriptions=visuals, script=script)
         descriptions = await self.describer.describe(
             character,
             idea,
@@ -294,6 +322,7 @@ class Pipeline:
         strategy = strategies.get(choices.generation_type)
         _progress(sink, run, "generate", f"{strategy.name} on ComfyUI")
         rng = Random(f"{choices.seed}:generate")
+        record, latest = scene_recorder(self.store, run)
         ctx = StrategyContext(
             generator=self.generator,
             folder=folder,
@@ -306,6 +335,7 @@ class Pipeline:
             negative=run.job.negative,
             tags=self.video_tags if strategy.needs.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
+            narration=await self._narration(character, run, record),
         )
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -336,7 +366,25 @@ class Pipeline:
             )
             for item in generated
         )
-        return run.advance(RunState.GENERATED, media=media)
+        return latest().advance(RunState.GENERATED, media=media)
+
+    def _narrator(self) -> Narrator:
+        if self.narrator is None:
+            raise RunError("narrated videos are not set up in this process (no narrator wired)")
+        return self.narrator
+
+    async def _narration(
+        self, character: Character, run: Run, record: Callable[[int, Scene], Awaitable[None]]
+    ) -> NarrationSetup | None:
+        """A narrated run's script and tools for its strategy; None for other strategies."""
+        if run.script is None:
+            return None
+        settings = character.spec.longvideo
+        speech = None
+        if settings.speech == "comfyui":
+            path = character.root / settings.speech_workflow
+            speech = StageSetup(workflow=await asyncio.to_thread(Workflow.load, path))
+        return self._narrator().setup(character, run.script, record, speech)
 
     async def _score(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None

@@ -89,7 +89,7 @@ async def test_shipped_workflows_pass_on_a_server_that_has_their_nodes(
 
     assert code == 0, "\n".join(out) + err
     assert out == [
-        "ok: 3 character file(s) valid, 4 workflow(s) read, 1 of 1 ComfyUI server(s) checked, "
+        "ok: 3 character file(s) valid, 5 workflow(s) read, 1 of 1 ComfyUI server(s) checked, "
         "0 problem(s)"
     ]
 
@@ -124,7 +124,7 @@ async def test_a_server_that_does_not_answer_is_a_note_not_a_failure(
     assert out == [
         f"note: ComfyUI at {down} did not answer (ClientConnectorError); the workflows were "
         "not checked against it",
-        "ok: 3 character file(s) valid, 4 workflow(s) read, 1 of 2 ComfyUI server(s) checked, "
+        "ok: 3 character file(s) valid, 5 workflow(s) read, 1 of 2 ComfyUI server(s) checked, "
         "0 problem(s)",
     ]
 
@@ -212,7 +212,7 @@ async def test_every_problem_of_a_block_is_listed(project: Path) -> None:
         "characters/mascot.yaml:14: generation.similarity_threshold: must be between 0 and 1",
         "characters/mascot.yaml:9: generation.generation_type_weights.txt2img: unknown strategy "
         "'txt2img' (known: text2img, image2image, text2image2image, text2video, "
-        "text2image2video)",
+        "text2image2video, text2longvideo)",
     ]
     assert out[-1].endswith("2 problem(s)")
 

@@ -11,7 +11,8 @@ import pytest
 from comfy import Workflow, WorkflowError
 from tests.comfy.conftest import WORKFLOWS
 
-SHIPPED = sorted(p.name for p in WORKFLOWS.glob("*.json"))
+#: the shipped workflows that draw or animate (a speech workflow has no prompt or sampler)
+SHIPPED = sorted(p.name for p in WORKFLOWS.glob("*.json") if not p.stem.endswith("_speech"))
 
 
 @pytest.mark.parametrize("name", SHIPPED, ids=SHIPPED)
@@ -29,6 +30,16 @@ def test_shipped_workflow_has_findable_nodes(name: str) -> None:
     assert negative["text"] == "blurry"
     assert changed.seeds()["3"]["seed"] != workflow.seeds()["3"]["seed"]
     assert changed.inputs(changed.resolve("KSampler"))["denoise"] is not None
+
+
+def test_the_speech_workflow_says_the_narration_and_saves_audio() -> None:
+    """text2longvideo's speech workflow takes each scene's narration on the node titled
+    "Narration" and saves what it says with ComfyUI's SaveAudio."""
+    workflow = Workflow.load(WORKFLOWS / "text2longvideo_speech.json")
+    said = workflow.set_by_title("Narration", "text", "The first snow falls.")
+    assert said.inputs(said.resolve("Narration"))["text"] == "The first snow falls."
+    [save] = said.find(class_type="SaveAudio")
+    assert said.inputs(save)["audio"] == [said.resolve("Narration"), 0]
 
 
 @pytest.mark.parametrize("name", ["text2img.json", "text2video.json", "image2video.json"])
