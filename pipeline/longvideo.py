@@ -57,8 +57,6 @@ MAX_NARRATION_CHARS = 500
 #: the reel's frame (9:16) and frame rate
 FRAME = (1080, 1920)
 FPS = 30
-#: silence after each scene's speech, so sentences do not run together
-PAUSE_SECONDS = 0.3
 
 SCRIPT_SCHEMA: JsonSchema = {
     "type": "object",
@@ -183,7 +181,8 @@ async def write_script(
             last = exc
             continue
         scenes = tuple(replace(s, visual=apply_style(s.visual, style_text)) for s in scenes)
-        return Script(scenes, seconds, settings.scene_seconds, note)
+        limit = length_limit(character, math.inf)[0]
+        return Script(scenes, seconds, settings.scene_seconds, note, limit=limit)
     raise ModelError(
         f"the script answer could not be read after {attempts} tries: {last}",
         user_message=(
@@ -221,7 +220,7 @@ def _timestamp(seconds: float) -> str:
 
 def scene_lengths(scenes: Sequence[Scene]) -> list[float]:
     """How long each scene lasts in the joined video: its speech and a pause."""
-    return [max(1.0, (scene.speech_seconds or 0.0) + PAUSE_SECONDS) for scene in scenes]
+    return [scene.length for scene in scenes]
 
 
 def subtitles(scenes: Sequence[Scene], max_seconds: float) -> str:
@@ -425,5 +424,5 @@ class Narrator:
             speaker=speaker,
             speech_workflow=speech_workflow,
             # the speech may run past the length asked: the platforms' limit is the cut
-            max_seconds=length_limit(character, math.inf)[0],
+            max_seconds=script.limit or length_limit(character, math.inf)[0],
         )

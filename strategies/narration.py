@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # only for types: the domain records (pipeline.models) import
 #: how a scene's narration becomes speech: an OpenAI-compatible endpoint, or a ComfyUI workflow
 SpeechBy = Literal["openai", "comfyui"]
 
+#: silence after each scene's speech, so sentences do not run together; and the shortest scene
+PAUSE_SECONDS = 0.3
+MIN_SCENE_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -33,6 +37,11 @@ class Scene:
     #: how long the speech lasts: the scene lasts this long, and so does its subtitle
     speech_seconds: float | None = None
 
+    @property
+    def length(self) -> float:
+        """How long the scene lasts in the reel: its speech and a pause (at least a second)."""
+        return max(MIN_SCENE_SECONDS, (self.speech_seconds or 0.0) + PAUSE_SECONDS)
+
 
 @dataclass(frozen=True)
 class Script:
@@ -44,12 +53,25 @@ class Script:
     scene_seconds: float
     #: one sentence when the length was cut to a platform's limit ("cut to 90 s: ...")
     note: str | None = None
+    #: the longest the reel may be (the enabled platforms' limit): a longer narration is cut
+    limit: float | None = None
+
+    def overrun(self) -> str | None:
+        """One sentence when the spoken scenes last longer than the reel may, else None."""
+        if self.limit is None or not all(s.speech_seconds for s in self.scenes):
+            return None
+        total = sum(scene.length for scene in self.scenes)
+        if total <= self.limit:
+            return None
+        return (
+            f"The narration runs {total:.0f} s; the reel is cut at {self.limit:g} s "
+            "(the platforms' limit)."
+        )
 
     def text(self) -> str:
-        """The script as a reviewer reads it: numbered scenes, narration then picture."""
-        lines = []
-        if self.note:
-            lines.append(self.note)
+        """The script as a reviewer reads it: what was cut, then numbered scenes, narration
+        then picture."""
+        lines = [note for note in (self.note, self.overrun()) if note]
         for number, scene in enumerate(self.scenes, 1):
             lines.append(f"{number}. {scene.narration}\n   [{scene.visual}]")
         return "\n".join(lines)
