@@ -232,7 +232,8 @@ def subtitles(scenes: Sequence[Scene], max_seconds: float) -> str:
         if start >= max_seconds:
             break
         end = min(start + length, max_seconds)
-        text = scene.narration.replace("-->", "->")
+        # libass reads `{...}` as style overrides and `-->` ends a timing line: neither is ours
+        text = scene.narration.replace("-->", "->").replace("{", "(").replace("}", ")")
         blocks.append(f"{len(blocks) + 1}\n{_timestamp(start)} --> {_timestamp(end)}\n{text}\n")
         start += length
     return "\n".join(blocks)

@@ -160,7 +160,7 @@ async def test_a_refused_voice_fails_the_run_in_one_safe_sentence_and_a_retry_fi
     again."""
     fake, _ = comfy
     world.pipeline.narrator = voices.narrator(key="sk-wrong-secret-key-zzzz")
-    failed = await world.run(LONG)
+    failed = await world.run(replace(LONG, publish=False))
     assert failed.state is RunState.FAILED
     assert failed.failure is not None
     assert failed.failure.state is RunState.DESCRIBED
@@ -171,7 +171,7 @@ async def test_a_refused_voice_fails_the_run_in_one_safe_sentence_and_a_retry_fi
     assert drawn == 2  # the first scene's image and clip
     world.pipeline.narrator = voices.narrator()
     done = await world.pipeline.execute(failed)
-    assert done.state is RunState.PUBLISHED, done.failure
+    assert done.state is RunState.APPROVED, done.failure
     assert len(fake.prompts) == drawn + 2  # only the second scene's
 
 

@@ -105,12 +105,12 @@ def test_each_subtitle_is_shown_while_its_scene_is_spoken_and_none_past_the_cut(
     last one shown ends at the cut."""
     scenes = [
         Scene("First line.", "v", speech_seconds=1.7),
-        Scene("Second --> line.", "v", speech_seconds=0.2),
+        Scene("Second --> {\\an8}line.", "v", speech_seconds=0.2),
         Scene("Third line.", "v", speech_seconds=5.0),
     ]
     assert subtitles(scenes, 4.0).split("\n\n") == [
         "1\n00:00:00,000 --> 00:00:02,000\nFirst line.",
-        "2\n00:00:02,000 --> 00:00:03,000\nSecond -> line.",
+        "2\n00:00:02,000 --> 00:00:03,000\nSecond -> (\\an8)line.",
         "3\n00:00:03,000 --> 00:00:04,000\nThird line.\n",
     ]
     assert "Third" not in subtitles(scenes, 3.0)
