@@ -262,3 +262,22 @@ async def test_a_clip_ffmpeg_cannot_read_fails_the_join_in_one_sentence(tmp_path
         "Joining the scenes into one video failed; the run is kept and can be retried."
     )
     assert not (tmp_path / "reel.mp4").exists()
+
+
+async def test_the_terminal_review_shows_the_script(tmp_path: Path) -> None:
+    """`python -m pipeline run` shows a narrated run's script below its reel."""
+    import io
+
+    from pipeline.console import ConsoleReviewer
+    from pipeline.models import Job, MediaItem, MediaKind, Run, RunState
+
+    script = Script((Scene("Hello, fox.", "a fox waving"),), 45, 5)
+    run = Run.new(Job("testy")).advance(
+        RunState.CAPTIONED,
+        media=(MediaItem("longvideo.mp4", MediaKind.VIDEO, 0),),
+        script=script,
+    )
+    out = io.StringIO()
+    await ConsoleReviewer(out, stdin=io.StringIO("y\n")).request(run, tmp_path)
+    shown = out.getvalue().splitlines()
+    assert shown[-3:] == ["  Script:", "    1. Hello, fox.", "       [a fox waving]"]
