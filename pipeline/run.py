@@ -27,6 +27,7 @@ from pipeline.errors import (
     ReviewUnavailable,
     RunError,
     ServiceError,
+    StoreError,
     disk_reason,
 )
 from pipeline.failures import failure_of
@@ -455,6 +456,8 @@ class Pipeline:
 
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
+        if run.script is not None:  # a narrated run saved its finished scenes as it went
+            run = await _with_saved_scenes(self.store, run)
         failure = failure_of(exc, step)
         log_text = exc.log_text() if isinstance(exc, ExecutionFailed) else str(exc)
         log.warning("run %s failed at %s: %s", run.id, failure.doing, log_text)
@@ -466,6 +469,17 @@ class Pipeline:
             await self.notifier.run_changed(run, posts)
         except Exception:  # a notice that fails must not fail the run it reports on
             log.exception("could not send the notice for run %s", run.id)
+
+
+async def _with_saved_scenes(store: Store, run: Run) -> Run:
+    """`run` with the script as last saved: the scenes a failed step finished stay recorded."""
+    try:
+        saved = await store.load_run(run.id)
+    except StoreError:
+        return run
+    if saved is None or saved.script is None or saved.state is not run.state:
+        return run
+    return replace(run, script=saved.script)
 
 
 _FINAL = frozenset(

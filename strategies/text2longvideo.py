@@ -121,6 +121,18 @@ async def _one(
     return found[0]
 
 
+def _spoken(stem: Path) -> Path | None:
+    """The speech file the speaker wrote at `stem` before (its partial files never count)."""
+    if not stem.parent.is_dir():
+        return None
+    found = sorted(
+        path
+        for path in stem.parent.iterdir()
+        if path.stem == stem.name and path.suffix.lower() in AUDIO_SUFFIXES
+    )
+    return found[0] if found else None
+
+
 async def _speech(
     ctx: StrategyContext, setup: NarrationSetup, index: int, scene: Scene, label: str
 ) -> Path:
@@ -128,6 +140,9 @@ async def _speech(
     if setup.speech_by == "openai":
         assert setup.speaker is not None, "the pipeline gives a speaker for openai speech"
         stem = ctx.folder / f"scene{index:02}-speech" / "speech"
+        spoken = await asyncio.to_thread(_spoken, stem)
+        if spoken is not None:  # written whole before a stop that came ahead of its record
+            return spoken
         await asyncio.to_thread(stem.parent.mkdir, parents=True, exist_ok=True)
         return await setup.speaker.speak(scene.narration, stem)
     params = setup.speech_workflow

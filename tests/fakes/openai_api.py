@@ -125,6 +125,8 @@ class SpeechSwitches:
 
     #: statuses the next requests are answered with, in order (OpenAI's error bodies)
     fail: deque[int] = field(default_factory=deque)
+    #: the status (or None: answer) for each request, after `fail` is used up
+    refuse: Callable[[SpeechRequest], int | None] | None = None
     #: the next answer is this body instead of audio (a proxy's HTML page, say)
     not_audio: bytes | None = None
     #: each audio answer is padded to this many bytes (a server sending far too much)
@@ -182,6 +184,9 @@ class FakeOpenAI(LlmFake):
             return self.error(401, None, None)
         if switches.fail:
             return self.error(switches.fail.popleft(), None, None)
+        status = switches.refuse(asked) if switches.refuse is not None else None
+        if status is not None:
+            return self.error(status, None, None)
         if asked.voice not in VOICES:
             return self.error(
                 400,

@@ -302,3 +302,46 @@ def test_the_script_is_cut_to_the_platforms_limit_and_says_so() -> None:
     assert scene_count(45, 5) == 9
     assert scene_count(600, 2) == MAX_SCENES
     assert scene_count(3, 5) == 1
+
+
+async def test_a_scene_spoken_before_a_failure_stays_recorded_and_is_not_spoken_again(
+    narrated: World, voice: FakeOpenAI, comfy: tuple[FakeComfyUI, ComfyPool]
+) -> None:
+    """The endpoint fails on the second scene: the failed run still records the first scene's
+    speech, and the retry asks only for the second."""
+    fake, _ = comfy
+    voice.speech.refuse = lambda asked: 503 if asked.text == NARRATIONS[1] else None
+    failed = await narrated.run(replace(LONG, publish=False))
+    assert failed.state is RunState.FAILED
+    assert failed.script is not None
+    assert failed.script.scenes[0].speech is not None
+    assert failed.script.scenes[1].clip is not None
+    assert failed.script.scenes[1].speech is None
+    voice.speech.refuse = None
+    done = await narrated.pipeline.execute(failed)
+    assert done.state is RunState.APPROVED, done.failure
+    assert [asked.text for asked in voice.spoken] == [*NARRATIONS, NARRATIONS[1]]
+    assert len(fake.prompts) == 4
+
+
+async def test_speech_written_just_before_a_stop_is_not_asked_for_again(
+    narrated: World, voice: FakeOpenAI, comfy: tuple[FakeComfyUI, ComfyPool]
+) -> None:
+    """A process stopped after a speech file was written whole but before the run recorded it:
+    the resumed run takes the file instead of asking the endpoint again."""
+    fake, _ = comfy
+    run = await narrated.run(replace(LONG, publish=False))
+    assert run.state is RunState.APPROVED, run.failure
+    assert run.script is not None
+    first, second = run.script.scenes
+    lagging = replace(run.script, scenes=(first, replace(second, speech=None, speech_seconds=None)))
+    folder = narrated.folder(run)
+    await asyncio.to_thread((folder / "longvideo.mp4").unlink)
+    asked, drawn = len(voice.spoken), len(fake.prompts)
+    again = await narrated.pipeline.execute(
+        run.advance(RunState.DESCRIBED, media=(), script=lagging)
+    )
+    assert again.state is RunState.APPROVED, again.failure
+    assert (len(voice.spoken), len(fake.prompts)) == (asked, drawn)
+    assert again.script == run.script
+    assert await asyncio.to_thread((folder / "longvideo.mp4").is_file)
