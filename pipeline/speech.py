@@ -9,6 +9,7 @@ sentence; the key never reaches a message. Imported by the wiring only (the clie
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -41,17 +42,40 @@ def audio_suffix(data: bytes) -> str | None:
 def _write(stem: Path, suffix: str, data: bytes) -> Path:
     dest = stem.with_suffix(suffix)
     partial = dest.with_name(dest.name + ".part")
-    partial.write_bytes(data)
-    partial.replace(dest)
+    try:
+        partial.write_bytes(data)
+        partial.replace(dest)
+    finally:
+        partial.unlink(missing_ok=True)
     return dest
+
+
+@dataclass(frozen=True)
+class SpeechEndpoint:
+    """One OpenAI-compatible speech endpoint: its client (closed by `close`) and limits."""
+
+    client: openai.AsyncOpenAI
+    base_url: str
+    model: str
+    timeout_s: float
+    #: what never reaches a message (the key)
+    secrets: tuple[str, ...]
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 class OpenAISpeaker:
     """Speech from an OpenAI-compatible `/audio/speech` endpoint (OpenAI, or a local server
-    that speaks the same API), as WAV, within `timeout_s` and `max_bytes`."""
+    that speaks the same API) in one voice, as WAV, within the endpoint's deadline and cap."""
 
-    def __init__(
-        self,
+    def __init__(self, endpoint: SpeechEndpoint, voice: str) -> None:
+        self.endpoint = endpoint
+        self.voice = voice
+
+    @classmethod
+    def connect(
+        cls,
         base_url: str,
         api_key: str,
         *,
@@ -59,14 +83,10 @@ class OpenAISpeaker:
         voice: str,
         timeout_s: float = 120.0,
         max_bytes: int = 32 * 2**20,
-    ) -> None:
-        self.base_url = base_url
-        self.model = model
-        self.voice = voice
-        self.timeout_s = timeout_s
-        self._secrets = (api_key,)
+    ) -> OpenAISpeaker:
+        """A speaker on a new client for `base_url`; `close` it when done."""
         ask_identity, cap = capped_hooks2(max_bytes)
-        self._client = openai.AsyncOpenAI(
+        client = openai.AsyncOpenAI(
             api_key=api_key or "none",  # local servers take any key; the client wants one
             base_url=base_url,
             timeout=timeout_s,
@@ -75,26 +95,25 @@ class OpenAISpeaker:
                 event_hooks={"request": [ask_identity], "response": [cap]}
             ),
         )
+        return cls(SpeechEndpoint(client, base_url, model, timeout_s, (api_key,)), voice)
 
     def with_voice(self, voice: str) -> OpenAISpeaker:
-        """This speaker with another voice (a character's own), sharing the connection."""
-        other = object.__new__(OpenAISpeaker)
-        other.__dict__.update(self.__dict__)
-        other.voice = voice
-        return other
+        """This speaker in another voice (a character's own), on the same client."""
+        return OpenAISpeaker(self.endpoint, voice)
 
     async def speak(self, text: str, stem: Path) -> Path:
-        where = f"the speech endpoint {self.base_url}"
+        end = self.endpoint
+        where = f"the speech endpoint {end.base_url}"
         try:
-            async with asyncio.timeout(self.timeout_s):
-                answer = await self._client.audio.speech.create(
-                    model=self.model, voice=self.voice, input=text, response_format="wav"
+            async with asyncio.timeout(end.timeout_s):
+                answer = await end.client.audio.speech.create(
+                    model=end.model, voice=self.voice, input=text, response_format="wav"
                 )
                 data = answer.content
         except (TimeoutError, openai.APITimeoutError):
-            raise _speech_error(f"{where} did not answer within {self.timeout_s:g} s") from None
+            raise _speech_error(f"{where} did not answer within {end.timeout_s:g} s") from None
         except openai.APIStatusError as exc:
-            said = redact(_said(exc.body) or exc.message, self._secrets)
+            said = redact(_said(exc.body) or exc.message, end.secrets)
             raise _speech_error(
                 f"{where} answered HTTP {exc.status_code}: {said}", status=exc.status_code
             ) from None
@@ -110,7 +129,8 @@ class OpenAISpeaker:
         return await asyncio.to_thread(_write, stem, suffix, data)
 
     async def close(self) -> None:
-        await self._client.close()
+        """Close the client (every speaker made by `with_voice` shares it)."""
+        await self.endpoint.close()
 
 
 def _said(body: object) -> str:

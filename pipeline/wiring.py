@@ -258,7 +258,7 @@ def speaker_from(settings: Settings) -> OpenAISpeaker | None:
     from pipeline.speech import OpenAISpeaker  # the openai client is heavy: only when used
 
     key = settings.speech_api_key.get_secret_value() if settings.speech_api_key else ""
-    return OpenAISpeaker(
+    return OpenAISpeaker.connect(
         settings.speech_url,
         key,
         model=settings.speech_model,

@@ -45,7 +45,9 @@ class Voices:
         self.speakers: list[OpenAISpeaker] = []
 
     def narrator(self, *, key: str = KEY) -> Narrator:
-        speaker = OpenAISpeaker(self.fake.url, key, model="tts-1", voice="alloy", timeout_s=20)
+        speaker = OpenAISpeaker.connect(
+            self.fake.url, key, model="tts-1", voice="alloy", timeout_s=20
+        )
         self.speakers.append(speaker)
         editor = FfmpegEditor(preset="ultrafast")
         return Narrator(ScriptedModel.of(default=SCRIPT), {}, speaker=speaker, editor=editor)

@@ -142,7 +142,9 @@ async def voice() -> AsyncIterator[FakeOpenAI]:
 
 @pytest.fixture
 async def speaker(voice: FakeOpenAI) -> AsyncIterator[OpenAISpeaker]:
-    made = OpenAISpeaker(voice.url, KEY, model="tts-1", voice="alloy", timeout_s=5, max_bytes=2**20)
+    made = OpenAISpeaker.connect(
+        voice.url, KEY, model="tts-1", voice="alloy", timeout_s=5, max_bytes=2**20
+    )
     yield made
     await made.close()
 
@@ -201,7 +203,7 @@ async def test_a_voice_that_never_answers_fails_at_its_deadline(
     voice: FakeOpenAI, tmp_path: Path
 ) -> None:
     voice.speech.hold = lambda asked: True
-    slow = OpenAISpeaker(voice.url, KEY, model="tts-1", voice="alloy", timeout_s=0.3)
+    slow = OpenAISpeaker.connect(voice.url, KEY, model="tts-1", voice="alloy", timeout_s=0.3)
     try:
         with pytest.raises(ServiceError, match=r"did not answer within 0\.3 s"):
             await slow.speak("hello", tmp_path / "speech")
@@ -218,7 +220,7 @@ async def test_an_mp3_from_a_server_that_ignores_the_format_is_taken(
 
     mp3 = await asyncio.to_thread(encoded_audio, wav_bytes(1.0), "mp3")
     voice.speech.not_audio = mp3
-    speaker = OpenAISpeaker(voice.url, KEY, model="tts-1", voice="alloy")
+    speaker = OpenAISpeaker.connect(voice.url, KEY, model="tts-1", voice="alloy")
     try:
         path = await speaker.speak("hello", tmp_path / "speech")
     finally:
