@@ -283,3 +283,37 @@ async def test_the_terminal_review_shows_the_script(tmp_path: Path) -> None:
     await ConsoleReviewer(out, stdin=io.StringIO("y\n")).request(run, tmp_path)
     shown = out.getvalue().splitlines()
     assert shown[-3:] == ["  Script:", "    1. Hello, fox.", "       [a fox waving]"]
+
+
+async def test_the_engine_speaks_through_the_speech_settings(
+    voice: FakeOpenAI, tmp_path: Path
+) -> None:
+    """SPEECH_* reach the endpoint (model, voice, key); without SPEECH_URL there is none."""
+    from pipeline.settings import load_settings
+    from pipeline.store import open_store
+    from pipeline.wiring import open_engine, speaker_from
+
+    base = {
+        "data_dir": tmp_path,
+        "llm_chain": ["ollama"],
+        "comfyui_servers": ["http://127.0.0.1:9"],
+    }
+    assert speaker_from(load_settings(None, **base)) is None
+    settings = load_settings(
+        None,
+        **base,
+        speech_url=voice.url,
+        speech_api_key=KEY,
+        speech_model="gpt-4o-mini-tts",
+        speech_voice="coral",
+    )
+    async with (
+        open_store("", sqlite_path=tmp_path / "engine.db") as store,
+        open_engine(settings, store) as engine,
+    ):
+        assert engine.speaker is not None
+        await engine.speaker.speak("hello", tmp_path / "hello")
+    [asked] = voice.spoken
+    assert (asked.model, asked.voice) == ("gpt-4o-mini-tts", "coral")
+    assert asked.authorization == f"Bearer {KEY}"
+    assert KEY not in repr(settings)
