@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import ffmpeg
 
+from comfy import Workflow
 from pipeline.characters import Character
 from pipeline.errors import ModelError, RunError, ServiceError
 from pipeline.llm.parsing import (
@@ -401,15 +402,19 @@ class Narrator:
             model=self.model,
         )
 
-    def setup(
+    async def setup(
         self,
         character: Character,
         script: Script,
         record: Callable[[int, Scene], Awaitable[None]],
-        speech_workflow: StageSetup | None,
     ) -> NarrationSetup:
-        """The strategy's narration for one run of `character`."""
+        """The strategy's narration for one run of `character`: its voice (the endpoint's, or
+        the ComfyUI speech workflow, loaded here), the editor and the record of scenes."""
         settings = character.spec.longvideo
+        speech_workflow = None
+        if settings.speech == "comfyui":
+            path = character.root / settings.speech_workflow
+            speech_workflow = StageSetup(workflow=await asyncio.to_thread(Workflow.load, path))
         speaker: Speaker | None = None
         if settings.speech == "openai":
             if self.speaker is None:

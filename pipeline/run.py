@@ -129,12 +129,11 @@ class Narrator(Protocol):
         self, character: Character, *, prompt: str, subject: str, style: str
     ) -> Script: ...
 
-    def setup(
+    async def setup(
         self,
         character: Character,
         script: Script,
         record: Callable[[int, Scene], Awaitable[None]],
-        speech_workflow: StageSetup | None,
     ) -> NarrationSetup: ...
 
 
@@ -380,12 +379,7 @@ class Pipeline:
         """A narrated run's script and tools for its strategy; None for other strategies."""
         if run.script is None:
             return None
-        settings = character.spec.longvideo
-        speech = None
-        if settings.speech == "comfyui":
-            path = character.root / settings.speech_workflow
-            speech = StageSetup(workflow=await asyncio.to_thread(Workflow.load, path))
-        return self._narrator().setup(character, run.script, record, speech)
+        return await self._narrator().setup(character, run.script, record)
 
     async def _score(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
