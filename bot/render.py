@@ -367,6 +367,24 @@ def review_text(
     return clip("\n".join([header, *([middle] if middle else []), *tail]), CONTENT_LIMIT)
 
 
+#: a narrated run's script up to this long is shown in the review message; a longer one is
+#: attached as SCRIPT_FILE (the message has room for 2,000 characters in all)
+SCRIPT_INLINE_LIMIT = 1000
+SCRIPT_FILE = "script.txt"
+
+
+def script_note(run: Run) -> tuple[str | None, bytes | None]:
+    """What a review shows of a narrated run's script: (its text for the message, or None;
+    the bytes of SCRIPT_FILE when too long for it, or None). Nothing for other runs."""
+    if run.script is None:
+        return None, None
+    text = run.script.text()
+    if len(text) <= SCRIPT_INLINE_LIMIT:
+        return f"**Script**\n{text}", None
+    scenes = len(run.script.scenes)
+    return f"The script ({scenes} scenes) is attached as {SCRIPT_FILE}.", text.encode()
+
+
 def caption_embeds(captions: Mapping[str, str]) -> list[discord.Embed]:
     """One embed per platform's caption (captions outgrow message content: 2,200 on Instagram)."""
     return [

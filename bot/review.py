@@ -15,6 +15,7 @@ and the pipeline's ports, models and previews; never the bot's services, strateg
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -179,6 +180,8 @@ class DiscordReviewer:
             first = (part - 1) * render.FILES_PER_MESSAGE + 1
             files, lines, notes = await self._attachments(run, folder, chunk, first)
             last = part == len(chunks)
+            if last:
+                files, notes = _with_script(run, files, notes)
             text = render.review_text(
                 run, lines, part=part, parts=len(chunks), deadline=deadline, notes=notes
             )
@@ -588,6 +591,21 @@ class DiscordReviewer:
         if path is None:
             log.info("run %s: #%d is listed without a file", run.id, number)
         return path
+
+
+def _with_script(
+    run: Run, files: list[discord.File], notes: list[str]
+) -> tuple[list[discord.File], list[str]]:
+    """The last review message's files and notes with a narrated run's script: in the text, or
+    as an attached file when long (and there is room for one more file)."""
+    note, data = render.script_note(run)
+    if note is None:
+        return files, notes
+    if data is not None:
+        if len(files) >= render.FILES_PER_MESSAGE:
+            return files, notes  # a narrated run has one reel: this is not reached
+        files = [*files, discord.File(io.BytesIO(data), filename=render.SCRIPT_FILE)]
+    return files, [*notes, note]
 
 
 def _same_review(

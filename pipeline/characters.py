@@ -307,6 +307,21 @@ class Schedule(_Model):
         return ZoneInfo(self.timezone)
 
 
+class LongVideo(_Model):
+    """`longvideo`: how text2longvideo narrates (`strategies.text2longvideo`)."""
+
+    #: the whole video's length; cut to the enabled platforms' limit (reels 90 s, X 140 s)
+    seconds: float = Field(default=45.0, ge=5, le=600)
+    #: one scene's length: the script has seconds / scene_seconds scenes (at most MAX_SCENES)
+    scene_seconds: float = Field(default=5.0, ge=2, le=30)
+    #: `openai`: the speech endpoint in the settings (SPEECH_URL); `comfyui`: `speech_workflow`
+    speech: Literal["openai", "comfyui"] = "openai"
+    #: the voice for the speech endpoint (empty: SPEECH_VOICE)
+    voice: str = Field(default="", max_length=100)
+    #: the ComfyUI text-to-speech workflow, for `speech: comfyui`
+    speech_workflow: str = "workflows/text2longvideo_speech.json"
+
+
 class CharacterFile(_Model):
     """The whole file as written."""
 
@@ -316,6 +331,7 @@ class CharacterFile(_Model):
     additional_params: AdditionalParams = Field(default_factory=AdditionalParams)
     schedule: Schedule = Field(default_factory=Schedule)
     publish: PublishBlock = Field(default_factory=dict)
+    longvideo: LongVideo = Field(default_factory=LongVideo)
 
 
 # ---------------------------------------------------------------------------- the character
@@ -864,7 +880,18 @@ def _check_names(
         if gen.upscale is not None:
             yield ("generation", "upscale", "workflow"), gen.upscale.workflow
 
-    for loc, file in workflow_refs():
+    narrates = any(
+        weight > 0 and name in STRATEGY_NAMES and strategies.needs(name).narrated
+        for name, weight in gen.generation_type_weights.items()
+    )
+    if narrates and spec.longvideo.speech == "comfyui":
+        refs = [
+            *workflow_refs(),
+            (("longvideo", "speech_workflow"), spec.longvideo.speech_workflow),
+        ]
+    else:
+        refs = list(workflow_refs())
+    for loc, file in refs:
         problem = _workflow_problem(root, file)
         if problem:
             yield loc, problem

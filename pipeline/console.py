@@ -50,7 +50,8 @@ class AutoReviewer:
 
 
 class ConsoleReviewer:
-    """Shows the kept files and captions, then asks: y (all), n, or the numbers to keep."""
+    """Shows the kept files, captions and a narrated run's script, then asks: y (all), n, or
+    the numbers to keep."""
 
     def __init__(self, out: TextIO = sys.stdout, stdin: TextIO | None = None) -> None:
         self.out = out
@@ -68,6 +69,9 @@ class ConsoleReviewer:
             lines.append(f"  {number:>2}. {score}  {folder / item.path}  {item.reason or ''}")
         for platform, caption in run.captions.items():
             lines.append(f"  [{platform}] {caption}")
+        if run.script is not None:  # a narrated run: the reel's script, scene by scene
+            lines.append("  Script:")
+            lines.extend(f"    {line}" for line in run.script.text().splitlines())
         print("\n".join(lines), file=self.out, flush=True)
         return ReviewTicket(channel_id=0, message_ids=(), posted_at=utcnow())
 

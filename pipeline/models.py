@@ -2,7 +2,8 @@
 
 A Run is saved after every step; `to_json` / `from_json` are its storage form, and
 `upgrade_run_data` reads the forms older versions wrote. Imports nothing from the project but
-the error tree and the one definition of media kinds (`strategies.media`).
+the error tree, the one definition of media kinds (`strategies.media`) and a narrated run's
+script (`strategies.narration`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pipeline.errors import RunError
 from strategies.media import MediaKind as MediaKind
+from strategies.narration import Scene as Scene
+from strategies.narration import Script as Script
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -334,6 +337,8 @@ class Run:
     sound_prompt: str | None = None
     #: the pick between stages, while it is asked and once it was answered
     stage_pick: StagePick | None = None
+    #: a narrated run's script, with each scene's finished parts (text2longvideo)
+    script: Script | None = None
 
     @classmethod
     def new(cls, job: Job, *, run_id: str | None = None) -> Self:

@@ -27,10 +27,12 @@ from pipeline.errors import (
     ReviewUnavailable,
     RunError,
     ServiceError,
+    StoreError,
     disk_reason,
 )
 from pipeline.failures import failure_of
 from pipeline.learning import HistoryStore, learned_weights
+from pipeline.longvideo import scene_recorder
 from pipeline.models import (
     Choices,
     Decision,
@@ -40,6 +42,8 @@ from pipeline.models import (
     ReviewAction,
     Run,
     RunState,
+    Scene,
+    Script,
 )
 from pipeline.ports import (
     REVIEW_STEP,
@@ -64,6 +68,7 @@ from strategies.base import (
     StrategyContext,
 )
 from strategies.media import MediaKind, media_kind
+from strategies.narration import NarrationSetup
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +142,21 @@ class RunPublisher(Protocol):
         ...
 
 
+class Narrator(Protocol):
+    """Writes a narrated run's script and sets up its voice and editor (pipeline.longvideo)."""
+
+    async def write_script(
+        self, character: Character, *, prompt: str, subject: str, style: str
+    ) -> Script: ...
+
+    async def setup(
+        self,
+        character: Character,
+        script: Script,
+        record: Callable[[int, Scene], Awaitable[None]],
+    ) -> NarrationSetup: ...
+
+
 class CaptionWriter(Protocol):
     async def write(
         self, character: Character, *, prompt: str, descriptions: Sequence[str], subject: str
@@ -186,6 +206,8 @@ class Pipeline:
     sound: SoundWriter | None = None
     #: the pick between stages of each run generating now: a failure keeps what it saved
     _picks: dict[str, RunStagePicker] = field(default_factory=dict, init=False, repr=False)
+    #: scripts, speech and joining for narrated strategies (pipeline.longvideo.Narrator)
+    narrator: Narrator | None = None
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -304,6 +326,12 @@ class Pipeline:
             partner=run.partner,
             news_id=run.news_id,
         )
+        if strategies.needs(choices.generation_type).narrated:
+            script = await self._narrator().write_script(
+                character, prompt=idea.prompt, subject=idea.subject, style=choices.style
+            )
+            visuals = tuple(scene.visual for scene in script.scenes)
+            return run.advance(RunState.DESCRIBED, descriptions=visuals, script=script)
         descriptions = await self.describer.describe(
             character,
             idea,
@@ -331,6 +359,7 @@ class Pipeline:
         picker = self._picker(run, character, folder, sink)
         if picker is not None:
             self._picks[run.id] = picker
+        record, latest = scene_recorder(self.store, run)
         generated = await self.make(
             run,
             character,
@@ -340,10 +369,11 @@ class Pipeline:
             descriptions=run.descriptions,
             rng=Random(f"{choices.seed}:generate"),
             picker=picker,
+            narration=await self._narration(character, run, record),
         )
         self._picks.pop(run.id, None)
-        if picker is not None:
-            run = picker.run  # the pick saved on it
+        # the run as the step saved it meanwhile: with the pick, or a narrated run's scenes
+        run = picker.run if picker is not None else latest()
         media = tuple(
             MediaItem(
                 path=item.path,
@@ -369,6 +399,7 @@ class Pipeline:
         inputs: Sequence[Path] | None = None,
         denoise: float | None = None,
         picker: StagePicker | None = None,
+        narration: NarrationSetup | None = None,
     ) -> list[Generated]:
         """Media from `strategy` into `folder` (paths relative to it): the run's own generation
         (with a person's pick between stages, `picker`, when the character asks for one), or a
@@ -411,6 +442,7 @@ class Pipeline:
             tags=self.video_tags if chosen.needs.video else frozenset(),
             report=lambda update: _generation_progress(sink, run, update),
             picker=picker,
+            narration=narration,
         )
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -449,6 +481,19 @@ class Pipeline:
             log.info("run %s: this reviewer cannot pick between stages; best by score", run.id)
             return None
         return RunStagePicker(run, folder, self.store, self.reviewer, sink)
+
+    def _narrator(self) -> Narrator:
+        if self.narrator is None:
+            raise RunError("narrated videos are not set up in this process (no narrator wired)")
+        return self.narrator
+
+    async def _narration(
+        self, character: Character, run: Run, record: Callable[[int, Scene], Awaitable[None]]
+    ) -> NarrationSetup | None:
+        """A narrated run's script and tools for its strategy; None for other strategies."""
+        if run.script is None:
+            return None
+        return await self._narrator().setup(character, run.script, record)
 
     async def _score(
         self, run: Run, character: Character, folder: Path, sink: ProgressSink | None
@@ -551,6 +596,8 @@ class Pipeline:
     # ------------------------------------------------------------------ outcomes
     async def _fail(self, run: Run, step: RunState, exc: BaseException) -> Run:
         run = self._kept_pick(run)
+        if run.script is not None:  # a narrated run saved its finished scenes as it went
+            run = await _with_saved_scenes(self.store, run)
         failure = failure_of(exc, step)
         log_text = exc.log_text() if isinstance(exc, ExecutionFailed) else str(exc)
         log.warning("run %s failed at %s: %s", run.id, failure.doing, log_text)
@@ -568,6 +615,17 @@ class Pipeline:
             await self.notifier.run_changed(run, posts)
         except Exception:  # a notice that fails must not fail the run it reports on
             log.exception("could not send the notice for run %s", run.id)
+
+
+async def _with_saved_scenes(store: Store, run: Run) -> Run:
+    """`run` with the script as last saved: the scenes a failed step finished stay recorded."""
+    try:
+        saved = await store.load_run(run.id)
+    except StoreError:
+        return run
+    if saved is None or saved.script is None or saved.state is not run.state:
+        return run
+    return replace(run, script=saved.script)
 
 
 _FINAL = frozenset(

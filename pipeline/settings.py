@@ -223,6 +223,16 @@ class Settings(BaseSettings):
     openrouter_json_mode: Literal["auto", "schema", "object-schema", "object", "off"] = Field(
         default="auto", validate_default=True
     )
+    # -- speech for narrated videos (text2longvideo): an OpenAI-compatible /audio/speech API
+    #: the base URL (https://api.openai.com/v1, or a local server's); empty: no speech endpoint
+    speech_url: str = ""
+    speech_api_key: SecretStr | None = None
+    speech_model: str = "tts-1"
+    #: the voice when a character names none (`longvideo.voice`)
+    speech_voice: str = "alloy"
+    #: one scene's speech must arrive within this long, and be at most this large
+    speech_timeout_seconds: float = Field(default=120.0, gt=0)
+    speech_max_mb: float = Field(default=32.0, gt=0, le=1024)
     # -- Google Gemini
     gemini_api_key: SecretStr | None = None
     gemini_base_url: str = ""

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
+from typing import TYPE_CHECKING
 
 import strategies
 from comfy import ComfyError, ComfyPool, ServerSpec
@@ -24,6 +25,7 @@ from pipeline.errors import CharacterError, CharacterNotFound
 from pipeline.lease import Owner, WallClock, this_process
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
+from pipeline.longvideo import Narrator
 from pipeline.metrics import MetricsCollector
 from pipeline.models import MediaKind, Platform, Run, utcnow
 from pipeline.ports import Notifier, Publisher, PublishNotifier, Reviewer, RunnerStore
@@ -48,6 +50,9 @@ from pipeline.tasks import gather_all
 from pipeline.vision import VisionScorer
 from strategies.base import Score, unfinished_prompts
 from strategies.media import media_kind
+
+if TYPE_CHECKING:
+    from pipeline.speech import OpenAISpeaker
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +201,9 @@ class Engine:
             )
         return self.queues[id(notifier)]
 
+    #: the speech endpoint of narrated videos (None without SPEECH_URL)
+    speaker: OpenAISpeaker | None = None
+
     def pipeline_for(self, reviewer: Reviewer, notifier: Notifier) -> Pipeline:
         settings = self.settings
         vision = VisionScorer(
@@ -220,6 +228,11 @@ class Engine:
             video_tags=self.video_tags,
             learning=self.store,
             sound=ModelSound(self.models),
+            narrator=Narrator(
+                self.models.for_task(Task.DESCRIPTION),
+                self.characters.library.styles,
+                speaker=self.speaker,
+            ),
         )
 
     def execute_for(self, reviewer: Reviewer, notifier: Notifier) -> Execute:
@@ -254,15 +267,38 @@ async def open_engine(
     specs = [ServerSpec.parse(url) for url in settings.comfyui_servers]
     await asyncio.to_thread(load_counter)  # off the loop, before the first run's captions
     video_tags = frozenset({"video"}) if any("video" in s.tags for s in specs) else frozenset()
-    async with comfy_pool(settings, specs) as pool, open_models(settings) as models:
-        yield Engine(
-            settings,
-            store,
-            characters if characters is not None else characters_from(settings),
-            pool,
-            models,
-            video_tags,
-        )
+    speaker = speaker_from(settings)
+    try:
+        async with comfy_pool(settings, specs) as pool, open_models(settings) as models:
+            yield Engine(
+                settings,
+                store,
+                characters if characters is not None else characters_from(settings),
+                pool,
+                models,
+                video_tags,
+                speaker=speaker,
+            )
+    finally:
+        if speaker is not None:
+            await speaker.close()
+
+
+def speaker_from(settings: Settings) -> OpenAISpeaker | None:
+    """The speech endpoint of narrated videos from the SPEECH_* settings; None without a URL."""
+    if not settings.speech_url:
+        return None
+    from pipeline.speech import OpenAISpeaker  # the openai client is heavy: only when used
+
+    key = settings.speech_api_key.get_secret_value() if settings.speech_api_key else ""
+    return OpenAISpeaker.connect(
+        settings.speech_url,
+        key,
+        model=settings.speech_model,
+        voice=settings.speech_voice,
+        timeout_s=settings.speech_timeout_seconds,
+        max_bytes=int(settings.speech_max_mb * MB),
+    )
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ STRATEGY_NAMES = (
     "text2image2image",
     "text2video",
     "text2image2video",
+    "text2longvideo",
 )
 
 #: the strategy that makes images from an image in one stage: a reviewer's img2img variations
@@ -34,11 +35,19 @@ def _registry() -> dict[str, Strategy]:
     from strategies.text2image2image import Text2Image2Image
     from strategies.text2image2video import Text2Image2Video
     from strategies.text2img import Text2Img
+    from strategies.text2longvideo import Text2LongVideo
     from strategies.text2video import Text2Video
 
     registry: dict[str, Strategy] = {
         s.name: s
-        for s in (Text2Img(), Image2Image(), Text2Image2Image(), Text2Video(), Text2Image2Video())
+        for s in (
+            Text2Img(),
+            Image2Image(),
+            Text2Image2Image(),
+            Text2Video(),
+            Text2Image2Video(),
+            Text2LongVideo(),
+        )
     }
     assert tuple(registry) == STRATEGY_NAMES
     return registry

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from comfy import (
     Cancelled,
@@ -34,11 +34,15 @@ from comfy import (
 )
 from strategies.media import MediaKind, media_kind
 
+if TYPE_CHECKING:
+    from strategies.narration import NarrationSetup
+
 log = logging.getLogger(__name__)
 
 #: ComfyUI's output kinds (the keys of a node's outputs) that hold media files
 IMAGE_KINDS = frozenset({"images"})
 VIDEO_KINDS = frozenset({"gifs", "videos"})
+AUDIO_KINDS = frozenset({"audio"})
 
 #: the name of a one-stage strategy's only stage
 MAIN = "main"
@@ -72,6 +76,8 @@ class Needs:
     #: the stage after which a person may pick what goes on (the character's
     #: `review_between_stages`); None: the strategy never stops between stages
     pick_after: str | None = None
+    #: a script of scenes (narration and picture each) instead of descriptions, and a voice
+    narrated: bool = False
 
     @property
     def video(self) -> bool:
@@ -203,6 +209,8 @@ class StrategyContext:
     #: asks a person between stages (only for a strategy whose `needs.pick_after` names one,
     #: when the character wants it); None: the best `keep_top` by score go on
     picker: StagePicker | None = None
+    #: a narrated strategy's script and tools (`strategies.narration`); None for the others
+    narration: NarrationSetup | None = None
 
 
 class Strategy(Protocol):
@@ -470,7 +478,7 @@ def _commit_unit(folder: Path, key: str, outputs: Sequence[OutputFile]) -> list[
     final = folder / key
     if final.exists():
         shutil.rmtree(final)
-    keep = {o.path.name for o in outputs if o.kind in IMAGE_KINDS | VIDEO_KINDS}
+    keep = {o.path.name for o in outputs if o.kind in IMAGE_KINDS | VIDEO_KINDS | AUDIO_KINDS}
     for path in partial.iterdir():
         if path.name not in keep:
             path.unlink()

@@ -13,7 +13,12 @@ from tests.comfy.conftest import WORKFLOWS
 
 #: the shipped workflows that take an image and no prompt (pipeline.review_actions)
 UPSCALE = ["upscale_tile.json"]
-SHIPPED = sorted(p.name for p in WORKFLOWS.glob("*.json") if p.name not in UPSCALE)
+#: the shipped workflows that draw or animate (an upscale or a speech workflow has no prompt)
+SHIPPED = sorted(
+    p.name
+    for p in WORKFLOWS.glob("*.json")
+    if p.name not in UPSCALE and not p.stem.endswith("_speech")
+)
 
 
 @pytest.mark.parametrize("name", SHIPPED, ids=SHIPPED)
@@ -41,6 +46,16 @@ def test_the_upscale_workflow_takes_the_chosen_image_and_saves_one(name: str) ->
     assert workflow.class_type(loader) == "LoadImage"
     assert workflow.find(class_type="SaveImage")
     assert workflow.find(class_type="ImageUpscaleWithModel")
+
+
+def test_the_speech_workflow_says_the_narration_and_saves_audio() -> None:
+    """text2longvideo's speech workflow takes each scene's narration on the node titled
+    "Narration" and saves what it says with ComfyUI's SaveAudio."""
+    workflow = Workflow.load(WORKFLOWS / "text2longvideo_speech.json")
+    said = workflow.set_by_title("Narration", "text", "The first snow falls.")
+    assert said.inputs(said.resolve("Narration"))["text"] == "The first snow falls."
+    [save] = said.find(class_type="SaveAudio")
+    assert said.inputs(save)["audio"] == [said.resolve("Narration"), 0]
 
 
 @pytest.mark.parametrize("name", ["text2img.json", "text2video.json", "image2video.json"])

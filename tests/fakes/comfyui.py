@@ -87,6 +87,16 @@ DEFAULT_MODELS: dict[str, list[str]] = {
 
 SAMPLER_NAMES = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "lcm"]
 SCHEDULERS = ["normal", "karras", "exponential", "simple", "sgm_uniform", "beta"]
+KOKORO_VOICES = [
+    "af_heart",
+    "af_sarah",
+    "af_nicole",
+    "am_adam",
+    "am_michael",
+    "bf_emma",
+    "bm_george",
+]
+KOKORO_LANGUAGES = ["English", "English (British)", "French", "Japanese", "Spanish"]
 VIDEO_FORMATS = ["image/gif", "image/webp", "video/h264-mp4", "video/h265-mp4", "video/webm"]
 
 
@@ -286,6 +296,30 @@ def _node_table(
             [],
             True,
         ),
+        # text to speech: stavsap/comfyui-kokoro's nodes, and ComfyUI's own SaveAudio (FLAC)
+        "KokoroSpeaker": (
+            {"speaker_name": [KOKORO_VOICES, {"default": "af_sarah"}]},
+            {},
+            ["KOKORO_SPEAKER"],
+            False,
+        ),
+        "KokoroGenerator": (
+            {
+                "text": ["STRING", {"multiline": True, "default": "I am a synthesized robot"}],
+                "speaker": ["KOKORO_SPEAKER"],
+                "speed": _float(1.0, 0.1, 4.0),
+                "lang": [KOKORO_LANGUAGES, {"default": "English"}],
+            },
+            {},
+            ["AUDIO"],
+            False,
+        ),
+        "SaveAudio": (
+            {"audio": ["AUDIO"], "filename_prefix": ["STRING", {"default": "audio/ComfyUI"}]},
+            {},
+            [],
+            True,
+        ),
     }
 
 
@@ -311,6 +345,21 @@ def _mp4_bytes(with_audio: bool) -> bytes:
                 subprocess.run(cmd, check=True, capture_output=True, timeout=60)
                 _mp4_cache[with_audio] = out.read_bytes()
         return _mp4_cache[with_audio]
+
+
+def _spoken_text(prompt: JSON) -> str:
+    """What the prompt's text-to-speech node is asked to say (its `text` input)."""
+    for node in prompt.values():
+        if node.get("class_type") == "KokoroGenerator":
+            return str(node.get("inputs", {}).get("text", ""))
+    return ""
+
+
+def _flac_bytes(text: str) -> bytes:
+    """Real FLAC audio of `text` spoken, as long as the fake speech endpoint speaks it."""
+    from tests.fakes.openai_api import encoded_audio, speech_seconds, wav_bytes
+
+    return encoded_audio(wav_bytes(speech_seconds(text)), "flac")
 
 
 def _png_bytes(prompt: JSON, seed: str, size: int = 64) -> bytes:
@@ -1610,6 +1659,13 @@ class FakeComfyUI:
                     "**** ERROR: Saving image outside the output folder is not allowed.\n"
                     f" full_output_folder: {target}\n output_dir: {self.folder('output')}"
                 )
+            if class_type == "SaveAudio":
+                name = self._next_name(subfolder, base, "{prefix}_{n:05}_.flac")
+                _write_file(target / name, _flac_bytes(_spoken_text(prompt)), pad)
+                out[node_id] = {
+                    "audio": [{"filename": name, "subfolder": subfolder, "type": "output"}]
+                }
+                continue
             if class_type == "VHS_VideoCombine":
                 audio = "audio" in inputs
                 name = self._next_name(subfolder, base, "{prefix}_{n:05}.mp4")
