@@ -22,6 +22,7 @@ import strategies
 from comfy import ComfyError, ExecutionFailed, OutputNotWritten, Workflow
 from pipeline.characters import Character, Characters
 from pipeline.errors import (
+    ConfigError,
     DiskError,
     MediaOverloadError,
     ReviewUnavailable,
@@ -41,6 +42,7 @@ from pipeline.models import (
 )
 from pipeline.ports import REVIEW_STEP, Notifier, Progress, ProgressSink, Reviewer, Store
 from pipeline.previews import PREVIEW_FOLDER
+from pipeline.sticker_pack import StickerUploads, StickerWriter, sticker_setup
 from pipeline.vision import ScoringOutcome
 from strategies.base import (
     GenerationProgress,
@@ -48,6 +50,7 @@ from strategies.base import (
     Scorer,
     StageSetup,
     StrategyContext,
+    StrategyError,
 )
 from strategies.media import MediaKind, media_kind
 
@@ -159,6 +162,10 @@ class Pipeline:
     fit_media: Callable[[Run, Character, Path], Awaitable[object]] | None = None
     #: ComfyUI capability tags a video job needs (wiring sets {"video"} when a server has it)
     video_tags: frozenset[str] = frozenset()
+    #: lists a sticker pack's stickers (a strategy whose needs say `stickers`)
+    sticker_writer: StickerWriter | None = None
+    #: uploads an approved sticker pack to the Discord guild (None: not configured)
+    sticker_uploads: StickerUploads | None = None
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -272,6 +279,17 @@ class Pipeline:
             partner=run.partner,
             news_id=run.news_id,
         )
+        if strategies.needs(choices.generation_type).stickers:
+            if self.sticker_writer is None:
+                raise RunError("this process cannot list stickers (no sticker writer is wired)")
+            listed = await self.sticker_writer.list_stickers(
+                character, idea, style=choices.style, count=character.spec.stickers.count
+            )
+            return run.advance(
+                RunState.DESCRIBED,
+                descriptions=tuple(prompt for _, prompt in listed),
+                stickers=tuple(sticker for sticker, _ in listed),
+            )
         descriptions = await self.describer.describe(
             character,
             idea,
@@ -305,11 +323,18 @@ class Pipeline:
             keep_top=character.params_for(choices.generation_type).keep_top or 1,
             negative=run.job.negative,
             tags=self.video_tags if strategy.needs.video else frozenset(),
+            stickers=(
+                await asyncio.to_thread(sticker_setup, character)
+                if strategy.needs.stickers
+                else None
+            ),
             report=lambda update: _generation_progress(sink, run, update),
         )
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             generated = await strategy.generate(ctx)
+        except StrategyError as exc:  # what was made cannot become what was asked for
+            raise RunError(str(exc)) from exc
         except OutputNotWritten as exc:  # a download ComfyUI sent could not be saved
             raise DiskError(f"the media folder {_shown(character, exc.path)}", exc.reason) from exc
         except OSError as exc:
@@ -402,6 +427,13 @@ class Pipeline:
         run = run.advance(RunState.PUBLISHING)
         await self.store.save_run(run)
         _progress(sink, run, "publish", "publishing")
+        if run.stickers:
+            if self.sticker_uploads is None:
+                raise ConfigError(
+                    "a sticker pack is uploaded to Discord: set DISCORD_TOKEN and "
+                    "DISCORD_STICKER_GUILD_ID (or publish nothing with --no-publish)"
+                )
+            run = await self.sticker_uploads.upload(run, folder)
         await self.publisher.publish_run(run, character, folder, retry_failed=retry)
         return await self.publisher.run_after_publishing(run, character)
 

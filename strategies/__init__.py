@@ -20,6 +20,7 @@ STRATEGY_NAMES = (
     "text2image2image",
     "text2video",
     "text2image2video",
+    "sticker_pack",
 )
 
 
@@ -27,6 +28,7 @@ STRATEGY_NAMES = (
 def _registry() -> dict[str, Strategy]:
     # imported here: the strategies import `strategies.base`, which imports this package first
     from strategies.image2image import Image2Image
+    from strategies.sticker_pack import StickerPack
     from strategies.text2image2image import Text2Image2Image
     from strategies.text2image2video import Text2Image2Video
     from strategies.text2img import Text2Img
@@ -34,7 +36,14 @@ def _registry() -> dict[str, Strategy]:
 
     registry: dict[str, Strategy] = {
         s.name: s
-        for s in (Text2Img(), Image2Image(), Text2Image2Image(), Text2Video(), Text2Image2Video())
+        for s in (
+            Text2Img(),
+            Image2Image(),
+            Text2Image2Image(),
+            Text2Video(),
+            Text2Image2Video(),
+            StickerPack(),
+        )
     }
     assert tuple(registry) == STRATEGY_NAMES
     return registry

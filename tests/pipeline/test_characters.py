@@ -140,7 +140,7 @@ BROKEN = [
         "unknown-strategy",
         ("    text2img: 4", "    txt2img: 4"),
         "9: generation.generation_type_weights.txt2img: unknown strategy 'txt2img' (known: "
-        "text2img, image2image, text2image2image, text2video, text2image2video)",
+        "text2img, image2image, text2image2image, text2video, text2image2video, sticker_pack)",
     ),
     (
         "negative-weight",
