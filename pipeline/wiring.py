@@ -24,12 +24,15 @@ from pipeline.errors import CharacterError, CharacterNotFound
 from pipeline.lease import Owner, WallClock
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
-from pipeline.models import MediaKind, Platform, Run, utcnow
+from pipeline.models import MediaKind, Platform, Run, Sticker, utcnow
 from pipeline.ports import Notifier, PublishNotifier, Reviewer, RunnerStore
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
+from pipeline.prompts.stickers import write_stickers
 from pipeline.publish import PublishService, build_publish_service, fit_run_media
+from pipeline.publish.discord_stickers import DiscordStickers
+from pipeline.publish.stickers import StickerUploader
 from pipeline.run import Idea, Pipeline, run_folder
 from pipeline.runner import Execute, Runner, Withdraw
 from pipeline.settings import Settings
@@ -97,6 +100,39 @@ class ModelDescriber:
                 video=video,
             )
         )
+
+
+@dataclass
+class ModelStickers:
+    """The pipeline's StickerWriter over the description model."""
+
+    models: LanguageModels
+    library: TemplateLibrary
+
+    async def list_stickers(
+        self, character: Character, idea: Idea, *, style: str, count: int
+    ) -> list[tuple[Sticker, str]]:
+        return await write_stickers(
+            idea.prompt,
+            model=self.models.for_task(Task.DESCRIPTION),
+            character=idea.subject,
+            about=character.spec.character.description,
+            style=self.library.styles.get(style, "") if style else "",
+            count=count,
+        )
+
+
+def build_sticker_uploads(settings: Settings, store: SqlStore) -> StickerUploader | None:
+    """Sticker packs go to DISCORD_STICKER_GUILD_ID (else DISCORD_GUILD_ID) with the bot's
+    token over Discord's REST API, from the bot and the command line alike; None without a
+    token or a guild (a sticker pack then fails at publishing, saying which to set)."""
+    guild = settings.discord_sticker_guild_id or settings.discord_guild_id
+    if settings.discord_token is None or guild is None:
+        return None
+    api = DiscordStickers(
+        token=settings.discord_token, guild_id=guild, api_base=settings.discord_api_base
+    )
+    return StickerUploader(api, store)
 
 
 @dataclass
@@ -188,6 +224,8 @@ class Engine:
             publisher=build_publish_service(settings, self.store, notifier=attention),
             fit_media=fit_run_media,
             video_tags=self.video_tags,
+            sticker_writer=ModelStickers(self.models, self.characters.library),
+            sticker_uploads=build_sticker_uploads(settings, self.store),
         )
 
     def execute_for(self, reviewer: Reviewer, notifier: Notifier) -> Execute:
