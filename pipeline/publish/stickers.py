@@ -193,6 +193,6 @@ def _find(
 
 def _no_slot(guild: GuildStickers) -> str:
     return (
-        f"no free sticker slot in the guild ({len(guild.stickers)} of {guild.slots} used; "
-        "boost the server or delete stickers, then retry)"
+        f"no free sticker slot in the guild (all {guild.slots} used; boost the server or delete "
+        "stickers, then retry)"
     )
