@@ -230,6 +230,7 @@ CONCRETE = {
         "pipeline.publish.instagram",
         "pipeline.publish.twitter",
         "pipeline.publish.bluesky",
+        "pipeline.publish.discord_stickers",
         "pipeline.publish.InstagramPublisher",
         "pipeline.publish.BlueskyPublisher",
         "pipeline.publish.TwitterPublisher",
