@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from comfy import ComfyPool
 from pipeline.characters import Character
-from pipeline.models import Job, Run, RunState, Sticker, StickerState
+from pipeline.models import Decision, Job, Platform, Run, RunState, Sticker, StickerState, utcnow
 from pipeline.prompts.stickers import write_stickers
 from pipeline.publish.discord_stickers import DiscordStickers
 from pipeline.publish.stickers import StickerUploader
@@ -248,3 +248,34 @@ async def test_without_a_token_or_guild_a_pack_stops_at_publishing_saying_what_t
     assert run.failure.doing == "publish"
     kept = await world.run(Job("stickie", seed=8, publish=False))
     assert kept.state is RunState.APPROVED
+
+
+async def test_with_a_platform_enabled_the_chosen_stickers_are_also_posted_there(
+    project: Path,
+    store: SqlStore,
+    comfy: tuple[FakeComfyUI, ComfyPool],
+    discord: fd.FakeDiscord,
+) -> None:
+    """The optional post: a sticker character with X enabled posts the chosen stickers there
+    as one post (X keeps their transparency as PNG), once, beside the upload to the guild."""
+    _, pool = comfy
+    world = sticker_world(project, store, pool, discord)
+    path = project / "characters" / "stickie.yaml"
+    path.write_text(
+        path.read_text()
+        + "social_media:\n  platforms:\n    twitter: {enabled: true, credentials: stickie_x}\n"
+    )
+    world.reviewer.decide = lambda run: Decision(
+        approved=True, selected=(0, 2), by="alice", at=utcnow()
+    )
+    run = await world.run(Job("stickie", seed=9))
+    assert run.state is RunState.PUBLISHED, run.failure
+    [(account, files, _)] = world.publishers[Platform.TWITTER].posted
+    assert account == "stickie_x"
+    assert len(files) == 2
+    assert [s.state for s in run.stickers] == [
+        StickerState.UPLOADED,
+        StickerState.PENDING,
+        StickerState.UPLOADED,
+    ]
+    assert [name for name, _, _ in uploaded(discord)] == ["Wave", "Party"]
