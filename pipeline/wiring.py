@@ -336,6 +336,8 @@ class Publishing:
 
     characters: Characters
     service: PublishService
+    #: a sticker pack's uploads to the guild (None: DISCORD_TOKEN or the guild is not set)
+    stickers: StickerUploader | None = None
 
 
 def publishing_for(
@@ -343,7 +345,9 @@ def publishing_for(
 ) -> Publishing:
     """The characters and a PublishService over `store`, for publishing approved runs again."""
     return Publishing(
-        characters_from(settings), build_publish_service(settings, store, notifier=notifier)
+        characters_from(settings),
+        build_publish_service(settings, store, notifier=notifier),
+        build_sticker_uploads(settings, store),
     )
 
 

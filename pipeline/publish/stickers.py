@@ -3,8 +3,9 @@
 The guild's free slots (by its boost tier: 5/15/30/60) are counted first and only what fits is
 uploaded; the rest is refused with a sentence saying so. Each sticker is saved as UPLOADING on
 the run before its upload and UPLOADED with its id after, so a retry never uploads it twice: a
-sticker found UPLOADING (the answer was lost) is looked for in the guild's list first. Speaks to
-Discord only through `StickerApi`; never imports bot or discord.
+sticker found UPLOADING (the answer was lost) or FAILED (a deadline passed; Discord may have made
+it) is looked for in the guild's list first. Speaks to Discord only through `StickerApi`; never
+imports bot or discord.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class StickerUploader:
         taken = {s.sticker_id for s in run.stickers if s.sticker_id}
         for index in todo:
             sticker = run.stickers[index]
-            if sticker.state is StickerState.UPLOADING:
+            if sticker.state in _MAYBE_MADE:
                 found = _find(guild.stickers, sticker, taken)
                 if found is not None:  # the upload went through; its answer was lost
                     log.info("run %s: sticker %s found in the guild", run.id, sticker.name)
@@ -173,6 +174,11 @@ class StickerUploader:
         run = _with(run, index, state=state, sticker_id=sticker_id, error=error)
         await self.store.save_run(run)
         return run
+
+
+#: a sticker in these states may be in the guild already: its upload's answer was lost (a
+#: kill), or it failed by a deadline after Discord had made it
+_MAYBE_MADE = frozenset({StickerState.UPLOADING, StickerState.FAILED})
 
 
 def _with(run: Run, index: int, **changes: object) -> Run:

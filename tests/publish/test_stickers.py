@@ -187,13 +187,20 @@ async def test_a_refused_token_is_named_and_never_shown(store: SqlStore, tmp_pat
 async def test_an_upload_without_an_answer_fails_at_its_deadline(
     store: SqlStore, tmp_path: Path
 ) -> None:
-    """Discord silent past the deadline: the sticker is FAILED (a retry tries again), and the
-    run is not stuck."""
+    """Discord silent past the deadline: the sticker is FAILED, the run is not stuck, and the
+    retry finds the sticker Discord made meanwhile instead of uploading it again."""
     async with fd.FakeDiscord() as fake:
         fake.sticker_answers_left = 0
         run = await approved_pack(store, tmp_path, count=1)
         done = await StickerUploader(api(fake, timeout=0.5), store).upload(run, tmp_path)
         assert states(done) == [StickerState.FAILED]
+        fake.stickers_released.set()
+        fake.sticker_answers_left = None
+        again = await StickerUploader(api(fake), store).upload(done, tmp_path)
+        assert states(again) == [StickerState.UPLOADED]
+        assert fake.sticker_uploads == 1  # Discord had made it: found, not sent again
+        fake.sticker_answers_left = 0
+        fake.stickers_released.clear()
         with pytest.raises(TransientPublishError):
             await api(fake, timeout=0.5).create(
                 Sticker("Wave", "wave"), tmp_path / "stickers/01.png"
