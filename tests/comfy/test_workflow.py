@@ -11,7 +11,16 @@ import pytest
 from comfy import Workflow, WorkflowError
 from tests.comfy.conftest import WORKFLOWS
 
-SHIPPED = sorted(p.name for p in WORKFLOWS.glob("*.json"))
+#: the shipped workflows that draw from a prompt (remove_background.json only takes an image)
+SHIPPED = sorted(p.name for p in WORKFLOWS.glob("*.json") if p.name != "remove_background.json")
+
+
+def test_the_background_removal_workflow_takes_an_image_and_saves_one() -> None:
+    """A sticker's background removal: an `Input Image` to set, BRIA RMBG, a saved image."""
+    workflow = Workflow.load(WORKFLOWS / "remove_background.json")
+    assert workflow.inputs(workflow.resolve("Input Image"))["image"] == "input.png"
+    assert workflow.find(class_type="BRIA_RMBG_Zho")
+    assert workflow.find(class_type="SaveImage")
 
 
 @pytest.mark.parametrize("name", SHIPPED, ids=SHIPPED)
