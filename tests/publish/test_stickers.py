@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
 from PIL import Image, ImageDraw
 from pydantic import SecretStr
@@ -205,3 +206,32 @@ async def test_an_upload_without_an_answer_fails_at_its_deadline(
             await api(fake, timeout=0.5).create(
                 Sticker("Wave", "wave"), tmp_path / "stickers/01.png"
             )
+
+
+async def test_a_file_over_512_kb_is_refused_before_sending_and_by_discord(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """Our client does not send a file over Discord's 512 KB (the sticker is refused saying
+    so); Discord itself answers such a file with 50045, which the fake does too."""
+    async with fd.FakeDiscord() as fake:
+        run = await approved_pack(store, tmp_path, count=1)
+        big = tmp_path / "stickers" / "01.png"
+        big.write_bytes(big.read_bytes() + b"\0" * (600 * 1024))
+        done = await StickerUploader(api(fake), store).upload(run, tmp_path)
+        assert states(done) == [StickerState.REFUSED]
+        assert "over Discord's 512 KB" in (done.stickers[0].error or "")
+        assert fake.sticker_uploads == 0
+        form = aiohttp.FormData()
+        for key, value in (("name", "Big"), ("tags", "big")):
+            form.add_field(key, value)
+        form.add_field("file", big.read_bytes(), filename="01.png", content_type="image/png")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{fake.api_base}/guilds/{fd.GUILD_ID}/stickers",
+                data=form,
+                headers={"Authorization": f"Bot {fd.BOT_TOKEN}"},
+            ) as answer,
+        ):
+            assert answer.status == 400
+            assert (await answer.json())["code"] == 50045
