@@ -42,7 +42,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.ports import RunStore
-from pipeline.previews import review_preview
+from pipeline.previews import contact_sheet, review_preview
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +175,14 @@ class DiscordReviewer:
             log.info("run %s: the review posted before a restart is used again", run.id)
             return posted
         deadline = utcnow() + self.config.timeout
+        # a sticker pack is shown as one numbered contact sheet too, before its files
+        sheet = await contact_sheet(folder, run)
         messages: list[discord.Message] = []
         for part, chunk in enumerate(chunks, start=1):
             first = (part - 1) * render.FILES_PER_MESSAGE + 1
             files, lines, notes = await self._attachments(run, folder, chunk, first)
+            if sheet is not None and part == 1 and len(files) < render.FILES_PER_MESSAGE:
+                files.insert(0, discord.File(sheet, filename=f"00-{sheet.name}"))
             last = part == len(chunks)
             if last:
                 files, notes = _with_script(run, files, notes)

@@ -568,11 +568,25 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         refuse_if_pruned(run)
         from pipeline.console import LogNotifier
+        from pipeline.publish.stickers import unfinished
         from pipeline.wiring import publishing_for  # after the checks: it imports every client
 
         publishing = publishing_for(settings, store, notifier=LogNotifier(sys.stderr))
         character = publishing.characters.load(run.job.character)
         platforms = {Platform(args.platform)} if args.platform else None
+        if run.stickers and platforms is None:  # a sticker pack's uploads to the guild
+            if publishing.stickers is None:
+                print(
+                    f"run {run.id} is a sticker pack: set DISCORD_TOKEN and "
+                    "DISCORD_STICKER_GUILD_ID to upload it",
+                    file=sys.stderr,
+                )
+                return EXIT_BAD_INPUT
+            run = await publishing.stickers.upload(run, run_folder(character, run.id))
+            for sticker in run.stickers:
+                print(
+                    f"sticker {sticker.name}: {sticker.state.value} {sticker.error or ''}".rstrip()
+                )
         records = await publishing.service.publish_run(
             run,
             character,
@@ -589,7 +603,8 @@ async def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
             f"{record.platform.value}: {record.state.value} {shown or record.error or ''}".rstrip()
         )
     print(f"run {run.id}: {final.state.value}")
-    return EXIT_OK if all(r.state is PostState.POSTED for r in records) else EXIT_SERVICE
+    posted = all(r.state is PostState.POSTED for r in records)
+    return EXIT_OK if posted and not unfinished(final) else EXIT_SERVICE
 
 
 async def cmd_queue_over_store(settings: Settings, args: argparse.Namespace) -> int:

@@ -322,6 +322,22 @@ class LongVideo(_Model):
     speech_workflow: str = "workflows/text2longvideo_speech.json"
 
 
+class StickerSettings(_Model):
+    """The `stickers` section: a sticker pack's size, background removal and uploads."""
+
+    #: how many stickers the language model lists (one review message shows them all with
+    #: the contact sheet: Discord takes 10 files a message)
+    count: int = Field(default=8, ge=1, le=9)
+    #: an animated PNG (a small hop) instead of a still one
+    animated: bool = False
+    #: "comfyui": the `remove_background` workflow; "key": a plain background keyed out
+    background: Literal["comfyui", "key"] = "key"
+    #: the background-removal workflow (background comfyui)
+    remove_background: str = "workflows/remove_background.json"
+    #: how far (0-255 per channel) from the border colour a pixel is still keyed out
+    tolerance: int = Field(default=40, ge=0, le=255)
+
+
 class CharacterFile(_Model):
     """The whole file as written."""
 
@@ -332,6 +348,7 @@ class CharacterFile(_Model):
     schedule: Schedule = Field(default_factory=Schedule)
     publish: PublishBlock = Field(default_factory=dict)
     longvideo: LongVideo = Field(default_factory=LongVideo)
+    stickers: StickerSettings = Field(default_factory=StickerSettings)
 
 
 # ---------------------------------------------------------------------------- the character
@@ -879,6 +896,14 @@ def _check_names(
                     yield (*base, stage, "workflow"), stage_params.workflow
         if gen.upscale is not None:
             yield ("generation", "upscale", "workflow"), gen.upscale.workflow
+        # a sticker pack that removes backgrounds on ComfyUI needs that workflow too
+        packs = [
+            name
+            for name, weight in gen.generation_type_weights.items()
+            if weight > 0 and name in STRATEGY_NAMES and strategies.needs(name).stickers
+        ]
+        if packs and spec.stickers.background == "comfyui":
+            yield ("stickers", "remove_background"), spec.stickers.remove_background
 
     narrates = any(
         weight > 0 and name in STRATEGY_NAMES and strategies.needs(name).narrated

@@ -27,6 +27,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.ports import Progress
+from pipeline.previews import contact_sheet
 
 BAR_WIDTH = 20
 
@@ -66,7 +67,11 @@ class ConsoleReviewer:
         for number, index in enumerate(run.shown(), start=1):
             item = run.media[index]
             score = f"{item.score:.2f}" if item.score is not None else "  - "
-            lines.append(f"  {number:>2}. {score}  {folder / item.path}  {item.reason or ''}")
+            name = _sticker_name(run, item.description_index)
+            lines.append(f"  {number:>2}. {score}  {folder / item.path}  {name}{item.reason or ''}")
+        sheet = await contact_sheet(folder, run)
+        if sheet is not None:
+            lines.append(f"  contact sheet: {sheet}")
         for platform, caption in run.captions.items():
             lines.append(f"  [{platform}] {caption}")
         if run.script is not None:  # a narrated run: the reel's script, scene by scene
@@ -232,3 +237,10 @@ def render_progress(update: Progress, elapsed: float) -> str:
             f"|{'#' * filled}{'.' * (BAR_WIDTH - filled)}| {update.value}/{update.maximum}"
         )
     return "  ".join(p for p in parts if p)
+
+
+def _sticker_name(run: Run, index: int) -> str:
+    """`"Wave" ` for a sticker pack's file (its sticker's name), else nothing."""
+    if 0 <= index < len(run.stickers):
+        return f'"{run.stickers[index].name}" '
+    return ""

@@ -269,6 +269,37 @@ class ReviewNotes:
     reminded: bool = False
 
 
+class StickerState(StrEnum):
+    """Where one sticker of a pack stands on Discord: UPLOADING is written before the upload,
+    so a sticker is never uploaded twice (a lost answer is looked for in the guild's list)."""
+
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    #: refused for good as it is (no free slot, a file Discord will not take); a retry tries
+    #: again, since slots can be freed
+    REFUSED = "refused"
+    #: a transient failure (a timeout, Discord's 5xx): a retry tries again
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Sticker:
+    """One sticker of a sticker pack as the language model listed it, and its upload.
+
+    `name` (2-30 characters), `tags` (Discord's autocomplete words, at most 200 characters)
+    and `expression` (its description on Discord) go to Discord; the prompt it was drawn from
+    is the run's description of the same index."""
+
+    name: str
+    tags: str
+    expression: str = ""
+    state: StickerState = StickerState.PENDING
+    sticker_id: str | None = None
+    #: a user-safe sentence: why it was refused or failed
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class StagePick:
     """A person's pick between a strategy's stages (`review_between_stages`): the drafts shown
@@ -339,6 +370,8 @@ class Run:
     stage_pick: StagePick | None = None
     #: a narrated run's script, with each scene's finished parts (text2longvideo)
     script: Script | None = None
+    #: a sticker pack's stickers, one per description, with their uploads to Discord
+    stickers: tuple[Sticker, ...] = ()
 
     @classmethod
     def new(cls, job: Job, *, run_id: str | None = None) -> Self:

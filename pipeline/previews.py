@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import ffmpeg
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from pipeline.models import MediaKind
+from pipeline.models import MediaKind, Run
 from pipeline.publish.media import (
     MediaError,
     VideoInfo,
@@ -217,3 +217,69 @@ async def _video_preview(
         limit,
     )
     return None
+
+
+# ------------------------------------------------------------ a sticker pack's contact sheet
+#: a contact sheet's cell (a sticker is 320x320: half size still shows it) and its columns
+SHEET_CELL = 160
+SHEET_COLUMNS = 3
+SHEET_NAME = "contact-sheet.png"
+
+
+async def contact_sheet(folder: Path, run: Run) -> Path | None:
+    """A sticker pack's kept stickers as one image, a grid numbered as the review numbers them
+    (1 is the first kept file), on a checkerboard that shows their transparency; made into
+    the run's `review-previews/`. None for a run that is no sticker pack, or has nothing kept."""
+    if not run.stickers:
+        return None
+    kept = [item for item in run.media if item.kept]
+    if not kept:
+        return None
+    names = [
+        run.stickers[item.description_index].name
+        if 0 <= item.description_index < len(run.stickers)
+        else ""
+        for item in kept
+    ]
+    target = folder / PREVIEW_FOLDER / SHEET_NAME
+    files = [folder / item.path for item in kept]
+    return await asyncio.to_thread(_draw_sheet, files, names, target)
+
+
+def _checkerboard(size: int, square: int = 10) -> Image.Image:
+    board = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(board)
+    for y in range(0, size, square):
+        for x in range(0, size, square):
+            if (x // square + y // square) % 2:
+                draw.rectangle((x, y, x + square - 1, y + square - 1), fill=(220, 220, 220))
+    return board
+
+
+def _draw_sheet(files: list[Path], names: list[str], target: Path) -> Path:
+    columns = min(SHEET_COLUMNS, len(files))
+    rows = -(-len(files) // columns)
+    label = 22
+    sheet = Image.new("RGB", (columns * SHEET_CELL, rows * (SHEET_CELL + label)), "white")
+    board = _checkerboard(SHEET_CELL)
+    font = ImageFont.load_default(size=14)
+    draw = ImageDraw.Draw(sheet)
+    for number, (path, name) in enumerate(zip(files, names, strict=True), start=1):
+        x = (number - 1) % columns * SHEET_CELL
+        y = (number - 1) // columns * (SHEET_CELL + label)
+        sheet.paste(board, (x, y))
+        try:
+            with Image.open(path) as opened:
+                opened.thumbnail((SHEET_CELL, SHEET_CELL))
+                cell = opened.convert("RGBA")
+        except OSError:  # a sticker gone from the disk is shown as an empty cell
+            cell = Image.new("RGBA", (1, 1), (0, 0, 0, 0))
+        sheet.paste(
+            cell, (x + (SHEET_CELL - cell.width) // 2, y + (SHEET_CELL - cell.height) // 2), cell
+        )
+        draw.text((x + 4, y + SHEET_CELL + 3), f"{number}. {name}"[:24], fill="black", font=font)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    sheet.save(partial, format="PNG", optimize=True)
+    partial.replace(target)
+    return target

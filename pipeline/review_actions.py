@@ -72,7 +72,13 @@ class Maker(Protocol):
 
 def offers(run: Run, character: Character) -> tuple[ActionKind, ...]:
     """What a review of `run` offers besides ✅ / ❌: a reroll always; variations of an image
-    (img2img variations only of images); ⬆️ when the character upscales on request."""
+    (img2img variations only of images); ⬆️ when the character upscales on request. A run made
+    from more than descriptions (a narrated script, a sticker list) offers none: its media
+    cannot be drawn again from the descriptions alone."""
+    if run.choices is not None:
+        needs = strategies.needs(run.choices.generation_type)
+        if needs.narrated or needs.stickers:
+            return ()
     found = [ActionKind.REROLL]
     images = any(run.media[i].kind is MediaKind.IMAGE for i in run.shown())
     if images or character.generation.variations.mode == "seed":

@@ -22,6 +22,7 @@ import strategies
 from comfy import ComfyError, ExecutionFailed, OutputNotWritten, Workflow
 from pipeline.characters import Character, Characters
 from pipeline.errors import (
+    ConfigError,
     DiskError,
     MediaOverloadError,
     ReviewUnavailable,
@@ -57,6 +58,7 @@ from pipeline.ports import (
 from pipeline.previews import PREVIEW_FOLDER
 from pipeline.review_actions import ReviewActions, offers, wants_upscale
 from pipeline.stage_pick import RunStagePicker
+from pipeline.sticker_pack import StickerUploads, StickerWriter, sticker_setup
 from pipeline.vision import ScoringOutcome
 from strategies.base import (
     Generated,
@@ -66,6 +68,7 @@ from strategies.base import (
     StagePicker,
     StageSetup,
     StrategyContext,
+    StrategyError,
 )
 from strategies.media import MediaKind, media_kind
 from strategies.narration import NarrationSetup
@@ -208,6 +211,10 @@ class Pipeline:
     _picks: dict[str, RunStagePicker] = field(default_factory=dict, init=False, repr=False)
     #: scripts, speech and joining for narrated strategies (pipeline.longvideo.Narrator)
     narrator: Narrator | None = None
+    #: lists a sticker pack's stickers (a strategy whose needs say `stickers`)
+    sticker_writer: StickerWriter | None = None
+    #: uploads an approved sticker pack to the Discord guild (None: not configured)
+    sticker_uploads: StickerUploads | None = None
 
     async def execute(self, run: Run, sink: ProgressSink | None = None) -> Run:
         """Walk `run` to its end, saving after every step."""
@@ -332,6 +339,17 @@ class Pipeline:
             )
             visuals = tuple(scene.visual for scene in script.scenes)
             return run.advance(RunState.DESCRIBED, descriptions=visuals, script=script)
+        if strategies.needs(choices.generation_type).stickers:
+            if self.sticker_writer is None:
+                raise RunError("this process cannot list stickers (no sticker writer is wired)")
+            listed = await self.sticker_writer.list_stickers(
+                character, idea, style=choices.style, count=character.spec.stickers.count
+            )
+            return run.advance(
+                RunState.DESCRIBED,
+                descriptions=tuple(prompt for _, prompt in listed),
+                stickers=tuple(sticker for sticker, _ in listed),
+            )
         descriptions = await self.describer.describe(
             character,
             idea,
@@ -440,6 +458,9 @@ class Pipeline:
             keep_top=character.params_for(strategy).keep_top or 1,
             negative=run.job.negative,
             tags=self.video_tags if chosen.needs.video else frozenset(),
+            stickers=(
+                await asyncio.to_thread(sticker_setup, character) if chosen.needs.stickers else None
+            ),
             report=lambda update: _generation_progress(sink, run, update),
             picker=picker,
             narration=narration,
@@ -447,6 +468,8 @@ class Pipeline:
         try:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             generated = await chosen.generate(ctx)
+        except StrategyError as exc:  # what was made cannot become what was asked for
+            raise RunError(str(exc)) from exc
         except OutputNotWritten as exc:  # a download ComfyUI sent could not be saved
             raise DiskError(f"the media folder {_shown(character, exc.path)}", exc.reason) from exc
         except OSError as exc:
@@ -581,6 +604,13 @@ class Pipeline:
         run = run.advance(RunState.PUBLISHING)
         await self.store.save_run(run)
         _progress(sink, run, "publish", "publishing")
+        if run.stickers:
+            if self.sticker_uploads is None:
+                raise ConfigError(
+                    "a sticker pack is uploaded to Discord: set DISCORD_TOKEN and "
+                    "DISCORD_STICKER_GUILD_ID (or publish nothing with --no-publish)"
+                )
+            run = await self.sticker_uploads.upload(run, folder)
         await self.publisher.publish_run(run, character, folder, retry_failed=retry)
         return await self.publisher.run_after_publishing(run, character)
 

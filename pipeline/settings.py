@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     discord_api_base: str = "https://discord.com/api/v10"
     #: sync the slash commands to this guild only (they show at once); unset: globally
     discord_guild_id: int | None = None
+    #: the guild sticker packs are uploaded to (with DISCORD_TOKEN); unset: DISCORD_GUILD_ID
+    discord_sticker_guild_id: int | None = None
     discord_review_channel_id: int | None = None
     #: notices go to this channel, or to the webhook when one is set
     discord_notify_channel_id: int | None = None

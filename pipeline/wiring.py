@@ -27,12 +27,13 @@ from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
 from pipeline.longvideo import Narrator
 from pipeline.metrics import MetricsCollector
-from pipeline.models import MediaKind, Platform, Run, utcnow
+from pipeline.models import MediaKind, Platform, Run, Sticker, utcnow
 from pipeline.ports import Notifier, Publisher, PublishNotifier, Reviewer, RunnerStore
 from pipeline.prompts.descriptions import write_descriptions
 from pipeline.prompts.library import TemplateLibrary
 from pipeline.prompts.methods import write_prompt
 from pipeline.prompts.sound import write_sound_prompt
+from pipeline.prompts.stickers import write_stickers
 from pipeline.publish import (
     AttentionBoard,
     PublishService,
@@ -40,7 +41,9 @@ from pipeline.publish import (
     build_publishers,
     fit_run_media,
 )
+from pipeline.publish.discord_stickers import DiscordStickers
 from pipeline.publish.queue import PublishQueue
+from pipeline.publish.stickers import StickerUploader
 from pipeline.readings import MetricsStore
 from pipeline.run import Idea, Pipeline, run_folder
 from pipeline.runner import Execute, Runner, Withdraw
@@ -122,6 +125,39 @@ class ModelSound:
 
     async def write(self, character: Character, descriptions: Sequence[str]) -> str | None:
         return await write_sound_prompt(descriptions, model=self.models.for_task(Task.DESCRIPTION))
+
+
+@dataclass
+class ModelStickers:
+    """The pipeline's StickerWriter over the description model."""
+
+    models: LanguageModels
+    library: TemplateLibrary
+
+    async def list_stickers(
+        self, character: Character, idea: Idea, *, style: str, count: int
+    ) -> list[tuple[Sticker, str]]:
+        return await write_stickers(
+            idea.prompt,
+            model=self.models.for_task(Task.DESCRIPTION),
+            character=idea.subject,
+            about=character.spec.character.description,
+            style=self.library.styles.get(style, "") if style else "",
+            count=count,
+        )
+
+
+def build_sticker_uploads(settings: Settings, store: SqlStore) -> StickerUploader | None:
+    """Sticker packs go to DISCORD_STICKER_GUILD_ID (else DISCORD_GUILD_ID) with the bot's
+    token over Discord's REST API, from the bot and the command line alike; None without a
+    token or a guild (a sticker pack then fails at publishing, saying which to set)."""
+    guild = settings.discord_sticker_guild_id or settings.discord_guild_id
+    if settings.discord_token is None or guild is None:
+        return None
+    api = DiscordStickers(
+        token=settings.discord_token, guild_id=guild, api_base=settings.discord_api_base
+    )
+    return StickerUploader(api, store)
 
 
 @dataclass
@@ -233,6 +269,8 @@ class Engine:
                 self.characters.library.styles,
                 speaker=self.speaker,
             ),
+            sticker_writer=ModelStickers(self.models, self.characters.library),
+            sticker_uploads=build_sticker_uploads(settings, self.store),
         )
 
     def execute_for(self, reviewer: Reviewer, notifier: Notifier) -> Execute:
@@ -368,6 +406,8 @@ class Publishing:
     service: PublishService
     #: the publish queue over `service` (`queue`, `publish-due`, `publish-now`, `unqueue`)
     queue: PublishQueue
+    #: a sticker pack's uploads to the guild (None: DISCORD_TOKEN or the guild is not set)
+    stickers: StickerUploader | None = None
 
 
 def publishing_for(
@@ -378,7 +418,7 @@ def publishing_for(
     characters = characters_from(settings)
     service = build_publish_service(settings, store, notifier=notifier)
     queue = PublishQueue(service, store, characters, claim_seconds=settings.publish_claim_seconds)
-    return Publishing(characters, service, queue)
+    return Publishing(characters, service, queue, build_sticker_uploads(settings, store))
 
 
 def build_publish_queue(

@@ -21,6 +21,7 @@ STRATEGY_NAMES = (
     "text2video",
     "text2image2video",
     "text2longvideo",
+    "sticker_pack",
 )
 
 #: the strategy that makes images from an image in one stage: a reviewer's img2img variations
@@ -32,6 +33,7 @@ IMAGE_FROM_IMAGE = STRATEGY_NAMES[1]
 def _registry() -> dict[str, Strategy]:
     # imported here: the strategies import `strategies.base`, which imports this package first
     from strategies.image2image import Image2Image
+    from strategies.sticker_pack import StickerPack
     from strategies.text2image2image import Text2Image2Image
     from strategies.text2image2video import Text2Image2Video
     from strategies.text2img import Text2Img
@@ -47,6 +49,7 @@ def _registry() -> dict[str, Strategy]:
             Text2Video(),
             Text2Image2Video(),
             Text2LongVideo(),
+            StickerPack(),
         )
     }
     assert tuple(registry) == STRATEGY_NAMES

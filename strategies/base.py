@@ -48,6 +48,11 @@ AUDIO_KINDS = frozenset({"audio"})
 MAIN = "main"
 
 
+class StrategyError(Exception):
+    """A strategy cannot make what was asked; `str()` is one user-safe sentence naming what
+    and where (the pipeline fails the run with it)."""
+
+
 # ---------------------------------------------------------------------------- what it declares
 
 
@@ -78,6 +83,9 @@ class Needs:
     pick_after: str | None = None
     #: a script of scenes (narration and picture each) instead of descriptions, and a voice
     narrated: bool = False
+    #: a sticker pack: the language model lists stickers (name, tags, prompt) instead of
+    #: writing descriptions, and the strategy gets the character's `StickerSetup`
+    stickers: bool = False
 
     @property
     def video(self) -> bool:
@@ -191,6 +199,19 @@ class Generated:
     score: Score | None = None
 
 
+@dataclass(frozen=True)
+class StickerSetup:
+    """A sticker pack's settings, as the pipeline resolved them from the character's
+    `stickers` section: how the background goes, and whether each sticker moves."""
+
+    #: "comfyui": the `remove_background` workflow; "key": a plain background keyed out
+    background: str = "key"
+    animated: bool = False
+    #: how far (0-255 per channel) a pixel may be from the border colour and still be keyed out
+    tolerance: int = 40
+    remove_background: StageSetup | None = None
+
+
 @dataclass
 class StrategyContext:
     """Everything one strategy run needs; built by the pipeline for each run."""
@@ -205,6 +226,8 @@ class StrategyContext:
     keep_top: int = 1
     negative: str | None = None
     tags: frozenset[str] = frozenset()
+    #: a sticker pack's settings (strategies whose needs say `stickers`)
+    stickers: StickerSetup | None = None
     report: Callable[[GenerationProgress], None] = field(default=lambda _: None)
     #: asks a person between stages (only for a strategy whose `needs.pick_after` names one,
     #: when the character wants it); None: the best `keep_top` by score go on

@@ -212,7 +212,7 @@ async def test_every_problem_of_a_block_is_listed(project: Path) -> None:
         "characters/mascot.yaml:14: generation.similarity_threshold: must be between 0 and 1",
         "characters/mascot.yaml:9: generation.generation_type_weights.txt2img: unknown strategy "
         "'txt2img' (known: text2img, image2image, text2image2image, text2video, "
-        "text2image2video, text2longvideo)",
+        "text2image2video, text2longvideo, sticker_pack)",
     ]
     assert out[-1].endswith("2 problem(s)")
 

@@ -234,6 +234,7 @@ CONCRETE = {
         "pipeline.publish.instagram_graph",
         "pipeline.publish.image_host",
         "pipeline.publish.threads",
+        "pipeline.publish.discord_stickers",
         "pipeline.publish.InstagramPublisher",
         "pipeline.publish.BlueskyPublisher",
         "pipeline.publish.TwitterPublisher",

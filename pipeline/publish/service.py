@@ -48,6 +48,7 @@ from pipeline.publish.media import (
     fitted_stem,
     media_kind,
 )
+from pipeline.publish.stickers import unfinished
 
 log = logging.getLogger(__name__)
 
@@ -162,15 +163,17 @@ def start_of_day(character: Character, now: datetime) -> datetime:
 
 def end_state(run: Run, character: Character, posts: Sequence[PostRecord]) -> Run:
     """A run's state once publishing is over: published when every platform enabled for
-    `character` has a POSTED record, else failed at publishing, naming each other platform
-    and its record's state ("not tried" without one), so a resume or `publish RUN_ID` tries
-    again. The run itself when that is its state already."""
+    `character` has a POSTED record and every chosen sticker of a pack is uploaded, else failed
+    at publishing, naming each other platform (and sticker) and its record's state ("not
+    tried" without one), so a resume or `publish RUN_ID` tries again. The run itself when that
+    is its state already."""
     states = {p.platform: p.state for p in posts}
     missing = [
         f"{platform.value} ({states[platform].value if platform in states else 'not tried'})"
         for platform in character.enabled_platforms()
         if states.get(platform) is not PostState.POSTED
     ]
+    missing += unfinished(run)  # a sticker pack's stickers, each uploaded to the guild
     state, failure = RunState.PUBLISHED, None
     if missing:
         message = "not posted: " + ", ".join(missing)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -501,3 +502,34 @@ async def test_a_caption_edit_over_a_platforms_limits_is_refused_privately_and_k
     decision = await asyncio.wait_for(waiting, 5)
     assert decision is not None
     assert decision.captions[platform] == "Shorter #pixelbot"
+
+
+async def test_a_sticker_pack_is_reviewed_as_one_numbered_contact_sheet_and_its_files(
+    start_bot: StartBot, fake: fd.FakeDiscord, tmp_path: Path
+) -> None:
+    """Nine stickers: one message with the contact sheet (a grid of the nine, numbered) and the
+    nine files; 2️⃣ and 9️⃣ keep stickers 2 and 9."""
+    from PIL import Image
+
+    from pipeline.models import Sticker
+
+    under_test = await start_bot()
+    run = candidates(tmp_path / "r", 9)
+    run = replace(run, stickers=tuple(Sticker(f"Face {n}", "face") for n in range(9)))
+    run = replace(
+        run, media=tuple(replace(m, description_index=n) for n, m in enumerate(run.media))
+    )
+    waiting, [message] = await post_review(under_test, run, tmp_path / "r")
+    names = [a.filename for a in message.attachments]
+    assert len(names) == 10
+    assert names[0] == "00-contact-sheet.png"
+    sheet = message.attachments[0].data
+    with Image.open(io.BytesIO(sheet)) as image:
+        assert image.size == (3 * 160, 3 * (160 + 22))
+    assert set(message.reactions) == {*NUMBERS[:9], APPROVE, REJECT}
+    await fake.react(message, NUMBERS[1], fd.ALICE)
+    await fake.react(message, NUMBERS[8], fd.ALICE)
+    await fake.react(message, APPROVE, fd.ALICE)
+    decision = await asyncio.wait_for(waiting, 5)
+    assert decision is not None
+    assert decision.selected == (1, 8)

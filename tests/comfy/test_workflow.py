@@ -13,12 +13,23 @@ from tests.comfy.conftest import WORKFLOWS
 
 #: the shipped workflows that take an image and no prompt (pipeline.review_actions)
 UPSCALE = ["upscale_tile.json"]
-#: the shipped workflows that draw or animate (an upscale or a speech workflow has no prompt)
+#: the shipped workflows that draw or animate (an upscale, a background removal or a speech
+#: workflow has no prompt)
 SHIPPED = sorted(
     p.name
     for p in WORKFLOWS.glob("*.json")
-    if p.name not in UPSCALE and not p.stem.endswith("_speech")
+    if p.name not in UPSCALE
+    and p.name != "remove_background.json"
+    and not p.stem.endswith("_speech")
 )
+
+
+def test_the_background_removal_workflow_takes_an_image_and_saves_one() -> None:
+    """A sticker's background removal: an `Input Image` to set, BRIA RMBG, a saved image."""
+    workflow = Workflow.load(WORKFLOWS / "remove_background.json")
+    assert workflow.inputs(workflow.resolve("Input Image"))["image"] == "input.png"
+    assert workflow.find(class_type="BRIA_RMBG_Zho")
+    assert workflow.find(class_type="SaveImage")
 
 
 @pytest.mark.parametrize("name", SHIPPED, ids=SHIPPED)

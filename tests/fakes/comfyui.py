@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, WSCloseCode, web
-from PIL import Image
+from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
 from tests.fakes.serving import serve
@@ -168,6 +168,15 @@ def _node_table(
             True,
         ),
         "PreviewImage": ({"images": ["IMAGE"]}, {}, [], True),
+        # ComfyUI-BRIA_AI-RMBG (github.com/ZHO-ZHO-ZHO/ComfyUI-BRIA_AI-RMBG): the image comes
+        # out RGBA, its background transparent
+        "BRIA_RMBG_ModelLoader_Zho": ({}, {}, ["RMBGMODEL"], False),
+        "BRIA_RMBG_Zho": (
+            {"rmbgmodel": ["RMBGMODEL"], "image": ["IMAGE"]},
+            {},
+            ["IMAGE", "MASK"],
+            False,
+        ),
         "LoadImage": ({"image": [[], {"image_upload": True}]}, {}, ["IMAGE", "MASK"], False),
         "EmptyImage": (
             {**latent_size, "batch_size": _int(1, 1, 4096), "color": _int(0, 0, 0xFFFFFF)},
@@ -363,9 +372,20 @@ def _flac_bytes(text: str) -> bytes:
 
 
 def _png_bytes(prompt: JSON, seed: str, size: int = 64) -> bytes:
-    """A real PNG with the prompt embedded as a text chunk "prompt", as SaveImage does."""
+    """A real PNG with the prompt embedded as a text chunk "prompt", as SaveImage does: one
+    colour but for a plain frame in a far one (the "background" around the subject,
+    an eighth of the side wide). Behind a background-removal node (BRIA RMBG) the frame is
+    transparent, as that node's RGBA image is."""
     digest = hashlib.sha256(seed.encode()).digest()
-    image = Image.new("RGB", (size, size), (digest[0], digest[1], digest[2]))
+    colour = (digest[0], digest[1], digest[2])
+    frame = (colour[0] ^ 128, colour[1] ^ 128, colour[2] ^ 128)  # 128 apart in each channel
+    image = Image.new("RGB", (size, size), frame)
+    inner = (size // 8, size // 8, size - size // 8 - 1, size - size // 8 - 1)
+    ImageDraw.Draw(image).rectangle(inner, fill=colour)
+    if any(isinstance(n, dict) and n.get("class_type") == "BRIA_RMBG_Zho" for n in prompt.values()):
+        mask = Image.new("L", (size, size), 0)
+        ImageDraw.Draw(mask).rectangle(inner, fill=255)
+        image.putalpha(mask)
     info = PngInfo()
     info.add_text("prompt", json.dumps(prompt))
     buffer = io.BytesIO()

@@ -45,6 +45,10 @@ BOT_TOKEN = "fake-token"
 ANSWER_WITHIN = 3.0
 CONTENT_LIMIT = 2000
 FILES_LIMIT = 10
+#: a guild's sticker slots by premium tier, and a sticker file's limit (Discord's docs,
+#: resources/sticker#create-guild-sticker: PNG, APNG, GIF or Lottie JSON, at most 512 KB)
+STICKER_SLOTS = {0: 5, 1: 15, 2: 30, 3: 60}
+STICKER_BYTES = 512 * 1024
 EPHEMERAL = 1 << 6
 
 
@@ -337,6 +341,17 @@ class FakeDiscord:
         self.posts_left: int | None = None
         self.posts_released = asyncio.Event()
         self.posts_held = 0
+        #: the guild's boost tier (its sticker slots) and its stickers, by id
+        self.premium_tier = 0
+        self.stickers: dict[int, JSON] = {}
+        #: test side: every sticker upload that reached the fake (made or refused)
+        self.sticker_uploads = 0
+        #: test side: how many more sticker uploads are answered; the next one is made, then
+        #: its answer is held (as if the process died waiting) until `stickers_released` is
+        #: set, then the connection drops. None: no limit
+        self.sticker_answers_left: int | None = None
+        self.stickers_released = asyncio.Event()
+        self.sticker_answers_held = 0
         #: test side: how many more logins (GET /users/@me) have their connection dropped
         #: unanswered, as a network outage does
         self.drop_logins = 0
@@ -385,6 +400,9 @@ class FakeDiscord:
             ),
             ("GET", f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}", self._reactors),
             ("GET", f"{api}/guilds/{{gid}}/members/{{uid}}", self._member),
+            ("GET", f"{api}/guilds/{{gid}}", self._guild),
+            ("GET", f"{api}/guilds/{{gid}}/stickers", self._list_stickers),
+            ("POST", f"{api}/guilds/{{gid}}/stickers", self._create_sticker),
             ("GET", f"{api}/channels/{{cid}}", self._channel),
             ("GET", "/attachments/{aid}/{name}", self._attachment),
         ]
@@ -395,6 +413,7 @@ class FakeDiscord:
 
     async def close(self) -> None:
         self.posts_released.set()
+        self.stickers_released.set()
         if self._ws is not None:
             await self._ws.close()
         if self._runner is not None:
@@ -682,7 +701,7 @@ class FakeDiscord:
                 role(ADMIN_ROLE, "admin", 3),
             ],
             "emojis": [],
-            "stickers": [],
+            "stickers": list(self.stickers.values()),
             "features": [],
             "member_count": len(USERS),
             "members": [BOT.member()],
@@ -705,7 +724,7 @@ class FakeDiscord:
             "explicit_content_filter": 0,
             "mfa_level": 0,
             "system_channel_flags": 0,
-            "premium_tier": 0,
+            "premium_tier": self.premium_tier,
             "preferred_locale": "en-US",
             "nsfw_level": 0,
             "afk_timeout": 300,
@@ -883,6 +902,78 @@ class FakeDiscord:
         by_id = {user.id: user for user in USERS}
         chosen = sorted(u for u in users if u > after)[:limit]
         return _json([by_id[u].payload() for u in chosen])
+
+    # ------------------------------------------------------------------ REST: stickers
+    def _sticker_guild(self, request: web.Request) -> None:
+        if request.headers.get("Authorization", "") != f"Bot {self.token}":
+            raise DiscordError(401, 0, "401: Unauthorized")
+        if int(request.match_info["gid"]) != GUILD_ID:
+            raise DiscordError(404, 10004, "Unknown Guild")
+
+    async def _guild(self, request: web.Request) -> web.Response:
+        self._sticker_guild(request)
+        return _json(self.guild_payload())
+
+    async def _list_stickers(self, request: web.Request) -> web.Response:
+        self._sticker_guild(request)
+        return _json(list(self.stickers.values()))
+
+    async def _create_sticker(self, request: web.Request) -> web.StreamResponse:
+        """POST /guilds/{id}/stickers, a multipart form (name, description, tags, file), with
+        Discord's checks and errors: 50035 for a bad field, 50045 for a file over 512 KB,
+        50046 for one that is no PNG / APNG / GIF, 30039 when the guild's slots are full."""
+        self._sticker_guild(request)
+        fields: dict[str, str] = {}
+        data = b""
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                data = bytes(await part.read())
+            elif part.name:
+                fields[part.name] = (await part.read()).decode()
+        self.sticker_uploads += 1
+        self.requests.append(
+            Recorded("POST", request.path, dict(fields), (("file", len(data)),) if data else ())
+        )
+        name, tags = fields.get("name", ""), fields.get("tags", "")
+        description = fields.get("description", "")
+        if not 2 <= len(name) <= 30:
+            raise DiscordError(400, 50035, "Invalid Form Body: name: Must be between 2 and 30")
+        if not 1 <= len(tags) <= 200:
+            raise DiscordError(400, 50035, "Invalid Form Body: tags: Must be between 1 and 200")
+        if description and not 2 <= len(description) <= 100:
+            raise DiscordError(400, 50035, "Invalid Form Body: description: Must be 2 to 100")
+        if len(data) > STICKER_BYTES:
+            raise DiscordError(400, 50045, "File uploaded exceeds the maximum size")
+        if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data[:6] in (b"GIF87a", b"GIF89a")):
+            raise DiscordError(400, 50046, "Invalid Asset")
+        slots = STICKER_SLOTS[self.premium_tier]
+        if len(self.stickers) >= slots:
+            raise DiscordError(400, 30039, f"Maximum number of stickers reached ({slots})")
+        sticker_id = self._next_id()
+        sticker = {
+            "id": str(sticker_id),
+            "name": name,
+            "tags": tags,
+            "type": 2,
+            "format_type": 2 if b"acTL" in data[:200] else 1,
+            "description": description or None,
+            "available": True,
+            "guild_id": str(GUILD_ID),
+            "user": BOT.payload(),
+        }
+        self.stickers[sticker_id] = sticker
+        if self.sticker_answers_left is not None:
+            if self.sticker_answers_left <= 0:
+                self.sticker_answers_held += 1
+                await self.stickers_released.wait()
+                assert request.transport is not None
+                request.transport.abort()  # made, but the answer is lost
+                raise web.HTTPServiceUnavailable
+            self.sticker_answers_left -= 1
+        return _json(sticker, status=201)
 
     async def _member(self, request: web.Request) -> web.Response:
         for user in USERS:

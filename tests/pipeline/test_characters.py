@@ -141,7 +141,8 @@ BROKEN = [
         "unknown-strategy",
         ("    text2img: 4", "    txt2img: 4"),
         "9: generation.generation_type_weights.txt2img: unknown strategy 'txt2img' (known: "
-        "text2img, image2image, text2image2image, text2video, text2image2video, text2longvideo)",
+        "text2img, image2image, text2image2image, text2video, text2image2video, text2longvideo, "
+        "sticker_pack)",
     ),
     (
         "negative-weight",
@@ -447,3 +448,42 @@ def test_a_wrong_value_does_not_hide_a_wrong_name(
     with pytest.raises(CharacterError) as caught:
         Characters(project / "characters", TemplateLibrary.load()).load("mascot")
     assert {p.key for p in caught.value.problems} == expected
+
+
+@pytest.mark.parametrize(
+    ("stickers", "expected"),
+    [
+        ("stickers:\n  count: 12\n", "3: stickers.count"),
+        ("stickers:\n  background: magic\n", "3: stickers.background"),
+        ("stickers:\n  animated: maybe\n", "3: stickers.animated"),
+        ("stickers:\n  colour: red\n", "3: stickers.colour"),
+        (
+            "stickers:\n  background: comfyui\n  remove_background: workflows/nope.json\n",
+            "4: stickers.remove_background: workflow file 'workflows/nope.json' does not exist",
+        ),
+    ],
+    ids=["count-over-9", "unknown-background", "not-a-bool", "unknown-key", "missing-workflow"],
+)
+def test_a_wrong_sticker_setting_names_file_line_and_key(
+    project: Path, stickers: str, expected: str
+) -> None:
+    """The `stickers` section is checked like the rest: file, line, key, what is wrong."""
+    text = (
+        "character: {name: Stickie}\n" + stickers + "generation:\n"
+        "  generation_type_weights: {sticker_pack: 1}\n"
+        "  workflows: {sticker_pack: workflows/text2img.json}\n"
+    )
+    (project / "characters" / "stickie.yaml").write_text(text)
+    with pytest.raises(CharacterError) as caught:
+        Characters(project / "characters", TemplateLibrary.load()).load("stickie")
+    messages = [str(p) for p in caught.value.problems]
+    assert any(m.startswith("characters/stickie.yaml:" + expected) for m in messages), messages
+
+
+def test_a_sticker_pack_needs_its_own_workflow_entry(characters: Characters) -> None:
+    """A character runs sticker packs only when it names a workflow for them (the shipped
+    example does, at weight 0), not merely because it draws with text2img."""
+    example = characters.load("example")
+    assert "sticker_pack" in example.runnable_types()
+    assert "sticker_pack" not in characters.load("mascot").runnable_types()
+    assert example.spec.stickers.count == 8

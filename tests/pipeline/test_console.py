@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,27 @@ async def test_input_that_ends_before_an_answer_leaves_the_review_open() -> None
         await ConsoleReviewer(out, stdin=io.StringIO("")).wait(run, ticket)
     assert ended.value.user_message == "standard input ended before the review was answered"
     assert out.getvalue().startswith("Approve?")
+
+
+async def test_a_sticker_pack_is_shown_with_its_names_and_contact_sheet(tmp_path: Path) -> None:
+    """In the terminal each sticker's line carries its name, and the contact sheet's path is
+    given to open."""
+    from PIL import Image
+
+    from pipeline.models import Sticker
+
+    for n in range(2):
+        Image.new("RGBA", (320, 320), (200, 0, 0, 255)).save(tmp_path / f"{n}.png")
+    media = tuple(MediaItem(f"{n}.png", MediaKind.IMAGE, n) for n in range(2))
+    run = Run.new(Job("stickie")).advance(
+        RunState.CAPTIONED, media=media, stickers=(Sticker("Wave", "hi"), Sticker("Nap", "zz"))
+    )
+    out = io.StringIO()
+    await ConsoleReviewer(out, stdin=io.StringIO("")).request(run, tmp_path)
+    text = out.getvalue()
+    assert '"Wave"' in text
+    assert '"Nap"' in text
+    sheet = tmp_path / "review-previews" / "contact-sheet.png"
+    assert f"contact sheet: {sheet}" in text
+    with Image.open(sheet) as image:
+        assert image.size == (2 * 160, 160 + 22)

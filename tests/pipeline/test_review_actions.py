@@ -341,3 +341,31 @@ async def test_cancel_of_a_run_stopped_mid_reroll_takes_the_rerolls_prompts_off_
 
     assert code == 0
     assert {*fake.interrupts, *fake.deleted} == set(rerolled)
+
+
+@pytest.mark.parametrize(
+    ("generation_type", "offered"),
+    [
+        ("text2img", True),
+        ("text2longvideo", False),
+        ("sticker_pack", False),
+    ],
+)
+def test_a_review_offers_reroll_only_for_media_drawn_from_descriptions(
+    world: World, generation_type: str, offered: bool
+) -> None:
+    """A narrated reel or a sticker pack is made from more than its descriptions (a script, a
+    sticker list), so its review offers no reroll or variations that would draw it wrongly."""
+    from pipeline.models import Choices, MediaItem, MediaKind
+    from pipeline.review_actions import offers
+
+    choices = Choices(seed=1, character="testy", generation_type=generation_type,
+                      prompt_method="arbitrary", template="t", style="")  # fmt: skip
+    run = Run.new(Job("testy")).advance(
+        RunState.SCORED,
+        choices=choices,
+        media=(MediaItem(path="01.png", kind=MediaKind.IMAGE, description_index=0, kept=True),),
+    )
+    found = offers(run, world.characters.load("testy"))
+    assert (ActionKind.REROLL in found) is offered
+    assert (ActionKind.MORE_LIKE in found) is offered

@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
                 narrated=True,
             ),
         ),
+        ("sticker_pack", Needs(stickers=True)),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -57,9 +58,10 @@ def test_each_strategy_declares_what_it_needs(name: str, needs: Needs) -> None:
 @pytest.mark.parametrize(
     ("name", "video"),
     [("text2img", False), ("image2image", False), ("text2image2image", False),
-     ("text2video", True), ("text2image2video", True), ("text2longvideo", True)],
+     ("text2video", True), ("text2image2video", True), ("text2longvideo", True),
+     ("sticker_pack", False)],
     ids=["text2img", "image2image", "text2image2image", "text2video", "text2image2video",
-         "text2longvideo"],
+         "text2longvideo", "sticker_pack"],
 )  # fmt: skip
 def test_a_strategy_makes_videos_when_its_last_stage_does(name: str, video: bool) -> None:
     """Videos are what the final stage makes: stills drawn first and animated are videos."""
@@ -75,6 +77,7 @@ def test_every_registered_strategy_is_covered_above() -> None:
         "text2video",
         "text2image2video",
         "text2longvideo",
+        "sticker_pack",
     )
 
 
