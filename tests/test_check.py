@@ -89,7 +89,7 @@ async def test_shipped_workflows_pass_on_a_server_that_has_their_nodes(
 
     assert code == 0, "\n".join(out) + err
     assert out == [
-        "ok: 3 character file(s) valid, 5 workflow(s) read, 1 of 1 ComfyUI server(s) checked, "
+        "ok: 3 character file(s) valid, 8 workflow(s) read, 1 of 1 ComfyUI server(s) checked, "
         "0 problem(s)"
     ]
 
@@ -124,7 +124,7 @@ async def test_a_server_that_does_not_answer_is_a_note_not_a_failure(
     assert out == [
         f"note: ComfyUI at {down} did not answer (ClientConnectorError); the workflows were "
         "not checked against it",
-        "ok: 3 character file(s) valid, 5 workflow(s) read, 1 of 2 ComfyUI server(s) checked, "
+        "ok: 3 character file(s) valid, 8 workflow(s) read, 1 of 2 ComfyUI server(s) checked, "
         "0 problem(s)",
     ]
 
