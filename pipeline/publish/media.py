@@ -595,6 +595,46 @@ def fit_video_graph(
     )
 
 
+def _bits_per_second(rate: str) -> float:
+    """ffmpeg's rate notation ("8M", "500k", "1200000") in bits per second."""
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9}.get(rate[-1:], 1.0)
+    return float(rate[:-1] if rate[-1:] in "kMG" else rate) * scale
+
+
+def goes_as_it_is(info: VideoInfo, limits: VideoLimits, size: int) -> bool:
+    """Whether a video already is what `fit_video_graph` would make of it, so its streams are
+    copied instead of encoded again (no generation lost, seconds instead of minutes): H.264 in
+    yuv420p at exactly the frame the platform gets, at most its frame rate, within its length,
+    AAC sound, and within its size and bitrate."""
+    width, height = frame_for(info.width, info.height, limits)
+    return (
+        info.codec == "h264"
+        and info.pix_fmt == "yuv420p"
+        and (info.width, info.height) == (width, height)
+        and info.fps is not None
+        and 23 <= info.fps <= limits.fps + 0.01
+        and limits.min_seconds <= info.duration <= limits.max_seconds
+        and info.has_audio
+        and info.audio_codec == "aac"
+        and size <= limits.max_bytes
+        and size * 8 / info.duration <= _bits_per_second(limits.max_bitrate)
+    )
+
+
+def copy_video_graph(source: Path, target: Path) -> Any:
+    """The ffmpeg-python graph that copies `source`'s video and sound into a new MP4, without
+    metadata, the index first (faststart)."""
+    stream = ffmpeg.input(str(source))
+    return ffmpeg.output(
+        stream["v:0"],
+        stream["a:0"],
+        str(target),
+        c="copy",
+        movflags="+faststart",
+        map_metadata=-1,
+    )
+
+
 def cover_graph(video: Path, target: Path, at: float) -> Any:
     """The ffmpeg-python graph of one JPEG frame of `video` at `at` seconds (a reel's cover)."""
     return ffmpeg.input(str(video), ss=f"{at:.3f}").output(
@@ -629,7 +669,10 @@ async def _fit_video(
     cover = dest.with_name(dest.stem + ".cover.jpg")
     partial_cover = dest.with_name(dest.stem + ".cover.part.jpg")
     try:
-        encode = fit_video_graph(source, partial, info, limits, fit, preset=preset)
+        if goes_as_it_is(info, limits, (await asyncio.to_thread(source.stat)).st_size):
+            encode = copy_video_graph(source, partial)
+        else:
+            encode = fit_video_graph(source, partial, info, limits, fit, preset=preset)
         await run_ffmpeg(compile_graph(encode), timeout_s=timeout_s)
         size = partial.stat().st_size
         if size > limits.max_bytes:

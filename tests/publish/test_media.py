@@ -264,3 +264,29 @@ async def test_a_chatty_ffmpeg_is_read_in_bounded_memory() -> None:
     assert "Input #0, lavfi" in result.stderr
     assert " n: 499 " in result.stderr
     assert " n: 250 " not in result.stderr
+
+
+def _video_packets_md5(path: Path) -> str:
+    """The MD5 of a file's video packets as stored (ffmpeg's md5 muxer over a stream copy)."""
+    args = [ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v"]
+    args += ["-c", "copy", "-f", "md5", "-"]
+    done = subprocess.run(args, check=True, capture_output=True, timeout=60, text=True)
+    return done.stdout.strip()
+
+
+async def test_a_reel_that_already_fits_is_copied_not_encoded_again(tmp_path: Path) -> None:
+    """A video already made to Instagram's reel (H.264 / AAC, 1080x1920, 30 fps), such as a
+    narrated reel, keeps its very frames: its streams are copied into the fitted file, with
+    the index first and no metadata, so nothing is lost to a second encode."""
+    made = make_video(tmp_path / "in.webm", seconds=3.5)
+    reel = await fit_media(made, Platform.INSTAGRAM, tmp_path / "first", preset="ultrafast")
+    again = await fit_media(reel.path, Platform.INSTAGRAM, tmp_path / "second", preset="ultrafast")
+    assert _video_packets_md5(again.path) == _video_packets_md5(reel.path)
+    head = again.path.read_bytes()[:4096]
+    assert head.find(b"moov") != -1
+    assert head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat")
+    assert again.cover is not None
+    # one that does not fit (another frame) is encoded: its packets differ
+    small = make_video(tmp_path / "small.mp4", seconds=3.5, audio=True)
+    fitted = await fit_media(small, Platform.INSTAGRAM, tmp_path / "third", preset="ultrafast")
+    assert _video_packets_md5(fitted.path) != _video_packets_md5(small)
