@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     #: Discord's upload limit for a bot without boosts is 10 MiB; larger files get a preview
     #: (`pipeline.previews`); any positive size, so tests can take the preview path cheaply
     discord_upload_limit_mb: float = Field(default=10, gt=0, le=500)
+    #: x264's speed for the videos made here (fitted for a platform, a narrated reel joined):
+    #: a slower preset makes a smaller file of the same quality for more CPU time
+    video_preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"
+    ] = "veryfast"
     #: the run card is edited at most once per this many seconds (Discord rate-limits edits)
     discord_card_edit_seconds: float = Field(default=1.5, ge=0.05)
     #: after connecting, discord.py waits this long past the last guild's GUILD_CREATE for

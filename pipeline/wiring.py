@@ -9,6 +9,7 @@ way to build a Runner (the bot, the command line and the soak use it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,7 +26,7 @@ from pipeline.errors import CharacterError, CharacterNotFound
 from pipeline.lease import Owner, WallClock, this_process
 from pipeline.llm.base import Task
 from pipeline.llm.factory import LanguageModels, open_models
-from pipeline.longvideo import Narrator
+from pipeline.longvideo import FfmpegEditor, Narrator
 from pipeline.metrics import MetricsCollector
 from pipeline.models import MediaKind, Platform, Run, Sticker, utcnow
 from pipeline.ports import Notifier, Publisher, PublishNotifier, Reviewer, RunnerStore
@@ -260,7 +261,7 @@ class Engine:
             reviewer=reviewer,
             notifier=notifier,
             publisher=self.queue_for(notifier),
-            fit_media=fit_run_media,
+            fit_media=functools.partial(fit_run_media, preset=settings.video_preset),
             video_tags=self.video_tags,
             learning=self.store,
             sound=ModelSound(self.models),
@@ -268,6 +269,7 @@ class Engine:
                 self.models.for_task(Task.DESCRIPTION),
                 self.characters.library.styles,
                 speaker=self.speaker,
+                editor=FfmpegEditor(preset=settings.video_preset),
             ),
             sticker_writer=ModelStickers(self.models, self.characters.library),
             sticker_uploads=build_sticker_uploads(settings, self.store),

@@ -7,6 +7,7 @@ Import the fixtures into a conftest (`from tests.runs import comfy, project, wor
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -149,7 +150,7 @@ class World:
             reviewer=self.reviewer,
             notifier=self.notifier,
             publisher=self.queue,
-            fit_media=fit_run_media,
+            fit_media=functools.partial(fit_run_media, preset="ultrafast"),
             learning=store,
         )
 

@@ -131,7 +131,12 @@ class Cli:
 
 def child_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
-    return env | {"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings}
+    return env | {
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "WARNING",
+        "VIDEO_PRESET": "ultrafast",
+        **settings,
+    }
 
 
 @asynccontextmanager

@@ -62,6 +62,7 @@ def bot_settings(fake: fd.FakeDiscord, data_dir: Path, **overrides: Any) -> Sett
         "schedule_enabled": False,
         "discord_card_edit_seconds": 0.1,
         "shutdown_grace_seconds": 0.2,
+        "video_preset": "ultrafast",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -147,6 +147,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             "WORKFLOWS_DIR": str(tmp_path / "workflows"),
             "PUBLISH_RETRIES": "0",
             "LOG_LEVEL": "INFO",
+            "VIDEO_PRESET": "ultrafast",
             **x.env,
             **x.credentials_env("testy_x"),
         }

@@ -128,6 +128,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             discord_admin_role_ids=[fd.ADMIN_ROLE],
             discord_card_edit_seconds=0.1,
             schedule_enabled=False,
+            video_preset="ultrafast",
             shutdown_grace_seconds=0.5,
             llm_chain_prompt=["openrouter", "gemini"],
             llm_chain_description=["gemini"],
