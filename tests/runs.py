@@ -75,6 +75,11 @@ additional_params:
 """
 
 
+#: for an end-to-end run whose point is not the store (an ffmpeg-heavy one): made once, on
+#: the embedded engine; the tests that read a run back after a stop run on both
+ONE_ENGINE = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+
+
 def make_project(folder: Path) -> Path:
     """`folder` with workflows/, characters/testy.yaml and inputs/fox.png."""
     shutil.copytree(ROOT / "workflows", folder / "workflows")

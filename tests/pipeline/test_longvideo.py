@@ -21,7 +21,7 @@ from pipeline.store import SqlStore
 from tests.doubles import RecordingSink, ScriptedModel
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.openai_api import FakeOpenAI, speech_seconds
-from tests.runs import World
+from tests.runs import ONE_ENGINE, World
 from tests.waiting import until
 
 KEY = "sk-voice-0123456789abcdef"
@@ -80,6 +80,7 @@ def fresh_world(project: Path, store: SqlStore, pool: ComfyPool, voices: Voices)
     return again
 
 
+@ONE_ENGINE
 async def test_a_narrated_run_becomes_one_reel_with_speech_and_posts(
     narrated: World, voice: FakeOpenAI
 ) -> None:
@@ -154,6 +155,7 @@ async def test_a_run_stopped_mid_scene_resumes_without_making_finished_parts_aga
     assert (again.folder(done) / "longvideo.mp4").is_file()
 
 
+@ONE_ENGINE
 async def test_a_refused_voice_fails_the_run_in_one_safe_sentence_and_a_retry_finishes_it(
     world: World, voices: Voices, comfy: tuple[FakeComfyUI, ComfyPool]
 ) -> None:
@@ -201,6 +203,7 @@ def test_the_script_text_numbers_each_scene_with_its_picture(tmp_path: Path) -> 
     ]
 
 
+@ONE_ENGINE
 async def test_a_character_may_speak_through_a_comfyui_workflow(
     world: World, project: Path, voice: FakeOpenAI, comfy: tuple[FakeComfyUI, ComfyPool]
 ) -> None:

@@ -15,7 +15,7 @@ from pipeline.publish.media import probe_video
 from pipeline.wiring import ModelSound
 from tests.doubles import Asked, ScriptedModel
 from tests.fakes.comfyui import FakeComfyUI
-from tests.runs import World
+from tests.runs import ONE_ENGINE, World
 
 SOUND = "waves breaking on rocks, gulls crying, wind"
 
@@ -65,6 +65,7 @@ def _sound_nodes(fake: FakeComfyUI) -> list[str]:
     [("text2video", "text2video.json"), ("text2image2video", "image2video_mmaudio.json")],
     ids=["text2video", "text2image2video"],
 )
+@ONE_ENGINE
 async def test_the_sound_prompt_reaches_mmaudio_and_the_video_has_sound(
     world: World,
     project: Path,
@@ -93,6 +94,7 @@ async def test_the_sound_prompt_reaches_mmaudio_and_the_video_has_sound(
         assert info.has_audio
 
 
+@ONE_ENGINE
 async def test_a_workflow_without_mmaudio_costs_no_call_and_stays_silent(
     world: World, comfy: tuple[FakeComfyUI, ComfyPool]
 ) -> None:
