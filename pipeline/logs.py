@@ -58,7 +58,7 @@ class ShortReconnects(logging.Filter):
         return True
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes each record to `sys.stderr` as it is then, so a caller that swaps the stream
     (pytest's capture, a tool calling `main()` twice) never leaves us on a closed one."""
 
@@ -75,7 +75,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(level: str = "INFO") -> None:
-    handler = _StderrHandler()
+    handler = StderrHandler()
     handler.addFilter(RunIdFilter())
     handler.addFilter(ShortReconnects())
     handler.setFormatter(

@@ -94,3 +94,16 @@ def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptur
         root.setLevel(level)
         for name, old in libraries.items():
             logging.getLogger(name).setLevel(old)
+
+
+@pytest.fixture(autouse=True)
+def _command_line_logging_goes_with_its_test() -> Iterator[None]:
+    """`main()` run in-process sets the command line's logging up (its stderr handler on the
+    root logger, the root's level); both go with the test, so a later test's records are
+    neither printed to the terminal nor formatted for it."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if isinstance(h, logs.StderrHandler)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
