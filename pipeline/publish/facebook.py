@@ -15,9 +15,8 @@ import asyncio
 import json
 import logging
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.models import MediaKind, Platform
@@ -25,12 +24,14 @@ from pipeline.ports import OutgoingMedia, PostMetrics, RemotePost
 from pipeline.publish.credentials import FacebookCredentials
 from pipeline.publish.errors import ContentRejectedError, TransientPublishError
 from pipeline.publish.graph import (
+    CLOCK_SLACK,
     GRAPH_URL,
     GRAPH_VERSION,
     MAX_ANSWER_BYTES,
     GraphApi,
     count_of,
     page_of,
+    same_message,
 )
 from pipeline.publish.http import Limits
 
@@ -41,19 +42,10 @@ MAX_PHOTOS = 10
 #: how many of the page's newest posts are looked through after a lost answer
 POSTS_PAGE = 25
 #: a post's own time may be a little before ours (clocks differ)
-CLOCK_SLACK = timedelta(minutes=5)
 
 
 def post_url(post_id: str) -> str:
     return f"https://www.facebook.com/{post_id}"
-
-
-def same_message(caption: str, message: str) -> bool:
-    """Whether a page post's message is this caption (Facebook keeps the text as sent)."""
-    return (
-        unicodedata.normalize("NFC", caption).strip()
-        == unicodedata.normalize("NFC", message).strip()
-    )
 
 
 def check_media(media: Sequence[OutgoingMedia]) -> None:

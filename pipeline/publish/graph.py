@@ -14,13 +14,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
 from pydantic import SecretStr
 from urllib3.exceptions import NewConnectionError
 
+from pipeline.errors import PublishError
+from pipeline.ports import RemotePost
 from pipeline.publish.errors import (
     AccountAttentionError,
     ContentRejectedError,
@@ -276,3 +280,52 @@ def insight_values(answer: Mapping[str, Any]) -> dict[str, int]:
         if isinstance(name, str) and isinstance(value, int) and not isinstance(value, bool):
             found[name] = value
     return found
+
+
+#: how far a platform's clock may be behind ours when a lost post is looked for
+CLOCK_SLACK = timedelta(minutes=5)
+
+
+def same_message(caption: str, message: str) -> bool:
+    """Whether a post's text is this caption (Meta keeps the text as sent)."""
+    return (
+        unicodedata.normalize("NFC", caption).strip()
+        == unicodedata.normalize("NFC", message).strip()
+    )
+
+
+def publish_container(api: GraphApi, path: str, creation: str, service: str) -> RemotePost:
+    """Publish a finished media container (`POST path`: Instagram's `media_publish`,
+    Threads' `threads_publish`): the post's id and, when the platform tells it, its address.
+    An answer without an id may still be a post: transient, `maybe_posted`."""
+    answer = api.call("POST", path, step="publish", is_post=True, data={"creation_id": creation})
+    post_id = str(answer.get("id") or "")
+    if not post_id:
+        raise TransientPublishError(
+            f"{service} publish: an answer without an id", maybe_posted=True
+        )
+    try:  # the address is a nicety: the post is made whatever this answers
+        link = api.call("GET", post_id, step="permalink", params={"fields": "permalink"})
+        permalink = link.get("permalink")
+    except PublishError:
+        permalink = None
+    return RemotePost(post_id, str(permalink) if permalink else None)
+
+
+def matching_post(
+    answer: Mapping[str, Any], text_field: str, caption: str, since: datetime
+) -> RemotePost | None:
+    """The post of a media list (`id`, `timestamp`, `permalink` and the text in `text_field`)
+    whose text is `caption`, made since `since` (less the clock slack); None when none is."""
+    for item in page_of(answer):
+        text = item.get(text_field)
+        if not isinstance(text, str) or not same_message(caption, text):
+            continue
+        try:
+            when = datetime.strptime(str(item.get("timestamp")), "%Y-%m-%dT%H:%M:%S%z")
+        except ValueError:
+            continue
+        if when.astimezone(UTC) >= since - CLOCK_SLACK and item.get("id"):
+            link = item.get("permalink")
+            return RemotePost(str(item["id"]), str(link) if link else None)
+    return None

@@ -18,14 +18,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from pipeline.errors import ConfigError, PublishError
+from pipeline.errors import ConfigError
 from pipeline.models import MediaKind, Platform
 from pipeline.ports import MetricsReader, OutgoingMedia, PostMetrics, Publisher, RemotePost
 from pipeline.publish.credentials import InstagramGraphCredentials
 from pipeline.publish.errors import ContentRejectedError, TransientPublishError
-from pipeline.publish.facebook import same_message
 from pipeline.publish.graph import (
     GRAPH_URL,
     GRAPH_VERSION,
@@ -33,7 +32,8 @@ from pipeline.publish.graph import (
     GraphApi,
     count_of,
     insight_values,
-    page_of,
+    matching_post,
+    publish_container,
 )
 from pipeline.publish.http import Limits
 from pipeline.publish.image_host import HostedFile, ImageHost
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 MAX_ITEMS = 10
 #: how many of the account's newest media are looked through after a lost answer
 MEDIA_PAGE = 25
-CLOCK_SLACK = timedelta(minutes=5)
 
 
 def check_media(media: Sequence[OutgoingMedia]) -> None:
@@ -174,25 +173,13 @@ class InstagramGraphPublisher:
                     {"media_type": "CAROUSEL", "children": ",".join(children), "caption": caption},
                     "album",
                 )
-            answer = api.call(
-                "POST",
-                f"{user}/media_publish",
-                step="publish",
-                is_post=True,
-                data={"creation_id": creation},
+            posted = publish_container(api, f"{user}/media_publish", creation, "Instagram")
+            log.info(
+                "posted to instagram account %s through the graph api: %s",
+                account,
+                posted.remote_id,
             )
-            media_id = str(answer.get("id") or "")
-            if not media_id:
-                raise TransientPublishError(
-                    "Instagram publish: an answer without an id", maybe_posted=True
-                )
-            log.info("posted to instagram account %s through the graph api: %s", account, media_id)
-            try:  # the address is a nicety: the post is made whatever this answers
-                link = api.call("GET", media_id, step="permalink", params={"fields": "permalink"})
-                permalink = link.get("permalink")
-            except PublishError:
-                permalink = None
-        return RemotePost(media_id, str(permalink) if permalink else None)
+        return posted
 
     async def find_post(self, account: str, caption: str, since: datetime) -> RemotePost | None:
         return await asyncio.to_thread(self._find_sync, account, caption, since)
@@ -206,18 +193,7 @@ class InstagramGraphPublisher:
                 step="media list",
                 params={"fields": "id,caption,timestamp,permalink", "limit": str(MEDIA_PAGE)},
             )
-        for item in page_of(answer):
-            text = item.get("caption")
-            if not isinstance(text, str) or not same_message(caption, text):
-                continue
-            try:
-                when = datetime.strptime(str(item.get("timestamp")), "%Y-%m-%dT%H:%M:%S%z")
-            except ValueError:
-                continue
-            if when.astimezone(UTC) >= since - CLOCK_SLACK and item.get("id"):
-                link = item.get("permalink")
-                return RemotePost(str(item["id"]), str(link) if link else None)
-        return None
+        return matching_post(answer, "caption", caption, since)
 
     async def read_metrics(self, account: str, remote_id: str) -> PostMetrics:
         return await asyncio.to_thread(self._metrics_sync, account, remote_id)

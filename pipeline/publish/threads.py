@@ -16,21 +16,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from pipeline.errors import ConfigError, PublishError
+from pipeline.errors import ConfigError
 from pipeline.models import MediaKind, Platform
 from pipeline.ports import OutgoingMedia, PostMetrics, RemotePost
 from pipeline.publish.credentials import ThreadsCredentials
 from pipeline.publish.errors import ContentRejectedError, TransientPublishError
-from pipeline.publish.facebook import same_message
 from pipeline.publish.graph import (
     MAX_ANSWER_BYTES,
     THREADS_URL,
     THREADS_VERSION,
     GraphApi,
     insight_values,
-    page_of,
+    matching_post,
+    publish_container,
 )
 from pipeline.publish.http import Limits
 from pipeline.publish.image_host import HostedFile, ImageHost
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGES = 10
 POSTS_PAGE = 25
-CLOCK_SLACK = timedelta(minutes=5)
 #: the container status fields as Threads names them
 _STATUS_FIELDS = "status,error_message"
 
@@ -158,25 +157,9 @@ class ThreadsPublisher:
                     {"media_type": "CAROUSEL", "children": ",".join(children), "text": caption},
                     "album",
                 )
-            answer = api.call(
-                "POST",
-                f"{user}/threads_publish",
-                step="publish",
-                is_post=True,
-                data={"creation_id": creation},
-            )
-            post_id = str(answer.get("id") or "")
-            if not post_id:
-                raise TransientPublishError(
-                    "Threads publish: an answer without an id", maybe_posted=True
-                )
-            log.info("posted to threads account %s: %s", account, post_id)
-            try:  # the address is a nicety: the post is made whatever this answers
-                link = api.call("GET", post_id, step="permalink", params={"fields": "permalink"})
-                permalink = link.get("permalink")
-            except PublishError:
-                permalink = None
-        return RemotePost(post_id, str(permalink) if permalink else None)
+            posted = publish_container(api, f"{user}/threads_publish", creation, "Threads")
+            log.info("posted to threads account %s: %s", account, posted.remote_id)
+        return posted
 
     async def find_post(self, account: str, caption: str, since: datetime) -> RemotePost | None:
         return await asyncio.to_thread(self._find_sync, account, caption, since)
@@ -190,18 +173,7 @@ class ThreadsPublisher:
                 step="posts",
                 params={"fields": "id,text,timestamp,permalink", "limit": str(POSTS_PAGE)},
             )
-        for item in page_of(answer):
-            text = item.get("text")
-            if not isinstance(text, str) or not same_message(caption, text):
-                continue
-            try:
-                when = datetime.strptime(str(item.get("timestamp")), "%Y-%m-%dT%H:%M:%S%z")
-            except ValueError:
-                continue
-            if when.astimezone(UTC) >= since - CLOCK_SLACK and item.get("id"):
-                link = item.get("permalink")
-                return RemotePost(str(item["id"]), str(link) if link else None)
-        return None
+        return matching_post(answer, "text", caption, since)
 
     async def read_metrics(self, account: str, remote_id: str) -> PostMetrics:
         return await asyncio.to_thread(self._metrics_sync, account, remote_id)
