@@ -15,73 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 import discord
 
 from bot import render
-from bot.marker import RUN_ID
+from bot.marker import PickMarker, find_marker
 from pipeline.models import Decision, ReviewAction, ReviewTicket, Run, StagePick, utcnow
 from pipeline.previews import review_preview
 
 log = logging.getLogger(__name__)
 
-PICK_PREFIX = "mo:pick:1:"
-_PICK = re.compile(
-    re.escape(PICK_PREFIX)
-    + rf"(?P<run_id>{RUN_ID}):(?P<part>\d{{1,3}}):(?P<parts>\d{{1,3}}):(?P<deadline>\d{{1,12}}|-)"
-    r"(?P<closed>:closed)?"
-)
-
-
-@dataclass(frozen=True)
-class PickMarker:
-    """One pick message's identity: whose pick, which part of how many, until when."""
-
-    run_id: str
-    part: int
-    parts: int
-    deadline: datetime | None
-    closed: bool = False
-
-    @property
-    def custom_id(self) -> str:
-        deadline = "-" if self.deadline is None else str(int(self.deadline.timestamp()))
-        closed = ":closed" if self.closed else ""
-        return f"{PICK_PREFIX}{self.run_id}:{self.part}:{self.parts}:{deadline}{closed}"
-
-    @classmethod
-    def parse(cls, custom_id: str) -> PickMarker | None:
-        found = _PICK.fullmatch(custom_id)
-        if found is None:
-            return None
-        stamp = found["deadline"]
-        return cls(
-            run_id=found["run_id"],
-            part=int(found["part"]),
-            parts=int(found["parts"]),
-            deadline=None if stamp == "-" else datetime.fromtimestamp(int(stamp), UTC),
-            closed=found["closed"] is not None,
-        )
-
 
 def pick_marker_of(components: Iterable[discord.Component]) -> PickMarker | None:
     """The pick marker among a message's components (its button), or None."""
-    for component in components:
-        if isinstance(component, discord.ActionRow):
-            found = pick_marker_of(component.children)
-            if found is not None:
-                return found
-        elif isinstance(component, discord.Button) and component.custom_id:
-            marker = PickMarker.parse(component.custom_id)
-            if marker is not None:
-                return marker
-    return None
+    return find_marker(components, PickMarker)
 
 
 class PickView(discord.ui.View):

@@ -74,8 +74,7 @@ def test_a_pick_between_stages_has_its_own_marker() -> None:
     """A pick's marker reads back as itself and is never taken for a final review's."""
     from datetime import UTC, datetime
 
-    from bot.marker import ReviewMarker
-    from bot.stage_pick import PickMarker
+    from bot.marker import PickMarker, ReviewMarker
 
     marker = PickMarker("abc123", 1, 2, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert PickMarker.parse(marker.custom_id) == marker
