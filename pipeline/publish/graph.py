@@ -17,7 +17,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import requests
 from pydantic import SecretStr
@@ -32,6 +32,7 @@ from pipeline.publish.errors import (
     scrub,
 )
 from pipeline.publish.http import BoundedSession, Limits
+from pipeline.publish.image_host import ImageHost
 
 log = logging.getLogger(__name__)
 
@@ -329,3 +330,59 @@ def matching_post(
             link = item.get("permalink")
             return RemotePost(str(item["id"]), str(link) if link else None)
     return None
+
+
+class _Token(Protocol):
+    @property
+    def access_token(self) -> SecretStr: ...
+
+
+C = TypeVar("C", bound=_Token)
+
+
+class HostedMediaPublisher(Generic[C]):
+    """What the publishers whose media Meta fetches by URL share (Instagram through the Graph
+    API, Threads): an account's credentials, the image host that gives each file its public
+    URL (None: IMAGE_HOST is not set, and a post with media fails saying so), one `GraphApi`
+    per call with the account's token, and the deadlines of a call and of a container's
+    processing."""
+
+    #: names the platform in messages; where its calls go unless told
+    SERVICE: ClassVar[str]
+    API_URL: ClassVar[str]
+    VERSION: ClassVar[str]
+
+    def __init__(
+        self,
+        credentials: Callable[[str], C],
+        host: ImageHost | None,
+        *,
+        api_url: str | None = None,
+        version: str | None = None,
+        timeout: float = 60.0,
+        processing_timeout: float = 300.0,
+        poll_interval: float = 5.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._credentials = credentials
+        self._host = host
+        self._api_url = api_url or self.API_URL
+        self._version = version or self.VERSION
+        self._limits = Limits(deadline=timeout, max_answer_bytes=max_answer_bytes)
+        self._processing_timeout = processing_timeout
+        self._poll_interval = poll_interval
+        self._sleep = sleep
+        self._clock = clock
+
+    def _api(self, creds: C) -> GraphApi:
+        return GraphApi(
+            self.SERVICE,
+            creds.access_token,
+            root=self._api_url,
+            version=self._version,
+            limits=self._limits,
+            sleep=self._sleep,
+            clock=self._clock,
+        )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -28,15 +27,13 @@ from pipeline.publish.errors import ContentRejectedError, TransientPublishError
 from pipeline.publish.graph import (
     GRAPH_URL,
     GRAPH_VERSION,
-    MAX_ANSWER_BYTES,
-    GraphApi,
+    HostedMediaPublisher,
     count_of,
     insight_values,
     matching_post,
     publish_container,
 )
-from pipeline.publish.http import Limits
-from pipeline.publish.image_host import HostedFile, ImageHost
+from pipeline.publish.image_host import HostedFile
 
 log = logging.getLogger(__name__)
 
@@ -63,48 +60,16 @@ def check_media(media: Sequence[OutgoingMedia]) -> None:
         )
 
 
-class InstagramGraphPublisher:
+class InstagramGraphPublisher(HostedMediaPublisher[InstagramGraphCredentials]):
     """The Publisher (and MetricsReader) for Instagram accounts on the Graph API.
 
     `host` gives each file its public URL (None: IMAGE_HOST is not set, and every post fails
     saying so); `processing_timeout` bounds the wait for a container to be FINISHED."""
 
+    SERVICE = "Instagram"
+    API_URL = GRAPH_URL
+    VERSION = GRAPH_VERSION
     platform = Platform.INSTAGRAM
-
-    def __init__(
-        self,
-        credentials: Callable[[str], InstagramGraphCredentials],
-        host: ImageHost | None,
-        *,
-        api_url: str = GRAPH_URL,
-        version: str = GRAPH_VERSION,
-        timeout: float = 60.0,
-        processing_timeout: float = 300.0,
-        poll_interval: float = 5.0,
-        max_answer_bytes: int = MAX_ANSWER_BYTES,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._credentials = credentials
-        self._host = host
-        self._api_url = api_url
-        self._version = version
-        self._limits = Limits(deadline=timeout, max_answer_bytes=max_answer_bytes)
-        self._processing_timeout = processing_timeout
-        self._poll_interval = poll_interval
-        self._sleep = sleep
-        self._clock = clock
-
-    def _api(self, creds: InstagramGraphCredentials) -> GraphApi:
-        return GraphApi(
-            "Instagram",
-            creds.access_token,
-            root=self._api_url,
-            version=self._version,
-            limits=self._limits,
-            sleep=self._sleep,
-            clock=self._clock,
-        )
 
     # ------------------------------------------------------------------ the port
     async def post(self, account: str, media: Sequence[OutgoingMedia], caption: str) -> RemotePost:

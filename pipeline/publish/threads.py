@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from pipeline.errors import ConfigError
@@ -24,16 +23,14 @@ from pipeline.ports import OutgoingMedia, PostMetrics, RemotePost
 from pipeline.publish.credentials import ThreadsCredentials
 from pipeline.publish.errors import ContentRejectedError, TransientPublishError
 from pipeline.publish.graph import (
-    MAX_ANSWER_BYTES,
     THREADS_URL,
     THREADS_VERSION,
-    GraphApi,
+    HostedMediaPublisher,
     insight_values,
     matching_post,
     publish_container,
 )
-from pipeline.publish.http import Limits
-from pipeline.publish.image_host import HostedFile, ImageHost
+from pipeline.publish.image_host import HostedFile
 
 log = logging.getLogger(__name__)
 
@@ -57,47 +54,15 @@ def check_media(media: Sequence[OutgoingMedia]) -> None:
         )
 
 
-class ThreadsPublisher:
+class ThreadsPublisher(HostedMediaPublisher[ThreadsCredentials]):
     """The Publisher (and MetricsReader) for Threads; one per process.
 
     `api_url` (THREADS_API_URL) is where every call goes; `host` gives each image its URL."""
 
+    SERVICE = "Threads"
+    API_URL = THREADS_URL
+    VERSION = THREADS_VERSION
     platform = Platform.THREADS
-
-    def __init__(
-        self,
-        credentials: Callable[[str], ThreadsCredentials],
-        host: ImageHost | None,
-        *,
-        api_url: str = THREADS_URL,
-        version: str = THREADS_VERSION,
-        timeout: float = 60.0,
-        processing_timeout: float = 300.0,
-        poll_interval: float = 5.0,
-        max_answer_bytes: int = MAX_ANSWER_BYTES,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._credentials = credentials
-        self._host = host
-        self._api_url = api_url
-        self._version = version
-        self._limits = Limits(deadline=timeout, max_answer_bytes=max_answer_bytes)
-        self._processing_timeout = processing_timeout
-        self._poll_interval = poll_interval
-        self._sleep = sleep
-        self._clock = clock
-
-    def _api(self, creds: ThreadsCredentials) -> GraphApi:
-        return GraphApi(
-            "Threads",
-            creds.access_token,
-            root=self._api_url,
-            version=self._version,
-            limits=self._limits,
-            sleep=self._sleep,
-            clock=self._clock,
-        )
 
     async def post(self, account: str, media: Sequence[OutgoingMedia], caption: str) -> RemotePost:
         check_media(media)
