@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Any, BinaryIO, Self, cast
 
 import aiohttp
 
@@ -53,6 +53,22 @@ from comfy.watch import Watch, retrieve
 from comfy.workflow import Workflow
 
 log = logging.getLogger(__name__)
+
+async def _open_off_loop(path: Path) -> BinaryIO:
+    """Open a file for reading in a thread. A cancel while the thread opens it (a slow disk, a
+    FIFO) closes the file once the thread has it, so no handle is left to the collector."""
+    opening = asyncio.ensure_future(asyncio.to_thread(path.open, "rb"))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
 
 #: JSON larger than this is parsed in a thread, so the event loop never waits on it
 _PARSE_IN_THREAD = 256 * 1024
@@ -380,7 +396,7 @@ class ComfyClient:
     ) -> str:
         """POST /upload/image; returns the name to put in LoadImage's `image` input."""
         path = Path(path)
-        handle = await asyncio.to_thread(path.open, "rb")
+        handle = await _open_off_loop(path)
         try:
             form = aiohttp.FormData()
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

@@ -14,7 +14,7 @@ import shutil
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import aiohttp
 
@@ -249,7 +249,7 @@ async def fetch_image(
                     )
                 if response.content_length is not None:
                     limits.refuse_size(response.content_length)
-                handle = await asyncio.to_thread(partial.open, "wb")
+                handle = await _open_for_writing(partial)
                 try:
                     received = 0
                     async for chunk in response.content.iter_chunked(_CHUNK):
@@ -275,6 +275,19 @@ async def fetch_image(
         ) from None
     finally:
         await asyncio.to_thread(_tidy, partial, run_folder)
+
+
+async def _open_for_writing(path: Path) -> BinaryIO:
+    """Open in a thread; a cancel (the download's deadline) while the thread opens it closes
+    the file once the thread has it, so no handle is left behind."""
+    opening = asyncio.ensure_future(asyncio.to_thread(path.open, "wb"))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(
+            lambda done: done.cancelled() or done.exception() or done.result().close()
+        )
+        raise
 
 
 def _tidy(partial: Path, run_folder: Path) -> None:

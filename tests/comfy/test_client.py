@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 from pathlib import Path
 
@@ -281,6 +282,32 @@ async def test_upload_then_image_to_image(
     workflow = Workflow.load(WORKFLOWS / "image2image.json").with_input_image(name)
     files = await client.run(workflow, tmp_path / "out")
     assert len(files) == 1
+
+
+async def test_an_upload_cancelled_while_its_file_opens_leaves_no_open_file(
+    client: ComfyClient, tmp_path: Path
+) -> None:
+    """A run stopped while its input picture is still being opened (a slow disk; here a FIFO
+    whose open waits for a writer) closes the file once it opens: no handle is left behind."""
+    fifo = tmp_path / "slow.png"
+    os.mkfifo(fifo)
+    upload = asyncio.create_task(client.upload_image(fifo))
+    await asyncio.sleep(0)  # the thread is now blocked opening the FIFO for reading
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    # the writer's open is the barrier: it returns once the reader's open has returned
+    writer = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
+    try:
+        async with asyncio.timeout(5):
+            while True:  # the reader is closed on the loop right after its thread returns
+                try:
+                    os.write(writer, b"x")
+                except BrokenPipeError:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        os.close(writer)
 
 
 async def test_missing_input_image_is_rejected(client: ComfyClient) -> None:
