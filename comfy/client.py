@@ -54,15 +54,20 @@ from comfy.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
+
 async def _open_off_loop(path: Path) -> BinaryIO:
     """Open a file for reading in a thread. A cancel while the thread opens it (a slow disk, a
     FIFO) closes the file once the thread has it, so no handle is left to the collector."""
-    opening = asyncio.ensure_future(asyncio.to_thread(path.open, "rb"))
+    opening = asyncio.ensure_future(asyncio.to_thread(_open_for_reading, path))
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
         opening.add_done_callback(_close_opened)
         raise
+
+
+def _open_for_reading(path: Path) -> BinaryIO:
+    return path.open("rb")
 
 
 def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:

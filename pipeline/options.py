@@ -13,6 +13,7 @@ import contextlib
 import shutil
 import unicodedata
 from dataclasses import dataclass
+from io import BufferedWriter
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -284,10 +285,13 @@ async def _open_for_writing(path: Path) -> BinaryIO:
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
-        opening.add_done_callback(
-            lambda done: done.cancelled() or done.exception() or done.result().close()
-        )
+        opening.add_done_callback(_close_opened)
         raise
+
+
+def _close_opened(opening: asyncio.Future[BufferedWriter]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _tidy(partial: Path, run_folder: Path) -> None:
