@@ -13,8 +13,20 @@ import pytest
 import comfy
 
 ROOT = Path(__file__).resolve().parents[1]
-#: about 3 s of imports together: each is paid only by a start that uses it
-HEAVY = ("openai", "google.genai", "twitter_text", "tweepy", "instagrapi", "ollama")
+#: about 5 s of imports together: each is paid only by a start that uses it
+HEAVY = (
+    "openai",
+    "google.genai",
+    "twitter_text",
+    "tweepy",
+    "instagrapi",
+    "ollama",
+    "atproto",
+    "boto3",
+    "matplotlib",
+)
+#: the publishers' client libraries
+PLATFORM_CLIENTS = ("atproto", "instagrapi", "curl_cffi", "tweepy", "twitter_text", "boto3")
 #: what `--help` and the commands that touch no service must not pay for (about 0.5 s)
 SERVICES = (
     *HEAVY,
@@ -60,6 +72,20 @@ def test_models_without_keys_do_not_load_the_openai_or_gemini_clients() -> None:
         " gemini_api_key=None))"
     )
     assert imported_after(code, ("openai", "google.genai")) == set()
+
+
+def test_a_platform_client_library_loads_when_its_platform_is_first_used() -> None:
+    """Building the publishers (as the bot does at start) loads no platform client; the first
+    use of Bluesky's publisher loads atproto, and still none of the others."""
+    build = (
+        "from pipeline.models import Platform\n"
+        "from pipeline.publish import build_publishers\n"
+        "from pipeline.settings import load_settings\n"
+        "publishers = build_publishers(load_settings(None))\n"
+    )
+    assert imported_after(build, PLATFORM_CLIENTS) == set()
+    use = build + "import asyncio\nasyncio.run(publishers[Platform.BLUESKY].publisher())\n"
+    assert imported_after(use, PLATFORM_CLIENTS) == {"atproto"}
 
 
 @pytest.mark.parametrize(

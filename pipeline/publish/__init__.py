@@ -16,6 +16,7 @@ from pipeline.publish.errors import (
     ContentRejectedError,
     TransientPublishError,
 )
+from pipeline.publish.lazy import LazyPublisher
 from pipeline.publish.media import FittedMedia, fit_media
 from pipeline.publish.service import PublishService, RetryPolicy, fit_run_media
 from pipeline.settings import Settings
@@ -25,26 +26,51 @@ def build_publishers(
     settings: Settings, credentials: CredentialStore | None = None
 ) -> dict[Platform, Publisher]:
     """One Publisher per platform, configured from settings; credentials are read per account
-    when it first posts (so a missing one fails that post, not the start)."""
-    from pipeline.publish.bluesky import BlueskyPublisher
+    when it first posts (so a missing one fails that post, not the start). The publishers
+    whose client libraries are heavy (instagrapi, tweepy, atproto) are made on first use, their
+    modules imported in a thread (`LazyPublisher`)."""
     from pipeline.publish.facebook import FacebookPublisher
     from pipeline.publish.image_host import build_image_host
-    from pipeline.publish.instagram import InstagramPublisher
     from pipeline.publish.instagram_graph import InstagramByAccount, InstagramGraphPublisher
     from pipeline.publish.threads import ThreadsPublisher
-    from pipeline.publish.twitter import TwitterPublisher
 
     creds = credentials or CredentialStore(settings)
     host = build_image_host(settings)
+
+    def instagrapi() -> Publisher:
+        from pipeline.publish.instagram import InstagramPublisher
+
+        return InstagramPublisher(
+            creds.instagram,
+            lambda name: session_path(settings, Platform.INSTAGRAM, name),
+            request_delay=settings.instagram_request_delay,
+            configure_delay=settings.instagram_configure_delay,
+            timeout=settings.instagram_timeout_seconds,
+        )
+
+    def x() -> Publisher:
+        from pipeline.publish.twitter import TwitterPublisher
+
+        return TwitterPublisher(
+            creds.twitter,
+            api_url=settings.x_api_url,
+            chunk_bytes=settings.x_chunk_bytes,
+            timeout=settings.x_timeout_seconds,
+            processing_timeout=settings.x_processing_timeout_seconds,
+        )
+
+    def bluesky() -> Publisher:
+        from pipeline.publish.bluesky import BlueskyPublisher
+
+        return BlueskyPublisher(
+            creds.bluesky,
+            service_url=settings.bluesky_service_url,
+            timeout=settings.bluesky_timeout_seconds,
+        )
+
     return {
         Platform.INSTAGRAM: InstagramByAccount(
-            InstagramPublisher(
-                creds.instagram,
-                lambda name: session_path(settings, Platform.INSTAGRAM, name),
-                request_delay=settings.instagram_request_delay,
-                configure_delay=settings.instagram_configure_delay,
-                timeout=settings.instagram_timeout_seconds,
-            ),
+            LazyPublisher(Platform.INSTAGRAM, "pipeline.publish.instagram", instagrapi),
             InstagramGraphPublisher(
                 creds.instagram_graph,
                 host,
@@ -54,18 +80,8 @@ def build_publishers(
             ),
             creds.instagram_backend,
         ),
-        Platform.TWITTER: TwitterPublisher(
-            creds.twitter,
-            api_url=settings.x_api_url,
-            chunk_bytes=settings.x_chunk_bytes,
-            timeout=settings.x_timeout_seconds,
-            processing_timeout=settings.x_processing_timeout_seconds,
-        ),
-        Platform.BLUESKY: BlueskyPublisher(
-            creds.bluesky,
-            service_url=settings.bluesky_service_url,
-            timeout=settings.bluesky_timeout_seconds,
-        ),
+        Platform.TWITTER: LazyPublisher(Platform.TWITTER, "pipeline.publish.twitter", x),
+        Platform.BLUESKY: LazyPublisher(Platform.BLUESKY, "pipeline.publish.bluesky", bluesky),
         Platform.FACEBOOK: FacebookPublisher(
             creds.facebook,
             api_url=settings.graph_api_url,
@@ -109,6 +125,7 @@ __all__ = [
     "ContentRejectedError",
     "CredentialStore",
     "FittedMedia",
+    "LazyPublisher",
     "PublishService",
     "RetryPolicy",
     "TransientPublishError",
