@@ -7,6 +7,7 @@ only when that server is absent outside CI; in CI (CI=true) an absent server fai
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -32,9 +33,11 @@ def mysql_admin() -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
         user=parts.username or "root",
         password=parts.password or "",
         autocommit=True,
+        ssl_disabled=True,  # a local server; a TLS context costs 30 ms of CPU per connection
     )
 
 
+@functools.cache
 def _mysql_available() -> bool:
     try:
         mysql_admin().close()

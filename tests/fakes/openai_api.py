@@ -16,12 +16,14 @@ holds the switches (failures to play, a held answer, a body that is not audio, a
 
 from __future__ import annotations
 
+import array
 import asyncio
 import base64
+import functools
 import io
 import math
-import struct
 import subprocess
+import sys
 import tempfile
 import uuid
 import wave
@@ -86,6 +88,7 @@ def speech_seconds(text: str) -> float:
     return max(0.5, 0.25 * len(text.split()))
 
 
+@functools.cache
 def wav_bytes(seconds: float, rate: int = 24_000) -> bytes:
     """A real mono 16-bit WAV of a soft 220 Hz tone, `seconds` long (OpenAI's rate: 24 kHz)."""
     frames = int(seconds * rate)
@@ -94,12 +97,11 @@ def wav_bytes(seconds: float, rate: int = 24_000) -> bytes:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(
-            b"".join(
-                struct.pack("<h", int(3000 * math.sin(2 * math.pi * 220 * i / rate)))
-                for i in range(frames)
-            )
-        )
+        step = 2 * math.pi * 220 / rate
+        tone = array.array("h", [int(3000 * math.sin(step * i)) for i in range(frames)])
+        if sys.byteorder == "big":
+            tone.byteswap()  # WAV samples are little-endian
+        out.writeframes(tone.tobytes())
     return buffer.getvalue()
 
 

@@ -91,14 +91,16 @@ class PrivateMariaDB:
     def _answers(self) -> bool:
         try:
             pymysql.connect(
-                host="127.0.0.1", port=self.port, user="root", connect_timeout=1
+                host="127.0.0.1", port=self.port, user="root", connect_timeout=1, ssl_disabled=True
             ).close()
         except pymysql.err.OperationalError:
             return False
         return True
 
     def create_database(self) -> None:
-        conn = pymysql.connect(host="127.0.0.1", port=self.port, user="root", autocommit=True)
+        conn = pymysql.connect(
+            host="127.0.0.1", port=self.port, user="root", autocommit=True, ssl_disabled=True
+        )
         with conn.cursor() as cursor:
             cursor.execute("CREATE DATABASE faults CHARACTER SET utf8mb4")
         conn.close()
