@@ -47,8 +47,9 @@ if TYPE_CHECKING:
         Started,
         Step,
     )
-    from comfy.pool import ComfyJob, ComfyPool, ServerSpec
+    from comfy.pool import ComfyJob, ComfyPool
     from comfy.preflight import ServerPreflight, preflight_servers
+    from comfy.records import ServerSpec
     from comfy.workflow import Workflow
 
 #: each public name and the module that defines it
@@ -80,7 +81,8 @@ _HOME = {
         ("Cached", "Done", "Event", "EventHandler", "NodeRunning", "Queued", "Started", "Step"),
         "comfy.events",
     ),
-    **dict.fromkeys(("ComfyJob", "ComfyPool", "ServerSpec"), "comfy.pool"),
+    **dict.fromkeys(("ComfyJob", "ComfyPool"), "comfy.pool"),
+    "ServerSpec": "comfy.records",
     **dict.fromkeys(("ServerPreflight", "preflight_servers"), "comfy.preflight"),
     "Workflow": "comfy.workflow",
 }

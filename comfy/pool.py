@@ -11,10 +11,8 @@ import asyncio
 import logging
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -28,30 +26,11 @@ from comfy.errors import (
     PromptRejected,
 )
 from comfy.events import EventHandler
+from comfy.records import ServerSpec
 from comfy.validation import workflow_problems
 from comfy.workflow import Workflow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """A server URL and its capability tags: parsed from `http://host:8188#video,hq`."""
-
-    url: str
-    tags: frozenset[str] = frozenset()
-
-    @classmethod
-    def parse(cls, text: str) -> ServerSpec:
-        url, _, fragment = text.strip().partition("#")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"not a ComfyUI server URL (want http://host:port): {text!r}")
-        tags = frozenset(t.strip() for t in fragment.split(",") if t.strip())
-        return cls(url.rstrip("/"), tags)
-
-    def __str__(self) -> str:
-        return self.url + (f"#{','.join(sorted(self.tags))}" if self.tags else "")
 
 
 class _Server:
@@ -471,4 +450,4 @@ class ComfyPool:
         return min(fit, key=lambda s: (s.client.load + s.choosing, self._servers.index(s)))
 
 
-__all__ = ["ComfyJob", "ComfyPool", "ServerSpec"]
+__all__ = ["ComfyJob", "ComfyPool"]

@@ -1,11 +1,13 @@
 """The records the client hands out: files a node reported and files downloaded, the queue, the
-server's system. Frozen dataclasses; imports only the standard library.
+server's system; and a server's address as a pool is given it. Frozen dataclasses; imports only
+the standard library.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 #: node id -> that node's `output` (kind -> list of files or other values; see _wire.NodeOutputJSON)
 Outputs = dict[str, dict[str, object]]
@@ -62,3 +64,23 @@ class SystemStats:
     python_version: str
     pytorch_version: str
     devices: tuple[Device, ...]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server URL and its capability tags: parsed from `http://host:8188#video,hq`."""
+
+    url: str
+    tags: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str) -> ServerSpec:
+        url, _, fragment = text.strip().partition("#")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"not a ComfyUI server URL (want http://host:port): {text!r}")
+        tags = frozenset(t.strip() for t in fragment.split(",") if t.strip())
+        return cls(url.rstrip("/"), tags)
+
+    def __str__(self) -> str:
+        return self.url + (f"#{','.join(sorted(self.tags))}" if self.tags else "")

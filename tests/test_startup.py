@@ -74,6 +74,16 @@ def test_models_without_keys_do_not_load_the_openai_or_gemini_clients() -> None:
     assert imported_after(code, ("openai", "google.genai")) == set()
 
 
+def test_reading_the_settings_loads_no_network_client() -> None:
+    """Every command reads the settings; checking COMFYUI_SERVERS there must not load aiohttp
+    and the ComfyUI client, so that `runs`, `show` and `db` stay quick."""
+    code = (
+        "from pipeline.settings import load_settings\n"
+        "load_settings(None, comfyui_servers='http://a:8188#video,http://b:8188')"
+    )
+    assert imported_after(code, ("aiohttp", "comfy.client", "comfy.pool")) == set()
+
+
 def test_a_platform_client_library_loads_when_its_platform_is_first_used() -> None:
     """Building the publishers (as the bot does at start) loads no platform client; the first
     use of Bluesky's publisher loads atproto, and still none of the others."""
@@ -108,7 +118,7 @@ def test_every_public_comfy_name_is_its_modules_own() -> None:
     modules (an `except comfy.ComfyError` catches what `comfy.client` raises)."""
     modules = [
         importlib.import_module(f"comfy.{name}")
-        for name in ("client", "errors", "events", "pool", "preflight", "workflow")
+        for name in ("client", "errors", "events", "pool", "preflight", "records", "workflow")
     ]
     for name in comfy.__all__:
         value = getattr(comfy, name)

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from comfy import ComfyClient, ComfyPool, Queued, Started, Workflow, new_prompt_id
+from comfy import ComfyClient, ComfyPool, Queued, ServerSpec, Started, Workflow, new_prompt_id
 from comfy.client import remote_files
 from comfy.events import Event
-from comfy.pool import ServerSpec
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.llm_server import dead_url
 
