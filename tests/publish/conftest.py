@@ -102,7 +102,7 @@ def comfy_png(path: Path, size: tuple[int, int], colour: tuple[int, int, int]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     info.add_text("workflow", '{"nodes": []}')
-    Image.new("RGB", size, colour).save(path, "PNG", pnginfo=info)
+    Image.new("RGB", size, colour).save(path, "PNG", pnginfo=info, compress_level=1)
     return path
 
 
