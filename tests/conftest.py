@@ -64,9 +64,17 @@ def mysql_url() -> Iterator[str]:
     admin.close()
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a store runs on both engines, but for one marked `one_engine` (its
+    point is a platform's client or an ffmpeg-heavy run, not the store): SQLite alone."""
+    if "store_url" in metafunc.fixturenames:
+        one = metafunc.definition.get_closest_marker("one_engine") is not None
+        metafunc.parametrize("store_url", ["sqlite"] if one else ["sqlite", "mysql"], indirect=True)
+
+
+@pytest.fixture
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database URL for each engine: every store test runs on both."""
+    """A database URL for the engine the test is parametrized with (pytest_generate_tests)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     url: str = request.getfixturevalue("mysql_url")

@@ -77,7 +77,7 @@ additional_params:
 
 #: for an end-to-end run whose point is not the store (an ffmpeg-heavy one): made once, on
 #: the embedded engine; the tests that read a run back after a stop run on both
-ONE_ENGINE = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+ONE_ENGINE = pytest.mark.one_engine
 
 
 def make_project(folder: Path) -> Path:

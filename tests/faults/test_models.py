@@ -33,6 +33,10 @@ IDEA = "Testy flies a paper kite over a windy harbour at dawn"
 DESCRIPTIONS = ["a red kite above grey water", "Testy holding the kite string, laughing"]
 ATTEMPTS = 2  # LLM_ATTEMPTS: tries per provider
 
+#: SQLite only: these faults do not depend on the engine (the ComfyUI faults run on both, the
+#: database's own in test_database.py), and a second engine doubles the time
+pytestmark = pytest.mark.one_engine
+
 
 def answer(recorded: Recorded) -> str:
     """What a healthy model says: descriptions as JSON when asked for them, else the idea."""
@@ -72,13 +76,6 @@ class Providers:
 
     def asked(self, fake: LlmFake, *, descriptions: bool) -> int:
         return sum(describing(r) == descriptions for r in fake.requests)
-
-
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    """SQLite only: these faults do not depend on the engine (the ComfyUI faults run on both,
-    the database's own in test_database.py), and a second engine doubles the time."""
-    return f"sqlite:///{tmp_path / 'store.db'}"
 
 
 @pytest.fixture

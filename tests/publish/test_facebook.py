@@ -34,6 +34,10 @@ from tests.fakes.graph import (
 from tests.publish.conftest import FB_ENV, RecordingNotifier, approved_run, comfy_png, no_secrets
 from tests.videos import make_video
 
+#: the platform's client is the point here; the store's side of publishing runs on both
+#: engines in test_records.py and test_end_state.py
+pytestmark = pytest.mark.one_engine
+
 CAPTION = "Autumn walk in the park #fox"
 
 

@@ -29,6 +29,10 @@ from tests.publish.conftest import (
 )
 from tests.videos import make_video
 
+#: the platform's client is the point here; the store's side of publishing runs on both
+#: engines in test_records.py and test_end_state.py
+pytestmark = pytest.mark.one_engine
+
 
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)

@@ -23,6 +23,10 @@ from pipeline.store import SqlStore
 from tests.fakes.instagram import TRANSPORT, USER_ID, FakeInstagram
 from tests.publish.conftest import IG_ENV, RecordingNotifier, photo_run
 
+#: the platform's client is the point here; the store's side of publishing runs on both
+#: engines in test_records.py and test_end_state.py
+pytestmark = pytest.mark.one_engine
+
 #: the deadline of each Instagram request in these tests, in seconds
 DEADLINE = 2.0
 

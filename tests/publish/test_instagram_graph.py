@@ -35,6 +35,10 @@ from tests.publish.conftest import (
 )
 from tests.videos import make_video
 
+#: the platform's client is the point here; the store's side of publishing runs on both
+#: engines in test_records.py and test_end_state.py
+pytestmark = pytest.mark.one_engine
+
 GRAPH_ENV = {"FOX_IG_IG_USER_ID": IG_USER_ID, "FOX_IG_ACCESS_TOKEN": IG_TOKEN}
 CAPTION = "Autumn walk in the park #fox"
 

@@ -27,6 +27,10 @@ from tests.publish.conftest import (
     photo_run,
 )
 
+#: the platform's client is the point here; the store's side of publishing runs on both
+#: engines in test_records.py and test_end_state.py
+pytestmark = pytest.mark.one_engine
+
 LOGIN = ("POST", "/api/v1/accounts/login/")
 TWO_FACTOR = ("POST", "/api/v1/accounts/two_factor_login/")
 

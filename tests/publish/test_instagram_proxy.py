@@ -20,6 +20,10 @@ from pipeline.store import SqlStore
 from tests.fakes.instagram import TRANSPORT, FakeInstagram
 from tests.publish.conftest import IG_ENV, RecordingNotifier, approved_run, comfy_png
 
+#: the platform's client is the point here; the store's side of publishing runs on both
+#: engines in test_records.py and test_end_state.py
+pytestmark = pytest.mark.one_engine
+
 PROXY = "http://proxyuser:proxy-SECRET-pass@10.9.8.7:3128"
 
 

@@ -27,6 +27,10 @@ from tests.fakes.graph import EXPIRED_TOKEN, THREADS_TOKEN, THREADS_USER_ID, Fak
 from tests.fakes.image_host import BUCKET, REGION, S3_KEY_ID, S3_SECRET, FakeS3
 from tests.publish.conftest import RecordingNotifier, approved_run, comfy_png, no_secrets
 
+#: the platform's client is the point here; the store's side of publishing runs on both
+#: engines in test_records.py and test_end_state.py
+pytestmark = pytest.mark.one_engine
+
 TH_ENV = {"FOX_TH_USER_ID": THREADS_USER_ID, "FOX_TH_ACCESS_TOKEN": THREADS_TOKEN}
 CAPTION = "Autumn walk in the park #fox"
 

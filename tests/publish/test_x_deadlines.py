@@ -25,6 +25,10 @@ from tests.fakes.x import ACCESS_453
 from tests.fakes.x_api import FakeXApi
 from tests.publish.conftest import X_ENV, RecordingNotifier, approved_run, comfy_png
 
+#: the platform's client is the point here; the store's side of publishing runs on both
+#: engines in test_records.py and test_end_state.py
+pytestmark = pytest.mark.one_engine
+
 #: the deadline of each X call in these tests, in seconds: small, so that silence ends fast
 DEADLINE = 0.5
 
