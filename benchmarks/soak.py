@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -189,6 +190,8 @@ class Figures:
     posts: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     errors_logged: Counter[str] = field(default_factory=Counter)
+    #: the traceback of the first record of each message in `errors_logged` that carried one
+    error_tracebacks: dict[str, str] = field(default_factory=dict)
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     peak_rss_mb: float = 0.0
@@ -242,6 +245,11 @@ class Figures:
             f" scheduled runs without a slot: {self.scheduled_without_slot}",
             f"errors logged: {sum(self.errors_logged.values())}",
             *(f"  {n:>4}  {message}" for message, n in self.errors_logged.most_common(8)),
+            *(
+                f"  first traceback of {message!r}:\n{self.error_tracebacks[message]}"
+                for message, _ in self.errors_logged.most_common(2)
+                if message in self.error_tracebacks
+            ),
             f"memory (RSS): {self.rss_start_mb:.1f} MB at start, {self.rss_end_mb:.1f} MB at end,"
             f" peak {self.peak_rss_mb:.1f} MB; while runs go: {self.rss_mid_mb:.1f} MB mid-way,"
             f" {self.rss_late_mb:.1f} MB at the end, growth over the second half"
@@ -331,6 +339,7 @@ class ErrorCounter(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.counts: Counter[str] = Counter()
+        self.tracebacks: dict[str, str] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("aiohttp.server"):
@@ -339,9 +348,14 @@ class ErrorCounter(logging.Handler):
             text = record.getMessage()
         except (TypeError, ValueError):
             text = str(record.msg)
+        trace = None
         if record.exc_info and record.exc_info[1] is not None:
             text += f" [{type(record.exc_info[1]).__name__}]"
-        self.counts[_mask(text)[:160]] += 1
+            trace = "".join(traceback.format_exception(record.exc_info[1]))[-4000:]
+        key = _mask(text)[:160]
+        self.counts[key] += 1
+        if trace is not None:
+            self.tracebacks.setdefault(key, trace)
 
 
 def _mask(text: str) -> str:
@@ -878,6 +892,7 @@ async def soak(config: SoakConfig, workdir: Path | None = None) -> Figures:
         if tracing:
             tracemalloc.stop()
     figures.errors_logged = errors.counts
+    figures.error_tracebacks = errors.tracebacks
     return figures
 
 
