@@ -2,7 +2,8 @@
 
 One connection in WAL mode; a lock serialises statements and transactions so concurrent tasks
 never interleave inside each other's transaction, and a transaction cancelled part-way is
-always ended before the lock is let go. A file or folder that cannot be used (not a
+always ended before the lock is let go. Every cursor is closed in aiosqlite's thread, never
+left to the collector on the event loop's. A file or folder that cannot be used (not a
 database, damaged, read-only, full) is one sentence naming the file and the reason, and the
 connection opened for it is closed, so the process can exit. Imports only aiosqlite, the seam
 and the error tree.
@@ -64,6 +65,34 @@ def store_error(path: Path, exc: BaseException) -> StoreError | None:
     return StoreFileError(message) if bad_input else StoreError(message, user_message=message)
 
 
+async def _statement(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> int:
+    """Run one statement and close its cursor, both in aiosqlite's thread; its row count.
+
+    A cursor left to the collector would be finalised on the event loop's thread, and that
+    resets its statement, which SQLite's statement cache may have handed to the connection's
+    thread for another query meanwhile. The statement runs in that thread even when the caller
+    is cancelled, so the cancel is passed on once it ran (a BEGIN that went through unseen
+    would leave the connection inside a transaction nobody ends)."""
+
+    async def run() -> int:
+        async with conn.execute(sql, tuple(params)) as cursor:
+            return cursor.rowcount
+
+    running = asyncio.ensure_future(run())
+    running.add_done_callback(_seen)  # its failure is told to whoever awaits it, if anyone
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        with contextlib.suppress(sqlite3.Error):
+            await running
+        raise
+
+
+def _seen(task: asyncio.Future[int]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class _Tx:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
@@ -71,19 +100,19 @@ class _Tx:
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
-            cursor = await self._conn.execute(sql, tuple(params))
+            return await _statement(self._conn, sql, params)
         except sqlite3.IntegrityError as exc:
             raise DuplicateKey(str(exc)) from exc
         except sqlite3.Error as exc:
             raise _or_itself(store_error(self._path, exc), exc) from None
-        return cursor.rowcount
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         try:
-            async with self._conn.execute(sql, tuple(params)) as cursor:
-                return [tuple(row) for row in await cursor.fetchall()]
+            # the cursor is made, read and dropped in aiosqlite's thread
+            rows = await self._conn.execute_fetchall(sql, tuple(params))
         except sqlite3.Error as exc:
             raise _or_itself(store_error(self._path, exc), exc) from None
+        return [tuple(row) for row in rows]
 
 
 class SqliteDatabase:
@@ -107,9 +136,9 @@ class SqliteDatabase:
         except (OSError, sqlite3.Error) as exc:
             raise _or_itself(store_error(path, exc), exc) from None
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA busy_timeout=10000")
-            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute_fetchall("PRAGMA journal_mode=WAL")
+            await conn.execute_fetchall("PRAGMA busy_timeout=10000")
+            await conn.execute_fetchall("PRAGMA foreign_keys=ON")
         except BaseException as exc:
             await conn.close()
             if isinstance(exc, sqlite3.Error):
@@ -141,16 +170,9 @@ class SqliteDatabase:
                 raise
 
     async def _to_the_end(self, sql: str) -> None:
-        """Run `sql` even when the caller is cancelled meanwhile, and re-raise the cancel only
-        once it ran: aiosqlite's thread runs a queued statement anyway, and a BEGIN that went
-        through unseen would leave the connection inside a transaction nobody ends."""
-        statement = asyncio.ensure_future(self._conn.execute(sql))
+        """Run `sql` even when the caller is cancelled meanwhile (`_statement`)."""
         try:
-            await asyncio.shield(statement)
-        except asyncio.CancelledError:
-            with contextlib.suppress(sqlite3.Error):
-                await statement
-            raise
+            await _statement(self._conn, sql)
         except sqlite3.Error as exc:
             raise _or_itself(store_error(self.path, exc), exc) from None
 
