@@ -2,8 +2,8 @@
 
 One connection in WAL mode; a lock serialises statements and transactions so concurrent tasks
 never interleave inside each other's transaction, and a transaction cancelled part-way is
-always ended before the lock is let go. Every cursor is closed in aiosqlite's thread, never
-left to the collector on the event loop's. A file or folder that cannot be used (not a
+always ended before the lock is let go. Every cursor is made and dropped in aiosqlite's
+thread, never left to the collector on the event loop's. A file or folder that cannot be used (not a
 database, damaged, read-only, full) is one sentence naming the file and the reason, and the
 connection opened for it is closed, so the process can exit. Imports only aiosqlite, the seam
 and the error tree.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -66,29 +66,28 @@ def store_error(path: Path, exc: BaseException) -> StoreError | None:
 
 
 async def _statement(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> int:
-    """Run one statement and close its cursor, both in aiosqlite's thread; its row count.
+    """Run one statement in aiosqlite's thread, where its cursor is made and dropped
+    (`execute_fetchall`); the rows it changed (no trigger or cascade here, so the connection's
+    total of changes moves by exactly those; the caller holds the lock).
 
-    A cursor left to the collector would be finalised on the event loop's thread, and that
-    resets its statement, which SQLite's statement cache may have handed to the connection's
-    thread for another query meanwhile. The statement runs in that thread even when the caller
-    is cancelled, so the cancel is passed on once it ran (a BEGIN that went through unseen
-    would leave the connection inside a transaction nobody ends)."""
-
-    async def run() -> int:
-        async with conn.execute(sql, tuple(params)) as cursor:
-            return cursor.rowcount
-
-    running = asyncio.ensure_future(run())
+    A cursor handed back and left to the collector would be finalised on the event loop's
+    thread, and that resets its statement, which SQLite's statement cache may have given to
+    the connection's thread for another query meanwhile. The statement runs in that thread even
+    when the caller is cancelled, so the cancel is passed on once it ran (a BEGIN that went
+    through unseen would leave the connection inside a transaction nobody ends)."""
+    before = conn.total_changes
+    running = asyncio.ensure_future(conn.execute_fetchall(sql, tuple(params)))
     running.add_done_callback(_seen)  # its failure is told to whoever awaits it, if anyone
     try:
-        return await asyncio.shield(running)
+        await asyncio.shield(running)
     except asyncio.CancelledError:
         with contextlib.suppress(sqlite3.Error):
             await running
         raise
+    return conn.total_changes - before
 
 
-def _seen(task: asyncio.Future[int]) -> None:
+def _seen(task: asyncio.Future[Iterable[sqlite3.Row]]) -> None:
     if not task.cancelled():
         task.exception()
 
