@@ -29,11 +29,6 @@ class LazyPublisher:
         self._made: Publisher | None = None
         self._making = asyncio.Lock()
 
-    @property
-    def made(self) -> Publisher | None:
-        """The real publisher, once something asked for it."""
-        return self._made
-
     async def publisher(self) -> Publisher:
         if self._made is None:
             async with self._making:

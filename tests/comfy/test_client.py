@@ -292,7 +292,7 @@ async def test_an_upload_cancelled_while_its_file_opens_leaves_no_open_file(
     fifo = tmp_path / "slow.png"
     os.mkfifo(fifo)
     upload = asyncio.create_task(client.upload_image(fifo))
-    await asyncio.sleep(0)  # the thread is now blocked opening the FIFO for reading
+    await asyncio.sleep(0)  # the upload has handed the open to a thread, which waits for a writer
     upload.cancel()
     with pytest.raises(asyncio.CancelledError):
         await upload
