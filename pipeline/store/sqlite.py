@@ -131,7 +131,7 @@ class SqliteDatabase:
         try:
             if str(path) != ":memory:":
                 await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            conn = await _connected(path)
         except (OSError, sqlite3.Error) as exc:
             raise _or_itself(store_error(path, exc), exc) from None
         try:
@@ -181,6 +181,29 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         await self._conn.close()
+
+
+async def _connected(path: Path) -> aiosqlite.Connection:
+    """An aiosqlite connection to `path`, or the error opening it raised once its thread has
+    ended. aiosqlite, when its connector fails, queues its thread's stop without waiting for
+    it; a process that then exits at once races that thread to the closed loop, which prints a
+    traceback. So the connector here keeps the error and opens an in-memory database instead,
+    and that connection is closed (and waited for) like any other before the error is raised.
+    """
+    failures: list[sqlite3.Error] = []
+
+    def connector() -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            failures.append(exc)
+            return sqlite3.connect(":memory:", isolation_level=None)
+
+    conn = await aiosqlite.Connection(connector, iter_chunk_size=64)
+    if failures:
+        await conn.close()
+        raise failures[0]
+    return conn
 
 
 def _or_itself(translated: StoreError | None, exc: BaseException) -> BaseException:
