@@ -836,7 +836,11 @@ class Process:
         world = self.world
         while True:
             moment = world.hour
-            await asyncio.gather(self.scheduler.tick(moment), self.scheduler.tick(moment))
+            # a task group, not gather: cancelled, it waits for both ticks to unwind (gather
+            # ends at the first child's cancel, and the store would close under the other)
+            async with asyncio.TaskGroup() as ticks:
+                for _ in range(2):
+                    ticks.create_task(self.scheduler.tick(moment))
             await asyncio.sleep(world.config.hour_seconds)
             if world.hour == moment:
                 world.hour = moment + timedelta(hours=1)

@@ -214,14 +214,30 @@ class MediaBot(commands.Bot):
         log.info("connected to Discord as %s", self.user)
 
     async def close(self) -> None:
-        """Let runs save (reviews end as cancelled with their tickets kept), then disconnect."""
+        """Stop the cogs (a timer loop's iteration under way ends while the store is open;
+        no new /generate starts), let runs save (reviews end as cancelled with their tickets
+        kept), then disconnect."""
         if not self._closing:
             self._closing = True
             self.recovery.stop()
             if self._adoption is not None:
                 self._adoption.cancel()  # it never ends by itself: no grace to wait out
+            await self._unload_cogs()
             await self.services.close()
         await super().close()
+
+    async def _unload_cogs(self) -> None:
+        """What discord.py's close does after ours, done before the services close."""
+        for extension in tuple(self.extensions):
+            try:
+                await self.unload_extension(extension)
+            except Exception:
+                log.exception("cannot unload %s", extension)
+        for name in tuple(self.cogs):
+            try:
+                await self.remove_cog(name)
+            except Exception:
+                log.exception("cannot remove the cog %s", name)
 
 
 def _is_bot_run(run: Run) -> bool:

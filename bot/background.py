@@ -1,7 +1,7 @@
 """`Background`: fire-and-forget tasks that stay referenced and log their failure.
 
 The bot's run cards, reminders and similar side work start here, never through a bare
-`asyncio.create_task`. Imports only the standard library.
+`asyncio.create_task`; `stop_loop` ends a cog's timer loop. Imports only the standard library.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +48,20 @@ class Background:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+class _Loop(Protocol):
+    """What `stop_loop` needs of a `discord.ext.tasks.Loop`."""
+
+    def get_task(self) -> asyncio.Task[None] | None: ...
+    def cancel(self) -> None: ...
+
+
+async def stop_loop(loop: _Loop) -> None:
+    """Cancel a cog's timer loop and wait until its task has ended: an iteration under way (a
+    schedule tick inside a store transaction) unwinds while what it uses is still open. The
+    loop's own `cancel` only asks."""
+    task = loop.get_task()
+    loop.cancel()
+    if task is not None and not task.done():
+        await asyncio.wait({task})

@@ -11,6 +11,7 @@ import logging
 
 from discord.ext import commands, tasks
 
+from bot.background import stop_loop
 from bot.services import Services, services_of
 from pipeline.errors import MediaOverloadError
 from pipeline.metrics import CollectReport
@@ -30,7 +31,7 @@ class MetricsCog(commands.Cog):
             self.collect.start()
 
     async def cog_unload(self) -> None:
-        self.collect.cancel()
+        await stop_loop(self.collect)
         if self.services.metrics is not None:
             await self.services.metrics.aclose()
 

@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot import render
+from bot.background import stop_loop
 from bot.cogs._checks import require
 from bot.services import Services, services_of
 from pipeline.errors import RunError
@@ -40,7 +41,7 @@ class QueueCog(commands.Cog):
             self.beat.start()
 
     async def cog_unload(self) -> None:
-        self.beat.cancel()
+        await stop_loop(self.beat)
 
     @tasks.loop(seconds=60)  # the interval is set in __init__ from settings
     async def beat(self) -> None:

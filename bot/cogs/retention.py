@@ -12,6 +12,7 @@ from datetime import datetime
 
 from discord.ext import commands, tasks
 
+from bot.background import stop_loop
 from bot.services import Services, services_of
 from pipeline.errors import MediaOverloadError
 from pipeline.retention import PruneReport, human_size, prune_media
@@ -28,7 +29,7 @@ class RetentionCog(commands.Cog):
             self.daily.start()
 
     async def cog_unload(self) -> None:
-        self.daily.cancel()
+        await stop_loop(self.daily)
 
     @tasks.loop(hours=24)  # its first turn is at start, so a bot restarted daily prunes too
     async def daily(self) -> None:

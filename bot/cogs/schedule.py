@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time
 
 from discord.ext import commands, tasks
 
+from bot.background import stop_loop
 from bot.services import Services, services_of
 from pipeline.models import utcnow
 from pipeline.scheduler import Scheduler
@@ -30,7 +31,7 @@ class ScheduleCog(commands.Cog):
             self.hourly.start()
 
     async def cog_unload(self) -> None:
-        self.hourly.cancel()
+        await stop_loop(self.hourly)
 
     @tasks.loop(hours=1)  # the times are set in __init__ from settings
     async def hourly(self) -> None:

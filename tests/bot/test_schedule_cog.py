@@ -5,9 +5,10 @@ the claim; a stop right after it) is tested at the pipeline layer: tests/pipelin
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -15,6 +16,7 @@ from bot.cogs.schedule import ScheduleCog
 from pipeline.errors import StoreError
 from pipeline.models import Run
 from pipeline.store import SqlStore, connect
+from pipeline.store.db import Database
 from tests.bot.conftest import BotUnderTest, StartBot
 
 #: 09:00 in Berlin (mascot is due), 17:00 in Tokyo (moonlit_tales is not)
@@ -56,5 +58,46 @@ async def test_a_tick_that_fails_is_logged_and_the_next_one_runs(
         store.broken = False
         assert len(await cog.tick(NINE_IN_BERLIN)) == 1
         assert cog.hourly.is_running()
+    finally:
+        await store.close()
+
+
+class HeldRuns(SqlStore):
+    """The real store whose first read of runs waits until it is cancelled, then reads the
+    store once more on its way out (as a transaction's rollback does)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.reading = asyncio.Event()
+        self.unwound: list[int] = []
+
+    async def list_runs(self, **criteria: Any) -> list[Run]:
+        if not self.reading.is_set():
+            self.reading.set()
+            try:
+                await asyncio.Event().wait()  # until the tick is cancelled
+            finally:
+                self.unwound.append(len(await super().list_runs(limit=1)))
+        return await super().list_runs(**criteria)
+
+
+async def test_closing_the_bot_mid_tick_lets_the_tick_end_before_anything_closes(
+    start_bot: StartBot, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot is closed while the hourly loop's tick waits on the store: the close returns
+    only once the tick has unwound, its last store call answered (the store was still open),
+    and no tick failure is logged."""
+    connected = await connect(f"sqlite:///{tmp_path / 's.db'}", sqlite_path=tmp_path)
+    store = HeldRuns(connected.db)
+    try:
+        under_test = await start_bot(store=store)
+        cog = schedule_of(under_test)
+        cog.hourly.change_interval(seconds=3600)  # relative: the first turn is now
+        cog.hourly.start()
+        await asyncio.wait_for(store.reading.wait(), timeout=10)
+        await under_test.stop()
+        assert store.unwound == [0]
+        assert not cog.hourly.is_running()
+        assert "failed" not in caplog.text
     finally:
         await store.close()
