@@ -30,6 +30,18 @@ class _Models:
         return self.model
 
 
+@pytest.fixture(autouse=True)
+def _x_only(project: Path) -> None:
+    """Testy posts to X alone here: X keeps the fake's small clips as they are, while
+    Instagram's reel frame would encode each one again at 1080x1920 (tests/publish covers
+    that), which is not what these tests are about."""
+    path = project / "characters" / "testy.yaml"
+    text = path.read_text()
+    old = "instagram: {enabled: true,"
+    assert old in text
+    path.write_text(text.replace(old, "instagram: {enabled: false,"))
+
+
 def _answer(asked: Asked) -> str:
     return json.dumps({"sound": SOUND})
 
