@@ -19,6 +19,10 @@ from typing import TextIO
 #: every answer, and a Bloks two-factor login embeds the new session in its answer)
 #: botocore logs its signed requests (and presigned URLs, which open a file for a day) at DEBUG
 SECRET_LOGGERS = ("discord.webhook", "oauthlib", "requests_oauthlib", "instagrapi", "botocore")
+#: libraries that log every operation at DEBUG, so they never log below INFO either: aiosqlite
+#: writes two records per SQL statement, with its parameters (whole runs as JSON), from its own
+#: thread; at LOG_LEVEL=DEBUG they would bury the bot's records
+CHATTY_LOGGERS = ("aiosqlite",)
 
 run_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
 
@@ -89,5 +93,5 @@ def configure(level: str = "INFO") -> None:
     # "logging in using static token" at every try to reach Discord: one line per try is ours
     quiet = root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
     logging.getLogger("discord.client").setLevel(quiet)
-    for name in SECRET_LOGGERS:
+    for name in (*SECRET_LOGGERS, *CHATTY_LOGGERS):
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
