@@ -34,9 +34,10 @@ from pipeline.publish.media import (
     MediaError,
     compile_graph,
     ffmpeg_binary,
-    frame_graph,
+    frames_graph,
     probe_video,
     run_ffmpeg,
+    split_jpegs,
 )
 from pipeline.settings import Settings
 from pipeline.tasks import gather_all
@@ -58,8 +59,9 @@ SYSTEM = (
     'JSON only: {"score": 0.0, "reason": "..."}'
 )
 
-#: the most one video frame may take as a PNG (a 4K frame is about 25 MB)
-FRAME_BYTES = 64 * 1024 * 1024
+#: the most one video frame may take as the JPEG sent on (VISION_MAX_SIDE is at most 4096, and
+#: a 4096x4096 frame of fine detail is about 8 MB at ffmpeg's q 3)
+FRAME_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -166,27 +168,29 @@ async def video_frames(
     count: int,
     *,
     ffmpeg: str,
+    max_side: int = 1024,
     timeout_s: float = 60.0,
     frame_limit: int = FRAME_BYTES,
 ) -> list[bytes]:
-    """`count` frames spread over the video (PNG bytes), read by ffmpeg subprocesses, each
-    within `timeout_s` seconds and `frame_limit` bytes."""
+    """`count` frames spread over the video, as JPEGs no larger than `max_side` on their
+    longer side, ready to send: read by one ffmpeg run after the probe, each within
+    `timeout_s` seconds, the frames within `frame_limit` bytes each. A run that fails part-way
+    still gives the frames it wrote."""
     try:
         info = await probe_video(path, binary=ffmpeg, timeout_s=timeout_s)
         duration = info.duration
         moments = [duration * (i + 0.5) / count for i in range(count)] if duration > 0 else [0.0]
-        frames: list[bytes] = []
-        for moment in moments:
-            grab = compile_graph(frame_graph(path, moment), ffmpeg)
-            result = await run_ffmpeg(
-                grab, timeout_s=timeout_s, stdout_limit=frame_limit, check=False
-            )
-            if result.returncode == 0 and result.stdout:
-                frames.append(result.stdout)
-    except MediaError as exc:  # no video stream, past the deadline, a frame over the limit
+        grab = compile_graph(frames_graph(path, moments, max_side), ffmpeg)
+        result = await run_ffmpeg(
+            grab, timeout_s=timeout_s, stdout_limit=frame_limit * len(moments), check=False
+        )
+    except MediaError as exc:  # no video stream, past the deadline, frames over the limit
         log.warning("cannot read frames of %s: %s", path.name, exc)
         raise RunError(f"no frame could be read from {path.name}") from exc
+    frames = await asyncio.to_thread(split_jpegs, result.stdout)
     if not frames:
+        said = result.stderr.strip().splitlines()[-1:] or ["nothing"]
+        log.warning("no frame of %s (ffmpeg exit %d: %s)", path.name, result.returncode, said[0])
         raise RunError(f"no frame could be read from {path.name}")
     return frames
 
@@ -228,13 +232,10 @@ class VisionScorer:
         if kind is MediaKind.VIDEO:
             if self._ffmpeg is None:
                 self._ffmpeg = await asyncio.to_thread(find_ffmpeg)
-            frames = await video_frames(path, self.video_frames, ffmpeg=self._ffmpeg)
-            return [
-                await asyncio.to_thread(
-                    encode_image, frame, max_side=self.max_side, quality=self._quality
-                )
-                for frame in frames
-            ]
+            frames = await video_frames(
+                path, self.video_frames, ffmpeg=self._ffmpeg, max_side=self.max_side
+            )
+            return [ImageData(frame, "image/jpeg") for frame in frames]
         image = await asyncio.to_thread(
             encode_image, path, max_side=self.max_side, quality=self._quality
         )

@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, ImageChops, ImageOps, PngImagePlugin
 
 from pipeline.errors import ModelError, RunError
 from pipeline.llm import AnswerError, FallbackChain, Lane, Task
 from pipeline.llm.ollama import OllamaProvider
 from pipeline.models import MediaItem, MediaKind
 from pipeline.ports import ImageData, JsonSchema
+from pipeline.publish.media import split_jpegs
 from pipeline.vision import VisionScorer, encode_image, find_ffmpeg, parse_verdict, video_frames
 from pipeline.wiring import ModelScorer
 from tests.doubles import Asked, ScriptedModel
@@ -298,9 +299,57 @@ async def test_video_is_scored_on_frames(video: Path) -> None:
         video.parent, [item], ["a test pattern"], threshold=0.5, keep_best=1
     )
     assert outcome.items[0].score == 0.75
-    assert len(model.calls[0].images) == 3
+    sent = model.calls[0].images
+    assert [(i.mime_type, Image.open(io.BytesIO(i.data)).size) for i in sent] == [
+        ("image/jpeg", (160, 120))
+    ] * 3
+    assert len({i.data for i in sent}) == 3  # three moments, three pictures
     assert "3 frames" in model.calls[0].prompt
     assert outcome.note == "1 of 1 videos reached the threshold 0.5."
+
+
+@pytest.mark.slow
+async def test_video_frames_are_read_at_the_vision_size_in_one_run(video: Path) -> None:
+    """The frames come from ffmpeg already fitted to VISION_MAX_SIDE, in the order of their
+    moments, as the same pictures one ffmpeg run per frame gives."""
+    ffmpeg = find_ffmpeg()
+    frames = await video_frames(video, 2, ffmpeg=ffmpeg, max_side=80)
+    assert [Image.open(io.BytesIO(f)).size for f in frames] == [(80, 60), (80, 60)]
+    for frame, moment in zip(frames, (0.5, 1.5), strict=True):
+        grab = [ffmpeg, "-v", "error", "-ss", f"{moment}", "-i", str(video), "-frames:v", "1",
+                "-vf", "scale=80:60", "-f", "image2pipe", "-vcodec", "png", "pipe:1"]  # fmt: skip
+        alone = (
+            await asyncio.to_thread(subprocess.run, grab, capture_output=True, check=True)
+        ).stdout
+        assert _difference(frame, alone) < 8  # JPEG's loss only
+
+
+def _difference(one: bytes, other: bytes) -> float:
+    """The mean absolute difference of two pictures' grey levels (0..255)."""
+    first, second = (Image.open(io.BytesIO(data)).convert("L") for data in (one, other))
+    histogram = ImageChops.difference(first, second).histogram()
+    return sum(level * count for level, count in enumerate(histogram)) / sum(histogram)
+
+
+def test_a_stream_of_jpegs_is_parted_where_each_one_ends() -> None:
+    """ffmpeg writes the frames one after the other: they are parted where each ends, never at
+    end-marker bytes inside a comment or in the scan (stuffed bytes, restart markers); a
+    cut-short last one is left out, and what is no JPEG gives nothing."""
+    noisy = Image.effect_noise((64, 48), 80).convert("RGB")
+    first = _jpeg(noisy, comment=b"\xff\xd9\xff\xd8 in a comment", restart_marker_blocks=1)
+    assert first.count(b"\xff\xd9") == 2  # the comment's and the real end
+    assert b"\xff\x00" in first  # a stuffed byte in the scan
+    assert b"\xff\xd0" in first  # a restart marker
+    second = _jpeg(Image.new("RGB", (8, 8), "red"))
+    assert split_jpegs(first + second + second[:-30]) == [first, second]
+    assert split_jpegs(first[:-1]) == []
+    assert split_jpegs(b"GIF89a") == []
+
+
+def _jpeg(picture: Image.Image, **options: object) -> bytes:
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", **options)
+    return out.getvalue()
 
 
 @pytest.mark.slow

@@ -642,11 +642,69 @@ def cover_graph(video: Path, target: Path, at: float) -> Any:
     )
 
 
-def frame_graph(video: Path, at: float) -> Any:
-    """The ffmpeg-python graph of one PNG frame of `video` at `at` seconds, written to stdout."""
-    return ffmpeg.input(str(video), ss=f"{at:.3f}").output(
-        "pipe:1", format="image2pipe", vcodec="png", **{"frames:v": 1}
+def frames_graph(video: Path, moments: Sequence[float], max_side: int) -> Any:
+    """The ffmpeg-python graph of one JPEG frame of `video` at each of `moments` (seconds), in
+    that order, written to stdout one after the other (`split_jpegs` parts them): one process
+    for all of them, each input seeking to its moment, each frame made to fit `max_side` on its
+    longer side (never enlarged). A moment past the end gives no frame."""
+    firsts = [
+        ffmpeg.input(str(video), ss=f"{at:.3f}").video.filter("trim", end_frame=1) for at in moments
+    ]
+    joined = firsts[0] if len(firsts) == 1 else ffmpeg.concat(*firsts, v=1, a=0)
+    # one-frame segments may end up with one time stamp: a second apart instead
+    fitted = joined.filter("setpts", "N/TB").filter(
+        "scale",
+        w=f"min(iw,{max_side})",
+        h=f"min(ih,{max_side})",
+        force_original_aspect_ratio="decrease",
     )
+    return fitted.output(
+        "pipe:1", format="image2pipe", vcodec="mjpeg", fps_mode="passthrough", **{"q:v": 3}
+    )
+
+
+def split_jpegs(stream: bytes) -> list[bytes]:
+    """The JPEG images of `stream`, written one after the other (ffmpeg's image2pipe), each
+    from its start to its end marker. The segments are walked by their lengths and the scan
+    data by its markers, so bytes inside a table or a scan are never taken for a boundary; a
+    cut-short last image is left out. Linear in the stream's length."""
+    images: list[bytes] = []
+    start, size = 0, len(stream)
+    while stream.startswith(b"\xff\xd8", start):
+        end = _jpeg_end(stream, start + 2, size)
+        if end is None:
+            break
+        images.append(stream[start:end])
+        start = end
+    return images
+
+
+def _jpeg_end(stream: bytes, at: int, size: int) -> int | None:
+    """Where the JPEG whose segments start at `at` ends (past its EOI), or None when cut short
+    or malformed."""
+    while at + 2 <= size and stream[at] == 0xFF:
+        marker = stream[at + 1]
+        if marker == 0xD9:  # EOI
+            return at + 2
+        if marker == 0xFF:  # a fill byte before a marker
+            at += 1
+            continue
+        if at + 4 > size:
+            return None
+        at += 2 + int.from_bytes(stream[at + 2 : at + 4], "big")
+        if marker == 0xDA:  # SOS: the scan runs to the next marker that is not FF00 or RSTn
+            while True:
+                at = stream.find(b"\xff", at)
+                if at < 0 or at + 1 >= size:
+                    return None
+                following = stream[at + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7:
+                    at += 2
+                elif following == 0xFF:
+                    at += 1
+                else:
+                    break
+    return None
 
 
 async def _fit_video(
