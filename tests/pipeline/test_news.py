@@ -122,3 +122,33 @@ def test_a_number_too_long_for_python_is_invalid_json_not_a_crash(tmp_path: Path
     path = tmp_path / "news.json"
     path.write_text('[{"title": ' + "9" * 5000 + "}]")
     assert refusal(path) == [f"{path}: invalid JSON: a number is too long"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("utf16.csv", (HEADER + "Caf\u00e9,food,x,\n").encode("utf-16-le"),
+         "utf16.csv: holds NUL bytes: it looks like UTF-16 or UTF-32 without a byte-order mark; "
+         "save it as UTF-8"),
+        ("wide.csv", (HEADER + "A,b,c,\nB,c," + "x" * 140_000 + ",\n").encode(),
+         "wide.csv:3: not readable as CSV: a field is longer than 128 KB (content holds at most "
+         "65,535 bytes)"),
+        ("long.json", json.dumps([{"title": "A", "content": "\u00e9" * 40_000}]).encode(),
+         "long.json: [0].content: is 80,000 bytes long; at most 65,535"),
+        ("deep.json", b"[" * 100_000,
+         "deep.json: nests too deeply: a news file is a list of flat objects"),
+        ("nested.json", json.dumps([{"title": {"a": [1]}}]).encode(),
+         "nested.json: [0].title: must be text, not a list or an object"),
+    ],
+    ids=["utf-16-no-bom", "field-over-128k", "content-over-column", "deep-json",
+         "object-as-title"],
+)  # fmt: skip
+def test_a_file_that_cannot_be_imported_is_named_with_its_row_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, content: bytes, expected: str
+) -> None:
+    """A file without a byte-order mark in UTF-16, a field over the CSV reader's cap, text over
+    its column, deep nesting, an object for a title: each is one sentence naming the file (and
+    the row and field where there is one), as `db import-news` prints it."""
+    monkeypatch.chdir(tmp_path)
+    Path(name).write_bytes(content)
+    assert refusal(Path(name)) == [expected]
