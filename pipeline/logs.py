@@ -23,6 +23,8 @@ SECRET_LOGGERS = ("discord.webhook", "oauthlib", "requests_oauthlib", "instagrap
 #: writes two records per SQL statement, with its parameters (whole runs as JSON), from its own
 #: thread; at LOG_LEVEL=DEBUG they would bury the bot's records
 CHATTY_LOGGERS = ("aiosqlite",)
+#: the loggers `configure` keeps at INFO or above, whatever LOG_LEVEL says
+AT_LEAST_INFO = (*SECRET_LOGGERS, *CHATTY_LOGGERS)
 
 run_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
 
@@ -93,5 +95,5 @@ def configure(level: str = "INFO") -> None:
     # "logging in using static token" at every try to reach Discord: one line per try is ours
     quiet = root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
     logging.getLogger("discord.client").setLevel(quiet)
-    for name in (*SECRET_LOGGERS, *CHATTY_LOGGERS):
+    for name in AT_LEAST_INFO:
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))

@@ -94,9 +94,7 @@ def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptur
     to caplog; the global logging state is put back afterwards."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    libraries = {
-        name: logging.getLogger(name).level for name in (*logs.SECRET_LOGGERS, *logs.CHATTY_LOGGERS)
-    }
+    libraries = {name: logging.getLogger(name).level for name in logs.AT_LEAST_INFO}
     logs.configure("DEBUG")
     root.addHandler(caplog.handler)
     caplog.handler.setLevel(logging.DEBUG)
