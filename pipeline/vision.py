@@ -139,15 +139,19 @@ def encode_image(data: bytes | Path, *, max_side: int = 1024, quality: int = 85)
     (blocking: call in a thread).
 
     One decode, at most one resize, one encode: a JPEG is decoded at 1/2, 1/4 or 1/8 of its
-    size when that still covers `max_side` (`draft`); the resize first reduces by whole
-    factors (a box filter), then resamples bilinearly; the EXIF turn is made on the small
-    image. The metadata (ComfyUI's PNGs carry the whole workflow) are not sent on.
+    size when that still covers `max_side` (`draft`), the PNGs ComfyUI saves by libpng
+    (`_png_pixels`); the resize first reduces by whole factors (a box filter), then resamples
+    bilinearly; the EXIF turn is made on the small image. The metadata (ComfyUI's PNGs carry
+    the whole workflow) are not sent on.
     """
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
-    with Image.open(source) as opened:
+    raw = data if isinstance(data, bytes) else data.read_bytes()
+    with Image.open(io.BytesIO(raw)) as opened:
         opened.draft("RGB", (max_side, max_side))  # JPEG only; other formats decode whole
-        turn = _UPRIGHT.get(opened.getexif().get(ExifTags.Base.Orientation, 1))
-        image = opened.convert("RGB") if opened.mode != "RGB" else opened
+        image = _png_pixels(opened, raw)
+        turn = None
+        if image is None:
+            turn = _UPRIGHT.get(opened.getexif().get(ExifTags.Base.Orientation, 1))
+            image = opened.convert("RGB") if opened.mode != "RGB" else opened
         size = fitted_size(image.size, max_side)
         if size != image.size:
             image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
@@ -156,6 +160,38 @@ def encode_image(data: bytes | Path, *, max_side: int = 1024, quality: int = 85)
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=quality)
     return ImageData(out.getvalue(), "image/jpeg")
+
+
+#: the keys of a PNG's info that may turn it (EXIF, XMP): such a PNG is left to Pillow
+_MAY_TURN = frozenset({"exif", "xmp", "XML:com.adobe.xmp"})
+
+
+def _png_pixels(opened: Image.Image, raw: bytes) -> Image.Image | None:
+    """The RGB pixels of a still RGB or RGBA PNG that carries no turn (as ComfyUI saves them),
+    decoded by libpng through imagecodecs; None for any other file, which Pillow decodes.
+
+    libpng unfilters with SIMD and inflates with zlib-ng, and imagecodecs lets the GIL go while
+    it decodes: a 1024x1024 PNG takes about 14 ms of CPU against Pillow's 21-24 ms (Pillow
+    unfilters a byte at a time, and its wheel inflates with the system's zlib). Pillow has
+    already read the header: the format, the mode and the size's bomb check. Alpha (or a
+    transparent colour) is dropped and 16 bits are cut to 8, as Pillow's `convert` does.
+    """
+    if (
+        opened.format != "PNG"
+        or opened.mode not in ("RGB", "RGBA")
+        or getattr(opened, "is_animated", False)
+        or not _MAY_TURN.isdisjoint(opened.info)
+    ):
+        return None
+    from imagecodecs import PngError, png_decode  # with numpy: loaded when first scoring
+
+    try:
+        pixels = png_decode(raw)
+    except PngError as exc:  # truncated or corrupted image data
+        raise OSError(f"the PNG's image data cannot be decoded ({exc})") from exc
+    if pixels.dtype.itemsize == 2:
+        pixels = (pixels >> 8).astype("uint8")
+    return Image.fromarray(pixels[..., :3])
 
 
 def find_ffmpeg() -> str:

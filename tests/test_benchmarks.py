@@ -76,7 +76,7 @@ CASES: list[tuple[str, Main, list[str], list[str]]] = [
         "vision_scoring",
         vision_scoring.main,
         ["--images", "2", "--latency", "0.01", "--limit", "2"],
-        ["prep_cpu_ms_per_image", "png_decode_cpu_ms", "peak_mb", "ratio_to_ideal"],
+        ["prep_cpu_ms_per_image", "pillow_png_decode_cpu_ms", "peak_mb", "ratio_to_ideal"],
     ),
     (
         "startup",

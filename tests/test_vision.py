@@ -6,9 +6,10 @@ import asyncio
 import io
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat, PngImagePlugin
 
@@ -160,16 +161,18 @@ def test_an_image_is_sent_within_the_side_keeping_its_shape(
     assert data.mime_type == "image/jpeg"
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 @pytest.mark.parametrize(
     "orientation", [3, 6, 8], ids=["upside-down", "turned-right", "turned-left"]
 )
-def test_a_photo_turned_by_its_exif_reaches_the_model_upright(orientation: int) -> None:
-    """A camera JPEG stored sideways with an EXIF orientation is sent the way it is seen."""
+def test_a_photo_turned_by_its_exif_reaches_the_model_upright(orientation: int, fmt: str) -> None:
+    """A camera picture stored sideways with an EXIF orientation (a JPEG, or a PNG's eXIf
+    chunk) is sent the way it is seen."""
     upright = _left_red((1600, 1200))
     stored = {3: 180, 6: 90, 8: 270}[orientation]
     exif = Image.Exif()
     exif[0x0112] = orientation
-    data = encode_image(_saved(upright.rotate(stored, expand=True), "JPEG", exif=exif))
+    data = encode_image(_saved(upright.rotate(stored, expand=True), fmt, exif=exif))
     with Image.open(io.BytesIO(data.data)) as image:
         assert image.size == (1024, 768)
         assert _rgb(image, (5, 384))[0] > 200  # red on the left, as the camera saw it
@@ -193,6 +196,59 @@ def test_a_transparent_or_grey_image_is_sent_as_rgb(mode: str) -> None:
     data = encode_image(_saved(_left_red((300, 200)).convert(mode), "PNG"))
     with Image.open(io.BytesIO(data.data)) as image:
         assert (image.mode, image.size) == ("RGB", (300, 200))
+
+
+def _texture(size: tuple[int, int]) -> Image.Image:
+    """Fine noise, a gradient and hard edges in three different channels: a decoder that
+    swaps channels, skips a row or misreads a filter gives other pixels."""
+    noise = Image.effect_noise(size, 40)
+    gradient = Image.linear_gradient("L").resize(size)
+    edges = Image.new("L", size, 30)
+    edges.paste(220, (size[0] // 3, 0, size[0] // 2, size[1]))
+    return Image.merge("RGB", (noise, gradient, edges))
+
+
+def _png16(image: Image.Image) -> bytes:
+    """`image` as a 16-bit RGB PNG (Pillow writes RGB PNGs in 8 bits only)."""
+    from imagecodecs import png_encode
+
+    pixels = np.asarray(image).astype(np.uint16) * 257 + 99  # low bytes that must be cut
+    return bytes(png_encode(pixels))
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        lambda image: _saved(image, "PNG", compress_level=4),
+        lambda image: _saved(image.convert("RGBA"), "PNG"),
+        lambda image: _saved(image, "PNG", transparency=(30, 30, 30)),
+        _png16,
+    ],
+    ids=["rgb-as-comfyui-saves-it", "rgba", "transparent-colour", "16-bit"],
+)
+def test_a_png_reaches_the_model_with_the_pixels_pillow_reads(
+    stored: Callable[[Image.Image], bytes],
+) -> None:
+    """Whichever decoder reads a PNG, the model gets the very JPEG Pillow's own decode of it
+    would give (alpha dropped, 16 bits cut to their high 8)."""
+    png = stored(_texture((640, 480)))
+    with Image.open(io.BytesIO(png)) as opened:
+        expected = _saved(opened.convert("RGB"), "JPEG", quality=85)
+    assert encode_image(png, quality=85).data == expected
+
+
+async def test_a_png_cut_off_in_its_image_data_is_dropped_with_a_sentence(
+    tmp_path: Path,
+) -> None:
+    """A PNG whose header reads but whose image data ends early cannot be scored: the run
+    says which file, without the folder."""
+    png = _saved(_texture((640, 480)), "PNG")
+    (tmp_path / "img0.png").write_bytes(png[: len(png) // 2])
+    with pytest.raises(RunError) as raised:
+        await VisionScorer(ScriptedModel.of()).score_items(
+            tmp_path, items(1), DESCRIPTIONS, threshold=0.5
+        )
+    assert raised.value.user_message == "img0.png could not be read for scoring (OSError)"
 
 
 async def test_one_unscorable_image_is_dropped(folder: Path) -> None:
