@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -231,6 +232,14 @@ async def video_frames(
     return frames
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, as a container's cpuset limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 class VisionScorer:
     """Scores media with a VisionModel; one scorer's semaphore limits all its calls."""
 
@@ -247,7 +256,10 @@ class VisionScorer:
     ) -> None:
         self.model = model
         self._limit = asyncio.Semaphore(concurrency)
-        self._preparing = asyncio.Semaphore(concurrency)
+        # Preparing is CPU work: more at once than there are cores only shares them, and the
+        # files prepared ahead (for the calls after these) would slow the ones the model waits
+        # for now; the semaphore's queue keeps them in order.
+        self._preparing = asyncio.Semaphore(min(concurrency, usable_cores()))
         self.max_side = max_side
         self._quality = jpeg_quality
         self.video_frames = video_frames
