@@ -286,9 +286,13 @@ async def settled_fds() -> int:
     return open_fds()
 
 
+#: the frames kept of each allocation when tracing growth (enough to reach our own code)
+TRACE_FRAMES = 10
+
+
 class MemoryWatch:
     """Samples the RSS while runs go (the fakes' records dropped first: they are the soak's,
-    not ours); with `trace`, compares tracemalloc snapshots of the middle and the end, by line."""
+    not ours); with `trace`, compares tracemalloc snapshots of the middle and the end."""
 
     def __init__(self, world: World, *, every: float = 0.25, trace: bool = False) -> None:
         self.world = world
@@ -312,7 +316,8 @@ class MemoryWatch:
 
     def finish(self, figures: Figures, *, top: int = 12) -> None:
         """Means of the samples around the middle (40-60%) and over the last tenth; with
-        `trace`, the lines whose allocations grew most since the middle."""
+        `trace`, the project's lines whose allocations grew most since the middle (a library's
+        allocation counts for the line of ours that called into it)."""
         if not self.samples:
             return
         end = self.samples[-1][0]
@@ -322,14 +327,28 @@ class MemoryWatch:
         figures.rss_late_mb = sum(late) / len(late)
         if self.trace and self._middle is not None:
             gc.collect()
-            grown = tracemalloc.take_snapshot().compare_to(self._middle, "lineno")
+            grown = tracemalloc.take_snapshot().compare_to(self._middle, "traceback")
+            by_caller: Counter[str] = Counter()
+            blocks: Counter[str] = Counter()
+            for stat in grown:
+                caller = _our_frame(stat.traceback)
+                by_caller[caller] += stat.size_diff
+                blocks[caller] += stat.count_diff
             figures.growth = [
-                f"{stat.size_diff / 1024:+.0f} KiB in {stat.count_diff:+d} blocks at "
-                f"{stat.traceback[0].filename.removeprefix(str(ROOT) + '/')}:"
-                f"{stat.traceback[0].lineno}"
-                for stat in grown[:top]
-                if stat.size_diff > 0
+                f"{size / 1024:+.0f} KiB in {blocks[caller]:+d} blocks from {caller}"
+                for caller, size in by_caller.most_common(top)
+                if size > 0
             ]
+
+
+def _our_frame(traceback: tracemalloc.Traceback) -> str:
+    """The innermost frame in this project's code (the library or standard module that
+    allocated is seldom what keeps the memory), else the innermost frame."""
+    for frame in reversed(traceback):  # tracemalloc lists the oldest call first
+        if frame.filename.startswith(str(ROOT)) and "/.venv/" not in frame.filename:
+            return f"{frame.filename.removeprefix(str(ROOT) + '/')}:{frame.lineno}"
+    frame = traceback[-1]
+    return f"{frame.filename}:{frame.lineno}"
 
 
 class ErrorCounter(logging.Handler):
@@ -887,7 +906,7 @@ async def soak(config: SoakConfig, workdir: Path | None = None) -> Figures:
     logging.getLogger().addHandler(errors)
     tracing = config.trace_growth and not tracemalloc.is_tracing()
     if tracing:
-        tracemalloc.start()
+        tracemalloc.start(TRACE_FRAMES)
     try:
         async with _world(config, workdir) as world:
             figures = await _soak(world)
@@ -1034,7 +1053,8 @@ def main() -> None:
     parser.add_argument(
         "--trace-growth",
         action="store_true",
-        help="list the lines whose allocations grew over the second half (tracemalloc; slower)",
+        help="list the project's lines whose allocations grew over the second half "
+        "(tracemalloc; slower)",
     )
     args = parser.parse_args()
     logging.basicConfig(

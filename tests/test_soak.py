@@ -5,11 +5,13 @@ names the seed and the runs, so `python benchmarks/soak.py --seed N` replays it.
 from __future__ import annotations
 
 import asyncio
+import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from benchmarks.soak import Figures, SoakConfig, soak
+from benchmarks.soak import TRACE_FRAMES, Figures, SoakConfig, _our_frame, soak
 
 SHORT = SoakConfig(seconds=4.0, seed=7, restart_every=0.7, fault_every=0.12, drain_seconds=20)
 
@@ -70,3 +72,22 @@ def test_the_last_line_tells_memory_growth_and_descriptors(figures: Figures) -> 
     for key in ("rss_growth_mb_second_half", "fds_start", "fds_end"):
         float(pairs[key])
     assert figures.rss_mid_mb > 0, figures.report()
+
+
+def _parsed_answers() -> list[object]:
+    return [json.loads('{"a": [1, 2, 3]}') for _ in range(2000)]
+
+
+def test_growth_is_told_by_the_line_of_ours_that_allocated() -> None:
+    """Tracing growth names the project's line that kept the memory, not the library's line
+    that allocated it (json's decoder allocates every parsed answer)."""
+    tracemalloc.start(TRACE_FRAMES)
+    try:
+        kept = _parsed_answers()
+        stats = tracemalloc.take_snapshot().statistics("traceback")
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == 2000
+    parsed = next(s for s in stats if s.traceback[-1].filename.endswith("json/decoder.py"))
+    line = _parsed_answers.__code__.co_firstlineno + 1
+    assert _our_frame(parsed.traceback) == f"tests/test_soak.py:{line}"
